@@ -61,12 +61,15 @@ impl Report {
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter().filter(|d| d.severity == Severity::Warning)
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
     }
 
     /// Sorts findings by position so that the report reads top to bottom.
     pub fn sort(&mut self) {
-        self.items.sort_by(|a, b| (a.mark, a.severity).cmp(&(b.mark, b.severity)));
+        self.items
+            .sort_by(|a, b| (a.mark, a.severity).cmp(&(b.mark, b.severity)));
     }
 
     /// Formats one diagnostic with this report's file name.

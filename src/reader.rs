@@ -16,7 +16,11 @@ impl<'n> Fields<'n> {
     /// Starts reading `node` as a mapping; reports an error and returns `None` otherwise.
     pub fn new(r: &mut Report, node: &'n Node, path: &str) -> Option<Fields<'n>> {
         if node.as_map().is_none() {
-            r.error(node, path, format!("expected a mapping, found {}", node.kind()));
+            r.error(
+                node,
+                path,
+                format!("expected a mapping, found {}", node.kind()),
+            );
             return None;
         }
         Some(Fields {
@@ -57,11 +61,7 @@ impl<'n> Fields<'n> {
     pub fn req(&mut self, r: &mut Report, key: &str) -> Option<&'n Node> {
         let v = self.opt(key);
         if v.is_none() {
-            r.error(
-                self.node,
-                &self.path,
-                format!("required key '{key}' not provided"),
-            );
+            r.error(self.node, &self.sub(key), "required key not provided");
         }
         v
     }
@@ -105,8 +105,16 @@ impl<'n> Fields<'n> {
         for (k, _) in entries {
             match k.as_str() {
                 Some(s) if self.used.contains(&s) || known.contains(&s) => {}
-                Some(s) => r.warn(k, &join(&self.path, s), format!("unknown key in {what}; ignored")),
-                None => r.error(k, &self.path, format!("keys must be strings, found {}", k.kind())),
+                Some(s) => r.warn(
+                    k,
+                    &join(&self.path, s),
+                    format!("unknown key in {what}; ignored"),
+                ),
+                None => r.error(
+                    k,
+                    &self.path,
+                    format!("keys must be strings, found {}", k.kind()),
+                ),
             }
         }
     }
@@ -128,7 +136,11 @@ pub fn boolean(r: &mut Report, n: &Node, path: &str) -> Option<bool> {
     match n.value {
         Value::Bool(b) => Some(b),
         _ => {
-            r.error(n, path, format!("expected true or false, found {}", n.kind()));
+            r.error(
+                n,
+                path,
+                format!("expected true or false, found {}", n.kind()),
+            );
             None
         }
     }
@@ -205,14 +217,24 @@ pub fn entries<'n>(r: &mut Report, n: &'n Node, path: &str) -> Vec<(String, &'n 
 }
 
 /// Checks that `value` is one of `allowed`, with a message listing them.
-pub fn one_of(r: &mut Report, n: &Node, path: &str, what: &str, value: &str, allowed: &[&str]) -> bool {
+pub fn one_of(
+    r: &mut Report,
+    n: &Node,
+    path: &str,
+    what: &str,
+    value: &str,
+    allowed: &[&str],
+) -> bool {
     if allowed.contains(&value) {
         return true;
     }
     r.error(
         n,
         path,
-        format!("unknown {what} '{value}'; expected one of {}", allowed.join(", ")),
+        format!(
+            "unknown {what} '{value}'; expected one of {}",
+            allowed.join(", ")
+        ),
     );
     false
 }

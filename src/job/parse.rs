@@ -20,40 +20,139 @@ pub struct JobError {
 /// Context variables LAVA lets a job pass to the device-type template (`CONTEXT_VARIABLES`).
 pub const CONTEXT_VARIABLES: &[&str] = &[
     // qemu
-    "arch", "boot_console", "boot_root", "cpu", "extra_options", "guestfs_driveid",
-    "guestfs_interface", "guestfs_size", "machine", "memory", "model", "monitor", "netdevice",
-    "no_kvm", "no_network", "serial", "vga",
+    "arch",
+    "boot_console",
+    "boot_root",
+    "cpu",
+    "extra_options",
+    "guestfs_driveid",
+    "guestfs_interface",
+    "guestfs_size",
+    "machine",
+    "memory",
+    "model",
+    "monitor",
+    "netdevice",
+    "no_kvm",
+    "no_network",
+    "serial",
+    "vga",
     // u-boot
-    "booti_kernel_addr", "booti_ramdisk_addr", "booti_dtb_addr", "bootm_kernel_addr",
-    "bootm_ramdisk_addr", "bootm_dtb_addr", "bootz_kernel_addr", "bootz_ramdisk_addr",
+    "booti_kernel_addr",
+    "booti_ramdisk_addr",
+    "booti_dtb_addr",
+    "bootm_kernel_addr",
+    "bootm_ramdisk_addr",
+    "bootm_dtb_addr",
+    "bootz_kernel_addr",
+    "bootz_ramdisk_addr",
     "bootz_dtb_addr",
     // others
-    "deploy_character_delay", "boot_character_delay", "boot_retry", "bootloader_prompt",
-    "console_device", "custom_kernel_args", "extra_kernel_args", "extra_nfsroot_args",
-    "failure_retry", "kernel_loglevel", "kernel_start_message", "lava_test_results_dir",
-    "menu_interrupt_prompt", "mustang_menu_list", "test_character_delay", "tftp_mac_address",
-    "uboot_extra_error_message", "uboot_needs_interrupt", "uboot_altbank",
+    "deploy_character_delay",
+    "boot_character_delay",
+    "boot_retry",
+    "bootloader_prompt",
+    "console_device",
+    "custom_kernel_args",
+    "extra_kernel_args",
+    "extra_nfsroot_args",
+    "failure_retry",
+    "kernel_loglevel",
+    "kernel_start_message",
+    "lava_test_results_dir",
+    "menu_interrupt_prompt",
+    "mustang_menu_list",
+    "test_character_delay",
+    "tftp_mac_address",
+    "uboot_extra_error_message",
+    "uboot_needs_interrupt",
+    "uboot_altbank",
 ];
 
 /// Every deploy `to:` LAVA knows; those outside [`DeployTo::IN_SCOPE`] are warnings.
 const LAVA_DEPLOY_TO: &[&str] = &[
-    "avh", "docker", "download", "downloads", "fastboot", "flasher", "fvp", "image",
-    "iso-installer", "lxc", "mps", "musca", "nbd", "nfs", "overlay", "qemu-nfs", "recovery",
-    "sata", "sd", "ssh", "tftp", "tmpfs", "u-boot-ums", "usb", "uuu", "vemsd",
+    "avh",
+    "docker",
+    "download",
+    "downloads",
+    "fastboot",
+    "flasher",
+    "fvp",
+    "image",
+    "iso-installer",
+    "lxc",
+    "mps",
+    "musca",
+    "nbd",
+    "nfs",
+    "overlay",
+    "qemu-nfs",
+    "recovery",
+    "sata",
+    "sd",
+    "ssh",
+    "tftp",
+    "tmpfs",
+    "u-boot-ums",
+    "usb",
+    "uuu",
+    "vemsd",
 ];
 
 /// Every boot `method:` LAVA knows; those outside [`BootMethod::IN_SCOPE`] are warnings.
 const LAVA_BOOT_METHODS: &[&str] = &[
-    "avh", "barebox", "bootloader", "cmsis-dap", "depthcharge", "dfu", "docker", "fastboot",
-    "fvp", "gdb", "grub", "grub-efi", "ipxe", "jlink", "kexec", "lxc", "minimal", "musca",
-    "new_connection", "nodebooter", "openocd", "pyocd", "qemu", "qemu-iso", "qemu-nfs",
-    "recovery", "schroot", "secure-boot", "ssh", "u-boot", "u-boot-ums", "uefi", "uefi-menu",
-    "uuu", "vexpress", "rockchip",
+    "avh",
+    "barebox",
+    "bootloader",
+    "cmsis-dap",
+    "depthcharge",
+    "dfu",
+    "docker",
+    "fastboot",
+    "fvp",
+    "gdb",
+    "grub",
+    "grub-efi",
+    "ipxe",
+    "jlink",
+    "kexec",
+    "lxc",
+    "minimal",
+    "musca",
+    "new_connection",
+    "nodebooter",
+    "openocd",
+    "pyocd",
+    "qemu",
+    "qemu-iso",
+    "qemu-nfs",
+    "recovery",
+    "schroot",
+    "secure-boot",
+    "ssh",
+    "u-boot",
+    "u-boot-ums",
+    "uefi",
+    "uefi-menu",
+    "uuu",
+    "vexpress",
+    "rockchip",
 ];
 
 const DEPLOY_OS: &[&str] = &[
-    "android", "apertis", "archlinux", "centos", "centos_installer", "debian",
-    "debian_installer", "fedora", "lede", "oe", "qnx", "slackware", "ubuntu",
+    "android",
+    "apertis",
+    "archlinux",
+    "centos",
+    "centos_installer",
+    "debian",
+    "debian_installer",
+    "fedora",
+    "lede",
+    "oe",
+    "qnx",
+    "slackware",
+    "ubuntu",
 ];
 
 /// Reads and checks a job file.
@@ -78,7 +177,12 @@ pub fn parse_job(file: &str, text: &str) -> Result<(Job, Report), JobError> {
     let root = match yaml::load(text) {
         Ok(root) => root,
         Err(e) => {
-            r.push(crate::diag::Severity::Error, e.mark, "", format!("invalid YAML: {}", e.message));
+            r.push(
+                crate::diag::Severity::Error,
+                e.mark,
+                "",
+                format!("invalid YAML: {}", e.message),
+            );
             return Err(JobError { report: r });
         }
     };
@@ -101,22 +205,42 @@ fn read_job(r: &mut Report, root: &Node) -> Option<Job> {
     let device_type = f.opt_str(r, "device_type");
     let device = f.opt_str(r, "device");
     let worker = f.opt_str(r, "worker");
-    let timeouts = f.req(r, "timeouts").map(|n| read_job_timeouts(r, n)).unwrap_or_default();
+    let timeouts = f
+        .req(r, "timeouts")
+        .map(|n| read_job_timeouts(r, n))
+        .unwrap_or_default();
     let visibility = f.req(r, "visibility").and_then(|n| read_visibility(r, n));
-    let priority = f.opt("priority").and_then(|n| read_priority(r, n)).unwrap_or(50);
-    let context = f.opt("context").map(|n| read_context(r, n)).unwrap_or_default();
+    let priority = f
+        .opt("priority")
+        .and_then(|n| read_priority(r, n))
+        .unwrap_or(50);
+    let context = f
+        .opt("context")
+        .map(|n| read_context(r, n))
+        .unwrap_or_default();
     let metadata = f.opt("metadata").cloned();
     if let Some(m) = &metadata {
         if m.as_map().is_none() {
-            r.error(m, "metadata", format!("expected a mapping, found {}", m.kind()));
+            r.error(
+                m,
+                "metadata",
+                format!("expected a mapping, found {}", m.kind()),
+            );
         }
     }
     let tags = f.opt_str_list(r, "tags").unwrap_or_default();
-    let secrets = f.opt("secrets").map(|n| str_map(r, n, "secrets")).unwrap_or_default();
+    let secrets = f
+        .opt("secrets")
+        .map(|n| str_map(r, n, "secrets"))
+        .unwrap_or_default();
     let environment = f.opt("environment").cloned();
     if let Some(e) = &environment {
         if e.as_map().is_none() {
-            r.error(e, "environment", format!("expected a mapping, found {}", e.kind()));
+            r.error(
+                e,
+                "environment",
+                format!("expected a mapping, found {}", e.kind()),
+            );
         }
     }
     let multinode = f.opt("protocols").and_then(|n| read_protocols(r, n));
@@ -139,11 +263,28 @@ fn read_job(r: &mut Report, root: &Node) -> Option<Job> {
     f.finish_with(
         r,
         "the job",
-        &["target_group", "group_size", "sub_id", "role", "roles", "connection", "host_role", "description"],
+        &[
+            "target_group",
+            "group_size",
+            "sub_id",
+            "role",
+            "roles",
+            "connection",
+            "host_role",
+            "description",
+        ],
     );
 
-    if device_type.is_none() && multinode.as_ref().is_none_or(|m| m.roles.is_empty() && m.role.is_none()) {
-        r.error(root, "device_type", "required key 'device_type' not provided (only multinode jobs may omit it)");
+    if device_type.is_none()
+        && multinode
+            .as_ref()
+            .is_none_or(|m| m.roles.is_empty() && m.role.is_none())
+    {
+        r.error(
+            root,
+            "device_type",
+            "required key not provided (only multinode jobs may omit it)",
+        );
     }
     check_job_wide(r, root, &timeouts, &actions, multinode.as_ref());
     Some(Job {
@@ -171,11 +312,22 @@ fn read_job_timeouts(r: &mut Report, n: &Node) -> JobTimeouts {
     let Some(mut f) = Fields::new(r, n, "timeouts") else {
         return t;
     };
-    t.job = f.req(r, "job").and_then(|n| Timeout::parse(r, n, "timeouts.job"));
-    t.action = f.opt("action").and_then(|n| Timeout::parse(r, n, "timeouts.action"));
-    t.connection = f.opt("connection").and_then(|n| Timeout::parse(r, n, "timeouts.connection"));
-    t.queue = f.opt("queue").and_then(|n| Timeout::parse(r, n, "timeouts.queue"));
-    t.actions = f.opt("actions").map(|n| named_timeouts(r, n, "timeouts.actions")).unwrap_or_default();
+    t.job = f
+        .req(r, "job")
+        .and_then(|n| Timeout::parse(r, n, "timeouts.job"));
+    t.action = f
+        .opt("action")
+        .and_then(|n| Timeout::parse(r, n, "timeouts.action"));
+    t.connection = f
+        .opt("connection")
+        .and_then(|n| Timeout::parse(r, n, "timeouts.connection"));
+    t.queue = f
+        .opt("queue")
+        .and_then(|n| Timeout::parse(r, n, "timeouts.queue"));
+    t.actions = f
+        .opt("actions")
+        .map(|n| named_timeouts(r, n, "timeouts.actions"))
+        .unwrap_or_default();
     t.connections = f
         .opt("connections")
         .map(|n| named_timeouts(r, n, "timeouts.connections"))
@@ -197,12 +349,18 @@ fn read_visibility(r: &mut Report, n: &Node) -> Option<Visibility> {
         Value::Str(s) if s == "personal" => Some(Visibility::Personal),
         Value::Map(_) => {
             let mut f = Fields::new(r, n, "visibility")?;
-            let groups = f.req(r, "group").map(|g| str_or_list(r, g, "visibility.group"));
+            let groups = f
+                .req(r, "group")
+                .map(|g| str_or_list(r, g, "visibility.group"));
             f.finish(r, "visibility");
             Some(Visibility::Group(groups?))
         }
         _ => {
-            r.error(n, "visibility", "expected 'public', 'personal' or {group: [names]}");
+            r.error(
+                n,
+                "visibility",
+                "expected 'public', 'personal' or {group: [names]}",
+            );
             None
         }
     }
@@ -215,7 +373,14 @@ fn read_priority(r: &mut Report, n: &Node) -> Option<u8> {
             "medium" => Some(50),
             "low" => Some(0),
             other => {
-                one_of(r, n, "priority", "priority", other, &["high", "medium", "low", "0..100"]);
+                one_of(
+                    r,
+                    n,
+                    "priority",
+                    "priority",
+                    other,
+                    &["high", "medium", "low", "0..100"],
+                );
                 None
             }
         },
@@ -228,7 +393,11 @@ fn read_context(r: &mut Report, n: &Node) -> BTreeMap<String, Node> {
     for (key, k, v) in entries(r, n, "context") {
         let path = join("context", &key);
         if !CONTEXT_VARIABLES.contains(&key.as_str()) {
-            r.warn(k, &path, "not one of LAVA's context variables; passed to the device template as is");
+            r.warn(
+                k,
+                &path,
+                "not one of LAVA's context variables; passed to the device template as is",
+            );
         }
         if matches!(v.value, Value::Map(_)) {
             r.error(v, &path, "context values must be strings, numbers or lists");
@@ -242,7 +411,11 @@ fn read_protocols(r: &mut Report, n: &Node) -> Option<Multinode> {
     let mut f = Fields::new(r, n, "protocols")?;
     let mn = f.opt("lava-multinode").and_then(|m| read_multinode(r, m));
     if let Some(x) = f.opt("lava-xnbd") {
-        r.warn(x, "protocols.lava-xnbd", "the lava-xnbd protocol is outside basalt's scope; ignored");
+        r.warn(
+            x,
+            "protocols.lava-xnbd",
+            "the lava-xnbd protocol is outside basalt's scope; ignored",
+        );
     }
     f.finish(r, "protocols");
     mn
@@ -251,7 +424,9 @@ fn read_protocols(r: &mut Report, n: &Node) -> Option<Multinode> {
 fn read_multinode(r: &mut Report, n: &Node) -> Option<Multinode> {
     let path = "protocols.lava-multinode";
     let mut f = Fields::new(r, n, path)?;
-    let timeout = f.opt("timeout").and_then(|t| Timeout::parse(r, t, &join(path, "timeout")));
+    let timeout = f
+        .opt("timeout")
+        .and_then(|t| Timeout::parse(r, t, &join(path, "timeout")));
     let role = f.opt_str(r, "role");
     let target_group = f.opt_str(r, "target_group");
     let mut roles = Vec::new();
@@ -275,14 +450,26 @@ fn read_multinode(r: &mut Report, n: &Node) -> Option<Multinode> {
             if let Some(h) = host {
                 match h.as_str() {
                     Some(h_name) if names.iter().any(|x| x == h_name) => {}
-                    Some(h_name) => r.error(h, &join(&p, "host_role"), format!("'host_role' '{h_name}' does not exist")),
+                    Some(h_name) => r.error(
+                        h,
+                        &join(&p, "host_role"),
+                        format!("'host_role' '{h_name}' does not exist"),
+                    ),
                     None => r.error(h, &join(&p, "host_role"), "expected a role name"),
                 }
                 if expect.is_none() {
-                    r.error(h, &join(&p, "host_role"), "'expect_role' is required when 'host_role' is used");
+                    r.error(
+                        h,
+                        &join(&p, "host_role"),
+                        "'expect_role' is required when 'host_role' is used",
+                    );
                 }
             } else if let Some(e) = expect {
-                r.error(e, &join(&p, "expect_role"), "'expect_role' without 'host_role'");
+                r.error(
+                    e,
+                    &join(&p, "expect_role"),
+                    "'expect_role' without 'host_role'",
+                );
             }
             if let Some(c) = def.get("count") {
                 integer(r, c, &join(&p, "count"), 1, 10_000);
@@ -290,7 +477,18 @@ fn read_multinode(r: &mut Report, n: &Node) -> Option<Multinode> {
             roles.push((name.clone(), (*def).clone()));
         }
     }
-    f.finish_with(r, "lava-multinode", &["group_size", "sub_id", "request", "messageID", "message", "expect_role"]);
+    f.finish_with(
+        r,
+        "lava-multinode",
+        &[
+            "group_size",
+            "sub_id",
+            "request",
+            "messageID",
+            "message",
+            "expect_role",
+        ],
+    );
     Some(Multinode {
         roles,
         role,
@@ -312,7 +510,14 @@ fn check_notify(r: &mut Report, n: &Node) {
                 "notify.criteria.status",
                 "notify status",
                 status,
-                &["all", "finished", "running", "complete", "canceled", "incomplete"],
+                &[
+                    "all",
+                    "finished",
+                    "running",
+                    "complete",
+                    "canceled",
+                    "incomplete",
+                ],
             );
         }
     } else if !f.has("callback") && !f.has("callbacks") {
@@ -320,10 +525,21 @@ fn check_notify(r: &mut Report, n: &Node) {
     }
     if let Some(v) = f.opt("verbosity") {
         if let Some(s) = string(r, v, "notify.verbosity") {
-            one_of(r, v, "notify.verbosity", "verbosity", &s, &["verbose", "quiet", "status-only"]);
+            one_of(
+                r,
+                v,
+                "notify.verbosity",
+                "verbosity",
+                &s,
+                &["verbose", "quiet", "status-only"],
+            );
         }
     }
-    f.finish_with(r, "notify", &["recipients", "callback", "callbacks", "compare"]);
+    f.finish_with(
+        r,
+        "notify",
+        &["recipients", "callback", "callbacks", "compare"],
+    );
 }
 
 fn read_common(r: &mut Report, f: &mut Fields<'_>) -> Common {
@@ -334,26 +550,48 @@ fn read_common(r: &mut Report, f: &mut Fields<'_>) -> Common {
     c.namespace = f.opt_str(r, "namespace");
     c.connection_namespace = f.opt_str(r, "connection-namespace");
     c.role = f.opt_str_list(r, "role").unwrap_or_default();
-    c.timeout = f.opt("timeout").and_then(|n| Timeout::parse(r, n, &f.sub("timeout")));
+    c.timeout = f
+        .opt("timeout")
+        .and_then(|n| Timeout::parse(r, n, &f.sub("timeout")));
     let tpath = f.sub("timeouts");
-    c.timeouts = f.opt("timeouts").map(|n| named_timeouts(r, n, &tpath)).unwrap_or_default();
+    c.timeouts = f
+        .opt("timeouts")
+        .map(|n| named_timeouts(r, n, &tpath))
+        .unwrap_or_default();
     c.repeat = f.opt_int(r, "repeat", 1, 100_000).map(|i| i as u32);
     c.failure_retry = f.opt_int(r, "failure_retry", 1, 1_000).map(|i| i as u32);
-    c.failure_retry_interval = f.opt_int(r, "failure_retry_interval", 1, 86_400).map(|i| i as u32);
+    c.failure_retry_interval = f
+        .opt_int(r, "failure_retry_interval", 1, 86_400)
+        .map(|i| i as u32);
     c.protocols = f.opt("protocols").cloned();
     if let (Some(_), Some(_)) = (c.repeat, c.failure_retry) {
-        r.error(f.node(), &f.path, "'repeat' and 'failure_retry' cannot be used together");
+        r.error(
+            f.node(),
+            &f.path,
+            "'repeat' and 'failure_retry' cannot be used together",
+        );
     }
     c
 }
 
 fn read_action(r: &mut Report, n: &Node, path: &str) -> Option<ActionBlock> {
     let Some(items) = n.as_map() else {
-        r.error(n, path, format!("an action is a mapping with one key (deploy, boot, test or command), found {}", n.kind()));
+        r.error(
+            n,
+            path,
+            format!(
+                "an action is a mapping with one key (deploy, boot, test or command), found {}",
+                n.kind()
+            ),
+        );
         return None;
     };
     if items.len() != 1 {
-        r.error(n, path, "an action has exactly one key: deploy, boot, test or command");
+        r.error(
+            n,
+            path,
+            "an action has exactly one key: deploy, boot, test or command",
+        );
         return None;
     }
     let (k, v) = &items[0];
@@ -365,11 +603,19 @@ fn read_action(r: &mut Report, n: &Node, path: &str) -> Option<ActionBlock> {
         "test" => read_test(r, v, &p).map(ActionBlock::Test),
         "command" => read_command(r, v, &p).map(ActionBlock::Command),
         "repeat" => {
-            r.error(k, &p, "repeat blocks are not supported (as in LAVA); use 'repeat: N' inside an action");
+            r.error(
+                k,
+                &p,
+                "repeat blocks are not supported (as in LAVA); use 'repeat: N' inside an action",
+            );
             None
         }
         other => {
-            r.error(k, &p, format!("unknown action '{other}'; expected one of deploy, boot, test, command"));
+            r.error(
+                k,
+                &p,
+                format!("unknown action '{other}'; expected one of deploy, boot, test, command"),
+            );
             None
         }
     }
@@ -377,7 +623,13 @@ fn read_action(r: &mut Report, n: &Node, path: &str) -> Option<ActionBlock> {
 
 /// Image keys of the tftp/nfs strategies, in the order LAVA downloads them.
 pub const TFTP_IMAGE_KEYS: &[&str] = &[
-    "ramdisk", "kernel", "dtb", "nfsrootfs", "modules", "preseed", "tee",
+    "ramdisk",
+    "kernel",
+    "dtb",
+    "nfsrootfs",
+    "modules",
+    "preseed",
+    "tee",
 ];
 
 fn read_image(r: &mut Report, n: &Node, path: &str) -> Option<ImageRef> {
@@ -391,7 +643,14 @@ fn read_image(r: &mut Report, n: &Node, path: &str) -> Option<ImageRef> {
         if let Some(s) = string(r, c, &f.sub("compression")) {
             img.compression = Compression::from_name(&s);
             if img.compression.is_none() {
-                one_of(r, c, &f.sub("compression"), "compression", &s, &Compression::NAMES);
+                one_of(
+                    r,
+                    c,
+                    &f.sub("compression"),
+                    "compression",
+                    &s,
+                    &Compression::NAMES,
+                );
             }
         }
     }
@@ -408,7 +667,10 @@ fn read_image(r: &mut Report, n: &Node, path: &str) -> Option<ImageRef> {
     img.sha512sum = f.opt_str(r, "sha512sum");
     img.image_arg = f.opt_str(r, "image_arg");
     img.format = f.opt_str(r, "format");
-    img.headers = f.opt("headers").map(|h| str_map(r, h, &f.sub("headers"))).unwrap_or_default();
+    img.headers = f
+        .opt("headers")
+        .map(|h| str_map(r, h, &f.sub("headers")))
+        .unwrap_or_default();
     if let Some(t) = f.opt("type") {
         if let Some(s) = string(r, t, &f.sub("type")) {
             img.kernel_type = match s.to_ascii_lowercase().as_str() {
@@ -416,7 +678,14 @@ fn read_image(r: &mut Report, n: &Node, path: &str) -> Option<ImageRef> {
                 "uimage" => Some(KernelType::UImage),
                 "zimage" => Some(KernelType::ZImage),
                 _ => {
-                    one_of(r, t, &f.sub("type"), "kernel type", &s, &["image", "uimage", "zimage"]);
+                    one_of(
+                        r,
+                        t,
+                        &f.sub("type"),
+                        "kernel type",
+                        &s,
+                        &["image", "uimage", "zimage"],
+                    );
                     None
                 }
             };
@@ -429,7 +698,17 @@ fn read_image(r: &mut Report, n: &Node, path: &str) -> Option<ImageRef> {
     img.overlays = f.opt("overlays").cloned();
     img.partition = f.opt_int(r, "partition", 0, 1024);
     img.root_partition = f.opt_int(r, "root_partition", 0, 1024);
-    f.finish_with(r, "image", &["use_cache", "sparse", "overlay_backend", "apply-overlay", "boot_partition"]);
+    f.finish_with(
+        r,
+        "image",
+        &[
+            "use_cache",
+            "sparse",
+            "overlay_backend",
+            "apply-overlay",
+            "boot_partition",
+        ],
+    );
     Some(img)
 }
 
@@ -479,7 +758,7 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
                     }
                 }
             } else if to == DeployTo::Tmpfs {
-                f.req(r, "images");
+                r.warn(n, path, "a tmpfs deploy without 'images' deploys nothing");
             }
             if let Some(t) = f.opt("type") {
                 monitor = t.as_str() == Some("monitor");
@@ -503,15 +782,32 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
             }
             if let Some(p) = f.opt("persistent_nfs") {
                 if p.get("address").and_then(Node::as_str).is_none() {
-                    r.error(p, &f.sub("persistent_nfs"), "required key 'address' not provided");
+                    r.error(
+                        p,
+                        &join(&f.sub("persistent_nfs"), "address"),
+                        "required key not provided",
+                    );
                 }
                 if f.has("nfsrootfs") {
-                    r.error(p, &f.sub("persistent_nfs"), "'persistent_nfs' and 'nfsrootfs' are exclusive");
+                    r.error(
+                        p,
+                        &f.sub("persistent_nfs"),
+                        "'persistent_nfs' and 'nfsrootfs' are exclusive",
+                    );
                 }
                 persistent_nfs = Some(p.clone());
             }
-            if to == DeployTo::Tftp && !f.has("kernel") && !f.has("ramdisk") && !f.has("nfsrootfs") && !f.has("persistent_nfs") {
-                r.warn(n, path, "a tftp deploy without kernel, ramdisk or nfsrootfs deploys nothing");
+            if to == DeployTo::Tftp
+                && !f.has("kernel")
+                && !f.has("ramdisk")
+                && !f.has("nfsrootfs")
+                && !f.has("persistent_nfs")
+            {
+                r.warn(
+                    n,
+                    path,
+                    "a tftp deploy without kernel, ramdisk or nfsrootfs deploys nothing",
+                );
             }
         }
         DeployTo::Usb | DeployTo::Sata => {
@@ -522,7 +818,11 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
                 }
             }
             if images.is_empty() {
-                r.error(n, path, "a usb/sata deploy needs 'image' or 'images'");
+                r.warn(
+                    n,
+                    path,
+                    "no 'image' or 'images': the media is used as it is",
+                );
             }
             download_tool = f.opt("download").cloned();
             writer = f.opt("writer").cloned();
@@ -530,13 +830,36 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
         _ => {}
     }
     let scope_keys: &[&str] = &[
-        "dtbo", "extra_files", "overlay_backend", "tool", "uniquify", "nfs_url", "type", "images",
-        "uefi", "kernel", "ramdisk", "dtb", "nfsrootfs", "modules", "preseed", "tee", "persistent_nfs",
-        "image", "device", "download", "writer",
+        "dtbo",
+        "extra_files",
+        "overlay_backend",
+        "tool",
+        "uniquify",
+        "nfs_url",
+        "type",
+        "images",
+        "uefi",
+        "kernel",
+        "ramdisk",
+        "dtb",
+        "nfsrootfs",
+        "modules",
+        "preseed",
+        "tee",
+        "persistent_nfs",
+        "image",
+        "device",
+        "download",
+        "writer",
     ];
     if matches!(to, DeployTo::Other(_)) {
         // Keys of strategies basalt does not implement are not ours to judge.
-        let all: Vec<&str> = n.as_map().unwrap_or(&[]).iter().filter_map(|(k, _)| k.as_str()).collect();
+        let all: Vec<&str> = n
+            .as_map()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, _)| k.as_str())
+            .collect();
         f.finish_with(r, "deploy", &all);
     } else {
         f.finish_with(r, &format!("deploy to {}", to.name()), scope_keys);
@@ -588,7 +911,14 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         Some("minimal") => BootMethod::Minimal,
         Some(other) => {
             if let Some(m) = method_node {
-                if one_of(r, m, &f.sub("method"), "boot method", other, LAVA_BOOT_METHODS) {
+                if one_of(
+                    r,
+                    m,
+                    &f.sub("method"),
+                    "boot method",
+                    other,
+                    LAVA_BOOT_METHODS,
+                ) {
                     r.warn(m, &f.sub("method"), format!(
                         "boot method '{other}' is outside basalt's scope (it handles {}); the job validates but cannot run here",
                         BootMethod::IN_SCOPE.join(", ")
@@ -605,9 +935,13 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
     if f.has("prompts") && prompts.is_empty() && f.opt("prompts").is_some() {
         r.error(n, &f.sub("prompts"), "prompts must not be empty");
     }
-    let auto_login = f.opt("auto_login").and_then(|a| read_auto_login(r, a, &f.sub("auto_login")));
+    let auto_login = f
+        .opt("auto_login")
+        .and_then(|a| read_auto_login(r, a, &f.sub("auto_login")));
     let commands = match f.opt("commands") {
-        Some(c) if c.as_seq().is_some() => Some(BootCommands::Inline(str_or_list(r, c, &f.sub("commands")))),
+        Some(c) if c.as_seq().is_some() => {
+            Some(BootCommands::Inline(str_or_list(r, c, &f.sub("commands"))))
+        }
         Some(c) => string(r, c, &f.sub("commands")).map(BootCommands::Named),
         None => None,
     };
@@ -628,11 +962,27 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
     let ignore_kernel_messages = f.opt_bool(r, "ignore_kernel_messages").unwrap_or(false);
     let reset = f.opt_bool(r, "reset");
     if let Some(t) = f.opt("type") {
-        r.warn(t, &f.sub("type"), "boot 'type' is deprecated; the kernel type belongs to the deploy's kernel.type");
+        r.warn(
+            t,
+            &f.sub("type"),
+            "boot 'type' is deprecated; the kernel type belongs to the deploy's kernel.type",
+        );
     }
-    let secondary = ["kernel", "ramdisk", "dtb", "root_uuid", "boot_part", "kernel_type"];
+    let secondary = [
+        "kernel",
+        "ramdisk",
+        "dtb",
+        "root_uuid",
+        "boot_part",
+        "kernel_type",
+    ];
     if matches!(method, BootMethod::Other(_)) {
-        let all: Vec<&str> = n.as_map().unwrap_or(&[]).iter().filter_map(|(k, _)| k.as_str()).collect();
+        let all: Vec<&str> = n
+            .as_map()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, _)| k.as_str())
+            .collect();
         f.finish_with(r, "boot", &all);
     } else {
         let mut known = vec!["use_bootscript", "docker", "bootloader"];
@@ -660,13 +1010,21 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
 
 /// Test and interactive names: the schema's `^[-_a-zA-Z0-9.]+$`.
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
     let mut f = Fields::new(r, n, path)?;
     let common = read_common(r, &mut f);
-    let kinds = ["definitions", "interactive", "monitors", "docker", "services"];
+    let kinds = [
+        "definitions",
+        "interactive",
+        "monitors",
+        "docker",
+        "services",
+    ];
     let present: Vec<&str> = kinds.iter().copied().filter(|k| f.has(k)).collect();
     let kind = if let Some(d) = f.opt("definitions") {
         let dpath = f.sub("definitions");
@@ -677,7 +1035,11 @@ fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
             .collect();
         if f.has("docker") {
             f.opt("docker");
-            r.warn(n, &f.sub("docker"), "test shells inside docker are outside basalt's scope; ignored");
+            r.warn(
+                n,
+                &f.sub("docker"),
+                "test shells inside docker are outside basalt's scope; ignored",
+            );
         }
         TestKind::Definitions(defs)
     } else if let Some(i) = f.opt("interactive") {
@@ -700,13 +1062,31 @@ fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
         )
     } else if let Some(other) = present.first() {
         let node = f.opt(other).unwrap_or(n);
-        r.warn(node, &f.sub(other), format!("'{other}' test blocks are outside basalt's scope"));
+        r.warn(
+            node,
+            &f.sub(other),
+            format!("'{other}' test blocks are outside basalt's scope"),
+        );
         TestKind::Other(other.to_string())
     } else {
-        r.error(n, path, "a test needs 'definitions', 'interactive' or 'monitors'");
+        r.error(
+            n,
+            path,
+            "a test needs 'definitions', 'interactive' or 'monitors'",
+        );
         TestKind::Other(String::new())
     };
-    f.finish_with(r, "test", &["docker", "services", "definitions", "interactive", "monitors"]);
+    f.finish_with(
+        r,
+        "test",
+        &[
+            "docker",
+            "services",
+            "definitions",
+            "interactive",
+            "monitors",
+        ],
+    );
     Some(Test {
         common,
         kind,
@@ -717,13 +1097,23 @@ fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
 fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
     let mut f = Fields::new(r, n, path)?;
     let from_node = f.req(r, "from");
-    let from = match from_node.and_then(|x| string(r, x, &f.sub("from"))).as_deref() {
+    let from = match from_node
+        .and_then(|x| string(r, x, &f.sub("from")))
+        .as_deref()
+    {
         Some("git") => Some(TestFrom::Git),
         Some("inline") => Some(TestFrom::Inline),
         Some("url") => Some(TestFrom::Url),
         Some(other) => {
             if let Some(x) = from_node {
-                one_of(r, x, &f.sub("from"), "test definition source", other, &["git", "inline", "url"]);
+                one_of(
+                    r,
+                    x,
+                    &f.sub("from"),
+                    "test definition source",
+                    other,
+                    &["git", "inline", "url"],
+                );
             }
             None
         }
@@ -737,7 +1127,11 @@ fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
                 check_inline_testdef(r, rn, &f.sub("repository"));
                 inline = Some(rn.clone());
             } else {
-                r.error(rn, &f.sub("repository"), "an inline definition's repository is the test definition itself (a mapping)");
+                r.error(
+                    rn,
+                    &f.sub("repository"),
+                    "an inline definition's repository is the test definition itself (a mapping)",
+                );
             }
         } else {
             repository = string(r, rn, &f.sub("repository"));
@@ -747,9 +1141,17 @@ fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
     let name = f.req_str(r, "name");
     if let (Some(nm), Some(node)) = (&name, f.opt("name")) {
         if !valid_name(nm) {
-            r.error(node, &f.sub("name"), format!("invalid test name '{nm}': use letters, digits, '-', '_'"));
+            r.error(
+                node,
+                &f.sub("name"),
+                format!("invalid test name '{nm}': use letters, digits, '-', '_'"),
+            );
         } else if nm.contains('.') {
-            r.warn(node, &f.sub("name"), format!("'{nm}': LAVA's dispatcher rejects '.' in test names"));
+            r.warn(
+                node,
+                &f.sub("name"),
+                format!("'{nm}': LAVA's dispatcher rejects '.' in test names"),
+            );
         }
     }
     let branch = f.opt_str(r, "branch");
@@ -776,10 +1178,19 @@ fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
     }
     let lava_signal = f.opt_str(r, "lava-signal");
     if let (Some(s), Some(node)) = (&lava_signal, f.opt("lava-signal")) {
-        one_of(r, node, &f.sub("lava-signal"), "lava-signal", s, &["kmsg", "stdout"]);
+        one_of(
+            r,
+            node,
+            &f.sub("lava-signal"),
+            "lava-signal",
+            s,
+            &["kmsg", "stdout"],
+        );
     }
     let expected = f.opt_str_list(r, "expected").unwrap_or_default();
-    let compression = f.opt_str(r, "compression").and_then(|c| Compression::from_name(&c));
+    let compression = f
+        .opt_str(r, "compression")
+        .and_then(|c| Compression::from_name(&c));
     f.opt_int(r, "strip-components", 0, 1000);
     f.opt("headers");
     f.finish(r, "test definition");
@@ -807,7 +1218,11 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
     let name = f.req_str(r, "name");
     if let (Some(nm), Some(node)) = (&name, f.opt("name")) {
         if !valid_name(nm) || nm.contains('.') {
-            r.error(node, &f.sub("name"), format!("invalid interactive name '{nm}': use letters, digits, '-', '_'"));
+            r.error(
+                node,
+                &f.sub("name"),
+                format!("invalid interactive name '{nm}': use letters, digits, '-', '_'"),
+            );
         }
     }
     let prompts = f.opt_str_list(r, "prompts").unwrap_or_default();
@@ -818,7 +1233,9 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
         let spath = f.sub("script");
         for (i, step) in list(r, s, &spath).iter().enumerate() {
             let p = index(&spath, i);
-            let Some(mut sf) = Fields::new(r, step, &p) else { continue };
+            let Some(mut sf) = Fields::new(r, step, &p) else {
+                continue;
+            };
             let command = sf.opt_str(r, "command");
             let name = sf.opt_str(r, "name");
             let delay = sf.opt_int(r, "delay", 0, 86_400).map(|d| d as u64);
@@ -830,7 +1247,7 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
                     if let Some(m) = item.get("message").and_then(|m| string(r, m, &ip)) {
                         successes.push(m);
                     } else {
-                        r.error(item, &ip, "required key 'message' not provided");
+                        r.error(item, &join(&ip, "message"), "required key not provided");
                     }
                 }
             }
@@ -838,11 +1255,20 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
             if let Some(list_node) = sf.opt("failures") {
                 for (k, item) in list(r, list_node, &sf.sub("failures")).iter().enumerate() {
                     let ip = index(&sf.sub("failures"), k);
-                    let Some(mut ff) = Fields::new(r, item, &ip) else { continue };
+                    let Some(mut ff) = Fields::new(r, item, &ip) else {
+                        continue;
+                    };
                     let msg = ff.req_str(r, "message");
                     let exc = ff.opt_str(r, "exception");
                     if let (Some(e), Some(node)) = (&exc, ff.opt("exception")) {
-                        one_of(r, node, &ff.sub("exception"), "exception", e, &["InfrastructureError", "JobError", "TestError"]);
+                        one_of(
+                            r,
+                            node,
+                            &ff.sub("exception"),
+                            "exception",
+                            e,
+                            &["InfrastructureError", "JobError", "TestError"],
+                        );
                     }
                     ff.finish_with(r, "failure", &["error"]);
                     if let Some(m) = msg {
@@ -850,7 +1276,11 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
                     }
                 }
             }
-            sf.finish_with(r, "interactive step", &["lava-send", "lava-sync", "lava-wait", "lava-wait-all"]);
+            sf.finish_with(
+                r,
+                "interactive step",
+                &["lava-send", "lava-sync", "lava-wait", "lava-wait-all"],
+            );
             script.push(InteractiveStep {
                 name,
                 command,
@@ -875,7 +1305,13 @@ fn read_monitor(r: &mut Report, n: &Node, path: &str) -> Option<Monitor> {
     let name = f.req_str(r, "name");
     if let (Some(nm), Some(node)) = (&name, f.opt("name")) {
         if !valid_name(nm) {
-            r.error(node, &f.sub("name"), format!("invalid character in monitor name '{nm}': use letters, digits, '-', '_', '.'"));
+            r.error(
+                node,
+                &f.sub("name"),
+                format!(
+                    "invalid character in monitor name '{nm}': use letters, digits, '-', '_', '.'"
+                ),
+            );
         }
     }
     let start = f.req_str(r, "start");
@@ -886,7 +1322,10 @@ fn read_monitor(r: &mut Report, n: &Node, path: &str) -> Option<Monitor> {
             r.error(node, &f.sub("pattern"), format!("invalid pattern: {e}"));
         }
     }
-    let fixupdict = f.opt("fixupdict").map(|x| str_map(r, x, &f.sub("fixupdict"))).unwrap_or_default();
+    let fixupdict = f
+        .opt("fixupdict")
+        .map(|x| str_map(r, x, &f.sub("fixupdict")))
+        .unwrap_or_default();
     f.opt("expected");
     f.finish(r, "monitor");
     Some(Monitor {
@@ -903,12 +1342,21 @@ fn read_command(r: &mut Report, n: &Node, path: &str) -> Option<Command> {
     let common = read_common(r, &mut f);
     let name = f.req_str(r, "name");
     f.finish(r, "command");
-    Some(Command { common, name: name? })
+    Some(Command {
+        common,
+        name: name?,
+    })
 }
 
 /// Checks that span the whole job: timeouts against the job timeout, multinode roles,
 /// namespaces and unique test names.
-fn check_job_wide(r: &mut Report, root: &Node, t: &JobTimeouts, actions: &[ActionBlock], mn: Option<&Multinode>) {
+fn check_job_wide(
+    r: &mut Report,
+    root: &Node,
+    t: &JobTimeouts,
+    actions: &[ActionBlock],
+    mn: Option<&Multinode>,
+) {
     let job_secs = t.job.map(|j| j.secs);
     let too_long = |secs: u64| job_secs.is_some_and(|j| secs > j);
     let tnode = root.get("timeouts");
@@ -916,53 +1364,101 @@ fn check_job_wide(r: &mut Report, root: &Node, t: &JobTimeouts, actions: &[Actio
     for (name, to) in [("action", t.action), ("connection", t.connection)] {
         if to.is_some_and(|x| too_long(x.secs)) {
             let node = tn.get(name).unwrap_or(tn);
-            r.error(node, &join("timeouts", name), "timeout is larger than the job timeout");
+            r.error(
+                node,
+                &join("timeouts", name),
+                "timeout is larger than the job timeout",
+            );
         }
     }
     for (name, to) in &t.actions {
         if too_long(to.secs) {
             let node = tn.path(&["actions", name]).unwrap_or(tn);
-            r.error(node, &format!("timeouts.actions.{name}"), "action timeout is larger than the job timeout");
+            r.error(
+                node,
+                &format!("timeouts.actions.{name}"),
+                "action timeout is larger than the job timeout",
+            );
         }
     }
     let action_nodes = root.get("actions").and_then(Node::as_seq).unwrap_or(&[]);
     let any_namespace = actions.iter().any(|a| a.common().namespace.is_some());
     let is_multinode = mn.is_some_and(|m| !m.roles.is_empty() || m.role.is_some());
-    let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     for (i, a) in actions.iter().enumerate() {
+        let mut names: BTreeSet<(String, String)> = BTreeSet::new();
         let c = a.common();
         let path = format!("actions[{i}].{}", a.kind());
-        let node = action_nodes.get(i).and_then(|x| x.get(a.kind())).unwrap_or(root);
+        let node = action_nodes
+            .get(i)
+            .and_then(|x| x.get(a.kind()))
+            .unwrap_or(root);
         if let Some(to) = c.timeout {
             if too_long(to.secs) {
                 let tnode = node.get("timeout").unwrap_or(node);
-                r.error(tnode, &join(&path, "timeout"), "action timeout is larger than the job timeout");
+                r.error(
+                    tnode,
+                    &join(&path, "timeout"),
+                    "action timeout is larger than the job timeout",
+                );
             }
         }
         if any_namespace && c.namespace.is_none() {
-            r.error(node, &path, "when one action has a 'namespace', every action needs one");
+            r.error(
+                node,
+                &path,
+                "when one action has a 'namespace', every action needs one",
+            );
         }
         if let Some(ns) = &c.namespace {
             if ns == "common" {
-                r.error(node, &join(&path, "namespace"), "'common' is a reserved namespace");
+                r.error(
+                    node,
+                    &join(&path, "namespace"),
+                    "'common' is a reserved namespace",
+                );
             }
         }
-        if is_multinode && c.role.is_empty() && mn.is_some_and(|m| !m.roles.is_empty() && m.role.is_none()) {
+        if is_multinode
+            && c.role.is_empty()
+            && mn.is_some_and(|m| !m.roles.is_empty() && m.role.is_none())
+        {
             r.error(node, &path, "every action of a multinode job needs 'role'");
         }
-        if let ActionBlock::Test(Test { kind: TestKind::Definitions(defs), .. }) = a {
+        if let ActionBlock::Test(Test {
+            kind: TestKind::Definitions(defs),
+            ..
+        }) = a
+        {
             let ns = c.namespace.clone().unwrap_or_default();
-            let dnodes = node.get("definitions").and_then(Node::as_seq).unwrap_or(&[]);
+            let dnodes = node
+                .get("definitions")
+                .and_then(Node::as_seq)
+                .unwrap_or(&[]);
             for (k, d) in defs.iter().enumerate() {
                 let dn = dnodes.get(k).and_then(|x| x.get("name")).unwrap_or(node);
                 let dpath = format!("{path}.definitions[{k}].name");
                 if d.name == "lava" {
-                    r.error(dn, &dpath, "'lava' is reserved for the dispatcher's own results");
+                    r.error(
+                        dn,
+                        &dpath,
+                        "'lava' is reserved for the dispatcher's own results",
+                    );
                 }
-                let roles = if c.role.is_empty() { vec![String::new()] } else { c.role.clone() };
+                let roles = if c.role.is_empty() {
+                    vec![String::new()]
+                } else {
+                    c.role.clone()
+                };
                 for role in roles {
                     if !names.insert((format!("{ns}/{role}"), d.name.clone())) {
-                        r.error(dn, &dpath, format!("test definition names need to be unique: '{}' is used twice", d.name));
+                        r.error(
+                            dn,
+                            &dpath,
+                            format!(
+                                "test definition names need to be unique: '{}' is used twice",
+                                d.name
+                            ),
+                        );
                     }
                 }
             }

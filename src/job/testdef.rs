@@ -64,7 +64,12 @@ pub fn parse_testdef(file: &str, text: &str) -> Result<TestDef, Report> {
     let root = match yaml::load(text) {
         Ok(n) => n,
         Err(e) => {
-            r.push(crate::diag::Severity::Error, e.mark, "", format!("invalid YAML: {}", e.message));
+            r.push(
+                crate::diag::Severity::Error,
+                e.mark,
+                "",
+                format!("invalid YAML: {}", e.message),
+            );
             return Err(r);
         }
     };
@@ -86,7 +91,11 @@ pub fn read_testdef(r: &mut Report, n: &Node, path: &str) -> Option<TestDef> {
                 Some(fmt) if fmt == FORMAT => {}
                 Some(fmt) => {
                     let node = mf.opt("format").unwrap_or(m);
-                    r.error(node, &mf.sub("format"), format!("unknown format '{fmt}'; expected '{FORMAT}'"));
+                    r.error(
+                        node,
+                        &mf.sub("format"),
+                        format!("unknown format '{fmt}'; expected '{FORMAT}'"),
+                    );
                 }
                 None => {}
             }
@@ -160,10 +169,22 @@ fn read_install(r: &mut Report, n: &Node, path: &str) -> Install {
     let Some(mut f) = Fields::new(r, n, path) else {
         return inst;
     };
-    inst.deps = f.opt("deps").map(|d| step_list(r, d, &f.sub("deps"))).unwrap_or_default();
-    inst.keys = f.opt("keys").map(|d| step_list(r, d, &f.sub("keys"))).unwrap_or_default();
-    inst.sources = f.opt("sources").map(|d| step_list(r, d, &f.sub("sources"))).unwrap_or_default();
-    inst.steps = f.opt("steps").map(|d| step_list(r, d, &f.sub("steps"))).unwrap_or_default();
+    inst.deps = f
+        .opt("deps")
+        .map(|d| step_list(r, d, &f.sub("deps")))
+        .unwrap_or_default();
+    inst.keys = f
+        .opt("keys")
+        .map(|d| step_list(r, d, &f.sub("keys")))
+        .unwrap_or_default();
+    inst.sources = f
+        .opt("sources")
+        .map(|d| step_list(r, d, &f.sub("sources")))
+        .unwrap_or_default();
+    inst.steps = f
+        .opt("steps")
+        .map(|d| step_list(r, d, &f.sub("steps")))
+        .unwrap_or_default();
     if let Some(g) = f.opt("git-repos") {
         let gpath = f.sub("git-repos");
         for (i, item) in list(r, g, &gpath).iter().enumerate() {
@@ -176,13 +197,19 @@ fn read_install(r: &mut Report, n: &Node, path: &str) -> Install {
                 });
                 continue;
             }
-            let Some(mut gf) = Fields::new(r, item, &ip) else { continue };
+            let Some(mut gf) = Fields::new(r, item, &ip) else {
+                continue;
+            };
             let url = gf.req_str(r, "url");
             let branch = gf.opt_str(r, "branch");
             let destination = gf.opt_str(r, "destination");
             if let (Some(d), Some(node)) = (&destination, gf.opt("destination")) {
                 if d.is_empty() || d.contains('/') || d == "." || d == ".." {
-                    r.error(node, &gf.sub("destination"), "destination must be a plain directory name inside the test directory");
+                    r.error(
+                        node,
+                        &gf.sub("destination"),
+                        "destination must be a plain directory name inside the test directory",
+                    );
                 }
             }
             gf.finish(r, "git-repos entry");
@@ -206,7 +233,8 @@ fn read_install(r: &mut Report, n: &Node, path: &str) -> Install {
     for key in &distro {
         if let Some(d) = f.opt(key) {
             let deps = step_list(r, d, &f.sub(key));
-            inst.distro_deps.push((key["deps-".len()..].to_string(), deps));
+            inst.distro_deps
+                .push((key["deps-".len()..].to_string(), deps));
         }
     }
     f.finish(r, "install");
@@ -219,7 +247,10 @@ mod tests {
 
     #[test]
     fn reads_corpus_definitions() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/lava/jobs/testdefs");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/conformance/lava/jobs/testdefs"
+        );
         for name in ["params.yaml", "install.yaml"] {
             let path = format!("{dir}/{name}");
             let Ok(text) = std::fs::read_to_string(&path) else {
@@ -233,10 +264,14 @@ mod tests {
 
     #[test]
     fn reports_bad_definitions() {
-        let err = parse_testdef("t.yaml", "metadata:\n  format: nope\nrun:\n  steps: x\n").unwrap_err();
+        let err =
+            parse_testdef("t.yaml", "metadata:\n  format: nope\nrun:\n  steps: x\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("t.yaml:2:11: metadata.format"), "{text}");
-        assert!(text.contains("metadata: required key 'name'"), "{text}");
+        assert!(
+            text.contains("metadata.name: required key not provided"),
+            "{text}"
+        );
         assert!(text.contains("run.steps: expected a list"), "{text}");
     }
 }

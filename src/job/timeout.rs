@@ -31,7 +31,12 @@ impl Timeout {
         let mut f = Fields::new(r, node, path)?;
         let mut total: u64 = 0;
         let mut units = 0;
-        for (unit, mult) in [("days", 86_400), ("hours", 3_600), ("minutes", 60), ("seconds", 1)] {
+        for (unit, mult) in [
+            ("days", 86_400),
+            ("hours", 3_600),
+            ("minutes", 60),
+            ("seconds", 1),
+        ] {
             if let Some(v) = f.opt(unit) {
                 units += 1;
                 let n = integer(r, v, &f.sub(unit), 0, 10_000_000)?;
@@ -40,11 +45,19 @@ impl Timeout {
         }
         let skip = f.opt_bool(r, "skip").unwrap_or(false);
         if units == 0 {
-            r.error(node, path, "a timeout needs one of days, hours, minutes or seconds");
+            r.error(
+                node,
+                path,
+                "a timeout needs one of days, hours, minutes or seconds",
+            );
         }
         f.finish(r, "timeout");
         Some(Timeout {
-            secs: if total == 0 { DEFAULT_ACTION_SECS } else { total },
+            secs: if total == 0 {
+                DEFAULT_ACTION_SECS
+            } else {
+                total
+            },
             skip,
         })
     }
@@ -59,7 +72,13 @@ impl fmt::Display for Timeout {
 
 /// Writes seconds as `HH:MM:SS`.
 pub fn hms(secs: u64, f: &mut impl fmt::Write) -> fmt::Result {
-    write!(f, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    write!(
+        f,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,12 @@ pub fn compile_python_regex(pattern: &str) -> Result<Regex, String> {
         .size_limit(1 << 22)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(s) => s.lines().last().unwrap_or("syntax error").trim().to_string(),
+            regex::Error::Syntax(s) => s
+                .lines()
+                .last()
+                .unwrap_or("syntax error")
+                .trim()
+                .to_string(),
             regex::Error::CompiledTooBig(_) => "pattern is too large".to_string(),
             _ => e.to_string(),
         })
@@ -23,7 +28,8 @@ mod tests {
 
     #[test]
     fn python_named_groups() {
-        let re = compile_python_regex(r"(?P<test_case_id>.*-*):\s+(?P<result>(pass|fail))").unwrap();
+        let re =
+            compile_python_regex(r"(?P<test_case_id>.*-*):\s+(?P<result>(pass|fail))").unwrap();
         let c = re.captures("test1a: pass").unwrap();
         assert_eq!(&c["test_case_id"], "test1a");
         assert!(compile_python_regex("(unclosed").is_err());

@@ -131,7 +131,11 @@ fn emit_inline_or_block(value: &Node, indent: usize, out: &mut String) {
         }
         v if is_empty_collection(v) => {
             out.push(' ');
-            out.push_str(if matches!(v, Value::Seq(_)) { "[]" } else { "{}" });
+            out.push_str(if matches!(v, Value::Seq(_)) {
+                "[]"
+            } else {
+                "{}"
+            });
             out.push('\n');
         }
         v => {
@@ -183,7 +187,11 @@ fn emit_block(node: &Node, indent: usize, out: &mut String) {
         }
         v if is_empty_collection(v) => {
             out.push_str(&pad);
-            out.push_str(if matches!(v, Value::Seq(_)) { "[]" } else { "{}" });
+            out.push_str(if matches!(v, Value::Seq(_)) {
+                "[]"
+            } else {
+                "{}"
+            });
             out.push('\n');
         }
         v => {

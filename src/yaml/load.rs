@@ -98,7 +98,8 @@ fn resolve_tagged(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Resul
             Value::Str(text)
         });
     };
-    if (tag.handle == "!" && tag.suffix.is_empty()) || (tag.handle.is_empty() && tag.suffix == "!") {
+    if (tag.handle == "!" && tag.suffix.is_empty()) || (tag.handle.is_empty() && tag.suffix == "!")
+    {
         // The non-specific tag `! "123"`: LAVA's log writer (libyaml) marks typed scalars this way.
         return Ok(resolve_plain(&text));
     }
@@ -264,8 +265,9 @@ mod tests {
 
     #[test]
     fn anchors_merge_and_tags() {
-        let doc = load("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\nt: ! \"5\"\nf: !!float \"5\"\n")
-            .unwrap();
+        let doc =
+            load("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\nt: ! \"5\"\nf: !!float \"5\"\n")
+                .unwrap();
         let d = doc.get("d").unwrap();
         assert_eq!(d.get("x").unwrap().as_i64(), Some(1));
         assert_eq!(d.get("y").unwrap().as_i64(), Some(3));
@@ -278,7 +280,10 @@ mod tests {
         let err = load("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.mark.line >= 1, "{err}");
         let err = load("a: *nothing\n").unwrap_err();
-        assert!(err.message.contains("anchor") || err.message.contains("alias"), "{err}");
+        assert!(
+            err.message.contains("anchor") || err.message.contains("alias"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -299,7 +299,10 @@ mod tests {
         assert!(matches!(resolve_plain("1.5"), Value::Float(f) if f == 1.5));
         assert!(matches!(resolve_plain("1e5"), Value::Str(_)));
         assert!(matches!(resolve_plain("1.0e+5"), Value::Float(_)));
-        assert!(matches!(resolve_plain("0x82000000"), Value::Int(0x8200_0000)));
+        assert!(matches!(
+            resolve_plain("0x82000000"),
+            Value::Int(0x8200_0000)
+        ));
         assert!(matches!(resolve_plain("ttyS0,115200"), Value::Str(_)));
         assert!(matches!(resolve_plain("."), Value::Str(_)));
         assert!(matches!(resolve_plain("1.2.3"), Value::Str(_)));

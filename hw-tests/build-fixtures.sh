@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# Build the boot fixtures of basalt's QEMU tests into a cache directory:
+#
+#   amd64/vmlinux            Debian bookworm kernel as an ELF (PVH) vmlinux, for qemu -kernel
+#   amd64/bzImage            the same kernel as Debian ships it (XZ bzImage; U-Boot zboot)
+#   amd64/initramfs.cpio.gz  busybox initramfs: root shell on the console, prompt '/ # '
+#   arm64/Image              Debian bookworm arm64 kernel (uncompressed Image)  [optional]
+#   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64          [optional]
+#   env                      KEY=VALUE lines (shell-sourceable) naming the files above
+#
+# Usage: hw-tests/build-fixtures.sh [--force] [--check]
+#   --force   rebuild everything (otherwise finished parts are kept and skipped)
+#   --check   afterwards boot each kernel + initramfs in QEMU (hw-tests/boot-check.py)
+# Environment:
+#   BASALT_FIXTURES        output directory (default: <repo>/target/fixtures)
+#   BASALT_FIXTURES_ARM64  auto (default: build, a failure only warns) | 1 (required) | 0 (skip)
+#   BASALT_KERNEL_PKG_AMD64 / _ARM64   a given linux-image-* package instead of the
+#                          one bookworm's linux-image-amd64 / -arm64 depends on
+# Needs root (device node in the initramfs) and scripts/install-deps.sh's packages.
+# Kernels are never installed: `apt-get download` + dpkg-deb, into the cache only.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$REPO/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
+BASALT_TAG=build-fixtures
+PY=/usr/bin/python3 # Debian's python (python3-pexpect), not a pyenv one on PATH
+
+FORCE=0 CHECK=0
+for arg in "$@"; do
+  case $arg in
+    --force) FORCE=1 ;;
+    --check) CHECK=1 ;;
+    -h | --help)
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) basalt_die "unknown argument: $arg (see --help)" ;;
+  esac
+done
+ARM64=${BASALT_FIXTURES_ARM64:-auto}
+case $ARM64 in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_ARM64 must be auto, 0 or 1" ;; esac
+
+OUT=${BASALT_FIXTURES:-$REPO/target/fixtures}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+case $OUT in *[!A-Za-z0-9_./+-]*) basalt_die "unsupported characters in the fixtures path: $OUT" ;; esac
+
+basalt_require_root
+for c in apt-get dpkg-deb cpio gzip flock "$PY"; do
+  command -v "$c" >/dev/null || basalt_die "$c not found: run scripts/install-deps.sh first"
+done
+[ -x /bin/busybox ] && /bin/busybox --list | grep -qx cttyhack ||
+  basalt_die "/bin/busybox (package busybox-static) missing: run scripts/install-deps.sh first"
+
+exec 9>"$OUT/.lock"
+flock -w 1800 9 || basalt_die "another build-fixtures run holds $OUT/.lock"
+
+mkdir -p "$OUT/logs"
+BASALT_LOG=$OUT/logs/build-fixtures.log
+: >"$BASALT_LOG"
+WORK=$(mktemp -d "$OUT/.work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+T0=$(basalt_now)
+echo "$BASALT_TAG: fixtures in $OUT (log: $BASALT_LOG)"
+
+# --- package downloads (private APT config; nothing is installed) ----------------
+
+LISTS_READY=0
+apt_ready() {
+  [ "$LISTS_READY" = 1 ] && return 0
+  basalt_apt_init
+  if basalt_apt_stale; then basalt_step apt-update basalt_apt_update; fi
+  LISTS_READY=1
+}
+
+# kernel_pkg ARCH -> the linux-image-<abi>-ARCH package that linux-image-ARCH depends on
+kernel_pkg() {
+  local arch=$1 override
+  override=BASALT_KERNEL_PKG_${arch^^}
+  if [ -n "${!override:-}" ]; then
+    echo "${!override}"
+    return
+  fi
+  apt-cache show --no-all-versions "linux-image-$arch:$arch" |
+    sed -n 's/^Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ :].*//' |
+    grep -m1 -E "^linux-image-[0-9].*-$arch\$"
+}
+
+# fetch_deb DIR PKG:ARCH MEMBER... : download one .deb into DIR and extract members from it
+fetch_deb() {
+  local dir=$1 pkg=$2
+  shift 2
+  mkdir -p "$dir"
+  (cd "$dir" && apt-get download -q "$pkg")
+  local deb
+  deb=$(find "$dir" -maxdepth 1 -name '*.deb' | head -n1)
+  [ -n "$deb" ] || {
+    echo "no .deb downloaded for $pkg"
+    return 1
+  }
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --wildcards "$@"
+  rm -f "$deb"
+}
+
+# --- kernels ---------------------------------------------------------------------
+
+# Debian's amd64 bzImage carries an XZ-compressed ELF vmlinux. QEMU boots that ELF
+# directly through its PVH entry note (CONFIG_PVH=y), which skips the XZ
+# decompression that takes ~4-10 s under TCG.
+extract_vmlinux() {
+  "$PY" - "$1" "$2" <<'PYEOF'
+import lzma, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+data = open(src, 'rb').read()
+elf, pos = None, data.find(b'\xfd7zXZ\x00')
+while pos >= 0 and elf is None:
+    try:
+        out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[pos:])
+        if out[:4] == b'\x7fELF':
+            elf = out
+    except lzma.LZMAError:
+        pass
+    pos = data.find(b'\xfd7zXZ\x00', pos + 1)
+if elf is None:
+    sys.exit('no XZ-compressed ELF found in %s (kernel not built with CONFIG_KERNEL_XZ?)' % src)
+# look for the PVH entry note (Xen ELF note 18, XEN_ELFNOTE_PHYS32_ENTRY)
+assert elf[4] == 2, 'not a 64-bit ELF'
+phoff, = struct.unpack_from('<Q', elf, 0x20)
+phentsize, phnum = struct.unpack_from('<HH', elf, 0x36)
+pvh = False
+for i in range(phnum):
+    p_type, _, p_offset, _, _, p_filesz = struct.unpack_from('<IIQQQQ', elf, phoff + i * phentsize)
+    if p_type != 4:  # PT_NOTE
+        continue
+    off, end = p_offset, p_offset + p_filesz
+    while off + 12 <= end:
+        namesz, descsz, ntype = struct.unpack_from('<III', elf, off)
+        name = elf[off + 12:off + 12 + namesz].rstrip(b'\0')
+        pvh |= (name == b'Xen' and ntype == 18)
+        off += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3)
+if not pvh:
+    sys.exit('vmlinux has no PVH entry note (CONFIG_PVH): qemu -kernel cannot boot it')
+open(dst, 'wb').write(elf)
+print('vmlinux: %d bytes, PVH entry note present' % len(elf))
+PYEOF
+}
+
+build_kernel_amd64() {
+  local d=$OUT/amd64 pkg w=$WORK/k-amd64
+  pkg=$(kernel_pkg amd64) || {
+    echo "cannot find bookworm's amd64 kernel package"
+    return 1
+  }
+  echo "kernel package: $pkg"
+  fetch_deb "$w" "$pkg:amd64" './boot/vmlinuz-*' './boot/config-*'
+  mkdir -p "$d"
+  extract_vmlinux "$w"/boot/vmlinuz-* "$w/vmlinux"
+  mv "$w"/boot/vmlinuz-* "$d/bzImage"
+  mv "$w"/boot/config-* "$d/config"
+  echo "${pkg#linux-image-}" >"$d/kernel-release"
+  mv "$w/vmlinux" "$d/vmlinux" # last: its presence marks the step as done
+}
+
+build_kernel_arm64() {
+  local d=$OUT/arm64 pkg w=$WORK/k-arm64
+  pkg=$(kernel_pkg arm64) || {
+    echo "cannot find bookworm's arm64 kernel package"
+    return 1
+  }
+  echo "kernel package: $pkg"
+  fetch_deb "$w" "$pkg:arm64" './boot/vmlinuz-*' './boot/config-*'
+  # Debian's arm64 vmlinuz is an uncompressed Image: magic "ARM\x64" at 0x38
+  [ "$(dd if="$(echo "$w"/boot/vmlinuz-*)" bs=1 skip=56 count=4 2>/dev/null | od -An -tx1 | tr -d ' ')" = 41524d64 ] || {
+    echo "arm64 vmlinuz is not an uncompressed arm64 Image"
+    return 1
+  }
+  mkdir -p "$d"
+  mv "$w"/boot/config-* "$d/config"
+  echo "${pkg#linux-image-}" >"$d/kernel-release"
+  mv "$w"/boot/vmlinuz-* "$d/Image"
+}
+
+fetch_busybox_arm64() {
+  local w=$WORK/bb-arm64
+  fetch_deb "$w" busybox-static:arm64 ./bin/busybox
+  # ELF, e_machine 183 (EM_AARCH64) at offset 18
+  [ "$(od -An -tx1 -j18 -N2 "$w/bin/busybox" | tr -d ' ')" = b700 ] || {
+    echo "busybox-static:arm64 is not an arm64 binary"
+    return 1
+  }
+  mkdir -p "$OUT/arm64"
+  mv "$w/bin/busybox" "$OUT/arm64/busybox"
+}
+
+# --- initramfs -------------------------------------------------------------------
+
+init_script() {
+  cat <<'INIT'
+#!/bin/sh
+# /init of basalt's test initramfs (hw-tests/build-fixtures.sh): PID 1.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+if ! mount -t devtmpfs devtmpfs /dev 2>/dev/null; then
+  mount -t tmpfs -o mode=0755 tmpfs /dev
+  mknod -m 600 /dev/console c 5 1
+  mknod -m 666 /dev/null c 1 3
+  echo /sbin/mdev >/proc/sys/kernel/hotplug
+  mdev -s
+fi
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+exec </dev/console >/dev/console 2>&1
+hostname basalt-dut
+echo "basalt-initramfs: $(uname -srm) up $(cut -d' ' -f1 /proc/uptime) s, cmdline: $(cat /proc/cmdline)"
+# a serial line has no size: a wide one keeps the shell from re-drawing long command lines
+stty cols 1024 rows 50 2>/dev/null
+cd /
+# the shell is respawned: `exit` must not panic the kernel
+while true; do
+  setsid cttyhack sh -l
+  echo "basalt-initramfs: shell exited, starting a new one"
+done
+INIT
+}
+
+profile_script() {
+  cat <<'PROFILE'
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
+export PS1='/ # '
+PROFILE
+}
+
+# build_initramfs BUSYBOX OUTPUT
+build_initramfs() {
+  local bb=$1 out=$2 r=$WORK/rootfs.$$
+  rm -rf "$r"
+  mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,mnt,var/log}
+  install -m 0755 "$bb" "$r/bin/busybox"
+  ln -s busybox "$r/bin/sh"
+  init_script >"$r/init"
+  chmod 0755 "$r/init"
+  profile_script >"$r/etc/profile"
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+  printf 'root:x:0:\ntty:x:5:\n' >"$r/etc/group"
+  echo basalt-dut >"$r/etc/hostname"
+  : >"$r/etc/mdev.conf"
+  # so that the kernel can give /init a console before devtmpfs is mounted
+  mknod -m 600 "$r/dev/console" c 5 1
+  chmod 1777 "$r/tmp"
+  chmod 0700 "$r/root"
+  find "$r" -exec touch -h -d @0 {} +
+  (cd "$r" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+    cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$out.tmp"
+  mv "$out.tmp" "$out"
+  rm -rf "$r"
+}
+
+# Rebuild an initramfs when its busybox or the files written above change.
+initramfs_key() {
+  { sha256sum <"$1"; init_script; profile_script; declare -f build_initramfs; } | sha256sum | cut -c1-64
+}
+
+# step_cached LABEL DONE-FILE CMD... : run CMD unless DONE-FILE exists (or --force)
+step_cached() {
+  local label=$1 done_file=$2
+  shift 2
+  if [ "$FORCE" = 0 ] && [ -s "$done_file" ]; then
+    printf '%s: %-28s cached\n' "$BASALT_TAG" "$label"
+    return 0
+  fi
+  basalt_step "$label" "$@"
+}
+
+initramfs_step() {
+  local arch=$1 bb=$2 out=$OUT/$1/initramfs.cpio.gz key
+  key=$(initramfs_key "$bb")
+  if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ]; then
+    rm -f "$out.key"
+    basalt_step "initramfs $arch" build_initramfs "$bb" "$out"
+    echo "$key" >"$out.key"
+  else
+    printf '%s: %-28s cached\n' "$BASALT_TAG" "initramfs $arch"
+  fi
+}
+
+# --- main ------------------------------------------------------------------------
+
+mkdir -p "$OUT/amd64"
+if [ "$FORCE" = 1 ] || [ ! -s "$OUT/amd64/vmlinux" ]; then apt_ready; fi
+step_cached "kernel amd64" "$OUT/amd64/vmlinux" build_kernel_amd64
+initramfs_step amd64 /bin/busybox
+
+ARM64_OK=0
+build_arm64() {
+  mkdir -p "$OUT/arm64"
+  if [ "$FORCE" = 1 ] || [ ! -s "$OUT/arm64/Image" ] || [ ! -s "$OUT/arm64/busybox" ]; then
+    apt_ready || return
+  fi
+  step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64 &&
+    step_cached "busybox arm64" "$OUT/arm64/busybox" fetch_busybox_arm64 &&
+    initramfs_step arm64 "$OUT/arm64/busybox"
+}
+if [ "$ARM64" != 0 ]; then
+  if build_arm64; then
+    ARM64_OK=1
+  elif [ "$ARM64" = 1 ]; then
+    basalt_die "arm64 fixtures failed (BASALT_FIXTURES_ARM64=1)"
+  else
+    echo "$BASALT_TAG: WARNING: arm64 fixtures failed; going on without them" >&2
+  fi
+fi
+
+UBOOT_ARM64=/usr/lib/u-boot/qemu_arm64/u-boot.bin
+UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on zboot
+{
+  echo "# written by hw-tests/build-fixtures.sh; KEY=VALUE lines, shell-sourceable"
+  echo "BASALT_FIXTURES=$OUT"
+  echo "BASALT_KERNEL_AMD64=$OUT/amd64/vmlinux"
+  echo "BASALT_BZIMAGE_AMD64=$OUT/amd64/bzImage"
+  echo "BASALT_INITRD_AMD64=$OUT/amd64/initramfs.cpio.gz"
+  echo "BASALT_KERNEL_RELEASE_AMD64=$(cat "$OUT/amd64/kernel-release")"
+  if [ "$ARM64_OK" = 1 ]; then
+    echo "BASALT_KERNEL_ARM64=$OUT/arm64/Image"
+    echo "BASALT_INITRD_ARM64=$OUT/arm64/initramfs.cpio.gz"
+    echo "BASALT_KERNEL_RELEASE_ARM64=$(cat "$OUT/arm64/kernel-release")"
+  fi
+  [ ! -f "$UBOOT_ARM64" ] || echo "BASALT_UBOOT_ARM64=$UBOOT_ARM64"
+  [ ! -f "$UBOOT_X86" ] || echo "BASALT_UBOOT_X86=$UBOOT_X86"
+  echo "# the initramfs shell's prompt (PS1) and its first console line"
+  echo "BASALT_INITRD_PROMPT='/ # '"
+  echo "BASALT_INITRD_BANNER=basalt-initramfs:"
+} >"$OUT/env.tmp"
+mv "$OUT/env.tmp" "$OUT/env"
+
+if [ "$CHECK" = 1 ]; then
+  basalt_step "boot check amd64" "$PY" "$REPO/hw-tests/boot-check.py" --fixtures "$OUT" amd64
+  [ "$ARM64_OK" = 0 ] ||
+    basalt_step "boot check arm64" "$PY" "$REPO/hw-tests/boot-check.py" --fixtures "$OUT" arm64
+fi
+
+echo "$BASALT_TAG: done in $(basalt_elapsed "$T0") s; $OUT/env:"
+grep -v '^#' "$OUT/env" | sed 's/^/  /'

@@ -1,0 +1,86 @@
+//! LAVA's own jobs are accepted, and the documents LAVA rejects are rejected with a message
+//! that names the offending key and its line.
+
+mod common;
+
+use basalt::job::parse_job_file;
+use common::{corpus, yaml_files};
+
+#[test]
+fn corpus_jobs_are_accepted() {
+    let mut files = yaml_files("jobs/qemu");
+    files.extend(yaml_files("jobs/uboot"));
+    files.extend(yaml_files("jobs/multinode/scheduler"));
+    files.extend(yaml_files("jobs/multinode/dispatcher"));
+    assert!(
+        files.len() >= 50,
+        "corpus looks incomplete: {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for f in &files {
+        match parse_job_file(f) {
+            Ok((_, report)) => {
+                for w in report.warnings() {
+                    println!("{}", report.line(w));
+                }
+            }
+            Err(e) => failures.push(e.report.to_string()),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rejected:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn corpus_invalid_jobs_are_rejected_with_key_and_line() {
+    // (file, key path that must be named, line of that key in the file)
+    let expect = [
+        ("missing-job-name.yaml", "job_name", None),
+        (
+            "monitor-name-invalid-chars.yaml",
+            "actions[2].test.monitors[0].name",
+            Some(30),
+        ),
+        (
+            "multinode-host-role-unknown.yaml",
+            "protocols.lava-multinode.roles.guest.host_role",
+            Some(13),
+        ),
+        (
+            "multinode-host-role-without-expect-role.yaml",
+            "protocols.lava-multinode.roles.guest.host_role",
+            Some(13),
+        ),
+        (
+            "multinode-expect-role-without-host-role.yaml",
+            "protocols.lava-multinode.roles.guest.expect_role",
+            Some(13),
+        ),
+    ];
+    let files = yaml_files("invalid");
+    assert_eq!(files.len(), expect.len(), "invalid/ changed: {files:?}");
+    for (name, key, line) in expect {
+        let path = corpus().join("invalid").join(name);
+        let err = match parse_job_file(&path) {
+            Ok(_) => panic!("{name} was accepted"),
+            Err(e) => e.report,
+        };
+        let text = err.to_string();
+        println!("{text}");
+        let hit = err.errors().find(|d| d.path == key);
+        let hit = hit.unwrap_or_else(|| panic!("{name}: no error names {key}:\n{text}"));
+        if let Some(line) = line {
+            assert_eq!(hit.mark.line, line, "{name}: wrong line in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("{}:{}:", path.display(), hit.mark)),
+            "{text}"
+        );
+    }
+}
