@@ -4,7 +4,7 @@
 //! basalt does not know is kept (as YAML nodes or `Other` variants) and reported as a warning,
 //! never silently dropped.
 
-mod parse;
+pub mod parse;
 pub mod testdef;
 pub mod timeout;
 

@@ -1,11 +1,12 @@
-//! Builds [`Node`] trees from `yaml-rust2` parser events, with anchors, aliases, merge keys and
-//! explicit tags, iteratively (no recursion, so deep input cannot overflow the stack) and with a
-//! bound on alias expansion (so a "billion laughs" document is an error, not an OOM).
+//! Builds [`Node`] trees from libyaml's events (through `libyaml-safer`, a safe port of the C
+//! library that PyYAML's `CSafeLoader` uses, so basalt accepts exactly what LAVA's loader
+//! accepts), with anchors, aliases, merge keys and explicit tags. Iterative (no recursion, so
+//! deep input cannot overflow the stack) and with a bound on alias expansion (so a "billion
+//! laughs" document is an error, not an OOM).
 
 use super::{resolve_plain, Mark, Node, Value};
+use libyaml_safer::{EventData, Parser, ScalarStyle};
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Most nodes a document may expand to through aliases.
 const MAX_NODES: usize = 1_000_000;
@@ -30,46 +31,48 @@ pub fn load(src: &str) -> Result<Node, LoadError> {
     })
 }
 
+fn mark_of(m: libyaml_safer::Mark) -> Mark {
+    Mark {
+        line: u32::try_from(m.line + 1).unwrap_or(u32::MAX),
+        col: u32::try_from(m.column + 1).unwrap_or(u32::MAX),
+    }
+}
+
 /// Loads every document of a stream.
 pub fn load_all(src: &str) -> Result<Vec<Node>, LoadError> {
+    let mut bytes = src.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut bytes);
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(src);
-    let res = parser.load(&mut builder, true);
-    if let Some(err) = builder.error {
-        return Err(err);
-    }
-    if let Err(e) = res {
-        let m = e.marker();
-        return Err(LoadError {
-            mark: Mark {
-                line: m.line() as u32,
-                col: m.col() as u32 + 1,
-            },
-            message: e.info().to_string(),
-        });
+    for event in &mut parser {
+        let event = event.map_err(|e| {
+            let mark = e.problem_mark().map(mark_of).unwrap_or_default();
+            let message = match e.context() {
+                Some(ctx) => format!("{} {}", e.problem(), ctx),
+                None => e.problem().to_string(),
+            };
+            LoadError { mark, message }
+        })?;
+        builder.on_event(event.data, mark_of(event.start_mark));
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.docs)
 }
 
 enum Frame {
-    Seq(Node, usize),
-    Map(Node, usize, Option<Node>),
+    Seq(Node, Option<String>),
+    Map(Node, Option<String>, Option<Node>),
 }
 
 #[derive(Default)]
 struct Builder {
     docs: Vec<Node>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<String, Node>,
     nodes: usize,
     error: Option<LoadError>,
-}
-
-fn mark_of(m: Marker) -> Mark {
-    Mark {
-        line: m.line() as u32,
-        col: m.col() as u32 + 1,
-    }
 }
 
 fn count_nodes(n: &Node) -> usize {
@@ -89,8 +92,10 @@ fn count_nodes(n: &Node) -> usize {
     total
 }
 
-fn resolve_tagged(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    let plain = style == TScalarStyle::Plain;
+const CORE: &str = "tag:yaml.org,2002:";
+
+fn resolve_tagged(text: String, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
+    let plain = style == ScalarStyle::Plain;
     let Some(tag) = tag else {
         return Ok(if plain {
             resolve_plain(&text)
@@ -98,36 +103,26 @@ fn resolve_tagged(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Resul
             Value::Str(text)
         });
     };
-    if (tag.handle == "!" && tag.suffix.is_empty()) || (tag.handle.is_empty() && tag.suffix == "!")
-    {
+    if tag == "!" {
         // The non-specific tag `! "123"`: LAVA's log writer (libyaml) marks typed scalars this way.
         return Ok(resolve_plain(&text));
     }
-    if tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!" {
-        return match tag.suffix.as_str() {
-            "str" => Ok(Value::Str(text)),
-            "int" | "float" | "bool" | "null" => {
-                let v = resolve_plain(&text);
-                let ok = matches!(
-                    (&v, tag.suffix.as_str()),
-                    (Value::Int(_), "int")
-                        | (Value::Float(_), "float")
-                        | (Value::Int(_), "float")
-                        | (Value::Bool(_), "bool")
-                        | (Value::Null, "null")
-                );
-                if !ok {
-                    return Err(format!("'{text}' is not a valid !!{}", tag.suffix));
-                }
-                Ok(match (v, tag.suffix.as_str()) {
-                    (Value::Int(i), "float") => Value::Float(i as f64),
-                    (v, _) => v,
-                })
+    let Some(suffix) = tag.strip_prefix(CORE) else {
+        return Err(format!("unsupported tag {tag}"));
+    };
+    match suffix {
+        "str" => Ok(Value::Str(text)),
+        "int" | "float" | "bool" | "null" => {
+            let v = resolve_plain(&text);
+            match (v, suffix) {
+                (v @ Value::Int(_), "int") | (v @ Value::Float(_), "float") => Ok(v),
+                (v @ Value::Bool(_), "bool") | (v @ Value::Null, "null") => Ok(v),
+                (Value::Int(i), "float") => Ok(Value::Float(i as f64)),
+                _ => Err(format!("'{text}' is not a valid !!{suffix}")),
             }
-            other => Err(format!("unsupported tag !!{other}")),
-        };
+        }
+        other => Err(format!("unsupported tag !!{other}")),
     }
-    Err(format!("unsupported tag {}{}", tag.handle, tag.suffix))
 }
 
 impl Builder {
@@ -140,9 +135,9 @@ impl Builder {
         }
     }
 
-    fn push_value(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+    fn push_value(&mut self, node: Node, anchor: Option<String>) {
+        if let Some(a) = anchor {
+            self.anchors.insert(a, node.clone());
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
@@ -159,6 +154,78 @@ impl Builder {
                     }
                 }
             },
+        }
+    }
+
+    fn open(&mut self, frame: Frame, mark: Mark) {
+        self.nodes += 1;
+        if self.stack.len() >= MAX_DEPTH {
+            return self.fail(mark, format!("nesting deeper than {MAX_DEPTH} levels"));
+        }
+        self.stack.push(frame);
+    }
+
+    fn on_event(&mut self, ev: EventData, mark: Mark) {
+        match ev {
+            EventData::Scalar {
+                anchor,
+                tag,
+                value,
+                style,
+                ..
+            } => {
+                self.nodes += 1;
+                match resolve_tagged(value, style, tag.as_deref()) {
+                    Ok(value) => self.push_value(Node { value, mark }, anchor),
+                    Err(msg) => self.fail(mark, msg),
+                }
+            }
+            EventData::SequenceStart { anchor, .. } => self.open(
+                Frame::Seq(
+                    Node {
+                        value: Value::Seq(Vec::new()),
+                        mark,
+                    },
+                    anchor,
+                ),
+                mark,
+            ),
+            EventData::MappingStart { anchor, .. } => self.open(
+                Frame::Map(
+                    Node {
+                        value: Value::Map(Vec::new()),
+                        mark,
+                    },
+                    anchor,
+                    None,
+                ),
+                mark,
+            ),
+            EventData::SequenceEnd | EventData::MappingEnd => match self.stack.pop() {
+                Some(Frame::Seq(node, anchor)) | Some(Frame::Map(node, anchor, _)) => {
+                    self.push_value(node, anchor)
+                }
+                None => self.fail(mark, "unbalanced collection end"),
+            },
+            EventData::Alias { anchor } => match self.anchors.get(&anchor) {
+                Some(node) => {
+                    let mut node = node.clone();
+                    self.nodes += count_nodes(&node);
+                    if self.nodes > MAX_NODES {
+                        return self.fail(mark, "aliases expand to too many nodes");
+                    }
+                    node.mark = mark;
+                    self.push_value(node, None)
+                }
+                None => self.fail(mark, format!("alias to an unknown anchor '{anchor}'")),
+            },
+            EventData::DocumentStart { .. } => self.anchors.clear(),
+            EventData::StreamStart { .. }
+            | EventData::StreamEnd
+            | EventData::DocumentEnd { .. } => {}
+        }
+        if self.nodes > MAX_NODES {
+            self.fail(mark, "document has too many nodes");
         }
     }
 }
@@ -187,63 +254,6 @@ fn insert_entry(entries: &mut Vec<(Node, Node)>, key: Node, value: Node) {
         slot.1 = value;
     } else {
         entries.push((key, value));
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, marker: Marker) {
-        if self.error.is_some() {
-            return;
-        }
-        let mark = mark_of(marker);
-        match ev {
-            Event::Scalar(text, style, anchor, tag) => {
-                self.nodes += 1;
-                match resolve_tagged(text, style, tag.as_ref()) {
-                    Ok(value) => self.push_value(Node { value, mark }, anchor),
-                    Err(msg) => self.fail(mark, msg),
-                }
-            }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                self.nodes += 1;
-                if self.stack.len() >= MAX_DEPTH {
-                    return self.fail(mark, format!("nesting deeper than {MAX_DEPTH} levels"));
-                }
-                if matches!(ev, Event::SequenceStart(..)) {
-                    self.stack
-                        .push(Frame::Seq(Node::new(Value::Seq(Vec::new())), anchor));
-                } else {
-                    self.stack
-                        .push(Frame::Map(Node::new(Value::Map(Vec::new())), anchor, None));
-                }
-                if let Some(Frame::Seq(n, _) | Frame::Map(n, _, _)) = self.stack.last_mut() {
-                    n.mark = mark;
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(node, anchor)) | Some(Frame::Map(node, anchor, _)) => {
-                    self.push_value(node, anchor)
-                }
-                None => self.fail(mark, "unbalanced collection end"),
-            },
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
-                    let mut node = node.clone();
-                    self.nodes += count_nodes(&node);
-                    if self.nodes > MAX_NODES {
-                        return self.fail(mark, "aliases expand to too many nodes");
-                    }
-                    node.mark = mark;
-                    self.push_value(node, 0)
-                }
-                None => self.fail(mark, "alias to an unknown anchor"),
-            },
-            Event::DocumentStart => self.anchors.clear(),
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
-        }
-        if self.nodes > MAX_NODES {
-            self.fail(mark, "document has too many nodes");
-        }
     }
 }
 

@@ -1,0 +1,53 @@
+//! `storage-deploy` (deploy `to: usb` / `to: sata`): from a running system, download an image
+//! and write it to secondary media found by its stable id.
+
+use super::download::download;
+use super::overlay::add_overlay;
+use crate::job::Deploy;
+use crate::pipeline::build::{Builder, PipelineError, Scope};
+use crate::pipeline::{ActionKind, ActionNode};
+use crate::yaml::Node;
+
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    d: &Deploy,
+) -> Result<ActionNode, PipelineError> {
+    let iface = d.to.name();
+    let label = d.media_device.as_deref().unwrap_or_default();
+    let known = b
+        .device
+        .node
+        .path(&["parameters", "media", iface, label, "uuid"])
+        .is_some_and(|u| !u.is_null());
+    if !known {
+        return Err(s.error(
+            b,
+            format!(
+            "device '{}' has no {iface} media '{label}' with a uuid under parameters.media.{iface}",
+            b.device.hostname
+        ),
+        ));
+    }
+    let mut node = b.node(s, None, ActionKind::StorageDeploy);
+    let ov = b.needs_overlay(&s.namespace);
+    add_overlay(b, s, &mut node);
+    if !d.images.is_empty() {
+        for (key, img) in &d.images {
+            download(b, s, &mut node, key, img)?;
+            let apply = d.node.get("image").is_some()
+                || d.node
+                    .path(&["images", key, "apply-overlay"])
+                    .and_then(Node::as_bool)
+                    .unwrap_or(false);
+            if ov && apply {
+                b.child(s, &mut node, ActionKind::ApplyOverlayImage);
+            }
+        }
+        b.child(s, &mut node, ActionKind::DdImage);
+    }
+    if ov {
+        b.child(s, &mut node, ActionKind::DeployDeviceEnv);
+    }
+    Ok(node)
+}

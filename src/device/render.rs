@@ -1,0 +1,224 @@
+//! Renders LAVA device dictionaries (`{% extends 'TYPE.jinja2' %}` + `{% set %}`) through
+//! Jinja2 device-type templates with minijinja, configured as LAVA configures Jinja2:
+//! `trim_blocks`, no autoescape, lenient undefined values, and the filters `shlex_quote`,
+//! `yaml_quote` and `qemu_guest_fs_interface`.
+
+use crate::yaml::{Node, Value};
+use minijinja::{Environment, ErrorKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a dictionary could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Template(String),
+}
+
+/// Architectures whose QEMU machines have an IDE controller.
+const X86_ARCHS: &[&str] = &["amd64", "x86_64", "i386"];
+
+/// Python's `shlex.quote`.
+pub fn shlex_quote(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    let safe = s
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || "@%+=:,./-".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\"'\"'"))
+    }
+}
+
+fn to_jinja(n: &Node) -> minijinja::Value {
+    match &n.value {
+        Value::Null => minijinja::Value::from(()),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Int(i) => minijinja::Value::from(*i),
+        Value::Float(f) => minijinja::Value::from(*f),
+        Value::Str(s) => minijinja::Value::from(s.as_str()),
+        Value::Seq(items) => items.iter().map(to_jinja).collect::<Vec<_>>().into(),
+        Value::Map(entries) => {
+            let m: BTreeMap<String, minijinja::Value> = entries
+                .iter()
+                .filter_map(|(k, v)| Some((k.scalar_text()?, to_jinja(v))))
+                .collect();
+            minijinja::Value::from_serialize(&m)
+        }
+    }
+}
+
+/// Renders a device dictionary file. `search` lists device-type directories in order; the
+/// dictionary's own directory is searched last so that a dictionary can extend a local type.
+/// `context` is the job's `context:`; the dictionary's `{% set %}` lines win over it, as in LAVA.
+pub fn render_dictionary(
+    dict: &Path,
+    search: &[PathBuf],
+    context: &BTreeMap<String, Node>,
+) -> Result<String, RenderError> {
+    let text = std::fs::read_to_string(dict).map_err(|source| RenderError::Read {
+        path: dict.display().to_string(),
+        source,
+    })?;
+    let name = dict
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("device")
+        .to_string();
+    let mut dirs = search.to_vec();
+    if let Some(parent) = dict.parent() {
+        dirs.push(parent.to_path_buf());
+    }
+    render_str(&name, &text, &dirs, context)
+}
+
+/// Renders dictionary text named `hostname` against the template directories.
+pub fn render_str(
+    hostname: &str,
+    text: &str,
+    dirs: &[PathBuf],
+    context: &BTreeMap<String, Node>,
+) -> Result<String, RenderError> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    let search = dirs.to_vec();
+    env.set_loader(move |name: &str| {
+        if name.contains("..") || name.starts_with('/') {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("template name '{name}' leaves the template directories"),
+            ));
+        }
+        for d in &search {
+            let p = d.join(name);
+            if p.is_file() {
+                return std::fs::read_to_string(&p).map(Some).map_err(|e| {
+                    minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("{}: {e}", p.display()),
+                    )
+                });
+            }
+        }
+        Ok(None)
+    });
+    env.add_filter("shlex_quote", |v: minijinja::Value| {
+        shlex_quote(&value_text(&v))
+    });
+    env.add_filter("yaml_quote", |v: minijinja::Value| {
+        crate::yaml::quote_str(&value_text(&v))
+    });
+    env.add_filter(
+        "qemu_guest_fs_interface",
+        |arch: minijinja::Value, iface: Option<minijinja::Value>| -> String {
+            match iface {
+                Some(i) if i.is_true() => value_text(&i),
+                _ if X86_ARCHS.contains(&value_text(&arch).as_str()) => "ide".into(),
+                _ => "virtio".into(),
+            }
+        },
+    );
+    let device_type = extends_target(text).unwrap_or_default();
+    let mut ctx: BTreeMap<String, minijinja::Value> = context
+        .iter()
+        .map(|(k, v)| (k.clone(), to_jinja(v)))
+        .collect();
+    ctx.insert("scheduled_device_name".into(), hostname.into());
+    ctx.insert("scheduled_device_type".into(), device_type.into());
+    let tmpl = env
+        .template_from_named_str(hostname, text)
+        .map_err(|e| RenderError::Template(describe(&e)))?;
+    tmpl.render(&ctx)
+        .map_err(|e| RenderError::Template(describe(&e)))
+}
+
+fn value_text(v: &minijinja::Value) -> String {
+    if v.is_undefined() || v.is_none() {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The device type a dictionary extends: `{% extends 'qemu.jinja2' %}` → `qemu`.
+pub fn extends_target(text: &str) -> Option<String> {
+    let start = text.find("extends")?;
+    let rest = &text[start + "extends".len()..];
+    let q = rest.find(['\'', '"'])?;
+    let quote = rest[q..].chars().next()?;
+    let body = &rest[q + 1..];
+    let end = body.find(quote)?;
+    let name = &body[..end];
+    Some(name.strip_suffix(".jinja2").unwrap_or(name).to_string())
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = String::new();
+    match (e.name(), e.line()) {
+        (Some(n), Some(l)) => s.push_str(&format!("{n}:{l}: ")),
+        (Some(n), None) => s.push_str(&format!("{n}: ")),
+        _ => {}
+    }
+    s.push_str(
+        &e.detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.kind().to_string()),
+    );
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_like_python() {
+        assert_eq!(shlex_quote("abc-1.2"), "abc-1.2");
+        assert_eq!(shlex_quote(""), "''");
+        assert_eq!(shlex_quote("a b'c"), "'a b'\"'\"'c'");
+    }
+
+    #[test]
+    fn dictionary_sets_win_over_context() {
+        let dir = std::env::temp_dir().join(format!("basalt-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t.jinja2"), "arch: {{ arch|default('x') }}\nname: {{ scheduled_device_name }}\n{% block b %}{% endblock %}\n").unwrap();
+        let mut ctx = BTreeMap::new();
+        ctx.insert("arch".to_string(), Node::str("arm64"));
+        let out = render_str(
+            "d1",
+            "{% extends 't.jinja2' %}\n{% set arch = 'amd64' %}\n",
+            &[dir.clone()],
+            &ctx,
+        )
+        .unwrap();
+        assert!(out.contains("arch: amd64"), "{out}");
+        assert!(out.contains("name: d1"), "{out}");
+        let out = render_str("d1", "{% extends 't.jinja2' %}\n", &[dir.clone()], &ctx).unwrap();
+        assert!(out.contains("arch: arm64"), "{out}");
+        let err = render_str(
+            "d1",
+            "{% extends '../etc/passwd' %}\n",
+            &[dir.clone()],
+            &ctx,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("leaves"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
