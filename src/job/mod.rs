@@ -278,6 +278,8 @@ pub struct Boot {
     pub soft_reboot: Vec<String>,
     pub ignore_kernel_messages: bool,
     pub reset: Option<bool>,
+    /// `method: bootloader`: which bootloader (`u-boot`).
+    pub bootloader: Option<String>,
     pub node: Node,
 }
 
@@ -287,11 +289,14 @@ pub enum BootMethod {
     QemuNfs,
     UBoot,
     Minimal,
+    /// `method: bootloader` (`bootloader: u-boot`): stop at the bootloader prompt, for
+    /// interactive tests of the bootloader itself.
+    Bootloader,
     Other(String),
 }
 
 impl BootMethod {
-    pub const IN_SCOPE: [&'static str; 4] = ["qemu", "qemu-nfs", "u-boot", "minimal"];
+    pub const IN_SCOPE: [&'static str; 5] = ["qemu", "qemu-nfs", "u-boot", "minimal", "bootloader"];
 
     pub fn name(&self) -> &str {
         match self {
@@ -299,6 +304,7 @@ impl BootMethod {
             BootMethod::QemuNfs => "qemu-nfs",
             BootMethod::UBoot => "u-boot",
             BootMethod::Minimal => "minimal",
+            BootMethod::Bootloader => "bootloader",
             BootMethod::Other(s) => s,
         }
     }

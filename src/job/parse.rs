@@ -909,6 +909,7 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         Some("qemu-nfs") => BootMethod::QemuNfs,
         Some("u-boot") => BootMethod::UBoot,
         Some("minimal") => BootMethod::Minimal,
+        Some("bootloader") => BootMethod::Bootloader,
         Some(other) => {
             if let Some(m) = method_node {
                 if one_of(
@@ -945,7 +946,7 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         Some(c) => string(r, c, &f.sub("commands")).map(BootCommands::Named),
         None => None,
     };
-    if method == BootMethod::UBoot && commands.is_none() {
+    if matches!(method, BootMethod::UBoot | BootMethod::Bootloader) && commands.is_none() {
         f.req(r, "commands");
     }
     let transfer_overlay = f.opt("transfer_overlay").cloned();
@@ -961,6 +962,10 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
     let soft_reboot = f.opt_str_list(r, "soft_reboot").unwrap_or_default();
     let ignore_kernel_messages = f.opt_bool(r, "ignore_kernel_messages").unwrap_or(false);
     let reset = f.opt_bool(r, "reset");
+    let bootloader = f.opt_str(r, "bootloader");
+    if method == BootMethod::Bootloader && bootloader.is_none() {
+        f.req(r, "bootloader");
+    }
     if let Some(t) = f.opt("type") {
         r.warn(
             t,
@@ -985,7 +990,7 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
             .collect();
         f.finish_with(r, "boot", &all);
     } else {
-        let mut known = vec!["use_bootscript", "docker", "bootloader"];
+        let mut known = vec!["use_bootscript", "docker"];
         known.extend(secondary);
         f.finish_with(r, &format!("boot method {}", method.name()), &known);
     }
@@ -1004,6 +1009,7 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         soft_reboot,
         ignore_kernel_messages,
         reset,
+        bootloader,
         node: n.clone(),
     })
 }
@@ -1026,7 +1032,12 @@ fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
         "services",
     ];
     let present: Vec<&str> = kinds.iter().copied().filter(|k| f.has(k)).collect();
-    let kind = if let Some(d) = f.opt("definitions") {
+    let kind = if f.has("docker") {
+        f.opt("definitions");
+        let node = f.opt("docker").unwrap_or(n);
+        r.warn(node, &f.sub("docker"), "test shells inside docker are outside basalt's scope; the job validates but cannot run here");
+        TestKind::Other("docker".to_string())
+    } else if let Some(d) = f.opt("definitions") {
         let dpath = f.sub("definitions");
         let defs = list(r, d, &dpath)
             .iter()

@@ -66,6 +66,10 @@ pub enum ActionKind {
     BootloaderInterrupt,
     BootloaderCommands,
     MinimalBoot,
+    BootBootloaderRetry,
+    BootBootloader,
+    ResetConnection,
+    DisconnectDevice,
     PrePowerCommand,
     PreOsCommand,
     AutoLogin,
@@ -143,6 +147,10 @@ impl ActionKind {
             BootloaderInterrupt => "bootloader-interrupt",
             BootloaderCommands => "bootloader-commands",
             MinimalBoot => "minimal-boot",
+            BootBootloaderRetry => "boot-bootloader-retry",
+            BootBootloader => "boot-bootloader",
+            ResetConnection => "reset-connection",
+            DisconnectDevice => "disconnect-device",
             PrePowerCommand => "pre-power-command",
             PreOsCommand => "pre-os-command",
             AutoLogin => "auto-login-action",
@@ -179,6 +187,7 @@ impl ActionKind {
                 | TestInteractiveRetry
                 | TestMonitorRetry
                 | MinimalBoot
+                | BootBootloaderRetry
         )
     }
 
@@ -245,6 +254,10 @@ impl ActionKind {
             BootloaderInterrupt => "stop the bootloader's autoboot",
             BootloaderCommands => "send the boot commands at the bootloader prompt",
             MinimalBoot => "connect to a device that is already on",
+            BootBootloaderRetry => "stop at the bootloader prompt, retrying on failure",
+            BootBootloader => "reset the device and stop at the bootloader prompt",
+            ResetConnection => "drop and re-open the console connection",
+            DisconnectDevice => "close the console connection",
             PrePowerCommand => "run the device's pre-power command",
             PreOsCommand => "run the device's pre-OS command",
             AutoLogin => "wait for the kernel and log in, retrying on failure",

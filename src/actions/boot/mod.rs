@@ -14,7 +14,10 @@ pub(crate) fn pipeline(
     s: &Scope<'_>,
     boot: &Boot,
 ) -> Result<ActionNode, PipelineError> {
-    let name = boot.method.name();
+    let name = match &boot.method {
+        BootMethod::Bootloader => boot.bootloader.as_deref().unwrap_or("bootloader"),
+        m => m.name(),
+    };
     if !matches!(boot.method, BootMethod::Other(_)) && !b.device.has_boot_method(name) {
         return Err(s.error(b, format!(
             "device '{}' ({}) cannot boot with method '{name}': its actions.boot.methods has no '{name}'",
@@ -25,6 +28,7 @@ pub(crate) fn pipeline(
         BootMethod::Qemu | BootMethod::QemuNfs => Ok(qemu::pipeline(b, s, boot)),
         BootMethod::UBoot => uboot::pipeline(b, s, boot),
         BootMethod::Minimal => Ok(minimal::pipeline(b, s, boot)),
+        BootMethod::Bootloader => Ok(uboot::bootloader_pipeline(b, s)),
         BootMethod::Other(m) => Err(s.error(
             b,
             format!(

@@ -34,6 +34,21 @@ pub(crate) fn pipeline(
     Ok(node)
 }
 
+/// `boot-bootloader-retry` (boot `method: bootloader`): reset the board and stop at the
+/// bootloader prompt after its commands, for interactive tests of U-Boot itself.
+pub(crate) fn bootloader_pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
+    let mut node = b.node(s, None, ActionKind::BootBootloaderRetry);
+    b.child(s, &mut node, ActionKind::BootloaderOverlay);
+    let bb = b.child(s, &mut node, ActionKind::BootBootloader);
+    let rc = b.child(s, bb, ActionKind::ResetConnection);
+    b.child(s, rc, ActionKind::DisconnectDevice);
+    b.child(s, rc, ActionKind::ConnectDevice);
+    reset_device(b, s, bb);
+    b.child(s, bb, ActionKind::BootloaderInterrupt);
+    b.child(s, bb, ActionKind::BootloaderCommands);
+    node
+}
+
 /// The boot commands for this job: the device's named list or the job's inline list.
 pub fn command_list(
     device: &crate::device::Device,
