@@ -16,7 +16,8 @@
 #   BASALT_FIXTURES_ARM64  auto (default: build, a failure only warns) | 1 (required) | 0 (skip)
 #   BASALT_KERNEL_PKG_AMD64 / _ARM64   a given linux-image-* package instead of the
 #                          one bookworm's linux-image-amd64 / -arm64 depends on
-# Needs root (device node in the initramfs) and scripts/install-deps.sh's packages.
+# Needs scripts/install-deps.sh's packages, and root when something is to be built
+# (apt, device node in the initramfs); with everything cached it runs as any user.
 # Kernels are never installed: `apt-get download` + dpkg-deb, into the cache only.
 set -euo pipefail
 
@@ -48,20 +49,21 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 case $OUT in *[!A-Za-z0-9_./+-]*) basalt_die "unsupported characters in the fixtures path: $OUT" ;; esac
 
-basalt_require_root
 for c in apt-get dpkg-deb cpio gzip flock "$PY"; do
   command -v "$c" >/dev/null || basalt_die "$c not found: run scripts/install-deps.sh first"
 done
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx cttyhack ||
+if ! { [ -x /bin/busybox ] && /bin/busybox --list | grep -qx cttyhack; }; then
   basalt_die "/bin/busybox (package busybox-static) missing: run scripts/install-deps.sh first"
+fi
 
-exec 9>"$OUT/.lock"
+# one run at a time per directory (the lock file may be root's: read-only is enough)
+{ exec 9>>"$OUT/.lock"; } 2>/dev/null || exec 9<"$OUT/.lock"
 flock -w 1800 9 || basalt_die "another build-fixtures run holds $OUT/.lock"
 
-mkdir -p "$OUT/logs"
+mkdir -p "$OUT/logs" 2>/dev/null || true
 BASALT_LOG=$OUT/logs/build-fixtures.log
-: >"$BASALT_LOG"
-WORK=$(mktemp -d "$OUT/.work.XXXXXX")
+{ : >"$BASALT_LOG"; } 2>/dev/null || BASALT_LOG=$(mktemp /tmp/basalt-build-fixtures.XXXXXX.log)
+WORK=$(mktemp -d "$OUT/.work.XXXXXX" 2>/dev/null || mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 T0=$(basalt_now)
 echo "$BASALT_TAG: fixtures in $OUT (log: $BASALT_LOG)"
@@ -71,6 +73,7 @@ echo "$BASALT_TAG: fixtures in $OUT (log: $BASALT_LOG)"
 LISTS_READY=0
 apt_ready() {
   [ "$LISTS_READY" = 1 ] && return 0
+  basalt_require_root
   basalt_apt_init
   if basalt_apt_stale; then basalt_step apt-update basalt_apt_update; fi
   LISTS_READY=1
@@ -84,9 +87,11 @@ kernel_pkg() {
     echo "${!override}"
     return
   fi
-  apt-cache show --no-all-versions "linux-image-$arch:$arch" |
+  local pkg
+  pkg=$(apt-cache show --no-all-versions "linux-image-$arch:$arch" |
     sed -n 's/^Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ :].*//' |
-    grep -m1 -E "^linux-image-[0-9].*-$arch\$"
+    awk -v re="^linux-image-[0-9].*-$arch\$" '$0 ~ re && !found { print; found = 1 }')
+  [ -n "$pkg" ] && echo "$pkg"
 }
 
 # fetch_deb DIR PKG:ARCH MEMBER... : download one .deb into DIR and extract members from it
@@ -94,10 +99,12 @@ fetch_deb() {
   local dir=$1 pkg=$2
   shift 2
   mkdir -p "$dir"
+  # apt downloads as user _apt where it can write (else it warns and downloads as root)
+  { chmod 755 "$WORK"; chown _apt "$dir"; } 2>/dev/null || true
   (cd "$dir" && apt-get download -q "$pkg")
-  local deb
-  deb=$(find "$dir" -maxdepth 1 -name '*.deb' | head -n1)
-  [ -n "$deb" ] || {
+  local debs=("$dir"/*.deb) deb
+  deb=${debs[0]}
+  [ -f "$deb" ] || {
     echo "no .deb downloaded for $pkg"
     return 1
   }
@@ -276,6 +283,7 @@ step_cached() {
     printf '%s: %-28s cached\n' "$BASALT_TAG" "$label"
     return 0
   fi
+  basalt_require_root
   basalt_step "$label" "$@"
 }
 
@@ -283,6 +291,7 @@ initramfs_step() {
   local arch=$1 bb=$2 out=$OUT/$1/initramfs.cpio.gz key
   key=$(initramfs_key "$bb")
   if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ]; then
+    basalt_require_root # the initramfs has a device node (/dev/console)
     rm -f "$out.key"
     basalt_step "initramfs $arch" build_initramfs "$bb" "$out"
     echo "$key" >"$out.key"
@@ -298,18 +307,27 @@ if [ "$FORCE" = 1 ] || [ ! -s "$OUT/amd64/vmlinux" ]; then apt_ready; fi
 step_cached "kernel amd64" "$OUT/amd64/vmlinux" build_kernel_amd64
 initramfs_step amd64 /bin/busybox
 
-ARM64_OK=0
 build_arm64() {
   mkdir -p "$OUT/arm64"
   if [ "$FORCE" = 1 ] || [ ! -s "$OUT/arm64/Image" ] || [ ! -s "$OUT/arm64/busybox" ]; then
-    apt_ready || return
+    apt_ready
   fi
-  step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64 &&
-    step_cached "busybox arm64" "$OUT/arm64/busybox" fetch_busybox_arm64 &&
-    initramfs_step arm64 "$OUT/arm64/busybox"
+  step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
+  step_cached "busybox arm64" "$OUT/arm64/busybox" fetch_busybox_arm64
+  initramfs_step arm64 "$OUT/arm64/busybox"
 }
+ARM64_OK=0
 if [ "$ARM64" != 0 ]; then
-  if build_arm64; then
+  # in a subshell with `set -e` (a failure there stops only the arm64 part); not
+  # as `if build_arm64`, which would turn `set -e` off inside it
+  set +e
+  (
+    set -e
+    build_arm64
+  )
+  rc=$?
+  set -e
+  if [ "$rc" = 0 ]; then
     ARM64_OK=1
   elif [ "$ARM64" = 1 ]; then
     basalt_die "arm64 fixtures failed (BASALT_FIXTURES_ARM64=1)"
@@ -337,8 +355,8 @@ UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on 
   echo "# the initramfs shell's prompt (PS1) and its first console line"
   echo "BASALT_INITRD_PROMPT='/ # '"
   echo "BASALT_INITRD_BANNER=basalt-initramfs:"
-} >"$OUT/env.tmp"
-mv "$OUT/env.tmp" "$OUT/env"
+} >"$WORK/env"
+cmp -s "$WORK/env" "$OUT/env" || mv "$WORK/env" "$OUT/env"
 
 if [ "$CHECK" = 1 ]; then
   basalt_step "boot check amd64" "$PY" "$REPO/hw-tests/boot-check.py" --fixtures "$OUT" amd64

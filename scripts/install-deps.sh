@@ -127,8 +127,9 @@ policy_guard() {
     return 0
   fi
   if [ -e "$POLICY" ] || [ -L "$POLICY" ]; then
-    [ ! -e "$POLICY_SAVED" ] && [ ! -L "$POLICY_SAVED" ] ||
+    if [ -e "$POLICY_SAVED" ] || [ -L "$POLICY_SAVED" ]; then
       basalt_die "$POLICY_SAVED exists: restore or remove it by hand, then re-run"
+    fi
     mv "$POLICY" "$POLICY_SAVED"
   fi
   trap policy_restore EXIT
@@ -176,20 +177,24 @@ if [ "$MODE" = check ]; then
   exit 1
 fi
 
-basalt_require_root
 # An earlier run that was killed may have left its temporary policy behind.
-policy_restore
+[ "$(id -u)" -ne 0 ] || policy_restore
 
 if [ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ] && [ "$FORCE_UPDATE" = 0 ]; then
   summary
   exit 0
 fi
+basalt_require_root
 
 RUN_START=$(date +%s)
 mkdir -p "$REPO/target/logs"
 BASALT_LOG=$REPO/target/logs/install-deps.log
 : >"$BASALT_LOG"
-echo "$BASALT_TAG: to install: ${MISSING[*]} ${MISSING_BPO[*]} ${MISSING_OPT[*]} (log: $BASALT_LOG)"
+if [ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ]; then
+  echo "$BASALT_TAG: nothing to install; refreshing the package lists (log: $BASALT_LOG)"
+else
+  echo "$BASALT_TAG: to install: ${MISSING[*]} ${MISSING_BPO[*]} ${MISSING_OPT[*]} (log: $BASALT_LOG)"
+fi
 
 basalt_apt_init
 if [ "$FORCE_UPDATE" = 1 ] || basalt_apt_stale; then
@@ -198,20 +203,27 @@ fi
 # The candidate of an optional package is known only now that there are lists.
 compute_missing
 
+NEWLY_INSTALLED=("${MISSING[@]}")
 policy_guard
-[ ${#MISSING[@]} -eq 0 ] || install_step "install bookworm packages" "${MISSING[@]}"
+# (an optional package is in MISSING_OPT only when the lists offer it)
+[ $((${#MISSING[@]} + ${#MISSING_OPT[@]})) -eq 0 ] ||
+  install_step "install bookworm packages" "${MISSING[@]}" "${MISSING_OPT[@]}"
 [ ${#MISSING_BPO[@]} -eq 0 ] ||
   install_step "install qemu (backports)" -t bookworm-backports "${MISSING_BPO[@]}"
-[ ${#MISSING_OPT[@]} -eq 0 ] || install_step "install optional" "${MISSING_OPT[@]}"
 policy_restore
 trap - EXIT
 
-# On a systemd host the packages enabled their services for the next boot.
+# On a systemd host the packages just installed enabled their services for the
+# next boot: disable those (only those: an admin's own choice is left alone).
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
   for s in "${SERVICES[@]}"; do
-    systemctl disable "$s" >>"$BASALT_LOG" 2>&1 || true
+    case " ${NEWLY_INSTALLED[*]} " in
+      *" $s "*)
+        systemctl disable "$s" >>"$BASALT_LOG" 2>&1 || true
+        echo "$BASALT_TAG: service $s left disabled"
+        ;;
+    esac
   done
-  echo "$BASALT_TAG: services ${SERVICES[*]} left disabled"
 fi
 rm -f "$BASALT_APT_DIR"/cache/archives/*.deb
 

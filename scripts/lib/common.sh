@@ -14,7 +14,9 @@ basalt_die() {
 
 # basalt_step LABEL CMD... : runs CMD with its output appended to $BASALT_LOG and
 # prints one line with the time it took. On failure prints the end of the log and
-# returns CMD's status (so `set -e` callers stop there). CMD may be a function.
+# returns CMD's status (so `set -e` callers stop there). CMD may be a function;
+# note that bash turns `set -e` off inside it when basalt_step itself is called
+# in a condition (`if basalt_step ...`, `basalt_step ... && ...`, `! ...`).
 basalt_step() {
   local label=$1 start rc=0 old_traps
   shift
