@@ -1,1 +1,12 @@
+//! basalt's hardware abstraction layer: a few nouns, each a trait with backends.
+//!
+//! | trait | what | backends |
+//! | --- | --- | --- |
+//! | [`console::Console`] | a byte stream to the board, reconnectable | serial, telnet (ser2net), unix socket, pty, spawned command |
+//! | [`console::Session`] | the expect engine over a console stream | — |
+//! | [`power::Power`] | on / off / reset | shell commands, pdudaemon HTTP, QEMU QMP |
+//!
+//! The pipeline sees these traits only; a backend never knows about jobs.
 
+pub mod console;
+pub mod power;
