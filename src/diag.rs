@@ -68,8 +68,7 @@ impl Report {
 
     /// Sorts findings by position so that the report reads top to bottom.
     pub fn sort(&mut self) {
-        self.items
-            .sort_by(|a, b| (a.mark, a.severity).cmp(&(b.mark, b.severity)));
+        self.items.sort_by_key(|d| (d.mark, d.severity));
     }
 
     /// Formats one diagnostic with this report's file name.

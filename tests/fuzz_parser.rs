@@ -22,15 +22,60 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 const TOKENS: &[&[u8]] = &[
-    b":", b" ", b"\n", b"- ", b"  ", b"{", b"}", b"[", b"]", b",", b"'", b"\"", b"&a ", b"*a", b"<<: ", b"!!int ",
-    b"! ", b"~", b"null", b"yes", b"0x", b"-1", b"99999999999999999999", b"\t", b"#", b"|\n", b">\n", b"---\n",
-    b"...\n", b"?", b"%YAML 1.1\n", b"\xff", b"\xc3\x28", b"timeout:", b"minutes: 1", b"to: tftp", b"method: qemu",
-    b"definitions:", b"from: inline", b"repository:", b"actions:", b"role: [a]", b"namespace: x", b"\x00", b"\r",
+    b":",
+    b" ",
+    b"\n",
+    b"- ",
+    b"  ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b"'",
+    b"\"",
+    b"&a ",
+    b"*a",
+    b"<<: ",
+    b"!!int ",
+    b"! ",
+    b"~",
+    b"null",
+    b"yes",
+    b"0x",
+    b"-1",
+    b"99999999999999999999",
+    b"\t",
+    b"#",
+    b"|\n",
+    b">\n",
+    b"---\n",
+    b"...\n",
+    b"?",
+    b"%YAML 1.1\n",
+    b"\xff",
+    b"\xc3\x28",
+    b"timeout:",
+    b"minutes: 1",
+    b"to: tftp",
+    b"method: qemu",
+    b"definitions:",
+    b"from: inline",
+    b"repository:",
+    b"actions:",
+    b"role: [a]",
+    b"namespace: x",
+    b"\x00",
+    b"\r",
 ];
 
 fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
@@ -62,7 +107,12 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
             4 => v.truncate(rng.below(len + 1)),
             5 => {
                 // change the indentation of a line
-                let lines: Vec<usize> = v.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+                let lines: Vec<usize> = v
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1)
+                    .collect();
                 if !lines.is_empty() {
                     let at = lines[rng.below(lines.len())];
                     if rng.below(2) == 0 {
@@ -95,13 +145,22 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
 #[test]
 fn a_million_mutated_jobs_never_panic() {
     let mut sources: Vec<Vec<u8>> = Vec::new();
-    for dir in ["jobs/qemu", "jobs/uboot", "jobs/multinode/scheduler", "jobs/multinode/dispatcher", "invalid", "jobs/testdefs"] {
+    for dir in [
+        "jobs/qemu",
+        "jobs/uboot",
+        "jobs/multinode/scheduler",
+        "jobs/multinode/dispatcher",
+        "invalid",
+        "jobs/testdefs",
+    ] {
         for f in yaml_files(dir) {
             sources.push(std::fs::read(&f).expect("corpus file"));
         }
     }
     assert!(sources.len() > 50);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u64;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2) as u64;
     let per_thread = ITERATIONS.div_ceil(threads);
     let sources = &sources;
     let results: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -125,18 +184,28 @@ fn a_million_mutated_jobs_never_panic() {
                         match outcome {
                             Ok(true) => rejected += 1,
                             Ok(false) => {}
-                            Err(_) => panic!("parser panicked: seed {seed:#x} iteration {i}\n{text}"),
+                            Err(_) => {
+                                panic!("parser panicked: seed {seed:#x} iteration {i}\n{text}")
+                            }
                         }
                     }
                     (per_thread, rejected)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("fuzz thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fuzz thread"))
+            .collect()
     });
     let total: u64 = results.iter().map(|r| r.0).sum();
     let rejected: u64 = results.iter().map(|r| r.1).sum();
-    println!("{total} mutated documents parsed, {rejected} rejected with diagnostics, none panicked");
+    println!(
+        "{total} mutated documents parsed, {rejected} rejected with diagnostics, none panicked"
+    );
     assert!(total >= ITERATIONS);
-    assert!(rejected > 0 && rejected < total, "mutations should produce both valid and invalid jobs");
+    assert!(
+        rejected > 0 && rejected < total,
+        "mutations should produce both valid and invalid jobs"
+    );
 }

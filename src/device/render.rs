@@ -203,18 +203,24 @@ mod tests {
         let out = render_str(
             "d1",
             "{% extends 't.jinja2' %}\n{% set arch = 'amd64' %}\n",
-            &[dir.clone()],
+            std::slice::from_ref(&dir),
             &ctx,
         )
         .unwrap();
         assert!(out.contains("arch: amd64"), "{out}");
         assert!(out.contains("name: d1"), "{out}");
-        let out = render_str("d1", "{% extends 't.jinja2' %}\n", &[dir.clone()], &ctx).unwrap();
+        let out = render_str(
+            "d1",
+            "{% extends 't.jinja2' %}\n",
+            std::slice::from_ref(&dir),
+            &ctx,
+        )
+        .unwrap();
         assert!(out.contains("arch: arm64"), "{out}");
         let err = render_str(
             "d1",
             "{% extends '../etc/passwd' %}\n",
-            &[dir.clone()],
+            std::slice::from_ref(&dir),
             &ctx,
         )
         .unwrap_err();
