@@ -30,6 +30,40 @@ enum Command {
     Validate(JobArgs),
     /// Print the pipeline of a job on a device as YAML: level, name, description, timeout.
     Describe(DescribeArgs),
+    /// Run a job on a device, like LAVA's lava-run. Exit 0 Complete, 1 Incomplete, 2 invalid.
+    Run(RunArgs),
+    /// Run the demo job: a Debian kernel and a busybox initramfs in QEMU, three test cases.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The job definition (LAVA V2 YAML).
+    job: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Where output.yaml (the log), results.yaml and description.yaml are written.
+    #[arg(long = "output-dir", value_name = "DIR")]
+    output_dir: PathBuf,
+    /// The job id (used in the overlay path /lava-<id>).
+    #[arg(long = "job-id", default_value = "1")]
+    job_id: String,
+    /// Show only the final summary.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where the demo's job, log and results are written.
+    #[arg(long = "output-dir", value_name = "DIR", default_value = "target/demo")]
+    output_dir: PathBuf,
+    /// Directory of the kernel and initramfs built by hw-tests/build-fixtures.sh
+    /// (default: $BASALT_FIXTURES, else target/fixtures of the source tree).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -66,6 +100,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(a) => validate(&a),
         Command::Describe(a) => describe(&a),
+        Command::Run(a) => run(&a),
+        Command::Demo(a) => demo(&a),
     };
     match result {
         Ok(code) => code,
@@ -182,4 +218,161 @@ fn describe(a: &DescribeArgs) -> Result<ExitCode> {
     };
     print!("{}", basalt::yaml::emit_document(&pipeline.describe()));
     Ok(ExitCode::SUCCESS)
+}
+
+fn run(a: &RunArgs) -> Result<ExitCode> {
+    let Some(job) = load_job(&a.job, a.quiet) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let dev = a.device.device.as_deref().context("run needs --device")?;
+    run_loaded(
+        &a.job,
+        job,
+        &a.device,
+        dev,
+        &a.output_dir,
+        &a.job_id,
+        a.quiet,
+    )
+}
+
+/// Runs a loaded job and prints the results; the exit code says Complete / Incomplete.
+fn run_loaded(
+    job_path: &Path,
+    job: Job,
+    dev_args: &DeviceArgs,
+    dev: &Path,
+    output_dir: &Path,
+    job_id: &str,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev)? else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let opts = basalt::run::RunOptions {
+        output_dir: output_dir.to_path_buf(),
+        job_id: job_id.to_string(),
+        verbosity: if quiet {
+            basalt::log::Verbosity::Quiet
+        } else {
+            basalt::log::Verbosity::Normal
+        },
+        tmp_root: std::env::temp_dir(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = rt
+        .block_on(basalt::run::run_job(job, device, &pipeline, &opts))
+        .with_context(|| format!("writing to {}", output_dir.display()))?;
+    print_summary(&outcome, output_dir);
+    Ok(if outcome.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_summary(o: &basalt::run::Outcome, dir: &Path) {
+    use basalt::yaml::Node;
+    println!();
+    println!(
+        "{:<24} {:<28} {:<8} {}",
+        "definition", "case", "result", "measurement"
+    );
+    for r in &o.results {
+        let get = |k: &str| r.get(k).and_then(Node::scalar_text).unwrap_or_default();
+        if get("definition") == "lava"
+            && !matches!(get("case").as_str(), "job")
+            && r.get("uuid").is_none()
+        {
+            continue;
+        }
+        let meas = match (r.get("measurement"), r.get("units")) {
+            (Some(m), u) => format!(
+                "{} {}",
+                m.scalar_text().unwrap_or_default(),
+                u.and_then(Node::scalar_text).unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "{:<24} {:<28} {:<8} {}",
+            get("definition"),
+            get("case"),
+            get("result"),
+            meas.trim_end()
+        );
+    }
+    println!();
+    match (&o.error, &o.failed_action) {
+        (None, _) => println!("Job Complete in {:.1} s", o.duration.as_secs_f64()),
+        (Some(e), a) => println!(
+            "Job Incomplete in {:.1} s: {} ({}){}",
+            o.duration.as_secs_f64(),
+            e.message,
+            e.kind.lava_name(),
+            a.as_deref()
+                .map(|a| format!(", action {a}"))
+                .unwrap_or_default()
+        ),
+    }
+    println!(
+        "log: {}  results: {}",
+        dir.join("output.yaml").display(),
+        dir.join("results.yaml").display()
+    );
+}
+
+fn demo(a: &DemoArgs) -> Result<ExitCode> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = a
+        .fixtures
+        .clone()
+        .or_else(|| std::env::var_os("BASALT_FIXTURES").map(PathBuf::from))
+        .unwrap_or_else(|| src.join("target/fixtures"));
+    let kernel = fixtures.join("amd64/vmlinux");
+    let initrd = fixtures.join("amd64/initramfs.cpio.gz");
+    for f in [&kernel, &initrd] {
+        if !f.is_file() {
+            anyhow::bail!("{} is missing: build the fixtures first with hw-tests/build-fixtures.sh (or run scripts/demo.sh)", f.display());
+        }
+    }
+    if std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        anyhow::bail!(
+            "qemu-system-x86_64 is not installed: run scripts/install-deps.sh (or scripts/demo.sh)"
+        );
+    }
+    let template = std::fs::read_to_string(src.join("config/jobs/demo-qemu.yaml"))
+        .context("reading the demo job")?;
+    let text = template
+        .replace("@KERNEL@", &kernel.to_string_lossy())
+        .replace("@INITRD@", &initrd.to_string_lossy());
+    std::fs::create_dir_all(&a.output_dir)
+        .with_context(|| format!("creating {}", a.output_dir.display()))?;
+    let job_path = a.output_dir.join("job.yaml");
+    std::fs::write(&job_path, &text).with_context(|| format!("writing {}", job_path.display()))?;
+    println!("demo job: {}", job_path.display());
+    let Some(job) = load_job(&job_path, a.quiet) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let dev_args = DeviceArgs {
+        device: None,
+        device_types: Vec::new(),
+    };
+    let device = src.join("config/devices/qemu-amd64.jinja2");
+    run_loaded(
+        &job_path,
+        job,
+        &dev_args,
+        &device,
+        &a.output_dir,
+        "1",
+        a.quiet,
+    )
 }

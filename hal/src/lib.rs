@@ -9,4 +9,5 @@
 //! The pipeline sees these traits only; a backend never knows about jobs.
 
 pub mod console;
+pub mod emulator;
 pub mod power;

@@ -1,3 +1,6 @@
-//! LAVA's test shell on the dispatcher side: signal parsing and test-definition parse patterns.
+//! LAVA's test shell: the helper scripts that run on the device, the signals they print, and
+//! the parse patterns of test definitions.
 
 pub mod pattern;
+pub mod scripts;
+pub mod signals;

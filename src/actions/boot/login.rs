@@ -32,3 +32,118 @@ pub(crate) fn reset_device(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNo
     };
     b.child(s, reset, how);
 }
+
+// ---- running -------------------------------------------------------------------------------
+
+use crate::job::ActionBlock;
+use crate::run::{literal, pattern, ActionError, Ctx};
+use crate::yaml::Node;
+use std::time::Duration;
+
+/// Messages that mean the kernel died: the boot fails at once instead of waiting for its timeout.
+const KERNEL_FAILURES: &[&str] = &[
+    "Kernel panic - not syncing",
+    "---\\[ end Kernel panic",
+    "Rebooting in \\d+ seconds",
+];
+
+fn boot_block(ctx: &Ctx, node: &ActionNode) -> Result<Boot, ActionError> {
+    match node.block.and_then(|b| ctx.job.actions.get(b)) {
+        Some(ActionBlock::Boot(b)) => Ok(b.clone()),
+        _ => Err(ActionError::bug(format!(
+            "{} outside a boot block",
+            node.name()
+        ))),
+    }
+}
+
+/// What QEMU said, when it is gone: the reason a console closed.
+fn emulator_note(ctx: &mut Ctx) -> String {
+    match ctx.emulator.as_mut() {
+        Some(q) => match q.exit_status() {
+            Some(status) => format!(" (QEMU exited, {status}: {})", q.stderr().trim()),
+            None => String::new(),
+        },
+        None => String::new(),
+    }
+}
+
+async fn wait_for(
+    ctx: &mut Ctx,
+    patterns: &[basalt_hal::console::expect::Regex],
+    timeout: Duration,
+    what: &str,
+) -> Result<usize, ActionError> {
+    let r = ctx.session()?.expect(patterns, timeout).await;
+    match r {
+        Ok(m) => Ok(m.index),
+        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("{what}: {e}"))),
+        Err(e) => {
+            let note = emulator_note(ctx);
+            Err(ActionError::infra(format!("{what}: {e}{note}")))
+        }
+    }
+}
+
+/// `login-action`: wait for the kernel to start, log in when asked, wait for a prompt.
+pub(crate) async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let boot = boot_block(ctx, node)?;
+    let timeout = Duration::from_secs(node.timeout);
+    let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
+    let failures: Vec<_> = KERNEL_FAILURES.iter().map(|p| pattern(p)).collect();
+    let ksm = boot.kernel_start_message.clone().or_else(|| {
+        ctx.device
+            .constant(&["kernel-start-message"])
+            .and_then(Node::scalar_text)
+    });
+    if let Some(msg) = ksm.filter(|m| !m.is_empty() && !boot.ignore_kernel_messages) {
+        ctx.log.debug(format!("waiting for the kernel: '{msg}'"));
+        let mut pats = vec![pattern(&msg)];
+        pats.extend(failures.iter().cloned());
+        if wait_for(ctx, &pats, timeout, "kernel start").await? > 0 {
+            return Err(ActionError::job("kernel panic while booting"));
+        }
+    }
+    if let Some(login) = &boot.auto_login {
+        let mut pats = vec![pattern(&login.login_prompt)];
+        pats.extend(failures.iter().cloned());
+        if wait_for(ctx, &pats, timeout, "login prompt").await? > 0 {
+            return Err(ActionError::job("kernel panic while booting"));
+        }
+        ctx.session()?.send_line(&login.username, delay).await?;
+        if let (Some(pp), Some(pw)) = (&login.password_prompt, &login.password) {
+            wait_for(ctx, &[pattern(pp)], timeout, "password prompt").await?;
+            ctx.session()?.send_line(pw, delay).await?;
+        }
+        for cmd in &login.login_commands {
+            ctx.session()?.send_line(cmd, delay).await?;
+        }
+    }
+    if boot.prompts.is_empty() {
+        return Ok(());
+    }
+    let mut pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
+    let n = pats.len();
+    pats.extend(failures.iter().cloned());
+    if wait_for(ctx, &pats, timeout, "shell prompt").await? >= n {
+        return Err(ActionError::job("kernel panic while booting"));
+    }
+    Ok(())
+}
+
+/// `expect-shell-connection`: check that the shell answers at its prompt.
+pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let boot = boot_block(ctx, node)?;
+    let pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
+    let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
+    ctx.session()?.send_line("", delay).await?;
+    wait_for(
+        ctx,
+        &pats,
+        Duration::from_secs(node.connection_timeout.min(node.timeout)),
+        "shell prompt",
+    )
+    .await?;
+    let _ = literal;
+    Ok(())
+}

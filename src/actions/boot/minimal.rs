@@ -21,3 +21,52 @@ pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> ActionNod
     login_tail(b, s, boot, &mut node);
     node
 }
+
+// ---- running -------------------------------------------------------------------------------
+
+use crate::run::{open_session, ActionError, Ctx};
+use basalt_hal::console::command::CommandConsole;
+use basalt_hal::console::Console;
+use basalt_hal::power::Power;
+
+/// `connect-device`: open the device's console with its `connection_command`.
+pub(crate) async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+    if ctx.session.is_some() {
+        return Ok(());
+    }
+    let cmd = ctx.device.commands.connect.clone().ok_or_else(|| {
+        ActionError::job(format!(
+            "device '{}' has no connection command",
+            ctx.device.hostname
+        ))
+    })?;
+    let console = CommandConsole::new(&cmd)?;
+    let stream = console.connect().await?;
+    ctx.log.info(format!("connected to the console: {cmd}"));
+    ctx.session = Some(open_session(&ctx.log, stream, &console.describe()));
+    Ok(())
+}
+
+/// `pdu-reboot`: power-cycle the device with its hard reset command.
+pub(crate) async fn run_power_reset(ctx: &mut Ctx) -> Result<(), ActionError> {
+    crate::actions::finalize::device_power(ctx).reset().await?;
+    ctx.log.info("device reset");
+    Ok(())
+}
+
+/// `pre-power-command` / `pre-os-command`: the device's commands run on the worker.
+pub(crate) async fn run_device_command(
+    ctx: &mut Ctx,
+    node: &ActionNode,
+) -> Result<(), ActionError> {
+    let cmds = match node.kind {
+        crate::pipeline::ActionKind::PrePowerCommand => ctx.device.commands.pre_power.clone(),
+        _ => ctx.device.commands.pre_os.clone(),
+    };
+    for cmd in cmds {
+        basalt_hal::power::command::run_shell(&cmd, std::time::Duration::from_secs(node.timeout))
+            .await
+            .map_err(|e| ActionError::infra(format!("{cmd}: {e}")))?;
+    }
+    Ok(())
+}

@@ -13,3 +13,96 @@ pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> ActionNod
     login_tail(b, s, boot, &mut node);
     node
 }
+
+// ---- running -------------------------------------------------------------------------------
+
+use crate::job::ActionBlock;
+use crate::run::{open_session, ActionError, Ctx};
+use crate::yaml::Node;
+use basalt_hal::emulator::QemuProcess;
+
+/// Splits one option string of the device dictionary or the job into arguments (shell-like
+/// quoting, no shell).
+fn split(opt: &str) -> Result<Vec<String>, ActionError> {
+    shell_words::split(opt)
+        .map_err(|e| ActionError::job(format!("cannot split QEMU option '{opt}': {e}")))
+}
+
+/// The QEMU command line: device `command` + `options` + `extra`, then every image's
+/// `image_arg` with `{label}` replaced by the downloaded file.
+pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
+    let params = ctx
+        .device
+        .boot_method("qemu")
+        .and_then(|m| m.get("parameters"))
+        .ok_or_else(|| {
+            ActionError::job(format!(
+                "device '{}' has no qemu parameters",
+                ctx.device.hostname
+            ))
+        })?;
+    let command = params
+        .get("command")
+        .and_then(Node::scalar_text)
+        .ok_or_else(|| ActionError::job("the device's qemu parameters have no command"))?;
+    let mut argv = split(&command)?;
+    for key in ["options", "extra"] {
+        match params.get(key) {
+            Some(n) if n.as_seq().is_some() => {
+                for item in n.as_seq().unwrap_or(&[]) {
+                    if let Some(t) = item.scalar_text() {
+                        argv.extend(split(&t)?);
+                    }
+                }
+            }
+            Some(n) => {
+                if let Some(t) = n.scalar_text() {
+                    argv.extend(split(&t)?);
+                }
+            }
+            None => {}
+        }
+    }
+    for block in &ctx.job.actions {
+        let ActionBlock::Deploy(d) = block else {
+            continue;
+        };
+        for (label, img) in &d.images {
+            let Some(arg) = &img.image_arg else { continue };
+            let mut words = split(arg)?;
+            for w in &mut words {
+                for (key, path) in &ctx.downloads {
+                    let ph = format!("{{{key}}}");
+                    if w.contains(&ph) {
+                        *w = w.replace(&ph, &path.to_string_lossy());
+                    }
+                }
+                if w.contains(&format!("{{{label}}}")) {
+                    return Err(ActionError::job(format!(
+                        "image '{label}' was not downloaded for its image_arg"
+                    )));
+                }
+            }
+            argv.extend(words);
+        }
+    }
+    Ok(argv)
+}
+
+/// `execute-qemu`: start QEMU with its serial console on stdio and open the session.
+pub(crate) async fn run_execute(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+    if let Some(mut old) = ctx.emulator.take() {
+        ctx.session = None;
+        let _ = old.kill().await;
+    }
+    let argv = command_line(ctx)?;
+    ctx.log
+        .info(format!("boot command: {}", shell_words::join(&argv)));
+    let (proc_, stream) =
+        QemuProcess::spawn(&argv).map_err(|e| ActionError::infra(e.to_string()))?;
+    let what = format!("qemu (pid {})", proc_.pid().unwrap_or(0));
+    ctx.log.debug(format!("started {what}"));
+    ctx.session = Some(open_session(&ctx.log, stream, &what));
+    ctx.emulator = Some(proc_);
+    Ok(())
+}

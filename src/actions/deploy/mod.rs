@@ -1,6 +1,7 @@
 //! `deploy:` strategies, chosen by `to:` and by what the device offers.
 
 pub mod download;
+pub mod git;
 pub mod nfs;
 pub mod overlay;
 pub mod storage;

@@ -29,3 +29,18 @@ pub(crate) fn pipeline(
     }
     Ok(node)
 }
+
+/// `apply-overlay-guest`: the guest must be able to read the test overlay. basalt puts it into
+/// a cpio ramdisk (`format: cpio.newc`, `overlays: {lava: true}`); a job whose images offer no
+/// such ramdisk is told how to fix it.
+pub(crate) fn run_apply_overlay_guest(
+    ctx: &mut crate::run::Ctx,
+) -> Result<(), crate::run::ActionError> {
+    if ctx.overlay_applied || ctx.overlay_root.is_none() {
+        return Ok(());
+    }
+    Err(crate::run::ActionError::job(
+        "the test overlay has no image to go into: give the ramdisk image 'format: cpio.newc' and 'overlays: {lava: true}' \
+         (basalt does not build a separate guest disk for the overlay)",
+    ))
+}

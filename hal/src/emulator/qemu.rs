@@ -1,0 +1,126 @@
+//! A QEMU process: started from an argv (the device dictionary's command line plus the job's
+//! image arguments; never through a shell), its serial console on stdin/stdout, its stderr
+//! kept for error messages, killed with its process group when stopped or dropped.
+
+use crate::console::ConsoleStream;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Why QEMU could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("empty emulator command line")]
+    Empty,
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running QEMU.
+#[derive(Debug)]
+pub struct QemuProcess {
+    child: Child,
+    pid: Option<u32>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Most stderr kept, for error messages.
+const STDERR_KEEP: usize = 16 * 1024;
+
+impl QemuProcess {
+    /// Starts `argv[0]` with the rest as arguments; returns the process and its console.
+    pub fn spawn(argv: &[String]) -> Result<(QemuProcess, Box<dyn ConsoleStream>), EmulatorError> {
+        let (program, args) = argv.split_first().ok_or(EmulatorError::Empty)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| EmulatorError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
+        let stderr_buf = Arc::new(Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let buf = stderr_buf.clone();
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = err.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut b) = buf.lock() {
+                        if b.len() < STDERR_KEEP {
+                            b.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                        }
+                    }
+                }
+            });
+        }
+        let pid = child.id();
+        Ok((
+            QemuProcess {
+                child,
+                pid,
+                stderr: stderr_buf,
+            },
+            Box::new(tokio::io::join(stdout, stdin)),
+        ))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// What QEMU printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether QEMU has exited (and how).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Kills QEMU (and anything in its process group) and waits for it.
+    pub async fn kill(&mut self) -> Result<(), EmulatorError> {
+        if let Some(pid) = self.pid {
+            // The group id is QEMU's pid (process_group(0)); kill the group, then reap.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.start_kill();
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => {
+                return Err(EmulatorError::Io(std::io::Error::other(
+                    "QEMU did not exit after SIGKILL",
+                )))
+            }
+        }
+        self.pid = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The executor: walks the action tree, enforces timeouts, retries, and always finalizes.
+
+use super::{ActionError, Ctx, ErrorType};
+use crate::actions;
+use crate::job::timeout::hms;
+use crate::pipeline::{ActionKind, ActionNode, Pipeline, Section};
+use crate::yaml::Node;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + 'a>>;
+
+fn fmt_hms(secs: u64) -> String {
+    let mut s = String::new();
+    let _ = hms(secs, &mut s);
+    s
+}
+
+/// Runs every action, then `finalize`. Returns the error that ended the job and the failing
+/// action (`level name`).
+pub(super) async fn run_pipeline(
+    ctx: &mut Ctx,
+    pipeline: &Pipeline,
+) -> (Option<ActionError>, Option<String>) {
+    let (finalize, main) = match pipeline.actions.split_last() {
+        Some((f, m)) if f.kind == ActionKind::Finalize => (Some(f), m),
+        _ => (None, pipeline.actions.as_slice()),
+    };
+    let mut error = None;
+    let mut failed = None;
+    for node in main {
+        if Instant::now() >= ctx.job_deadline {
+            error = Some(ActionError::timeout("the job timeout expired"));
+            failed = Some(format!("{} {}", node.level, node.name()));
+            break;
+        }
+        match run_node(ctx, node).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorType::Timeout && node.skip_on_timeout => {
+                ctx.log.warning(format!(
+                    "{} {} timed out; 'skip: true' moves on to the next action",
+                    node.level,
+                    node.name()
+                ));
+            }
+            Err(e) => {
+                failed = Some(format!("{} {}", node.level, node.name()));
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(f) = finalize {
+        if let Err(e) = run_node(ctx, f).await {
+            if error.is_none() {
+                failed = Some(format!("{} {}", f.level, f.name()));
+                error = Some(e);
+            }
+        }
+    }
+    // Whatever finalize could not stop is stopped here: nothing outlives the job.
+    actions::finalize::release_all(ctx).await;
+    (error, failed)
+}
+
+/// Runs one action with its timeout and retries, logging its start and end.
+pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a> {
+    Box::pin(async move {
+        let top = !node.level.contains('.');
+        let say = |ctx: &Ctx, text: String| {
+            if top {
+                ctx.log.info(text)
+            } else {
+                ctx.log.debug(text)
+            }
+        };
+        say(
+            ctx,
+            format!(
+                "start: {} {} (timeout {}) [{}]",
+                node.level,
+                node.name(),
+                fmt_hms(node.timeout),
+                node.namespace
+            ),
+        );
+        let started = Instant::now();
+        let mut deadline = started + Duration::from_secs(node.timeout);
+        if node.section != Section::Finalize && ctx.job_deadline < deadline {
+            deadline = ctx.job_deadline;
+        }
+        let attempts = node.max_retries.max(1);
+        let mut result = Ok(());
+        for attempt in 1..=attempts {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let r = match tokio::time::timeout(remaining, run_kind(ctx, node)).await {
+                Ok(r) => r,
+                Err(_)
+                    if ctx.job_deadline <= Instant::now() && node.section != Section::Finalize =>
+                {
+                    Err(ActionError::timeout(format!(
+                        "{} {}: the job timeout expired",
+                        node.level,
+                        node.name()
+                    )))
+                }
+                Err(_) => Err(ActionError::timeout(format!(
+                    "{} {} timed out after {} s",
+                    node.level,
+                    node.name(),
+                    started.elapsed().as_secs()
+                ))),
+            };
+            result = r;
+            match &result {
+                Ok(()) if node.repeat && attempt < attempts => {
+                    ctx.log.info(format!(
+                        "{} {}: repeat {}/{attempts} done",
+                        node.level,
+                        node.name(),
+                        attempt
+                    ));
+                }
+                Ok(()) => break,
+                Err(e) => {
+                    ctx.log
+                        .error(format!("{} {} failed: {e}", node.level, node.name()));
+                    if node.repeat || attempt == attempts || Instant::now() >= deadline {
+                        break;
+                    }
+                    ctx.log.warning(format!(
+                        "{} {}: retrying ({} of {attempts} attempts)",
+                        node.level,
+                        node.name(),
+                        attempt + 1
+                    ));
+                    let interval = node
+                        .block
+                        .and_then(|b| ctx.job.actions.get(b))
+                        .and_then(|a| a.common().failure_retry_interval)
+                        .unwrap_or(1);
+                    let pause = Duration::from_secs(u64::from(interval))
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        let took = started.elapsed();
+        say(
+            ctx,
+            format!(
+                "end: {} {} (duration {}) [{}]",
+                node.level,
+                node.name(),
+                fmt_hms(took.as_secs()),
+                node.namespace
+            ),
+        );
+        if top && node.section != Section::Finalize {
+            ctx.log.result(vec![
+                ("definition", Node::str("lava")),
+                ("namespace", Node::str(node.namespace.clone())),
+                ("case", Node::str(node.name())),
+                ("level", Node::str(node.level.clone())),
+                ("duration", Node::str(format!("{:.2}", took.as_secs_f64()))),
+                (
+                    "result",
+                    Node::str(if result.is_ok() { "pass" } else { "fail" }),
+                ),
+            ]);
+        }
+        result
+    })
+}
+
+/// Runs the children of `node` in order.
+pub(crate) async fn run_children(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    for child in &node.children {
+        run_node(ctx, child).await?;
+    }
+    Ok(())
+}
+
+async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    use crate::actions::{boot, deploy, finalize, test};
+    use ActionKind::*;
+    match &node.kind {
+        // Containers: their work is their children.
+        DeployImages | TestDefinition | DownloadRetry { .. } | BootImageRetry | BootQemuImage | AutoLogin
+        | TestShellRetry | Finalize | MinimalBoot => run_children(ctx, node).await,
+        LavaOverlay => {
+            deploy::overlay::run_lava_overlay(ctx)?;
+            run_children(ctx, node).await
+        }
+        SshAuthorize | MultinodeOverlay | DeployDeviceEnv | ReadFeedback | ExportDeviceEnv => {
+            ctx.log.debug(format!("{}: nothing to do for this job", node.name()));
+            Ok(())
+        }
+        GitRepo(id) | InlineRepo(id) | UrlRepo(id) => deploy::overlay::run_repo(ctx, node, *id).await,
+        TestOverlay(id) => deploy::overlay::run_test_overlay(ctx, *id),
+        TestInstallOverlay(id) => deploy::overlay::run_install_overlay(ctx, *id),
+        TestRunscriptOverlay(id) => deploy::overlay::run_runscript_overlay(ctx, *id),
+        CompressOverlay => deploy::overlay::run_compress_overlay(ctx, node),
+        HttpDownload { key, url } | FileDownload { key, url } => deploy::download::run(ctx, node, key, url).await,
+        AppendOverlays { key } => deploy::download::run_append_overlays(ctx, key),
+        ApplyOverlayGuest => deploy::tmpfs::run_apply_overlay_guest(ctx),
+        ExecuteQemu => boot::qemu::run_execute(ctx, node).await,
+        ConnectDevice => boot::minimal::run_connect(ctx, node).await,
+        ResetDevice => run_children(ctx, node).await,
+        PduReboot => boot::minimal::run_power_reset(ctx).await,
+        PrePowerCommand | PreOsCommand => boot::minimal::run_device_command(ctx, node).await,
+        LoginAction => boot::login::run_login(ctx, node).await,
+        ExpectShellConnection => boot::login::run_expect_shell(ctx, node).await,
+        TestShell => test::shell::run(ctx, node).await,
+        PowerOff => finalize::run_power_off(ctx).await,
+        UserCommand => actions::command::run(ctx, node).await,
+        other => Err(ActionError::job(format!(
+            "basalt run cannot execute '{}' on this worker (the strategy builds, but its runner is missing)",
+            other.name()
+        ))),
+    }
+}

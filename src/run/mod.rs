@@ -1,0 +1,272 @@
+//! `basalt run`: executes a pipeline on a device, as LAVA's `lava-run` does.
+//!
+//! Every action runs under its resolved timeout (and the job's), retry actions rerun their
+//! pipeline up to `max_retries` times (`repeat` runs it that many times regardless), and
+//! `finalize` always runs last: it powers the device off, stops every process the job started
+//! and removes the job's temporary files. The outcome is written as LAVA writes it:
+//! `output.yaml` (the log), `results.yaml`, `description.yaml`.
+
+pub mod error;
+mod exec;
+
+pub use error::{ActionError, ErrorType};
+
+use crate::device::Device;
+use crate::job::Job;
+use crate::log::{JobLog, Verbosity};
+use crate::pipeline::Pipeline;
+use crate::yaml::{emit_document, Node, Value};
+use basalt_hal::console::expect::Session;
+use basalt_hal::emulator::QemuProcess;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `basalt run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where `output.yaml`, `results.yaml` and `description.yaml` go.
+    pub output_dir: PathBuf,
+    /// The job id used in overlay paths (`/lava-<id>`) and results.
+    pub job_id: String,
+    pub verbosity: Verbosity,
+    /// Parent of the job's temporary directory (removed at the end).
+    pub tmp_root: PathBuf,
+}
+
+/// How the job ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub complete: bool,
+    pub error: Option<ActionError>,
+    /// The action that failed, `level name`.
+    pub failed_action: Option<String>,
+    pub results: Vec<Node>,
+    pub duration: Duration,
+}
+
+/// A test definition's place in the overlay, filled in by the deploy and read by the test shell.
+#[derive(Clone, Debug, Default)]
+pub struct TestRun {
+    /// `<idx>_<name>`.
+    pub id: String,
+    pub uuid: String,
+    pub stage: usize,
+    pub repository: String,
+    pub path: String,
+    pub revision: Option<String>,
+    pub commit_id: Option<String>,
+    /// The test definition, once read from the repository.
+    pub testdef: Option<crate::job::testdef::TestDef>,
+}
+
+/// Everything the actions of one job share. One per job; passed by `&mut` down the pipeline.
+pub struct Ctx {
+    pub job: Job,
+    pub device: Device,
+    pub log: JobLog,
+    pub job_id: String,
+    pub output_dir: PathBuf,
+    /// The job's private temporary directory.
+    pub workdir: PathBuf,
+    /// Downloaded files by image key (`kernel`, `rootfs`, `rootfs.modules`, ...).
+    pub downloads: BTreeMap<String, PathBuf>,
+    /// Root of the overlay tree on the worker; `lava-<id>/...` below it mirrors the device.
+    pub overlay_root: Option<PathBuf>,
+    /// Whether the overlay was put into an image the device boots (cpio ramdisk).
+    pub overlay_applied: bool,
+    /// Test definitions by (block, definition index).
+    pub test_runs: BTreeMap<(usize, usize), TestRun>,
+    /// The console of the running device.
+    pub session: Option<Session>,
+    /// QEMU, when the job runs an emulated device.
+    pub emulator: Option<QemuProcess>,
+    /// Job-level deadline.
+    pub job_deadline: Instant,
+}
+
+impl Ctx {
+    /// The console session; an infrastructure error if the device has none open.
+    pub fn session(&mut self) -> Result<&mut Session, ActionError> {
+        self.session.as_mut().ok_or_else(|| {
+            ActionError::bug(
+                "no console connection: the pipeline has no boot action before this one",
+            )
+        })
+    }
+
+    /// `lava_test_results_dir` for this job: the job context, else the device constant,
+    /// else `/lava-%s`, with `%s` replaced by the job id.
+    pub fn results_dir(&self) -> String {
+        let template = self
+            .job
+            .context
+            .get("lava_test_results_dir")
+            .and_then(Node::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                self.device
+                    .constant(&["posix", "lava_test_results_dir"])
+                    .and_then(Node::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "/lava-%s".to_string());
+        template.replace("%s", &self.job_id)
+    }
+
+    /// The shell the helper scripts run with (`lava_test_sh_cmd`).
+    pub fn sh_cmd(&self) -> String {
+        self.device
+            .constant(&["posix", "lava_test_sh_cmd"])
+            .and_then(Node::as_str)
+            .unwrap_or("/bin/sh")
+            .to_string()
+    }
+}
+
+/// Runs `pipeline`. Never panics on bad input; every failure ends the job Incomplete with the
+/// failing action named.
+pub async fn run_job(
+    job: Job,
+    device: Device,
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+) -> std::io::Result<Outcome> {
+    std::fs::create_dir_all(&opts.output_dir)?;
+    let secrets = job.secrets.iter().map(|(_, v)| v.clone()).collect();
+    let log = JobLog::create(Some(&opts.output_dir), opts.verbosity, secrets)?;
+    std::fs::write(
+        opts.output_dir.join("description.yaml"),
+        emit_document(&pipeline.describe()),
+    )?;
+    std::fs::create_dir_all(&opts.tmp_root)?;
+    let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
+    let job_secs = job.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
+    let start = Instant::now();
+    let mut ctx = Ctx {
+        job,
+        device,
+        log: log.clone(),
+        job_id: opts.job_id.clone(),
+        output_dir: opts.output_dir.clone(),
+        workdir: workdir.clone(),
+        downloads: BTreeMap::new(),
+        overlay_root: None,
+        overlay_applied: false,
+        test_runs: BTreeMap::new(),
+        session: None,
+        emulator: None,
+        job_deadline: start + Duration::from_secs(job_secs),
+    };
+    log.info(format!(
+        "basalt {}: job '{}' on device '{}' ({})",
+        env!("CARGO_PKG_VERSION"),
+        ctx.job.job_name,
+        ctx.device.hostname,
+        ctx.device.device_type
+    ));
+    let (error, failed) = exec::run_pipeline(&mut ctx, pipeline).await;
+    let complete = error.is_none();
+    let mut fields = vec![
+        ("definition", Node::str("lava")),
+        ("case", Node::str("job")),
+        ("result", Node::str(if complete { "pass" } else { "fail" })),
+    ];
+    if let Some(e) = &error {
+        fields.push(("error_msg", Node::str(e.message.clone())));
+        fields.push(("error_type", Node::str(e.kind.lava_name())));
+    }
+    log.result(fields);
+    if complete {
+        log.info("Job finished: Complete");
+    } else {
+        log.error(format!(
+            "Job finished: Incomplete{}",
+            failed
+                .as_deref()
+                .map(|a| format!(" (action {a})"))
+                .unwrap_or_default()
+        ));
+    }
+    // The temporary directory holds downloads and the overlay: nothing to keep.
+    if let Err(e) = std::fs::remove_dir_all(&workdir) {
+        log.warning(format!("could not remove {}: {e}", workdir.display()));
+    }
+    let results = log.results();
+    write_results(&opts.output_dir.join("results.yaml"), &results)?;
+    if let Err(e) = log.flush() {
+        return Err(std::io::Error::other(format!("writing output.yaml: {e}")));
+    }
+    Ok(Outcome {
+        complete,
+        error,
+        failed_action: failed,
+        results,
+        duration: start.elapsed(),
+    })
+}
+
+/// `results.yaml`: one mapping per result (definition, case, result, and measurement, units,
+/// set, level where present).
+fn write_results(path: &Path, results: &[Node]) -> std::io::Result<()> {
+    let doc = Node::new(Value::Seq(results.to_vec()));
+    std::fs::write(path, emit_document(&doc))
+}
+
+/// Creates a fresh private directory under `root`.
+pub fn tempdir_in(root: &Path, prefix: &str) -> std::io::Result<PathBuf> {
+    let pid = std::process::id();
+    for n in 0..10_000u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = root.join(format!("{prefix}{pid}-{nanos:x}-{n}"));
+        match std::fs::create_dir(&p) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
+                return Ok(p);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("cannot create a temporary directory"))
+}
+
+/// Sends a session's traffic to the job log: console lines as `target`, input as `input`.
+struct LogTranscript(JobLog);
+
+impl basalt_hal::console::expect::Transcript for LogTranscript {
+    fn received(&mut self, line: &str) {
+        self.0.target(line);
+    }
+    fn sent(&mut self, text: &str) {
+        self.0.input(text);
+    }
+}
+
+/// Opens an expect session over a console stream, logging into the job log.
+pub fn open_session(
+    log: &JobLog,
+    stream: Box<dyn basalt_hal::console::ConsoleStream>,
+    what: &str,
+) -> Session {
+    Session::new(stream, what, Box::new(LogTranscript(log.clone())))
+}
+
+/// A job pattern (LAVA's prompts and messages are Python regexes); text that is not a valid
+/// regex is matched literally.
+pub fn pattern(text: &str) -> basalt_hal::console::expect::Regex {
+    use basalt_hal::console::expect::Regex;
+    Regex::new(text).unwrap_or_else(|_| {
+        Regex::new(&regex::escape(text))
+            .unwrap_or_else(|_| Regex::new("$^").expect("a valid regex"))
+    })
+}
+
+/// A literal pattern.
+pub fn literal(text: &str) -> basalt_hal::console::expect::Regex {
+    pattern(&regex::escape(text))
+}
