@@ -15,7 +15,9 @@ const SEC: Duration = Duration::from_secs(5);
 async fn exercise(console: &dyn Console, pair: &mut PtyPair) {
     let mut board = open_raw_tty(&pair.b);
     let t = VecTranscript::new();
-    let mut s = Session::connect(console, Box::new(t.clone())).await.unwrap();
+    let mut s = Session::connect(console, Box::new(t.clone()))
+        .await
+        .unwrap();
     board
         .write_all(b"U-Boot SPL\r\nHit any key to stop autoboot:  2 \x08\x08\x08 1\r\n")
         .unwrap();
@@ -24,11 +26,15 @@ async fn exercise(console: &dyn Console, pair: &mut PtyPair) {
         .await
         .unwrap();
     assert_eq!(m.group(1), Some("2"));
-    s.send_line("printenv bootcmd", Duration::ZERO).await.unwrap();
+    s.send_line("printenv bootcmd", Duration::ZERO)
+        .await
+        .unwrap();
     let got = read_until(&board, "printenv bootcmd\n", SEC);
     assert_eq!(got, "printenv bootcmd\n");
     // a byte-per-character send arrives whole too
-    s.send("\u{e9}t\u{e9}", Duration::from_millis(5)).await.unwrap();
+    s.send("\u{e9}t\u{e9}", Duration::from_millis(5))
+        .await
+        .unwrap();
     let got = read_until(&board, "\u{e9}t\u{e9}", SEC);
     assert_eq!(got, "\u{e9}t\u{e9}");
     board.write_all(b"=> ").unwrap();

@@ -64,7 +64,9 @@ async fn telnet_through_ser2net_with_restart() {
     let console = TelnetConsole::new("127.0.0.1", port);
     assert_eq!(console.describe(), format!("telnet 127.0.0.1:{port}"));
     let t = VecTranscript::new();
-    let mut s = Session::connect(&console, Box::new(t.clone())).await.unwrap();
+    let mut s = Session::connect(&console, Box::new(t.clone()))
+        .await
+        .unwrap();
     let mut board = open_raw_tty(&pair.b);
 
     handshake(&mut s, &board, "echo hello").await;
@@ -74,7 +76,10 @@ async fn telnet_through_ser2net_with_restart() {
         .write_all(b"Linux version 6.1.0 \xff\r\nroot@board:~# ")
         .unwrap();
     let m = s
-        .expect(&[Regex::new(r"(?-u)Linux version (\S+) \xff\r\n").unwrap()], SEC)
+        .expect(
+            &[Regex::new(r"(?-u)Linux version (\S+) \xff\r\n").unwrap()],
+            SEC,
+        )
         .await
         .unwrap();
     assert_eq!(m.group(1), Some("6.1.0"));
@@ -94,8 +99,9 @@ async fn telnet_through_ser2net_with_restart() {
         .unwrap_err();
     assert!(err.is_closed(), "expected Closed, got {err}");
     assert!(
-        err.to_string()
-            .contains(&format!("console telnet 127.0.0.1:{port} closed the connection")),
+        err.to_string().contains(&format!(
+            "console telnet 127.0.0.1:{port} closed the connection"
+        )),
         "{err}"
     );
     let err = s.send_line("x", Duration::ZERO).await.unwrap_err();

@@ -26,7 +26,11 @@ const SEC: Duration = Duration::from_secs(5);
 async fn pattern_split_across_reads() {
     let (mut s, mut board, t) = session();
     let writer = tokio::spawn(async move {
-        for piece in ["U-Boot 2023.01\r\nHit any key to stop aut", "oboot:  3", "\r\n=> "] {
+        for piece in [
+            "U-Boot 2023.01\r\nHit any key to stop aut",
+            "oboot:  3",
+            "\r\n=> ",
+        ] {
             board.write_all(piece.as_bytes()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
@@ -91,12 +95,13 @@ async fn capture_groups_are_returned() {
 async fn ansi_sequences_and_controls_are_removed() {
     let (mut s, mut board, t) = session();
     board
-        .write_all(
-            b"\x1b[0;32m[  OK  ]\x1b[0m Started \x1b]0;title\x07getty.\r\n\0/ # \x1b[6n",
-        )
+        .write_all(b"\x1b[0;32m[  OK  ]\x1b[0m Started \x1b]0;title\x07getty.\r\n\0/ # \x1b[6n")
         .await
         .unwrap();
-    let m = s.expect(&[re(r"\[  OK  \] Started getty\.")], SEC).await.unwrap();
+    let m = s
+        .expect(&[re(r"\[  OK  \] Started getty\.")], SEC)
+        .await
+        .unwrap();
     assert_eq!(m.before, "");
     let m = s.expect(&[re(r"/ # $")], SEC).await.unwrap();
     assert_eq!(m.before, "\r\n");
@@ -171,7 +176,10 @@ async fn closed_connection_is_reported() {
     drop(board);
     let err = s.expect(&[re("never")], SEC).await.unwrap_err();
     assert!(err.is_closed(), "{err}");
-    assert!(matches!(err, ExpectError::Console(ConsoleError::Closed { .. })));
+    assert!(matches!(
+        err,
+        ExpectError::Console(ConsoleError::Closed { .. })
+    ));
     assert!(s.is_closed());
     assert_eq!(t.received_lines(), ["last words"]);
     // a pattern in what arrived before the close is still found
@@ -204,7 +212,9 @@ async fn unmatched_output_stays_for_the_next_expect() {
 async fn send_with_character_delay() {
     let (mut s, mut board, t) = session();
     let start = Instant::now();
-    s.send_line("boot", Duration::from_millis(20)).await.unwrap();
+    s.send_line("boot", Duration::from_millis(20))
+        .await
+        .unwrap();
     assert!(start.elapsed() >= Duration::from_millis(100), "5 chars");
     let mut got = [0u8; 16];
     let mut n = 0;
@@ -276,7 +286,8 @@ async fn large_output_then_prompt_and_the_window_limit() {
         let mut chunk = Vec::new();
         for i in 0..lines {
             chunk.extend_from_slice(
-                format!("[{i:6}.000000] \x1b[1mdevice\x1b[0m {i} ready, START marker\r\n").as_bytes(),
+                format!("[{i:6}.000000] \x1b[1mdevice\x1b[0m {i} ready, START marker\r\n")
+                    .as_bytes(),
             );
             if chunk.len() > 30_000 {
                 board.write_all(&chunk).await.unwrap();
@@ -290,7 +301,10 @@ async fn large_output_then_prompt_and_the_window_limit() {
     // START ... END spans megabytes: more than the 64 KiB window, so it cannot match, while
     // the prompt at the end is found
     let m = s
-        .expect(&[re(r"(?s)\[     0\.000000\].*END"), re("root@board:~# ")], SEC)
+        .expect(
+            &[re(r"(?s)\[     0\.000000\].*END"), re("root@board:~# ")],
+            SEC,
+        )
         .await
         .unwrap();
     assert_eq!(m.index, 1);
