@@ -8,5 +8,7 @@
 //!
 //! The pipeline sees these traits only; a backend never knows about jobs.
 
+#![warn(missing_docs)]
+
 pub mod console;
 pub mod power;

@@ -292,6 +292,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TelnetStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             // answers to negotiation go out as soon as the socket takes them; a full socket
             // only delays them (the waker is registered) and must not block reading
