@@ -8,6 +8,8 @@
 //!
 //! The pipeline sees these traits only; a backend never knows about jobs.
 
+#![warn(missing_docs)]
+
 pub mod console;
 pub mod emulator;
 pub mod power;

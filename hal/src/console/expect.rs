@@ -550,23 +550,22 @@ impl AnsiFilter {
                     i += 1;
                 }
                 out.extend_from_slice(&data[start..i]);
-                if i == n {
-                    break;
+                if i < n {
+                    // ESC starts a sequence; any other special byte is dropped
+                    if data[i] == ESC {
+                        self.state = FilterState::Esc;
+                        self.len = 1;
+                    }
+                    i += 1;
                 }
-                let b = data[i];
-                i += 1;
-                if b == ESC {
-                    self.state = FilterState::Esc;
-                    self.len = 1;
-                }
-                // any other special byte is dropped
                 continue;
             }
             let b = data[i];
             i += 1;
             self.len += 1;
             match self.state {
-                FilterState::Ground => unreachable!("handled above"),
+                // handled above, without a byte-by-byte state machine
+                FilterState::Ground => {}
                 FilterState::Esc => match b {
                     b'[' => self.state = FilterState::Csi,
                     b']' | b'P' | b'X' | b'^' | b'_' => self.state = FilterState::Str,

@@ -175,39 +175,30 @@ impl<S> TelnetStream<S> {
 
     fn negotiate(&mut self, verb: u8, opt: u8) {
         let i = opt as usize;
+        let ours = matches!(opt, BINARY | SGA);
+        let theirs = matches!(opt, BINARY | ECHO | SGA);
         match verb {
-            WILL => {
-                if matches!(opt, BINARY | ECHO | SGA) {
-                    if !self.him[i] {
-                        self.him[i] = true;
-                        self.reply(DO, opt);
-                    }
-                } else {
-                    self.reply(DONT, opt);
-                }
+            // the server offers, or says it has enabled, an option on its side
+            WILL if !theirs => self.reply(DONT, opt),
+            WILL if !self.him[i] => {
+                self.him[i] = true;
+                self.reply(DO, opt);
             }
-            WONT => {
-                if self.him[i] {
-                    self.him[i] = false;
-                    self.reply(DONT, opt);
-                }
+            WONT if self.him[i] => {
+                self.him[i] = false;
+                self.reply(DONT, opt);
             }
-            DO => {
-                if matches!(opt, BINARY | SGA) {
-                    if !self.us[i] {
-                        self.us[i] = true;
-                        self.reply(WILL, opt);
-                    }
-                } else {
-                    self.reply(WONT, opt);
-                }
+            // the server asks us to enable an option on our side
+            DO if !ours => self.reply(WONT, opt),
+            DO if !self.us[i] => {
+                self.us[i] = true;
+                self.reply(WILL, opt);
             }
-            DONT => {
-                if self.us[i] {
-                    self.us[i] = false;
-                    self.reply(WONT, opt);
-                }
+            DONT if self.us[i] => {
+                self.us[i] = false;
+                self.reply(WONT, opt);
             }
+            // no change of state: no answer (RFC 854 loop avoidance)
             _ => {}
         }
     }
@@ -301,6 +292,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TelnetStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             // answers to negotiation go out as soon as the socket takes them; a full socket
             // only delays them (the waker is registered) and must not block reading

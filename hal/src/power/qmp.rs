@@ -8,7 +8,7 @@
 //! | operation | QMP commands | status afterwards |
 //! | --- | --- | --- |
 //! | on, reset | `system_reset`, `cont` | `running` |
-//! | off | `stop`, `system_reset` | `paused` (or `prelaunch` before the first `cont`) |
+//! | off | `stop`, `system_reset` | not running (`prelaunch` with QEMU 10: reset while stopped) |
 
 use std::path::PathBuf;
 use std::time::Duration;
