@@ -12,13 +12,18 @@ use tokio::process::{Child, Command};
 /// Why QEMU could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
+    /// The command line has no program.
     #[error("empty emulator command line")]
     Empty,
+    /// The program could not be started (not installed, not executable).
     #[error("cannot start {program}: {source}")]
     Spawn {
+        /// The program that failed to start.
         program: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// Talking to or stopping the process failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
