@@ -278,8 +278,8 @@ fn print_summary(o: &basalt::run::Outcome, dir: &Path) {
     use basalt::yaml::Node;
     println!();
     println!(
-        "{:<24} {:<28} {:<8} {}",
-        "definition", "case", "result", "measurement"
+        "{:<24} {:<28} {:<8} measurement",
+        "definition", "case", "result"
     );
     for r in &o.results {
         let get = |k: &str| r.get(k).and_then(Node::scalar_text).unwrap_or_default();

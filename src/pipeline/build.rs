@@ -162,6 +162,9 @@ impl<'a> Builder<'a> {
         } else {
             (1, false)
         };
+        // `repeat: N` repeats the block's top action; retry actions nested in it keep N as
+        // their retry count (LAVA divides their children's timeouts by it) but do not repeat.
+        let repeat = repeat && parent.is_none();
         ActionNode {
             kind,
             level: String::new(),

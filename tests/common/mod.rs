@@ -33,3 +33,71 @@ pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// The boot fixtures built by `hw-tests/build-fixtures.sh` (`$BASALT_FIXTURES`, else
+/// `target/fixtures`): (vmlinux, initramfs.cpio.gz).
+pub fn fixtures_amd64() -> (PathBuf, PathBuf) {
+    let dir = std::env::var_os("BASALT_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+    let k = dir.join("amd64/vmlinux");
+    let i = dir.join("amd64/initramfs.cpio.gz");
+    assert!(
+        k.is_file() && i.is_file(),
+        "boot fixtures missing in {}: run hw-tests/build-fixtures.sh (scripts/test.sh does)",
+        dir.display()
+    );
+    (k, i)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("basalt-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One result: (definition, case, result, measurement, units).
+pub type ResultRow = (String, String, String, Option<f64>, Option<String>);
+
+/// Results of a run.
+pub fn results(dir: &std::path::Path) -> Vec<ResultRow> {
+    use basalt::yaml::{load, Node, Value};
+    let text = std::fs::read_to_string(dir.join("results.yaml")).expect("results.yaml");
+    let doc = load(&text).expect("results.yaml is YAML");
+    doc.as_seq()
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r.get(k).and_then(Node::scalar_text).unwrap_or_default();
+            let m = r.get("measurement").and_then(|m| match m.value {
+                Value::Float(f) => Some(f),
+                Value::Int(i) => Some(i as f64),
+                _ => None,
+            });
+            (
+                s("definition"),
+                s("case"),
+                s("result"),
+                m,
+                r.get("units").and_then(Node::scalar_text),
+            )
+        })
+        .collect()
+}
