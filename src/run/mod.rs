@@ -177,6 +177,11 @@ pub async fn run_job(
         fields.push(("error_type", Node::str(e.kind.lava_name())));
     }
     log.result(fields);
+    if let Some((cpu, rss)) = own_usage() {
+        log.debug(format!(
+            "basalt resources: cpu {cpu:.3} s, peak rss {rss:.1} MiB (emulators excluded)"
+        ));
+    }
     if complete {
         log.info("Job finished: Complete");
     } else {
@@ -204,6 +209,17 @@ pub async fn run_job(
         results,
         duration: start.elapsed(),
     })
+}
+
+/// basalt's own CPU time (user + system, seconds) and peak RSS (MiB), without its children.
+pub fn own_usage() -> Option<(f64, f64)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some((
+        tv(u.user_time()) + tv(u.system_time()),
+        u.max_rss() as f64 / 1024.0,
+    ))
 }
 
 /// `results.yaml`: one mapping per result (definition, case, result, and measurement, units,
