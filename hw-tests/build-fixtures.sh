@@ -52,7 +52,7 @@ case $OUT in *[!A-Za-z0-9_./+-]*) basalt_die "unsupported characters in the fixt
 for c in apt-get dpkg-deb cpio gzip flock "$PY"; do
   command -v "$c" >/dev/null || basalt_die "$c not found: run scripts/install-deps.sh first"
 done
-if ! { [ -x /bin/busybox ] && /bin/busybox --list | grep -qx cttyhack; }; then
+if ! { [ -x /bin/busybox ] && /bin/busybox --list | grep -x cttyhack >/dev/null; }; then
   basalt_die "/bin/busybox (package busybox-static) missing: run scripts/install-deps.sh first"
 fi
 
