@@ -51,6 +51,28 @@ struct RunArgs {
     /// Show only the final summary.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+/// Where this worker serves files from, for bootloaders that fetch them.
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    /// Root directory of the TFTP server the devices fetch from (tftp deploys stage there).
+    #[arg(long = "tftp-root", value_name = "DIR", default_value = "/srv/tftp")]
+    tftp_root: PathBuf,
+    /// This worker's IP address as the devices see it (`{SERVER_IP}` in boot commands).
+    #[arg(long = "server-ip", value_name = "IP", default_value = "127.0.0.1")]
+    server_ip: String,
+}
+
+impl Default for WorkerArgs {
+    fn default() -> WorkerArgs {
+        WorkerArgs {
+            tftp_root: PathBuf::from("/srv/tftp"),
+            server_ip: "127.0.0.1".into(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -233,10 +255,12 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
         &a.output_dir,
         &a.job_id,
         a.quiet,
+        &a.worker,
     )
 }
 
 /// Runs a loaded job and prints the results; the exit code says Complete / Incomplete.
+#[allow(clippy::too_many_arguments)]
 fn run_loaded(
     job_path: &Path,
     job: Job,
@@ -245,6 +269,7 @@ fn run_loaded(
     output_dir: &Path,
     job_id: &str,
     quiet: bool,
+    worker: &WorkerArgs,
 ) -> Result<ExitCode> {
     let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
@@ -258,6 +283,8 @@ fn run_loaded(
             basalt::log::Verbosity::Normal
         },
         tmp_root: std::env::temp_dir(),
+        tftp_root: worker.tftp_root.clone(),
+        server_ip: worker.server_ip.clone(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -374,5 +401,6 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         &a.output_dir,
         "1",
         a.quiet,
+        &WorkerArgs::default(),
     )
 }

@@ -202,6 +202,18 @@ async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         TestInstallOverlay(id) => deploy::overlay::run_install_overlay(ctx, *id),
         TestRunscriptOverlay(id) => deploy::overlay::run_runscript_overlay(ctx, *id),
         CompressOverlay => deploy::overlay::run_compress_overlay(ctx, node),
+        TftpDeploy => {
+            deploy::tftp::run_tftp_dir(ctx)?;
+            run_children(ctx, node).await
+        }
+        PrepareTftpOverlay | UbootAction | UbootCommands | PrepareKernel => run_children(ctx, node).await,
+        ExtractNfsRootfs | ExtractModules | ConfigurePreseedFile | ParsePersistentNfs | ExtractOverlayRamdisk
+        | CompressRamdisk | UbootPrepareKernel | UbootFromMedia => deploy::tftp::run_optional(ctx, node),
+        ApplyOverlayTftp => deploy::tftp::run_apply_overlay(ctx, node).await,
+        BootloaderOverlay => boot::uboot::run_overlay(ctx, node),
+        BootloaderInterrupt => boot::uboot::run_interrupt(ctx, node).await,
+        BootloaderCommands => boot::uboot::run_commands(ctx, node).await,
+        SendRebootCommands => boot::uboot::run_soft_reboot(ctx, node).await,
         HttpDownload { key, url } | FileDownload { key, url } => deploy::download::run(ctx, node, key, url).await,
         AppendOverlays { key } => deploy::download::run_append_overlays(ctx, key),
         ApplyOverlayGuest => deploy::tmpfs::run_apply_overlay_guest(ctx),

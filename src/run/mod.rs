@@ -32,6 +32,10 @@ pub struct RunOptions {
     pub verbosity: Verbosity,
     /// Parent of the job's temporary directory (removed at the end).
     pub tmp_root: PathBuf,
+    /// The TFTP server's root: tftp deploys stage their files in a job directory below it.
+    pub tftp_root: PathBuf,
+    /// The worker's address as the device sees it (`{SERVER_IP}`).
+    pub server_ip: String,
 }
 
 /// How the job ended.
@@ -83,6 +87,12 @@ pub struct Ctx {
     pub emulator: Option<QemuProcess>,
     /// Job-level deadline.
     pub job_deadline: Instant,
+    /// The TFTP server root and this job's directory in it (removed at the end).
+    pub tftp_root: PathBuf,
+    pub tftp_dir: Option<PathBuf>,
+    pub server_ip: String,
+    /// Boot commands after substitution, from `bootloader-overlay`.
+    pub boot_commands: Vec<String>,
 }
 
 impl Ctx {
@@ -157,6 +167,10 @@ pub async fn run_job(
         session: None,
         emulator: None,
         job_deadline: start + Duration::from_secs(job_secs),
+        tftp_root: opts.tftp_root.clone(),
+        tftp_dir: None,
+        server_ip: opts.server_ip.clone(),
+        boot_commands: Vec::new(),
     };
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
@@ -193,9 +207,11 @@ pub async fn run_job(
                 .unwrap_or_default()
         ));
     }
-    // The temporary directory holds downloads and the overlay: nothing to keep.
-    if let Err(e) = std::fs::remove_dir_all(&workdir) {
-        log.warning(format!("could not remove {}: {e}", workdir.display()));
+    // The temporary directories hold downloads and the overlay: nothing to keep.
+    for dir in std::iter::once(workdir).chain(ctx.tftp_dir.take()) {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            log.warning(format!("could not remove {}: {e}", dir.display()));
+        }
     }
     let results = log.results();
     write_results(&opts.output_dir.join("results.yaml"), &results)?;

@@ -80,3 +80,340 @@ pub fn command_list(
         }
     }
 }
+
+// ---- running -------------------------------------------------------------------------------
+
+use crate::job::{ActionBlock, DeployTo, KernelType};
+use crate::run::{literal, pattern, ActionError, Ctx};
+use crate::yaml::Node;
+use std::time::Duration;
+
+fn boot_of(ctx: &Ctx, node: &ActionNode) -> Result<Boot, ActionError> {
+    match node.block.and_then(|b| ctx.job.actions.get(b)) {
+        Some(ActionBlock::Boot(b)) => Ok(b.clone()),
+        _ => Err(ActionError::bug(format!(
+            "{} outside a boot block",
+            node.name()
+        ))),
+    }
+}
+
+/// `actions.boot.methods.u-boot.parameters.<key>` of the device.
+fn param<'d>(ctx: &'d Ctx, key: &str) -> Option<&'d Node> {
+    ctx.device
+        .boot_method("u-boot")?
+        .get("parameters")?
+        .get(key)
+}
+
+fn constant(ctx: &Ctx, key: &str) -> Option<String> {
+    ctx.device
+        .constant(&["u-boot", key])
+        .and_then(Node::scalar_text)
+}
+
+/// Replaces `{NAME}` placeholders; a line that uses a placeholder without a value is dropped,
+/// as LAVA drops it (`tftp {TEE_ADDR} {TEE}` without a TEE).
+pub fn substitute(commands: &[String], values: &[(&str, Option<String>)]) -> Vec<String> {
+    commands
+        .iter()
+        .filter_map(|line| {
+            let mut out = line.clone();
+            for (name, value) in values {
+                let ph = format!("{{{name}}}");
+                if out.contains(&ph) {
+                    match value {
+                        Some(v) => out = out.replace(&ph, v),
+                        None => return None,
+                    }
+                }
+            }
+            Some(out)
+        })
+        .collect()
+}
+
+/// `bootloader-overlay`: the boot commands with the deployed files' names and addresses.
+pub(crate) fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let boot = boot_of(ctx, node)?;
+    let commands = boot
+        .commands
+        .as_ref()
+        .ok_or_else(|| ActionError::job("a u-boot boot needs 'commands'"))?;
+    let list = command_list(&ctx.device, commands).map_err(ActionError::job)?;
+    if matches!(commands, BootCommands::Inline(_)) {
+        ctx.log
+            .warning("Using boot commands supplied in the job definition, not the device's");
+    }
+    let block = node.block.unwrap_or(0);
+    let deploy = ctx.job.actions[..block].iter().rev().find_map(|a| match a {
+        ActionBlock::Deploy(d) if d.to == DeployTo::Tftp => Some(d),
+        _ => None,
+    });
+    let kernel_type = deploy
+        .and_then(|d| d.images.iter().find(|(k, _)| k == "kernel"))
+        .and_then(|(_, i)| i.kernel_type);
+    let bootx = kernel_type.map(KernelType::bootx).unwrap_or("bootm");
+    let rel = |key: &str| -> Option<String> {
+        let p = ctx.downloads.get(key)?;
+        let r = p.strip_prefix(&ctx.tftp_root).ok()?;
+        Some(r.to_string_lossy().into_owned())
+    };
+    let addr = |what: &str| -> Option<String> {
+        ctx.device
+            .node
+            .path(&["parameters", bootx, what])
+            .and_then(Node::scalar_text)
+    };
+    let (kernel, ramdisk, dtb, tee) = (rel("kernel"), rel("ramdisk"), rel("dtb"), rel("tee"));
+    let add_header = ctx
+        .device
+        .node
+        .path(&["actions", "deploy", "parameters", "add_header"])
+        .and_then(Node::as_str)
+        .unwrap_or("");
+    let ramdisk_addr = ramdisk.as_ref().and(addr("ramdisk"));
+    let bootx_ramdisk = match &ramdisk_addr {
+        Some(a) if add_header != "u-boot" => format!("{a}:${{initrd_size}}"),
+        Some(a) => a.clone(),
+        None => "-".into(),
+    };
+    let kernel_addr = addr("kernel");
+    let dtb_addr = addr("dtb");
+    let bootx_line = format!(
+        "{bootx} {} {bootx_ramdisk} {}",
+        kernel_addr.clone().unwrap_or_default(),
+        dtb_addr.clone().unwrap_or_default()
+    );
+    let values: Vec<(&str, Option<String>)> = vec![
+        ("SERVER_IP", Some(ctx.server_ip.clone())),
+        ("KERNEL", kernel),
+        ("RAMDISK", ramdisk.clone()),
+        ("INITRD", ramdisk),
+        ("DTB", dtb.clone()),
+        ("TEE", tee.clone()),
+        ("KERNEL_ADDR", kernel_addr),
+        ("RAMDISK_ADDR", ramdisk_addr),
+        ("DTB_ADDR", dtb.and(dtb_addr)),
+        ("TEE_ADDR", tee.and(addr("tee"))),
+        ("BOOTX", Some(bootx_line)),
+        ("LAVA_JOB_ID", Some(ctx.job_id.clone())),
+        ("LAVA_DISPATCHER_IP", Some(ctx.server_ip.clone())),
+    ];
+    ctx.boot_commands = substitute(&list, &values);
+    for c in &ctx.boot_commands {
+        ctx.log.debug(format!("boot command: {c}"));
+    }
+    Ok(())
+}
+
+fn error_patterns(ctx: &Ctx) -> Vec<(String, basalt_hal::console::expect::Regex)> {
+    ctx.device
+        .constant(&["u-boot", "error-messages"])
+        .and_then(Node::as_seq)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(Node::scalar_text)
+        .map(|m| {
+            let re = literal(&m);
+            (m, re)
+        })
+        .collect()
+}
+
+async fn expect_or_fail(
+    ctx: &mut Ctx,
+    want: &basalt_hal::console::expect::Regex,
+    what: &str,
+    timeout: Duration,
+) -> Result<(), ActionError> {
+    let errors = error_patterns(ctx);
+    let mut pats = vec![want.clone()];
+    pats.extend(errors.iter().map(|(_, r)| r.clone()));
+    let m = match ctx.session()?.expect(&pats, timeout).await {
+        Ok(m) => m,
+        Err(e) if e.is_timeout() => return Err(ActionError::timeout(format!("{what}: {e}"))),
+        Err(e) => return Err(ActionError::infra(format!("{what}: {e}"))),
+    };
+    if m.index > 0 {
+        let msg = &errors[m.index - 1].0;
+        return Err(ActionError::job(format!(
+            "{what}: the bootloader reported '{msg}'"
+        )));
+    }
+    Ok(())
+}
+
+fn prompt(ctx: &Ctx) -> basalt_hal::console::expect::Regex {
+    let p = param(ctx, "bootloader_prompt")
+        .and_then(Node::scalar_text)
+        .unwrap_or_else(|| "=>".into());
+    literal(&p)
+}
+
+/// `bootloader-interrupt`: stop autoboot at U-Boot's countdown.
+pub(crate) async fn run_interrupt(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let needs = param(ctx, "needs_interrupt")
+        .and_then(Node::as_bool)
+        .unwrap_or(true);
+    if !needs {
+        ctx.log.debug("the bootloader needs no interrupt");
+        return Ok(());
+    }
+    let prompt_text = param(ctx, "interrupt_prompt")
+        .and_then(Node::scalar_text)
+        .or_else(|| constant(ctx, "interrupt-prompt"))
+        .unwrap_or_else(|| "Hit any key to stop autoboot".into());
+    // A present-but-empty interrupt_char beats the constant: then only a newline is sent.
+    let ch = match ctx
+        .device
+        .boot_method("u-boot")
+        .and_then(|m| m.get("parameters"))
+        .and_then(|p| p.get("interrupt_char"))
+    {
+        Some(n) => n.scalar_text().unwrap_or_default(),
+        None => constant(ctx, "interrupt-character").unwrap_or_else(|| " ".into()),
+    };
+    let newline = ctx
+        .device
+        .constant(&["u-boot", "interrupt-newline"])
+        .and_then(Node::as_bool)
+        .unwrap_or(true);
+    let ctrl: Vec<String> = ctx
+        .device
+        .constant(&["u-boot", "interrupt_ctrl_list"])
+        .and_then(Node::as_seq)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(Node::scalar_text)
+        .collect();
+    let timeout = Duration::from_secs(node.timeout);
+    let want = pattern(&prompt_text);
+    expect_or_fail(ctx, &want, "bootloader interrupt", timeout).await?;
+    let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
+    if ctrl.is_empty() {
+        let text = if newline || ch.is_empty() {
+            format!("{ch}\n")
+        } else {
+            ch
+        };
+        ctx.session()?.send(&text, delay).await?;
+    } else {
+        for c in ctrl {
+            let b = c
+                .bytes()
+                .next()
+                .map(|b| (b.to_ascii_lowercase().wrapping_sub(b'a') + 1) as char)
+                .unwrap_or('\u{3}');
+            ctx.session()?.send(&b.to_string(), delay).await?;
+        }
+    }
+    let p = prompt(ctx);
+    expect_or_fail(ctx, &p, "bootloader prompt", timeout).await
+}
+
+/// `bootloader-commands`: send each command at the prompt, then wait for the kernel to be
+/// started; any of the bootloader's error messages fails the boot at once.
+pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let boot = boot_of(ctx, node)?;
+    let commands = ctx.boot_commands.clone();
+    let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
+    let timeout = Duration::from_secs(node.timeout);
+    let p = prompt(ctx);
+    let n = commands.len();
+    for (i, cmd) in commands.iter().enumerate() {
+        ctx.session()?.send_line(cmd, delay).await?;
+        if i + 1 < n {
+            expect_or_fail(ctx, &p, &format!("bootloader command '{cmd}'"), timeout).await?;
+        }
+    }
+    if boot.method == crate::job::BootMethod::Bootloader {
+        return expect_or_fail(ctx, &p, "bootloader prompt", timeout).await;
+    }
+    let final_msg = boot
+        .bootloader_final_message
+        .clone()
+        .or_else(|| constant(ctx, "final-message"))
+        .unwrap_or_else(|| "Starting kernel".into());
+    let want = pattern(&final_msg);
+    expect_or_fail(ctx, &want, "kernel start by the bootloader", timeout).await
+}
+
+/// `send-reboot-commands`: reboot a running system from its shell (devices without a
+/// power-cycle command).
+pub(crate) async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let boot = boot_of(ctx, node)?;
+    let mut cmds = boot.soft_reboot.clone();
+    if cmds.is_empty() {
+        cmds = ctx.device.commands.soft_reboot.clone();
+    }
+    if cmds.is_empty() {
+        cmds.push("reboot".into());
+    }
+    if ctx.session.is_none() {
+        return Err(ActionError::job(format!(
+            "device '{}' has no hard_reset command and no console is open to reboot it",
+            ctx.device.hostname
+        )));
+    }
+    let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
+    for c in &cmds {
+        ctx.session()?.send_line(c, delay).await?;
+    }
+    let msg = boot
+        .shutdown_message
+        .clone()
+        .or_else(|| {
+            ctx.device
+                .constant(&["shutdown-message"])
+                .and_then(Node::scalar_text)
+        })
+        .unwrap_or_else(|| "The system is going down for reboot NOW".into());
+    let want = pattern(&msg);
+    match ctx
+        .session()?
+        .expect(
+            std::slice::from_ref(&want),
+            Duration::from_secs(node.timeout),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("soft reboot: {e}"))),
+        Err(e) => Err(ActionError::infra(format!("soft reboot: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substitute;
+
+    #[test]
+    fn drops_lines_with_empty_placeholders() {
+        let cmds = vec![
+            "tftp {KERNEL_ADDR} {KERNEL}".to_string(),
+            "tftp {TEE_ADDR} {TEE}".to_string(),
+            "setenv serverip {SERVER_IP}".to_string(),
+            "{BOOTX}".to_string(),
+        ];
+        let out = substitute(
+            &cmds,
+            &[
+                ("KERNEL_ADDR", Some("0x40400000".into())),
+                ("KERNEL", Some("basalt-1/kernel/Image".into())),
+                ("TEE_ADDR", None),
+                ("TEE", None),
+                ("SERVER_IP", Some("10.0.2.2".into())),
+                ("BOOTX", Some("booti 0x40400000 - 0x43f00000".into())),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                "tftp 0x40400000 basalt-1/kernel/Image",
+                "setenv serverip 10.0.2.2",
+                "booti 0x40400000 - 0x43f00000"
+            ]
+        );
+    }
+}

@@ -340,10 +340,12 @@ pub(crate) async fn run(
     url: &str,
 ) -> Result<(), ActionError> {
     let fetch = image_fetch(ctx, node.block, key)?;
-    let dir = ctx
-        .workdir
-        .join("downloads")
-        .join(key.replace(['/', '.'], "_"));
+    let in_tftp = matches!(node.block.and_then(|b| ctx.job.actions.get(b)), Some(ActionBlock::Deploy(d)) if d.to == crate::job::DeployTo::Tftp);
+    let base = match (&ctx.tftp_dir, in_tftp) {
+        (Some(t), true) => t.clone(),
+        _ => ctx.workdir.join("downloads"),
+    };
+    let dir = base.join(key.replace(['/', '.'], "_"));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("download directory", e))?;
     let dest = dir.join(file_name(url, fetch.compression));
     let log = ctx.log.clone();
@@ -372,6 +374,14 @@ pub(crate) async fn run(
         secs,
         bytes as f64 / 1_048_576.0 / secs
     ));
+    if in_tftp {
+        use std::os::unix::fs::PermissionsExt;
+        // The TFTP server may run as another user: staged files are world-readable.
+        for (p, mode) in [(&dir, 0o755), (&dest, 0o644)] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| io_err("tftp staging", e))?;
+        }
+    }
     ctx.downloads.insert(key.to_string(), dest);
     Ok(())
 }
@@ -486,9 +496,24 @@ pub(crate) fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), Action
             }
         }
     }
+    let appended = append_cpio_segment(&path, &stage)?;
+    let _ = std::fs::remove_dir_all(&stage);
+    if lava && ctx.overlay_root.is_some() {
+        ctx.overlay_applied = true;
+    }
+    ctx.log.info(format!(
+        "appended {appended} bytes of overlay to {}",
+        path.display()
+    ));
+    Ok(())
+}
+
+/// Appends the tree `stage` to the cpio ramdisk `path` as one more cpio segment, gzip
+/// compressed when the ramdisk is. Returns the bytes appended.
+pub(crate) fn append_cpio_segment(path: &Path, stage: &Path) -> Result<usize, ActionError> {
     let mut cpio = Vec::new();
-    crate::overlay::cpio::write_tree(&stage, &mut cpio).map_err(|e| io_err("overlay cpio", e))?;
-    let gz = std::fs::File::open(&path)
+    crate::overlay::cpio::write_tree(stage, &mut cpio).map_err(|e| io_err("overlay cpio", e))?;
+    let gz = std::fs::File::open(path)
         .and_then(|mut f| {
             let mut magic = [0u8; 2];
             f.read_exact(&mut magic).map(|_| magic == [0x1f, 0x8b])
@@ -508,19 +533,10 @@ pub(crate) fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), Action
         .map_err(|e| io_err(&path.display().to_string(), e))?;
     f.write_all(&segment)
         .map_err(|e| io_err(&path.display().to_string(), e))?;
-    let _ = std::fs::remove_dir_all(&stage);
-    if lava && ctx.overlay_root.is_some() {
-        ctx.overlay_applied = true;
-    }
-    ctx.log.info(format!(
-        "appended {} bytes of overlay to {}",
-        segment.len(),
-        path.display()
-    ));
-    Ok(())
+    Ok(segment.len())
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), ActionError> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), ActionError> {
     let mut todo: Vec<(PathBuf, PathBuf)> = vec![(src.to_path_buf(), dst.to_path_buf())];
     while let Some((s, d)) = todo.pop() {
         std::fs::create_dir_all(&d).map_err(|e| io_err(&d.display().to_string(), e))?;

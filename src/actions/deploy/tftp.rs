@@ -50,3 +50,133 @@ pub(crate) fn pipeline(
     }
     Ok(node)
 }
+
+// ---- running -------------------------------------------------------------------------------
+
+use crate::job::{ActionBlock, DeployTo};
+use crate::run::error::io_err;
+use crate::run::{tempdir_in, ActionError, Ctx};
+
+/// The deploy block of a node.
+fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
+    match node.block.and_then(|b| ctx.job.actions.get(b)) {
+        Some(ActionBlock::Deploy(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// `tftp-deploy`: a job directory under the TFTP root, then the downloads into it.
+pub(crate) fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
+    if ctx.tftp_dir.is_some() {
+        return Ok(());
+    }
+    let root = ctx.tftp_root.clone();
+    if !root.is_dir() {
+        return Err(ActionError::infra(format!(
+            "the TFTP root {} does not exist: create it or pass --tftp-root (and serve it with a TFTP server)",
+            root.display()
+        )));
+    }
+    let dir = tempdir_in(&root, &format!("basalt-{}-", ctx.job_id))
+        .map_err(|e| io_err("tftp staging", e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| io_err("tftp staging", e))?;
+    ctx.log
+        .info(format!("staging TFTP files in {}", dir.display()));
+    ctx.tftp_dir = Some(dir);
+    Ok(())
+}
+
+/// Steps of `prepare-tftp-overlay` that only matter for some deployments: fine when the job
+/// does not use them, a clear error when it does and this worker cannot do it yet.
+pub(crate) fn run_optional(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let needs =
+        |key: &str| deploy_of(ctx, node).is_some_and(|d| d.images.iter().any(|(k, _)| k == key));
+    let missing = match node.kind {
+        ActionKind::ExtractNfsRootfs if needs("nfsrootfs") => Some("an NFS root filesystem"),
+        ActionKind::ExtractModules if needs("modules") => Some("kernel modules"),
+        ActionKind::ConfigurePreseedFile if needs("preseed") => Some("a preseed file"),
+        ActionKind::ParsePersistentNfs
+            if deploy_of(ctx, node).is_some_and(|d| d.persistent_nfs.is_some()) =>
+        {
+            Some("a persistent NFS root")
+        }
+        _ => None,
+    };
+    match missing {
+        Some(what) => Err(ActionError::job(format!(
+            "{}: deploying {what} is not possible on this worker yet",
+            node.name()
+        ))),
+        None => {
+            ctx.log
+                .debug(format!("{}: nothing to do for this job", node.name()));
+            Ok(())
+        }
+    }
+}
+
+/// `apply-overlay-tftp`: the test overlay goes into the ramdisk (a raw cpio, or one with a
+/// U-Boot header, which is taken off and put back with mkimage when the device wants it).
+pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let Some(root) = ctx.overlay_root.clone() else {
+        return Ok(());
+    };
+    let Some(d) = deploy_of(ctx, node) else {
+        return Err(ActionError::bug("apply-overlay-tftp outside a deploy"));
+    };
+    if d.to != DeployTo::Tftp {
+        return Err(ActionError::job("the test overlay can only go into a tftp ramdisk on this worker yet (not into an NFS root)"));
+    }
+    let header_uboot = d
+        .images
+        .iter()
+        .any(|(k, i)| k == "ramdisk" && i.header.as_deref() == Some("u-boot"));
+    let Some(path) = ctx.downloads.get("ramdisk").cloned() else {
+        return Err(ActionError::job("the test overlay needs a ramdisk in this tftp deploy (or an NFS root, which this worker cannot use yet)"));
+    };
+    let data = std::fs::read(&path).map_err(|e| io_err("ramdisk", e))?;
+    let is_uimage = data.len() > 64 && data[..4] == [0x27, 0x05, 0x19, 0x56];
+    if is_uimage || header_uboot {
+        if !is_uimage {
+            return Err(ActionError::job(
+                "ramdisk marked 'header: u-boot' has no U-Boot header",
+            ));
+        }
+        std::fs::write(&path, &data[64..]).map_err(|e| io_err("ramdisk", e))?;
+    }
+    let n = crate::actions::deploy::download::append_cpio_segment(&path, &root)?;
+    ctx.overlay_applied = true;
+    ctx.log
+        .info(format!("added the test overlay ({n} bytes) to the ramdisk"));
+    let add_header = ctx
+        .device
+        .node
+        .path(&["actions", "deploy", "parameters", "add_header"])
+        .and_then(crate::yaml::Node::as_str)
+        == Some("u-boot");
+    if add_header {
+        let arch = ctx
+            .device
+            .node
+            .path(&["actions", "deploy", "parameters", "mkimage_arch"])
+            .and_then(crate::yaml::Node::as_str)
+            .unwrap_or("arm")
+            .to_string();
+        let out = path.with_extension("uboot");
+        let status = tokio::process::Command::new("mkimage")
+            .args(["-A", &arch, "-T", "ramdisk", "-C", "none", "-d"])
+            .arg(&path)
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|e| ActionError::infra(format!("mkimage (package u-boot-tools): {e}")))?;
+        if !status.success() {
+            return Err(ActionError::infra(format!("mkimage failed: {status}")));
+        }
+        std::fs::rename(&out, &path).map_err(|e| io_err("ramdisk", e))?;
+    }
+    Ok(())
+}
