@@ -529,7 +529,7 @@ pub(crate) fn append_cpio_segment(path: &Path, stage: &Path) -> Result<usize, Ac
     };
     let mut f = std::fs::OpenOptions::new()
         .append(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| io_err(&path.display().to_string(), e))?;
     f.write_all(&segment)
         .map_err(|e| io_err(&path.display().to_string(), e))?;
