@@ -25,7 +25,10 @@ pub struct LoadError {
 pub fn load(src: &str) -> Result<Node, LoadError> {
     let mut docs = load_all(src)?;
     Ok(if docs.is_empty() {
-        Node::null()
+        Node {
+            value: Value::Null,
+            mark: Mark { line: 1, col: 1 },
+        }
     } else {
         docs.swap_remove(0)
     })
