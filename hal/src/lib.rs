@@ -10,3 +10,4 @@
 
 pub mod console;
 pub mod power;
+pub mod sim;
