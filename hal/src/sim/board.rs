@@ -266,7 +266,7 @@ impl Ctx<'_> {
     pub async fn enter(&mut self, phase: Phase) {
         self.shared.set_phase(Some(phase.name()));
         if let Some(d) = self.shared.faults.take_drop_at(phase) {
-            let _ = self.shared.endpoint.send(EndpointCmd::Drop(d)).await;
+            let _ = self.shared.endpoint.send(EndpointCmd::Drop(d, None)).await;
         }
         if self.shared.faults.snapshot().hang_at == Some(phase) {
             eprintln!("basalt-board: hanging at {phase} (fault)");
@@ -336,10 +336,18 @@ impl Shared {
         self.power_on().await;
     }
 
-    /// Applies a fault (a console drop happens at once).
+    /// Applies a fault; an immediate console drop has happened when this returns.
     pub async fn apply_fault(&self, fault: &Fault) {
         if let Some(d) = self.faults.apply(fault) {
-            let _ = self.endpoint.send(EndpointCmd::Drop(d)).await;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if self
+                .endpoint
+                .send(EndpointCmd::Drop(d, Some(tx)))
+                .await
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            }
         }
     }
 
@@ -358,7 +366,7 @@ async fn boot(shared: Arc<Shared>, run: Arc<Run>) {
     let mut ctx = Ctx {
         shared: &shared,
         run: run.clone(),
-        input: &mut *input,
+        input: &mut input,
         kernel_epoch: Instant::now(),
         rng: fastrand::Rng::new(),
     };
@@ -399,6 +407,8 @@ async fn boot_once(ctx: &mut Ctx<'_>) -> Result<Next, SimError> {
             "uboot_version" => Some(UBOOT_VERSION.to_string()),
             "hostname" => Some(config.hostname.clone()),
             "kernel_release" => Some(config.kernel_release.clone()),
+            // The kernel command line is empty when U-Boot passes no bootargs.
+            "bootargs" => Some(uboot.var(name).unwrap_or_default()),
             _ => uboot.var(name),
         }
     };

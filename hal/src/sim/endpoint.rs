@@ -24,7 +24,7 @@ use nix::sys::termios::{cfmakeraw, tcflush, tcgetattr, tcsetattr, FlushArg, SetA
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::line::{Uart, CLIENT_QUEUE};
@@ -63,8 +63,9 @@ pub enum ConsoleMode {
 /// Requests to the endpoint task.
 #[derive(Debug)]
 pub(crate) enum EndpointCmd {
-    /// Disconnect the client and refuse connections for this long.
-    Drop(Duration),
+    /// Disconnect the client and refuse connections for this long; the sender (if any)
+    /// is told once the client is gone and connections are refused.
+    Drop(Duration, Option<oneshot::Sender<()>>),
 }
 
 /// A running endpoint.
@@ -339,12 +340,15 @@ async fn serve_stream(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Event::Cmd(None) => return,
-            Event::Cmd(Some(EndpointCmd::Drop(duration))) => {
+            Event::Cmd(Some(EndpointCmd::Drop(duration, ack))) => {
                 if let Some(old) = current.take() {
                     old.kick();
                 }
                 uart.detach_all();
                 listener = None; // connections are refused from now on
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
                 eprintln!(
                     "basalt-board: console dropped for {:.1} s",
                     duration.as_secs_f64()
@@ -606,18 +610,21 @@ async fn serve_pty(
                 },
                 cmd = cmds.recv() => match cmd {
                     None => break None,
-                    Some(EndpointCmd::Drop(d)) => break Some(d),
+                    Some(EndpointCmd::Drop(d, ack)) => break Some((d, ack)),
                 },
             }
         };
         writer.abort();
         uart.detach(id);
-        let Some(duration) = dropped else {
+        let Some((duration, ack)) = dropped else {
             return;
         };
         // Close the pty (readers see a hangup) and withdraw its path for a while.
         drop(p);
         remove_if_ours(&link);
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
         eprintln!(
             "basalt-board: console dropped for {:.1} s",
             duration.as_secs_f64()

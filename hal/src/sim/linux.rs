@@ -39,15 +39,13 @@ pub(crate) enum ShellEnd {
 
 /// Reads a line at a login prompt. `None` only if input is gone for good.
 async fn read_field(ctx: &mut Ctx<'_>, echo: bool) -> Option<String> {
-    loop {
-        let mut line = Vec::new();
-        let uart = ctx.shared.uart.clone();
-        match ctx.input.read_line(&uart, echo, None, &mut line).await? {
-            LineEnd::Enter => return Some(String::from_utf8_lossy(&line).trim().to_string()),
-            LineEnd::Interrupt => {
-                ctx.puts("\n").await;
-                return Some(String::new());
-            }
+    let mut line = Vec::new();
+    let uart = ctx.shared.uart.clone();
+    match ctx.input.read_line(&uart, echo, None, &mut line).await? {
+        LineEnd::Enter => Some(String::from_utf8_lossy(&line).trim().to_string()),
+        LineEnd::Interrupt => {
+            ctx.puts("\n").await;
+            Some(String::new())
         }
     }
 }
@@ -218,8 +216,7 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
     let mut slot = run.shell.lock().await;
     let mut buf = vec![0u8; 4096];
     let mut master_open = true;
-    loop {
-        let Some(child) = slot.as_mut() else { break };
+    while let Some(child) = slot.as_mut() {
         tokio::select! {
             _ = child.wait() => break,
             r = read_fd(&master, &mut buf), if master_open => match r {

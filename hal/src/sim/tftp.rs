@@ -380,7 +380,7 @@ mod tests {
                 vec![&[]]
             } else {
                 let mut c: Vec<&[u8]> = content.chunks(blk).collect();
-                if content.len() % blk == 0 {
+                if content.len().is_multiple_of(blk) {
                     c.push(&[]);
                 }
                 c

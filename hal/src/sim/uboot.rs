@@ -746,8 +746,8 @@ impl UBoot {
                     let ms = started.elapsed().as_millis() as u64;
                     let n = data.len() as u64;
                     let mut text = String::new();
-                    if ms > 0 {
-                        text.push_str(&format!("\n\t {}/s", print_size(n / ms * 1000)));
+                    if let Some(per_ms) = n.checked_div(ms) {
+                        text.push_str(&format!("\n\t {}/s", print_size(per_ms * 1000)));
                     }
                     text.push_str(&format!("\ndone\nBytes transferred = {n} ({n:x} hex)\n"));
                     ctx.puts(&text).await;
@@ -951,7 +951,8 @@ mod tests {
         assert_eq!(find_command("printe"), Some("printenv"));
         assert_eq!(find_command("md.b"), None);
         assert_eq!(find_command("boot"), Some("boot"));
-        assert_eq!(find_command("se"), None); // setenv, saveenv
+        assert_eq!(find_command("s"), None); // saveenv, setenv, sleep
+        assert_eq!(find_command("se"), Some("setenv"));
         assert_eq!(find_command("x"), None);
         assert_eq!(parse_hex("0x40400000"), Some(0x4040_0000));
         assert_eq!(parse_hex("f1018"), Some(0xf1018));
