@@ -275,3 +275,33 @@ async fn pty_console() {
         "pty link left behind"
     );
 }
+
+/// Like a serial line: what the board prints while nobody is connected is lost.
+#[tokio::test]
+async fn output_without_a_client_is_lost() {
+    let board = Board::start(&["--speed", "0", "--bootdelay", "0", "--power-on"]);
+    // Wait (by asking the board) until it reached its shell, unobserved.
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        let (_, phase, _) = board.ctl(&["phase"]);
+        if phase.trim() == "shell" && !board.descendants().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the shell"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut con = board.connect().await;
+    con.line("echo late-$((2*21))").await;
+    con.expect("late-42").await;
+    con.expect("/ # ").await;
+    let seen = String::from_utf8_lossy(&con.transcript).into_owned();
+    assert!(
+        !seen.contains("U-Boot") && !seen.contains("Linux version"),
+        "{seen}"
+    );
+    board.ctl_ok(&["off"], "ok");
+    board.assert_no_descendants();
+}

@@ -166,8 +166,8 @@ enum Power {
 
 /// What lives as long as one power-on.
 pub(crate) struct Run {
-    /// The shell, while one runs.
-    pub shell: tokio::sync::Mutex<Option<Child>>,
+    /// The shell and its pid (= its session id), while one runs.
+    pub shell: tokio::sync::Mutex<Option<(Child, i32)>>,
     root: Mutex<Option<tempfile::TempDir>>,
 }
 
@@ -201,10 +201,10 @@ impl Run {
     }
 
     /// Stores the shell just spawned (no await between spawn and this).
-    pub fn register_shell(&self, child: Child) -> bool {
+    pub fn register_shell(&self, child: Child, pid: i32) -> bool {
         match self.shell.try_lock() {
             Ok(mut slot) => {
-                *slot = Some(child);
+                *slot = Some((child, pid));
                 true
             }
             Err(_) => false,
@@ -213,16 +213,14 @@ impl Run {
 
     /// Kills the shell's session and removes the private directory.
     async fn clean(&self) {
-        let child = self.shell.lock().await.take();
-        if let Some(mut child) = child {
-            if let Some(pid) = child.id() {
-                let pids = procs::kill_session(pid as i32, Duration::from_secs(2)).await;
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                procs::reap(&pids, Some(pid as i32), Duration::from_secs(2)).await;
-            } else {
-                let _ = child.wait().await;
-            }
+        let mut slot = self.shell.lock().await;
+        if let Some((child, pid)) = slot.as_mut() {
+            let pids = procs::kill_session(*pid, Duration::from_secs(2)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            procs::reap(&pids, Some(*pid), Duration::from_secs(2)).await;
         }
+        *slot = None;
+        drop(slot);
         let dir = self.root.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(dir) = dir {
             let path = dir.path().to_path_buf();

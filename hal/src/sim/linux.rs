@@ -183,7 +183,7 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
     let Some(pid) = child.id() else {
         return Ok(ShellEnd::Exited);
     };
-    if !ctx.run.register_shell(child) {
+    if !ctx.run.register_shell(child, pid as i32) {
         // Cannot happen (nobody else holds the slot while we run); be safe anyway.
         procs::kill_session(pid as i32, Duration::from_secs(1)).await;
         return Ok(ShellEnd::Exited);
@@ -216,7 +216,7 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
     let mut slot = run.shell.lock().await;
     let mut buf = vec![0u8; 4096];
     let mut master_open = true;
-    while let Some(child) = slot.as_mut() {
+    while let Some((child, _)) = slot.as_mut() {
         tokio::select! {
             _ = child.wait() => break,
             r = read_fd(&master, &mut buf), if master_open => match r {
@@ -245,11 +245,14 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
         }
         uart.write(&buf[..n]).await;
     }
-    if let Some(mut child) = slot.take() {
+    // Kill what is left of the session before letting go of the child: if a power-off
+    // interrupts this, the child is still in the slot and power-off does it again.
+    if let Some((child, _)) = slot.as_mut() {
         let pids = procs::kill_session(pid as i32, Duration::from_secs(2)).await;
         let _ = child.wait().await;
         procs::reap(&pids, Some(pid as i32), Duration::from_secs(2)).await;
     }
+    *slot = None;
     eprintln!("basalt-board: shell pid {pid} exited");
     Ok(ShellEnd::Exited)
 }

@@ -64,7 +64,8 @@ pub enum TftpError {
     Protocol(String),
 }
 
-/// Progress of a transfer.
+/// Progress of a transfer. Events are sent without waiting: a slow reader may miss some,
+/// so `Block` carries the running totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A new data block arrived; `block` counts from 1 and does not wrap.

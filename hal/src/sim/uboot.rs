@@ -717,6 +717,7 @@ impl UBoot {
                 max_size,
             };
             let started = Instant::now();
+            let mut shown: u64 = 0;
             let (tx, mut rx) = mpsc::channel(1024);
             let mut task = tokio::spawn(tftp::fetch(req, tx));
             let result = loop {
@@ -724,14 +725,14 @@ impl UBoot {
                     r = &mut task => {
                         // Print what is still queued before the result.
                         while let Ok(e) = rx.try_recv() {
-                            print_event(ctx, &e).await;
+                            print_event(ctx, &e, &mut shown).await;
                         }
                         break match r {
                             Ok(r) => r,
                             Err(e) => Err(TftpError::Io(e.to_string())),
                         };
                     }
-                    Some(e) = rx.recv() => print_event(ctx, &e).await,
+                    Some(e) = rx.recv() => print_event(ctx, &e, &mut shown).await,
                     b = ctx.input.byte() => {
                         if b == Some(0x03) {
                             task.abort();
@@ -878,13 +879,23 @@ impl UBoot {
     }
 }
 
-async fn print_event(ctx: &mut Ctx<'_>, e: &Event) {
+/// U-Boot's progress marks (no `tsize`): a `#` every 10 blocks, a new line every 650.
+/// `shown` is the last block accounted for (events may be coalesced).
+async fn print_event(ctx: &mut Ctx<'_>, e: &Event, shown: &mut u64) {
     match e {
         Event::Block { block, .. } => {
-            if (block - 1) % 10 == 0 {
-                ctx.puts("#").await;
-            } else if block % (10 * 65) == 0 {
-                ctx.puts("\n\t ").await;
+            let mut marks = String::new();
+            while *shown < *block {
+                *shown += 1;
+                let b = *shown;
+                if (b - 1) % 10 == 0 {
+                    marks.push('#');
+                } else if b % (10 * 65) == 0 {
+                    marks.push_str("\n\t ");
+                }
+            }
+            if !marks.is_empty() {
+                ctx.puts(&marks).await;
             }
         }
         Event::Timeout => ctx.puts("T ").await,
