@@ -305,3 +305,30 @@ async fn output_without_a_client_is_lost() {
     board.ctl_ok(&["off"], "ok");
     board.assert_no_descendants();
 }
+
+/// `--strict-images`: the boot commands check image magics, as U-Boot does.
+#[tokio::test]
+async fn strict_image_checks() {
+    let board = Board::start(&["--speed", "0", "--strict-images"]);
+    let mut con = to_uboot_prompt(&board).await;
+    let out = con.uboot("bootz 0x0 - ${fdtcontroladdr}").await;
+    assert!(out.contains("Bad Linux ARM zImage magic!"), "{out}");
+    let out = con.uboot("bootm 0x0").await;
+    assert!(
+        out.contains("Wrong Image Format for bootm command"),
+        "{out}"
+    );
+    // The device tree must be one: the stand-in kernel is not.
+    let out = con.uboot("booti 0x0 - 0x0").await;
+    assert!(out.contains("Could not find a valid device tree"), "{out}");
+    // A ramdisk without a size must have a uImage header.
+    let out = con.uboot("booti 0x0 0x0 ${fdtcontroladdr}").await;
+    assert!(out.contains("Wrong Ramdisk Image Format"), "{out}");
+    // The stand-in arm64 Image in flash and U-Boot's own device tree pass.
+    con.line("booti 0x0 0x0:0x100 ${fdtcontroladdr}").await;
+    let out = con.expect("Starting kernel").await;
+    assert!(out.contains("Loading Ramdisk to"), "{out}");
+    con.expect("/ # ").await;
+    board.ctl_ok(&["off"], "ok");
+    board.assert_no_descendants();
+}

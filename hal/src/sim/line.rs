@@ -187,6 +187,26 @@ impl Input {
         self.rx.recv().await
     }
 
+    /// Swallows the rest of an escape sequence (`ESC [ ... final` or `ESC O x`) typed
+    /// after an ESC, if it follows at once.
+    async fn skip_escape(&mut self) {
+        let soon = || Instant::now() + Duration::from_millis(50);
+        match self.byte_until(soon()).await {
+            Some(b'[') => {
+                while let Some(b) = self.byte_until(soon()).await {
+                    if (0x40..=0x7e).contains(&b) {
+                        break;
+                    }
+                }
+            }
+            Some(b'O') => {
+                let _ = self.byte_until(soon()).await;
+            }
+            Some(b) => self.buf.push_front(b),
+            None => {}
+        }
+    }
+
     /// Reads a line with simple editing (backspace, Ctrl-C, Ctrl-U), echoing to `uart` when
     /// `echo`. `\r`, `\n`, `\r\n` and `\r\0` all end a line. Returns `None` at `deadline`
     /// (the partial line is kept for the next call).
@@ -229,7 +249,8 @@ impl Input {
                     }
                     line.clear();
                 }
-                b if b < 0x20 => {} // other control characters are ignored
+                0x1b => self.skip_escape().await, // arrow keys and the like: ignored
+                b if b < 0x20 => {}               // other control characters are ignored
                 b => {
                     line.push(b);
                     if echo {
@@ -259,7 +280,9 @@ mod tests {
         uart.attach(1, out_tx);
         let (tx, rx) = mpsc::channel(16);
         let mut input = Input::new(rx);
-        tx.send(b"ab\x7fc\r\nnext\r\0x\n".to_vec()).await.unwrap();
+        tx.send(b"ab\x7fc\x1b[A\x1b[1;5D\r\nnext\r\0x\x1bOB\n".to_vec())
+            .await
+            .unwrap();
         let mut line = Vec::new();
         assert_eq!(
             input.read_line(&uart, true, None, &mut line).await,
