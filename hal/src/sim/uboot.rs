@@ -888,9 +888,9 @@ async fn print_event(ctx: &mut Ctx<'_>, e: &Event, shown: &mut u64) {
             while *shown < *block {
                 *shown += 1;
                 let b = *shown;
-                if (b - 1) % 10 == 0 {
+                if (b - 1).is_multiple_of(10) {
                     marks.push('#');
-                } else if b % (10 * 65) == 0 {
+                } else if b.is_multiple_of(10 * 65) {
                     marks.push_str("\n\t ");
                 }
             }
