@@ -12,17 +12,11 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> ConsoleStream for T {}
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("cannot connect to {what}: {source}")]
-    Connect {
-        what: String,
-        source: std::io::Error,
-    },
+    Connect { what: String, source: std::io::Error },
     #[error("console {what} closed the connection")]
     Closed { what: String },
     #[error("console {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 /// Where a board's console is and how to open it. `connect` may be called again after the

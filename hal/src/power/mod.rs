@@ -6,17 +6,9 @@ use async_trait::async_trait;
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
     #[error("power {op} with {what} failed: {message}")]
-    Failed {
-        op: &'static str,
-        what: String,
-        message: String,
-    },
+    Failed { op: &'static str, what: String, message: String },
     #[error("power {op} with {what} timed out after {secs} s")]
-    Timeout {
-        op: &'static str,
-        what: String,
-        secs: u64,
-    },
+    Timeout { op: &'static str, what: String, secs: u64 },
 }
 
 /// Switches a board on and off.

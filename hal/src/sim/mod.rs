@@ -33,6 +33,8 @@
 //! `PR_SET_PDEATHSIG`). At exit the shell's session is killed and the sockets, the pty
 //! link and the private directory are removed.
 
+#![warn(missing_docs)]
+
 pub mod control;
 pub mod fault;
 pub mod script;
