@@ -13,3 +13,4 @@
 pub mod console;
 pub mod emulator;
 pub mod power;
+pub mod sim;
