@@ -169,6 +169,8 @@ pub(crate) struct Run {
     /// The shell and its pid (= its session id), while one runs.
     pub shell: tokio::sync::Mutex<Option<(Child, i32)>>,
     root: Mutex<Option<tempfile::TempDir>>,
+    /// The ramdisk the boot command handed to the kernel, unpacked when the shell starts.
+    ramdisk: Mutex<Option<Vec<u8>>>,
 }
 
 impl Run {
@@ -176,7 +178,21 @@ impl Run {
         Run {
             shell: tokio::sync::Mutex::new(None),
             root: Mutex::new(None),
+            ramdisk: Mutex::new(None),
         }
+    }
+
+    /// Remembers the ramdisk of the boot command.
+    pub fn set_ramdisk(&self, data: Vec<u8>) {
+        *self.ramdisk.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
+    }
+
+    /// The ramdisk of the boot command, once.
+    pub fn take_ramdisk(&self) -> Option<Vec<u8>> {
+        self.ramdisk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The boot's private directory, made on first use.

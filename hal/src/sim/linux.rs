@@ -113,6 +113,36 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
         what: format!("helpers in {}", root.display()),
         source,
     })?;
+    // A ramdisk handed over by U-Boot becomes the root filesystem (see `initramfs`).
+    let mut chroot: Option<std::ffi::CString> = None;
+    if let Some(rd) = ctx.run.take_ramdisk() {
+        match super::initramfs::unpack(&rd, &root) {
+            Ok(n) => {
+                let has_sh = root.join("bin/sh").symlink_metadata().is_ok();
+                // SAFETY: geteuid has no preconditions.
+                let is_root = unsafe { libc::geteuid() } == 0;
+                eprintln!(
+                    "basalt-board: unpacked {n} ramdisk entries into {}",
+                    root.display()
+                );
+                if has_sh && is_root {
+                    match super::initramfs::prepare_root(&root) {
+                        Ok(()) => {
+                            chroot =
+                                std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok()
+                        }
+                        Err(e) => eprintln!("basalt-board: cannot prepare the ramdisk root: {e}"),
+                    }
+                } else if has_sh {
+                    eprintln!(
+                        "basalt-board: not root: the shell runs in {} without chroot",
+                        root.display()
+                    );
+                }
+            }
+            Err(e) => eprintln!("basalt-board: ramdisk not unpacked: {e}"),
+        }
+    }
     let cfg = &ctx.shared.config;
     let ws = Winsize {
         ws_row: 24,
@@ -142,27 +172,41 @@ pub(crate) async fn run_shell(ctx: &mut Ctx<'_>) -> Result<ShellEnd, SimError> {
         .as_ref()
         .map(|l| l.user.clone())
         .unwrap_or_else(|| "root".to_string());
-    let mut cmd = tokio::process::Command::new(&cfg.shell);
+    // Inside the chroot, the ramdisk's own shell and paths.
+    let (shell, path, home) = match &chroot {
+        Some(_) => (
+            PathBuf::from("/bin/sh"),
+            "/.basalt/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            PathBuf::from("/"),
+        ),
+        None => (cfg.shell.clone(), path, root.clone()),
+    };
+    let mut cmd = tokio::process::Command::new(&shell);
     cmd.arg("-i")
         .env_clear()
         .env("PATH", path)
-        .env("HOME", &root)
-        .env("PWD", &root)
+        .env("HOME", &home)
+        .env("PWD", &home)
         .env("PS1", &cfg.prompt)
         .env("TERM", "vt220")
         .env("LANG", "C")
-        .env("SHELL", &cfg.shell)
+        .env("SHELL", &shell)
         .env("USER", &user)
         .env("LOGNAME", &user)
         .env("HOSTNAME", &cfg.hostname)
-        .env(ROOT_ENV, &root)
+        .env(ROOT_ENV, &home)
         .current_dir(&root)
         .stdin(Stdio::from(s_in))
         .stdout(Stdio::from(s_out))
         .stderr(Stdio::from(s_err));
     // SAFETY: only async-signal-safe calls (setsid, ioctl, prctl) between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(dir) = &chroot {
+                if libc::chroot(dir.as_ptr()) < 0 || libc::chdir(c"/".as_ptr()) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }

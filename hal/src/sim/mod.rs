@@ -17,7 +17,12 @@
 //!    private directory made for this boot. `BASALT_BOARD_ROOT` names that directory in
 //!    the shell's environment and is its working directory: where a real board has
 //!    `/lava-1234`, a dispatcher writes `$BASALT_BOARD_ROOT/lava-1234`. The directory is
-//!    removed at power off and reset.
+//!    removed at power off and reset. When the boot command was given a ramdisk (a cpio
+//!    initramfs, raw or gzip, as fetched over TFTP) and the board runs as root, the ramdisk
+//!    is unpacked into that directory ([`initramfs`]) and the shell runs chrooted there with
+//!    the ramdisk's own `/bin/sh` — absolute paths such as `/lava-1234` are then the
+//!    ramdisk's, exactly as on a real board (its `/init` is not run: basic `/dev` nodes and
+//!    busybox's applet links are created instead of mounting anything on the host).
 //! 4. **Console**: a pty, a unix socket or a telnet port ([`ConsoleMode`]); one client at a
 //!    time, a new one replaces the old one, output nobody reads is lost — a serial line.
 //! 5. **Faults** on request ([`fault`]): hang at a phase, kernel panic, garbage on the
@@ -37,6 +42,7 @@
 
 pub mod control;
 pub mod fault;
+pub mod initramfs;
 pub mod script;
 pub mod tftp;
 

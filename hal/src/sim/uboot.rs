@@ -875,6 +875,12 @@ impl UBoot {
             below - 1
         ));
         ctx.puts(&text).await;
+        if let Some((addr, size)) = ramdisk {
+            if let Some(data) = self.memory.at(addr) {
+                let n = usize::try_from(size).unwrap_or(usize::MAX).min(data.len());
+                ctx.run.set_ramdisk(data[..n].to_vec());
+            }
+        }
         Flow::Boot
     }
 }
