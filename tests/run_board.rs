@@ -1,24 +1,38 @@
-//! The demo job's test definition on `basalt-board` through telnet: a tftp deploy served by a
-//! real TFTP server (tftpd-hpa), a U-Boot boot driven by the device's command list (power
-//! through the board's control socket, interrupt, setenv, tftp, booti), the busybox
-//! initramfs (with the test overlay appended) as the board's root, and LAVA's test shell.
+//! LAVA jobs on `basalt-board` through telnet: a tftp deploy served by a real TFTP server
+//! (tftpd-hpa), a U-Boot boot driven by the device's command list (power through the board's
+//! control socket, interrupt, setenv, tftp, booti), the busybox initramfs (with the test
+//! overlay appended) as the board's root, and LAVA's test shell.
 
 mod board_support;
 mod common;
 
 use board_support::{Board, Tftpd};
-use common::{fixtures_amd64, results, TempDir};
+use common::{fixtures_amd64, results, ResultRow, TempDir};
+use std::path::PathBuf;
 use std::process::Command;
 
-#[test]
-fn demo_job_on_basalt_board_through_telnet() {
+struct Outcome {
+    code: Option<i32>,
+    out: PathBuf,
+    log: String,
+    results: Vec<ResultRow>,
+    _tmp: TempDir,
+}
+
+/// Runs a job (the deploy and boot given here, then `test_block`) on a fresh board started
+/// with `flags`; `boot_extra` is added to the boot block.
+fn run_on_board(
+    flags: &[&str],
+    boot_extra: &str,
+    test_block: &str,
+    board_check: impl FnOnce(&Board),
+) -> Outcome {
     let (_, initrd) = fixtures_amd64();
     let tftpd = Tftpd::start();
     let port = tftpd.port.to_string();
-    let board = Board::start_with_console(
-        &["--telnet", "0"],
-        &["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"],
-    );
+    let mut all = vec!["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"];
+    all.extend_from_slice(flags);
+    let board = Board::start_with_console(&["--telnet", "0"], &all);
     let addr = board.telnet_addr();
     let tmp = TempDir::new("board");
     let bin = env!("CARGO_BIN_EXE_basalt-board");
@@ -37,23 +51,17 @@ fn demo_job_on_basalt_board_through_telnet() {
         ),
     )
     .unwrap();
-    // Files the board fetches: a dummy kernel and dtb (the board checks that something was
-    // loaded), and the real initramfs that becomes its root.
+    // A dummy kernel and dtb (the board checks that something was loaded), and the real
+    // initramfs that becomes the board's root.
     let kernel = tmp.path().join("Image");
     std::fs::write(&kernel, vec![0u8; 4096]).unwrap();
     let dtb = tmp.path().join("board.dtb");
     std::fs::write(&dtb, vec![0xd0u8; 1024]).unwrap();
-    let demo = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/jobs/demo-qemu.yaml"
-    ))
-    .unwrap();
-    let test_block = &demo[demo.find("- test:").unwrap()..];
     let job = format!(
         "device_type: basalt-board\njob_name: demo on basalt-board\ntimeouts:\n  job:\n    minutes: 5\n  action:\n    minutes: 1\n\
          visibility: public\npriority: medium\nactions:\n\
          - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n    dtb:\n      url: file://{}\n\
-         - boot:\n    method: u-boot\n    commands: ramdisk\n    prompts:\n    - '/ # '\n\
+         - boot:\n    method: u-boot\n    commands: ramdisk\n{boot_extra}    prompts:\n    - '/ # '\n\
          {test_block}",
         kernel.display(),
         initrd.display(),
@@ -79,36 +87,121 @@ fn demo_job_on_basalt_board_through_telnet() {
         .status()
         .unwrap();
     let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "job should be Complete; log tail:\n{}",
-        tail(&log)
-    );
-    let res = results(&out);
-    if !res.iter().any(|r| r.0 == "0_smoke") {
-        println!("{}", tail(&log));
-    }
-    let find = |c: &str| {
-        res.iter()
-            .find(|r| r.0 == "0_smoke" && r.1 == c)
-            .map(|r| r.2.clone())
+    let results = if out.join("results.yaml").exists() {
+        results(&out)
+    } else {
+        Vec::new()
     };
-    assert_eq!(find("uname").as_deref(), Some("pass"), "{res:?}");
-    assert_eq!(find("must-fail").as_deref(), Some("fail"));
-    assert_eq!(find("boot-latency").as_deref(), Some("pass"));
-    assert!(
-        log.contains("Bytes transferred"),
-        "the board fetched files over TFTP"
-    );
-    assert!(log.contains("Hit any key to stop autoboot"));
-    // finalize powered the board off; the job's TFTP directory is gone.
-    assert_eq!(board.ctl(&["status"]).1.trim(), "off");
+    board_check(&board);
     let left: Vec<_> = std::fs::read_dir(tftpd.dir.path()).unwrap().collect();
     assert!(left.is_empty(), "TFTP staging left behind: {left:?}");
+    Outcome {
+        code: status.code(),
+        out,
+        log,
+        results,
+        _tmp: tmp,
+    }
+}
+
+fn demo_test_block() -> String {
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/jobs/demo-qemu.yaml"
+    ))
+    .unwrap();
+    demo[demo.find("- test:").unwrap()..].to_string()
 }
 
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+fn find<'a>(r: &'a [ResultRow], def: &str, case: &str) -> Option<&'a ResultRow> {
+    r.iter().find(|x| x.0 == def && x.1 == case)
+}
+
+#[test]
+fn demo_job_on_basalt_board_through_telnet() {
+    let o = run_on_board(&[], "", &demo_test_block(), |board| {
+        // finalize powered the board off
+        assert_eq!(board.ctl(&["status"]).1.trim(), "off");
+    });
+    assert_eq!(
+        o.code,
+        Some(0),
+        "job should be Complete; log tail:\n{}",
+        tail(&o.log)
+    );
+    let r = &o.results;
+    assert_eq!(
+        find(r, "0_smoke", "uname").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{r:?}"
+    );
+    assert_eq!(
+        find(r, "0_smoke", "must-fail").map(|x| x.2.as_str()),
+        Some("fail")
+    );
+    assert_eq!(
+        find(r, "0_smoke", "boot-latency").and_then(|x| x.3),
+        Some(42.0)
+    );
+    assert!(
+        o.log.contains("Bytes transferred"),
+        "the board fetched files over TFTP"
+    );
+    assert!(o.log.contains("Hit any key to stop autoboot"));
+    assert!(o.out.join("description.yaml").is_file());
+}
+
+#[test]
+fn lava_test_raise_ends_the_job_with_a_test_error() {
+    let block = "- test:\n    timeout:\n      minutes: 1\n    definitions:\n    - from: inline\n      name: raiser\n      path: inline/raiser.yaml\n      repository:\n        metadata:\n          format: Lava-Test Test Definition 1.0\n          name: raiser\n          description: raises\n        run:\n          steps:\n          - lava-test-case before --result pass\n          - lava-test-raise disk-missing\n";
+    let o = run_on_board(&[], "", block, |_| {});
+    assert_eq!(
+        o.code,
+        Some(1),
+        "job should be Incomplete; log tail:\n{}",
+        tail(&o.log)
+    );
+    let r = &o.results;
+    assert_eq!(
+        find(r, "0_raiser", "before").map(|x| x.2.as_str()),
+        Some("pass")
+    );
+    assert_eq!(
+        find(r, "lava", "lava-test-retry").map(|x| x.2.as_str()),
+        Some("fail")
+    );
+    let text = std::fs::read_to_string(o.out.join("results.yaml")).unwrap();
+    assert!(text.contains("error_type: Test"), "{text}");
+    assert!(text.contains("disk-missing"), "{text}");
+}
+
+#[test]
+fn failure_retry_boots_again_after_a_dropped_console() {
+    // The console drops once when the kernel starts; the boot is retried and succeeds.
+    let o = run_on_board(
+        &["--fault", "drop-console 1 at kernel"],
+        "    failure_retry: 2\n    failure_retry_interval: 2\n",
+        &demo_test_block(),
+        |_| {},
+    );
+    assert_eq!(
+        o.code,
+        Some(0),
+        "job should be Complete; log tail:\n{}",
+        tail(&o.log)
+    );
+    assert!(
+        o.log.contains("uboot-action: retrying (2 of 2 attempts)"),
+        "{}",
+        tail(&o.log)
+    );
+    assert_eq!(
+        find(&o.results, "0_smoke", "uname").map(|x| x.2.as_str()),
+        Some("pass")
+    );
 }

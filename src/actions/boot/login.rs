@@ -36,7 +36,7 @@ pub(crate) fn reset_device(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNo
 // ---- running -------------------------------------------------------------------------------
 
 use crate::job::ActionBlock;
-use crate::run::{literal, pattern, ActionError, Ctx};
+use crate::run::{pattern, ActionError, Ctx};
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -137,13 +137,17 @@ pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result
     let pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
     ctx.session()?.send_line("", delay).await?;
-    wait_for(
-        ctx,
-        &pats,
-        Duration::from_secs(node.connection_timeout.min(node.timeout)),
-        "shell prompt",
-    )
-    .await?;
-    let _ = literal;
-    Ok(())
+    // Within the action's time, a silent console gets LAVA's harmless check line each
+    // connection timeout.
+    let s = ctx.session()?;
+    s.set_connection_timeout(Some(Duration::from_secs(node.connection_timeout.max(1))));
+    let r = s
+        .expect_with_check(&pats, Duration::from_secs(node.timeout))
+        .await;
+    s.set_connection_timeout(None);
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("shell prompt: {e}"))),
+        Err(e) => Err(ActionError::infra(format!("shell prompt: {e}"))),
+    }
 }

@@ -31,9 +31,11 @@ use basalt_hal::power::Power;
 
 /// `connect-device`: open the device's console with its `connection_command`.
 pub(crate) async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
-    if ctx.session.is_some() {
+    if ctx.session.as_ref().is_some_and(|s| !s.is_closed()) {
         return Ok(());
     }
+    // A console that dropped (a retry after a failed boot) is opened again.
+    ctx.session = None;
     let cmd = ctx.device.commands.connect.clone().ok_or_else(|| {
         ActionError::job(format!(
             "device '{}' has no connection command",
