@@ -134,12 +134,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where device-type templates are looked up: the user's directories, then `/etc/basalt`,
-/// then the templates shipped in the source tree.
+/// Where device-type templates are looked up: the user's directories, then
+/// `/etc/basalt/device-types`, then (in the renderer) the templates built into basalt.
 fn template_dirs(user: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = user.to_vec();
     dirs.push(PathBuf::from("/etc/basalt/device-types"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/device-types"));
     dirs
 }
 
@@ -375,9 +374,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
             "qemu-system-x86_64 is not installed: run scripts/install-deps.sh (or scripts/demo.sh)"
         );
     }
-    let template = std::fs::read_to_string(src.join("config/jobs/demo-qemu.yaml"))
-        .context("reading the demo job")?;
-    let text = template
+    let text = basalt::device::builtin::DEMO_JOB
         .replace("@KERNEL@", &kernel.to_string_lossy())
         .replace("@INITRD@", &initrd.to_string_lossy());
     std::fs::create_dir_all(&a.output_dir)
@@ -392,7 +389,10 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         device: None,
         device_types: Vec::new(),
     };
-    let device = src.join("config/devices/qemu-amd64.jinja2");
+    // The demo device, next to the job, so that the output directory shows both.
+    let device = a.output_dir.join("qemu-amd64.jinja2");
+    std::fs::write(&device, basalt::device::builtin::DEMO_DEVICE)
+        .with_context(|| format!("writing {}", device.display()))?;
     run_loaded(
         &job_path,
         job,

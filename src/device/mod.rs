@@ -2,6 +2,7 @@
 //! what the dispatcher uses. The rest stays a YAML tree, because device types differ widely
 //! and strategies read their own `actions.boot.methods.<method>` parameters.
 
+pub mod builtin;
 pub mod render;
 
 use crate::diag::Report;

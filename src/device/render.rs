@@ -57,7 +57,8 @@ fn to_jinja(n: &Node) -> minijinja::Value {
 }
 
 /// Renders a device dictionary file. `search` lists device-type directories in order; the
-/// dictionary's own directory is searched last so that a dictionary can extend a local type.
+/// dictionary's own directory is searched next, so that a dictionary can extend a local
+/// type, and basalt's built-in device types last.
 /// `context` is the job's `context:`; the dictionary's `{% set %}` lines win over it, as in LAVA.
 pub fn render_dictionary(
     dict: &Path,
@@ -110,7 +111,7 @@ pub fn render_str(
                 });
             }
         }
-        Ok(None)
+        Ok(super::builtin::device_type(name).map(str::to_string))
     });
     env.add_filter("shlex_quote", |v: minijinja::Value| {
         shlex_quote(&value_text(&v))
