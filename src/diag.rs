@@ -94,6 +94,20 @@ impl fmt::Display for Report {
     }
 }
 
+/// Loads a YAML document; a syntax error becomes a report with that one error.
+pub fn load_document(file: &str, text: &str) -> Result<Node, Report> {
+    crate::yaml::load(text).map_err(|e| {
+        let mut r = Report::new(file);
+        r.push(
+            Severity::Error,
+            e.mark,
+            "",
+            format!("invalid YAML: {}", e.message),
+        );
+        r
+    })
+}
+
 /// Joins a path and a key: `actions[1]` + `boot` → `actions[1].boot`.
 pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() {

@@ -8,7 +8,7 @@ pub mod render;
 use crate::diag::Report;
 use crate::job::Timeout;
 use crate::reader::{entries, str_or_list, Fields};
-use crate::yaml::{self, Node};
+use crate::yaml::Node;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -110,19 +110,8 @@ impl Device {
 
     /// Reads a rendered device YAML; `fallback_name` names the device if it has no `hostname`.
     pub fn from_yaml(source: &str, text: &str, fallback_name: &str) -> Result<Device, DeviceError> {
+        let node = crate::diag::load_document(source, text).map_err(DeviceError::Invalid)?;
         let mut r = Report::new(source);
-        let node = match yaml::load(text) {
-            Ok(n) => n,
-            Err(e) => {
-                r.push(
-                    crate::diag::Severity::Error,
-                    e.mark,
-                    "",
-                    format!("invalid YAML: {}", e.message),
-                );
-                return Err(DeviceError::Invalid(r));
-            }
-        };
         let dev = read_device(&mut r, &node, source, text, fallback_name);
         match dev {
             Some(d) if !r.has_errors() => Ok(d),

@@ -6,7 +6,7 @@ use super::testdef::check_inline_testdef;
 use super::*;
 use crate::diag::{index, join, Report};
 use crate::reader::{entries, integer, list, one_of, str_map, str_or_list, string, Fields};
-use crate::yaml::{self, Node, Value};
+use crate::yaml::{Node, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -173,19 +173,8 @@ pub fn parse_job_file(path: &Path) -> Result<(Job, Report), JobError> {
 
 /// Checks a job document. On success the report holds the warnings.
 pub fn parse_job(file: &str, text: &str) -> Result<(Job, Report), JobError> {
+    let root = crate::diag::load_document(file, text).map_err(|report| JobError { report })?;
     let mut r = Report::new(file);
-    let root = match yaml::load(text) {
-        Ok(root) => root,
-        Err(e) => {
-            r.push(
-                crate::diag::Severity::Error,
-                e.mark,
-                "",
-                format!("invalid YAML: {}", e.message),
-            );
-            return Err(JobError { report: r });
-        }
-    };
     let job = read_job(&mut r, &root);
     r.sort();
     match job {

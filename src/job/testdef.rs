@@ -3,7 +3,7 @@
 
 use crate::diag::{index, Report};
 use crate::reader::{entries, list, str_map, string, Fields};
-use crate::yaml::{self, Node};
+use crate::yaml::Node;
 
 /// The exact `metadata.format` LAVA requires.
 pub const FORMAT: &str = "Lava-Test Test Definition 1.0";
@@ -60,19 +60,8 @@ pub fn check_inline_testdef(r: &mut Report, n: &Node, path: &str) {
 
 /// Reads a test definition file's text.
 pub fn parse_testdef(file: &str, text: &str) -> Result<TestDef, Report> {
+    let root = crate::diag::load_document(file, text)?;
     let mut r = Report::new(file);
-    let root = match yaml::load(text) {
-        Ok(n) => n,
-        Err(e) => {
-            r.push(
-                crate::diag::Severity::Error,
-                e.mark,
-                "",
-                format!("invalid YAML: {}", e.message),
-            );
-            return Err(r);
-        }
-    };
     match read_testdef(&mut r, &root, "") {
         Some(t) if !r.has_errors() => Ok(t),
         _ => Err(r),

@@ -105,6 +105,25 @@ impl Ctx {
         })
     }
 
+    /// The job block an action belongs to.
+    pub fn block(&self, node: &crate::pipeline::ActionNode) -> Option<&crate::job::ActionBlock> {
+        node.block.and_then(|b| self.job.actions.get(b))
+    }
+
+    /// The boot block of a boot action (a copy: actions also need `&mut self`).
+    pub fn boot_block(
+        &self,
+        node: &crate::pipeline::ActionNode,
+    ) -> Result<crate::job::Boot, ActionError> {
+        match self.block(node) {
+            Some(crate::job::ActionBlock::Boot(b)) => Ok(b.clone()),
+            _ => Err(ActionError::bug(format!(
+                "{} outside a boot block",
+                node.name()
+            ))),
+        }
+    }
+
     /// `lava_test_results_dir` for this job: the job context, else the device constant,
     /// else `/lava-%s`, with `%s` replaced by the job id.
     pub fn results_dir(&self) -> String {

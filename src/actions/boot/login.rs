@@ -35,7 +35,6 @@ pub(crate) fn reset_device(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNo
 
 // ---- running -------------------------------------------------------------------------------
 
-use crate::job::ActionBlock;
 use crate::run::{pattern, ActionError, Ctx};
 use crate::yaml::Node;
 use std::time::Duration;
@@ -46,16 +45,6 @@ const KERNEL_FAILURES: &[&str] = &[
     "---\\[ end Kernel panic",
     "Rebooting in \\d+ seconds",
 ];
-
-fn boot_block(ctx: &Ctx, node: &ActionNode) -> Result<Boot, ActionError> {
-    match node.block.and_then(|b| ctx.job.actions.get(b)) {
-        Some(ActionBlock::Boot(b)) => Ok(b.clone()),
-        _ => Err(ActionError::bug(format!(
-            "{} outside a boot block",
-            node.name()
-        ))),
-    }
-}
 
 /// What QEMU said, when it is gone: the reason a console closed.
 fn emulator_note(ctx: &mut Ctx) -> String {
@@ -87,7 +76,7 @@ async fn wait_for(
 
 /// `login-action`: wait for the kernel to start, log in when asked, wait for a prompt.
 pub(crate) async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    let boot = boot_block(ctx, node)?;
+    let boot = ctx.boot_block(node)?;
     let timeout = Duration::from_secs(node.timeout);
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
     let failures: Vec<_> = KERNEL_FAILURES.iter().map(|p| pattern(p)).collect();
@@ -133,7 +122,7 @@ pub(crate) async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Ac
 
 /// `expect-shell-connection`: check that the shell answers at its prompt.
 pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    let boot = boot_block(ctx, node)?;
+    let boot = ctx.boot_block(node)?;
     let pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
     ctx.session()?.send_line("", delay).await?;

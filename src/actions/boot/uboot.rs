@@ -88,16 +88,6 @@ use crate::run::{literal, pattern, ActionError, Ctx};
 use crate::yaml::Node;
 use std::time::Duration;
 
-fn boot_of(ctx: &Ctx, node: &ActionNode) -> Result<Boot, ActionError> {
-    match node.block.and_then(|b| ctx.job.actions.get(b)) {
-        Some(ActionBlock::Boot(b)) => Ok(b.clone()),
-        _ => Err(ActionError::bug(format!(
-            "{} outside a boot block",
-            node.name()
-        ))),
-    }
-}
-
 /// `actions.boot.methods.u-boot.parameters.<key>` of the device.
 fn param<'d>(ctx: &'d Ctx, key: &str) -> Option<&'d Node> {
     ctx.device
@@ -135,7 +125,7 @@ pub fn substitute(commands: &[String], values: &[(&str, Option<String>)]) -> Vec
 
 /// `bootloader-overlay`: the boot commands with the deployed files' names and addresses.
 pub(crate) fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    let boot = boot_of(ctx, node)?;
+    let boot = ctx.boot_block(node)?;
     let commands = boot
         .commands
         .as_ref()
@@ -315,7 +305,7 @@ pub(crate) async fn run_interrupt(ctx: &mut Ctx, node: &ActionNode) -> Result<()
 /// `bootloader-commands`: send each command at the prompt, then wait for the kernel to be
 /// started; any of the bootloader's error messages fails the boot at once.
 pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    let boot = boot_of(ctx, node)?;
+    let boot = ctx.boot_block(node)?;
     let commands = ctx.boot_commands.clone();
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
     let timeout = Duration::from_secs(node.timeout);
@@ -342,7 +332,7 @@ pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(),
 /// `send-reboot-commands`: reboot a running system from its shell (devices without a
 /// power-cycle command).
 pub(crate) async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    let boot = boot_of(ctx, node)?;
+    let boot = ctx.boot_block(node)?;
     let mut cmds = boot.soft_reboot.clone();
     if cmds.is_empty() {
         cmds = ctx.device.commands.soft_reboot.clone();

@@ -59,7 +59,7 @@ use crate::run::{tempdir_in, ActionError, Ctx};
 
 /// The deploy block of a node.
 fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
-    match node.block.and_then(|b| ctx.job.actions.get(b)) {
+    match ctx.block(node) {
         Some(ActionBlock::Deploy(d)) => Some(d),
         _ => None,
     }
