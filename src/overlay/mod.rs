@@ -3,6 +3,7 @@
 //! out under `/lava-<job>` (`reference/lava-formats.md` §1.4, §1.5).
 
 pub mod cpio;
+pub mod ext;
 
 use crate::job::testdef::TestDef;
 use crate::yaml::{Node, Value};

@@ -215,7 +215,7 @@ async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         BootloaderCommands => boot::uboot::run_commands(ctx, node).await,
         SendRebootCommands => boot::uboot::run_soft_reboot(ctx, node).await,
         HttpDownload { key, url } | FileDownload { key, url } => deploy::download::run(ctx, node, key, url).await,
-        AppendOverlays { key } => deploy::download::run_append_overlays(ctx, key),
+        AppendOverlays { key } => deploy::download::run_append_overlays(ctx, key).await,
         ApplyOverlayGuest => deploy::tmpfs::run_apply_overlay_guest(ctx),
         ExecuteQemu => boot::qemu::run_execute(ctx, node).await,
         ConnectDevice => boot::minimal::run_connect(ctx, node).await,

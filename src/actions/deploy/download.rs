@@ -416,8 +416,9 @@ pub(crate) async fn fetch_tarball(
 
 /// `append-overlays`: add the test overlay (`overlays: {lava: true}`) and the image's other
 /// overlays to a cpio ramdisk, as extra cpio segments (the kernel unpacks concatenated
-/// archives in order; a gzip ramdisk gets a gzip segment).
-pub(crate) fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), ActionError> {
+/// archives in order; a gzip ramdisk gets a gzip segment), or into an ext2/3/4 filesystem
+/// image with e2fsprogs' debugfs (no mount, no root needed).
+pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), ActionError> {
     let Some(path) = ctx.downloads.get(key).cloned() else {
         return Err(ActionError::bug(format!(
             "image '{key}' was not downloaded"
@@ -452,9 +453,10 @@ pub(crate) fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), Action
             .collect();
         (img.format.clone(), img.lava_overlay(), others)
     };
-    if format.as_deref() != Some("cpio.newc") {
+    let ext = matches!(format.as_deref(), Some("ext2" | "ext3" | "ext4"));
+    if format.as_deref() != Some("cpio.newc") && !ext {
         return Err(ActionError::job(format!(
-            "image '{key}': overlays can only be added to a ramdisk with 'format: cpio.newc' on this worker (got {})",
+            "image '{key}': overlays go into a 'format: cpio.newc' ramdisk or an ext2/3/4 filesystem image (got {})",
             format.as_deref().unwrap_or("no format")
         )));
     }
@@ -496,7 +498,13 @@ pub(crate) fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), Action
             }
         }
     }
-    let appended = append_cpio_segment(&path, &stage)?;
+    let appended = if ext {
+        crate::overlay::ext::write_tree(&path, &stage)
+            .await
+            .map_err(|e| ActionError::job(format!("image '{key}': {e}")))?
+    } else {
+        append_cpio_segment(&path, &stage)?
+    };
     let _ = std::fs::remove_dir_all(&stage);
     if lava && ctx.overlay_root.is_some() {
         ctx.overlay_applied = true;

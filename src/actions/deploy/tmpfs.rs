@@ -31,8 +31,8 @@ pub(crate) fn pipeline(
 }
 
 /// `apply-overlay-guest`: the guest must be able to read the test overlay. basalt puts it into
-/// a cpio ramdisk (`format: cpio.newc`, `overlays: {lava: true}`); a job whose images offer no
-/// such ramdisk is told how to fix it.
+/// the image marked `overlays: {lava: true}` (a `cpio.newc` ramdisk or an ext2/3/4 image); a
+/// job whose images offer none is told how to fix it.
 pub(crate) fn run_apply_overlay_guest(
     ctx: &mut crate::run::Ctx,
 ) -> Result<(), crate::run::ActionError> {
@@ -40,7 +40,7 @@ pub(crate) fn run_apply_overlay_guest(
         return Ok(());
     }
     Err(crate::run::ActionError::job(
-        "the test overlay has no image to go into: give the ramdisk image 'format: cpio.newc' and 'overlays: {lava: true}' \
-         (basalt does not build a separate guest disk for the overlay)",
+        "the test overlay has no image to go into: mark the ramdisk ('format: cpio.newc') or the root filesystem \
+         image ('format: ext4') with 'overlays: {lava: true}' (basalt does not build a separate guest disk for it)",
     ))
 }
