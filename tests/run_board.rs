@@ -205,3 +205,107 @@ fn failure_retry_boots_again_after_a_dropped_console() {
         Some("pass")
     );
 }
+
+#[test]
+fn url_test_definition_from_a_tarball() {
+    let tmp = TempDir::new("urldef");
+    let src = tmp.path().join("src/defs");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("url.yaml"),
+        "metadata:\n  format: Lava-Test Test Definition 1.0\n  name: from-url\n  description: x\nrun:\n  steps:\n  - lava-test-case tarball-ok --shell test -f defs/url.yaml\n",
+    )
+    .unwrap();
+    let tarball = tmp.path().join("defs.tar.gz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(tmp.path().join("src"))
+        .arg("defs")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let block = format!(
+        "- test:\n    timeout:\n      minutes: 1\n    definitions:\n    - from: url\n      repository: file://{}\n      compression: gz\n      path: defs/url.yaml\n      name: from-url\n",
+        tarball.display()
+    );
+    let o = run_on_board(&[], "", &block, |_| {});
+    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
+    assert_eq!(
+        find(&o.results, "0_from-url", "tarball-ok").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{:?}",
+        o.results
+    );
+}
+
+#[test]
+fn minimal_boot_with_auto_login() {
+    // The board boots by itself on reset (bootcmd) and asks for a login.
+    let tftpd = Tftpd::start();
+    tftpd.put("Image", &[0u8; 4096]);
+    let port = tftpd.port.to_string();
+    let bootcmd =
+        "dhcp; setenv serverip 127.0.0.1; tftp 0x40400000 Image; booti 0x40400000 - 0x40400000";
+    let board = Board::start_with_console(
+        &["--telnet", "0"],
+        &[
+            "--speed",
+            "0",
+            "--tftp-port",
+            &port,
+            "--bootdelay",
+            "0",
+            "--bootcmd",
+            bootcmd,
+            "--login",
+            "root",
+            "--password",
+            "s3cret",
+        ],
+    );
+    let addr = board.telnet_addr();
+    let tmp = TempDir::new("minimal");
+    let bin = env!("CARGO_BIN_EXE_basalt-board");
+    let ctl = board.control.display().to_string();
+    let dict = tmp.path().join("board.jinja2");
+    std::fs::write(
+        &dict,
+        format!(
+            "{{% extends 'basalt-board.jinja2' %}}\n{{% set connection_command = 'telnet {} {}' %}}\n\
+             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n{{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n",
+            addr.ip(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    let job = "device_type: basalt-board\njob_name: minimal\ntimeouts:\n  job:\n    minutes: 2\n  action:\n    minutes: 1\nvisibility: public\n\
+               secrets:\n  PW: s3cret\nactions:\n- boot:\n    method: minimal\n    auto_login:\n      login_prompt: 'login:'\n      username: root\n      password_prompt: 'Password:'\n      password: s3cret\n    prompts:\n    - '/ # '\n";
+    let job_path = tmp.path().join("job.yaml");
+    std::fs::write(&job_path, job).unwrap();
+    let out = tmp.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .args(["run", "-q"])
+        .arg(&job_path)
+        .arg("--device")
+        .arg(&dict)
+        .arg("--output-dir")
+        .arg(&out)
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "log tail:\n{}", tail(&log));
+    assert!(
+        log.contains("start: 1.2.1 pdu-reboot"),
+        "the board was reset with its hard_reset_command"
+    );
+    assert!(log.contains("login:"));
+    assert!(!log.contains("s3cret"), "secrets are masked in the log");
+    assert!(log.contains("[MASKED]"));
+    assert_eq!(
+        board.ctl(&["status"]).1.trim(),
+        "off",
+        "finalize powered the board off"
+    );
+}
