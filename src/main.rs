@@ -84,6 +84,10 @@ struct DemoArgs {
     /// (default: $BASALT_FIXTURES, else target/fixtures of the source tree).
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Run the demo on basalt-board, the simulated board, instead of QEMU (the default when
+    /// QEMU is not installed).
+    #[arg(long)]
+    board: bool,
     #[arg(short, long)]
     quiet: bool,
 }
@@ -365,14 +369,17 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
             anyhow::bail!("{} is missing: build the fixtures first with hw-tests/build-fixtures.sh (or run scripts/demo.sh)", f.display());
         }
     }
-    if std::process::Command::new("qemu-system-x86_64")
+    let has_qemu = std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        anyhow::bail!(
-            "qemu-system-x86_64 is not installed: run scripts/install-deps.sh (or scripts/demo.sh)"
-        );
+        .is_ok();
+    if a.board || !has_qemu {
+        if !has_qemu {
+            println!(
+                "qemu-system-x86_64 is not installed: running the demo on basalt-board instead"
+            );
+        }
+        return demo_board(a, &initrd);
     }
     let text = basalt::device::builtin::DEMO_JOB
         .replace("@KERNEL@", &kernel.to_string_lossy())
@@ -403,4 +410,155 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         a.quiet,
         &WorkerArgs::default(),
     )
+}
+
+/// A child process killed and reaped when dropped.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The demo on basalt-board: a TFTP server (tftpd-hpa) and a simulated board on 127.0.0.1,
+/// both stopped at the end.
+fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("the basalt-board demo runs the board's shell chrooted into its ramdisk: run it as root");
+    }
+    let tftpd_bin = ["/usr/sbin/in.tftpd", "/sbin/in.tftpd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("in.tftpd is not installed: run scripts/install-deps.sh (package tftpd-hpa)")?;
+    let exe = std::env::current_exe().context("locating basalt")?;
+    let board_bin = exe.with_file_name("basalt-board");
+    anyhow::ensure!(
+        board_bin.is_file(),
+        "{} not found next to basalt: build it (cargo build --release)",
+        board_bin.display()
+    );
+    let work = a.output_dir.join("board");
+    let _ = std::fs::remove_dir_all(&work);
+    let tftp_root = work.join("tftp");
+    std::fs::create_dir_all(&tftp_root)
+        .with_context(|| format!("creating {}", tftp_root.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&work, &tftp_root] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let _tftpd = Guard(
+        Command::new(tftpd_bin)
+            .args(["-L", "-a", &format!("127.0.0.1:{port}"), "-s"])
+            .arg(&tftp_root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting in.tftpd")?,
+    );
+    let control = work.join("control.sock");
+    let mut child = Command::new(&board_bin)
+        .args([
+            "--telnet",
+            "0",
+            "--tftp-port",
+            &port.to_string(),
+            "--bootdelay",
+            "2",
+            "--control",
+        ])
+        .arg(&control)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting basalt-board")?;
+    let stdout = child.stdout.take().context("board stdout")?;
+    let board = Guard(child);
+    let mut addr = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(a) = line.strip_prefix("basalt-board: console telnet ") {
+            addr = a.parse::<std::net::SocketAddr>().ok();
+        }
+        if line == "basalt-board: ready" {
+            break;
+        }
+    }
+    let addr = addr.context("basalt-board did not say where its console is")?;
+    let kernel = work.join("Image");
+    std::fs::write(&kernel, vec![0u8; 4096])?;
+    let dtb = work.join("board.dtb");
+    std::fs::write(&dtb, vec![0xd0u8; 1024])?;
+    let job_path = a.output_dir.join("job.yaml");
+    let text = basalt::device::builtin::DEMO_BOARD_JOB
+        .replace("@KERNEL@", &kernel.to_string_lossy())
+        .replace("@INITRD@", &initrd.to_string_lossy())
+        .replace("@DTB@", &dtb.to_string_lossy());
+    std::fs::write(&job_path, text)?;
+    let ctl = |op: &str| {
+        format!(
+            "{} ctl --control {} {op}",
+            board_bin.display(),
+            control.display()
+        )
+    };
+    let device = a.output_dir.join("demo-board.jinja2");
+    std::fs::write(
+        &device,
+        format!(
+            "{{% extends 'basalt-board.jinja2' %}}\n\
+             {{% set connection_command = 'telnet {} {}' %}}\n\
+             {{% set power_on_command = '{}' %}}\n{{% set power_off_command = '{}' %}}\n{{% set hard_reset_command = '{}' %}}\n",
+            addr.ip(),
+            addr.port(),
+            ctl("on"),
+            ctl("off"),
+            ctl("reset")
+        ),
+    )?;
+    println!(
+        "demo job: {}  device: {}",
+        job_path.display(),
+        device.display()
+    );
+    let Some(job) = load_job(&job_path, a.quiet) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let dev_args = DeviceArgs {
+        device: None,
+        device_types: Vec::new(),
+    };
+    let worker = WorkerArgs {
+        tftp_root,
+        server_ip: "127.0.0.1".into(),
+    };
+    let code = run_loaded(
+        &job_path,
+        job,
+        &dev_args,
+        &device,
+        &a.output_dir,
+        "1",
+        a.quiet,
+        &worker,
+    );
+    drop(board);
+    code
 }

@@ -31,6 +31,9 @@ pub const DEMO_DEVICE: &str = include_str!("../../config/devices/qemu-amd64.jinj
 /// The demo job, with `@KERNEL@` and `@INITRD@` to fill in.
 pub const DEMO_JOB: &str = include_str!("../../config/jobs/demo-qemu.yaml");
 
+/// The demo job for basalt-board, with `@KERNEL@`, `@INITRD@` and `@DTB@` to fill in.
+pub const DEMO_BOARD_JOB: &str = include_str!("../../config/jobs/demo-board.yaml");
+
 /// A built-in template by file name.
 pub fn device_type(name: &str) -> Option<&'static str> {
     DEVICE_TYPES
