@@ -293,9 +293,11 @@ fn run_loaded(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = rt
-        .block_on(basalt::run::run_job(job, device, &pipeline, &opts))
-        .with_context(|| format!("writing to {}", output_dir.display()))?;
+    let outcome = rt.block_on(basalt::run::run_job(job, device, &pipeline, &opts));
+    // A download that outlived its timeout stops at its next read (it was cancelled); do not
+    // wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let outcome = outcome.with_context(|| format!("writing to {}", output_dir.display()))?;
     print_summary(&outcome, output_dir);
     Ok(if outcome.complete {
         ExitCode::SUCCESS

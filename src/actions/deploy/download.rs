@@ -83,6 +83,8 @@ use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to check and how to unpack one download.
@@ -107,10 +109,20 @@ struct Tap<R> {
     total: Option<u64>,
     last: Instant,
     progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(std::io::Error::other(
+                "download cancelled (its action timed out)",
+            ));
+        }
         let n = self.inner.read(buf)?;
         let data = &buf[..n];
         if let Some(h) = self.md5.as_mut() {
@@ -155,6 +167,25 @@ pub fn fetch_blocking(
     dest: &Path,
     progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
 ) -> Result<u64, ActionError> {
+    fetch_cancellable(f, dest, progress, None)
+}
+
+/// Sets the flag when dropped: the download's future was dropped (its action timed out).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`fetch_blocking`] that stops at its next read once `cancel` is set.
+fn fetch_cancellable(
+    f: &Fetch,
+    dest: &Path,
+    progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
+    cancel: Option<Arc<AtomicBool>>,
+) -> Result<u64, ActionError> {
     let (reader, total): (Box<dyn Read + Send>, Option<u64>) = match scheme(&f.url).as_deref() {
         Some("file") => {
             let path = f.url.trim_start_matches("file://");
@@ -187,6 +218,7 @@ pub fn fetch_blocking(
         total,
         last: Instant::now(),
         progress,
+        cancel,
     };
     let out = std::fs::File::create(dest).map_err(|e| io_err(&dest.display().to_string(), e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
@@ -364,9 +396,12 @@ pub(crate) async fn run(
     ctx.log
         .info(format!("downloading {url} to {}", dest.display()));
     let d = dest.clone();
-    let bytes = tokio::task::spawn_blocking(move || fetch_blocking(&fetch, &d, progress))
-        .await
-        .map_err(|e| ActionError::bug(format!("download task: {e}")))??;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_timeout = CancelOnDrop(cancel.clone());
+    let bytes =
+        tokio::task::spawn_blocking(move || fetch_cancellable(&fetch, &d, progress, Some(cancel)))
+            .await
+            .map_err(|e| ActionError::bug(format!("download task: {e}")))??;
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     ctx.log.info(format!(
         "downloaded {key}: {:.1} MiB in {:.2} s ({:.1} MiB/s)",

@@ -4,7 +4,6 @@
 use crate::job::{ActionBlock, TestKind};
 use crate::pipeline::ActionNode;
 use crate::run::{literal, pattern, ActionError, Ctx, TestRun};
-use crate::testshell::pattern::compile_python_regex;
 use crate::testshell::signals::{self, Signal, TestResult};
 use crate::yaml::{Node, Value};
 use basalt_hal::console::expect::Regex;
@@ -210,10 +209,10 @@ fn handle(
                 });
             let (parse, fixup) = match run.testdef.as_ref().and_then(|t| t.parse.as_ref()) {
                 Some(p) => {
-                    let re = compile_python_regex(&p.pattern)
+                    let re = regex::bytes::RegexBuilder::new(&p.pattern)
+                        .multi_line(true)
+                        .build()
                         .map_err(|e| ActionError::test(format!("parse pattern of {id}: {e}")))?;
-                    let re =
-                        Regex::new(re.as_str()).map_err(|e| ActionError::test(e.to_string()))?;
                     let fixup = if p.fixupdict.is_empty() {
                         default_fixup()
                     } else {
