@@ -19,11 +19,18 @@ struct Outcome {
     _tmp: TempDir,
 }
 
-/// Runs a job (the deploy and boot given here, then `test_block`) on a fresh board started
-/// with `flags`; `boot_extra` is added to the boot block.
+/// The u-boot boot of these tests, with `extra` keys.
+fn uboot_boot(extra: &str) -> String {
+    format!(
+        "- boot:\n    method: u-boot\n    commands: ramdisk\n{extra}    prompts:\n    - '/ # '\n"
+    )
+}
+
+/// Runs a job (the tftp deploy given here, then `boot_block` and `test_block`) on a fresh
+/// board started with `flags`.
 fn run_on_board(
     flags: &[&str],
-    boot_extra: &str,
+    boot_block: &str,
     test_block: &str,
     board_check: impl FnOnce(&Board),
 ) -> Outcome {
@@ -61,8 +68,7 @@ fn run_on_board(
         "device_type: basalt-board\njob_name: demo on basalt-board\ntimeouts:\n  job:\n    minutes: 5\n  action:\n    minutes: 1\n\
          visibility: public\npriority: medium\nactions:\n\
          - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n    dtb:\n      url: file://{}\n\
-         - boot:\n    method: u-boot\n    commands: ramdisk\n{boot_extra}    prompts:\n    - '/ # '\n\
-         {test_block}",
+         {boot_block}{test_block}",
         kernel.display(),
         initrd.display(),
         dtb.display()
@@ -124,7 +130,7 @@ fn find<'a>(r: &'a [ResultRow], def: &str, case: &str) -> Option<&'a ResultRow> 
 
 #[test]
 fn demo_job_on_basalt_board_through_telnet() {
-    let o = run_on_board(&[], "", &demo_test_block(), |board| {
+    let o = run_on_board(&[], &uboot_boot(""), &demo_test_block(), |board| {
         // finalize powered the board off
         assert_eq!(board.ctl(&["status"]).1.trim(), "off");
     });
@@ -159,7 +165,7 @@ fn demo_job_on_basalt_board_through_telnet() {
 #[test]
 fn lava_test_raise_ends_the_job_with_a_test_error() {
     let block = "- test:\n    timeout:\n      minutes: 1\n    definitions:\n    - from: inline\n      name: raiser\n      path: inline/raiser.yaml\n      repository:\n        metadata:\n          format: Lava-Test Test Definition 1.0\n          name: raiser\n          description: raises\n        run:\n          steps:\n          - lava-test-case before --result pass\n          - lava-test-raise disk-missing\n";
-    let o = run_on_board(&[], "", block, |_| {});
+    let o = run_on_board(&[], &uboot_boot(""), block, |_| {});
     assert_eq!(
         o.code,
         Some(1),
@@ -185,7 +191,7 @@ fn failure_retry_boots_again_after_a_dropped_console() {
     // The console drops once when the kernel starts; the boot is retried and succeeds.
     let o = run_on_board(
         &["--fault", "drop-console 1 at kernel"],
-        "    failure_retry: 2\n    failure_retry_interval: 2\n",
+        &uboot_boot("    failure_retry: 2\n    failure_retry_interval: 2\n"),
         &demo_test_block(),
         |_| {},
     );
@@ -230,7 +236,7 @@ fn url_test_definition_from_a_tarball() {
         "- test:\n    timeout:\n      minutes: 1\n    definitions:\n    - from: url\n      repository: file://{}\n      compression: gz\n      path: defs/url.yaml\n      name: from-url\n",
         tarball.display()
     );
-    let o = run_on_board(&[], "", &block, |_| {});
+    let o = run_on_board(&[], &uboot_boot(""), &block, |_| {});
     assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
     assert_eq!(
         find(&o.results, "0_from-url", "tarball-ok").map(|x| x.2.as_str()),
@@ -307,5 +313,115 @@ fn minimal_boot_with_auto_login() {
         board.ctl(&["status"]).1.trim(),
         "off",
         "finalize powered the board off"
+    );
+}
+
+#[test]
+fn monitors_watch_the_boot_log() {
+    // A boot without prompts, then monitors on the raw console: the kernel's log lines.
+    let boot = "- boot:\n    method: u-boot\n    commands: ramdisk\n";
+    let block = "- test:\n    timeout:\n      minutes: 1\n    monitors:\n    - name: kernel-log\n      start: Booting Linux\n      end: Run /init\n      \
+                 pattern: '(?P<test_case_id>Freeing unused kernel memory): (?P<result>\\d+)K'\n      fixupdict:\n        '6464': pass\n";
+    let o = run_on_board(&[], boot, block, |_| {});
+    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
+    assert_eq!(
+        find(&o.results, "kernel-log", "Freeing unused kernel memory").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{:?}",
+        o.results
+    );
+}
+
+#[test]
+fn interactive_uboot_session() {
+    // LAVA's bbb-uboot-interactive shape: stop at U-Boot, then commands with expected answers.
+    let tftpd = Tftpd::start();
+    let port = tftpd.port.to_string();
+    let board = Board::start_with_console(
+        &["--telnet", "0"],
+        &["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"],
+    );
+    let addr = board.telnet_addr();
+    let tmp = TempDir::new("interactive");
+    let bin = env!("CARGO_BIN_EXE_basalt-board");
+    let ctl = board.control.display().to_string();
+    let dict = tmp.path().join("board.jinja2");
+    std::fs::write(
+        &dict,
+        format!(
+            "{{% extends 'basalt-board.jinja2' %}}\n{{% set connection_command = 'telnet {} {}' %}}\n\
+             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n{{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n",
+            addr.ip(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    let job = r#"device_type: basalt-board
+job_name: run tests in U-Boot
+timeouts:
+  job:
+    minutes: 2
+  action:
+    minutes: 1
+visibility: public
+actions:
+- boot:
+    method: bootloader
+    bootloader: u-boot
+    commands: []
+    prompts:
+    - '=>'
+- test:
+    interactive:
+    - name: network
+      prompts: ["=> "]
+      script:
+      - command: dhcp
+        name: dhcp
+        successes:
+        - message: "DHCP client bound to address"
+        failures:
+        - message: "TIMEOUT"
+          exception: InfrastructureError
+          error: "dhcp failed"
+      - command: setenv greeting basalt
+      - command: printenv greeting
+        name: printenv
+        successes:
+        - message: "greeting=basalt"
+      - command: tftp 0x40400000 nothing-there
+        name: tftp-missing
+        successes:
+        - message: "Bytes transferred"
+        failures:
+        - message: "File not found"
+"#;
+    let job_path = tmp.path().join("job.yaml");
+    std::fs::write(&job_path, job).unwrap();
+    let out = tmp.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .args(["run", "-q"])
+        .arg(&job_path)
+        .arg("--device")
+        .arg(&dict)
+        .arg("--output-dir")
+        .arg(&out)
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "log tail:\n{}", tail(&log));
+    let r = results(&out);
+    assert_eq!(
+        find(&r, "network", "dhcp").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{r:?}"
+    );
+    assert_eq!(
+        find(&r, "network", "printenv").map(|x| x.2.as_str()),
+        Some("pass")
+    );
+    assert_eq!(
+        find(&r, "network", "tftp-missing").map(|x| x.2.as_str()),
+        Some("fail")
     );
 }

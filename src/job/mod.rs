@@ -373,7 +373,16 @@ pub struct InteractiveStep {
     pub delay: Option<u64>,
     pub wait_for_prompt: bool,
     pub successes: Vec<String>,
-    pub failures: Vec<(String, Option<String>)>,
+    pub failures: Vec<InteractiveFailure>,
+}
+
+/// A message that fails an interactive step; with `exception`, it also ends the test action
+/// with that error class and the `error` text.
+#[derive(Clone, Debug)]
+pub struct InteractiveFailure {
+    pub message: String,
+    pub exception: Option<String>,
+    pub error: Option<String>,
 }
 
 /// One `monitors:` entry: watch raw console output between `start` and `end`.

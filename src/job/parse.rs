@@ -1270,9 +1270,14 @@ fn read_interactive(r: &mut Report, n: &Node, path: &str) -> Option<Interactive>
                             &["InfrastructureError", "JobError", "TestError"],
                         );
                     }
-                    ff.finish_with(r, "failure", &["error"]);
-                    if let Some(m) = msg {
-                        failures.push((m, exc));
+                    let error = ff.opt_str(r, "error");
+                    ff.finish(r, "failure");
+                    if let Some(message) = msg {
+                        failures.push(InteractiveFailure {
+                            message,
+                            exception: exc,
+                            error,
+                        });
                     }
                 }
             }

@@ -225,6 +225,16 @@ async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         LoginAction => boot::login::run_login(ctx, node).await,
         ExpectShellConnection => boot::login::run_expect_shell(ctx, node).await,
         TestShell => test::shell::run(ctx, node).await,
+        TestInteractiveRetry | TestMonitorRetry | BootBootloaderRetry | BootBootloader | ResetConnection => {
+            run_children(ctx, node).await
+        }
+        TestInteractive => test::interactive::run(ctx, node).await,
+        TestMonitor => test::monitor::run(ctx, node).await,
+        DisconnectDevice => {
+            ctx.session = None;
+            ctx.log.debug("console disconnected");
+            Ok(())
+        }
         PowerOff => finalize::run_power_off(ctx).await,
         UserCommand => actions::command::run(ctx, node).await,
         other => Err(ActionError::job(format!(

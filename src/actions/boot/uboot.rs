@@ -318,7 +318,11 @@ pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(),
         }
     }
     if boot.method == crate::job::BootMethod::Bootloader {
-        return expect_or_fail(ctx, &p, "bootloader prompt", timeout).await;
+        // Stay at the prompt; the interrupt already waited for the first one.
+        if n > 0 {
+            expect_or_fail(ctx, &p, "bootloader prompt", timeout).await?;
+        }
+        return Ok(());
     }
     let final_msg = boot
         .bootloader_final_message

@@ -1,6 +1,8 @@
 //! `test:` blocks: test definitions run by `lava-test-shell`, `interactive` scripts and
 //! `monitors` of raw console output.
 
+pub mod interactive;
+pub mod monitor;
 pub mod shell;
 
 use crate::job::{Test, TestKind};

@@ -1,0 +1,82 @@
+//! `lava-test-monitor`: no shell, no overlay — watch the raw console output between a start
+//! and an end string and turn the lines that match the pattern into results.
+
+use crate::job::{ActionBlock, TestKind};
+use crate::pipeline::ActionNode;
+use crate::run::{literal, ActionError, Ctx};
+use crate::testshell::signals::TestResult;
+use crate::yaml::{Node, Value};
+use std::time::Duration;
+
+/// Runs every monitor of the block, one after the other.
+pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let monitors = match ctx.block(node) {
+        Some(ActionBlock::Test(t)) => match &t.kind {
+            TestKind::Monitors(m) => m.clone(),
+            _ => return Err(ActionError::bug("lava-test-monitor without monitors")),
+        },
+        _ => return Err(ActionError::bug("lava-test-monitor outside a test block")),
+    };
+    let timeout = Duration::from_secs(node.timeout);
+    for mon in &monitors {
+        let pattern = regex::bytes::RegexBuilder::new(&mon.pattern)
+            .multi_line(true)
+            .build()
+            .map_err(|e| ActionError::job(format!("monitor '{}': {e}", mon.name)))?;
+        let start = literal(&mon.start);
+        let end = literal(&mon.end);
+        let wait = |e: basalt_hal::console::expect::ExpectError, what: &str| {
+            if e.is_timeout() {
+                ActionError::timeout(format!("monitor '{}': {what}: {e}", mon.name))
+            } else {
+                ActionError::infra(format!("monitor '{}': {what}: {e}", mon.name))
+            }
+        };
+        ctx.session()?
+            .expect(std::slice::from_ref(&start), timeout)
+            .await
+            .map_err(|e| wait(e, "start"))?;
+        ctx.log.info(format!("monitor '{}' started", mon.name));
+        loop {
+            let m = ctx
+                .session()?
+                .expect(&[end.clone(), pattern.clone()], timeout)
+                .await
+                .map_err(|e| wait(e, "end"))?;
+            if m.index == 0 {
+                break;
+            }
+            let id = m.name("test_case_id").unwrap_or("").trim().to_string();
+            let raw = m.name("result").unwrap_or("").to_string();
+            let fixed = mon
+                .fixupdict
+                .iter()
+                .find(|(k, _)| *k == raw)
+                .map(|(_, v)| v.clone())
+                .unwrap_or(raw);
+            let Some(result) = TestResult::parse(&fixed) else {
+                ctx.log.warning(format!(
+                    "monitor '{}': result '{fixed}' for {id} ignored",
+                    mon.name
+                ));
+                continue;
+            };
+            if id.is_empty() {
+                continue;
+            }
+            let mut fields = vec![
+                ("definition", Node::str(mon.name.clone())),
+                ("case", Node::str(id)),
+                ("result", Node::str(result.as_str())),
+            ];
+            if let Some(v) = m.name("measurement").and_then(|s| s.parse::<f64>().ok()) {
+                fields.push(("measurement", Node::new(Value::Float(v))));
+            }
+            if let Some(u) = m.name("units") {
+                fields.push(("units", Node::str(u)));
+            }
+            ctx.log.result(fields);
+        }
+    }
+    Ok(())
+}
