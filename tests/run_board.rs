@@ -19,6 +19,16 @@ struct Outcome {
     _tmp: TempDir,
 }
 
+/// Extra keys for the ramdisk of the deploy (`install_overlay: false`), from the boot block's
+/// marker.
+fn ramdisk_keys(boot_block: &str) -> &'static str {
+    if boot_block.contains("transfer_overlay") {
+        "      install_overlay: false\n"
+    } else {
+        ""
+    }
+}
+
 /// The u-boot boot of these tests, with `extra` keys.
 fn uboot_boot(extra: &str) -> String {
     format!(
@@ -64,10 +74,11 @@ fn run_on_board(
     std::fs::write(&kernel, vec![0u8; 4096]).unwrap();
     let dtb = tmp.path().join("board.dtb");
     std::fs::write(&dtb, vec![0xd0u8; 1024]).unwrap();
+    let ramdisk_extra = ramdisk_keys(boot_block);
     let job = format!(
         "device_type: basalt-board\njob_name: demo on basalt-board\ntimeouts:\n  job:\n    minutes: 5\n  action:\n    minutes: 1\n\
          visibility: public\npriority: medium\nactions:\n\
-         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n    dtb:\n      url: file://{}\n\
+         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n{ramdisk_extra}    dtb:\n      url: file://{}\n\
          {boot_block}{test_block}",
         kernel.display(),
         initrd.display(),
@@ -423,5 +434,28 @@ actions:
     assert_eq!(
         find(&r, "network", "tftp-missing").map(|x| x.2.as_str()),
         Some("fail")
+    );
+}
+
+#[test]
+fn transfer_overlay_over_http() {
+    // The ramdisk goes without the overlay; after login the board downloads the overlay
+    // tarball from the worker and unpacks it.
+    let boot = uboot_boot("    transfer_overlay:\n      download_command: wget -q\n      unpack_command: tar -C / -xzf\n");
+    let o = run_on_board(&[], &boot, &demo_test_block(), |_| {});
+    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
+    assert!(
+        o.log.contains("overlay transferred from http://127.0.0.1:"),
+        "{}",
+        tail(&o.log)
+    );
+    assert!(
+        o.log
+            .contains("install_overlay: false: the overlay is not added"),
+        "the ramdisk went without the overlay"
+    );
+    assert_eq!(
+        find(&o.results, "0_smoke", "uname").map(|x| x.2.as_str()),
+        Some("pass")
     );
 }

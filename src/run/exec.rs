@@ -224,6 +224,7 @@ async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         PrePowerCommand | PreOsCommand => boot::minimal::run_device_command(ctx, node).await,
         LoginAction => boot::login::run_login(ctx, node).await,
         ExpectShellConnection => boot::login::run_expect_shell(ctx, node).await,
+        OverlayUnpack => boot::login::run_overlay_unpack(ctx, node).await,
         TestShell => test::shell::run(ctx, node).await,
         TestInteractiveRetry | TestMonitorRetry | BootBootloaderRetry | BootBootloader | ResetConnection => {
             run_children(ctx, node).await

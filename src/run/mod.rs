@@ -8,6 +8,7 @@
 
 pub mod error;
 mod exec;
+pub mod http;
 
 pub use error::{ActionError, ErrorType};
 
@@ -93,6 +94,10 @@ pub struct Ctx {
     pub server_ip: String,
     /// Boot commands after substitution, from `bootloader-overlay`.
     pub boot_commands: Vec<String>,
+    /// The overlay tarball of the last `compress-overlay`, for `transfer_overlay`.
+    pub overlay_tarball: Option<PathBuf>,
+    /// Serves files to the devices (started on first use).
+    pub file_server: Option<http::FileServer>,
 }
 
 impl Ctx {
@@ -190,6 +195,8 @@ pub async fn run_job(
         tftp_dir: None,
         server_ip: opts.server_ip.clone(),
         boot_commands: Vec::new(),
+        overlay_tarball: None,
+        file_server: None,
     };
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",

@@ -140,3 +140,56 @@ pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result
         Err(e) => Err(ActionError::infra(format!("shell prompt: {e}"))),
     }
 }
+
+/// `overlay-unpack` (`transfer_overlay`): the device downloads the overlay tarball from the
+/// worker and unpacks it (`download_command URL`, then `unpack_command FILE`).
+pub(crate) async fn run_overlay_unpack(
+    ctx: &mut Ctx,
+    node: &ActionNode,
+) -> Result<(), ActionError> {
+    let boot = ctx.boot_block(node)?;
+    let t = boot
+        .transfer_overlay
+        .as_ref()
+        .ok_or_else(|| ActionError::bug("overlay-unpack without transfer_overlay"))?;
+    let text = |k: &str| t.get(k).and_then(Node::scalar_text);
+    if text("transfer_method").as_deref() == Some("zmodem") {
+        return Err(ActionError::job(
+            "transfer_overlay by zmodem is not possible on this worker; use download_command",
+        ));
+    }
+    let (Some(download), Some(unpack)) = (text("download_command"), text("unpack_command")) else {
+        return Err(ActionError::job(
+            "transfer_overlay needs download_command and unpack_command",
+        ));
+    };
+    let tarball = ctx
+        .overlay_tarball
+        .clone()
+        .ok_or_else(|| ActionError::job("transfer_overlay: no overlay was built (no test definitions, or no deploy before this boot)"))?;
+    if ctx.file_server.is_none() {
+        let ip = ctx.server_ip.clone();
+        let server = crate::run::http::FileServer::start(&ip)
+            .await
+            .map_err(|e| ActionError::infra(format!("cannot serve files on {ip}: {e}")))?;
+        ctx.file_server = Some(server);
+    }
+    let name = tarball
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "overlay.tar.gz".into());
+    let url = ctx
+        .file_server
+        .as_ref()
+        .map(|s| s.publish(&name, tarball.clone()))
+        .ok_or_else(|| ActionError::bug("no file server"))?;
+    let pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
+    let delay = Duration::from_millis(ctx.device.character_delays.test_ms);
+    let timeout = Duration::from_secs(node.timeout);
+    for cmd in [format!("{download} {url}"), format!("{unpack} {name}")] {
+        ctx.session()?.send_line(&cmd, delay).await?;
+        wait_for(ctx, &pats, timeout, "overlay transfer").await?;
+    }
+    ctx.log.info(format!("overlay transferred from {url}"));
+    Ok(())
+}

@@ -420,5 +420,6 @@ pub(crate) fn run_compress_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(
     let gz = tar.into_inner().map_err(|e| io_err("overlay tarball", e))?;
     gz.finish().map_err(|e| io_err("overlay tarball", e))?;
     ctx.log.debug(format!("overlay tarball {}", path.display()));
+    ctx.overlay_tarball = Some(path);
     Ok(())
 }

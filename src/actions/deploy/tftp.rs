@@ -129,6 +129,14 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
     if d.to != DeployTo::Tftp {
         return Err(ActionError::job("the test overlay can only go into a tftp ramdisk on this worker yet (not into an NFS root)"));
     }
+    if d.images
+        .iter()
+        .any(|(k, i)| k == "ramdisk" && i.install_overlay == Some(false))
+    {
+        ctx.log
+            .debug("ramdisk with install_overlay: false: the overlay is not added to it");
+        return Ok(());
+    }
     let header_uboot = d
         .images
         .iter()
