@@ -9,7 +9,7 @@
 use super::{ActionKind, ActionNode, Pipeline, Section};
 use crate::actions;
 use crate::device::Device;
-use crate::job::{ActionBlock, Common, Job, TestKind, Timeout};
+use crate::job::{ActionBlock, Common, Job, TestKind};
 use crate::yaml::Mark;
 use std::collections::BTreeMap;
 
@@ -128,7 +128,7 @@ impl<'a> Builder<'a> {
     pub fn node(&self, s: &Scope<'_>, parent: Option<&ActionNode>, kind: ActionKind) -> ActionNode {
         let name = kind.name();
         let jt = &self.job.timeouts;
-        let mut t = Timeout::secs(crate::job::timeout::DEFAULT_ACTION_SECS).secs;
+        let mut t = crate::job::timeout::DEFAULT_ACTION_SECS;
         if let Some(a) = jt.action {
             t = a.secs;
         }
