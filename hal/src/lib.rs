@@ -5,6 +5,8 @@
 //! | [`console::Console`] | a byte stream to the board, reconnectable | serial, telnet (ser2net), unix socket, pty, spawned command |
 //! | [`console::Session`] | the expect engine over a console stream | — |
 //! | [`power::Power`] | on / off / reset | shell commands, pdudaemon HTTP, QEMU QMP |
+//! | [`emulator::QemuProcess`] | QEMU started from an argv, console on its stdio, killed with its group | — |
+//! | [`sim`] | basalt-board, a simulated board (U-Boot, TFTP, Linux log, a real shell) | — |
 //!
 //! The pipeline sees these traits only; a backend never knows about jobs.
 
