@@ -158,7 +158,14 @@ fn load_job(path: &Path, quiet: bool) -> Option<Job> {
             Some(job)
         }
         Err(e) => {
-            eprint!("{}", e.report);
+            for d in e
+                .report
+                .items
+                .iter()
+                .filter(|d| !quiet || d.severity == basalt::diag::Severity::Error)
+            {
+                eprintln!("{}", e.report.line(d));
+            }
             let n = e.report.errors().count();
             eprintln!(
                 "{}: invalid job ({n} error{})",

@@ -84,3 +84,59 @@ fn corpus_invalid_jobs_are_rejected_with_key_and_line() {
         );
     }
 }
+
+/// What LAVA's submission gate accepts and refuses beyond the corpus (found by checking
+/// LAVA's documentation examples against its gate).
+#[test]
+fn gate_edge_cases() {
+    use basalt::job::parse_job;
+    let job = |actions: &str, timeouts: &str| {
+        format!("device_type: x\njob_name: t\nvisibility: public\ntimeouts:\n  job: {{minutes: 10}}\n{timeouts}actions:\n{actions}")
+    };
+    // Strategies LAVA knows (with `_` or `-`) are accepted with a warning.
+    for a in [
+        "- boot: {method: ser_ctl}\n",
+        "- boot: {method: monitor}\n",
+        "- deploy: {to: qdl}\n- boot: {method: qdl}\n",
+        "- deploy: {to: usbg-ms}\n",
+        "- boot: {method: uuu, commands: [{uuu: '-b sd {boot}'}]}\n",
+    ] {
+        let (_, report) = parse_job("t.yaml", &job(a, "")).unwrap_or_else(|e| panic!("{a}: {e}"));
+        assert!(report.warnings().count() > 0, "{a}");
+    }
+    // An unknown method is an error that lists the known ones.
+    let e = parse_job("t.yaml", &job("- boot: {method: uboot}\n", "")).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "t.yaml:7:18: actions[0].boot.method: unknown boot method 'uboot'; expected one of"
+        ),
+        "{e}"
+    );
+    // A timeout longer than the job's: LAVA only warns.
+    let (_, report) = parse_job(
+        "t.yaml",
+        &job(
+            "- boot: {method: minimal, timeout: {minutes: 30}}\n",
+            "  action: {minutes: 20}\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        report
+            .warnings()
+            .filter(|w| w.message.contains("larger than the job timeout"))
+            .count(),
+        2
+    );
+    // No extra keys in `timeouts`.
+    let e = parse_job(
+        "t.yaml",
+        &job("- boot: {method: minimal}\n", "  test: {minutes: 1}\n"),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("timeouts.test: unknown key in timeouts"),
+        "{e}"
+    );
+}

@@ -86,6 +86,7 @@ const LAVA_DEPLOY_TO: &[&str] = &[
     "nbd",
     "nfs",
     "overlay",
+    "qdl",
     "qemu-nfs",
     "recovery",
     "sata",
@@ -95,6 +96,7 @@ const LAVA_DEPLOY_TO: &[&str] = &[
     "tmpfs",
     "u-boot-ums",
     "usb",
+    "usbg-ms",
     "uuu",
     "vemsd",
 ];
@@ -118,17 +120,21 @@ const LAVA_BOOT_METHODS: &[&str] = &[
     "kexec",
     "lxc",
     "minimal",
+    "monitor",
     "musca",
-    "new_connection",
+    "new-connection",
     "nodebooter",
     "openocd",
     "pyocd",
+    "qdl",
     "qemu",
     "qemu-iso",
     "qemu-nfs",
     "recovery",
+    "rockchip",
     "schroot",
     "secure-boot",
+    "ser-ctl",
     "ssh",
     "u-boot",
     "u-boot-ums",
@@ -136,8 +142,13 @@ const LAVA_BOOT_METHODS: &[&str] = &[
     "uefi-menu",
     "uuu",
     "vexpress",
-    "rockchip",
 ];
+
+/// LAVA spells some strategy names with `_` (`ser_ctl`, `new_connection`) and names its
+/// schema modules with `_` for `-`: both spellings are the same name.
+fn lava_knows(list: &[&str], name: &str) -> bool {
+    list.contains(&name.replace('_', "-").as_str())
+}
 
 const DEPLOY_OS: &[&str] = &[
     "android",
@@ -321,8 +332,20 @@ fn read_job_timeouts(r: &mut Report, n: &Node) -> JobTimeouts {
         .opt("connections")
         .map(|n| named_timeouts(r, n, "timeouts.connections"))
         .unwrap_or_default();
-    f.finish(r, "timeouts");
+    finish_strict(f, r, "timeouts");
     t
+}
+
+/// Like [`Fields::finish`], but unknown keys are errors (where LAVA's gate allows no extra
+/// keys).
+fn finish_strict(f: Fields<'_>, r: &mut Report, what: &str) {
+    let mut extra = Report::new("");
+    f.finish(&mut extra, what);
+    for mut d in extra.items {
+        d.severity = crate::diag::Severity::Error;
+        d.message = format!("unknown key in {what}");
+        r.items.push(d);
+    }
 }
 
 fn named_timeouts(r: &mut Report, n: &Node, path: &str) -> BTreeMap<String, Timeout> {
@@ -399,6 +422,15 @@ fn read_context(r: &mut Report, n: &Node) -> BTreeMap<String, Node> {
 fn read_protocols(r: &mut Report, n: &Node) -> Option<Multinode> {
     let mut f = Fields::new(r, n, "protocols")?;
     let mn = f.opt("lava-multinode").and_then(|m| read_multinode(r, m));
+    for (name, what) in [("lava-lxc", "LXC"), ("lava-vland", "VLANd")] {
+        if let Some(x) = f.opt(name) {
+            r.warn(
+                x,
+                &f.sub(name),
+                format!("the {what} protocol is outside basalt's scope; ignored"),
+            );
+        }
+    }
     if let Some(x) = f.opt("lava-xnbd") {
         r.warn(
             x,
@@ -715,7 +747,9 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
         Some("overlay") => DeployTo::Overlay,
         Some(other) => {
             if let Some(t) = to_node {
-                if one_of(r, t, &f.sub("to"), "deploy target", other, LAVA_DEPLOY_TO) {
+                if lava_knows(LAVA_DEPLOY_TO, other)
+                    || one_of(r, t, &f.sub("to"), "deploy target", other, LAVA_DEPLOY_TO)
+                {
                     r.warn(t, &f.sub("to"), format!(
                         "deploy to '{other}' is outside basalt's scope (it handles {}); the job validates but cannot run here",
                         DeployTo::IN_SCOPE.join(", ")
@@ -901,14 +935,16 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         Some("bootloader") => BootMethod::Bootloader,
         Some(other) => {
             if let Some(m) = method_node {
-                if one_of(
-                    r,
-                    m,
-                    &f.sub("method"),
-                    "boot method",
-                    other,
-                    LAVA_BOOT_METHODS,
-                ) {
+                if lava_knows(LAVA_BOOT_METHODS, other)
+                    || one_of(
+                        r,
+                        m,
+                        &f.sub("method"),
+                        "boot method",
+                        other,
+                        LAVA_BOOT_METHODS,
+                    )
+                {
                     r.warn(m, &f.sub("method"), format!(
                         "boot method '{other}' is outside basalt's scope (it handles {}); the job validates but cannot run here",
                         BootMethod::IN_SCOPE.join(", ")
@@ -928,7 +964,10 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
     let auto_login = f
         .opt("auto_login")
         .and_then(|a| read_auto_login(r, a, &f.sub("auto_login")));
+    // Other methods give `commands` their own shapes (uuu: a list of `{tool: args}`).
+    let bootloader = matches!(method, BootMethod::UBoot | BootMethod::Bootloader);
     let commands = match f.opt("commands") {
+        Some(_) if !bootloader => None,
         Some(c) if c.as_seq().is_some() => {
             Some(BootCommands::Inline(str_or_list(r, c, &f.sub("commands"))))
         }
@@ -1085,6 +1124,7 @@ fn read_test(r: &mut Report, n: &Node, path: &str) -> Option<Test> {
             "definitions",
             "interactive",
             "monitors",
+            "connection",
         ],
     );
     Some(Test {
@@ -1369,20 +1409,20 @@ fn check_job_wide(
     for (name, to) in [("action", t.action), ("connection", t.connection)] {
         if to.is_some_and(|x| too_long(x.secs)) {
             let node = tn.get(name).unwrap_or(tn);
-            r.error(
+            r.warn(
                 node,
                 &join("timeouts", name),
-                "timeout is larger than the job timeout",
+                "timeout is larger than the job timeout (LAVA only warns; the job timeout wins)",
             );
         }
     }
     for (name, to) in &t.actions {
         if too_long(to.secs) {
             let node = tn.path(&["actions", name]).unwrap_or(tn);
-            r.error(
+            r.warn(
                 node,
                 &format!("timeouts.actions.{name}"),
-                "action timeout is larger than the job timeout",
+                "action timeout is larger than the job timeout (LAVA only warns; the job timeout wins)",
             );
         }
     }
@@ -1400,10 +1440,10 @@ fn check_job_wide(
         if let Some(to) = c.timeout {
             if too_long(to.secs) {
                 let tnode = node.get("timeout").unwrap_or(node);
-                r.error(
+                r.warn(
                     tnode,
                     &join(&path, "timeout"),
-                    "action timeout is larger than the job timeout",
+                    "action timeout is larger than the job timeout (LAVA only warns; the job timeout wins)",
                 );
             }
         }
