@@ -252,3 +252,56 @@ fn boot_without_prompt_is_incomplete_within_its_timeout() {
         "QEMU {pid} is still running"
     );
 }
+
+#[test]
+fn sigterm_cancels_the_job_and_finalize_cleans_up() {
+    let tmp = TempDir::new("cancel");
+    let job = tmp.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        demo_job().replace(
+            "    prompts:\n    - '/ # '\n",
+            "    prompts:\n    - 'never comes'\n",
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .arg("run")
+        .arg(&job)
+        .arg("--device")
+        .arg(repo().join("config/devices/qemu-amd64.jinja2"))
+        .arg("--output-dir")
+        .arg(&out)
+        .arg("-q")
+        .spawn()
+        .unwrap();
+    // Wait (with a deadline) until QEMU runs, then ask basalt to stop.
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+        if let Some(p) = log
+            .split("qemu (pid ")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a canceled job is Incomplete");
+    let results = std::fs::read_to_string(out.join("results.yaml")).unwrap();
+    assert!(results.contains("error_type: Canceled"), "{results}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} outlived the canceled job"
+    );
+}

@@ -27,29 +27,22 @@ pub(super) async fn run_pipeline(
         Some((f, m)) if f.kind == ActionKind::Finalize => (Some(f), m),
         _ => (None, pipeline.actions.as_slice()),
     };
-    let mut error = None;
-    let mut failed = None;
-    for node in main {
-        if Instant::now() >= ctx.job_deadline {
-            error = Some(ActionError::timeout("the job timeout expired"));
-            failed = Some(format!("{} {}", node.level, node.name()));
-            break;
+    let (mut error, mut failed) = {
+        // SIGINT / SIGTERM cancel the job; finalize still runs and cleans up.
+        let main_actions = run_main(ctx, main);
+        tokio::select! {
+            r = main_actions => r,
+            sig = cancelled() => (
+                Some(ActionError { kind: ErrorType::Canceled, message: format!("job canceled ({sig})") }),
+                None,
+            ),
         }
-        match run_node(ctx, node).await {
-            Ok(()) => {}
-            Err(e) if e.kind == ErrorType::Timeout && node.skip_on_timeout => {
-                ctx.log.warning(format!(
-                    "{} {} timed out; 'skip: true' moves on to the next action",
-                    node.level,
-                    node.name()
-                ));
-            }
-            Err(e) => {
-                failed = Some(format!("{} {}", node.level, node.name()));
-                error = Some(e);
-                break;
-            }
-        }
+    };
+    if error
+        .as_ref()
+        .is_some_and(|e| e.kind == ErrorType::Canceled)
+    {
+        ctx.log.error("job canceled by a signal: finalizing");
     }
     if let Some(f) = finalize {
         if let Err(e) = run_node(ctx, f).await {
@@ -62,6 +55,45 @@ pub(super) async fn run_pipeline(
     // Whatever finalize could not stop is stopped here: nothing outlives the job.
     actions::finalize::release_all(ctx).await;
     (error, failed)
+}
+
+/// The actions before `finalize`; stops at the first failure.
+async fn run_main(ctx: &mut Ctx, main: &[ActionNode]) -> (Option<ActionError>, Option<String>) {
+    for node in main {
+        if Instant::now() >= ctx.job_deadline {
+            return (
+                Some(ActionError::timeout("the job timeout expired")),
+                Some(format!("{} {}", node.level, node.name())),
+            );
+        }
+        match run_node(ctx, node).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorType::Timeout && node.skip_on_timeout => {
+                ctx.log.warning(format!(
+                    "{} {} timed out; 'skip: true' moves on to the next action",
+                    node.level,
+                    node.name()
+                ));
+            }
+            Err(e) => return (Some(e), Some(format!("{} {}", node.level, node.name()))),
+        }
+    }
+    (None, None)
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM (never, if the handlers cannot be set).
+async fn cancelled() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 /// Runs one action with its timeout and retries, logging its start and end.
