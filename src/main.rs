@@ -183,10 +183,22 @@ fn load_pipeline(
     job: &Job,
     dev: &DeviceArgs,
     device: &Path,
+    check: bool,
 ) -> Result<Option<(Device, Pipeline)>> {
     let device = Device::load(device, &template_dirs(&dev.device_types), &job.context)
         .with_context(|| format!("device {}", device.display()))?;
-    match build_pipeline(job, &device) {
+    match build_pipeline(job, &device).and_then(|p| {
+        let problems = if check {
+            basalt::pipeline::check_device(job, &device)
+        } else {
+            Vec::new()
+        };
+        if problems.is_empty() {
+            Ok(p)
+        } else {
+            Err(problems)
+        }
+    }) {
         Ok(p) => Ok(Some((device, p))),
         Err(errors) => {
             for e in &errors {
@@ -220,7 +232,7 @@ fn validate(a: &JobArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let Some((device, pipeline)) = load_pipeline(&a.job, &job, &a.device, dev)? else {
+    let Some((device, pipeline)) = load_pipeline(&a.job, &job, &a.device, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     if !a.quiet {
@@ -245,7 +257,7 @@ fn describe(a: &DescribeArgs) -> Result<ExitCode> {
         .device
         .as_deref()
         .context("describe needs --device")?;
-    let Some((_, pipeline)) = load_pipeline(&a.job, &job, &a.device, dev)? else {
+    let Some((_, pipeline)) = load_pipeline(&a.job, &job, &a.device, dev, false)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     print!("{}", basalt::yaml::emit_document(&pipeline.describe()));
@@ -281,7 +293,7 @@ fn run_loaded(
     quiet: bool,
     worker: &WorkerArgs,
 ) -> Result<ExitCode> {
-    let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev)? else {
+    let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let opts = basalt::run::RunOptions {

@@ -244,3 +244,37 @@ fn pipelines_match_lava_describe() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(matched_refs >= 20, "only {matched_refs} refs matched");
 }
+
+#[test]
+fn device_checks_name_what_the_device_lacks() {
+    use basalt::pipeline::check_device;
+    let root = corpus();
+    let types = vec![root.join("devices/device-types")];
+    let (job, _) = parse_job_file(&root.join("jobs/qemu/kvm-command.yaml")).unwrap();
+    let ctx: BTreeMap<String, Node> = kvm_ctx()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let dev = Device::load(
+        &root.join("devices/dictionaries/kvm01.jinja2"),
+        &types,
+        &ctx,
+    )
+    .unwrap();
+    let errs = check_device(&job, &dev);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "actions[1].command");
+    assert!(errs[0]
+        .message
+        .contains("no user command 'user_command_to_run'"));
+    // A u-boot job on a u-boot device with its named command list: nothing missing.
+    let (job, _) = parse_job_file(&root.join("jobs/uboot/uboot-ramdisk.yaml")).unwrap();
+    let dev = Device::load(
+        &root.join("devices/dictionaries/bbb-01.jinja2"),
+        &types,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert!(check_device(&job, &dev).is_empty());
+}

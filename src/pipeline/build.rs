@@ -262,3 +262,77 @@ pub fn build_pipeline(job: &Job, device: &Device) -> Result<Pipeline, Vec<Pipeli
     }
     Ok(Pipeline { actions })
 }
+
+/// Checks what the pipeline will need from the device before anything runs, as LAVA's
+/// validate pass does: user commands, named U-Boot command lists, QEMU's command line.
+/// (`describe` shows a pipeline without these checks.)
+pub fn check_device(job: &Job, device: &Device) -> Vec<PipelineError> {
+    let mut errors = Vec::new();
+    for (i, block) in job.actions.iter().enumerate() {
+        let c = block.common();
+        let err = |message: String| PipelineError {
+            mark: c.mark,
+            path: format!("actions[{i}].{}", block.kind()),
+            message,
+        };
+        match block {
+            ActionBlock::Command(cmd) => {
+                if !device.commands.users.iter().any(|(n, _, _)| *n == cmd.name) {
+                    let known: Vec<&str> = device
+                        .commands
+                        .users
+                        .iter()
+                        .map(|(n, _, _)| n.as_str())
+                        .collect();
+                    errors.push(err(format!(
+                        "device '{}' has no user command '{}' (it has: {})",
+                        device.hostname,
+                        cmd.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+            }
+            ActionBlock::Boot(b) => match &b.method {
+                crate::job::BootMethod::UBoot | crate::job::BootMethod::Bootloader => {
+                    if let Some(cmds) = &b.commands {
+                        if let Err(e) = crate::actions::boot::uboot::command_list(device, cmds) {
+                            errors.push(err(e));
+                        }
+                    }
+                    if device.commands.connect.is_none() {
+                        errors.push(err(format!(
+                            "device '{}' has no connection command for its console",
+                            device.hostname
+                        )));
+                    }
+                }
+                crate::job::BootMethod::Qemu => {
+                    let cmd = device
+                        .boot_method("qemu")
+                        .and_then(|m| m.path(&["parameters", "command"]));
+                    if cmd
+                        .and_then(crate::yaml::Node::scalar_text)
+                        .is_none_or(|c| c.trim().is_empty())
+                    {
+                        errors.push(err(format!("device '{}' has no qemu command line (actions.boot.methods.qemu.parameters.command)", device.hostname)));
+                    }
+                }
+                crate::job::BootMethod::Minimal => {
+                    if device.commands.connect.is_none() {
+                        errors.push(err(format!(
+                            "device '{}' has no connection command for its console",
+                            device.hostname
+                        )));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    errors
+}

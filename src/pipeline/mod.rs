@@ -5,7 +5,7 @@
 pub mod build;
 mod kind;
 
-pub use build::{build_pipeline, PipelineError};
+pub use build::{build_pipeline, check_device, PipelineError};
 pub use kind::{ActionKind, TestDefId};
 
 use crate::yaml::{Node, Value};
