@@ -275,39 +275,43 @@ pub fn check_device(job: &Job, device: &Device) -> Vec<PipelineError> {
             path: format!("actions[{i}].{}", block.kind()),
             message,
         };
+        let no_console = || {
+            format!(
+                "device '{}' has no connection command for its console",
+                device.hostname
+            )
+        };
         match block {
-            ActionBlock::Command(cmd) => {
-                if !device.commands.users.iter().any(|(n, _, _)| *n == cmd.name) {
-                    let known: Vec<&str> = device
-                        .commands
-                        .users
-                        .iter()
-                        .map(|(n, _, _)| n.as_str())
-                        .collect();
-                    errors.push(err(format!(
-                        "device '{}' has no user command '{}' (it has: {})",
-                        device.hostname,
-                        cmd.name,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    )));
-                }
+            ActionBlock::Command(cmd)
+                if !device.commands.users.iter().any(|(n, _, _)| *n == cmd.name) =>
+            {
+                let known: Vec<&str> = device
+                    .commands
+                    .users
+                    .iter()
+                    .map(|(n, _, _)| n.as_str())
+                    .collect();
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                errors.push(err(format!(
+                    "device '{}' has no user command '{}' (it has: {known})",
+                    device.hostname, cmd.name
+                )));
             }
             ActionBlock::Boot(b) => match &b.method {
                 crate::job::BootMethod::UBoot | crate::job::BootMethod::Bootloader => {
-                    if let Some(cmds) = &b.commands {
-                        if let Err(e) = crate::actions::boot::uboot::command_list(device, cmds) {
-                            errors.push(err(e));
-                        }
+                    if let Some(Err(e)) = b
+                        .commands
+                        .as_ref()
+                        .map(|c| crate::actions::boot::uboot::command_list(device, c))
+                    {
+                        errors.push(err(e));
                     }
                     if device.commands.connect.is_none() {
-                        errors.push(err(format!(
-                            "device '{}' has no connection command for its console",
-                            device.hostname
-                        )));
+                        errors.push(err(no_console()));
                     }
                 }
                 crate::job::BootMethod::Qemu => {
@@ -318,16 +322,14 @@ pub fn check_device(job: &Job, device: &Device) -> Vec<PipelineError> {
                         .and_then(crate::yaml::Node::scalar_text)
                         .is_none_or(|c| c.trim().is_empty())
                     {
-                        errors.push(err(format!("device '{}' has no qemu command line (actions.boot.methods.qemu.parameters.command)", device.hostname)));
-                    }
-                }
-                crate::job::BootMethod::Minimal => {
-                    if device.commands.connect.is_none() {
                         errors.push(err(format!(
-                            "device '{}' has no connection command for its console",
+                            "device '{}' has no qemu command line (actions.boot.methods.qemu.parameters.command)",
                             device.hostname
                         )));
                     }
+                }
+                crate::job::BootMethod::Minimal if device.commands.connect.is_none() => {
+                    errors.push(err(no_console()))
                 }
                 _ => {}
             },
