@@ -29,6 +29,53 @@ fn ramdisk_keys(boot_block: &str) -> &'static str {
     }
 }
 
+/// Writes a basalt-board device dictionary for `board` (telnet console, power through its
+/// control socket) into `dir`.
+fn board_device(board: &Board, dir: &std::path::Path) -> PathBuf {
+    let addr = board.telnet_addr();
+    let bin = env!("CARGO_BIN_EXE_basalt-board");
+    let ctl = board.control.display().to_string();
+    let dict = dir.join("board.jinja2");
+    std::fs::write(
+        &dict,
+        format!(
+            "{{% extends 'basalt-board.jinja2' %}}\n\
+             {{% set connection_command = 'telnet {} {}' %}}\n\
+             {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
+             {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
+             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
+            addr.ip(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    dict
+}
+
+/// `basalt run -q` of `job` on `dict`; returns (exit code, output dir, log).
+fn basalt_run(
+    job: &str,
+    dict: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Option<i32>, PathBuf, String) {
+    let job_path = dir.join("job.yaml");
+    std::fs::write(&job_path, job).unwrap();
+    let out = dir.join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .args(["run", "-q"])
+        .arg(&job_path)
+        .arg("--device")
+        .arg(dict)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(extra)
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+    (status.code(), out, log)
+}
+
 /// The u-boot boot of these tests, with `extra` keys.
 fn uboot_boot(extra: &str) -> String {
     format!(
@@ -50,24 +97,8 @@ fn run_on_board(
     let mut all = vec!["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"];
     all.extend_from_slice(flags);
     let board = Board::start_with_console(&["--telnet", "0"], &all);
-    let addr = board.telnet_addr();
     let tmp = TempDir::new("board");
-    let bin = env!("CARGO_BIN_EXE_basalt-board");
-    let ctl = board.control.display().to_string();
-    let dict = tmp.path().join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n\
-             {{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
-             {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
-             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
-            addr.ip(),
-            addr.port()
-        ),
-    )
-    .unwrap();
+    let dict = board_device(&board, tmp.path());
     // A dummy kernel and dtb (the board checks that something was loaded), and the real
     // initramfs that becomes the board's root.
     let kernel = tmp.path().join("Image");
@@ -84,26 +115,21 @@ fn run_on_board(
         initrd.display(),
         dtb.display()
     );
-    let job_path = tmp.path().join("job.yaml");
-    std::fs::write(&job_path, job).unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .arg("run")
-        .arg(&job_path)
-        .arg("--device")
-        .arg(&dict)
-        .arg("--device-types")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/device-types"))
-        .arg("--output-dir")
-        .arg(&out)
-        .arg("--tftp-root")
-        .arg(tftpd.dir.path())
-        .arg("--server-ip")
-        .arg("127.0.0.1")
-        .arg("-q")
-        .status()
-        .unwrap();
-    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+    let tftp_root = tftpd.dir.path().display().to_string();
+    let types = concat!(env!("CARGO_MANIFEST_DIR"), "/config/device-types");
+    let (code, out, log) = basalt_run(
+        &job,
+        &dict,
+        tmp.path(),
+        &[
+            "--device-types",
+            types,
+            "--tftp-root",
+            &tftp_root,
+            "--server-ip",
+            "127.0.0.1",
+        ],
+    );
     let results = if out.join("results.yaml").exists() {
         results(&out)
     } else {
@@ -113,7 +139,7 @@ fn run_on_board(
     let left: Vec<_> = std::fs::read_dir(tftpd.dir.path()).unwrap().collect();
     assert!(left.is_empty(), "TFTP staging left behind: {left:?}");
     Outcome {
-        code: status.code(),
+        code,
         out,
         log,
         results,
@@ -282,37 +308,12 @@ fn minimal_boot_with_auto_login() {
             "s3cret",
         ],
     );
-    let addr = board.telnet_addr();
     let tmp = TempDir::new("minimal");
-    let bin = env!("CARGO_BIN_EXE_basalt-board");
-    let ctl = board.control.display().to_string();
-    let dict = tmp.path().join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n{{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n{{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n",
-            addr.ip(),
-            addr.port()
-        ),
-    )
-    .unwrap();
+    let dict = board_device(&board, tmp.path());
     let job = "device_type: basalt-board\njob_name: minimal\ntimeouts:\n  job:\n    minutes: 2\n  action:\n    minutes: 1\nvisibility: public\n\
                secrets:\n  PW: s3cret\nactions:\n- boot:\n    method: minimal\n    auto_login:\n      login_prompt: 'login:'\n      username: root\n      password_prompt: 'Password:'\n      password: s3cret\n    prompts:\n    - '/ # '\n";
-    let job_path = tmp.path().join("job.yaml");
-    std::fs::write(&job_path, job).unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .args(["run", "-q"])
-        .arg(&job_path)
-        .arg("--device")
-        .arg(&dict)
-        .arg("--output-dir")
-        .arg(&out)
-        .status()
-        .unwrap();
-    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
-    assert_eq!(status.code(), Some(0), "log tail:\n{}", tail(&log));
+    let (code, _, log) = basalt_run(job, &dict, tmp.path(), &[]);
+    assert_eq!(code, Some(0), "log tail:\n{}", tail(&log));
     assert!(
         log.contains("start: 1.2.1 pdu-reboot"),
         "the board was reset with its hard_reset_command"
@@ -352,21 +353,8 @@ fn interactive_uboot_session() {
         &["--telnet", "0"],
         &["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"],
     );
-    let addr = board.telnet_addr();
     let tmp = TempDir::new("interactive");
-    let bin = env!("CARGO_BIN_EXE_basalt-board");
-    let ctl = board.control.display().to_string();
-    let dict = tmp.path().join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n{{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n{{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n",
-            addr.ip(),
-            addr.port()
-        ),
-    )
-    .unwrap();
+    let dict = board_device(&board, tmp.path());
     let job = r#"device_type: basalt-board
 job_name: run tests in U-Boot
 timeouts:
@@ -407,20 +395,8 @@ actions:
         failures:
         - message: "File not found"
 "#;
-    let job_path = tmp.path().join("job.yaml");
-    std::fs::write(&job_path, job).unwrap();
-    let out = tmp.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .args(["run", "-q"])
-        .arg(&job_path)
-        .arg("--device")
-        .arg(&dict)
-        .arg("--output-dir")
-        .arg(&out)
-        .status()
-        .unwrap();
-    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
-    assert_eq!(status.code(), Some(0), "log tail:\n{}", tail(&log));
+    let (code, out, log) = basalt_run(job, &dict, tmp.path(), &[]);
+    assert_eq!(code, Some(0), "log tail:\n{}", tail(&log));
     let r = results(&out);
     assert_eq!(
         find(&r, "network", "dhcp").map(|x| x.2.as_str()),

@@ -112,10 +112,18 @@ impl From<basalt_hal::power::PowerError> for ActionError {
 
 impl From<basalt_hal::console::expect::ExpectError> for ActionError {
     fn from(e: basalt_hal::console::expect::ExpectError) -> ActionError {
+        ActionError::expect("console", e)
+    }
+}
+
+impl ActionError {
+    /// A failed wait on the console, saying what was awaited: a timeout is the action's
+    /// timeout, anything else (the connection dropped) the lab's problem.
+    pub fn expect(what: &str, e: basalt_hal::console::expect::ExpectError) -> ActionError {
         if e.is_timeout() {
-            ActionError::timeout(e.to_string())
+            ActionError::timeout(format!("{what}: {e}"))
         } else {
-            ActionError::infra(e.to_string())
+            ActionError::infra(format!("{what}: {e}"))
         }
     }
 }

@@ -134,11 +134,8 @@ pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result
         .expect_with_check(&pats, Duration::from_secs(node.timeout))
         .await;
     s.set_connection_timeout(None);
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("shell prompt: {e}"))),
-        Err(e) => Err(ActionError::infra(format!("shell prompt: {e}"))),
-    }
+    r.map(|_| ())
+        .map_err(|e| ActionError::expect("shell prompt", e))
 }
 
 /// `overlay-unpack` (`transfer_overlay`): the device downloads the overlay tarball from the

@@ -220,11 +220,11 @@ async fn expect_or_fail(
     let errors = error_patterns(ctx);
     let mut pats = vec![want.clone()];
     pats.extend(errors.iter().map(|(_, r)| r.clone()));
-    let m = match ctx.session()?.expect(&pats, timeout).await {
-        Ok(m) => m,
-        Err(e) if e.is_timeout() => return Err(ActionError::timeout(format!("{what}: {e}"))),
-        Err(e) => return Err(ActionError::infra(format!("{what}: {e}"))),
-    };
+    let m = ctx
+        .session()?
+        .expect(&pats, timeout)
+        .await
+        .map_err(|e| ActionError::expect(what, e))?;
     if m.index > 0 {
         let msg = &errors[m.index - 1].0;
         return Err(ActionError::job(format!(
@@ -373,8 +373,7 @@ pub(crate) async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("soft reboot: {e}"))),
-        Err(e) => Err(ActionError::infra(format!("soft reboot: {e}"))),
+        Err(e) => Err(ActionError::expect("soft reboot", e)),
     }
 }
 

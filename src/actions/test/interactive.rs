@@ -49,21 +49,12 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
             if !step.successes.is_empty() || !step.failures.is_empty() {
                 let mut pats: Vec<_> = step.successes.iter().map(|m| literal(m)).collect();
                 pats.extend(step.failures.iter().map(|f| literal(&f.message)));
-                let m = match ctx.session()?.expect(&pats, timeout).await {
-                    Ok(m) => m,
-                    Err(e) if e.is_timeout() => {
-                        return Err(ActionError::timeout(format!(
-                            "interactive '{}': {e}",
-                            script.name
-                        )))
-                    }
-                    Err(e) => {
-                        return Err(ActionError::infra(format!(
-                            "interactive '{}': {e}",
-                            script.name
-                        )))
-                    }
-                };
+                let what = format!("interactive '{}'", script.name);
+                let m = ctx
+                    .session()?
+                    .expect(&pats, timeout)
+                    .await
+                    .map_err(|e| ActionError::expect(&what, e))?;
                 if m.index >= step.successes.len() {
                     let f = &step.failures[m.index - step.successes.len()];
                     result = "fail";
@@ -80,21 +71,11 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
                 }
             }
             if step.wait_for_prompt && !prompts.is_empty() {
-                match ctx.session()?.expect(&prompts, timeout).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_timeout() => {
-                        return Err(ActionError::timeout(format!(
-                            "interactive '{}': {e}",
-                            script.name
-                        )))
-                    }
-                    Err(e) => {
-                        return Err(ActionError::infra(format!(
-                            "interactive '{}': {e}",
-                            script.name
-                        )))
-                    }
-                }
+                let what = format!("interactive '{}'", script.name);
+                ctx.session()?
+                    .expect(&prompts, timeout)
+                    .await
+                    .map_err(|e| ActionError::expect(&what, e))?;
             }
             if let Some(name) = &step.name {
                 log_result(ctx, &script.name, name, result);

@@ -25,13 +25,8 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
             .map_err(|e| ActionError::job(format!("monitor '{}': {e}", mon.name)))?;
         let start = literal(&mon.start);
         let end = literal(&mon.end);
-        let wait = |e: basalt_hal::console::expect::ExpectError, what: &str| {
-            if e.is_timeout() {
-                ActionError::timeout(format!("monitor '{}': {what}: {e}", mon.name))
-            } else {
-                ActionError::infra(format!("monitor '{}': {what}: {e}", mon.name))
-            }
-        };
+        let wait =
+            |e, what: &str| ActionError::expect(&format!("monitor '{}': {what}", mon.name), e);
         ctx.session()?
             .expect(std::slice::from_ref(&start), timeout)
             .await

@@ -107,13 +107,11 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
         if let Some(p) = current.as_ref().and_then(|c| c.parse.clone()) {
             pats.push(p);
         }
-        let m = match ctx.session()?.expect(&pats, step).await {
-            Ok(m) => m,
-            Err(e) if e.is_timeout() => {
-                return Err(ActionError::timeout(format!("lava-test-shell: {e}")))
-            }
-            Err(e) => return Err(ActionError::infra(format!("lava-test-shell: {e}"))),
-        };
+        let m = ctx
+            .session()?
+            .expect(&pats, step)
+            .await
+            .map_err(|e| ActionError::expect("lava-test-shell", e))?;
         match m.index {
             0 => break,
             1 => {
