@@ -27,6 +27,7 @@ pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> ActionNod
 use crate::run::{open_session, ActionError, Ctx};
 use basalt_hal::console::command::CommandConsole;
 use basalt_hal::console::Console;
+use basalt_hal::console::TelnetConsole;
 use basalt_hal::power::Power;
 
 /// `connect-device`: open the device's console with its `connection_command`.
@@ -42,11 +43,27 @@ pub(crate) async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(),
             ctx.device.hostname
         ))
     })?;
-    let console = CommandConsole::new(&cmd)?;
+    let console = console_for(&cmd)?;
     let stream = console.connect().await?;
     ctx.log.info(format!("connected to the console: {cmd}"));
     ctx.session = Some(open_session(&ctx.log, stream, &console.describe()));
     Ok(())
+}
+
+/// The console behind a `connection_command`. The usual `telnet HOST PORT` (ser2net) is
+/// spoken directly: the connection is then up when `connect` returns, so nothing the board
+/// prints right after a power cycle is lost while a telnet program is still starting.
+/// Anything else runs as the command it is.
+pub fn console_for(cmd: &str) -> Result<Box<dyn Console>, ActionError> {
+    let words = shell_words::split(cmd).unwrap_or_default();
+    if let [prog, host, port] = words.as_slice() {
+        if prog == "telnet" {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(Box::new(TelnetConsole::new(host.clone(), port)));
+            }
+        }
+    }
+    Ok(Box::new(CommandConsole::new(cmd)?))
 }
 
 /// `pdu-reboot`: power-cycle the device with its hard reset command.
