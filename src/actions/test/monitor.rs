@@ -5,7 +5,6 @@ use crate::job::{ActionBlock, TestKind};
 use crate::pipeline::ActionNode;
 use crate::run::{literal, ActionError, Ctx};
 use crate::testshell::signals::TestResult;
-use crate::yaml::{Node, Value};
 use std::time::Duration;
 
 /// Runs every monitor of the block, one after the other.
@@ -59,17 +58,15 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
             if id.is_empty() {
                 continue;
             }
-            let mut fields = vec![
-                ("definition", Node::str(mon.name.clone())),
-                ("case", Node::str(id)),
-                ("result", Node::str(result.as_str())),
-            ];
-            if let Some(v) = m.name("measurement").and_then(|s| s.parse::<f64>().ok()) {
-                fields.push(("measurement", Node::new(Value::Float(v))));
-            }
-            if let Some(u) = m.name("units") {
-                fields.push(("units", Node::str(u)));
-            }
+            let measurement = m.name("measurement").and_then(|s| s.parse::<f64>().ok());
+            let fields = super::case_result(
+                &mon.name,
+                &id,
+                result.as_str(),
+                measurement,
+                m.name("units"),
+                None,
+            );
             ctx.log.result(fields);
         }
     }

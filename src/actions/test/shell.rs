@@ -140,22 +140,15 @@ pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionEr
                     ));
                     continue;
                 }
-                let mut fields = vec![
-                    ("definition", Node::str(c.run.id.clone())),
-                    ("case", Node::str(id.clone())),
-                    ("result", Node::str(result)),
-                ];
-                if let Some(meas) = m.name("measurement") {
-                    if let Ok(v) = meas.parse::<f64>() {
-                        fields.push(("measurement", Node::new(Value::Float(v))));
-                    }
-                }
-                if let Some(u) = m.name("units") {
-                    fields.push(("units", Node::str(u)));
-                }
-                if let Some(s) = &set {
-                    fields.push(("set", Node::str(s.clone())));
-                }
+                let measurement = m.name("measurement").and_then(|s| s.parse::<f64>().ok());
+                let fields = super::case_result(
+                    &c.run.id,
+                    &id,
+                    &result,
+                    measurement,
+                    m.name("units"),
+                    set.as_deref(),
+                );
                 c.seen.push(id);
                 ctx.log.result(fields);
             }
@@ -294,23 +287,21 @@ fn handle(
             let fixed = fix(&result, &c.fixup);
             let res = TestResult::parse(&fixed)
                 .ok_or_else(|| ActionError::test(format!("Bad test result: {result}")))?;
-            let mut fields = vec![
-                ("definition", Node::str(c.run.id.clone())),
-                ("case", Node::str(id.clone())),
-                ("result", Node::str(res.as_str())),
-            ];
-            if let Some(m) = measurement {
-                let v: f64 = m
-                    .parse()
-                    .map_err(|_| ActionError::test(format!("Invalid measurement {m} for {id}")))?;
-                fields.push(("measurement", Node::new(Value::Float(v))));
-            }
-            if let Some(u) = units {
-                fields.push(("units", Node::str(u)));
-            }
-            if let Some(s) = set {
-                fields.push(("set", Node::str(s.clone())));
-            }
+            let measurement =
+                match measurement {
+                    Some(m) => Some(m.parse::<f64>().map_err(|_| {
+                        ActionError::test(format!("Invalid measurement {m} for {id}"))
+                    })?),
+                    None => None,
+                };
+            let mut fields = super::case_result(
+                &c.run.id,
+                &id,
+                res.as_str(),
+                measurement,
+                units.as_deref(),
+                set.as_deref(),
+            );
             if let Some(start) = starttc.take() {
                 fields.push(("starttc", Node::new(Value::Int(start as i64))));
                 fields.push(("endtc", Node::new(Value::Int(ctx.log.line_count() as i64))));
