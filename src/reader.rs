@@ -10,6 +10,11 @@ pub struct Fields<'n> {
     node: &'n Node,
     pub path: String,
     used: Vec<&'n str>,
+    /// LAVA's typing (job files): strings must be strings, and a key given with a `null`
+    /// value is an error, not an absent key.
+    strict: bool,
+    /// Keys read with a `null` value, reported by [`Fields::finish`] when `strict`.
+    nulls: Vec<&'n Node>,
 }
 
 impl<'n> Fields<'n> {
@@ -27,7 +32,23 @@ impl<'n> Fields<'n> {
             node,
             path: path.to_string(),
             used: Vec::new(),
+            strict: false,
+            nulls: Vec::new(),
         })
+    }
+
+    /// Like [`Fields::new`], with LAVA's typing of job files: a number is not a string and
+    /// `key:` with no value is refused (LAVA validates a present key's `None` against the
+    /// key's type).
+    pub fn strict(r: &mut Report, node: &'n Node, path: &str) -> Option<Fields<'n>> {
+        let mut f = Fields::new(r, node, path)?;
+        f.strict = true;
+        Some(f)
+    }
+
+    /// Whether this mapping is read with LAVA's typing.
+    pub fn is_strict(&self) -> bool {
+        self.strict
     }
 
     /// The mapping itself.
@@ -40,14 +61,26 @@ impl<'n> Fields<'n> {
         join(&self.path, key)
     }
 
-    /// An optional key; `null` values count as absent.
+    /// An optional key; `null` values count as absent (and are an error when `strict`).
     pub fn opt(&mut self, key: &str) -> Option<&'n Node> {
+        let v = self.opt_nullable(key)?;
+        if v.is_null() {
+            if self.strict && !self.nulls.iter().any(|n| std::ptr::eq(*n, v)) {
+                self.nulls.push(v);
+            }
+            return None;
+        }
+        Some(v)
+    }
+
+    /// An optional key whose value may be `null` (where LAVA's schema allows `None`).
+    pub fn opt_nullable(&mut self, key: &str) -> Option<&'n Node> {
         let entries = self.node.as_map()?;
         let (k, v) = entries.iter().find(|(k, _)| k.as_str() == Some(key))?;
         if let Some(s) = k.as_str() {
             self.used.push(s);
         }
-        (!v.is_null()).then_some(v)
+        Some(v)
     }
 
     /// Whether a key is present at all (even with a null value).
@@ -68,12 +101,14 @@ impl<'n> Fields<'n> {
 
     pub fn opt_str(&mut self, r: &mut Report, key: &str) -> Option<String> {
         let path = self.sub(key);
-        self.opt(key).and_then(|n| string(r, n, &path))
+        let strict = self.strict;
+        self.opt(key).and_then(|n| text(r, n, &path, strict))
     }
 
     pub fn req_str(&mut self, r: &mut Report, key: &str) -> Option<String> {
         let path = self.sub(key);
-        self.req(r, key).and_then(|n| string(r, n, &path))
+        let strict = self.strict;
+        self.req(r, key).and_then(|n| text(r, n, &path, strict))
     }
 
     pub fn opt_bool(&mut self, r: &mut Report, key: &str) -> Option<bool> {
@@ -89,7 +124,32 @@ impl<'n> Fields<'n> {
     /// A string or a list of strings (LAVA accepts both for prompts, soft_reboot, ...).
     pub fn opt_str_list(&mut self, r: &mut Report, key: &str) -> Option<Vec<String>> {
         let path = self.sub(key);
-        self.opt(key).map(|n| str_or_list(r, n, &path))
+        let strict = self.strict;
+        self.opt(key).map(|n| text_or_list(r, n, &path, strict))
+    }
+
+    /// A list of strings, where LAVA takes only a list (`role`, `skip_install`, `tags`).
+    pub fn opt_list_of_str(&mut self, r: &mut Report, key: &str) -> Option<Vec<String>> {
+        let path = self.sub(key);
+        let strict = self.strict;
+        let n = self.opt(key)?;
+        if n.as_seq().is_none() {
+            r.error(n, &path, format!("expected a list, found {}", n.kind()));
+            return None;
+        }
+        Some(text_or_list(r, n, &path, strict))
+    }
+
+    /// The path of the key whose value is `value`.
+    fn path_of(&self, value: &Node) -> String {
+        self.node
+            .as_map()
+            .unwrap_or(&[])
+            .iter()
+            .find(|(_, v)| std::ptr::eq(v, value))
+            .and_then(|(k, _)| k.as_str())
+            .map(|k| self.sub(k))
+            .unwrap_or_else(|| self.path.clone())
     }
 
     /// Reports keys that were never read as warnings (LAVA's submission gate is loose).
@@ -99,6 +159,9 @@ impl<'n> Fields<'n> {
 
     /// Like [`Fields::finish`], also accepting `known` keys that are read elsewhere.
     pub fn finish_with(self, r: &mut Report, what: &str, known: &[&str]) {
+        for n in &self.nulls {
+            r.error(n, &self.path_of(n), "a value is required here (found null)");
+        }
         let Some(entries) = self.node.as_map() else {
             return;
         };
@@ -129,6 +192,30 @@ pub fn string(r: &mut Report, n: &Node, path: &str) -> Option<String> {
             r.error(n, path, format!("expected a string, found {}", n.kind()));
             None
         }
+    }
+}
+
+/// A string; with `strict` (LAVA's `str`), numbers are refused instead of turned into text.
+pub fn text(r: &mut Report, n: &Node, path: &str, strict: bool) -> Option<String> {
+    match &n.value {
+        Value::Str(s) => Some(s.clone()),
+        _ if !strict => string(r, n, path),
+        _ => {
+            r.error(n, path, format!("expected a string, found {}", n.kind()));
+            None
+        }
+    }
+}
+
+/// A string or a list of strings, with [`text`]'s typing.
+pub fn text_or_list(r: &mut Report, n: &Node, path: &str, strict: bool) -> Vec<String> {
+    match &n.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| text(r, item, &index(path, i), strict))
+            .collect(),
+        _ => text(r, n, path, strict).into_iter().collect(),
     }
 }
 

@@ -112,21 +112,22 @@ fn gate_edge_cases() {
         ),
         "{e}"
     );
-    // A timeout longer than the job's: LAVA only warns.
-    let (_, report) = parse_job(
+    // A timeout longer than the job's: LAVA 2026 refuses it (check_job_timeouts).
+    let e = parse_job(
         "t.yaml",
         &job(
             "- boot: {method: minimal, timeout: {minutes: 30}}\n",
             "  action: {minutes: 20}\n",
         ),
     )
-    .unwrap();
+    .unwrap_err();
     assert_eq!(
-        report
-            .warnings()
+        e.report
+            .errors()
             .filter(|w| w.message.contains("larger than the job timeout"))
             .count(),
-        2
+        2,
+        "{e}"
     );
     // No extra keys in `timeouts`.
     let e = parse_job(

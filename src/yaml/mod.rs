@@ -113,6 +113,15 @@ impl Node {
             .map(|(_, v)| v)
     }
 
+    /// The key node of a string key in a mapping (where diagnostics about a block value
+    /// point: the value itself starts on a later line).
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
+    }
+
     /// Follows a path of string keys through nested mappings.
     pub fn path(&self, keys: &[&str]) -> Option<&Node> {
         keys.iter().try_fold(self, |node, key| node.get(key))
