@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use basalt_hal::console::expect::{Regex, TranscriptLine};
+use basalt_hal::console::text::text_bytes;
 use basalt_hal::console::{ConsoleError, ExpectError, Session, VecTranscript};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -379,10 +380,97 @@ async fn large_output_then_prompt_and_the_window_limit() {
 }
 
 #[tokio::test]
-async fn invalid_utf8_is_replaced_in_match_and_transcript() {
+async fn invalid_utf8_is_replaced_in_match_and_kept_in_the_transcript() {
     let (mut s, mut board, t) = session();
     board.write_all(b"caf\xe9 \xff\xfe ok\n").await.unwrap();
     let m = s.expect(&[re(r"ok\n")], SEC).await.unwrap();
     assert_eq!(m.before, "caf\u{fffd} \u{fffd}\u{fffd} ");
-    assert_eq!(t.received_lines(), ["caf\u{fffd} \u{fffd}\u{fffd} ok"]);
+    // the transcript keeps every byte: U+EF00 + byte
+    let lines = t.received_lines();
+    assert_eq!(lines, ["caf\u{efe9} \u{efff}\u{effe} ok"]);
+    assert_eq!(text_bytes(&lines[0]), b"caf\xe9 \xff\xfe ok");
+}
+
+#[tokio::test]
+async fn a_line_longer_than_the_cap_is_cut_between_characters() {
+    // 64 KiB of 'é' (two bytes each) after one 'x': the cut falls inside a character unless
+    // the splitter keeps the character's first byte for the next piece
+    let mut line = b"x".to_vec();
+    for _ in 0..40_000 {
+        line.extend_from_slice("é".as_bytes());
+    }
+    line.extend_from_slice(b"\nEND");
+    let (mut s, t) = chunked(&[&line[..30_000], &line[30_000..70_001], &line[70_001..]]);
+    s.expect(&[re("END")], SEC).await.unwrap();
+    let got = t.received_lines();
+    assert!(got.len() >= 2, "{}", got.len());
+    assert!(got
+        .iter()
+        .all(|l| !l.chars().any(|c| ('\u{ef80}'..='\u{efff}').contains(&c))));
+    let joined: String = got[..got.len() - 1].concat();
+    assert_eq!(joined.as_bytes(), &line[..line.len() - 4]);
+}
+
+#[tokio::test]
+async fn secrets_are_masked_in_lines_cut_by_flushes() {
+    // the board echoes the password in pieces, and an expect returns (flushing the partial
+    // line) after each piece: no record may hold the password or a piece of it
+    let (mut s, t) = chunked(&[
+        b"Password: ",
+        b"open ",
+        b"ses",
+        b"ame\r\n/ # ",
+        b"echo token=open sesame; echo done\r\n",
+        b"token=open sesame\r\ndone\r\n/ # ",
+    ]);
+    s.set_secrets(["open sesame"]);
+    s.expect(&[re("Password: ")], SEC).await.unwrap();
+    s.send_line("open sesame", Duration::ZERO).await.unwrap();
+    s.expect(&[re("open ")], SEC).await.unwrap();
+    s.expect(&[re("ses")], SEC).await.unwrap();
+    let m = s.expect(&[re("/ # ")], SEC).await.unwrap();
+    assert_eq!(m.before, "ame\r\n");
+    let m = s.expect(&[re("done\r\n/ # ")], SEC).await.unwrap();
+    assert!(m.before.contains("token=[MASKED]"), "{:?}", m.before);
+    let all = format!("{:?}", t.lines());
+    for piece in ["open sesame", "open ", "sesame", "ses", "ame"] {
+        assert!(!all.contains(piece), "{piece:?} in {all}");
+    }
+    assert_eq!(
+        t.lines(),
+        [
+            TranscriptLine::Received("Password: ".into()),
+            TranscriptLine::Sent("[MASKED]\n".into()),
+            TranscriptLine::Received("[MASKED]".into()),
+            TranscriptLine::Received("/ # ".into()),
+            TranscriptLine::Received("echo token=[MASKED]; echo done".into()),
+            TranscriptLine::Received("token=[MASKED]".into()),
+            TranscriptLine::Received("done".into()),
+            TranscriptLine::Received("/ # ".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_masked_across_the_line_cap_and_in_timeouts() {
+    let (mut s, mut board, t) = session();
+    s.set_secrets(["hunter 2"]);
+    // the 64 KiB cap cuts the line just after the secret's start
+    let mut line = vec![b'.'; 64 * 1024 - 4];
+    line.extend_from_slice(b"hunter 2 is the password\r\nlast: hunter 2");
+    board.write_all(&line).await.unwrap();
+    let err = s
+        .expect(&[re("never")], Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let e = err.to_string();
+    assert!(!e.contains("hunter") && e.contains("last: [MASKED]"), "{e}");
+    let all = t.received_lines().concat();
+    assert!(!all.contains("hunter"), "{all}");
+    assert!(
+        all.ends_with("[MASKED] is the passwordlast: [MASKED]"),
+        "{}",
+        &all[all.len() - 60..]
+    );
 }

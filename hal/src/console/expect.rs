@@ -5,9 +5,13 @@
 //! 1. cleaned: ANSI escape sequences (CSI such as busybox's `ESC[6n` after its prompt, OSC and
 //!    other string sequences, two- and three-byte `ESC` sequences) are removed, and so are NUL and
 //!    the other C0 control characters except `\t`, `\n` and `\r` (and DEL);
-//! 2. handed to the [`Transcript`] as lines (split on `\n`, `\r\n` and lone `\r`, invalid UTF-8
-//!    replaced, a partial line flushed whenever an expect returns);
-//! 3. appended to a bounded search window in which [`Session::expect`] looks for its patterns
+//! 2. masked: every secret given to [`Session::set_secrets`] is replaced by
+//!    [`MASK`](super::text::MASK) before the stream is cut into lines, and a partial line that
+//!    ends with the start of a secret keeps that end back until more output decides;
+//! 3. handed to the [`Transcript`] as lines (split on `\n`, `\r\n` and lone `\r`, a partial
+//!    line flushed whenever an expect returns), as text that keeps every byte: invalid UTF-8
+//!    becomes characters U+EF80–U+EFFF, one per byte (see [`super::text`]);
+//! 4. appended to a bounded search window in which [`Session::expect`] looks for its patterns
 //!    with [`regex::bytes::Regex`].
 //!
 //! The search window holds the unmatched output since the previous match, capped to its last
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::text::{incomplete_utf8_tail, push_console_text, Secrets, MASK};
 use super::{Console, ConsoleError, ConsoleStream};
 
 pub use regex::bytes::Regex;
@@ -43,10 +48,12 @@ pub const CHECK_CHAR: &str = "#";
 
 /// Receives everything a session reads (as lines) and sends.
 pub trait Transcript: Send {
-    /// One line of console output, cleaned (no line end, no escape sequences, valid UTF-8). A
-    /// partial line is passed when an expect returns, e.g. a prompt not followed by a newline.
+    /// One line of console output, cleaned (no line end, no escape sequences) and masked. Bytes
+    /// that are not UTF-8 are characters U+EF80–U+EFFF, one per byte
+    /// ([`text_bytes`](super::text::text_bytes) gives the bytes back). A partial line is passed
+    /// when an expect returns, e.g. a prompt not followed by a newline.
     fn received(&mut self, line: &str);
-    /// Text sent to the console, as given to [`Session::send`].
+    /// Text sent to the console, as given to [`Session::send`], masked.
     fn sent(&mut self, text: &str);
 }
 
@@ -185,6 +192,8 @@ pub struct Session {
     connection_timeout: Option<Duration>,
     /// Set when the stream reported its end; cleared by [`Session::replace_stream`].
     closed: Option<ConsoleError>,
+    /// Kept out of the transcript and of the text this session returns.
+    secrets: Secrets,
 }
 
 impl std::fmt::Debug for Session {
@@ -218,7 +227,20 @@ impl Session {
             raw: vec![0; READ_SIZE],
             connection_timeout: None,
             closed: None,
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Sets the values that must never reach the transcript (passwords, job secrets): they
+    /// are replaced by [`MASK`] in received lines, sent text, matches and errors.
+    pub fn set_secrets<S: AsRef<str>>(&mut self, values: impl IntoIterator<Item = S>) {
+        self.secrets = Secrets::new(values);
+    }
+
+    /// [`Session::set_secrets`] as a builder.
+    pub fn with_secrets<S: AsRef<str>>(mut self, values: impl IntoIterator<Item = S>) -> Session {
+        self.set_secrets(values);
+        self
     }
 
     /// Connects `console` and opens a session on it.
@@ -252,16 +274,18 @@ impl Session {
         self.closed.is_some()
     }
 
-    /// The unmatched output currently in the search window (cleaned).
+    /// The unmatched output currently in the search window (cleaned, masked).
     pub fn pending_output(&self) -> String {
-        String::from_utf8_lossy(&self.window).into_owned()
+        self.secrets
+            .mask_str(&String::from_utf8_lossy(&self.window))
+            .into_owned()
     }
 
     /// Replaces the connection (after [`ConsoleError::Closed`], with a new
     /// [`Console::connect`]); the transcript is kept, the search window and escape-sequence
     /// state are reset.
     pub fn replace_stream(&mut self, stream: Box<dyn ConsoleStream>) {
-        self.flush_partial();
+        self.flush_all();
         self.stream = stream;
         self.filter = AnsiFilter::default();
         self.lines = LineSplitter::default();
@@ -279,7 +303,7 @@ impl Session {
 
     /// Gives the stream back, e.g. to hand the console to an interactive user.
     pub fn into_stream(mut self) -> Box<dyn ConsoleStream> {
-        self.flush_partial();
+        self.flush_all();
         self.stream
     }
 
@@ -373,7 +397,7 @@ impl Session {
     /// Sends `text`, one character at a time with `char_delay` after each (LAVA's
     /// `boot_character_delay` / `test_character_delay`), or at once when the delay is zero.
     pub async fn send(&mut self, text: &str, char_delay: Duration) -> Result<(), ConsoleError> {
-        self.transcript.sent(text);
+        self.transcript.sent(&self.secrets.mask_str(text));
         if let Some(closed) = &self.closed {
             return Err(clone_closed(closed, &self.what));
         }
@@ -429,7 +453,7 @@ impl Session {
         let old = self.window.len();
         self.filter.feed(&self.raw[..n], &mut self.window);
         self.lines
-            .feed(&self.window[old..], self.transcript.as_mut());
+            .feed(&self.window[old..], &self.secrets, self.transcript.as_mut());
     }
 
     /// Looks for the leftmost match of any pattern in the window; consumes through its end.
@@ -450,7 +474,8 @@ impl Session {
         let caps = re.captures_at(&self.window, start)?;
         let whole = caps.get(0)?;
         let end = whole.end();
-        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let secrets = &self.secrets;
+        let lossy = |b: &[u8]| secrets.mask_str(&String::from_utf8_lossy(b)).into_owned();
         let m = Match {
             index,
             before: lossy(&self.window[..whole.start()]),
@@ -474,12 +499,34 @@ impl Session {
     }
 
     fn tail(&self) -> String {
-        let from = self.window.len().saturating_sub(TAIL_QUOTE);
-        String::from_utf8_lossy(&self.window[from..]).into_owned()
+        if self.secrets.is_empty() {
+            let from = self.window.len().saturating_sub(TAIL_QUOTE);
+            return String::from_utf8_lossy(&self.window[from..]).into_owned();
+        }
+        // mask a stretch longer than the quote, so that a secret cut by the quote's start is
+        // masked too, and a secret's start at the end (that more output would complete)
+        let from = self.window.len().saturating_sub(TAIL_QUOTE + 4096);
+        let mut text = self.window[from..].to_vec();
+        self.secrets.mask_in_place(&mut text);
+        let held = self.secrets.held_tail(&text);
+        if held > 0 {
+            text.truncate(text.len() - held);
+            text.extend_from_slice(MASK.as_bytes());
+        }
+        let from = text.len().saturating_sub(TAIL_QUOTE);
+        String::from_utf8_lossy(&text[from..]).into_owned()
     }
 
+    /// Reports the partial line, but holds back an end that may be the start of a secret.
     fn flush_partial(&mut self) {
-        self.lines.flush(self.transcript.as_mut());
+        self.lines
+            .flush(&self.secrets, false, self.transcript.as_mut());
+    }
+
+    /// Reports the partial line in full (the connection is going away).
+    fn flush_all(&mut self) {
+        self.lines
+            .flush(&self.secrets, true, self.transcript.as_mut());
     }
 }
 
@@ -620,16 +667,22 @@ impl AnsiFilter {
 // Lines for the transcript.
 
 /// Splits cleaned output into lines: `\n`, `\r\n` and lone `\r` end a line; the empty "line"
-/// between a `\r` (or a flush) and the `\n` / `\r` that follows is not reported.
+/// between a `\r` (or a flush) and the `\n` / `\r` that follows is not reported. Secrets are
+/// masked in each line before it is reported; a piece of a line reported before its end (a
+/// flush, or [`MAX_LINE`] reached) keeps back an end that may be the start of a secret or of a
+/// UTF-8 character.
 #[derive(Debug, Default)]
 pub(crate) struct LineSplitter {
     partial: Vec<u8>,
     /// A line was just ended by `\r` or flushed, and nothing came since.
     at_boundary: bool,
+    /// Scratch space for lines that need masking or byte-preserving decoding.
+    masked: Vec<u8>,
+    text: String,
 }
 
 impl LineSplitter {
-    pub(crate) fn feed(&mut self, data: &[u8], sink: &mut dyn Transcript) {
+    pub(crate) fn feed(&mut self, data: &[u8], secrets: &Secrets, sink: &mut dyn Transcript) {
         let mut start = 0;
         for pos in memchr::memchr2_iter(b'\n', b'\r', data) {
             let term = data[pos];
@@ -642,10 +695,16 @@ impl LineSplitter {
                 continue;
             }
             if self.partial.is_empty() {
-                emit(piece, sink);
+                emit(piece, secrets, &mut self.masked, &mut self.text, sink);
             } else {
                 self.partial.extend_from_slice(piece);
-                emit(&self.partial, sink);
+                emit(
+                    &self.partial,
+                    secrets,
+                    &mut self.masked,
+                    &mut self.text,
+                    sink,
+                );
                 self.partial.clear();
             }
             self.at_boundary = term == b'\r';
@@ -655,27 +714,81 @@ impl LineSplitter {
             self.at_boundary = false;
             self.partial.extend_from_slice(rest);
             if self.partial.len() >= MAX_LINE {
-                emit(&self.partial, sink);
-                self.partial.clear();
+                self.emit_piece(secrets, false, sink);
             }
         }
     }
 
-    /// Reports the partial line, if any.
-    pub(crate) fn flush(&mut self, sink: &mut dyn Transcript) {
+    /// Reports the partial line, if any; unless `all`, an end that may be the start of a
+    /// secret or of a character stays for the next feed.
+    pub(crate) fn flush(&mut self, secrets: &Secrets, all: bool, sink: &mut dyn Transcript) {
         if !self.partial.is_empty() {
-            emit(&self.partial, sink);
+            self.emit_piece(secrets, all, sink);
+            self.at_boundary = self.partial.is_empty();
+        }
+    }
+
+    /// Reports the partial line before its end. With `all`, a held-back secret start is
+    /// masked rather than kept.
+    fn emit_piece(&mut self, secrets: &Secrets, all: bool, sink: &mut dyn Transcript) {
+        secrets.mask_in_place(&mut self.partial);
+        let secret_tail = secrets.held_tail(&self.partial);
+        if all {
+            if secret_tail > 0 {
+                self.partial.truncate(self.partial.len() - secret_tail);
+                self.partial.extend_from_slice(MASK.as_bytes());
+            }
+            emit(
+                &self.partial,
+                &Secrets::default(),
+                &mut self.masked,
+                &mut self.text,
+                sink,
+            );
             self.partial.clear();
-            self.at_boundary = true;
+            return;
+        }
+        let hold = secret_tail.max(incomplete_utf8_tail(&self.partial));
+        let cut = self.partial.len() - hold;
+        if cut > 0 {
+            // already masked
+            emit(
+                &self.partial[..cut],
+                &Secrets::default(),
+                &mut self.masked,
+                &mut self.text,
+                sink,
+            );
+            self.partial.drain(..cut);
         }
     }
 }
 
-fn emit(line: &[u8], sink: &mut dyn Transcript) {
-    match std::str::from_utf8(line) {
-        Ok(s) => sink.received(s),
-        Err(_) => sink.received(&String::from_utf8_lossy(line)),
+/// Masks `line`, turns it into text (every byte kept) and reports it.
+fn emit(
+    line: &[u8],
+    secrets: &Secrets,
+    masked: &mut Vec<u8>,
+    text: &mut String,
+    sink: &mut dyn Transcript,
+) {
+    let mut line = line;
+    if !secrets.is_empty() {
+        masked.clear();
+        masked.extend_from_slice(line);
+        if secrets.mask_in_place(masked) {
+            line = masked;
+        }
     }
+    if let Ok(s) = std::str::from_utf8(line) {
+        if memchr::memchr(0xee, line).is_none() {
+            sink.received(s);
+            return;
+        }
+    }
+    text.clear();
+    push_console_text(line, text);
+    sink.received(text);
 }
 
 #[cfg(test)]
@@ -712,13 +825,17 @@ mod tests {
     }
 
     fn split(chunks: &[&[u8]], flush_after: bool) -> Vec<String> {
+        split_masked(chunks, flush_after, &Secrets::default())
+    }
+
+    fn split_masked(chunks: &[&[u8]], flush_after: bool, secrets: &Secrets) -> Vec<String> {
         let mut s = LineSplitter::default();
         let mut t = VecTranscript::new();
         for c in chunks {
-            s.feed(c, &mut t);
+            s.feed(c, secrets, &mut t);
         }
         if flush_after {
-            s.flush(&mut t);
+            s.flush(secrets, false, &mut t);
         }
         t.received_lines()
     }
@@ -743,16 +860,49 @@ mod tests {
 
     #[test]
     fn flush_then_line_end_is_not_a_blank_line() {
+        let none = Secrets::default();
         let mut s = LineSplitter::default();
         let mut t = VecTranscript::new();
-        s.feed(b"login: ", &mut t);
-        s.flush(&mut t);
-        s.feed(b"\r\nnext\n", &mut t);
+        s.feed(b"login: ", &none, &mut t);
+        s.flush(&none, false, &mut t);
+        s.feed(b"\r\nnext\n", &none, &mut t);
         assert_eq!(t.received_lines(), ["login: ", "next"]);
     }
 
     #[test]
-    fn invalid_utf8_is_replaced() {
-        assert_eq!(split(&[b"a\xffb\n"], false), ["a\u{fffd}b"]);
+    fn a_flushed_piece_keeps_back_a_secret_start() {
+        let sec = Secrets::new(["pa55 # word"]);
+        let mut s = LineSplitter::default();
+        let mut t = VecTranscript::new();
+        for piece in [&b"Password: pa55"[..], b" # ", b"wo", b"rd\r\nok "] {
+            s.feed(piece, &sec, &mut t);
+            s.flush(&sec, false, &mut t);
+        }
+        assert_eq!(t.received_lines(), ["Password: ", "[MASKED]", "ok "]);
+        // a flush that ends the connection masks a held-back start
+        let mut t = VecTranscript::new();
+        s.feed(b"\nlogin: pa55 #", &sec, &mut t);
+        s.flush(&sec, false, &mut t);
+        assert_eq!(t.received_lines(), ["login: "]);
+        s.flush(&sec, true, &mut t);
+        assert_eq!(t.received_lines(), ["login: ", "[MASKED]"]);
+        // no secrets: a flush reports everything but a cut character
+        assert_eq!(
+            split_masked(&[b"ab\xc3"], true, &Secrets::default()),
+            ["ab"]
+        );
+        let none = Secrets::default();
+        let mut t = VecTranscript::new();
+        s.feed(b"ab\xc3", &none, &mut t);
+        s.flush(&none, false, &mut t);
+        s.feed(b"\xa9\n", &none, &mut t);
+        assert_eq!(t.received_lines(), ["ab", "\u{e9}"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_kept_byte_by_byte() {
+        let lines = split(&[b"a\xffb\xc3\n"], false);
+        assert_eq!(lines, ["a\u{efff}b\u{efc3}"]);
+        assert_eq!(crate::console::text::text_bytes(&lines[0]), b"a\xffb\xc3");
     }
 }

@@ -23,6 +23,7 @@ pub mod expect;
 pub mod pty;
 pub mod serial;
 pub mod telnet;
+pub mod text;
 pub mod unix;
 
 pub use command::CommandConsole;
