@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use basalt::device::Device;
-use basalt::job::{parse_job_file, Job};
+use basalt::job::{parse_job_file_as, Job, Reading};
 use basalt::pipeline::{build_pipeline, Pipeline};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -147,8 +147,8 @@ fn template_dirs(user: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Reads the job; prints its diagnostics. `None` when it is invalid.
-fn load_job(path: &Path, quiet: bool) -> Option<Job> {
-    match parse_job_file(path) {
+fn load_job(path: &Path, quiet: bool, reading: Reading) -> Option<Job> {
+    match parse_job_file_as(path, reading) {
         Ok((job, report)) => {
             if !quiet {
                 for w in report.warnings() {
@@ -218,7 +218,7 @@ fn load_pipeline(
 }
 
 fn validate(a: &JobArgs) -> Result<ExitCode> {
-    let Some(job) = load_job(&a.job, a.quiet) else {
+    let Some(job) = load_job(&a.job, a.quiet, Reading::Submission) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let Some(dev) = &a.device.device else {
@@ -249,7 +249,7 @@ fn validate(a: &JobArgs) -> Result<ExitCode> {
 }
 
 fn describe(a: &DescribeArgs) -> Result<ExitCode> {
-    let Some(job) = load_job(&a.job, true) else {
+    let Some(job) = load_job(&a.job, true, Reading::Dispatch) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev = a
@@ -265,7 +265,7 @@ fn describe(a: &DescribeArgs) -> Result<ExitCode> {
 }
 
 fn run(a: &RunArgs) -> Result<ExitCode> {
-    let Some(job) = load_job(&a.job, a.quiet) else {
+    let Some(job) = load_job(&a.job, a.quiet, Reading::Dispatch) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev = a.device.device.as_deref().context("run needs --device")?;
@@ -410,7 +410,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
     let job_path = a.output_dir.join("job.yaml");
     std::fs::write(&job_path, &text).with_context(|| format!("writing {}", job_path.display()))?;
     println!("demo job: {}", job_path.display());
-    let Some(job) = load_job(&job_path, a.quiet) else {
+    let Some(job) = load_job(&job_path, a.quiet, Reading::Dispatch) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev_args = DeviceArgs {
@@ -559,7 +559,7 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
         job_path.display(),
         device.display()
     );
-    let Some(job) = load_job(&job_path, a.quiet) else {
+    let Some(job) = load_job(&job_path, a.quiet, Reading::Dispatch) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev_args = DeviceArgs {

@@ -121,6 +121,27 @@ impl<'n> Fields<'n> {
         self.opt(key).and_then(|n| integer(r, n, &path, min, max))
     }
 
+    /// A number checked only by LAVA's `Range` (Python: booleans are integers, floats
+    /// compare too); a fraction is cut to its integer part.
+    pub fn opt_range(&mut self, r: &mut Report, key: &str, min: i64, max: i64) -> Option<i64> {
+        let path = self.sub(key);
+        let n = self.opt(key)?;
+        let v = match n.value {
+            Value::Int(i) => i as f64,
+            Value::Bool(b) => f64::from(u8::from(b)),
+            Value::Float(x) if x.is_finite() => x,
+            _ => {
+                r.error(n, &path, format!("expected a number, found {}", n.kind()));
+                return None;
+            }
+        };
+        if v < min as f64 || v > max as f64 {
+            r.error(n, &path, format!("{v} is out of range {min}..{max}"));
+            return None;
+        }
+        Some(v as i64)
+    }
+
     /// A string or a list of strings (LAVA accepts both for prompts, soft_reboot, ...).
     pub fn opt_str_list(&mut self, r: &mut Report, key: &str) -> Option<Vec<String>> {
         let path = self.sub(key);

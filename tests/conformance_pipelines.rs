@@ -5,7 +5,7 @@
 mod common;
 
 use basalt::device::Device;
-use basalt::job::parse_job_file;
+use basalt::job::{parse_job_file_as, Reading};
 use basalt::pipeline::build_pipeline;
 use basalt::yaml::{load, Node, Value};
 use common::corpus;
@@ -159,8 +159,11 @@ fn pipelines_match_lava_describe() {
     let mut skipped = Vec::new();
     let mut matched_refs = 0;
     for case in cases() {
-        let (job, _) = parse_job_file(&root.join(format!("jobs/{}.yaml", case.job)))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (job, _) = parse_job_file_as(
+            &root.join(format!("jobs/{}.yaml", case.job)),
+            Reading::Dispatch,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let context: BTreeMap<String, Node> = match &case.context {
             Some(pairs) => pairs
                 .iter()
@@ -250,7 +253,8 @@ fn device_checks_name_what_the_device_lacks() {
     use basalt::pipeline::check_device;
     let root = corpus();
     let types = vec![root.join("devices/device-types")];
-    let (job, _) = parse_job_file(&root.join("jobs/qemu/kvm-command.yaml")).unwrap();
+    let (job, _) =
+        parse_job_file_as(&root.join("jobs/qemu/kvm-command.yaml"), Reading::Dispatch).unwrap();
     let ctx: BTreeMap<String, Node> = kvm_ctx()
         .unwrap()
         .into_iter()
@@ -269,7 +273,11 @@ fn device_checks_name_what_the_device_lacks() {
         .message
         .contains("no user command 'user_command_to_run'"));
     // A u-boot job on a u-boot device with its named command list: nothing missing.
-    let (job, _) = parse_job_file(&root.join("jobs/uboot/uboot-ramdisk.yaml")).unwrap();
+    let (job, _) = parse_job_file_as(
+        &root.join("jobs/uboot/uboot-ramdisk.yaml"),
+        Reading::Dispatch,
+    )
+    .unwrap();
     let dev = Device::load(
         &root.join("devices/dictionaries/bbb-01.jinja2"),
         &types,

@@ -8,7 +8,7 @@ pub mod parse;
 pub mod testdef;
 pub mod timeout;
 
-pub use parse::{parse_job, parse_job_file, JobError};
+pub use parse::{parse_job, parse_job_as, parse_job_file, parse_job_file_as, JobError, Reading};
 pub use timeout::Timeout;
 
 use crate::yaml::{Mark, Node};
@@ -83,6 +83,8 @@ pub struct Common {
     pub protocols: Option<Node>,
     /// Where the block starts in the file.
     pub mark: Mark,
+    /// The block's entry in `actions:` (one entry may hold several blocks).
+    pub index: usize,
 }
 
 /// One entry of `actions:`.
@@ -101,6 +103,15 @@ impl ActionBlock {
             ActionBlock::Boot(b) => &b.common,
             ActionBlock::Test(t) => &t.common,
             ActionBlock::Command(c) => &c.common,
+        }
+    }
+
+    pub fn common_mut(&mut self) -> &mut Common {
+        match self {
+            ActionBlock::Deploy(d) => &mut d.common,
+            ActionBlock::Boot(b) => &mut b.common,
+            ActionBlock::Test(t) => &mut t.common,
+            ActionBlock::Command(c) => &mut c.common,
         }
     }
 

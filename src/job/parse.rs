@@ -3,9 +3,9 @@
 //! names the key and its line.
 
 use super::testdef::check_inline_testdef;
+use super::timeout::Rule;
 use super::*;
 use crate::diag::{index, join, Report};
-use super::timeout::Rule;
 use crate::reader::{entries, integer, list, one_of, str_map, string, text, text_or_list, Fields};
 use crate::yaml::{Node, Value};
 use std::collections::BTreeSet;
@@ -151,9 +151,24 @@ fn lava_knows(list: &[&str], name: &str) -> bool {
     list.contains(&name.replace('_', "-").as_str())
 }
 
+/// Whose rules a job document is read by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// LAVA's submission verdict (`basalt validate`, the master's submit): a MultiNode
+    /// sub-job, which only the server makes, is refused.
+    Submission,
+    /// What a dispatcher receives (`basalt run`, the worker): a server-made MultiNode
+    /// sub-job is accepted with the keys the server adds.
+    Dispatch,
+}
+
+/// Reads and checks a job file by LAVA's submission rules.
+pub fn parse_job_file(path: &Path) -> Result<(Job, Report), JobError> {
+    parse_job_file_as(path, Reading::Submission)
+}
 
 /// Reads and checks a job file.
-pub fn parse_job_file(path: &Path) -> Result<(Job, Report), JobError> {
+pub fn parse_job_file_as(path: &Path, reading: Reading) -> Result<(Job, Report), JobError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         let mut report = Report::new(&name);
@@ -165,14 +180,35 @@ pub fn parse_job_file(path: &Path) -> Result<(Job, Report), JobError> {
         );
         JobError { report }
     })?;
-    parse_job(&name, &text)
+    parse_job_as(&name, &text, reading)
+}
+
+/// Checks a job document by LAVA's submission rules. On success the report holds the
+/// warnings.
+pub fn parse_job(file: &str, text: &str) -> Result<(Job, Report), JobError> {
+    parse_job_as(file, text, Reading::Submission)
 }
 
 /// Checks a job document. On success the report holds the warnings.
-pub fn parse_job(file: &str, text: &str) -> Result<(Job, Report), JobError> {
+pub fn parse_job_as(file: &str, text: &str, reading: Reading) -> Result<(Job, Report), JobError> {
     let root = crate::diag::load_document(file, text).map_err(|report| JobError { report })?;
     let mut r = Report::new(file);
-    let job = read_job(&mut r, &root);
+    let subjob = is_subjob(&root);
+    if subjob && reading == Reading::Submission {
+        let at = root
+            .key_node("target_group")
+            .or_else(|| {
+                root.path(&["protocols", "lava-multinode"])
+                    .and_then(|m| m.key_node("target_group"))
+            })
+            .unwrap_or(&root);
+        r.error(
+            at,
+            "target_group",
+            "this is a MultiNode sub-job as LAVA's server makes them, not a submission (LAVA refuses it): submit the MultiNode job, or give this one to `basalt run`",
+        );
+    }
+    let job = read_job(&mut r, &root, subjob && reading == Reading::Dispatch);
     r.sort();
     match job {
         Some(job) if !r.has_errors() => Ok((job, r)),
@@ -221,8 +257,7 @@ fn is_subjob(root: &Node) -> bool {
             .is_some()
 }
 
-fn read_job(r: &mut Report, root: &Node) -> Option<Job> {
-    let subjob = is_subjob(root);
+fn read_job(r: &mut Report, root: &Node, subjob: bool) -> Option<Job> {
     let mut f = Fields::strict(r, root, "")?;
     let job_name = f.req_str(r, "job_name");
     if let (Some(name), Some(n)) = (&job_name, f.opt("job_name")) {
@@ -282,7 +317,7 @@ fn read_job(r: &mut Report, root: &Node) -> Option<Job> {
             list(r, n, "actions")
                 .iter()
                 .enumerate()
-                .filter_map(|(i, a)| read_action(r, a, &index("actions", i)))
+                .flat_map(|(i, a)| read_action(r, a, i))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
@@ -322,7 +357,7 @@ fn read_job(r: &mut Report, root: &Node) -> Option<Job> {
             "required key not provided (only multinode jobs may omit it)",
         );
     }
-    check_job_wide(r, root, &timeouts, &actions, multinode.as_ref());
+    check_job_wide(r, root, &timeouts, &actions, multinode.as_ref(), subjob);
     Some(Job {
         job_name: job_name?,
         device_type,
@@ -365,17 +400,18 @@ fn expect_map(r: &mut Report, n: &Node, path: &str) -> bool {
     false
 }
 
-/// `metadata:` is a mapping with string keys and any values (LAVA's `{str: object}`).
+/// `metadata:` is a mapping with any values; its keys are strings or integers (the gate's
+/// `{Any(str, int): object}`; the job schema lets other keys pass as extras).
 fn check_metadata(r: &mut Report, m: &Node) {
     if !expect_map(r, m, "metadata") {
         return;
     }
     for (k, _) in m.as_map().unwrap_or(&[]) {
-        if k.as_str().is_none() {
+        if !matches!(k.value, Value::Str(_) | Value::Int(_) | Value::Bool(_)) {
             r.error(
                 k,
                 "metadata",
-                format!("metadata keys must be strings, found {}", k.kind()),
+                format!("metadata keys are strings or integers, found {}", k.kind()),
             );
         }
     }
@@ -425,7 +461,14 @@ fn read_job_timeouts(r: &mut Report, n: &Node) -> JobTimeouts {
         f,
         r,
         "timeouts",
-        &["job", "action", "connection", "queue", "actions", "connections"],
+        &[
+            "job",
+            "action",
+            "connection",
+            "queue",
+            "actions",
+            "connections",
+        ],
     );
     t
 }
@@ -441,7 +484,10 @@ fn finish_closed(f: Fields<'_>, r: &mut Report, what: &str, known: &[&str]) {
             let key = d.path.rsplit('.').next().unwrap_or("");
             d.message = match closest(key, known) {
                 Some(k) => format!("unknown key in {what} (did you mean '{k}'?)"),
-                None => format!("unknown key in {what}; expected one of {}", known.join(", ")),
+                None => format!(
+                    "unknown key in {what}; expected one of {}",
+                    known.join(", ")
+                ),
             };
         }
         r.items.push(d);
@@ -482,10 +528,7 @@ fn named_timeouts(
     let mut out = BTreeMap::new();
     for (name, k, v) in entries(r, n, path) {
         let p = join(path, &name);
-        if named
-            && (name.is_empty()
-                || !name.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
-        {
+        if named && (name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '-')) {
             r.error(
                 k,
                 &p,
@@ -560,7 +603,8 @@ fn read_context(r: &mut Report, n: &Node, path: &str) -> BTreeMap<String, Node> 
             );
             continue;
         }
-        let scalar_ok = |x: &Node| matches!(x.value, Value::Str(_) | Value::Int(_) | Value::Bool(_));
+        let scalar_ok =
+            |x: &Node| matches!(x.value, Value::Str(_) | Value::Int(_) | Value::Bool(_));
         let ok = match &v.value {
             Value::Seq(items) => {
                 let mut all = true;
@@ -569,7 +613,10 @@ fn read_context(r: &mut Report, n: &Node, path: &str) -> BTreeMap<String, Node> 
                         r.error(
                             item,
                             &index(&p, i),
-                            format!("context list items are strings or integers, found {}", item.kind()),
+                            format!(
+                                "context list items are strings or integers, found {}",
+                                item.kind()
+                            ),
                         );
                         all = false;
                     }
@@ -582,7 +629,10 @@ fn read_context(r: &mut Report, n: &Node, path: &str) -> BTreeMap<String, Node> 
                 r.error(
                     at,
                     &p,
-                    format!("context values are strings, integers or lists of them, found {}", v.kind()),
+                    format!(
+                        "context values are strings, integers or lists of them, found {}",
+                        v.kind()
+                    ),
                 );
                 false
             }
@@ -603,7 +653,11 @@ fn read_protocols(r: &mut Report, n: &Node, subjob: bool) -> Option<Multinode> {
         if let Some(mut xf) = Fields::strict(r, x, "protocols.lava-xnbd") {
             match xf.req(r, "port") {
                 Some(p) if p.as_i64().is_some() || p.as_str() == Some("auto") => {}
-                Some(p) => r.error(p, "protocols.lava-xnbd.port", "expected 'auto' or a port number"),
+                Some(p) => r.error(
+                    p,
+                    "protocols.lava-xnbd.port",
+                    "expected 'auto' or a port number",
+                ),
                 None => {}
             }
             if let Some(t) = xf.opt("timeout") {
@@ -633,7 +687,11 @@ fn read_multinode(r: &mut Report, n: &Node, subjob: bool) -> Option<Multinode> {
         (None, None)
     };
     let mut roles = Vec::new();
-    let rn = if subjob { f.opt("roles") } else { f.req(r, "roles") };
+    let rn = if subjob {
+        f.opt("roles")
+    } else {
+        f.req(r, "roles")
+    };
     if let Some(rn) = rn {
         let rpath = join(path, "roles");
         let all = entries(r, rn, &rpath);
@@ -681,8 +739,8 @@ fn check_role(r: &mut Report, def: &Node, p: &str, names: &[String]) {
     };
     let connection = f.opt_str(r, "connection");
     let device_type = f.opt_str(r, "device_type");
-    if let Some(c) = f.req(r, "count") {
-        integer(r, c, &f.sub("count"), 0, i64::MAX);
+    if f.req(r, "count").is_some() {
+        f.opt_range(r, "count", 0, i64::MAX);
     }
     let host = f.opt("host_role");
     let expect = f.opt("expect_role");
@@ -696,7 +754,11 @@ fn check_role(r: &mut Report, def: &Node, p: &str, names: &[String]) {
     if connection.is_some() && device_type.is_none() {
         for key in ["expect_role", "host_role"] {
             if !f.has(key) {
-                r.error(def, &f.sub(key), "required key not provided (for a connection role)");
+                r.error(
+                    def,
+                    &f.sub(key),
+                    "required key not provided (for a connection role)",
+                );
             }
         }
     }
@@ -727,7 +789,11 @@ fn check_role(r: &mut Report, def: &Node, p: &str, names: &[String]) {
             },
         }
     } else if let Some(e) = expect {
-        r.error(e, &f.sub("expect_role"), "'expect_role' without 'host_role'");
+        r.error(
+            e,
+            &f.sub("expect_role"),
+            "'expect_role' without 'host_role'",
+        );
     }
     let device = f.opt_str(r, "device");
     let worker = f.opt_str(r, "worker");
@@ -786,7 +852,14 @@ fn check_notify(r: &mut Report, n: &Node) {
                             "notify.criteria.status",
                             "notify status",
                             &status,
-                            &["all", "finished", "running", "complete", "canceled", "incomplete"],
+                            &[
+                                "all",
+                                "finished",
+                                "running",
+                                "complete",
+                                "canceled",
+                                "incomplete",
+                            ],
                         );
                     }
                     None => {}
@@ -800,7 +873,12 @@ fn check_notify(r: &mut Report, n: &Node) {
         }
     }
     if let Some(v) = f.opt("verbosity") {
-        enum_str(r, v, "notify.verbosity", &["verbose", "quiet", "status-only"]);
+        enum_str(
+            r,
+            v,
+            "notify.verbosity",
+            &["verbose", "quiet", "status-only"],
+        );
     }
     if let Some(rs) = f.opt("recipients") {
         let rpath = "notify.recipients";
@@ -818,7 +896,11 @@ fn check_notify(r: &mut Report, n: &Node) {
     }
     if f.has("callback") && f.has("callbacks") {
         let node = n.key_node("callbacks").unwrap_or(n);
-        r.error(node, "notify.callbacks", "'callback' and 'callbacks' are exclusive");
+        r.error(
+            node,
+            "notify.callbacks",
+            "'callback' and 'callbacks' are exclusive",
+        );
     }
     if let Some(cb) = f.opt("callback") {
         check_callback(r, cb, "notify.callback");
@@ -872,7 +954,12 @@ fn check_recipient(r: &mut Report, to: &Node, key: &Node, path: &str) {
     let email = f.opt_str(r, "email");
     let handle = f.opt_str(r, "handle");
     f.opt_str(r, "server");
-    finish_closed(f, r, "a recipient's 'to'", &["method", "user", "email", "server", "handle"]);
+    finish_closed(
+        f,
+        r,
+        "a recipient's 'to'",
+        &["method", "user", "email", "server", "handle"],
+    );
     match method.as_deref() {
         Some("email") if email.is_none() && user.is_none() => r.error(
             key,
@@ -899,7 +986,12 @@ fn check_callback(r: &mut Report, n: &Node, path: &str) {
     f.opt_str(r, "token");
     f.opt_str(r, "header");
     if let Some(d) = f.opt("dataset") {
-        enum_str(r, d, &f.sub("dataset"), &["minimal", "logs", "results", "all"]);
+        enum_str(
+            r,
+            d,
+            &f.sub("dataset"),
+            &["minimal", "logs", "results", "all"],
+        );
     }
     if let Some(c) = f.opt("content-type") {
         enum_str(r, c, &f.sub("content-type"), &["json", "urlencoded"]);
@@ -934,10 +1026,10 @@ fn read_common(r: &mut Report, f: &mut Fields<'_>) -> Common {
         .map(|n| named_timeouts(r, n, &tpath, Rule::Open, false))
         .unwrap_or_default();
     let max = i64::from(u32::MAX);
-    c.repeat = f.opt_int(r, "repeat", 1, max).map(|i| i as u32);
-    c.failure_retry = f.opt_int(r, "failure_retry", 1, max).map(|i| i as u32);
+    c.repeat = f.opt_range(r, "repeat", 1, max).map(|i| i as u32);
+    c.failure_retry = f.opt_range(r, "failure_retry", 1, max).map(|i| i as u32);
     c.failure_retry_interval = f
-        .opt_int(r, "failure_retry_interval", 1, max)
+        .opt_range(r, "failure_retry_interval", 1, max)
         .map(|i| i as u32);
     c.protocols = f.opt("protocols").cloned();
     if let (Some(_), Some(_)) = (c.repeat, c.failure_retry) {
@@ -950,51 +1042,63 @@ fn read_common(r: &mut Report, f: &mut Fields<'_>) -> Common {
     c
 }
 
-fn read_action(r: &mut Report, n: &Node, path: &str) -> Option<ActionBlock> {
+/// One entry of `actions:`: a mapping of deploy, boot, test or command to its block. LAVA
+/// takes several keys in one entry and runs them in order, so basalt does too.
+fn read_action(r: &mut Report, n: &Node, i: usize) -> Vec<ActionBlock> {
+    let path = index("actions", i);
     let Some(items) = n.as_map() else {
         r.error(
             n,
-            path,
+            &path,
             format!(
-                "an action is a mapping with one key (deploy, boot, test or command), found {}",
+                "an action is a mapping of deploy, boot, test or command to its block, found {}",
                 n.kind()
             ),
         );
-        return None;
+        return Vec::new();
     };
-    if items.len() != 1 {
+    if items.is_empty() {
         r.error(
             n,
-            path,
-            "an action has exactly one key: deploy, boot, test or command",
+            &path,
+            "an empty action: give deploy, boot, test or command",
         );
-        return None;
+        return Vec::new();
     }
-    let (k, v) = &items[0];
-    let kind = k.as_str().unwrap_or("");
-    let p = join(path, kind);
-    match kind {
-        "deploy" => read_deploy(r, v, &p).map(ActionBlock::Deploy),
-        "boot" => read_boot(r, v, &p).map(ActionBlock::Boot),
-        "test" => read_test(r, v, &p).map(ActionBlock::Test),
-        "command" => read_command(r, v, &p).map(ActionBlock::Command),
-        "repeat" => {
-            r.error(
-                k,
-                &p,
-                "repeat blocks are not supported (as in LAVA); use 'repeat: N' inside an action",
-            );
-            None
-        }
-        other => {
-            r.error(
-                k,
-                &p,
-                format!("unknown action '{other}'; expected one of deploy, boot, test, command"),
-            );
-            None
+    let mut out = Vec::new();
+    for (k, v) in items {
+        let kind = k.as_str().unwrap_or("");
+        let p = join(&path, kind);
+        let block = match kind {
+            "deploy" => read_deploy(r, v, &p).map(ActionBlock::Deploy),
+            "boot" => read_boot(r, v, &p).map(ActionBlock::Boot),
+            "test" => read_test(r, v, &p).map(ActionBlock::Test),
+            "command" => read_command(r, v, &p).map(ActionBlock::Command),
+            "repeat" => {
+                r.error(
+                    k,
+                    &p,
+                    "repeat blocks are not supported (as in LAVA); use 'repeat: N' inside an action",
+                );
+                None
+            }
+            other => {
+                r.error(
+                    k,
+                    &p,
+                    format!(
+                        "unknown action '{other}'; expected one of deploy, boot, test, command"
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(mut block) = block {
+            block.common_mut().index = i;
+            out.push(block);
         }
     }
+    out
 }
 
 /// Image keys of the tftp/nfs strategies, in the order LAVA downloads them.
@@ -1016,7 +1120,10 @@ fn lenient<T>(r: &mut Report, read: impl FnOnce(&mut Report) -> T) -> T {
     for mut d in scratch.items {
         if d.severity == crate::diag::Severity::Error {
             d.severity = crate::diag::Severity::Warning;
-            d.message = format!("{} (LAVA does not check this; basalt ignores it)", d.message);
+            d.message = format!(
+                "{} (LAVA does not check this; basalt ignores it)",
+                d.message
+            );
         }
         r.items.push(d);
     }
@@ -1094,7 +1201,14 @@ fn read_image(r: &mut Report, n: &Node, path: &str, kind: ImageKind) -> Option<I
                 "uimage" => KernelType::UImage,
                 "zimage" => KernelType::ZImage,
                 _ => {
-                    one_of(r, t, &tpath, "kernel type", &s, &["image", "uimage", "zimage"]);
+                    one_of(
+                        r,
+                        t,
+                        &tpath,
+                        "kernel type",
+                        &s,
+                        &["image", "uimage", "zimage"],
+                    );
                     return None;
                 }
             })
@@ -1143,7 +1257,12 @@ fn read_image(r: &mut Report, n: &Node, path: &str, kind: ImageKind) -> Option<I
     f.finish_with(
         r,
         "image",
-        &["sparse", "overlay_backend", "apply-overlay", "boot_partition"],
+        &[
+            "sparse",
+            "overlay_backend",
+            "apply-overlay",
+            "boot_partition",
+        ],
     );
     Some(img)
 }
@@ -1298,11 +1417,7 @@ fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy> {
                     pf.finish(r, "persistent_nfs");
                 }
                 if f.has("nfsrootfs") {
-                    r.error(
-                        p,
-                        &ppath,
-                        "'persistent_nfs' and 'nfsrootfs' are exclusive",
-                    );
+                    r.error(p, &ppath, "'persistent_nfs' and 'nfsrootfs' are exclusive");
                 }
                 persistent_nfs = Some(p.clone());
             }
@@ -1412,7 +1527,11 @@ fn read_auto_login(r: &mut Report, n: &Node, path: &str) -> Option<AutoLogin> {
     let login_prompt = f.req_str(r, "login_prompt");
     if let (Some(p), Some(node)) = (&login_prompt, f.opt("login_prompt")) {
         if p.is_empty() {
-            r.error(node, &f.sub("login_prompt"), "the login prompt must not be empty");
+            r.error(
+                node,
+                &f.sub("login_prompt"),
+                "the login prompt must not be empty",
+            );
         }
     }
     let username = f.req_str(r, "username");
@@ -1545,9 +1664,12 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
             }
             None
         }
-        Some(c) if c.as_seq().is_some() => {
-            Some(BootCommands::Inline(text_or_list(r, c, &f.sub("commands"), true)))
-        }
+        Some(c) if c.as_seq().is_some() => Some(BootCommands::Inline(text_or_list(
+            r,
+            c,
+            &f.sub("commands"),
+            true,
+        ))),
         Some(c) if method == BootMethod::Bootloader => {
             r.error(
                 c,
@@ -1579,7 +1701,10 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
                     r.error(
                         v,
                         &join(&f.sub("parameters"), &key),
-                        format!("boot parameters are strings or booleans, found {}", v.kind()),
+                        format!(
+                            "boot parameters are strings or booleans, found {}",
+                            v.kind()
+                        ),
                     );
                 }
             }
@@ -1597,7 +1722,12 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
     let bools: &[&str] = match method {
         BootMethod::UBoot => &["reset", "use_bootscript"],
         BootMethod::Minimal => &["reset", "pre_power_command", "pre_os_command"],
-        BootMethod::Bootloader => &["reset", "use_bootscript", "reset_connection", "reset_device"],
+        BootMethod::Bootloader => &[
+            "reset",
+            "use_bootscript",
+            "reset_connection",
+            "reset_device",
+        ],
         _ => &[],
     };
     let mut reset = None;
@@ -1641,7 +1771,14 @@ fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
             .collect();
         f.finish_with(r, "boot", &all);
     } else {
-        let mut known = vec!["use_bootscript", "docker", "reset_connection", "reset_device", "pre_power_command", "pre_os_command"];
+        let mut known = vec![
+            "use_bootscript",
+            "docker",
+            "reset_connection",
+            "reset_device",
+            "pre_power_command",
+            "pre_os_command",
+        ];
         known.extend(secondary);
         f.finish_with(r, &format!("boot method {}", method.name()), &known);
     }
@@ -1838,7 +1975,12 @@ fn check_inline_repository(r: &mut Report, n: &Node, path: &str) {
             pf.finish_with(r, "parse", &all);
         }
     }
-    finish_closed(f, r, "an inline test definition", &["metadata", "install", "run", "parse"]);
+    finish_closed(
+        f,
+        r,
+        "an inline test definition",
+        &["metadata", "install", "run", "parse"],
+    );
 }
 
 /// The string keys of a mapping.
@@ -1958,7 +2100,11 @@ fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
             let ppath = f.sub(key);
             if p.as_map().is_none() {
                 let at = n.key_node(key).unwrap_or(p);
-                r.error(at, &ppath, format!("expected a mapping, found {}", p.kind()));
+                r.error(
+                    at,
+                    &ppath,
+                    format!("expected a mapping, found {}", p.kind()),
+                );
             } else {
                 for (k, _, v) in entries(r, p, &ppath) {
                     parameters.push((k, v.clone()));
@@ -1988,8 +2134,8 @@ fn read_definition(r: &mut Report, n: &Node, path: &str) -> Option<TestDefRef> {
         Some(_) => f.opt_list_of_str(r, "expected").unwrap_or_default(),
         None => Vec::new(),
     };
-    let compression = typed_str(&mut f, r, "compression", url)
-        .and_then(|c| Compression::from_name(&c));
+    let compression =
+        typed_str(&mut f, r, "compression", url).and_then(|c| Compression::from_name(&c));
     if let Some(s) = f.opt("strip-components") {
         let p = f.sub("strip-components");
         if url {
@@ -2253,6 +2399,7 @@ fn check_job_wide(
     t: &JobTimeouts,
     actions: &[ActionBlock],
     mn: Option<&Multinode>,
+    subjob: bool,
 ) {
     // LAVA's check_job_timeouts: no global or block timeout beyond the job's.
     let job_secs = t.job.map(|j| j.secs);
@@ -2272,10 +2419,7 @@ fn check_job_wide(
     for (group, map) in [("actions", &t.actions), ("connections", &t.connections)] {
         for (name, to) in map {
             if too_long(to.secs) {
-                let node = tn
-                    .get(group)
-                    .and_then(|g| g.key_node(name))
-                    .unwrap_or(tn);
+                let node = tn.get(group).and_then(|g| g.key_node(name)).unwrap_or(tn);
                 r.error(
                     node,
                     &format!("timeouts.{group}.{name}"),
@@ -2292,10 +2436,11 @@ fn check_job_wide(
             .path(&["protocols", "lava-multinode"])
             .and_then(Node::as_map)
             .is_some_and(|m| !m.is_empty())
-        && !is_subjob(root);
-    for (i, a) in actions.iter().enumerate() {
+        && !subjob;
+    for a in actions {
         let mut names: BTreeSet<(String, String)> = BTreeSet::new();
         let c = a.common();
+        let i = c.index;
         let path = format!("actions[{i}].{}", a.kind());
         let node = action_nodes
             .get(i)
@@ -2318,13 +2463,21 @@ fn check_job_wide(
                 "when one action has a 'namespace', every action needs one",
             );
         }
-        if !is_subjob(root) {
+        if !subjob {
             if let Some(role) = node.get("role").filter(|r| r.as_str().is_some()) {
-                r.error(role, &join(&path, "role"), "expected a list, found a string");
+                r.error(
+                    role,
+                    &join(&path, "role"),
+                    "expected a list, found a string",
+                );
             }
         }
         // LAVA's check_multinode_roles looks for the key itself.
-        if submission && node.as_map().is_some_and(|m| !m.iter().any(|(k, _)| k.as_str() == Some("role"))) {
+        if submission
+            && node
+                .as_map()
+                .is_some_and(|m| !m.iter().any(|(k, _)| k.as_str() == Some("role")))
+        {
             r.error(node, &path, "every action of a multinode job needs 'role'");
         }
         if let ActionBlock::Test(Test {
@@ -2371,7 +2524,8 @@ fn check_job_wide(
         if let Some(m) = mn {
             let roles: Vec<&str> = m.roles.iter().map(|(k, _)| k.as_str()).collect();
             if m.role.is_none() {
-                for (i, a) in actions.iter().enumerate() {
+                for a in actions {
+                    let i = a.common().index;
                     for role in &a.common().role {
                         if !roles.contains(&role.as_str()) {
                             let node = action_nodes.get(i).unwrap_or(root);

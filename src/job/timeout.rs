@@ -106,6 +106,8 @@ impl Timeout {
                 units.push(k);
                 let n = match (&v.value, rule) {
                     (Value::Int(i), _) => Some(*i),
+                    // Python: a boolean is an integer.
+                    (Value::Bool(b), _) => Some(i64::from(*b)),
                     (Value::Float(f), Rule::Open) if f.is_finite() => Some(*f as i64),
                     _ => None,
                 };
@@ -126,7 +128,11 @@ impl Timeout {
                         ok = false;
                     }
                     None => {
-                        r.error(v, &kpath, format!("expected an integer, found {}", v.kind()));
+                        r.error(
+                            v,
+                            &kpath,
+                            format!("expected an integer, found {}", v.kind()),
+                        );
                         ok = false;
                     }
                 }
@@ -134,7 +140,11 @@ impl Timeout {
                 match v.value {
                     Value::Bool(b) => skip = b,
                     _ => {
-                        r.error(v, &kpath, format!("expected true or false, found {}", v.kind()));
+                        r.error(
+                            v,
+                            &kpath,
+                            format!("expected true or false, found {}", v.kind()),
+                        );
                         ok = false;
                     }
                 }
@@ -158,7 +168,11 @@ impl Timeout {
         if rule != Rule::Gate && valid_units == 0 && ok {
             if let Some((v, kpath, n)) = pending {
                 let unit = kpath.rsplit('.').next().unwrap_or("").to_string();
-                r.error(v, &kpath, format!("a timeout is at least 1 {unit}, not {n}"));
+                r.error(
+                    v,
+                    &kpath,
+                    format!("a timeout is at least 1 {unit}, not {n}"),
+                );
                 return None;
             }
             r.error(

@@ -263,11 +263,55 @@ pub fn build_pipeline(job: &Job, device: &Device) -> Result<Pipeline, Vec<Pipeli
     Ok(Pipeline { actions })
 }
 
+/// What LAVA's dispatcher refuses before it runs (its submission does not): a test
+/// definition named `lava`, or two with one name in a test block (per namespace and role).
+fn check_test_names(job: &Job) -> Vec<PipelineError> {
+    let mut errors = Vec::new();
+    for block in &job.actions {
+        let ActionBlock::Test(t) = block else {
+            continue;
+        };
+        let TestKind::Definitions(defs) = &t.kind else {
+            continue;
+        };
+        let c = &t.common;
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (k, d) in defs.iter().enumerate() {
+            let err = |message: String| PipelineError {
+                mark: d.mark,
+                path: format!("actions[{}].test.definitions[{k}].name", c.index),
+                message,
+            };
+            if d.name == "lava" {
+                errors.push(err(
+                    "'lava' is reserved for the dispatcher's own results".to_string()
+                ));
+            }
+            let roles: Vec<&str> = if c.role.is_empty() {
+                vec![""]
+            } else {
+                c.role.iter().map(String::as_str).collect()
+            };
+            for role in roles {
+                if seen.contains(&(role, d.name.as_str())) {
+                    errors.push(err(format!(
+                        "test definition names need to be unique: '{}' is used twice",
+                        d.name
+                    )));
+                } else {
+                    seen.push((role, d.name.as_str()));
+                }
+            }
+        }
+    }
+    errors
+}
+
 /// Checks what the pipeline will need from the device before anything runs, as LAVA's
 /// validate pass does: user commands, named U-Boot command lists, QEMU's command line.
 /// (`describe` shows a pipeline without these checks.)
 pub fn check_device(job: &Job, device: &Device) -> Vec<PipelineError> {
-    let mut errors = Vec::new();
+    let mut errors = check_test_names(job);
     for (i, block) in job.actions.iter().enumerate() {
         let c = block.common();
         let err = |message: String| PipelineError {
