@@ -1,10 +1,17 @@
 //! The job log and results, in LAVA's formats, through one channel.
 //!
 //! Every record goes to `output.yaml` as `- {"dt": "...", "lvl": "...", "msg": ...}` (one YAML
-//! flow mapping per line, readable by `yaml.safe_load`), secrets replaced by `[MASKED]`;
-//! `results` records are also kept for `results.yaml`; the terminal shows progress unless quiet.
+//! flow mapping per line, readable by `yaml.safe_load` whatever the board printed), secrets
+//! replaced by `[MASKED]`; `results` records are also kept for `results.yaml`; the terminal
+//! shows progress unless quiet.
+//!
+//! Strings keep their bytes: console lines come from the expect engine with every byte that is
+//! not UTF-8 as a character U+EF80–U+EFFF (`basalt_hal::console::text`), and every other string
+//! gets the same form, so one rule gives any string's bytes back (docs/log-format.md).
 
 use crate::yaml::{emit_flow, Node, Value};
+use basalt_hal::console::text::{escape_raw_range, raw_byte_of, Secrets};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -57,7 +64,9 @@ pub enum Verbosity {
 struct Inner {
     out: Option<BufWriter<File>>,
     results: Vec<Node>,
-    secrets: Vec<String>,
+    secrets: Secrets,
+    /// The values as given, for console sessions.
+    secret_values: Vec<String>,
     verbosity: Verbosity,
     lines: u64,
     write_error: Option<String>,
@@ -101,7 +110,8 @@ pub fn iso_from_unix(secs: i64, micros: u32) -> String {
 }
 
 impl JobLog {
-    /// A log writing `output.yaml` in `dir` (or nowhere when `dir` is `None`).
+    /// A log writing `output.yaml` in `dir` (or nowhere when `dir` is `None`); `secrets` are
+    /// masked in every record and on the terminal.
     pub fn create(
         dir: Option<&Path>,
         verbosity: Verbosity,
@@ -111,11 +121,13 @@ impl JobLog {
             Some(d) => Some(BufWriter::new(File::create(d.join("output.yaml"))?)),
             None => None,
         };
+        let secret_values: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         Ok(JobLog {
             inner: Arc::new(Mutex::new(Inner {
                 out,
                 results: Vec::new(),
-                secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+                secrets: Secrets::new(&secret_values),
+                secret_values,
                 verbosity,
                 lines: 0,
                 write_error: None,
@@ -131,20 +143,16 @@ impl JobLog {
         f(&mut g)
     }
 
-    fn mask(secrets: &[String], s: &str) -> String {
-        let mut out = s.to_string();
-        for sec in secrets {
-            if out.contains(sec.as_str()) {
-                out = out.replace(sec.as_str(), "[MASKED]");
-            }
-        }
-        out
-    }
-
     /// Writes one record. `msg` is a string or a mapping.
     pub fn record(&self, level: Level, msg: Node) {
+        self.write(level, msg, false);
+    }
+
+    /// Writes one record; `console` when `msg` is a console line from the expect engine,
+    /// already in the byte-keeping form.
+    fn write(&self, level: Level, msg: Node, console: bool) {
         self.with(|inner| {
-            let msg = mask_node(&inner.secrets, msg);
+            let msg = prepare_node(&inner.secrets, msg, console);
             let mut line = String::with_capacity(96);
             line.push_str("- {\"dt\": \"");
             line.push_str(&now_iso());
@@ -184,9 +192,10 @@ impl JobLog {
         self.record(Level::Error, Node::str(msg));
     }
 
-    /// One line of console output.
+    /// One line of console output, as the expect engine's transcript gives it (bytes that are
+    /// not UTF-8 as U+EF80–U+EFFF).
     pub fn target(&self, line: &str) {
-        self.record(Level::Target, Node::str(line));
+        self.write(Level::Target, Node::str(line), true);
     }
 
     /// Text sent to the device.
@@ -202,7 +211,12 @@ impl JobLog {
 
     /// Masks a string with the job's secrets (for text that does not go through the log).
     pub fn masked(&self, s: &str) -> String {
-        self.with(|inner| Self::mask(&inner.secrets, s))
+        self.with(|inner| inner.secrets.mask_str(s).into_owned())
+    }
+
+    /// The secrets, for console sessions ([`basalt_hal::console::Session::set_secrets`]).
+    pub fn secrets(&self) -> Vec<String> {
+        self.with(|inner| inner.secret_values.clone())
     }
 
     /// Number of records so far (LAVA's log line numbers, for `starttc`/`endtc`).
@@ -231,27 +245,62 @@ impl JobLog {
     }
 }
 
-fn mask_node(secrets: &[String], n: Node) -> Node {
-    if secrets.is_empty() {
-        return n;
-    }
+/// Masks every string of `n` and, unless it is a console line (already in that form), puts it
+/// in the byte-keeping form.
+fn prepare_node(secrets: &Secrets, n: Node, console: bool) -> Node {
     match n.value {
-        Value::Str(s) => Node::str(JobLog::mask(secrets, &s)),
+        Value::Str(s) => {
+            let s = if console {
+                Cow::Borrowed(s.as_str())
+            } else {
+                escape_raw_range(&s)
+            };
+            let masked = secrets.mask_str(&s);
+            Node::str(masked.into_owned())
+        }
         Value::Map(m) => Node::new(Value::Map(
             m.into_iter()
-                .map(|(k, v)| (k, mask_node(secrets, v)))
+                .map(|(k, v)| {
+                    (
+                        prepare_node(secrets, k, false),
+                        prepare_node(secrets, v, console),
+                    )
+                })
                 .collect(),
         )),
         Value::Seq(s) => Node::new(Value::Seq(
-            s.into_iter().map(|v| mask_node(secrets, v)).collect(),
+            s.into_iter()
+                .map(|v| prepare_node(secrets, v, console))
+                .collect(),
         )),
         other => Node::new(other),
     }
 }
 
+/// Text for the terminal: control characters as escapes, bytes that are not UTF-8 as `\xNN`
+/// (a board's noise must not drive the user's terminal).
+fn terminal_text(s: &str) -> Cow<'_, str> {
+    let plain = |c: char| c == '\t' || c == '\n' || !(c.is_control() || raw_byte_of(c).is_some());
+    if s.chars().all(plain) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if let Some(b) = raw_byte_of(c) {
+            out.push_str(&format!("\\x{b:02x}"));
+        } else if plain(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn print_terminal(level: Level, msg: &Node) {
     let text = match msg.as_str() {
-        Some(s) => s.to_string(),
+        Some(s) if level == Level::Input => terminal_text(s.trim_end()).into_owned(),
+        Some(s) => terminal_text(s).into_owned(),
         None => {
             let mut s = String::new();
             emit_flow(msg, &mut s);
@@ -261,7 +310,7 @@ fn print_terminal(level: Level, msg: &Node) {
     let mut out = std::io::stdout().lock();
     let _ = match level {
         Level::Target => writeln!(out, "  | {text}"),
-        Level::Input => writeln!(out, "  > {}", text.trim_end()),
+        Level::Input => writeln!(out, "  > {text}"),
         Level::Info => writeln!(out, "{text}"),
         Level::Results => writeln!(out, "result: {text}"),
         Level::Warning => writeln!(out, "warning: {text}"),
@@ -311,5 +360,152 @@ mod tests {
         );
         assert_eq!(log.results().len(), 1);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A python3 with PyYAML: the system's (python3-yaml, scripts/install-deps.sh) first.
+    pub(crate) fn python3() -> &'static str {
+        if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// Text no YAML reader takes unescaped, console bytes that are not UTF-8, long lines: the
+    /// log loads with PyYAML (pure and libyaml) and with our reader, every string is the text
+    /// it was, and every string's bytes come back by the rule of docs/log-format.md.
+    #[test]
+    fn output_yaml_loads_with_pyyaml_whatever_the_text() {
+        use basalt_hal::console::text::{console_text, text_bytes};
+        let dir = std::env::temp_dir().join(format!("basalt-log-any-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // (console line?, bytes)
+        let mut cases: Vec<(bool, Vec<u8>)> = Vec::new();
+        let specials = [
+            0x2028, 0x2029, 0xfeff, 0xfffe, 0xffff, 0xfffd, 0xe000, 0xef7f, 0xef80, 0xefc3, 0xefff,
+            0xf000, 0x1_f980, 0x10_ffff,
+        ];
+        for cp in (0u32..0x100).chain(specials) {
+            let c = char::from_u32(cp).unwrap();
+            cases.push((false, format!("a{c}b").into_bytes()));
+        }
+        let all: String = (1u32..0x100).filter_map(char::from_u32).collect();
+        cases.push((false, all.into_bytes()));
+        cases.push((
+            false,
+            b"quotes \" ' `, backslashes \\ \\\\ \\\" \\x41 \\u0041, tab\there, cr\r, crlf\r\n, lf\n, #: {[,]}"
+                .to_vec(),
+        ));
+        cases.push((false, Vec::new()));
+        cases.push((false, b" leading and trailing spaces ".to_vec()));
+        let long: String = "0123456789 \"\\\t\u{85}é".repeat(30_000);
+        cases.push((false, long.into_bytes()));
+        // console lines: each byte alone, all bytes, invalid sequences, random bytes
+        for b in 0..=255u8 {
+            cases.push((true, vec![b'<', b, b'>']));
+        }
+        cases.push((true, (0..=255u8).collect()));
+        cases.push((
+            true,
+            b"\xed\xa0\x80 \xc0\xaf \xf4\x90\x80\x80 \xe2\x82 \xef\xbe\x80 \xc3\xa9".to_vec(),
+        ));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let random: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        cases.push((true, random));
+        let log = JobLog::create(Some(&dir), Verbosity::Quiet, Vec::new()).unwrap();
+        for (console, b) in &cases {
+            if *console {
+                log.target(&console_text(b));
+            } else {
+                log.info(String::from_utf8(b.clone()).unwrap());
+            }
+        }
+        log.result(vec![
+            ("definition", Node::str("0_t\u{1}\u{efff}")),
+            ("case", Node::str("c\u{9b}\u{7f}\"")),
+            ("result", Node::str("pass")),
+        ]);
+        log.flush().unwrap();
+        let results = Node::new(Value::Seq(log.results()));
+        std::fs::write(
+            dir.join("results.yaml"),
+            crate::yaml::emit_document(&results),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(dir.join("output.yaml")).unwrap();
+        assert_eq!(text.lines().count(), cases.len() + 1, "one line per record");
+
+        // our reader
+        let doc = crate::yaml::load(&text).unwrap();
+        let items = doc.as_seq().unwrap();
+        for (i, (console, b)) in cases.iter().enumerate() {
+            let msg = items[i].get("msg").and_then(Node::as_str).unwrap();
+            assert_eq!(text_bytes(msg), *b, "record {i}");
+            let in_raw_range = |c: char| ('\u{ef80}'..='\u{efff}').contains(&c);
+            if !console && !String::from_utf8_lossy(b).chars().any(in_raw_range) {
+                assert_eq!(
+                    msg.as_bytes(),
+                    b.as_slice(),
+                    "record {i}: the text as it was"
+                );
+            }
+        }
+
+        // PyYAML, both loaders; the recovery recipe of docs/log-format.md
+        let expected: String = cases.iter().map(|(_, b)| hex(b) + "\n").collect::<String>();
+        std::fs::write(dir.join("expected.txt"), expected).unwrap();
+        let script = r#"
+import sys, yaml
+def log_bytes(s):
+    return b"".join(bytes([ord(c) - 0xEF00]) if 0xEF80 <= ord(c) <= 0xEFFF
+                    else c.encode("utf-8") for c in s)
+d = sys.argv[1]
+want = [bytes.fromhex(l) for l in open(d + "/expected.txt").read().split("\n")[:-1]]
+raw = open(d + "/output.yaml", encoding="utf-8").read()
+for loader in (yaml.SafeLoader, yaml.CSafeLoader):
+    recs = yaml.load(raw, Loader=loader)
+    assert len(recs) == len(want) + 1, (loader, len(recs))
+    for i, w in enumerate(want):
+        got = log_bytes(recs[i]["msg"])
+        assert got == w, (loader.__name__, i, got[:80], w[:80])
+    assert recs[-1]["msg"]["case"] == "c\x9b\x7f\"", recs[-1]
+    res = yaml.load(open(d + "/results.yaml", encoding="utf-8").read(), Loader=loader)
+    assert log_bytes(res[0]["definition"]) == "0_t\x01\uefff".encode(), res
+assert yaml.safe_load(raw)[0]["lvl"] == "info"
+print("ok", len(want))
+"#;
+        let out = std::process::Command::new(python3())
+            .arg("-c")
+            .arg(script)
+            .arg(&dir)
+            .output()
+            .expect("python3 runs (scripts/install-deps.sh installs python3-yaml)");
+        assert!(
+            out.status.success(),
+            "PyYAML: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn terminal_text_is_safe() {
+        assert_eq!(terminal_text("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            terminal_text("a\u{1b}[31mb\u{efff}\u{9b}"),
+            "a\\u{1b}[31mb\\xff\\u{9b}"
+        );
     }
 }

@@ -305,3 +305,75 @@ fn sigterm_cancels_the_job_and_finalize_cleans_up() {
         "QEMU {pid} outlived the canceled job"
     );
 }
+
+/// A python3 with PyYAML (python3-yaml, scripts/install-deps.sh).
+fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// The board prints 640 KiB of random bytes: `output.yaml` and `results.yaml` still load with
+/// PyYAML (pure and libyaml), and a line of bytes that are not UTF-8 comes back exactly by the
+/// rule of docs/log-format.md.
+#[test]
+fn random_console_output_is_yaml_and_keeps_its_bytes() {
+    let tmp = TempDir::new("urandom");
+    let mut job = demo_job();
+    let steps = job
+        .find("          steps:\n")
+        .expect("the demo job has steps");
+    job.truncate(steps);
+    job.push_str(
+        "          steps:\n\
+         \x20         - 'for i in 1 2 3 4 5 6 7 8 9 10; do head -c 65536 /dev/urandom; done; echo'\n\
+         \x20         - 'printf ''BYTES-START\\377\\376\\303\\050 caf\\303\\251 \\355\\240\\200 \\357\\276\\200 \\302\\233 \"q\" \\\\ \\t tab BYTES-END\\n'''\n\
+         \x20         - lava-test-case random-done --result pass\n",
+    );
+    assert_eq!(run(&job, tmp.path()), 0, "job should be Complete");
+    let out = tmp.path().join("out");
+    let res = results(&out);
+    assert!(
+        res.iter()
+            .any(|r| r.0 == "0_smoke" && r.1 == "random-done" && r.2 == "pass"),
+        "{res:?}"
+    );
+    let script = r#"
+import sys, yaml
+def log_bytes(s):
+    return b"".join(bytes([ord(c) - 0xEF00]) if 0xEF80 <= ord(c) <= 0xEFFF
+                    else c.encode("utf-8") for c in s)
+out = sys.argv[1]
+raw = open(out + "/output.yaml", encoding="utf-8").read()
+for loader in (yaml.SafeLoader, yaml.CSafeLoader):
+    recs = yaml.load(raw, Loader=loader)
+    yaml.load(open(out + "/results.yaml", encoding="utf-8").read(), Loader=loader)
+    target = [log_bytes(r["msg"]) for r in recs if r["lvl"] == "target"]
+    # 640 KiB less what the cleaning removes (C0 controls, escape sequences, line ends)
+    assert sum(len(t) for t in target) > 500 * 1024, sum(len(t) for t in target)
+    found = [t for t in target if t.startswith(b"BYTES-START")]
+    assert len(found) == 1, found
+    line = found[0]
+    want = b"BYTES-START\xff\xfe\xc3\x28 caf\xc3\xa9 \xed\xa0\x80 \xef\xbe\x80 \xc2\x9b \"q\" \\ \t tab BYTES-END"
+    assert line == want, (loader.__name__, line, want)
+assert isinstance(yaml.safe_load(raw), list)
+print("ok")
+"#;
+    let py = Command::new(python3())
+        .arg("-c")
+        .arg(script)
+        .arg(&out)
+        .output()
+        .expect("python3 runs (scripts/install-deps.sh installs python3-yaml)");
+    assert!(
+        py.status.success(),
+        "PyYAML and the byte rule: {}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+    // our own reader too
+    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap();
+    basalt::yaml::load(&log).expect("output.yaml is YAML");
+}

@@ -33,10 +33,40 @@ fn is_plain_safe(s: &str) -> bool {
         .all(|c| c.is_ascii_graphic() && !matches!(c, '{' | '}' | '[' | ']' | ',') || c == ' ')
 }
 
+/// True for a character that a double-quoted scalar must not hold as it is: what YAML 1.1
+/// does not allow in a stream (C0 and C1 controls but tab, LF, CR and NEL; DEL; U+FFFE,
+/// U+FFFF; surrogates cannot be in a `str`), what would fold or end the line (LF, CR, NEL,
+/// LS, PS), the quote and the backslash, tab (so a record stays one visible line), the BOM
+/// (libyaml refuses it inside a stream), and the raw-byte characters U+EF80–U+EFFF (see
+/// `basalt_hal::console::text`), shown as escapes so that they are visible in the file.
+#[inline]
+fn needs_escape(c: char) -> bool {
+    match c {
+        '\x20'..='\x7e' => c == '"' || c == '\\',
+        '\u{a0}'..='\u{2027}' => false,
+        '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => true,
+        '\u{ef80}'..='\u{efff}' => true,
+        c => (c as u32) < 0xa0,
+    }
+}
+
 fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_double_quoted(s, &mut out);
+    out
+}
+
+/// Appends `s` as a double-quoted YAML scalar that PyYAML (pure and libyaml) reads back as
+/// exactly `s`: every character of [`needs_escape`] is written as an escape.
+fn push_double_quoted(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
+    let mut from = 0;
+    for (i, c) in s.char_indices() {
+        if !needs_escape(c) {
+            continue;
+        }
+        out.push_str(&s[from..i]);
+        from = i + c.len_utf8();
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -45,17 +75,16 @@ fn double_quoted(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{1b}' => out.push_str("\\e"),
             '\0' => out.push_str("\\0"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+            c if (c as u32) < 0x100 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}' => {
+            c => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
         }
     }
+    out.push_str(&s[from..]);
     out.push('"');
-    out
 }
 
 fn scalar(v: &Value) -> String {
@@ -78,7 +107,7 @@ fn unreachable_collection() -> String {
 /// Strings are always double-quoted, as LAVA's log writer does.
 pub fn emit_flow(node: &Node, out: &mut String) {
     match &node.value {
-        Value::Str(s) => out.push_str(&double_quoted(s)),
+        Value::Str(s) => push_double_quoted(s, out),
         Value::Seq(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -217,6 +246,36 @@ mod tests {
         let mut flow = String::new();
         emit_flow(&doc, &mut flow);
         assert!(load(&flow).unwrap().data_eq(&doc), "{flow}");
+    }
+
+    #[test]
+    fn escapes_what_yaml_forbids_and_reads_back_the_same() {
+        let mut flow = String::new();
+        emit_flow(
+            &Node::str("\0\u{1}\t\n\r\u{1b}\u{7f}\u{85}\u{9f}\u{a0}\u{2028}\u{feff}\u{fffe}\u{ffff}\u{ef80}\"\\é"),
+            &mut flow,
+        );
+        assert_eq!(
+            flow,
+            "\"\\0\\x01\\t\\n\\r\\e\\x7f\\x85\\x9f\u{a0}\\u2028\\ufeff\\ufffe\\uffff\\uef80\\\"\\\\é\""
+        );
+        for cp in (0u32..0x3000).chain(0xd000..0x11000) {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let s = format!("x{c}y{c}");
+            let mut flow = String::new();
+            emit_flow(&Node::str(s.clone()), &mut flow);
+            assert!(!flow.contains('\n') && !flow.contains('\r'), "{cp:#x}");
+            let back = load(&flow).unwrap();
+            assert_eq!(back.as_str(), Some(s.as_str()), "{cp:#x}: {flow}");
+            assert_eq!(
+                load(&emit_document(&Node::str(s.clone())))
+                    .unwrap()
+                    .as_str(),
+                Some(s.as_str())
+            );
+        }
     }
 
     #[test]
