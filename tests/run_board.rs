@@ -16,6 +16,8 @@ struct Outcome {
     out: PathBuf,
     log: String,
     results: Vec<ResultRow>,
+    /// What `basalt run` printed (stdout and stderr).
+    terminal: String,
     _tmp: TempDir,
 }
 
@@ -59,21 +61,40 @@ fn basalt_run(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> (Option<i32>, PathBuf, String) {
+    let (code, out, log, _) = basalt_run_terminal(job, dict, dir, extra, true);
+    (code, out, log)
+}
+
+/// `basalt run` (`-q` when `quiet`) of `job` on `dict`; returns (exit code, output dir, log,
+/// what it printed on stdout and stderr).
+fn basalt_run_terminal(
+    job: &str,
+    dict: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &[&str],
+    quiet: bool,
+) -> (Option<i32>, PathBuf, String, String) {
     let job_path = dir.join("job.yaml");
     std::fs::write(&job_path, job).unwrap();
     let out = dir.join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .args(["run", "-q"])
+    let run = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .arg("run")
+        .args(quiet.then_some("-q"))
         .arg(&job_path)
         .arg("--device")
         .arg(dict)
         .arg("--output-dir")
         .arg(&out)
         .args(extra)
-        .status()
+        .output()
         .unwrap();
     let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
-    (status.code(), out, log)
+    let terminal = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (run.status.code(), out, log, terminal)
 }
 
 /// The u-boot boot of these tests, with `extra` keys.
@@ -89,6 +110,17 @@ fn run_on_board(
     flags: &[&str],
     boot_block: &str,
     test_block: &str,
+    board_check: impl FnOnce(&Board),
+) -> Outcome {
+    run_on_board_terminal(flags, boot_block, test_block, true, board_check)
+}
+
+/// [`run_on_board`], with the terminal output unless `quiet`.
+fn run_on_board_terminal(
+    flags: &[&str],
+    boot_block: &str,
+    test_block: &str,
+    quiet: bool,
     board_check: impl FnOnce(&Board),
 ) -> Outcome {
     let (_, initrd) = fixtures_amd64();
@@ -117,7 +149,7 @@ fn run_on_board(
     );
     let tftp_root = tftpd.dir.path().display().to_string();
     let types = concat!(env!("CARGO_MANIFEST_DIR"), "/config/device-types");
-    let (code, out, log) = basalt_run(
+    let (code, out, log, terminal) = basalt_run_terminal(
         &job,
         &dict,
         tmp.path(),
@@ -129,6 +161,7 @@ fn run_on_board(
             "--server-ip",
             "127.0.0.1",
         ],
+        quiet,
     );
     let results = if out.join("results.yaml").exists() {
         results(&out)
@@ -143,6 +176,7 @@ fn run_on_board(
         out,
         log,
         results,
+        terminal,
         _tmp: tmp,
     }
 }
@@ -434,4 +468,99 @@ fn transfer_overlay_over_http() {
         find(&o.results, "0_smoke", "uname").map(|x| x.2.as_str()),
         Some("pass")
     );
+}
+
+/// Every file below `dir` that holds one of `needles`: (file, needle).
+fn files_holding(dir: &std::path::Path, needles: &[&str]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            for n in needles {
+                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                    found.push((p.clone(), n.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn secrets_never_reach_a_log_even_echoed_slowly_in_pieces() {
+    // The password has spaces and a '# ', and the board echoes it back (echo on) one
+    // character every 40 ms: the shell prompt pattern '# ' matches inside the echo, so the
+    // expect returns and flushes the partial line in the middle of the password. The job's
+    // secret and the password are also printed by the test.
+    const PASSWORD: &str = "Xq7 # zR9k";
+    const TOKEN: &str = "T0k3n with space";
+    let boot = format!(
+        "- boot:\n    method: u-boot\n    commands: ramdisk\n    auto_login:\n      login_prompt: 'login:'\n      username: root\n      password_prompt: 'Password:'\n      password: '{PASSWORD}'\n    prompts:\n    - '# '\n"
+    );
+    let test = format!(
+        "- test:\n    timeout:\n      minutes: 1\n    definitions:\n    - from: inline\n      name: secrets\n      path: inline/secrets.yaml\n      repository:\n        metadata:\n          format: Lava-Test Test Definition 1.0\n          name: secrets\n          description: print the secrets\n        run:\n          steps:\n          - cat /lava-*/secrets\n          - \"echo 'password {PASSWORD} and token {TOKEN}'\"\n          - lava-test-case printed --result pass\n\
+         secrets:\n  API_TOKEN: '{TOKEN}'\n"
+    );
+    let o = run_on_board_terminal(
+        &[
+            "--login",
+            "root",
+            "--password",
+            PASSWORD,
+            "--echo-password",
+            "40",
+        ],
+        &boot,
+        &test,
+        false,
+        |_| {},
+    );
+    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
+    assert_eq!(
+        find(&o.results, "0_secrets", "printed").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{:?}",
+        o.results
+    );
+    // the pieces too: a record cut in the middle of the password must not show either half
+    let needles = [PASSWORD, TOKEN, "Xq7", "zR9k", "T0k3n"];
+    let leaks = files_holding(&o.out, &needles);
+    assert!(
+        leaks.is_empty(),
+        "secrets in the output directory: {leaks:?}"
+    );
+    for n in needles {
+        assert!(
+            !o.terminal.contains(n),
+            "{n:?} on the terminal:\n{}",
+            o.terminal
+        );
+    }
+    // the board did echo the password, and the logs show where it was
+    assert!(
+        o.log
+            .contains("\"lvl\": \"input\", \"msg\": \"[MASKED]\\n\""),
+        "{}",
+        tail(&o.log)
+    );
+    assert!(
+        o.log.contains("\"lvl\": \"target\", \"msg\": \"[MASKED]\""),
+        "{}",
+        tail(&o.log)
+    );
+    assert!(o.log.contains("API_TOKEN=[MASKED]"), "{}", tail(&o.log));
+    assert!(o.log.contains("password [MASKED] and token [MASKED]"));
+    assert!(o.terminal.contains("[MASKED]"));
+    // and the cut did happen: the prompt pattern matched inside the echo, so the login ended
+    // before the echoed line did
+    let at = |needle: &str| o.log.lines().position(|l| l.contains(needle));
+    let login_end = at("auto-login-action (duration").expect("the login ends");
+    let echo = at("\"lvl\": \"target\", \"msg\": \"[MASKED]\"").expect("the echo");
+    assert!(login_end < echo, "{}", tail(&o.log));
 }

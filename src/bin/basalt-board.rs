@@ -130,6 +130,10 @@ struct BoardArgs {
     /// With --login: also ask for this password.
     #[arg(long, requires = "login", value_name = "PASSWORD")]
     password: Option<String>,
+    /// With --password: echo the typed password back, one character every MS milliseconds
+    /// (a slow console with echo on).
+    #[arg(long, requires = "password", value_name = "MS")]
+    echo_password: Option<u64>,
     /// The shell prompt (PS1).
     #[arg(long, default_value = "/ # ", value_name = "PS1")]
     prompt: String,
@@ -205,6 +209,7 @@ fn board_config(args: BoardArgs) -> Result<BoardConfig, String> {
     c.login = args.login.map(|user| LoginConfig {
         user,
         password: args.password,
+        echo_password: args.echo_password.map(std::time::Duration::from_millis),
     });
     c.prompt = args.prompt;
     c.shell = args.shell;

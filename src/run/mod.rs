@@ -167,11 +167,10 @@ pub async fn run_job(
     opts: &RunOptions,
 ) -> std::io::Result<Outcome> {
     std::fs::create_dir_all(&opts.output_dir)?;
-    let secrets = job.secrets.iter().map(|(_, v)| v.clone()).collect();
-    let log = JobLog::create(Some(&opts.output_dir), opts.verbosity, secrets)?;
+    let log = JobLog::create(Some(&opts.output_dir), opts.verbosity, job_secrets(&job))?;
     std::fs::write(
         opts.output_dir.join("description.yaml"),
-        emit_document(&pipeline.describe()),
+        log.masked(&emit_document(&pipeline.describe())),
     )?;
     std::fs::create_dir_all(&opts.tmp_root)?;
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
@@ -205,7 +204,11 @@ pub async fn run_job(
         ctx.device.hostname,
         ctx.device.device_type
     ));
-    let (error, failed) = exec::run_pipeline(&mut ctx, pipeline).await;
+    let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline).await;
+    // the caller prints the error: it must not carry a secret either
+    if let Some(e) = error.as_mut() {
+        e.message = log.masked(&e.message);
+    }
     let complete = error.is_none();
     let mut fields = vec![
         ("definition", Node::str("lava")),
@@ -251,6 +254,20 @@ pub async fn run_job(
         results,
         duration: start.elapsed(),
     })
+}
+
+/// The values no log may show: the job's `secrets:` and every `auto_login` password.
+pub fn job_secrets(job: &Job) -> Vec<String> {
+    let mut v: Vec<String> = job.secrets.iter().map(|(_, v)| v.clone()).collect();
+    for block in &job.actions {
+        if let crate::job::ActionBlock::Boot(b) = block {
+            if let Some(pw) = b.auto_login.as_ref().and_then(|l| l.password.clone()) {
+                v.push(pw);
+            }
+        }
+    }
+    v.retain(|s| !s.is_empty());
+    v
 }
 
 /// basalt's own CPU time (user + system, seconds) and peak RSS (MiB), without its children.
@@ -305,13 +322,14 @@ impl basalt_hal::console::expect::Transcript for LogTranscript {
     }
 }
 
-/// Opens an expect session over a console stream, logging into the job log.
+/// Opens an expect session over a console stream, logging into the job log; the job's
+/// secrets are masked on the stream, before it is cut into records.
 pub fn open_session(
     log: &JobLog,
     stream: Box<dyn basalt_hal::console::ConsoleStream>,
     what: &str,
 ) -> Session {
-    Session::new(stream, what, Box::new(LogTranscript(log.clone())))
+    Session::new(stream, what, Box::new(LogTranscript(log.clone()))).with_secrets(log.secrets())
 }
 
 /// A job pattern (LAVA's prompts and messages are Python regexes); text that is not a valid

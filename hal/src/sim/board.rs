@@ -55,6 +55,9 @@ pub struct LoginConfig {
     pub user: String,
     /// The password to type at `Password:`; `None`: no password prompt.
     pub password: Option<String>,
+    /// Echo the password back (a console with echo on), once it is typed, one character
+    /// every this long: a slow console whose echo arrives in pieces. `None`: no echo.
+    pub echo_password: Option<Duration>,
 }
 
 /// Everything a simulated board needs to know.
@@ -461,7 +464,7 @@ async fn boot_once(ctx: &mut Ctx<'_>) -> Result<Next, SimError> {
     ctx.enter(Phase::Login).await;
     loop {
         if let Some(l) = &config.login {
-            linux::login(ctx, &l.user, l.password.as_deref()).await;
+            linux::login(ctx, l).await;
         }
         ctx.enter(Phase::Shell).await;
         match linux::run_shell(ctx).await? {

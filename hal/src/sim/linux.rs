@@ -21,7 +21,7 @@ use std::time::Duration;
 use nix::pty::Winsize;
 use tokio::io::unix::AsyncFd;
 
-use super::board::Ctx;
+use super::board::{Ctx, LoginConfig};
 use super::endpoint::{read_fd, write_fd};
 use super::line::LineEnd;
 use super::procs;
@@ -51,7 +51,8 @@ async fn read_field(ctx: &mut Ctx<'_>, echo: bool) -> Option<String> {
 }
 
 /// getty + login: prompts until the configured user (and password) is given.
-pub(crate) async fn login(ctx: &mut Ctx<'_>, user: &str, password: Option<&str>) {
+pub(crate) async fn login(ctx: &mut Ctx<'_>, cfg: &LoginConfig) {
+    let (user, password) = (cfg.user.as_str(), cfg.password.as_deref());
     let host = ctx.shared.config.hostname.clone();
     loop {
         ctx.puts(&format!(
@@ -72,6 +73,13 @@ pub(crate) async fn login(ctx: &mut Ctx<'_>, user: &str, password: Option<&str>)
                 std::future::pending::<()>().await;
                 return;
             };
+            if let Some(every) = cfg.echo_password {
+                let mut utf8 = [0u8; 4];
+                for c in given.chars() {
+                    ctx.puts(c.encode_utf8(&mut utf8)).await;
+                    tokio::time::sleep(every).await;
+                }
+            }
             ctx.puts("\n").await;
             ok = ok && given == pw;
         }
