@@ -5,6 +5,11 @@
 //!
 //! Goal (issue 2): ≤ 10 ms wall and ≤ 10 MiB peak RSS. Anchor measured on this machine:
 //! Debian's lava-dispatcher 2023.01 `lava-run --validate`: 0.42 s, 113 MiB.
+//!
+//! Then `basalt validate` of generated LTP jobs (LAVA's verdict, issue 13: ≤ 5 ms, ≤ 8 MiB):
+//! lava-test-plans' `lkft/qemu_arm64/ltp-syscalls.yaml` and tuxlava's
+//! `lkft/qemu-arm64/ltp-syscalls.yaml`, rendered by `scripts/gen-lava-jobs.sh` (run first
+//! when `target/generated-jobs` lacks them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,6 +90,7 @@ fn main() {
         rss,
         "<= 10 ms, <= 10 MiB",
     );
+    generated_rows(basalt);
     let lava = which("lava-run");
     match lava {
         Some(lava_run) => {
@@ -125,6 +131,37 @@ fn main() {
                 "not installed here",
             );
         }
+    }
+}
+
+/// `basalt validate` (LAVA's verdict, no device) of the generated LTP jobs.
+fn generated_rows(basalt: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("target/generated-jobs");
+    let jobs = [
+        "lava-test-plans/lkft/qemu_arm64/ltp-syscalls.yaml",
+        "tuxlava/lkft/qemu-arm64/ltp-syscalls.yaml",
+    ];
+    if !jobs.iter().all(|j| dir.join(j).is_file()) {
+        let ok = Command::new("bash")
+            .arg(repo.join("scripts/gen-lava-jobs.sh"))
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "scripts/gen-lava-jobs.sh failed");
+    }
+    for job in jobs {
+        let path = dir.join(job);
+        let mut walls = Vec::new();
+        let mut rss = 0;
+        for _ in 0..RUNS {
+            let (w, r, ok) = measure(Command::new(basalt).arg("validate").arg(&path));
+            assert!(ok, "basalt validate {job} failed");
+            walls.push(w);
+            rss = rss.max(r);
+        }
+        let name = format!("basalt validate {}", job.split('/').next().unwrap_or(job));
+        row(&name, median(walls), rss, "<= 5 ms, <= 8 MiB");
     }
 }
 

@@ -49,7 +49,7 @@ PKGS=(
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url
-  python3 python3-pexpect python3-yaml
+  python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators (tests)
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=(passt)
