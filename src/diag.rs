@@ -77,7 +77,10 @@ impl Report {
             Severity::Error => "",
             Severity::Warning => "warning: ",
         };
-        if d.path.is_empty() {
+        if d.mark.line == 0 {
+            // No position: the fault is the file itself (it cannot be read).
+            format!("{}: {kind}{}", self.file, d.message)
+        } else if d.path.is_empty() {
             format!("{}:{}: {kind}{}", self.file, d.mark, d.message)
         } else {
             format!("{}:{}: {kind}{}: {}", self.file, d.mark, d.path, d.message)

@@ -170,15 +170,25 @@ pub fn parse_job_file(path: &Path) -> Result<(Job, Report), JobError> {
 /// Reads and checks a job file.
 pub fn parse_job_file_as(path: &Path, reading: Reading) -> Result<(Job, Report), JobError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |mark: crate::yaml::Mark, message: String| {
         let mut report = Report::new(&name);
-        report.push(
-            crate::diag::Severity::Error,
-            Default::default(),
-            "",
-            format!("cannot read: {e}"),
-        );
+        report.push(crate::diag::Severity::Error, mark, "", message);
         JobError { report }
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(Default::default(), format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        let mark = crate::yaml::Mark {
+            line: line as u32,
+            col: col as u32,
+        };
+        fail(
+            mark,
+            "not UTF-8 text (a job file is UTF-8 YAML)".to_string(),
+        )
     })?;
     parse_job_as(&name, &text, reading)
 }
@@ -258,6 +268,14 @@ fn is_subjob(root: &Node) -> bool {
 }
 
 fn read_job(r: &mut Report, root: &Node, subjob: bool) -> Option<Job> {
+    if root.is_null() {
+        r.error(
+            root,
+            "",
+            "the document is empty: a job is a mapping (job_name, device_type, timeouts, visibility, actions)",
+        );
+        return None;
+    }
     let mut f = Fields::strict(r, root, "")?;
     let job_name = f.req_str(r, "job_name");
     if let (Some(name), Some(n)) = (&job_name, f.opt("job_name")) {
