@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn cases(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lava-verdict").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/lava-verdict")
+        .join(kind);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -38,13 +40,16 @@ fn each_rule_refuses_with_the_key_and_its_line() {
         let text = std::fs::read_to_string(f).expect("read case");
         let header = text.lines().next().unwrap_or_default();
         let mut words = header.split_whitespace().skip(2);
-        let line: u32 = words.next().and_then(|w| w.parse().ok()).expect("line in header");
+        let line: u32 = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("line in header");
         let path = words.next().expect("path in header");
         let (code, stderr) = validate(f);
         let want = format!("{}:{line}:", f.display());
-        let hit = stderr
-            .lines()
-            .any(|l| l.starts_with(&want) && l.contains(&format!(": {path}: ")) && !l.contains(": warning: "));
+        let hit = stderr.lines().any(|l| {
+            l.starts_with(&want) && l.contains(&format!(": {path}: ")) && !l.contains(": warning: ")
+        });
         if code != 2 || !hit {
             wrong.push(format!(
                 "{}: exit {code}, expected an error at line {line} naming {path}:\n{stderr}",
@@ -52,7 +57,13 @@ fn each_rule_refuses_with_the_key_and_its_line() {
             ));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} wrong:\n{}", wrong.len(), files.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} wrong:\n{}",
+        wrong.len(),
+        files.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -66,5 +77,11 @@ fn what_lava_accepts_is_accepted() {
             wrong.push(format!("{}: exit {code}\n{stderr}", f.display()));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} refused:\n{}", wrong.len(), files.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} refused:\n{}",
+        wrong.len(),
+        files.len(),
+        wrong.join("\n")
+    );
 }
