@@ -3,7 +3,8 @@
 //! fast does the reader find the prompt?
 //!
 //! Rows: a bare socket read (the ceiling), basalt's [`Session::expect`] with one pattern and
-//! with four, each with a transcript that counts and copies every line, and python3-pexpect
+//! with four (and one with two job secrets to mask), each with a transcript that counts and
+//! copies every line, and python3-pexpect
 //! (`pexpect.fdpexpect` on the same kind of socket, `maxread` and `searchwindowsize` 64 KiB,
 //! a `logfile_read` that counts lines) on the same bytes. Each row is the median of
 //! `BASALT_BENCH_RUNS` runs (default 3); `BASALT_BENCH_MIB` sets the size (default 100).
@@ -170,6 +171,7 @@ fn run_basalt(
     data: &std::sync::Arc<Vec<u8>>,
     patterns: &[Regex],
     expect_lines: u64,
+    secrets: &[&str],
 ) -> f64 {
     let (r, w) = StdUnixStream::pair().expect("socketpair");
     r.set_nonblocking(true).expect("nonblocking");
@@ -182,7 +184,8 @@ fn run_basalt(
             last: String::new(),
             shared: counts.clone(),
         };
-        let mut s = Session::new(Box::new(stream), "bench", Box::new(transcript));
+        let mut s = Session::new(Box::new(stream), "bench", Box::new(transcript))
+            .with_secrets(secrets.iter().copied());
         let start = Instant::now();
         let t = writer(w, data.clone());
         let m = s
@@ -311,7 +314,7 @@ fn main() {
     ));
     let b1 = median(
         (0..runs)
-            .map(|_| run_basalt(&rt, &data, &one, lines))
+            .map(|_| run_basalt(&rt, &data, &one, lines, &[]))
             .collect(),
     );
     rows.push((
@@ -321,12 +324,24 @@ fn main() {
     ));
     let b4 = median(
         (0..runs)
-            .map(|_| run_basalt(&rt, &data, &four, lines))
+            .map(|_| run_basalt(&rt, &data, &four, lines, &[]))
             .collect(),
     );
     rows.push((
         "basalt Session::expect, 4 patterns".into(),
         Some(b4),
+        String::new(),
+    ));
+    // secrets that never occur: every line is searched for each
+    let secrets = ["hunter 2 is my password", "T0k3n-0123456789abcdef"];
+    let bs = median(
+        (0..runs)
+            .map(|_| run_basalt(&rt, &data, &one, lines, &secrets))
+            .collect(),
+    );
+    rows.push((
+        "basalt Session::expect, 1 pattern, 2 secrets masked".into(),
+        Some(bs),
         String::new(),
     ));
     match pexpect_available() {

@@ -683,6 +683,14 @@ pub(crate) struct LineSplitter {
 
 impl LineSplitter {
     pub(crate) fn feed(&mut self, data: &[u8], secrets: &Secrets, sink: &mut dyn Transcript) {
+        // One search of the whole chunk: when no secret is in it, only a line that began
+        // before it (in `partial`) can hold one, across the boundary.
+        let none = Secrets::default();
+        let in_chunk = if !secrets.is_empty() && secrets.occurs_in(data) {
+            secrets
+        } else {
+            &none
+        };
         let mut start = 0;
         for pos in memchr::memchr2_iter(b'\n', b'\r', data) {
             let term = data[pos];
@@ -695,7 +703,7 @@ impl LineSplitter {
                 continue;
             }
             if self.partial.is_empty() {
-                emit(piece, secrets, &mut self.masked, &mut self.text, sink);
+                emit(piece, in_chunk, &mut self.masked, &mut self.text, sink);
             } else {
                 self.partial.extend_from_slice(piece);
                 emit(
@@ -772,14 +780,11 @@ fn emit(
     text: &mut String,
     sink: &mut dyn Transcript,
 ) {
-    let mut line = line;
-    if !secrets.is_empty() {
-        masked.clear();
-        masked.extend_from_slice(line);
-        if secrets.mask_in_place(masked) {
-            line = masked;
-        }
-    }
+    let line = if secrets.mask_into(line, masked) {
+        &masked[..]
+    } else {
+        line
+    };
     if let Ok(s) = std::str::from_utf8(line) {
         if memchr::memchr(0xee, line).is_none() {
             sink.received(s);

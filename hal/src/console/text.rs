@@ -195,6 +195,11 @@ impl Secrets {
         self.finders.is_empty()
     }
 
+    /// True if a secret occurs in `data`.
+    pub fn occurs_in(&self, data: &[u8]) -> bool {
+        self.finders.iter().any(|f| f.find(data).is_some())
+    }
+
     /// Where the secrets occur in `data`: sorted, merged byte ranges.
     fn occurrences(&self, data: &[u8]) -> Vec<(usize, usize)> {
         let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -216,8 +221,9 @@ impl Secrets {
         spans
     }
 
-    /// Replaces every occurrence in `data`; returns whether there was one.
-    pub fn mask_in_place(&self, data: &mut Vec<u8>) -> bool {
+    /// Writes `data` with every occurrence replaced into `out` (cleared first), but only if
+    /// there is an occurrence; returns whether there was one.
+    pub fn mask_into(&self, data: &[u8], out: &mut Vec<u8>) -> bool {
         if self.finders.is_empty() {
             return false;
         }
@@ -225,7 +231,7 @@ impl Secrets {
         if spans.is_empty() {
             return false;
         }
-        let mut out = Vec::with_capacity(data.len());
+        out.clear();
         let mut at = 0;
         for (s, e) in spans {
             out.extend_from_slice(&data[at..s]);
@@ -233,18 +239,25 @@ impl Secrets {
             at = e;
         }
         out.extend_from_slice(&data[at..]);
-        *data = out;
         true
+    }
+
+    /// Replaces every occurrence in `data`; returns whether there was one.
+    pub fn mask_in_place(&self, data: &mut Vec<u8>) -> bool {
+        let mut out = Vec::new();
+        if self.mask_into(data, &mut out) {
+            *data = out;
+            true
+        } else {
+            false
+        }
     }
 
     /// `data` with every occurrence replaced; borrowed when there is none.
     pub fn mask_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.finders.is_empty() {
-            return Cow::Borrowed(data);
-        }
-        let mut v = data.to_vec();
-        if self.mask_in_place(&mut v) {
-            Cow::Owned(v)
+        let mut out = Vec::new();
+        if self.mask_into(data, &mut out) {
+            Cow::Owned(out)
         } else {
             Cow::Borrowed(data)
         }
