@@ -130,10 +130,18 @@ pub fn render_str(
         },
     );
     let device_type = extends_target(text).unwrap_or_default();
-    let mut ctx: BTreeMap<String, minijinja::Value> = context
-        .iter()
-        .map(|(k, v)| (k.clone(), to_jinja(v)))
-        .collect();
+    // A job's context reaches the template only through LAVA's context variables, each
+    // checked as the value it names: a job never sets a command, binary or path the host
+    // runs, even if its validation was skipped (docs/security.md).
+    let mut ctx = BTreeMap::new();
+    for (k, v) in context {
+        if !crate::job::parse::CONTEXT_VARIABLES.contains(&k.as_str()) {
+            continue;
+        }
+        crate::job::qemu_args::check_context(k, v)
+            .map_err(|e| RenderError::Template(format!("job context '{k}': {e}")))?;
+        ctx.insert(k.clone(), to_jinja(v));
+    }
     ctx.insert("scheduled_device_name".into(), hostname.into());
     ctx.insert("scheduled_device_type".into(), device_type.into());
     let tmpl = env

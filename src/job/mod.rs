@@ -5,6 +5,7 @@
 //! never silently dropped.
 
 pub mod parse;
+pub mod qemu_args;
 pub mod testdef;
 pub mod timeout;
 

@@ -656,10 +656,36 @@ fn read_context(r: &mut Report, n: &Node, path: &str) -> BTreeMap<String, Node> 
             }
         };
         if ok {
+            if let Err(e) = super::qemu_args::check_context(&key, v) {
+                r.error(context_fault(v, &key), &p, e);
+                continue;
+            }
             out.insert(key, v.clone());
         }
     }
     out
+}
+
+/// The item of a list-valued context variable (`extra_options`) that holds the refused QEMU
+/// word, else the value.
+fn context_fault<'n>(v: &'n Node, key: &str) -> &'n Node {
+    let (Some(items), "extra_options" | "serial" | "vga") = (v.as_seq(), key) else {
+        return v;
+    };
+    let mut words = Vec::new();
+    let mut owner = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let split = item
+            .scalar_text()
+            .and_then(|t| shell_words::split(&t).ok())
+            .unwrap_or_default();
+        owner.extend(std::iter::repeat_n(i, split.len()));
+        words.extend(split);
+    }
+    match super::qemu_args::check_args_at(&words, super::qemu_args::Files::Placeholders) {
+        Err((at, _)) => owner.get(at).and_then(|i| items.get(*i)).unwrap_or(v),
+        Ok(()) => v,
+    }
 }
 
 fn read_protocols(r: &mut Report, n: &Node, subjob: bool) -> Option<Multinode> {
@@ -862,25 +888,22 @@ fn check_notify(r: &mut Report, n: &Node) {
     if let Some(c) = f.req(r, "criteria") {
         if let Some(mut cf) = Fields::strict(r, c, "notify.criteria") {
             if let Some(s) = cf.req(r, "status") {
-                match text(r, s, "notify.criteria.status", true) {
-                    Some(status) => {
-                        one_of(
-                            r,
-                            s,
-                            "notify.criteria.status",
-                            "notify status",
-                            &status,
-                            &[
-                                "all",
-                                "finished",
-                                "running",
-                                "complete",
-                                "canceled",
-                                "incomplete",
-                            ],
-                        );
-                    }
-                    None => {}
+                if let Some(status) = text(r, s, "notify.criteria.status", true) {
+                    one_of(
+                        r,
+                        s,
+                        "notify.criteria.status",
+                        "notify status",
+                        &status,
+                        &[
+                            "all",
+                            "finished",
+                            "running",
+                            "complete",
+                            "canceled",
+                            "incomplete",
+                        ],
+                    );
                 }
             }
             cf.opt_str(r, "dependency_query");
@@ -1209,6 +1232,15 @@ fn read_image(r: &mut Report, n: &Node, path: &str, kind: ImageKind) -> Option<I
         }
     };
     img.image_arg = lenient_str(&mut f, r, "image_arg", checked(ImageKind::Tmpfs));
+    if let (Some(arg), Some(node)) = (&img.image_arg, f.opt("image_arg")) {
+        // A job's QEMU arguments may not reach the host (docs/security.md).
+        let checked = shell_words::split(arg)
+            .map_err(|e| format!("cannot split '{arg}': {e}"))
+            .and_then(|w| super::qemu_args::check_args(&w, super::qemu_args::Files::Placeholders));
+        if let Err(e) = checked {
+            r.error(node, &f.sub("image_arg"), e);
+        }
+    }
     img.format = lenient_str(&mut f, r, "format", false);
     if let Some(t) = f.opt("type") {
         let tpath = f.sub("type");

@@ -83,6 +83,12 @@ pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
                     )));
                 }
             }
+            // The job's arguments, once more on the real paths (docs/security.md).
+            crate::job::qemu_args::check_args(
+                &words,
+                crate::job::qemu_args::Files::Inside(&ctx.workdir),
+            )
+            .map_err(|e| ActionError::job(format!("image '{label}': {e}")))?;
             argv.extend(words);
         }
     }

@@ -346,6 +346,23 @@ refuse("multinode-context-unknown", sub(MULTINODE, "        count: 2", "        
 refuse("multinode-expect-role-unknown", sub(MULTINODE, "        count: 2", "        count: 2\n      guest:\n        connection: ssh\n        count: 1\n        host_role: server\n        expect_role: nobody  #<"), "protocols.lava-multinode.roles.guest.expect_role")
 refuse("multinode-timeout-zero", sub(MULTINODE, "    roles:\n", "    timeout:\n      minutes: 0  #<\n    roles:\n"), "protocols.lava-multinode.timeout.minutes")
 
+# --- a job file is untrusted: nothing in it reaches the host (docs/security.md)
+refuse("host-image-arg-logfile", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -D /tmp/basalt-marker  #<"), "actions[0].deploy.images.kernel.image_arg")
+refuse("host-image-arg-pidfile", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -pidfile /etc/passwd  #<"), "actions[0].deploy.images.kernel.image_arg")
+refuse("host-image-arg-chardev-file", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -chardev file,id=c,path=/etc/cron.d/x -serial chardev:c  #<"), "actions[0].deploy.images.kernel.image_arg")
+refuse("host-image-arg-host-disk", sub(BASE, "        image_arg: -drive file={rootfs},if=virtio,format=raw", "        image_arg: -drive file=/dev/sda,if=virtio,format=raw  #<"), "actions[0].deploy.images.rootfs.image_arg")
+refuse("host-image-arg-daemonize", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -daemonize  #<"), "actions[0].deploy.images.kernel.image_arg")
+refuse("host-context-qemu-binary", sub(BASE, "  cpu: max", "  cpu: max\n  qemu_binary: /bin/sh  #<"), "context.qemu_binary")
+refuse("host-context-pre-power-command", sub(BASE, "  cpu: max", "  cpu: max\n  pre_power_command: touch /tmp/basalt-marker  #<"), "context.pre_power_command")
+refuse("host-context-machine-option", sub(BASE, "  machine: virt,gic-version=3", "  machine: virt -D /tmp/basalt-marker  #<"), "context.machine")
+refuse("host-context-machine-dumpdtb", sub(BASE, "  machine: virt,gic-version=3", "  machine: virt,dumpdtb=/tmp/basalt-marker  #<"), "context.machine")
+refuse("host-context-serial-file", sub(BASE, "  cpu: max", "  cpu: max\n  serial: -serial file:/etc/cron.d/basalt  #<"), "context.serial")
+refuse("host-context-monitor", sub(BASE, "  cpu: max", "  cpu: max\n  monitor: unix:/tmp/basalt-monitor,server,nowait  #<"), "context.monitor")
+refuse("host-context-netdevice-script", sub(BASE, "  cpu: max", "  cpu: max\n  netdevice: tap,script=/tmp/basalt-evil  #<"), "context.netdevice")
+refuse("host-context-extra-options", sub(BASE, "  - -smp 2", "  - -smp 2\n  - -qmp unix:/tmp/basalt-qmp,server  #<"), "context.extra_options")
+refuse("host-context-newline", sub(BASE, "  cpu: max", "  cpu: max\n  bootloader_prompt: \"=>\\npower_on_command: touch /tmp/basalt-marker\"  #<"), "context.bootloader_prompt")
+refuse("host-context-arch-path", sub(BASE, "  arch: arm64", "  arch: ../../../bin/sh  #<"), "context.arch")
+
 # --- accepted: what LAVA takes although it looks odd
 accept("ok-os-placeholder", sub(BASE, "    os: oe", "    os: '{{OS}}'"))
 accept("ok-os-free-text", sub(BASE, "    os: oe", "    os: openembedded-kirkstone"))
