@@ -24,6 +24,9 @@ pub enum DeviceError {
         path: String,
         source: std::io::Error,
     },
+    /// The job's context put something on QEMU's command line that a job may not.
+    #[error("{device}: job context: {message}")]
+    Context { device: String, message: String },
 }
 
 /// Per-phase delay between characters sent to the console (`character_delays`, milliseconds).
@@ -105,7 +108,49 @@ impl Device {
             .and_then(|s| s.to_str())
             .unwrap_or("device")
             .to_string();
-        Device::from_yaml(&label, &text, &fallback)
+        let device = Device::from_yaml(&label, &text, &fallback)?;
+        if is_dict && !context.is_empty() {
+            // What the job's context adds to QEMU's command line must pass the job rules,
+            // however the template placed it (docs/security.md).
+            let base_text = render::render_dictionary(path, search, &BTreeMap::new())?;
+            let base = Device::from_yaml(&label, &base_text, &fallback)?;
+            for method in ["qemu", "qemu-nfs"] {
+                let (Some(with_job), Some(without)) =
+                    (device.qemu_words(method), base.qemu_words(method))
+                else {
+                    continue;
+                };
+                crate::job::qemu_args::check_added(&without, &with_job).map_err(|message| {
+                    DeviceError::Context {
+                        device: label.clone(),
+                        message,
+                    }
+                })?;
+            }
+        }
+        Ok(device)
+    }
+
+    /// The words of QEMU's command line for a boot method as the device gives it (`command`,
+    /// then `options`, then `extra`), before the job's images are added.
+    pub fn qemu_words(&self, method: &str) -> Option<Vec<String>> {
+        let params = self.boot_method(method)?.get("parameters")?;
+        let mut words = shell_words::split(&params.get("command")?.scalar_text()?).ok()?;
+        for key in ["options", "extra"] {
+            let items: Vec<&Node> = match params.get(key) {
+                Some(n) => match n.as_seq() {
+                    Some(s) => s.iter().collect(),
+                    None => vec![n],
+                },
+                None => continue,
+            };
+            for item in items {
+                if let Some(t) = item.scalar_text() {
+                    words.extend(shell_words::split(&t).ok()?);
+                }
+            }
+        }
+        Some(words)
     }
 
     /// Reads a rendered device YAML; `fallback_name` names the device if it has no `hostname`.

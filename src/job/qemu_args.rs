@@ -228,6 +228,61 @@ pub fn check_args_at(words: &[String], files: Files<'_>) -> Result<(), (usize, S
     Ok(())
 }
 
+/// Checks what a job's context added to the device's QEMU command line: `with_job` is the
+/// command line rendered with the job's context, `without` the same dictionary without it.
+/// Every option (with its value) that only the job's render has must pass [`check_args`]; the
+/// binary may only change to another `qemu-system-ARCH` (the `arch` variable).
+pub fn check_added(without: &[String], with_job: &[String]) -> Result<(), String> {
+    let (Some(prog), Some(base_prog)) = (with_job.first(), without.first()) else {
+        return Ok(());
+    };
+    if prog != base_prog {
+        let arch_ok = prog.strip_prefix("qemu-system-").is_some_and(|a| {
+            !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if !arch_ok {
+            return Err(format!("QEMU's binary became '{prog}'"));
+        }
+    }
+    let mut base = pairs(&without[1..]);
+    for pair in pairs(&with_job[1..]) {
+        if let Some(i) = base.iter().position(|b| *b == pair) {
+            base.swap_remove(i);
+            continue;
+        }
+        check_args(&pair, Files::Placeholders)?;
+    }
+    Ok(())
+}
+
+/// Command-line words grouped as QEMU reads them: an option with its value, or a word alone.
+fn pairs(words: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        i += 1;
+        let opt = w.strip_prefix("--").or_else(|| w.strip_prefix('-'));
+        let takes_value = match opt {
+            None => false,
+            Some(o) => match OPTIONS.iter().find(|(name, _)| *name == o) {
+                Some((_, rule)) => *rule != Rule::Flag,
+                // Unknown: take a following non-option word as its value.
+                None => words.get(i).is_some_and(|n| !n.starts_with('-')),
+            },
+        };
+        let mut pair = vec![w.clone()];
+        if takes_value {
+            if let Some(v) = words.get(i) {
+                pair.push(v.clone());
+                i += 1;
+            }
+        }
+        out.push(pair);
+    }
+    out
+}
+
 /// Checks one option's value, as when a context variable fills it (`machine` → `-machine`).
 pub fn check_option(opt: &str, value: &str, files: Files<'_>) -> Result<(), String> {
     let Some((_, rule)) = OPTIONS.iter().find(|(name, _)| *name == opt) else {
@@ -324,10 +379,17 @@ fn check_value(rule: Rule, value: &str, files: Files<'_>) -> Result<(), String> 
         Rule::Net => {
             let kind = value.split(',').next().unwrap_or("");
             match kind {
-                "none" if value == "none" => Ok(()),
                 "nic" => check_props(value),
+                // LAVA's `netdevice` choices: the back-end as the host configures it, with no
+                // host options (no `script=`, `helper=`, `hostfwd=`, `smb=`, ...).
+                "none" | "tap" | "user"
+                    if ["", ",restrict=on", ",restrict=off"].contains(&&value[kind.len()..])
+                        && (kind == "user" || value == kind) =>
+                {
+                    Ok(())
+                }
                 _ => Err(format!(
-                    "network back-end '{kind}' belongs to the device dictionary (a job may add a guest 'nic')"
+                    "network back-end '{value}' belongs to the device dictionary (a job may add a guest 'nic', or choose user, tap or none)"
                 )),
             }
         }
@@ -431,6 +493,25 @@ pub fn check_context(name: &str, value: &crate::yaml::Node) -> Result<(), String
                 c
             ));
         }
+    }
+    const ONE_VALUE: &[&str] = &[
+        "arch",
+        "machine",
+        "cpu",
+        "memory",
+        "monitor",
+        "netdevice",
+        "model",
+        "guestfs_interface",
+        "guestfs_driveid",
+        "guestfs_size",
+        "boot_console",
+        "boot_root",
+        "console_device",
+        "lava_test_results_dir",
+    ];
+    if value.as_seq().is_some() && ONE_VALUE.contains(&name) {
+        return Err(format!("'{name}' takes one value, not a list"));
     }
     let one = texts.first().map(String::as_str).unwrap_or("");
     let single_word = || -> Result<(), String> {
@@ -563,7 +644,8 @@ mod tests {
             ("-monitor stdio", "-monitor"),
             ("-qmp unix:/tmp/q,server", "-qmp"),
             ("-netdev user,id=n0", "-netdev"),
-            ("-net user,hostfwd=tcp::2222-:22", "user"),
+            ("-net user,hostfwd=tcp::2222-:22", "hostfwd"),
+            ("-net tap,script=/tmp/evil", "script"),
             ("-daemonize", "-daemonize"),
             ("-runas nobody", "-runas"),
             ("-sandbox off", "-sandbox"),
@@ -627,5 +709,21 @@ mod tests {
         assert!(check_context("extra_options", &opts).is_ok());
         let opts = crate::yaml::load("['-smp 1', '-pidfile /etc/passwd']").unwrap();
         assert!(check_context("extra_options", &opts).is_err());
+        let list = crate::yaml::load("[virt, '-D /tmp/x']").unwrap();
+        assert!(check_context("machine", &list).is_err());
+    }
+
+    #[test]
+    fn what_a_context_adds_to_the_command_line_is_checked() {
+        let base = words("qemu-system-x86_64 -machine pc -m 512 -monitor none -nographic");
+        let ok = words("qemu-system-aarch64 -machine virt,gic-version=3 -m 1024 -monitor none -nographic -smp 2");
+        check_added(&base, &ok).unwrap();
+        for bad in [
+            "qemu-system-x86_64 -machine ['pc', -D /tmp/x] -m 512 -monitor none -nographic",
+            "/bin/sh -machine pc -m 512 -monitor none -nographic",
+            "qemu-system-x86_64 -machine pc -m 512 -monitor unix:/tmp/m,server -nographic",
+        ] {
+            assert!(check_added(&base, &words(bad)).is_err(), "{bad}");
+        }
     }
 }
