@@ -12,5 +12,5 @@ fi
 scripts/install-deps.sh
 hw-tests/build-fixtures.sh
 echo "demo: building basalt (release)"
-cargo build --release --quiet --bin basalt --bin basalt-board
+cargo build --release --quiet -p basalt --bin basalt -p basalt-board --bin basalt-board
 exec target/release/basalt demo --output-dir target/demo "$@"

@@ -1,6 +1,8 @@
 //! `basalt demo`, the README's main command: the demo job on QEMU, and on basalt-board (what
 //! the demo falls back to when QEMU is not installed).
 
+#[path = "../crates/basalt-board/tests/board_support/mod.rs"]
+mod board_support;
 mod common;
 
 use common::{fixtures_amd64, results, TempDir};
@@ -45,6 +47,8 @@ fn demo_on_qemu() {
 
 #[test]
 fn demo_on_basalt_board() {
+    // `basalt demo --board` runs the basalt-board found next to basalt.
+    assert!(board_support::bin().is_file());
     let (code, res, _tmp) = demo(&["--board"]);
     assert_eq!(code, 0);
     check(&res);

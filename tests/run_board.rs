@@ -3,6 +3,7 @@
 //! control socket, interrupt, setenv, tftp, booti), the busybox initramfs (with the test
 //! overlay appended) as the board's root, and LAVA's test shell.
 
+#[path = "../crates/basalt-board/tests/board_support/mod.rs"]
 mod board_support;
 mod common;
 
@@ -35,7 +36,8 @@ fn ramdisk_keys(boot_block: &str) -> &'static str {
 /// control socket) into `dir`.
 fn board_device(board: &Board, dir: &std::path::Path) -> PathBuf {
     let addr = board.telnet_addr();
-    let bin = env!("CARGO_BIN_EXE_basalt-board");
+    let bin = board_support::bin();
+    let bin = bin.display();
     let ctl = board.control.display().to_string();
     let dict = dir.join("board.jinja2");
     std::fs::write(

@@ -6,13 +6,13 @@
 //! | [`console::Session`] | the expect engine over a console stream | — |
 //! | [`power::Power`] | on / off / reset | shell commands, pdudaemon HTTP, QEMU QMP |
 //! | [`emulator::QemuProcess`] | QEMU started from an argv, console on its stdio, killed with its group | — |
-//! | [`sim`] | basalt-board, a simulated board (U-Boot, TFTP, Linux log, a real shell) | — |
 //!
-//! The pipeline sees these traits only; a backend never knows about jobs.
+//! The pipeline sees these traits only; a backend never knows about jobs. The simulated board
+//! lives in its own crate (`crates/basalt-board`), so a worker linking the HAL links only
+//! what drives real boards.
 
 #![warn(missing_docs)]
 
 pub mod console;
 pub mod emulator;
 pub mod power;
-pub mod sim;

@@ -1,5 +1,5 @@
 //! `basalt-board`: a simulated board (U-Boot, a Linux boot log, a real shell) for tests,
-//! demos and labs without hardware. See `basalt_hal::sim` for what it does.
+//! demos and labs without hardware. See the `basalt_board` library for what it does.
 //!
 //! ```text
 //! basalt-board --unix /run/b1.sock --control /run/b1.ctl          # serve a board
@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use basalt_hal::sim::{self, BoardConfig, ConsoleMode, Fault, LoginConfig};
+use basalt_board as sim;
+use basalt_board::{BoardConfig, ConsoleMode, Fault, LoginConfig};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]

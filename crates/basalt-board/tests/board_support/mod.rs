@@ -17,7 +17,37 @@ use regex::bytes::Regex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_basalt-board");
+/// The `basalt-board` binary: cargo's own in this crate's tests; next to `basalt` in the
+/// dispatcher's tests (built with `cargo build -p basalt-board` there if it is missing).
+pub fn bin() -> PathBuf {
+    if let Some(b) = option_env!("CARGO_BIN_EXE_basalt-board") {
+        return PathBuf::from(b);
+    }
+    let Some(basalt) = option_env!("CARGO_BIN_EXE_basalt").map(PathBuf::from) else {
+        panic!("neither the basalt nor the basalt-board binary is known to this test");
+    };
+    let board = basalt.with_file_name("basalt-board");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        if board.is_file() {
+            return;
+        }
+        let profile = basalt
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "basalt-board", "--bin", "basalt-board"]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build -p basalt-board");
+        assert!(status.success(), "cargo build -p basalt-board failed");
+    });
+    board
+}
 
 /// A generous deadline for things that must happen.
 pub const SOON: Duration = Duration::from_secs(15);
@@ -77,7 +107,7 @@ impl Board {
     ) -> Board {
         // The board's own log goes to a file, shown when a test fails.
         let log = std::fs::File::create(dir.path().join("board.log")).expect("log file");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -237,7 +267,7 @@ impl Drop for Board {
 
 /// `basalt-board ctl --control PATH ARGS...`
 pub fn ctl(control: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("ctl")
         .arg("--control")
         .arg(control)

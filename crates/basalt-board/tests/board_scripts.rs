@@ -99,7 +99,7 @@ fn includes_stay_in_the_script_directory() {
         "- include: ../secret.yaml\n",
     );
     let sock = outer.path().join("c.sock");
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .arg("--unix")
         .arg(&sock)
         .args(["--uboot-script", &main])
@@ -116,7 +116,7 @@ fn print_builtin_scripts() {
         ("uboot", "Hit any key to stop autoboot"),
         ("linux", "Linux version"),
     ] {
-        let out = std::process::Command::new(BIN)
+        let out = std::process::Command::new(bin())
             .args(["print-script", which])
             .output()
             .expect("run");

@@ -106,7 +106,7 @@ fn start_pdudaemon(dir: &std::path::Path, board: &Board) -> (PduDaemon, u16) {
     let ctl = |op: &str| {
         format!(
             "{} ctl --control {} {op}",
-            env!("CARGO_BIN_EXE_basalt-board"),
+            board_support::bin().display(),
             board.control.display()
         )
     };

@@ -72,13 +72,13 @@ fn control_protocol_lines() {
 /// Bad start-up arguments: an error, not a board.
 #[test]
 fn bad_arguments() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["--unix", "/nonexistent-dir/x.sock"])
         .output()
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on unix"));
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["--unix", "/tmp/x.sock", "--fault", "hang-at moon"])
         .output()
         .expect("run");
@@ -87,7 +87,7 @@ fn bad_arguments() {
     let script = dir.path().join("bad.yaml");
     std::fs::write(&script, "- goto: nowhere\n").expect("write");
     let sock = dir.path().join("c.sock");
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .arg("--unix")
         .arg(&sock)
         .arg("--uboot-script")
