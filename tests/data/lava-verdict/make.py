@@ -346,7 +346,8 @@ refuse("multinode-context-unknown", sub(MULTINODE, "        count: 2", "        
 refuse("multinode-expect-role-unknown", sub(MULTINODE, "        count: 2", "        count: 2\n      guest:\n        connection: ssh\n        count: 1\n        host_role: server\n        expect_role: nobody  #<"), "protocols.lava-multinode.roles.guest.expect_role")
 refuse("multinode-timeout-zero", sub(MULTINODE, "    roles:\n", "    timeout:\n      minutes: 0  #<\n    roles:\n"), "protocols.lava-multinode.timeout.minutes")
 
-# --- a job file is untrusted: nothing in it reaches the host (docs/security.md)
+# --- a job file is untrusted: nothing in it reaches the host (docs/security.md). LAVA accepts
+# these; basalt refuses them on purpose (docs/validation.md, "stricter").
 refuse("host-image-arg-logfile", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -D /tmp/basalt-marker  #<"), "actions[0].deploy.images.kernel.image_arg")
 refuse("host-image-arg-pidfile", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -pidfile /etc/passwd  #<"), "actions[0].deploy.images.kernel.image_arg")
 refuse("host-image-arg-chardev-file", sub(BASE, "        image_arg: -kernel {kernel}", "        image_arg: -kernel {kernel} -chardev file,id=c,path=/etc/cron.d/x -serial chardev:c  #<"), "actions[0].deploy.images.kernel.image_arg")
