@@ -10,6 +10,7 @@
 //! | [`unix`] | [`UnixConsole`] | a unix stream socket (QEMU `-chardev socket`) |
 //! | [`pty`] | [`PtyConsole`] | an existing pty / tty device node, put in raw mode |
 //! | [`command`] | [`CommandConsole`] | LAVA's `connection_command`: a child's stdin / stdout |
+//! | [`fake`] | [`FakeConsole`] | in-process, for unit tests: a scripted board over a duplex pipe |
 //!
 //! Every backend reports the end of the connection as end of file (a read of 0 bytes) or as an
 //! I/O error of a "connection gone" kind; [`Session`] turns both into [`ConsoleError::Closed`],
@@ -20,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod command;
 pub mod expect;
+pub mod fake;
 pub mod pty;
 pub mod serial;
 pub mod telnet;
@@ -28,6 +30,7 @@ pub mod unix;
 
 pub use command::CommandConsole;
 pub use expect::{ExpectError, Match, NullTranscript, Session, Transcript, VecTranscript};
+pub use fake::FakeConsole;
 pub use pty::PtyConsole;
 pub use serial::SerialConsole;
 pub use telnet::{TelnetConsole, TelnetStream};

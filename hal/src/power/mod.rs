@@ -5,14 +5,17 @@
 //! | [`command`] | [`CommandPower`] | the device dictionary's shell commands (`power_on_command`, ...) |
 //! | [`pdudaemon`] | [`PduDaemonPower`] | pdudaemon's HTTP API |
 //! | [`qmp`] | [`QmpPower`] | QEMU's QMP monitor (an emulated board started with `-S`) |
+//! | [`fake`] | [`FakePower`] | in-process, for unit tests: records calls, fails on request |
 
 use async_trait::async_trait;
 
 pub mod command;
+pub mod fake;
 pub mod pdudaemon;
 pub mod qmp;
 
 pub use command::{CommandPower, PowerCommands};
+pub use fake::FakePower;
 pub use pdudaemon::PduDaemonPower;
 pub use qmp::QmpPower;
 
