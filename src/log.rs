@@ -67,8 +67,9 @@ pub enum Verbosity {
     Normal,
 }
 
-/// A file written in whole records, buffered (flushed at 64 KiB, or when a record comes
-/// 250 ms after the last flush, and at [`JobLog::flush`]).
+/// A file written in whole records: console lines are buffered (flushed at 64 KiB, or when a
+/// line comes 250 ms after the last flush, and at [`JobLog::flush`]), other records written at
+/// once.
 struct RecordFile {
     file: File,
     buf: Vec<u8>,
@@ -87,9 +88,14 @@ impl RecordFile {
         }
     }
 
-    fn push(&mut self, record: &[u8]) -> std::io::Result<()> {
+    /// Adds a record; `now` writes it at once (everything but console lines: they are few,
+    /// and a write error must show at once).
+    fn push(&mut self, record: &[u8], now: bool) -> std::io::Result<()> {
         self.buf.extend_from_slice(record);
-        if self.buf.len() >= 64 * 1024 || self.last_flush.elapsed() >= Duration::from_millis(250) {
+        if now
+            || self.buf.len() >= 64 * 1024
+            || self.last_flush.elapsed() >= Duration::from_millis(250)
+        {
             self.flush()?;
         }
         Ok(())
@@ -289,7 +295,7 @@ impl JobLog {
                 emit_flow(&Node::str(text.clone()), &mut note);
                 note.push_str("}\n");
                 if let Some(out) = inner.out.as_mut() {
-                    if let Err(e) = out.push(note.as_bytes()) {
+                    if let Err(e) = out.push(note.as_bytes(), true) {
                         inner.failed("output.yaml", e, &self.failed);
                     }
                 }
@@ -300,7 +306,7 @@ impl JobLog {
             if !inner.truncated {
                 inner.log_bytes += line.len() as u64;
                 if let Some(out) = inner.out.as_mut() {
-                    if let Err(e) = out.push(line.as_bytes()) {
+                    if let Err(e) = out.push(line.as_bytes(), level != Level::Target) {
                         inner.failed("output.yaml", e, &self.failed);
                     }
                 }
@@ -312,7 +318,7 @@ impl JobLog {
             if level == Level::Results {
                 if let Some(out) = inner.results_out.as_mut() {
                     let item = emit_document(&Node::new(Value::Seq(vec![msg.clone()])));
-                    if let Err(e) = out.push(item.as_bytes()).and_then(|_| out.flush()) {
+                    if let Err(e) = out.push(item.as_bytes(), true) {
                         inner.failed("results.yaml", e, &self.failed);
                     }
                 }
