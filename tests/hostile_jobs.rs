@@ -359,7 +359,8 @@ fn symlinks_out_of_a_git_repository_are_refused_with_their_path() {
     let secret = b.secret.clone();
     let marker = b.marker.clone();
     let up = format!("../../../../../../../../../..{}", secret.display());
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, String)> = vec![
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant, String)> = vec![
         (
             "absolute",
             Box::new(move |d: &Path| symlink(&secret, d.join("defs/leak")).unwrap()),
