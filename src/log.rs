@@ -67,7 +67,7 @@ pub enum Verbosity {
     Normal,
 }
 
-/// A file written in whole records: console lines are buffered (flushed at 64 KiB, or when a
+/// A file written in whole records: console lines are buffered (flushed at 32 KiB, or when a
 /// line comes 250 ms after the last flush, and at [`JobLog::flush`]), other records written at
 /// once.
 struct RecordFile {
@@ -82,7 +82,7 @@ impl RecordFile {
     fn new(file: File) -> RecordFile {
         RecordFile {
             file,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
             good: 0,
             last_flush: Instant::now(),
         }
@@ -93,7 +93,7 @@ impl RecordFile {
     fn push(&mut self, record: &[u8], now: bool) -> std::io::Result<()> {
         self.buf.extend_from_slice(record);
         if now
-            || self.buf.len() >= 64 * 1024
+            || self.buf.len() >= 32 * 1024
             || self.last_flush.elapsed() >= Duration::from_millis(250)
         {
             self.flush()?;

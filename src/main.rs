@@ -153,7 +153,18 @@ struct DescribeArgs {
     device: DeviceArgs,
 }
 
+/// One malloc arena for the whole process: basalt's blocking threads (downloads, archives,
+/// copies) would each get their own, and the worker's memory is counted in MiB.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => validate(&a),

@@ -83,9 +83,9 @@ impl<R: io::Read> io::Read for CancelRead<'_, R> {
     }
 }
 
-/// Copies `r` to `w` in 64 KiB chunks, checking `cancel` before each.
+/// Copies `r` to `w` in 32 KiB chunks, checking `cancel` before each.
 pub fn copy(r: &mut dyn io::Read, w: &mut dyn io::Write, cancel: &Cancel) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 32 * 1024];
     let mut n = 0u64;
     loop {
         cancel.check()?;

@@ -731,7 +731,7 @@ pub(crate) fn append_cpio_segment(
         .map_err(|e| TreeError::io(show(), e))?;
     let before = f.metadata().map_err(|e| TreeError::io(show(), e))?.len();
     let res = (|| -> Result<(), TreeError> {
-        let out = std::io::BufWriter::with_capacity(256 * 1024, &f);
+        let out = std::io::BufWriter::with_capacity(64 * 1024, &f);
         let io = |e| TreeError::io(show(), e);
         if gz {
             let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
