@@ -656,6 +656,42 @@ print("ok", len(want))
         std::fs::remove_dir_all(dir).ok();
     }
 
+    #[tokio::test]
+    async fn a_write_error_ends_the_log_at_once() {
+        let log = JobLog::create(None, Verbosity::Quiet, Vec::new()).unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        log.with(|inner| inner.out = Some(RecordFile::new(full)));
+        log.info("first record");
+        let e = tokio::time::timeout(std::time::Duration::from_secs(1), log.write_failed())
+            .await
+            .expect("the failure is reported at once");
+        assert!(e.starts_with("writing output.yaml: "), "{e}");
+        assert!(log.flush().is_err());
+    }
+
+    #[test]
+    fn past_its_limit_the_log_says_so_once() {
+        let dir = std::env::temp_dir().join(format!("basalt-log-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = JobLog::create(Some(&dir), Verbosity::Quiet, Vec::new()).unwrap();
+        log.set_max_bytes(1000);
+        for i in 0..100 {
+            log.target(&format!("console line {i}"));
+        }
+        log.result(vec![("case", Node::str("after"))]);
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(dir.join("output.yaml")).unwrap();
+        assert!(text.len() < 1000 + 300, "{}", text.len());
+        assert_eq!(text.matches("the log is truncated here").count(), 1);
+        assert!(crate::yaml::load(&text).is_ok());
+        let results = std::fs::read_to_string(dir.join("results.yaml")).unwrap();
+        assert!(results.contains("case: after"), "{results}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[test]
     fn terminal_text_is_safe() {
         assert_eq!(terminal_text("plain\ttext é"), "plain\ttext é");
