@@ -8,15 +8,21 @@
 //! Strings keep their bytes: console lines come from the expect engine with every byte that is
 //! not UTF-8 as a character U+EF80–U+EFFF (`basalt_hal::console::text`), and every other string
 //! gets the same form, so one rule gives any string's bytes back (docs/log-format.md).
+//!
+//! `results.yaml` is written as results come, so the results of a job that ends early are
+//! kept. A file is written in whole records: when a write fails (disk full, read-only) the file
+//! is cut back to its last whole record, nothing more is written to it, and
+//! [`JobLog::write_failed`] wakes up so that the job ends at once. Past its size limit
+//! (`--max-log-bytes`) `output.yaml` gets one record saying it was truncated and no more.
 
-use crate::yaml::{emit_flow, Node, Value};
+use crate::yaml::{emit_document, emit_flow, Node, Value};
 use basalt_hal::console::text::{escape_raw_range, raw_byte_of, Secrets};
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{Seek, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// LAVA's log levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +67,66 @@ pub enum Verbosity {
     Normal,
 }
 
+/// A file written in whole records: console lines are buffered (flushed at 32 KiB, or when a
+/// line comes 250 ms after the last flush, and at [`JobLog::flush`]), other records written at
+/// once.
+struct RecordFile {
+    file: File,
+    buf: Vec<u8>,
+    /// Bytes known to be on disk, all whole records.
+    good: u64,
+    last_flush: Instant,
+}
+
+impl RecordFile {
+    fn new(file: File) -> RecordFile {
+        RecordFile {
+            file,
+            buf: Vec::new(),
+            good: 0,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// Adds a record; `now` writes it at once (everything but console lines: they are few,
+    /// and a write error must show at once).
+    fn push(&mut self, record: &[u8], now: bool) -> std::io::Result<()> {
+        self.buf.extend_from_slice(record);
+        if now
+            || self.buf.len() >= 32 * 1024
+            || self.last_flush.elapsed() >= Duration::from_millis(250)
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer; on failure cuts the file back to its last whole record.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.last_flush = Instant::now();
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.good += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.clear();
+                let _ = self.file.set_len(self.good);
+                let _ = self.file.seek(std::io::SeekFrom::Start(self.good));
+                Err(e)
+            }
+        }
+    }
+}
+
 struct Inner {
-    out: Option<BufWriter<File>>,
+    out: Option<RecordFile>,
+    /// `results.yaml`, one block-style sequence item per result.
+    results_out: Option<RecordFile>,
     results: Vec<Node>,
     secrets: Secrets,
     /// The values as given, for console sessions.
@@ -70,12 +134,29 @@ struct Inner {
     verbosity: Verbosity,
     lines: u64,
     write_error: Option<String>,
+    /// Bytes of `output.yaml` so far, and its limit.
+    log_bytes: u64,
+    max_log_bytes: u64,
+    truncated: bool,
+}
+
+impl Inner {
+    /// Records the first write error (`what` names the file); nothing more is written.
+    fn failed(&mut self, what: &str, e: std::io::Error, notify: &tokio::sync::Notify) {
+        if self.write_error.is_none() {
+            self.write_error = Some(format!("writing {what}: {e}"));
+            notify.notify_one();
+        }
+        self.out = None;
+        self.results_out = None;
+    }
 }
 
 /// A cheap handle to the job log; clone it into every task that reports.
 #[derive(Clone)]
 pub struct JobLog {
     inner: Arc<Mutex<Inner>>,
+    failed: Arc<tokio::sync::Notify>,
 }
 
 /// UTC now as `2026-08-21T16:25:29.123456+00:00`.
@@ -110,29 +191,69 @@ pub fn iso_from_unix(secs: i64, micros: u32) -> String {
 }
 
 impl JobLog {
-    /// A log writing `output.yaml` in `dir` (or nowhere when `dir` is `None`); `secrets` are
-    /// masked in every record and on the terminal.
+    /// A log writing `output.yaml` and `results.yaml` in `dir` (or nowhere when `dir` is
+    /// `None`); `secrets` are masked in every record and on the terminal.
     pub fn create(
         dir: Option<&Path>,
         verbosity: Verbosity,
         secrets: Vec<String>,
     ) -> std::io::Result<JobLog> {
-        let out = match dir {
-            Some(d) => Some(BufWriter::new(File::create(d.join("output.yaml"))?)),
-            None => None,
+        match dir {
+            Some(d) => {
+                let out = crate::run::output::OutputDir::open(d)?;
+                JobLog::create_in(Some(&out), verbosity, secrets)
+            }
+            None => JobLog::create_in(None, verbosity, secrets),
+        }
+    }
+
+    /// [`JobLog::create`] in an open output directory (files created as
+    /// [`crate::run::output::OutputDir::create`] creates them).
+    pub fn create_in(
+        dir: Option<&crate::run::output::OutputDir>,
+        verbosity: Verbosity,
+        secrets: Vec<String>,
+    ) -> std::io::Result<JobLog> {
+        let (out, results_out) = match dir {
+            Some(d) => (
+                Some(RecordFile::new(d.create("output.yaml")?)),
+                Some(RecordFile::new(d.create("results.yaml")?)),
+            ),
+            None => (None, None),
         };
         let secret_values: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         Ok(JobLog {
             inner: Arc::new(Mutex::new(Inner {
                 out,
+                results_out,
                 results: Vec::new(),
                 secrets: Secrets::new(&secret_values),
                 secret_values,
                 verbosity,
                 lines: 0,
                 write_error: None,
+                log_bytes: 0,
+                max_log_bytes: u64::MAX,
+                truncated: false,
             })),
+            failed: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Limits `output.yaml` to `max` bytes (`--max-log-bytes`).
+    pub fn set_max_bytes(&self, max: u64) {
+        self.with(|inner| inner.max_log_bytes = max);
+    }
+
+    /// Resolves once writing `output.yaml` or `results.yaml` failed; says what failed.
+    pub async fn write_failed(&self) -> String {
+        self.failed.notified().await;
+        self.write_error().unwrap_or_default()
+    }
+
+    /// The first write error, if any.
+    pub fn write_error(&self) -> Option<String> {
+        self.with(|inner| inner.write_error.clone())
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
@@ -161,9 +282,33 @@ impl JobLog {
             line.push_str("\", \"msg\": ");
             emit_flow(&msg, &mut line);
             line.push_str("}\n");
-            if let Some(out) = inner.out.as_mut() {
-                if let Err(e) = out.write_all(line.as_bytes()) {
-                    inner.write_error.get_or_insert_with(|| e.to_string());
+            if !inner.truncated && inner.log_bytes + line.len() as u64 > inner.max_log_bytes {
+                inner.truncated = true;
+                let mut note = String::with_capacity(200);
+                note.push_str("- {\"dt\": \"");
+                note.push_str(&now_iso());
+                note.push_str("\", \"lvl\": \"warning\", \"msg\": ");
+                let text = format!(
+                    "output.yaml reached its limit of {} (--max-log-bytes): the log is truncated here, the job goes on",
+                    crate::run::limits::show_size(inner.max_log_bytes)
+                );
+                emit_flow(&Node::str(text.clone()), &mut note);
+                note.push_str("}\n");
+                if let Some(out) = inner.out.as_mut() {
+                    if let Err(e) = out.push(note.as_bytes(), true) {
+                        inner.failed("output.yaml", e, &self.failed);
+                    }
+                }
+                if inner.verbosity == Verbosity::Normal {
+                    print_terminal(Level::Warning, &Node::str(text));
+                }
+            }
+            if !inner.truncated {
+                inner.log_bytes += line.len() as u64;
+                if let Some(out) = inner.out.as_mut() {
+                    if let Err(e) = out.push(line.as_bytes(), level != Level::Target) {
+                        inner.failed("output.yaml", e, &self.failed);
+                    }
                 }
             }
             inner.lines += 1;
@@ -171,6 +316,12 @@ impl JobLog {
                 print_terminal(level, &msg);
             }
             if level == Level::Results {
+                if let Some(out) = inner.results_out.as_mut() {
+                    let item = emit_document(&Node::new(Value::Seq(vec![msg.clone()])));
+                    if let Err(e) = out.push(item.as_bytes(), true) {
+                        inner.failed("results.yaml", e, &self.failed);
+                    }
+                }
                 inner.results.push(msg);
             }
         });
@@ -229,12 +380,17 @@ impl JobLog {
         self.with(|inner| inner.results.clone())
     }
 
-    /// Flushes `output.yaml`; reports the first write error.
+    /// Flushes `output.yaml` and `results.yaml`; reports the first write error.
     pub fn flush(&self) -> Result<(), String> {
         self.with(|inner| {
             if let Some(out) = inner.out.as_mut() {
                 if let Err(e) = out.flush() {
-                    inner.write_error.get_or_insert_with(|| e.to_string());
+                    inner.failed("output.yaml", e, &self.failed);
+                }
+            }
+            if let Some(out) = inner.results_out.as_mut() {
+                if let Err(e) = out.flush() {
+                    inner.failed("results.yaml", e, &self.failed);
                 }
             }
             match &inner.write_error {
@@ -497,6 +653,42 @@ print("ok", len(want))
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_write_error_ends_the_log_at_once() {
+        let log = JobLog::create(None, Verbosity::Quiet, Vec::new()).unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        log.with(|inner| inner.out = Some(RecordFile::new(full)));
+        log.info("first record");
+        let e = tokio::time::timeout(std::time::Duration::from_secs(1), log.write_failed())
+            .await
+            .expect("the failure is reported at once");
+        assert!(e.starts_with("writing output.yaml: "), "{e}");
+        assert!(log.flush().is_err());
+    }
+
+    #[test]
+    fn past_its_limit_the_log_says_so_once() {
+        let dir = std::env::temp_dir().join(format!("basalt-log-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = JobLog::create(Some(&dir), Verbosity::Quiet, Vec::new()).unwrap();
+        log.set_max_bytes(1000);
+        for i in 0..100 {
+            log.target(&format!("console line {i}"));
+        }
+        log.result(vec![("case", Node::str("after"))]);
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(dir.join("output.yaml")).unwrap();
+        assert!(text.len() < 1000 + 300, "{}", text.len());
+        assert_eq!(text.matches("the log is truncated here").count(), 1);
+        assert!(crate::yaml::load(&text).is_ok());
+        let results = std::fs::read_to_string(dir.join("results.yaml")).unwrap();
+        assert!(results.contains("case: after"), "{results}");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -55,7 +55,8 @@ struct RunArgs {
     worker: WorkerArgs,
 }
 
-/// Where this worker serves files from, for bootloaders that fetch them.
+/// Where this worker serves files from, for bootloaders that fetch them, and what one job may
+/// use (docs/security.md, `## Limits`).
 #[derive(Args, Clone)]
 struct WorkerArgs {
     /// Root directory of the TFTP server the devices fetch from (tftp deploys stage there).
@@ -64,13 +65,44 @@ struct WorkerArgs {
     /// This worker's IP address as the devices see it (`{SERVER_IP}` in boot commands).
     #[arg(long = "server-ip", value_name = "IP", default_value = "127.0.0.1")]
     server_ip: String,
+    /// The user the TFTP server runs as: a job's TFTP directory is readable by its group only
+    /// (tftpd-hpa: TFTP_USERNAME in /etc/default/tftpd-hpa).
+    #[arg(long = "tftp-user", value_name = "USER", default_value = basalt::run::limits::DEFAULT_TFTP_USER)]
+    tftp_user: String,
+    /// Bytes a job may download and unpack in all (K, M, G, T suffixes); past it the job
+    /// ends with a Job error naming the image.
+    #[arg(long = "max-job-bytes", value_name = "SIZE", default_value = "16G", value_parser = basalt::run::limits::parse_size)]
+    max_job_bytes: u64,
+    /// Size limit of output.yaml; past it the log says it was truncated and the job goes on.
+    #[arg(long = "max-log-bytes", value_name = "SIZE", default_value = "512M", value_parser = basalt::run::limits::parse_size)]
+    max_log_bytes: u64,
+    /// Where job file:// URLs and local git repositories may point (repeatable); without it,
+    /// anywhere basalt's user can read.
+    #[arg(long = "allow-file-root", value_name = "DIR")]
+    allow_file_root: Vec<PathBuf>,
 }
 
 impl Default for WorkerArgs {
     fn default() -> WorkerArgs {
+        let limits = basalt::run::limits::Limits::default();
         WorkerArgs {
             tftp_root: PathBuf::from("/srv/tftp"),
             server_ip: "127.0.0.1".into(),
+            tftp_user: limits.tftp_user,
+            max_job_bytes: limits.max_job_bytes,
+            max_log_bytes: limits.max_log_bytes,
+            allow_file_root: limits.file_roots,
+        }
+    }
+}
+
+impl WorkerArgs {
+    fn limits(&self) -> basalt::run::limits::Limits {
+        basalt::run::limits::Limits {
+            max_job_bytes: self.max_job_bytes,
+            max_log_bytes: self.max_log_bytes,
+            file_roots: self.allow_file_root.clone(),
+            tftp_user: self.tftp_user.clone(),
         }
     }
 }
@@ -121,7 +153,18 @@ struct DescribeArgs {
     device: DeviceArgs,
 }
 
+/// One malloc arena for the whole process: basalt's blocking threads (downloads, archives,
+/// copies) would each get their own, and the worker's memory is counted in MiB.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => validate(&a),
@@ -307,6 +350,7 @@ fn run_loaded(
         tmp_root: std::env::temp_dir(),
         tftp_root: worker.tftp_root.clone(),
         server_ip: worker.server_ip.clone(),
+        limits: worker.limits(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -316,7 +360,18 @@ fn run_loaded(
     // A download that outlived its timeout stops at its next read (it was cancelled); do not
     // wait for it.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    let outcome = outcome.with_context(|| format!("writing to {}", output_dir.display()))?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // The output directory cannot be written (missing rights, read-only, full, a
+            // symlink): the lab's problem, the job is Incomplete.
+            eprintln!(
+                "basalt: Job Incomplete: {}: {e} (Infrastructure)",
+                output_dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     print_summary(&outcome, output_dir);
     Ok(if outcome.complete {
         ExitCode::SUCCESS
@@ -485,7 +540,8 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
         .port();
     let _tftpd = Guard(
         Command::new(tftpd_bin)
-            .args(["-L", "-a", &format!("127.0.0.1:{port}"), "-s"])
+            .args(["-L", "-u", basalt::run::limits::DEFAULT_TFTP_USER])
+            .args(["-a", &format!("127.0.0.1:{port}"), "-s"])
             .arg(&tftp_root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -568,7 +624,7 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
     };
     let worker = WorkerArgs {
         tftp_root,
-        server_ip: "127.0.0.1".into(),
+        ..WorkerArgs::default()
     };
     let code = run_loaded(
         &job_path,

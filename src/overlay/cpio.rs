@@ -5,9 +5,10 @@
 //! the crates on offer read and write far more than that and would cost a dependency for
 //! ~80 lines.
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use super::tree::{open_file, walk, Kind, TreeError};
+use crate::run::blocking::Cancel;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn header(out: &mut impl Write, ino: u32, mode: u32, size: u32, name: &str) -> io::Result<()> {
@@ -32,55 +33,56 @@ fn pad(out: &mut impl Write, len: usize) -> io::Result<()> {
 }
 
 /// Writes every entry below `root` (not `root` itself) with names relative to it, parents
-/// before children, owned by root, then the trailer.
-pub fn write_tree(root: &Path, out: &mut impl Write) -> io::Result<()> {
+/// before children, owned by root, then the trailer. The tree is walked without following
+/// links (`super::tree`): symlinks that stay inside it are archived as symlinks, anything else
+/// that is not a directory or a regular file is refused. Stops once `cancel` is set.
+pub fn write_tree(root: &Path, out: &mut impl Write, cancel: &Cancel) -> Result<(), TreeError> {
     let mut ino = 1u32;
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|_| io::Error::other("path outside the tree"))?
-                .to_string_lossy()
-                .into_owned();
-            let meta = fs::symlink_metadata(&path)?;
-            let perm = meta.permissions().mode() & 0o7777;
-            ino += 1;
-            if meta.is_dir() {
-                header(out, ino, 0o040000 | perm, 0, &rel)?;
-                todo.push(path);
-            } else if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path)?;
-                let t = target.to_string_lossy();
-                header(out, ino, 0o120000 | 0o777, t.len() as u32, &rel)?;
-                out.write_all(t.as_bytes())?;
-                pad(out, t.len())?;
-            } else if meta.is_file() {
-                let size = u32::try_from(meta.size())
-                    .map_err(|_| io::Error::other("file too large for cpio"))?;
-                header(out, ino, 0o100000 | perm, size, &rel)?;
-                let mut f = fs::File::open(&path)?;
-                let copied = io::copy(&mut f, out)?;
+    walk(root, "the overlay", cancel, &mut |e| {
+        let rel = e.rel.to_string_lossy().into_owned();
+        let io = |err: io::Error| TreeError::io(&rel, err);
+        ino = ino.wrapping_add(1);
+        match &e.kind {
+            Kind::Dir => header(out, ino, 0o040000 | e.mode, 0, &rel).map_err(io)?,
+            Kind::Symlink(target) => {
+                let t = target.as_os_str().as_bytes();
+                let len =
+                    u32::try_from(t.len()).map_err(|_| io(io::Error::other("link too long")))?;
+                header(out, ino, 0o120000 | 0o777, len, &rel).map_err(io)?;
+                out.write_all(t).map_err(io)?;
+                pad(out, t.len()).map_err(io)?;
+            }
+            Kind::File { size } => {
+                let size = u32::try_from(*size).map_err(|_| {
+                    TreeError::Refused(format!(
+                        "'{rel}' is too large for a cpio archive (4 GiB at most)"
+                    ))
+                })?;
+                let mut f = open_file(&e.path).map_err(io)?;
+                header(out, ino, 0o100000 | e.mode, size, &rel).map_err(io)?;
+                let copied =
+                    crate::run::blocking::copy(&mut (&mut f).take(u64::from(size)), out, cancel)
+                        .map_err(io)?;
                 if copied != u64::from(size) {
-                    return Err(io::Error::other(format!(
-                        "{} changed while archiving",
-                        path.display()
-                    )));
+                    return Err(TreeError::Io(
+                        rel.clone(),
+                        io::Error::other("the file changed while it was archived"),
+                    ));
                 }
-                pad(out, size as usize)?;
+                pad(out, size as usize).map_err(io)?;
             }
         }
-    }
-    header(out, 0, 0, 0, "TRAILER!!!")?;
+        Ok(())
+    })?;
+    header(out, 0, 0, 0, "TRAILER!!!").map_err(|e| TreeError::io("cpio trailer", e))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn cpio_lists_with_the_system_cpio() {
@@ -97,8 +99,9 @@ mod tests {
             fs::Permissions::from_mode(0o755),
         )
         .unwrap();
+        std::os::unix::fs::symlink("lava-test-case", tree.join("lava-1/bin/alias")).unwrap();
         let mut buf = Vec::new();
-        write_tree(&tree, &mut buf).unwrap();
+        write_tree(&tree, &mut buf, &Cancel::new()).unwrap();
         assert_eq!(buf.len() % 4, 0);
         assert!(buf.starts_with(b"070701"));
         let archive = dir.join("a.cpio");
@@ -110,7 +113,16 @@ mod tests {
         {
             let listing = String::from_utf8_lossy(&out.stdout);
             assert!(listing.contains("lava-1/bin/lava-test-case"), "{listing}");
+            assert!(listing.contains("lava-1/bin/alias"), "{listing}");
         }
+        // a symlink out of the tree is refused, not archived
+        std::os::unix::fs::symlink("/etc/passwd", tree.join("lava-1/bin/out")).unwrap();
+        let e = write_tree(&tree, &mut Vec::new(), &Cancel::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("'lava-1/bin/out' is a symlink to '/etc/passwd'"),
+            "{e}"
+        );
         fs::remove_dir_all(dir).ok();
     }
 }

@@ -2,59 +2,80 @@
 //! (LAVA's `overlay_backend: e2fsprogs`): no loop mount, so no root and nothing left mounted
 //! if the job dies. Paths come from the overlay basalt built, never from the job directly.
 
+use super::tree::{walk, Kind, TreeError};
+use crate::run::blocking::Cancel;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
-/// Copies every directory and file below `tree` into the image at the same path (the image
-/// holds a bare filesystem, no partition table). Returns the number of bytes written.
-pub async fn write_tree(image: &Path, tree: &Path) -> Result<usize, String> {
+fn debugfs_safe(what: &str, s: &str) -> Result<(), TreeError> {
+    if s.contains(['"', '\n', '\\']) {
+        return Err(TreeError::Refused(format!(
+            "cannot write {what} '{s}' with debugfs"
+        )));
+    }
+    Ok(())
+}
+
+/// The debugfs commands that copy every directory, file and symlink below `tree` into the
+/// image at the same path (`super::tree`'s rules: nothing is followed, symlinks are kept when
+/// they stay inside the tree). Returns the script and the bytes of the files. Blocking.
+pub fn script(tree: &Path, cancel: &Cancel) -> Result<(String, u64), TreeError> {
     let mut cmds = String::new();
-    let mut bytes = 0usize;
-    let mut todo = vec![tree.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let rel = dir.strip_prefix(tree).map_err(|e| e.to_string())?;
-        let fs_dir = format!("/{}", rel.to_string_lossy());
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.contains(['"', '\n', ' ']) {
-                return Err(format!("cannot write '{name}' with debugfs"));
-            }
-            let meta = e.metadata().map_err(|e| e.to_string())?;
-            let mode = {
-                use std::os::unix::fs::PermissionsExt;
-                meta.permissions().mode() & 0o7777
-            };
-            let _ = writeln!(cmds, "cd \"{fs_dir}\"");
-            if meta.is_dir() {
+    let mut bytes = 0u64;
+    walk(tree, "the overlay", cancel, &mut |e| {
+        let name = e
+            .rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.contains(['"', '\n', ' ']) {
+            return Err(TreeError::Refused(format!(
+                "cannot write '{name}' with debugfs"
+            )));
+        }
+        let parent = e.rel.parent().unwrap_or(Path::new(""));
+        let fs_dir = format!("/{}", parent.to_string_lossy());
+        debugfs_safe("the directory", &fs_dir)?;
+        let _ = writeln!(cmds, "cd \"{fs_dir}\"");
+        match &e.kind {
+            Kind::Dir => {
                 let _ = writeln!(cmds, "mkdir \"{name}\"");
-                let _ = writeln!(cmds, "sif \"{name}\" mode 0{:o}", 0o040000 | mode);
-                todo.push(e.path());
-            } else if meta.is_file() {
+                let _ = writeln!(cmds, "sif \"{name}\" mode 0{:o}", 0o040000 | e.mode);
+            }
+            Kind::File { size } => {
+                let host = e.path.to_string_lossy();
+                debugfs_safe("the file", &host)?;
                 let _ = writeln!(cmds, "rm \"{name}\"");
-                let _ = writeln!(cmds, "write \"{}\" \"{name}\"", e.path().display());
-                let _ = writeln!(cmds, "sif \"{name}\" mode 0{:o}", 0o100000 | mode);
-                bytes += meta.len() as usize;
+                let _ = writeln!(cmds, "write \"{host}\" \"{name}\"");
+                let _ = writeln!(cmds, "sif \"{name}\" mode 0{:o}", 0o100000 | e.mode);
+                bytes += size;
+            }
+            Kind::Symlink(target) => {
+                let t = target.to_string_lossy();
+                debugfs_safe("the symlink target", &t)?;
+                let _ = writeln!(cmds, "rm \"{name}\"");
+                let _ = writeln!(cmds, "symlink \"{name}\" \"{t}\"");
             }
         }
-    }
-    let script = image.with_extension("debugfs");
-    std::fs::write(&script, &cmds).map_err(|e| e.to_string())?;
+        Ok(())
+    })?;
+    Ok((cmds, bytes))
+}
+
+/// Runs a [`script`] (written to `script_file`) on `image`. debugfs is killed if the future
+/// is dropped (the action timed out, the job was canceled).
+pub async fn run_script(image: &Path, script_file: &Path) -> Result<(), String> {
     let out = tokio::process::Command::new("debugfs")
         .arg("-w")
         .arg("-f")
-        .arg(&script)
+        .arg(script_file)
         .arg(image)
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("cannot run debugfs (package e2fsprogs): {e}"))?;
-    let _ = std::fs::remove_file(&script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // `mkdir` of an existing directory and `rm` of a missing file are expected; anything
     // else debugfs complains about is a failure.
@@ -66,7 +87,7 @@ pub async fn write_tree(image: &Path, tree: &Path) -> Result<usize, String> {
     if !out.status.success() || !bad.is_empty() {
         return Err(format!("debugfs failed: {}", bad.join("; ")));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -93,9 +114,14 @@ mod tests {
             panic!("mke2fs missing: install e2fsprogs");
         };
         assert!(st.success());
-        assert!(write_tree(&image, &tree).await.unwrap() > 0);
-        // again: existing directories and files are replaced, not errors
-        write_tree(&image, &tree).await.unwrap();
+        std::os::unix::fs::symlink("lava-test-case", tree.join("lava-1/bin/alias")).unwrap();
+        let (cmds, bytes) = script(&tree, &Cancel::new()).unwrap();
+        assert!(bytes > 0);
+        let file = dir.join("script");
+        std::fs::write(&file, cmds).unwrap();
+        run_script(&image, &file).await.unwrap();
+        // again: existing directories, files and links are replaced, not errors
+        run_script(&image, &file).await.unwrap();
         let out = std::process::Command::new("debugfs")
             .arg("-R")
             .arg("cat /lava-1/bin/lava-test-case")
@@ -103,6 +129,21 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "#!/bin/sh\necho hi\n");
+        let out = std::process::Command::new("debugfs")
+            .arg("-R")
+            .arg("stat /lava-1/bin/alias")
+            .arg(&image)
+            .output()
+            .unwrap();
+        let stat = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stat.contains("Type: symlink") && stat.contains("\"lava-test-case\""),
+            "{stat}"
+        );
+        // a symlink out of the tree is refused
+        std::os::unix::fs::symlink("../../..", tree.join("lava-1/bin/up")).unwrap();
+        let e = script(&tree, &Cancel::new()).unwrap_err().to_string();
+        assert!(e.contains("'lava-1/bin/up' is a symlink"), "{e}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod cpio;
 pub mod ext;
+pub mod tarball;
+pub mod tree;
 
 use crate::job::testdef::TestDef;
 use crate::yaml::{Node, Value};

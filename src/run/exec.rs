@@ -28,7 +28,10 @@ pub(super) async fn run_pipeline(
         _ => (None, pipeline.actions.as_slice()),
     };
     let (mut error, mut failed) = {
-        // SIGINT / SIGTERM cancel the job; finalize still runs and cleans up.
+        // SIGINT / SIGTERM cancel the job; finalize still runs and cleans up. A failed write
+        // of the log or the results (disk full, read-only) ends the job at once: it would
+        // run blind.
+        let log = ctx.log.clone();
         let main_actions = run_main(ctx, main);
         tokio::select! {
             r = main_actions => r,
@@ -36,6 +39,7 @@ pub(super) async fn run_pipeline(
                 Some(ActionError { kind: ErrorType::Canceled, message: format!("job canceled ({sig})") }),
                 None,
             ),
+            e = log.write_failed() => (Some(ActionError::infra(e)), None),
         }
     };
     if error
@@ -179,6 +183,8 @@ pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a>
             }
         }
         let took = started.elapsed();
+        // what the action logged reaches the disk (a write error shows now, not at the end)
+        let _ = ctx.log.flush();
         say(
             ctx,
             format!(
@@ -230,10 +236,10 @@ async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
             Ok(())
         }
         GitRepo(id) | InlineRepo(id) | UrlRepo(id) => deploy::overlay::run_repo(ctx, node, *id).await,
-        TestOverlay(id) => deploy::overlay::run_test_overlay(ctx, *id),
+        TestOverlay(id) => deploy::overlay::run_test_overlay(ctx, *id).await,
         TestInstallOverlay(id) => deploy::overlay::run_install_overlay(ctx, *id),
         TestRunscriptOverlay(id) => deploy::overlay::run_runscript_overlay(ctx, *id),
-        CompressOverlay => deploy::overlay::run_compress_overlay(ctx, node),
+        CompressOverlay => deploy::overlay::run_compress_overlay(ctx, node).await,
         TftpDeploy => {
             deploy::tftp::run_tftp_dir(ctx)?;
             run_children(ctx, node).await

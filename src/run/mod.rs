@@ -6,9 +6,12 @@
 //! and removes the job's temporary files. The outcome is written as LAVA writes it:
 //! `output.yaml` (the log), `results.yaml`, `description.yaml`.
 
+pub mod blocking;
 pub mod error;
 mod exec;
 pub mod http;
+pub mod limits;
+pub mod output;
 
 pub use error::{ActionError, ErrorType};
 
@@ -16,7 +19,7 @@ use crate::device::Device;
 use crate::job::Job;
 use crate::log::{JobLog, Verbosity};
 use crate::pipeline::Pipeline;
-use crate::yaml::{emit_document, Node, Value};
+use crate::yaml::{emit_document, Node};
 use basalt_hal::console::expect::Session;
 use basalt_hal::emulator::QemuProcess;
 use std::collections::BTreeMap;
@@ -37,6 +40,8 @@ pub struct RunOptions {
     pub tftp_root: PathBuf,
     /// The worker's address as the device sees it (`{SERVER_IP}`).
     pub server_ip: String,
+    /// What the job may use (bytes, log size, host files, TFTP readers).
+    pub limits: limits::Limits,
 }
 
 /// How the job ended.
@@ -98,6 +103,14 @@ pub struct Ctx {
     pub overlay_tarball: Option<PathBuf>,
     /// Serves files to the devices (started on first use).
     pub file_server: Option<http::FileServer>,
+    /// What the job may use.
+    pub limits: limits::Limits,
+    /// The bytes the job downloaded and unpacked so far, against `limits.max_job_bytes`.
+    pub budget: std::sync::Arc<limits::Budget>,
+    /// The job's blocking work (archives, copies, decompression), off the async runtime.
+    pub tasks: blocking::Tasks,
+    /// The group of the TFTP server's user, given the job's TFTP directory.
+    pub tftp_gid: Option<u32>,
 }
 
 impl Ctx {
@@ -166,11 +179,12 @@ pub async fn run_job(
     pipeline: &Pipeline,
     opts: &RunOptions,
 ) -> std::io::Result<Outcome> {
-    std::fs::create_dir_all(&opts.output_dir)?;
-    let log = JobLog::create(Some(&opts.output_dir), opts.verbosity, job_secrets(&job))?;
-    std::fs::write(
-        opts.output_dir.join("description.yaml"),
-        log.masked(&emit_document(&pipeline.describe())),
+    let out = output::OutputDir::open(&opts.output_dir)?;
+    let log = JobLog::create_in(Some(&out), opts.verbosity, job_secrets(&job))?;
+    log.set_max_bytes(opts.limits.max_log_bytes);
+    out.write(
+        "description.yaml",
+        log.masked(&emit_document(&pipeline.describe())).as_bytes(),
     )?;
     std::fs::create_dir_all(&opts.tmp_root)?;
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
@@ -196,6 +210,10 @@ pub async fn run_job(
         boot_commands: Vec::new(),
         overlay_tarball: None,
         file_server: None,
+        limits: opts.limits.clone(),
+        budget: limits::Budget::new(opts.limits.max_job_bytes),
+        tasks: blocking::Tasks::default(),
+        tftp_gid: None,
     };
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
@@ -205,6 +223,28 @@ pub async fn run_job(
         ctx.device.device_type
     ));
     let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline).await;
+    // Blocking work of a cancelled action stops at its next check: wait for it before its
+    // directories go.
+    if !ctx.tasks.wait_idle(Duration::from_secs(1)).await {
+        log.warning(format!(
+            "{} blocking task(s) still running at the end of the job",
+            ctx.tasks.running()
+        ));
+    }
+    // The temporary directories hold downloads and the overlay: nothing to keep.
+    for dir in std::iter::once(workdir).chain(ctx.tftp_dir.take()) {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            log.warning(format!("could not remove {}: {e}", dir.display()));
+        }
+    }
+    // A write error in output.yaml or results.yaml (disk full, read-only) makes the job
+    // Incomplete, whatever else happened: it ran (partly) blind.
+    let _ = log.flush();
+    if let Some(e) = log.write_error() {
+        if error.as_ref().map(|x| &x.message) != Some(&e) {
+            error = Some(ActionError::infra(e));
+        }
+    }
     // the caller prints the error: it must not carry a secret either
     if let Some(e) = error.as_mut() {
         e.message = log.masked(&e.message);
@@ -236,19 +276,13 @@ pub async fn run_job(
                 .unwrap_or_default()
         ));
     }
-    // The temporary directories hold downloads and the overlay: nothing to keep.
-    for dir in std::iter::once(workdir).chain(ctx.tftp_dir.take()) {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            log.warning(format!("could not remove {}: {e}", dir.display()));
-        }
-    }
     let results = log.results();
-    write_results(&opts.output_dir.join("results.yaml"), &results)?;
-    if let Err(e) = log.flush() {
-        return Err(std::io::Error::other(format!("writing output.yaml: {e}")));
+    let _ = log.flush();
+    if let (Some(e), None) = (log.write_error(), &error) {
+        error = Some(ActionError::infra(e));
     }
     Ok(Outcome {
-        complete,
+        complete: error.is_none(),
         error,
         failed_action: failed,
         results,
@@ -279,13 +313,6 @@ pub fn own_usage() -> Option<(f64, f64)> {
         tv(u.user_time()) + tv(u.system_time()),
         u.max_rss() as f64 / 1024.0,
     ))
-}
-
-/// `results.yaml`: one mapping per result (definition, case, result, and measurement, units,
-/// set, level where present).
-fn write_results(path: &Path, results: &[Node]) -> std::io::Result<()> {
-    let doc = Node::new(Value::Seq(results.to_vec()));
-    std::fs::write(path, emit_document(&doc))
 }
 
 /// Creates a fresh private directory under `root`.

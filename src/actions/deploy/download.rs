@@ -77,14 +77,15 @@ pub(crate) fn download(
 // ---- running -------------------------------------------------------------------------------
 
 use crate::job::{ActionBlock, Compression};
+use crate::overlay::tree::{open_file, unpack_tar, TreeError};
+use crate::run::blocking::{is_cancelled, Cancel};
 use crate::run::error::io_err;
+use crate::run::limits::{exceeded, Budget, Limited};
 use crate::run::{ActionError, Ctx};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What to check and how to unpack one download.
@@ -96,6 +97,8 @@ pub struct Fetch {
     pub sha256sum: Option<String>,
     pub sha512sum: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// Where `file://` URLs may point (`--allow-file-root`); empty: anywhere basalt can read.
+    pub roots: Vec<PathBuf>,
 }
 
 /// Hashes and counts the bytes read through it (the checksums are of the downloaded,
@@ -109,20 +112,12 @@ struct Tap<R> {
     total: Option<u64>,
     last: Instant,
     progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Cancel,
 }
 
 impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            return Err(std::io::Error::other(
-                "download cancelled (its action timed out)",
-            ));
-        }
+        self.cancel.check()?;
         let n = self.inner.read(buf)?;
         let data = &buf[..n];
         if let Some(h) = self.md5.as_mut() {
@@ -167,29 +162,128 @@ pub fn fetch_blocking(
     dest: &Path,
     progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
 ) -> Result<u64, ActionError> {
-    fetch_cancellable(f, dest, progress, None)
+    fetch_with(
+        f,
+        dest,
+        progress,
+        &Cancel::new(),
+        &Budget::new(u64::MAX),
+        &f.url,
+    )
 }
 
-/// Sets the flag when dropped: the download's future was dropped (its action timed out).
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+/// Checks that `path` (canonicalized) is below one of `roots`: for local git repositories,
+/// which git opens itself.
+pub fn check_file_root(path: &Path, roots: &[PathBuf]) -> Result<(), String> {
+    let outside = || {
+        format!(
+            "{} is outside the directories this worker serves files from (--allow-file-root {})",
+            path.display(),
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if !path.is_absolute() {
+        return Err(outside());
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| real.starts_with(r))
+    {
+        Ok(())
+    } else {
+        Err(outside())
     }
 }
 
-/// [`fetch_blocking`] that stops at its next read once `cancel` is set.
-fn fetch_cancellable(
+/// Opens the file of a `file://` URL. With `roots`, the path must be below one of them and is
+/// opened with `openat2(RESOLVE_BENEATH)` from that directory, so neither `..` nor a symlink
+/// leads out of it; without, it is opened as the worker's user can open it.
+pub fn open_file_url(path: &Path, roots: &[PathBuf]) -> Result<std::fs::File, String> {
+    if roots.is_empty() {
+        return std::fs::File::open(path).map_err(|e| e.to_string());
+    }
+    let outside = || {
+        format!(
+            "outside the directories this worker serves files from (--allow-file-root {})",
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(outside());
+    }
+    for root in roots {
+        let canonical = std::fs::canonicalize(root).ok();
+        for r in std::iter::once(root.clone()).chain(canonical) {
+            let Ok(rel) = path.strip_prefix(&r) else {
+                continue;
+            };
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            return open_beneath(&r, rel).map_err(|e| match e.raw_os_error() {
+                Some(code)
+                    if code == nix::errno::Errno::EXDEV as i32
+                        || code == nix::errno::Errno::ELOOP as i32 =>
+                {
+                    format!("{}: it leads out of it through a symlink", outside())
+                }
+                _ => e.to_string(),
+            });
+        }
+    }
+    Err(outside())
+}
+
+fn open_beneath(root: &Path, rel: &Path) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let base = std::fs::File::open(root)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(&base, rel, how) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(nix::errno::Errno::ENOSYS) => {
+            // Linux before 5.6: canonicalize and check the prefix.
+            let real = std::fs::canonicalize(root.join(rel))?;
+            if !real.starts_with(std::fs::canonicalize(root)?) {
+                return Err(std::io::Error::from_raw_os_error(
+                    nix::errno::Errno::EXDEV as i32,
+                ));
+            }
+            open_file(&real)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`fetch_blocking`] that stops once `cancel` is set and charges what it writes to `budget`
+/// (`label` names the download in the error when the budget runs out).
+pub fn fetch_with(
     f: &Fetch,
     dest: &Path,
     progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: &Cancel,
+    budget: &Budget,
+    label: &str,
 ) -> Result<u64, ActionError> {
     let (reader, total): (Box<dyn Read + Send>, Option<u64>) = match scheme(&f.url).as_deref() {
         Some("file") => {
-            let path = f.url.trim_start_matches("file://");
-            let file = std::fs::File::open(path)
+            let path = f.url.get("file://".len()..).unwrap_or_default();
+            let file = open_file_url(Path::new(path), &f.roots)
                 .map_err(|e| ActionError::job(format!("{}: {e}", f.url)))?;
             let len = file.metadata().ok().map(|m| m.len());
             (Box::new(file), len)
@@ -218,10 +312,14 @@ fn fetch_cancellable(
         total,
         last: Instant::now(),
         progress,
-        cancel,
+        cancel: cancel.clone(),
     };
     let out = std::fs::File::create(dest).map_err(|e| io_err(&dest.display().to_string(), e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let mut out = Limited {
+        inner: std::io::BufWriter::with_capacity(1 << 20, out),
+        budget,
+        cancel,
+    };
     let copy = |r: &mut dyn Read, w: &mut dyn Write| std::io::copy(r, w);
     let res = match f.compression {
         None => copy(&mut tap, &mut out),
@@ -242,6 +340,13 @@ fn fetch_cancellable(
         }
     };
     res.map_err(|e| match e.kind() {
+        _ if cancel.is_set() || is_cancelled(&e) => {
+            ActionError::timeout(format!("{}: download cancelled", f.url))
+        }
+        _ if exceeded(&e).is_some() => ActionError::job(format!(
+            "{label}: {}",
+            exceeded(&e).map(|x| x.to_string()).unwrap_or_default()
+        )),
         std::io::ErrorKind::InvalidData
         | std::io::ErrorKind::InvalidInput
         | std::io::ErrorKind::UnexpectedEof
@@ -344,6 +449,7 @@ fn image_fetch(ctx: &Ctx, block: Option<usize>, key: &str) -> Result<Fetch, Acti
             sha256sum: img.sha256sum.clone(),
             sha512sum: img.sha512sum.clone(),
             headers: img.headers.clone(),
+            ..Fetch::default()
         }),
         Some(name) => {
             let ov = img
@@ -358,7 +464,7 @@ fn image_fetch(ctx: &Ctx, block: Option<usize>, key: &str) -> Result<Fetch, Acti
                 md5sum: text("md5sum"),
                 sha256sum: text("sha256sum"),
                 sha512sum: text("sha512sum"),
-                headers: Vec::new(),
+                ..Fetch::default()
             })
         }
     }
@@ -371,7 +477,8 @@ pub(crate) async fn run(
     key: &str,
     url: &str,
 ) -> Result<(), ActionError> {
-    let fetch = image_fetch(ctx, node.block, key)?;
+    let mut fetch = image_fetch(ctx, node.block, key)?;
+    fetch.roots = ctx.limits.file_roots.clone();
     let in_tftp = matches!(node.block.and_then(|b| ctx.job.actions.get(b)), Some(ActionBlock::Deploy(d)) if d.to == crate::job::DeployTo::Tftp);
     let base = match (&ctx.tftp_dir, in_tftp) {
         (Some(t), true) => t.clone(),
@@ -379,6 +486,9 @@ pub(crate) async fn run(
     };
     let dir = base.join(key.replace(['/', '.'], "_"));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("download directory", e))?;
+    if in_tftp {
+        crate::actions::deploy::tftp::stage_dir(ctx, &dir)?;
+    }
     let dest = dir.join(file_name(url, fetch.compression));
     let log = ctx.log.clone();
     let what = url.to_string();
@@ -396,12 +506,12 @@ pub(crate) async fn run(
     ctx.log
         .info(format!("downloading {url} to {}", dest.display()));
     let d = dest.clone();
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _cancel_on_timeout = CancelOnDrop(cancel.clone());
-    let bytes =
-        tokio::task::spawn_blocking(move || fetch_cancellable(&fetch, &d, progress, Some(cancel)))
-            .await
-            .map_err(|e| ActionError::bug(format!("download task: {e}")))??;
+    let budget = ctx.budget.clone();
+    let label = format!("image '{key}' ({url})");
+    let bytes = ctx
+        .tasks
+        .run(move |cancel| fetch_with(&fetch, &d, progress, cancel, &budget, &label))
+        .await??;
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     ctx.log.info(format!(
         "downloaded {key}: {:.1} MiB in {:.2} s ({:.1} MiB/s)",
@@ -410,20 +520,16 @@ pub(crate) async fn run(
         bytes as f64 / 1_048_576.0 / secs
     ));
     if in_tftp {
-        use std::os::unix::fs::PermissionsExt;
-        // The TFTP server may run as another user: staged files are world-readable.
-        for (p, mode) in [(&dir, 0o755), (&dest, 0o644)] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| io_err("tftp staging", e))?;
-        }
+        crate::actions::deploy::tftp::stage_file(ctx, &dest)?;
     }
     ctx.downloads.insert(key.to_string(), dest);
     Ok(())
 }
 
-/// Downloads a test definition tarball (`from: url`) and unpacks it into `dir`.
+/// Downloads a test definition tarball (`from: url`) and unpacks it into `dir` (the rules of
+/// `overlay::tree`: no hardlinks, devices or absolute symlinks; nothing lands outside `dir`).
 pub(crate) async fn fetch_tarball(
-    log: &crate::log::JobLog,
+    ctx: &mut Ctx,
     url: &str,
     compression: Option<Compression>,
     dir: &Path,
@@ -432,21 +538,28 @@ pub(crate) async fn fetch_tarball(
     let fetch = Fetch {
         url: url.to_string(),
         compression,
+        roots: ctx.limits.file_roots.clone(),
         ..Fetch::default()
     };
-    let t = tmp.clone();
-    tokio::task::spawn_blocking(move || fetch_blocking(&fetch, &t, Box::new(|_, _| {})))
-        .await
-        .map_err(|e| ActionError::bug(format!("download task: {e}")))??;
-    let file = std::fs::File::open(&tmp).map_err(|e| io_err("test definition tarball", e))?;
-    let mut archive = tar::Archive::new(file);
-    // tar's unpack refuses members that would land outside `dir`.
-    let res = archive
-        .unpack(dir)
-        .map_err(|e| ActionError::job(format!("{url}: not a tar archive: {e}")));
-    let _ = std::fs::remove_file(&tmp);
-    log.debug(format!("unpacked {url} into {}", dir.display()));
-    res
+    let (t, d, budget) = (tmp.clone(), dir.to_path_buf(), ctx.budget.clone());
+    let label = format!("test definitions ({url})");
+    ctx.tasks
+        .run(move |cancel| -> Result<(), ActionError> {
+            let r = fetch_with(&fetch, &t, Box::new(|_, _| {}), cancel, &budget, &label).and_then(
+                |_| {
+                    let file = std::fs::File::open(&t)
+                        .map_err(|e| io_err("test definition tarball", e))?;
+                    unpack_tar(std::io::BufReader::new(file), &d, cancel, &budget)
+                        .map_err(|e| e.into_action(&fetch.url))
+                },
+            );
+            let _ = std::fs::remove_file(&t);
+            r.map(|_| ())
+        })
+        .await??;
+    ctx.log
+        .debug(format!("unpacked {url} into {}", dir.display()));
+    Ok(())
 }
 
 /// `append-overlays`: add the test overlay (`overlays: {lava: true}`) and the image's other
@@ -499,48 +612,84 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
         .workdir
         .join(format!("append-{}", key.replace(['/', '.'], "_")));
     std::fs::create_dir_all(&stage).map_err(|e| io_err("overlay staging", e))?;
-    if lava {
-        match &ctx.overlay_root {
-            Some(root) => copy_tree(root, &stage)?,
-            None => ctx
-                .log
-                .debug("no test overlay for this image (no test definitions)"),
+    let overlay_root = if lava {
+        if ctx.overlay_root.is_none() {
+            ctx.log
+                .debug("no test overlay for this image (no test definitions)");
         }
-    }
+        ctx.overlay_root.clone()
+    } else {
+        None
+    };
+    let mut extras = Vec::new();
     for (name, fmt, target) in others {
         let sub_key = format!("{key}.{name}");
-        let src = ctx
-            .downloads
-            .get(&sub_key)
-            .ok_or_else(|| ActionError::bug(format!("overlay '{sub_key}' was not downloaded")))?;
+        let src =
+            ctx.downloads.get(&sub_key).cloned().ok_or_else(|| {
+                ActionError::bug(format!("overlay '{sub_key}' was not downloaded"))
+            })?;
         let target = target.unwrap_or_else(|| "/".into());
         let rel = crate::actions::deploy::overlay::safe_rel_path(target.trim_start_matches('/'))
             .unwrap_or_default();
-        let dest = stage.join(rel);
-        match fmt.as_deref() {
-            Some("tar") => {
-                std::fs::create_dir_all(&dest).map_err(|e| io_err("overlay staging", e))?;
-                let f = std::fs::File::open(src).map_err(|e| io_err("overlay", e))?;
-                tar::Archive::new(f)
-                    .unpack(&dest)
-                    .map_err(|e| ActionError::job(format!("overlay {name}: {e}")))?;
-            }
-            _ => {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io_err("overlay staging", e))?;
-                }
-                std::fs::copy(src, &dest).map_err(|e| io_err("overlay", e))?;
-            }
-        }
+        extras.push((name, fmt, src, stage.join(rel)));
     }
-    let appended = if ext {
-        crate::overlay::ext::write_tree(&path, &stage)
-            .await
-            .map_err(|e| ActionError::job(format!("image '{key}': {e}")))?
-    } else {
-        append_cpio_segment(&path, &stage)?
+    let (st, budget, image) = (stage.clone(), ctx.budget.clone(), path.clone());
+    let what = format!("image '{key}'");
+    let w = what.clone();
+    // Staging and archiving are blocking work: off the runtime, stopped when cancelled.
+    let script = ctx
+        .tasks
+        .run(
+            move |cancel| -> Result<(Option<String>, u64), ActionError> {
+                if let Some(root) = &overlay_root {
+                    crate::overlay::tree::copy_tree(root, &st, cancel)
+                        .map_err(|e| e.into_action("test overlay"))?;
+                }
+                for (name, fmt, src, dest) in &extras {
+                    let ov = format!("{w}: overlay {name}");
+                    if fmt.as_deref() == Some("tar") {
+                        std::fs::create_dir_all(dest).map_err(|e| io_err("overlay staging", e))?;
+                        let f = std::fs::File::open(src).map_err(|e| io_err("overlay", e))?;
+                        unpack_tar(std::io::BufReader::new(f), dest, cancel, &budget)
+                            .map_err(|e| e.into_action(&ov))?;
+                    } else {
+                        if let Some(parent) = dest.parent() {
+                            std::fs::create_dir_all(parent)
+                                .map_err(|e| io_err("overlay staging", e))?;
+                        }
+                        copy_file(src, dest, cancel).map_err(|e| e.into_action(&ov))?;
+                    }
+                }
+                if ext {
+                    let (cmds, bytes) =
+                        crate::overlay::ext::script(&st, cancel).map_err(|e| e.into_action(&w))?;
+                    Ok((Some(cmds), bytes))
+                } else {
+                    let n =
+                        append_cpio_segment(&image, &st, cancel).map_err(|e| e.into_action(&w))?;
+                    Ok((None, n))
+                }
+            },
+        )
+        .await??;
+    let appended = match script {
+        (Some(cmds), bytes) => {
+            let file = ctx
+                .workdir
+                .join(format!("append-{}.debugfs", key.replace(['/', '.'], "_")));
+            std::fs::write(&file, &cmds).map_err(|e| io_err("debugfs script", e))?;
+            let r = crate::overlay::ext::run_script(&path, &file).await;
+            let _ = std::fs::remove_file(&file);
+            r.map_err(|e| ActionError::job(format!("{what}: {e}")))?;
+            bytes
+        }
+        (None, n) => n,
     };
-    let _ = std::fs::remove_dir_all(&stage);
+    let st = stage.clone();
+    ctx.tasks
+        .run(move |_| std::fs::remove_dir_all(&st))
+        .await?
+        .ok();
     if lava && ctx.overlay_root.is_some() {
         ctx.overlay_applied = true;
     }
@@ -551,48 +700,53 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
     Ok(())
 }
 
+/// Copies one regular file (not through a symlink).
+fn copy_file(src: &Path, dest: &Path, cancel: &Cancel) -> Result<u64, TreeError> {
+    let mut from = open_file(src).map_err(|e| TreeError::io(src.display(), e))?;
+    let mut to = std::fs::File::create(dest).map_err(|e| TreeError::io(dest.display(), e))?;
+    crate::run::blocking::copy(&mut from, &mut to, cancel)
+        .map_err(|e| TreeError::io(dest.display(), e))
+}
+
 /// Appends the tree `stage` to the cpio ramdisk `path` as one more cpio segment, gzip
-/// compressed when the ramdisk is. Returns the bytes appended.
-pub(crate) fn append_cpio_segment(path: &Path, stage: &Path) -> Result<usize, ActionError> {
-    let mut cpio = Vec::new();
-    crate::overlay::cpio::write_tree(stage, &mut cpio).map_err(|e| io_err("overlay cpio", e))?;
-    let gz = std::fs::File::open(path)
+/// compressed when the ramdisk is, streamed (never whole in memory). Returns the bytes
+/// appended; on failure the ramdisk is cut back to what it was. Blocking.
+pub(crate) fn append_cpio_segment(
+    path: &Path,
+    stage: &Path,
+    cancel: &Cancel,
+) -> Result<u64, TreeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let show = || path.display().to_string();
+    let gz = open_file(path)
         .and_then(|mut f| {
             let mut magic = [0u8; 2];
             f.read_exact(&mut magic).map(|_| magic == [0x1f, 0x8b])
         })
         .unwrap_or(false);
-    let segment = if gz {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&cpio)
-            .map_err(|e| io_err("overlay cpio", e))?;
-        enc.finish().map_err(|e| io_err("overlay cpio", e))?
-    } else {
-        cpio
-    };
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .append(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(path)
-        .map_err(|e| io_err(&path.display().to_string(), e))?;
-    f.write_all(&segment)
-        .map_err(|e| io_err(&path.display().to_string(), e))?;
-    Ok(segment.len())
-}
-
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), ActionError> {
-    let mut todo: Vec<(PathBuf, PathBuf)> = vec![(src.to_path_buf(), dst.to_path_buf())];
-    while let Some((s, d)) = todo.pop() {
-        std::fs::create_dir_all(&d).map_err(|e| io_err(&d.display().to_string(), e))?;
-        for e in std::fs::read_dir(&s).map_err(|e| io_err(&s.display().to_string(), e))? {
-            let e = e.map_err(|e| io_err("overlay", e))?;
-            let (sp, dp) = (e.path(), d.join(e.file_name()));
-            let ft = e.file_type().map_err(|e| io_err("overlay", e))?;
-            if ft.is_dir() {
-                todo.push((sp, dp));
-            } else if ft.is_file() {
-                std::fs::copy(&sp, &dp).map_err(|e| io_err(&dp.display().to_string(), e))?;
-            }
+        .map_err(|e| TreeError::io(show(), e))?;
+    let before = f.metadata().map_err(|e| TreeError::io(show(), e))?.len();
+    let res = (|| -> Result<(), TreeError> {
+        let out = std::io::BufWriter::with_capacity(64 * 1024, &f);
+        let io = |e| TreeError::io(show(), e);
+        if gz {
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            crate::overlay::cpio::write_tree(stage, &mut enc, cancel)?;
+            enc.finish().map_err(io)?.flush().map_err(io)
+        } else {
+            let mut out = out;
+            crate::overlay::cpio::write_tree(stage, &mut out, cancel)?;
+            out.flush().map_err(io)
         }
+    })();
+    if let Err(e) = res {
+        let _ = f.set_len(before);
+        return Err(e);
     }
-    Ok(())
+    let after = f.metadata().map_err(|e| TreeError::io(show(), e))?.len();
+    Ok(after - before)
 }

@@ -1,10 +1,14 @@
 //! Test definitions from git: cloned on the worker into the overlay (shallow unless a revision
 //! or the history is asked for). git runs directly (no shell) with the URL after `--`, so a
-//! job's strings cannot become options or shell code.
+//! job's strings cannot become options or shell code. Transports are limited to
+//! [`GIT_PROTOCOLS`] (checked here, before git runs, and by git itself through
+//! `GIT_ALLOW_PROTOCOL`, which also covers submodules and redirects); local repositories must
+//! be below the worker's `--allow-file-root` directories when it has any.
 
 use crate::log::JobLog;
+use crate::run::limits::GIT_PROTOCOLS;
 use crate::run::ActionError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
 
@@ -12,6 +16,7 @@ async fn git(log: &JobLog, args: &[&str], cwd: Option<&Path>) -> Result<String, 
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ALLOW_PROTOCOL", GIT_PROTOCOLS.join(":"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,6 +40,50 @@ async fn git(log: &JobLog, args: &[&str], cwd: Option<&Path>) -> Result<String, 
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The transport git would use for `url` (`https`, `ssh`, `file`, ...), as git decides it:
+/// `TRANSPORT::ADDRESS` is a remote helper, `SCHEME://` a URL, `HOST:PATH` scp-like ssh, and
+/// anything else a local path.
+pub fn transport(url: &str) -> String {
+    let first_slash = url.find('/').unwrap_or(url.len());
+    if let Some(i) = url.find("::") {
+        if i < first_slash {
+            return url[..i].to_ascii_lowercase();
+        }
+    }
+    if let Some(i) = url.find("://") {
+        let scheme = url[..i].to_ascii_lowercase();
+        return match scheme.as_str() {
+            "git+ssh" | "ssh+git" => "ssh".into(),
+            _ => scheme,
+        };
+    }
+    match url.find(':') {
+        Some(i) if i < first_slash => "ssh".into(),
+        _ => "file".into(),
+    }
+}
+
+/// Refuses a transport outside [`GIT_PROTOCOLS`] and a local repository outside `roots` (when
+/// there are any).
+pub fn check_url(url: &str, roots: &[PathBuf]) -> Result<(), ActionError> {
+    if url.is_empty() || url.starts_with('-') {
+        return Err(ActionError::job(format!("invalid git repository '{url}'")));
+    }
+    let t = transport(url);
+    if !GIT_PROTOCOLS.contains(&t.as_str()) {
+        return Err(ActionError::job(format!(
+            "git repository '{url}': transport '{t}' is not allowed (only {})",
+            GIT_PROTOCOLS.join(", ")
+        )));
+    }
+    if t == "file" && !roots.is_empty() {
+        let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
+        crate::actions::deploy::download::check_file_root(path, roots)
+            .map_err(|e| ActionError::job(format!("git repository '{url}': {e}")))?;
+    }
+    Ok(())
+}
+
 /// Clones `url` into `dest` (an empty directory); returns the commit id checked out.
 pub(crate) async fn clone(
     log: &JobLog,
@@ -43,7 +92,9 @@ pub(crate) async fn clone(
     revision: Option<&str>,
     history: bool,
     dest: &Path,
+    roots: &[PathBuf],
 ) -> Result<String, ActionError> {
+    check_url(url, roots)?;
     for (what, v) in [("branch", branch), ("revision", revision)] {
         if v.is_some_and(|v| v.starts_with('-') || v.is_empty()) {
             return Err(ActionError::job(format!(
@@ -53,7 +104,8 @@ pub(crate) async fn clone(
         }
     }
     let dest_s = dest.to_string_lossy().into_owned();
-    let mut args = vec!["clone", "--quiet"];
+    // --no-local: a local repository is read through git's transport, never hardlinked.
+    let mut args = vec!["clone", "--quiet", "--no-local"];
     if revision.is_none() && !history {
         args.extend(["--depth", "1"]);
     }
@@ -70,9 +122,37 @@ pub(crate) async fn clone(
         )
         .await?;
     }
-    let commit = git(log, &["rev-parse", "HEAD"], Some(dest)).await?;
-    if !history {
-        let _ = std::fs::remove_dir_all(dest.join(".git"));
+    git(log, &["rev-parse", "HEAD"], Some(dest)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_as_git_sees_them() {
+        for (url, t) in [
+            ("https://example.com/r.git", "https"),
+            ("HTTP://example.com/r.git", "http"),
+            ("git://example.com/r", "git"),
+            ("ssh://git@example.com/r", "ssh"),
+            ("git+ssh://example.com/r", "ssh"),
+            ("git@example.com:r.git", "ssh"),
+            ("/srv/repos/r.git", "file"),
+            ("file:///srv/repos/r.git", "file"),
+            ("./r", "file"),
+            ("ext::sh -c touch% /tmp/x", "ext"),
+            ("fd::17", "fd"),
+            ("FD::0,1", "fd"),
+            ("testgit::/tmp/x", "testgit"),
+        ] {
+            assert_eq!(transport(url), t, "{url}");
+        }
+        for bad in ["ext::sh -c id", "fd::3", "-uhelp", ""] {
+            assert!(check_url(bad, &[]).is_err(), "{bad}");
+        }
+        assert!(check_url("https://example.com/r.git", &[]).is_ok());
+        let root = std::env::temp_dir();
+        assert!(check_url("/etc", std::slice::from_ref(&root)).is_err());
     }
-    Ok(commit)
 }

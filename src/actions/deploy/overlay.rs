@@ -68,11 +68,15 @@ pub(crate) fn add_overlay(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNod
 
 use crate::job::testdef::read_testdef;
 use crate::job::{ActionBlock, Job, TestDefRef};
+use crate::overlay::tree::{check_repository, read_beneath, TreeError};
 use crate::overlay::{
     environment_file, flatten_env, install_sh, params_preamble, run_sh, RunScript,
 };
 use crate::run::error::io_err;
 use crate::run::{ActionError, Ctx, TestRun};
+
+/// The largest test definition file read (a YAML file of a few KiB, usually).
+const MAX_TESTDEF_BYTES: u64 = 16 << 20;
 use crate::yaml::{emit_document, Node, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -109,13 +113,35 @@ fn base_dir(ctx: &Ctx) -> Result<PathBuf, ActionError> {
     Ok(root.join(rel))
 }
 
+/// Writes a file of the overlay. A test repository may hold an entry of the same name (a
+/// repository's own `run.sh`, or a symlink): it is replaced, never written through.
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ActionError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let show = || path.display().to_string();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io_err(&parent.display().to_string(), e))?;
     }
-    std::fs::write(path, text).map_err(|e| io_err(&path.display().to_string(), e))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(ActionError::job(format!(
+                "{}: the test repository has a directory where basalt writes this file",
+                show()
+            )))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| io_err(&show(), e))?,
+        Err(_) => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| io_err(&show(), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| io_err(&show(), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io_err(&path.display().to_string(), e))
+        .map_err(|e| io_err(&show(), e))
 }
 
 /// `lava-overlay`: the base of the overlay: helper scripts, `environment`, `secrets`.
@@ -249,14 +275,35 @@ pub(crate) async fn run_repo(
                     def.revision.as_deref(),
                     def.history.unwrap_or(false),
                     &dir,
+                    &ctx.limits.file_roots,
                 )
                 .await?,
             );
+            let (d, budget, history) = (
+                dir.clone(),
+                ctx.budget.clone(),
+                def.history.unwrap_or(false),
+            );
+            ctx.tasks
+                .run(move |cancel| -> Result<(), TreeError> {
+                    if !history {
+                        let _ = std::fs::remove_dir_all(d.join(".git"));
+                    }
+                    let bytes = check_repository(&d, cancel)?;
+                    budget.charge(bytes).map_err(TreeError::Exceeded)
+                })
+                .await?
+                .map_err(|e| e.into_action(&format!("test repository {url}")))?;
         }
         TestFrom::Url => {
             let url = def.repository.clone().unwrap_or_default();
-            crate::actions::deploy::download::fetch_tarball(&ctx.log, &url, def.compression, &dir)
+            crate::actions::deploy::download::fetch_tarball(ctx, &url, def.compression, &dir)
                 .await?;
+            let d = dir.clone();
+            ctx.tasks
+                .run(move |cancel| check_repository(&d, cancel))
+                .await?
+                .map_err(|e| e.into_action(&format!("test repository {url}")))?;
         }
     }
     ctx.log.info(format!(
@@ -271,16 +318,25 @@ pub(crate) async fn run_repo(
 }
 
 /// `test-overlay`: read the definition, write `testdef.yaml`, `uuid`, `testdef_metadata`.
-pub(crate) fn run_test_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
+pub(crate) async fn run_test_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
     let run = run_entry(ctx, id)?.clone();
     let (dir, _) = def_dirs(ctx, &run)?;
-    let file = dir.join(safe_rel_path(&run.path)?);
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        ActionError::job(format!(
-            "test definition {} in {}: {e}",
-            run.path, run.repository
-        ))
-    })?;
+    let rel = safe_rel_path(&run.path)?;
+    // Opened below the repository's directory without leaving it (no symlink or '..' out).
+    let bytes = ctx
+        .tasks
+        .run(move |_| read_beneath(&dir, &rel, MAX_TESTDEF_BYTES))
+        .await?;
+    let text = bytes
+        .map_err(|e| e.to_string())
+        .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()))
+        .map_err(|e| {
+            ActionError::job(format!(
+                "test definition {} in {}: {e}",
+                run.path, run.repository
+            ))
+        })?;
+    let (dir, _) = def_dirs(ctx, &run)?;
     let root =
         crate::yaml::load(&text).map_err(|e| ActionError::job(format!("{}:{e}", run.path)))?;
     let mut report = crate::diag::Report::new(&run.path);
@@ -404,21 +460,24 @@ pub(crate) fn run_runscript_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), 
 
 /// `compress-overlay`: `overlay-<level>.tar.gz` with members `lava-<job>/...`, for
 /// deployments that transfer the overlay as a tarball.
-pub(crate) fn run_compress_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+pub(crate) async fn run_compress_overlay(
+    ctx: &mut Ctx,
+    node: &ActionNode,
+) -> Result<(), ActionError> {
     let root = ctx
         .overlay_root
         .clone()
         .ok_or_else(|| ActionError::bug("no overlay to compress"))?;
     let path = ctx.workdir.join(format!("overlay-{}.tar.gz", node.level));
-    let file = std::fs::File::create(&path).map_err(|e| io_err(&path.display().to_string(), e))?;
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    tar.mode(tar::HeaderMode::Deterministic);
     let rel = ctx.results_dir().trim_start_matches('/').to_string();
-    tar.append_dir_all(&rel, root.join(&rel))
-        .map_err(|e| io_err("overlay tarball", e))?;
-    let gz = tar.into_inner().map_err(|e| io_err("overlay tarball", e))?;
-    gz.finish().map_err(|e| io_err("overlay tarball", e))?;
+    let p = path.clone();
+    ctx.tasks
+        .run(move |cancel| {
+            let file = std::fs::File::create(&p).map_err(|e| TreeError::io(p.display(), e))?;
+            crate::overlay::tarball::write(&root, &rel, std::io::BufWriter::new(file), cancel)
+        })
+        .await?
+        .map_err(|e| e.into_action("overlay tarball"))?;
     ctx.log.debug(format!("overlay tarball {}", path.display()));
     ctx.overlay_tarball = Some(path);
     Ok(())

@@ -65,7 +65,59 @@ fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
     }
 }
 
-/// `tftp-deploy`: a job directory under the TFTP root, then the downloads into it.
+/// The group the job's TFTP directory is given to: the primary group of the user the TFTP
+/// server runs as (`--tftp-user`), or none when that is basalt's own user.
+fn server_group(ctx: &Ctx) -> Result<Option<nix::unistd::Gid>, ActionError> {
+    let name = &ctx.limits.tftp_user;
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| ActionError::infra(format!("looking up the TFTP user '{name}': {e}")))?
+        .ok_or_else(|| {
+            ActionError::infra(format!(
+                "the TFTP server's user '{name}' does not exist: pass --tftp-user with the user your TFTP server runs as (tftpd-hpa: TFTP_USERNAME)"
+            ))
+        })?;
+    if user.uid == nix::unistd::geteuid() {
+        Ok(None)
+    } else {
+        Ok(Some(user.gid))
+    }
+}
+
+/// Gives a staged directory to the TFTP server's group, readable by it only (0750; 0700 when
+/// the server runs as basalt's user).
+pub(crate) fn stage_dir(ctx: &Ctx, dir: &std::path::Path) -> Result<(), ActionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match ctx.tftp_gid {
+        Some(gid) => {
+            nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(|e| {
+                ActionError::infra(format!(
+                    "tftp staging: cannot give {} to the group of the TFTP user '{}': {e} (run as root, or as a member of that group)",
+                    dir.display(),
+                    ctx.limits.tftp_user
+                ))
+            })?;
+            0o750
+        }
+        None => 0o700,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err("tftp staging", e))
+}
+
+/// A staged file: 0644 (tftpd-hpa serves only world-readable files unless `--permissive`),
+/// group the server's; its directory is what keeps other users out.
+pub(crate) fn stage_file(ctx: &Ctx, file: &std::path::Path) -> Result<(), ActionError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(gid) = ctx.tftp_gid {
+        nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| ActionError::infra(format!("tftp staging: {}: {e}", file.display())))?;
+    }
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| io_err("tftp staging", e))
+}
+
+/// `tftp-deploy`: a job directory under the TFTP root, then the downloads into it. The
+/// directory is readable by the TFTP server's group only (docs/security.md).
 pub(crate) fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
     if ctx.tftp_dir.is_some() {
         return Ok(());
@@ -77,14 +129,13 @@ pub(crate) fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
             root.display()
         )));
     }
+    ctx.tftp_gid = server_group(ctx)?.map(|g| g.as_raw());
     let dir = tempdir_in(&root, &format!("basalt-{}-", ctx.job_id))
         .map_err(|e| io_err("tftp staging", e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| io_err("tftp staging", e))?;
+    ctx.tftp_dir = Some(dir.clone());
+    stage_dir(ctx, &dir)?;
     ctx.log
         .info(format!("staging TFTP files in {}", dir.display()));
-    ctx.tftp_dir = Some(dir);
     Ok(())
 }
 
@@ -144,17 +195,16 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
     let Some(path) = ctx.downloads.get("ramdisk").cloned() else {
         return Err(ActionError::job("the test overlay needs a ramdisk in this tftp deploy (or an NFS root, which this worker cannot use yet)"));
     };
-    let data = std::fs::read(&path).map_err(|e| io_err("ramdisk", e))?;
-    let is_uimage = data.len() > 64 && data[..4] == [0x27, 0x05, 0x19, 0x56];
-    if is_uimage || header_uboot {
-        if !is_uimage {
-            return Err(ActionError::job(
-                "ramdisk marked 'header: u-boot' has no U-Boot header",
-            ));
-        }
-        std::fs::write(&path, &data[64..]).map_err(|e| io_err("ramdisk", e))?;
-    }
-    let n = crate::actions::deploy::download::append_cpio_segment(&path, &root)?;
+    let (p, root_dir) = (path.clone(), root.clone());
+    let n = ctx
+        .tasks
+        .run(move |cancel| -> Result<u64, ActionError> {
+            strip_uboot_header(&p, header_uboot, cancel)?;
+            crate::actions::deploy::download::append_cpio_segment(&p, &root_dir, cancel)
+                .map_err(|e| e.into_action("ramdisk"))
+        })
+        .await??;
+    stage_file(ctx, &path)?;
     ctx.overlay_applied = true;
     ctx.log
         .info(format!("added the test overlay ({n} bytes) to the ramdisk"));
@@ -178,6 +228,7 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
             .arg(&path)
             .arg(&out)
             .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
             .status()
             .await
             .map_err(|e| ActionError::infra(format!("mkimage (package u-boot-tools): {e}")))?;
@@ -185,6 +236,43 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
             return Err(ActionError::infra(format!("mkimage failed: {status}")));
         }
         std::fs::rename(&out, &path).map_err(|e| io_err("ramdisk", e))?;
+        stage_file(ctx, &path)?;
     }
     Ok(())
+}
+
+/// Takes a U-Boot header (64 bytes) off the ramdisk `path`, streaming; a ramdisk marked
+/// `header: u-boot` must have one. Blocking.
+fn strip_uboot_header(
+    path: &std::path::Path,
+    marked: bool,
+    cancel: &crate::run::blocking::Cancel,
+) -> Result<(), ActionError> {
+    use std::io::{Read, Seek, Write};
+    let mut f = crate::overlay::tree::open_file(path).map_err(|e| io_err("ramdisk", e))?;
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]).map_err(|e| io_err("ramdisk", e))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let len = f.metadata().map_err(|e| io_err("ramdisk", e))?.len();
+    let is_uimage = len > 64 && got == 64 && head[..4] == [0x27, 0x05, 0x19, 0x56];
+    if !is_uimage {
+        if marked {
+            return Err(ActionError::job(
+                "ramdisk marked 'header: u-boot' has no U-Boot header",
+            ));
+        }
+        return Ok(());
+    }
+    f.seek(std::io::SeekFrom::Start(64))
+        .map_err(|e| io_err("ramdisk", e))?;
+    let tmp = path.with_extension("noheader");
+    let mut out = std::fs::File::create(&tmp).map_err(|e| io_err("ramdisk", e))?;
+    crate::run::blocking::copy(&mut f, &mut out, cancel).map_err(|e| io_err("ramdisk", e))?;
+    out.flush().map_err(|e| io_err("ramdisk", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err("ramdisk", e))
 }

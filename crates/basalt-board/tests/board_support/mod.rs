@@ -470,14 +470,15 @@ pub struct Tftpd {
 
 impl Tftpd {
     /// Starts it (as root, as CI runs: `-s` chroots into the served directory and the
-    /// server then runs as user `tftp`).
+    /// server then runs as user `tftp`, as Debian's tftpd-hpa service does; basalt gives a
+    /// job's TFTP directory to that user's group, `--tftp-user`).
     pub fn start() -> Tftpd {
         let bin = ["/usr/sbin/in.tftpd", "/sbin/in.tftpd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("in.tftpd not found: install tftpd-hpa (scripts/install-deps.sh)");
         let dir = tempfile::tempdir().expect("tempdir");
-        // in.tftpd drops to user tftp: the served tree must be readable by others.
+        // in.tftpd drops to user tftp: the served root must be readable by others.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
@@ -487,7 +488,7 @@ impl Tftpd {
             .map(|a| a.port())
             .expect("free udp port");
         let mut cmd = Command::new(bin);
-        cmd.args(["-L", "-a", &format!("127.0.0.1:{port}"), "-s"])
+        cmd.args(["-L", "-u", "tftp", "-a", &format!("127.0.0.1:{port}"), "-s"])
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
