@@ -5,6 +5,7 @@
 //! device, nor the log, nor the output, and every job ends within its timeout (+1 s). Needs
 //! root (as CI runs): tftpd-hpa, chroot, tmpfs mounts.
 
+#[path = "../crates/basalt-board/tests/board_support/mod.rs"]
 mod board_support;
 mod common;
 
@@ -50,7 +51,8 @@ impl Bench {
         std::fs::write(&dtb, vec![0xd0u8; 1024]).unwrap();
         let dict = tmp.path().join("board.jinja2");
         let addr = board.telnet_addr();
-        let bin = env!("CARGO_BIN_EXE_basalt-board");
+        let bin = board_support::bin();
+        let bin = bin.display();
         let ctl = board.control.display().to_string();
         std::fs::write(
             &dict,
