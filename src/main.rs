@@ -64,6 +64,13 @@ struct WorkerArgs {
     /// This worker's IP address as the devices see it (`{SERVER_IP}` in boot commands).
     #[arg(long = "server-ip", value_name = "IP", default_value = "127.0.0.1")]
     server_ip: String,
+    /// The unprivileged user (name or uid) that the job's processes (QEMU, git, the connection
+    /// command) run as when basalt is root; see docs/security.md.
+    #[arg(long = "job-user", value_name = "USER", default_value = "nobody")]
+    job_user: String,
+    /// Do not confine the job's processes (they still die with basalt); a warning is logged.
+    #[arg(long = "no-confine")]
+    no_confine: bool,
 }
 
 impl Default for WorkerArgs {
@@ -71,6 +78,8 @@ impl Default for WorkerArgs {
         WorkerArgs {
             tftp_root: PathBuf::from("/srv/tftp"),
             server_ip: "127.0.0.1".into(),
+            job_user: "nobody".into(),
+            no_confine: false,
         }
     }
 }
@@ -296,6 +305,14 @@ fn run_loaded(
     let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
+    let job_user = if worker.no_confine {
+        None
+    } else {
+        Some(
+            basalt_hal::confine::JobUser::lookup(&worker.job_user)
+                .with_context(|| format!("--job-user {}", worker.job_user))?,
+        )
+    };
     let opts = basalt::run::RunOptions {
         output_dir: output_dir.to_path_buf(),
         job_id: job_id.to_string(),
@@ -307,6 +324,7 @@ fn run_loaded(
         tmp_root: std::env::temp_dir(),
         tftp_root: worker.tftp_root.clone(),
         server_ip: worker.server_ip.clone(),
+        job_user,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -568,7 +586,7 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
     };
     let worker = WorkerArgs {
         tftp_root,
-        server_ip: "127.0.0.1".into(),
+        ..WorkerArgs::default()
     };
     let code = run_loaded(
         &job_path,

@@ -508,10 +508,8 @@ fn chown_dir(dir: OwnedFd, uid: u32, gid: u32, changed: &mut usize, depth: u32) 
         };
         let st = fstat(&fd).map_err(io::Error::from)?;
         match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG if st.st_nlink == 1 => {
-                if chown_fd(&fd, &st, uid, gid)? {
-                    *changed += 1;
-                }
+            libc::S_IFREG if st.st_nlink == 1 && chown_fd(&fd, &st, uid, gid)? => {
+                *changed += 1;
             }
             libc::S_IFDIR => {
                 let sub = openat(
@@ -633,7 +631,13 @@ impl Plan {
         }
         covers.retain(|(t, _)| t.is_dir() && !writable.iter().any(|w| t.starts_with(w)));
         covers.sort_by_key(|(t, _)| t.components().count());
-        covers.dedup_by(|a, b| a.0.starts_with(&b.0));
+        let mut kept: Vec<(PathBuf, &'static CStr)> = Vec::new();
+        for c in covers {
+            if !kept.iter().any(|k| c.0.starts_with(&k.0)) {
+                kept.push(c);
+            }
+        }
+        let covers = kept;
         let mut mkdirs: Vec<PathBuf> = Vec::new();
         for w in &writable {
             for (t, _) in &covers {

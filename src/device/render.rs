@@ -130,8 +130,10 @@ pub fn render_str(
         },
     );
     let device_type = extends_target(text).unwrap_or_default();
+    // How the job's processes are confined is the dictionary's alone (docs/security.md).
     let mut ctx: BTreeMap<String, minijinja::Value> = context
         .iter()
+        .filter(|(k, _)| !k.starts_with("confinement"))
         .map(|(k, v)| (k.clone(), to_jinja(v)))
         .collect();
     ctx.insert("scheduled_device_name".into(), hostname.into());

@@ -862,25 +862,22 @@ fn check_notify(r: &mut Report, n: &Node) {
     if let Some(c) = f.req(r, "criteria") {
         if let Some(mut cf) = Fields::strict(r, c, "notify.criteria") {
             if let Some(s) = cf.req(r, "status") {
-                match text(r, s, "notify.criteria.status", true) {
-                    Some(status) => {
-                        one_of(
-                            r,
-                            s,
-                            "notify.criteria.status",
-                            "notify status",
-                            &status,
-                            &[
-                                "all",
-                                "finished",
-                                "running",
-                                "complete",
-                                "canceled",
-                                "incomplete",
-                            ],
-                        );
-                    }
-                    None => {}
+                if let Some(status) = text(r, s, "notify.criteria.status", true) {
+                    one_of(
+                        r,
+                        s,
+                        "notify.criteria.status",
+                        "notify status",
+                        &status,
+                        &[
+                            "all",
+                            "finished",
+                            "running",
+                            "complete",
+                            "canceled",
+                            "incomplete",
+                        ],
+                    );
                 }
             }
             cf.opt_str(r, "dependency_query");

@@ -28,7 +28,7 @@ pub(super) async fn run_pipeline(
         _ => (None, pipeline.actions.as_slice()),
     };
     let (mut error, mut failed) = {
-        // SIGINT / SIGTERM cancel the job; finalize still runs and cleans up.
+        // SIGINT / SIGTERM / SIGHUP cancel the job; finalize still runs and cleans up.
         let main_actions = run_main(ctx, main);
         tokio::select! {
             r = main_actions => r,
@@ -81,16 +81,20 @@ async fn run_main(ctx: &mut Ctx, main: &[ActionNode]) -> (Option<ActionError>, O
     (None, None)
 }
 
-/// Resolves when the process gets SIGINT or SIGTERM (never, if the handlers cannot be set).
+/// Resolves when the process gets SIGINT, SIGTERM or SIGHUP (never, if the handlers cannot be
+/// set). SIGHUP (the terminal or the session went away) cancels like SIGTERM: basalt must not
+/// die and leave the board running.
 async fn cancelled() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
+        (Ok(mut int), Ok(mut term), Ok(mut hup)) => tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
         },
         _ => std::future::pending().await,
     }
