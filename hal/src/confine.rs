@@ -143,15 +143,20 @@ impl JobUser {
     /// same number), as systemd's dynamic users are; uid 0 is refused.
     pub fn lookup(spec: &str) -> Result<JobUser, ConfineError> {
         let numeric = spec.parse::<u32>().ok();
-        let found = match numeric {
-            Some(uid) => User::from_uid(Uid::from_raw(uid)),
-            None => User::from_name(spec),
+        // /etc/passwd first: asking NSS costs basalt half a MiB of libraries for the job
+        let found = match passwd_file("/etc/passwd", spec) {
+            Some((name, uid, gid)) => Ok(Some((name, uid, gid))),
+            None => match numeric {
+                Some(uid) => User::from_uid(Uid::from_raw(uid)),
+                None => User::from_name(spec),
+            }
+            .map(|u| u.map(|u| (u.name, u.uid.as_raw(), u.gid.as_raw()))),
         };
         let user = match (found, numeric) {
-            (Ok(Some(u)), _) => JobUser {
-                name: u.name,
-                uid: u.uid.as_raw(),
-                gid: u.gid.as_raw(),
+            (Ok(Some((name, uid, gid))), _) => JobUser {
+                name,
+                uid,
+                gid,
                 groups: Vec::new(),
             },
             (_, Some(uid)) => JobUser {
@@ -182,9 +187,9 @@ impl JobUser {
     pub fn with_group(mut self, spec: &str) -> Result<JobUser, ConfineError> {
         let gid = match spec.parse::<u32>() {
             Ok(g) => g,
-            Err(_) => match Group::from_name(spec) {
-                Ok(Some(g)) => g.gid.as_raw(),
-                _ => return Err(ConfineError::UnknownGroup(spec.to_string())),
+            Err(_) => match group_gid(spec) {
+                Some(g) => g,
+                None => return Err(ConfineError::UnknownGroup(spec.to_string())),
             },
         };
         if gid == 0 {
@@ -197,12 +202,45 @@ impl JobUser {
     }
 
     /// Adds a group by name if it exists (`kvm` for QEMU); unchanged otherwise.
+    /// Looked up in `/etc/group` only (the system groups of device nodes are there).
     pub fn with_group_if_exists(self, name: &str) -> JobUser {
-        match Group::from_name(name) {
-            Ok(Some(_)) => self.clone().with_group(name).unwrap_or(self),
-            _ => self,
+        match group_file(name) {
+            Some(g) => self.clone().with_group(&g.to_string()).unwrap_or(self),
+            None => self,
         }
     }
+}
+
+/// `(name, uid, gid)` of the entry of `file` (`/etc/passwd` format) named `spec`, or whose
+/// uid is `spec`.
+fn passwd_file(file: &str, spec: &str) -> Option<(String, u32, u32)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let name = *f.first()?;
+        let uid: u32 = f.get(2)?.parse().ok()?;
+        let gid: u32 = f.get(3)?.parse().ok()?;
+        (name == spec || uid.to_string() == spec).then(|| (name.to_string(), uid, gid))
+    })
+}
+
+/// A group's gid in `/etc/group`.
+fn group_file(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (*f.first()? == name).then(|| f.get(2)?.parse().ok())?
+    })
+}
+
+/// A group's gid: `/etc/group` first, then NSS.
+fn group_gid(name: &str) -> Option<u32> {
+    group_file(name).or_else(|| {
+        Group::from_name(name)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    })
 }
 
 /// What a confined process may reach. See the module documentation.
