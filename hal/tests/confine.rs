@@ -421,3 +421,73 @@ fn a_confined_qemu_writes_no_host_file() {
         "{seen}"
     );
 }
+
+/// The other half of `without_root_a_user_namespace_confines`: run by the test binary itself
+/// as an unprivileged user.
+#[test]
+fn helper_confine_as_a_user() {
+    let Ok(host_dir) = std::env::var("BASALT_CONFINE_USERNS_HELPER") else {
+        return;
+    };
+    match confine::support() {
+        Support::UserNamespace => {}
+        Support::Unavailable(why) => {
+            println!("USERNS-UNAVAILABLE {why}");
+            return;
+        }
+        Support::Root => panic!("not root, yet confined as root"),
+    }
+    let job = job_dir();
+    let me = nix::unistd::geteuid().as_raw();
+    let script = format!(
+        "id -u; echo $$; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; echo in > {job}/inside && echo wrote-inside; \
+         touch {host}/marker 2>/dev/null && echo WROTE-HOST; true",
+        job = job.path().display(),
+        host = host_dir,
+    );
+    let (code, out, err) = sh(&confined(job.path()), &script);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![me.to_string().as_str(), "1", "lo", "wrote-inside"],
+        "{out}{err}"
+    );
+    println!("USERNS-OK");
+}
+
+#[test]
+fn without_root_a_user_namespace_confines() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let host = Host::new("userns");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_confine_as_a_user",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BASALT_CONFINE_USERNS_HELPER", &host.dir)
+        .env("TMPDIR", "/tmp")
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    if text.contains("USERNS-UNAVAILABLE") {
+        eprintln!("skipped: user namespaces are not available here: {text}");
+        return;
+    }
+    assert!(text.contains("USERNS-OK"), "{text}");
+    assert!(!host.dir.join("marker").exists());
+}
