@@ -131,6 +131,13 @@ struct DescribeArgs {
 }
 
 fn main() -> ExitCode {
+    // One malloc arena for every thread: a thread of its own (the spawner, tokio's blocking
+    // pool) would otherwise get an arena of its own, up to a MiB of peak RSS for nothing.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => validate(&a),
