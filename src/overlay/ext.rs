@@ -1,14 +1,18 @@
 //! Writes a directory tree into an ext2/3/4 filesystem image with e2fsprogs' `debugfs`
 //! (LAVA's `overlay_backend: e2fsprogs`): no loop mount, so no root and nothing left mounted
 //! if the job dies. Paths come from the overlay basalt built, never from the job directly.
+//! The image is the job's: `debugfs` runs under the caller's policy (confined by the
+//! dispatcher: it parses a file an untrusted job supplied).
 
+use basalt_hal::confine::{self, Policy};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
 /// Copies every directory and file below `tree` into the image at the same path (the image
-/// holds a bare filesystem, no partition table). Returns the number of bytes written.
-pub async fn write_tree(image: &Path, tree: &Path) -> Result<usize, String> {
+/// holds a bare filesystem, no partition table), running `debugfs` under `policy` (which must
+/// let it write the image's directory and read `tree`). Returns the number of bytes written.
+pub async fn write_tree(image: &Path, tree: &Path, policy: &Policy) -> Result<usize, String> {
     let mut cmds = String::new();
     let mut bytes = 0usize;
     let mut todo = vec![tree.to_path_buf()];
@@ -45,15 +49,21 @@ pub async fn write_tree(image: &Path, tree: &Path) -> Result<usize, String> {
     }
     let script = image.with_extension("debugfs");
     std::fs::write(&script, &cmds).map_err(|e| e.to_string())?;
-    let out = tokio::process::Command::new("debugfs")
-        .arg("-w")
+    let mut cmd = tokio::process::Command::new("debugfs");
+    cmd.arg("-w")
         .arg("-f")
         .arg(&script)
         .arg(image)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let cannot = |e: std::io::Error| format!("cannot run debugfs (package e2fsprogs): {e}");
+    let out = confine::spawn(cmd, policy)
+        .map_err(cannot)?
+        .wait_with_output()
         .await
-        .map_err(|e| format!("cannot run debugfs (package e2fsprogs): {e}"))?;
+        .map_err(cannot)?;
     let _ = std::fs::remove_file(&script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // `mkdir` of an existing directory and `rm` of a missing file are expected; anything
@@ -75,7 +85,30 @@ mod tests {
 
     #[tokio::test]
     async fn writes_a_tree_into_an_ext4_image() {
-        let dir = std::env::temp_dir().join(format!("basalt-ext-{}", std::process::id()));
+        write_tree_with(&Policy::Supervised, "plain").await;
+    }
+
+    #[tokio::test]
+    async fn writes_a_tree_into_an_ext4_image_confined() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("basalt-ext-confined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = Policy::Confined(
+            basalt_hal::confine::Confinement::new(basalt_hal::confine::JobUser::nobody())
+                .writable(&dir),
+        );
+        write_tree_with(&policy, "confined").await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    async fn write_tree_with(policy: &Policy, tag: &str) {
+        let dir = std::env::temp_dir().join(if tag == "confined" {
+            format!("basalt-ext-confined-{}", std::process::id())
+        } else {
+            format!("basalt-ext-{}", std::process::id())
+        });
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("lava-1/bin")).unwrap();
         std::fs::write(
@@ -93,9 +126,16 @@ mod tests {
             panic!("mke2fs missing: install e2fsprogs");
         };
         assert!(st.success());
-        assert!(write_tree(&image, &tree).await.unwrap() > 0);
+        assert!(
+            write_tree(&image, &tree, &Policy::Supervised)
+                .await
+                .unwrap()
+                > 0
+        );
         // again: existing directories and files are replaced, not errors
-        write_tree(&image, &tree).await.unwrap();
+        write_tree(&image, &tree, &Policy::Supervised)
+            .await
+            .unwrap();
         let out = std::process::Command::new("debugfs")
             .arg("-R")
             .arg("cat /lava-1/bin/lava-test-case")

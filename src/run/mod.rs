@@ -490,3 +490,41 @@ pub fn pattern(text: &str) -> basalt_hal::console::expect::Regex {
 pub fn literal(text: &str) -> basalt_hal::console::expect::Regex {
     pattern(&regex::escape(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_directories_name_their_owner() {
+        let root = std::env::temp_dir().join(format!("basalt-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let mine = tempdir_in(&root, "basalt-job-my-job-1-").unwrap();
+        let name = mine.file_name().unwrap().to_string_lossy().into_owned();
+        let me = (std::process::id(), start_time(std::process::id()).unwrap());
+        assert_eq!(owner_of(&name, "basalt-job-"), Some(me));
+        // a directory of a process that is gone (pid 0 never is a job's), and names that are
+        // not basalt's
+        let stale = root.join(format!("basalt-job-x-0.{}-1f-0", me.1));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("file"), "x").unwrap();
+        for other in [
+            "basalt-job-nothing",
+            "basalt-job-a-b-c-d",
+            "unrelated-1.2-3-4",
+        ] {
+            std::fs::create_dir(root.join(other)).unwrap();
+        }
+        let removed: Vec<PathBuf> = remove_stale(&root, "basalt-job-")
+            .into_iter()
+            .map(|(p, r)| {
+                r.unwrap();
+                p
+            })
+            .collect();
+        assert_eq!(removed, vec![stale.clone()]);
+        assert!(mine.is_dir() && !stale.exists());
+        assert!(root.join("basalt-job-nothing").is_dir());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

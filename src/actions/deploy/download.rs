@@ -534,7 +534,10 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
         }
     }
     let appended = if ext {
-        crate::overlay::ext::write_tree(&path, &stage)
+        // debugfs parses the job's image: confined, writing only the job's directories
+        let image_dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
+        let policy = ctx.policy(&[&ctx.workdir, &image_dir], false, &[]);
+        crate::overlay::ext::write_tree(&path, &stage, &policy)
             .await
             .map_err(|e| ActionError::job(format!("image '{key}': {e}")))?
     } else {
