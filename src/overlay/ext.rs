@@ -126,16 +126,9 @@ mod tests {
             panic!("mke2fs missing: install e2fsprogs");
         };
         assert!(st.success());
-        assert!(
-            write_tree(&image, &tree, &Policy::Supervised)
-                .await
-                .unwrap()
-                > 0
-        );
+        assert!(write_tree(&image, &tree, policy).await.unwrap() > 0);
         // again: existing directories and files are replaced, not errors
-        write_tree(&image, &tree, &Policy::Supervised)
-            .await
-            .unwrap();
+        write_tree(&image, &tree, policy).await.unwrap();
         let out = std::process::Command::new("debugfs")
             .arg("-R")
             .arg("cat /lava-1/bin/lava-test-case")
