@@ -139,9 +139,13 @@ impl Ctx {
         Policy::Confined(conf)
     }
 
-    /// QEMU's policy: the job's directory writable, `/dev/kvm` through the `kvm` group.
-    pub fn qemu_policy(&self) -> Policy {
-        self.policy(&[&self.workdir], false, &["kvm"])
+    /// QEMU's policy: the job's downloads (its images: disks it may write) writable, nothing
+    /// else of the job's directory visible, `/dev/kvm` through the `kvm` group.
+    pub fn qemu_policy(&self) -> Result<Policy, ActionError> {
+        let downloads = self.workdir.join("downloads");
+        std::fs::create_dir_all(&downloads)
+            .map_err(|e| ActionError::infra(format!("{}: {e}", downloads.display())))?;
+        Ok(self.policy(&[&downloads], false, &["kvm"]))
     }
 
     /// The console session; an infrastructure error if the device has none open.

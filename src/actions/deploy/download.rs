@@ -534,9 +534,9 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
         }
     }
     let appended = if ext {
-        // debugfs parses the job's image: confined, writing only the job's directories
+        // debugfs parses the job's image: confined, seeing only the image and the overlay
         let image_dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
-        let policy = ctx.policy(&[&ctx.workdir, &image_dir], false, &[]);
+        let policy = ctx.policy(&[&stage, &image_dir], false, &[]);
         crate::overlay::ext::write_tree(&path, &stage, &policy)
             .await
             .map_err(|e| ActionError::job(format!("image '{key}': {e}")))?
