@@ -80,6 +80,13 @@ struct WorkerArgs {
     /// anywhere basalt's user can read.
     #[arg(long = "allow-file-root", value_name = "DIR")]
     allow_file_root: Vec<PathBuf>,
+    /// The unprivileged user (name or uid) that the job's processes (QEMU, git, the connection
+    /// command) run as when basalt is root; see docs/security.md.
+    #[arg(long = "job-user", value_name = "USER", default_value = "nobody")]
+    job_user: String,
+    /// Do not confine the job's processes (they still die with basalt); a warning is logged.
+    #[arg(long = "no-confine")]
+    no_confine: bool,
 }
 
 impl Default for WorkerArgs {
@@ -92,6 +99,8 @@ impl Default for WorkerArgs {
             max_job_bytes: limits.max_job_bytes,
             max_log_bytes: limits.max_log_bytes,
             allow_file_root: limits.file_roots,
+            job_user: "nobody".into(),
+            no_confine: false,
         }
     }
 }
@@ -339,6 +348,14 @@ fn run_loaded(
     let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
+    let job_user = if worker.no_confine {
+        None
+    } else {
+        Some(
+            basalt_hal::confine::JobUser::lookup(&worker.job_user)
+                .with_context(|| format!("--job-user {}", worker.job_user))?,
+        )
+    };
     let opts = basalt::run::RunOptions {
         output_dir: output_dir.to_path_buf(),
         job_id: job_id.to_string(),
@@ -351,6 +368,7 @@ fn run_loaded(
         tftp_root: worker.tftp_root.clone(),
         server_ip: worker.server_ip.clone(),
         limits: worker.limits(),
+        job_user,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -111,7 +111,14 @@ fn git(dir: &Path, args: &[&str]) {
 #[test]
 fn git_definitions_two_test_actions_and_repeat() {
     let tmp = TempDir::new("git");
-    let repo_dir = tmp.path().join("tests.git");
+    // The job's git runs confined, as the job user, with a private /tmp: a repository on the
+    // worker must be outside /tmp and readable by that user.
+    let repo_tmp = TempDir(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("basalt-test-repo-{}", std::process::id())),
+    );
+    let _ = std::fs::remove_dir_all(repo_tmp.path());
+    let repo_dir = repo_tmp.path().join("tests.git");
     std::fs::create_dir_all(repo_dir.join("defs")).unwrap();
     std::fs::write(
         repo_dir.join("defs/params.yaml"),

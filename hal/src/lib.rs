@@ -6,6 +6,7 @@
 //! | [`console::Session`] | the expect engine over a console stream | — |
 //! | [`power::Power`] | on / off / reset | shell commands, pdudaemon HTTP, QEMU QMP |
 //! | [`emulator::QemuProcess`] | QEMU started from an argv, console on its stdio, killed with its group | — |
+//! | [`confine`] | how the processes of a job are started: confined (user, mount, PID and network namespaces) or supervised, and killed with basalt | — |
 //!
 //! The pipeline sees these traits only; a backend never knows about jobs. The simulated board
 //! lives in its own crate (`crates/basalt-board`), so a worker linking the HAL links only
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod confine;
 pub mod console;
 pub mod emulator;
 pub mod power;

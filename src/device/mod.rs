@@ -61,6 +61,29 @@ pub struct Commands {
     pub users: Vec<(String, String, Option<String>)>,
 }
 
+/// How the processes basalt starts for a job on this device are confined (`confinement:` of
+/// the rendered device, from the dictionary's `confinement`, `confinement_network` and
+/// `confinement_groups`; see docs/security.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceConfinement {
+    /// `false`: not confined at all.
+    pub enabled: bool,
+    /// The job's processes keep the host's network.
+    pub network: bool,
+    /// Extra groups of the job user (`kvm`, `dialout` ...).
+    pub groups: Vec<String>,
+}
+
+impl Default for DeviceConfinement {
+    fn default() -> DeviceConfinement {
+        DeviceConfinement {
+            enabled: true,
+            network: false,
+            groups: Vec::new(),
+        }
+    }
+}
+
 /// A rendered device.
 #[derive(Clone, Debug)]
 pub struct Device {
@@ -70,6 +93,7 @@ pub struct Device {
     pub device_type: String,
     pub character_delays: CharacterDelays,
     pub commands: Commands,
+    pub confinement: DeviceConfinement,
     /// `timeouts.actions.<name>`.
     pub action_timeouts: BTreeMap<String, Timeout>,
     /// `timeouts.connections.<name>`.
@@ -278,6 +302,10 @@ fn read_device(
             );
         }
     }
+    let confinement = f
+        .opt("confinement")
+        .map(|c| read_confinement(r, c))
+        .unwrap_or_default();
     // Device files hold many keys for other tools and device types; none is an error.
     let all: Vec<&str> = root
         .as_map()
@@ -292,11 +320,42 @@ fn read_device(
         device_type,
         character_delays,
         commands,
+        confinement,
         action_timeouts,
         connection_timeouts,
         node: root.clone(),
         text: text.to_string(),
     })
+}
+
+fn read_confinement(r: &mut Report, n: &Node) -> DeviceConfinement {
+    let mut c = DeviceConfinement::default();
+    if n.as_map().is_none() {
+        if !n.is_null() {
+            r.error(
+                n,
+                "confinement",
+                format!("expected a mapping, found {}", n.kind()),
+            );
+        }
+        return c;
+    }
+    for (key, out) in [("enabled", &mut c.enabled), ("network", &mut c.network)] {
+        if let Some(v) = n.get(key) {
+            match v.as_bool() {
+                Some(b) => *out = b,
+                None => r.error(
+                    v,
+                    &format!("confinement.{key}"),
+                    format!("expected true or false, found {}", v.kind()),
+                ),
+            }
+        }
+    }
+    if let Some(g) = n.get("groups").filter(|g| !g.is_null()) {
+        c.groups = str_or_list(r, g, "confinement.groups");
+    }
+    c
 }
 
 fn cmd_list(r: &mut Report, n: Option<&Node>, path: &str) -> Vec<String> {

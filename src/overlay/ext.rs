@@ -1,9 +1,12 @@
 //! Writes a directory tree into an ext2/3/4 filesystem image with e2fsprogs' `debugfs`
 //! (LAVA's `overlay_backend: e2fsprogs`): no loop mount, so no root and nothing left mounted
 //! if the job dies. Paths come from the overlay basalt built, never from the job directly.
+//! The image is the job's: `debugfs` runs under the caller's policy (confined by the
+//! dispatcher: it parses a file an untrusted job supplied).
 
 use super::tree::{walk, Kind, TreeError};
 use crate::run::blocking::Cancel;
+use basalt_hal::confine::{self, Policy};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
@@ -63,19 +66,25 @@ pub fn script(tree: &Path, cancel: &Cancel) -> Result<(String, u64), TreeError> 
     Ok((cmds, bytes))
 }
 
-/// Runs a [`script`] (written to `script_file`) on `image`. debugfs is killed if the future
-/// is dropped (the action timed out, the job was canceled).
-pub async fn run_script(image: &Path, script_file: &Path) -> Result<(), String> {
-    let out = tokio::process::Command::new("debugfs")
-        .arg("-w")
+/// Runs a [`script`] (written to `script_file`) on `image` under `policy` (which must let it
+/// write the image's directory and read the tree). debugfs is killed if the future is dropped
+/// (the action timed out, the job was canceled).
+pub async fn run_script(image: &Path, script_file: &Path, policy: &Policy) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new("debugfs");
+    cmd.arg("-w")
         .arg("-f")
         .arg(script_file)
         .arg(image)
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let cannot = |e: std::io::Error| format!("cannot run debugfs (package e2fsprogs): {e}");
+    let out = confine::spawn(cmd, policy)
+        .map_err(cannot)?
+        .wait_with_output()
         .await
-        .map_err(|e| format!("cannot run debugfs (package e2fsprogs): {e}"))?;
+        .map_err(cannot)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     // `mkdir` of an existing directory and `rm` of a missing file are expected; anything
     // else debugfs complains about is a failure.
@@ -96,7 +105,30 @@ mod tests {
 
     #[tokio::test]
     async fn writes_a_tree_into_an_ext4_image() {
-        let dir = std::env::temp_dir().join(format!("basalt-ext-{}", std::process::id()));
+        write_tree_with(&Policy::Supervised, "plain").await;
+    }
+
+    #[tokio::test]
+    async fn writes_a_tree_into_an_ext4_image_confined() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("basalt-ext-confined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = Policy::Confined(
+            basalt_hal::confine::Confinement::new(basalt_hal::confine::JobUser::nobody())
+                .writable(&dir),
+        );
+        write_tree_with(&policy, "confined").await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    async fn write_tree_with(policy: &Policy, tag: &str) {
+        let dir = std::env::temp_dir().join(if tag == "confined" {
+            format!("basalt-ext-confined-{}", std::process::id())
+        } else {
+            format!("basalt-ext-{}", std::process::id())
+        });
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("lava-1/bin")).unwrap();
         std::fs::write(
@@ -119,9 +151,9 @@ mod tests {
         assert!(bytes > 0);
         let file = dir.join("script");
         std::fs::write(&file, cmds).unwrap();
-        run_script(&image, &file).await.unwrap();
+        run_script(&image, &file, policy).await.unwrap();
         // again: existing directories, files and links are replaced, not errors
-        run_script(&image, &file).await.unwrap();
+        run_script(&image, &file, policy).await.unwrap();
         let out = std::process::Command::new("debugfs")
             .arg("-R")
             .arg("cat /lava-1/bin/lava-test-case")

@@ -28,9 +28,9 @@ pub(super) async fn run_pipeline(
         _ => (None, pipeline.actions.as_slice()),
     };
     let (mut error, mut failed) = {
-        // SIGINT / SIGTERM cancel the job; finalize still runs and cleans up. A failed write
-        // of the log or the results (disk full, read-only) ends the job at once: it would
-        // run blind.
+        // SIGINT / SIGTERM / SIGHUP cancel the job; finalize still runs and cleans up. A
+        // failed write of the log or the results (disk full, read-only) ends the job at once:
+        // it would run blind.
         let log = ctx.log.clone();
         let main_actions = run_main(ctx, main);
         tokio::select! {
@@ -85,16 +85,20 @@ async fn run_main(ctx: &mut Ctx, main: &[ActionNode]) -> (Option<ActionError>, O
     (None, None)
 }
 
-/// Resolves when the process gets SIGINT or SIGTERM (never, if the handlers cannot be set).
+/// Resolves when the process gets SIGINT, SIGTERM or SIGHUP (never, if the handlers cannot be
+/// set). SIGHUP (the terminal or the session went away) cancels like SIGTERM: basalt must not
+/// die and leave the board running.
 async fn cancelled() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
+        (Ok(mut int), Ok(mut term), Ok(mut hup)) => tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
         },
         _ => std::future::pending().await,
     }

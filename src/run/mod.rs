@@ -5,6 +5,11 @@
 //! `finalize` always runs last: it powers the device off, stops every process the job started
 //! and removes the job's temporary files. The outcome is written as LAVA writes it:
 //! `output.yaml` (the log), `results.yaml`, `description.yaml`.
+//!
+//! The processes a job starts (QEMU, git, the connection command) are confined
+//! ([`basalt_hal::confine`]): [`Ctx::policy`] gives each its policy. The job's temporary
+//! directories carry their owner's pid and start time in their name; at start, those whose
+//! owner is gone (a basalt killed with `kill -9`) are removed ([`remove_stale`]).
 
 pub mod blocking;
 pub mod error;
@@ -20,6 +25,7 @@ use crate::job::Job;
 use crate::log::{JobLog, Verbosity};
 use crate::pipeline::Pipeline;
 use crate::yaml::{emit_document, Node};
+use basalt_hal::confine::{self, Confinement, JobUser, Policy};
 use basalt_hal::console::expect::Session;
 use basalt_hal::emulator::QemuProcess;
 use std::collections::BTreeMap;
@@ -42,6 +48,17 @@ pub struct RunOptions {
     pub server_ip: String,
     /// What the job may use (bytes, log size, host files, TFTP readers).
     pub limits: limits::Limits,
+    /// The user the job's processes run as (when basalt is root); `None`: not confined.
+    pub job_user: Option<JobUser>,
+}
+
+/// How the processes of one job are confined: the job user (with the device's groups),
+/// whether the device grants the network, and the worker directories hidden from them.
+#[derive(Clone, Debug)]
+pub struct JobConfinement {
+    pub user: JobUser,
+    pub network: bool,
+    pub hidden: Vec<PathBuf>,
 }
 
 /// How the job ended.
@@ -111,9 +128,39 @@ pub struct Ctx {
     pub tasks: blocking::Tasks,
     /// The group of the TFTP server's user, given the job's TFTP directory.
     pub tftp_gid: Option<u32>,
+    /// How the job's processes are confined; `None`: they are not.
+    pub confinement: Option<JobConfinement>,
 }
 
 impl Ctx {
+    /// The policy for a process of this job that may write in `writable` (nothing else), with
+    /// the network if `network` or the device grants it, and the extra `groups` that exist.
+    pub fn policy(&self, writable: &[&Path], network: bool, groups: &[&str]) -> Policy {
+        let Some(c) = &self.confinement else {
+            return Policy::Supervised;
+        };
+        let user = groups
+            .iter()
+            .fold(c.user.clone(), |u, g| u.with_group_if_exists(g));
+        let mut conf = Confinement::new(user).network(network || c.network);
+        for w in writable {
+            conf = conf.writable(*w);
+        }
+        for h in &c.hidden {
+            conf = conf.hide(h);
+        }
+        Policy::Confined(conf)
+    }
+
+    /// QEMU's policy: the job's downloads (its images: disks it may write) writable, nothing
+    /// else of the job's directory visible, `/dev/kvm` through the `kvm` group.
+    pub fn qemu_policy(&self) -> Result<Policy, ActionError> {
+        let downloads = self.workdir.join("downloads");
+        std::fs::create_dir_all(&downloads)
+            .map_err(|e| ActionError::infra(format!("{}: {e}", downloads.display())))?;
+        Ok(self.policy(&[&downloads], false, &["kvm"]))
+    }
+
     /// The console session; an infrastructure error if the device has none open.
     pub fn session(&mut self) -> Result<&mut Session, ActionError> {
         self.session.as_mut().ok_or_else(|| {
@@ -187,7 +234,19 @@ pub async fn run_job(
         log.masked(&emit_document(&pipeline.describe())).as_bytes(),
     )?;
     std::fs::create_dir_all(&opts.tmp_root)?;
+    for (root, prefix) in [
+        (&opts.tmp_root, "basalt-job-"),
+        (&opts.tftp_root, "basalt-"),
+    ] {
+        for (dir, result) in remove_stale(root, prefix) {
+            match result {
+                Ok(()) => log.info(format!("removed {}: its basalt is gone", dir.display())),
+                Err(e) => log.warning(format!("could not remove {}: {e}", dir.display())),
+            }
+        }
+    }
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
+    let confinement = job_confinement(opts, &device, &log);
     let job_secs = job.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
     let start = Instant::now();
     let mut ctx = Ctx {
@@ -214,6 +273,7 @@ pub async fn run_job(
         budget: limits::Budget::new(opts.limits.max_job_bytes),
         tasks: blocking::Tasks::default(),
         tftp_gid: None,
+        confinement,
     };
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
@@ -290,6 +350,47 @@ pub async fn run_job(
     })
 }
 
+/// How this job's processes are confined, logged: the worker's job user (unless
+/// `--no-confine`) with the device's settings; warnings when they are not.
+fn job_confinement(opts: &RunOptions, device: &Device, log: &JobLog) -> Option<JobConfinement> {
+    let Some(user) = &opts.job_user else {
+        log.warning("the job's processes are not confined (--no-confine)");
+        return None;
+    };
+    let dc = &device.confinement;
+    if !dc.enabled {
+        log.warning(format!(
+            "the job's processes are not confined: device '{}' sets confinement = false",
+            device.hostname
+        ));
+        return None;
+    }
+    let mut user = user.clone();
+    for g in &dc.groups {
+        match user.clone().with_group(g) {
+            Ok(u) => user = u,
+            Err(e) => log.warning(format!("confinement_groups of '{}': {e}", device.hostname)),
+        }
+    }
+    let c = JobConfinement {
+        user,
+        network: dc.network,
+        hidden: vec![opts.tmp_root.clone(), opts.tftp_root.clone()],
+    };
+    match confine::support() {
+        confine::Support::Unavailable(why) => log.warning(format!(
+            "the job's processes cannot be confined: {why}; they run with no_new_privs only"
+        )),
+        _ => log.info(format!(
+            "the job's processes run confined: {}",
+            Confinement::new(c.user.clone())
+                .network(c.network)
+                .describe()
+        )),
+    }
+    Some(c)
+}
+
 /// The values no log may show: the job's `secrets:` and every `auto_login` password.
 pub fn job_secrets(job: &Job) -> Vec<String> {
     let mut v: Vec<String> = job.secrets.iter().map(|(_, v)| v.clone()).collect();
@@ -315,15 +416,18 @@ pub fn own_usage() -> Option<(f64, f64)> {
     ))
 }
 
-/// Creates a fresh private directory under `root`.
+/// Creates a fresh private directory under `root`, named
+/// `{prefix}{pid}.{start time}-{nanos}-{n}`: its owner, so that [`remove_stale`] can tell
+/// when the owner is gone.
 pub fn tempdir_in(root: &Path, prefix: &str) -> std::io::Result<PathBuf> {
     let pid = std::process::id();
+    let start = start_time(pid).unwrap_or(0);
     for n in 0..10_000u32 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let p = root.join(format!("{prefix}{pid}-{nanos:x}-{n}"));
+        let p = root.join(format!("{prefix}{pid}.{start}-{nanos:x}-{n}"));
         match std::fs::create_dir(&p) {
             Ok(()) => {
                 use std::os::unix::fs::PermissionsExt;
@@ -335,6 +439,50 @@ pub fn tempdir_in(root: &Path, prefix: &str) -> std::io::Result<PathBuf> {
         }
     }
     Err(std::io::Error::other("cannot create a temporary directory"))
+}
+
+/// A process's start time (clock ticks since boot, `/proc/PID/stat` field 22): with the pid,
+/// it names one process for the machine's uptime.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) is in parentheses and may hold anything: count after it
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The owner (pid, start time) in the name of a directory made by [`tempdir_in`] with a
+/// prefix that starts with `prefix`.
+fn owner_of(name: &str, prefix: &str) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix(prefix)?;
+    let mut parts = rest.rsplitn(4, '-');
+    let (n, nanos, owner) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    n.parse::<u32>().ok()?;
+    u32::from_str_radix(nanos, 16).ok()?;
+    let (pid, start) = owner.split_once('.')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// Removes the directories `{prefix}...` below `root` (made by [`tempdir_in`]) whose owner
+/// process is gone: what a basalt killed with `kill -9` left behind. Returns what it tried.
+pub fn remove_stale(root: &Path, prefix: &str) -> Vec<(PathBuf, std::io::Result<()>)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some((pid, start)) = name.to_str().and_then(|n| owner_of(n, prefix)) else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || start_time(pid) == Some(start) {
+            continue;
+        }
+        let path = e.path();
+        let r = std::fs::remove_dir_all(&path);
+        done.push((path, r));
+    }
+    done
 }
 
 /// Sends a session's traffic to the job log: console lines as `target`, input as `input`.
@@ -372,4 +520,42 @@ pub fn pattern(text: &str) -> basalt_hal::console::expect::Regex {
 /// A literal pattern.
 pub fn literal(text: &str) -> basalt_hal::console::expect::Regex {
     pattern(&regex::escape(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_directories_name_their_owner() {
+        let root = std::env::temp_dir().join(format!("basalt-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let mine = tempdir_in(&root, "basalt-job-my-job-1-").unwrap();
+        let name = mine.file_name().unwrap().to_string_lossy().into_owned();
+        let me = (std::process::id(), start_time(std::process::id()).unwrap());
+        assert_eq!(owner_of(&name, "basalt-job-"), Some(me));
+        // a directory of a process that is gone (pid 0 never is a job's), and names that are
+        // not basalt's
+        let stale = root.join(format!("basalt-job-x-0.{}-1f-0", me.1));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("file"), "x").unwrap();
+        for other in [
+            "basalt-job-nothing",
+            "basalt-job-a-b-c-d",
+            "unrelated-1.2-3-4",
+        ] {
+            std::fs::create_dir(root.join(other)).unwrap();
+        }
+        let removed: Vec<PathBuf> = remove_stale(&root, "basalt-job-")
+            .into_iter()
+            .map(|(p, r)| {
+                r.unwrap();
+                p
+            })
+            .collect();
+        assert_eq!(removed, vec![stale.clone()]);
+        assert!(mine.is_dir() && !stale.exists());
+        assert!(root.join("basalt-job-nothing").is_dir());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

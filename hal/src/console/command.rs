@@ -8,7 +8,8 @@
 //! When stdout reaches end of file, the stream waits briefly for the child to exit and reports
 //! an [`std::io::ErrorKind::UnexpectedEof`] error that names the exit status and the end of
 //! stderr, which the [`Session`](super::Session) turns into [`ConsoleError::Closed`]. The child
-//! is killed (SIGKILL) when the stream is dropped.
+//! is killed (SIGKILL) when the stream is dropped, and dies with basalt; it runs under the
+//! console's [`Policy`] ([`CommandConsole::with_policy`]: the dispatcher confines it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::{Console, ConsoleError, ConsoleStream};
+use crate::confine::{self, Policy};
 
 /// How much of the child's stderr is kept.
 const STDERR_KEEP: usize = 4096;
@@ -33,6 +35,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 pub struct CommandConsole {
     command: String,
     argv: Vec<String>,
+    policy: Policy,
 }
 
 impl CommandConsole {
@@ -52,6 +55,7 @@ impl CommandConsole {
         Ok(CommandConsole {
             command: command.to_string(),
             argv,
+            policy: Policy::Supervised,
         })
     }
 
@@ -64,7 +68,17 @@ impl CommandConsole {
                 message: "empty command".to_string(),
             });
         }
-        Ok(CommandConsole { command, argv })
+        Ok(CommandConsole {
+            command,
+            argv,
+            policy: Policy::Supervised,
+        })
+    }
+
+    /// Runs the command under `policy` (default: [`Policy::Supervised`]).
+    pub fn with_policy(mut self, policy: Policy) -> CommandConsole {
+        self.policy = policy;
+        self
     }
 
     /// The argument vector that is run.
@@ -84,14 +98,13 @@ impl Console for CommandConsole {
             what: self.describe(),
             source,
         };
-        let mut child = Command::new(&self.argv[0])
-            .args(&self.argv[1..])
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(connect_err)?;
+            .kill_on_drop(true);
+        let mut child = confine::spawn(cmd, &self.policy).map_err(connect_err)?;
         let missing = || connect_err(std::io::Error::other("child has no stdio pipes"));
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;

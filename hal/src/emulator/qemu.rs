@@ -1,7 +1,12 @@
 //! A QEMU process: started from an argv (the device dictionary's command line plus the job's
 //! image arguments; never through a shell), its serial console on stdin/stdout, its stderr
 //! kept for error messages, killed with its process group when stopped or dropped.
+//!
+//! It is started by [`crate::confine::spawn`]: from the spawner thread, so it dies with basalt,
+//! and confined when the caller gives a [`Policy::Confined`] (then [`QemuProcess::pid`] is the
+//! pid of its supervisor, and stopping it waits until every process of its namespace is gone).
 
+use crate::confine::{self, Policy};
 use crate::console::ConsoleStream;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,7 @@ pub enum EmulatorError {
 pub struct QemuProcess {
     child: Child,
     pid: Option<u32>,
+    confined: bool,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -40,8 +46,18 @@ pub struct QemuProcess {
 const STDERR_KEEP: usize = 16 * 1024;
 
 impl QemuProcess {
-    /// Starts `argv[0]` with the rest as arguments; returns the process and its console.
+    /// Starts `argv[0]` with the rest as arguments, unconfined (but killed with basalt);
+    /// returns the process and its console.
     pub fn spawn(argv: &[String]) -> Result<(QemuProcess, Box<dyn ConsoleStream>), EmulatorError> {
+        QemuProcess::spawn_with(argv, &Policy::Supervised)
+    }
+
+    /// Starts `argv[0]` with the rest as arguments under `policy`; returns the process and
+    /// its console.
+    pub fn spawn_with(
+        argv: &[String],
+        policy: &Policy,
+    ) -> Result<(QemuProcess, Box<dyn ConsoleStream>), EmulatorError> {
         let (program, args) = argv.split_first().ok_or(EmulatorError::Empty)?;
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -50,7 +66,7 @@ impl QemuProcess {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|source| EmulatorError::Spawn {
+        let mut child = confine::spawn(cmd, policy).map_err(|source| EmulatorError::Spawn {
             program: program.clone(),
             source,
         })?;
@@ -84,6 +100,7 @@ impl QemuProcess {
             QemuProcess {
                 child,
                 pid,
+                confined: matches!(policy, Policy::Confined(_)),
                 stderr: stderr_buf,
             },
             Box::new(tokio::io::join(stdout, stdin)),
@@ -105,26 +122,17 @@ impl QemuProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Kills QEMU (and anything in its process group) and waits for it.
+    /// Kills QEMU (and anything in its process group, or its whole PID namespace when
+    /// confined) and waits for it.
     pub async fn kill(&mut self) -> Result<(), EmulatorError> {
-        if let Some(pid) = self.pid {
-            // The group id is QEMU's pid (process_group(0)); kill the group, then reap.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.child.start_kill();
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
-            Ok(r) => {
-                r?;
-            }
-            Err(_) => {
-                return Err(EmulatorError::Io(std::io::Error::other(
-                    "QEMU did not exit after SIGKILL",
-                )))
-            }
-        }
+        confine::terminate(
+            &mut self.child,
+            self.confined,
+            self.pid,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| EmulatorError::Io(std::io::Error::other(format!("stopping QEMU: {e}"))))?;
         self.pid = None;
         Ok(())
     }

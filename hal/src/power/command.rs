@@ -7,7 +7,9 @@
 //! non-zero exit fails the operation with [`PowerError::Failed`] quoting stderr; a command still
 //! running after the timeout has its whole process group killed (SIGKILL) and fails it with
 //! [`PowerError::Timeout`]. If the operation's future is dropped while a command runs, the
-//! group is killed too.
+//! group is killed too. They are not confined (they are the admin's), but they are started by
+//! [`crate::confine::spawn`] ([`crate::confine::Policy::Supervised`]): the shell dies with
+//! basalt.
 //!
 //! `reset` runs `hard_reset_command` when there is one, else `power_off_command` then
 //! `power_on_command`. An operation with no command at all is [`PowerError::NotConfigured`].
@@ -236,18 +238,20 @@ async fn collect(task: Option<JoinHandle<Vec<u8>>>) -> String {
 
 /// Runs `command` with `/bin/sh -c` in its own process group; see the module documentation.
 pub async fn run_shell(command: &str, timeout: Duration) -> Result<CommandOutput, ShellError> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ShellError::Spawn {
-            command: command.to_string(),
-            source,
+        .kill_on_drop(true);
+    let mut child =
+        crate::confine::spawn(cmd, &crate::confine::Policy::Supervised).map_err(|source| {
+            ShellError::Spawn {
+                command: command.to_string(),
+                source,
+            }
         })?;
     // the child leads its own group, so the group id is its pid
     let mut killer = GroupKiller {

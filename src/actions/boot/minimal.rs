@@ -25,6 +25,7 @@ pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> ActionNod
 // ---- running -------------------------------------------------------------------------------
 
 use crate::run::{open_session, ActionError, Ctx};
+use basalt_hal::confine::Policy;
 use basalt_hal::console::command::CommandConsole;
 use basalt_hal::console::Console;
 use basalt_hal::console::TelnetConsole;
@@ -43,7 +44,9 @@ pub(crate) async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(),
             ctx.device.hostname
         ))
     })?;
-    let console = console_for(&cmd)?;
+    // the admin's command, but it carries the job's console: confined, with the network
+    // only if the device grants it
+    let console = console_for(&cmd, ctx.policy(&[], false, &[]))?;
     let stream = console.connect().await?;
     ctx.log.info(format!("connected to the console: {cmd}"));
     ctx.session = Some(open_session(&ctx.log, stream, &console.describe()));
@@ -53,8 +56,8 @@ pub(crate) async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(),
 /// The console behind a `connection_command`. The usual `telnet HOST PORT` (ser2net) is
 /// spoken directly: the connection is then up when `connect` returns, so nothing the board
 /// prints right after a power cycle is lost while a telnet program is still starting.
-/// Anything else runs as the command it is.
-pub fn console_for(cmd: &str) -> Result<Box<dyn Console>, ActionError> {
+/// Anything else runs as the command it is, under `policy`.
+pub fn console_for(cmd: &str, policy: Policy) -> Result<Box<dyn Console>, ActionError> {
     let words = shell_words::split(cmd).unwrap_or_default();
     if let [prog, host, port] = words.as_slice() {
         if prog == "telnet" {
@@ -63,7 +66,7 @@ pub fn console_for(cmd: &str) -> Result<Box<dyn Console>, ActionError> {
             }
         }
     }
-    Ok(Box::new(CommandConsole::new(cmd)?))
+    Ok(Box::new(CommandConsole::new(cmd)?.with_policy(policy)))
 }
 
 /// `pdu-reboot`: power-cycle the device with its hard reset command.

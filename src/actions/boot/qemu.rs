@@ -104,8 +104,8 @@ pub(crate) async fn run_execute(ctx: &mut Ctx, _node: &ActionNode) -> Result<(),
     let argv = command_line(ctx)?;
     ctx.log
         .info(format!("boot command: {}", shell_words::join(&argv)));
-    let (proc_, stream) =
-        QemuProcess::spawn(&argv).map_err(|e| ActionError::infra(e.to_string()))?;
+    let (proc_, stream) = QemuProcess::spawn_with(&argv, &ctx.qemu_policy()?)
+        .map_err(|e| ActionError::infra(e.to_string()))?;
     let what = format!("qemu (pid {})", proc_.pid().unwrap_or(0));
     ctx.log.debug(format!("started {what}"));
     ctx.session = Some(open_session(&ctx.log, stream, &what));

@@ -674,11 +674,13 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
         .await??;
     let appended = match script {
         (Some(cmds), bytes) => {
-            let file = ctx
-                .workdir
-                .join(format!("append-{}.debugfs", key.replace(['/', '.'], "_")));
+            // debugfs parses the job's image: confined, seeing only the image's directory
+            // (where its script is) and the overlay
+            let image_dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
+            let file = image_dir.join(format!("append-{}.debugfs", key.replace(['/', '.'], "_")));
             std::fs::write(&file, &cmds).map_err(|e| io_err("debugfs script", e))?;
-            let r = crate::overlay::ext::run_script(&path, &file).await;
+            let policy = ctx.policy(&[&stage, &image_dir], false, &[]);
+            let r = crate::overlay::ext::run_script(&path, &file, &policy).await;
             let _ = std::fs::remove_file(&file);
             r.map_err(|e| ActionError::job(format!("{what}: {e}")))?;
             bytes

@@ -3,16 +3,25 @@
 //! job's strings cannot become options or shell code. Transports are limited to
 //! [`GIT_PROTOCOLS`] (checked here, before git runs, and by git itself through
 //! `GIT_ALLOW_PROTOCOL`, which also covers submodules and redirects); local repositories must
-//! be below the worker's `--allow-file-root` directories when it has any.
+//! be below the worker's `--allow-file-root` directories when it has any. git runs confined
+//! ([`basalt_hal::confine`]): as the job user, with the network, writing only in its
+//! destination (a repository on the worker itself must then be readable by that user and
+//! outside `/tmp`, which is private).
 
 use crate::log::JobLog;
 use crate::run::limits::GIT_PROTOCOLS;
 use crate::run::ActionError;
+use basalt_hal::confine::{self, Policy};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
 
-async fn git(log: &JobLog, args: &[&str], cwd: Option<&Path>) -> Result<String, ActionError> {
+async fn git(
+    log: &JobLog,
+    policy: &Policy,
+    args: &[&str],
+    cwd: Option<&Path>,
+) -> Result<String, ActionError> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -25,11 +34,13 @@ async fn git(log: &JobLog, args: &[&str], cwd: Option<&Path>) -> Result<String, 
         cmd.current_dir(d);
     }
     log.debug(format!("git {}", args.join(" ")));
-    let out = cmd.output().await.map_err(|e| {
+    let cannot = |e: std::io::Error| {
         ActionError::infra(format!(
             "cannot run git: {e} (is git installed on the worker?)"
         ))
-    })?;
+    };
+    let child = confine::spawn(cmd, policy).map_err(cannot)?;
+    let out = child.wait_with_output().await.map_err(cannot)?;
     if !out.status.success() {
         return Err(ActionError::job(format!(
             "git {} failed: {}",
@@ -84,9 +95,12 @@ pub fn check_url(url: &str, roots: &[PathBuf]) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Clones `url` into `dest` (an empty directory); returns the commit id checked out.
+/// Clones `url` into `dest` (an empty directory) under `policy` (which must let it write in
+/// `dest`); returns the commit id checked out.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn clone(
     log: &JobLog,
+    policy: &Policy,
     url: &str,
     branch: Option<&str>,
     revision: Option<&str>,
@@ -112,17 +126,24 @@ pub(crate) async fn clone(
     if let Some(b) = branch {
         args.extend(["--branch", b]);
     }
+    let local = transport(url) == "file";
+    if local && matches!(policy, Policy::Confined(_)) {
+        // the job user reads a repository of the worker's that it does not own; git does not
+        // pass `-c` (or GIT_CONFIG_*) on to the upload-pack of a local clone
+        args.extend(["--upload-pack", "git -c safe.directory=* upload-pack"]);
+    }
     args.extend(["--", url, &dest_s]);
-    git(log, &args, None).await?;
+    git(log, policy, &args, None).await?;
     if let Some(rev) = revision {
         git(
             log,
+            policy,
             &["checkout", "--quiet", "--detach", rev, "--"],
             Some(dest),
         )
         .await?;
     }
-    git(log, &["rev-parse", "HEAD"], Some(dest)).await
+    git(log, policy, &["rev-parse", "HEAD"], Some(dest)).await
 }
 
 #[cfg(test)]

@@ -267,9 +267,12 @@ pub(crate) async fn run_repo(
         }
         TestFrom::Git => {
             let url = def.repository.clone().unwrap_or_default();
+            // git needs the network (https), and writes only its destination
+            let policy = ctx.policy(&[&dir], true, &[]);
             run.commit_id = Some(
                 crate::actions::deploy::git::clone(
                     &ctx.log,
+                    &policy,
                     &url,
                     def.branch.as_deref(),
                     def.revision.as_deref(),

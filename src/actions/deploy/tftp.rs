@@ -223,15 +223,21 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
             .unwrap_or("arm")
             .to_string();
         let out = path.with_extension("uboot");
-        let status = tokio::process::Command::new("mkimage")
-            .args(["-A", &arch, "-T", "ramdisk", "-C", "none", "-d"])
+        let mut cmd = tokio::process::Command::new("mkimage");
+        cmd.args(["-A", &arch, "-T", "ramdisk", "-C", "none", "-d"])
             .arg(&path)
             .arg(&out)
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .status()
+            .kill_on_drop(true);
+        // the ramdisk is the job's: mkimage runs confined, writing only next to it
+        let dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
+        let cannot =
+            |e: std::io::Error| ActionError::infra(format!("mkimage (package u-boot-tools): {e}"));
+        let status = basalt_hal::confine::spawn(cmd, &ctx.policy(&[&dir], false, &[]))
+            .map_err(cannot)?
+            .wait()
             .await
-            .map_err(|e| ActionError::infra(format!("mkimage (package u-boot-tools): {e}")))?;
+            .map_err(cannot)?;
         if !status.success() {
             return Err(ActionError::infra(format!("mkimage failed: {status}")));
         }
