@@ -22,6 +22,9 @@ const SECRET: &str = "S3CRET-only-root-reads-this";
 /// A board, its TFTP server and a scratch directory with a secret (0600) and the marker path.
 struct Bench {
     tmp: TempDir,
+    /// Where test repositories live: outside /tmp, which is private to the job's (confined)
+    /// git, and readable by the job user.
+    repos: TempDir,
     tftpd: Tftpd,
     board: Board,
     dict: PathBuf,
@@ -42,6 +45,12 @@ impl Bench {
             &["--speed", "0", "--tftp-port", &port, "--bootdelay", "1"],
         );
         let tmp = TempDir::new(tag);
+        let repos = TempDir(
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("basalt-test-repos-{tag}-{}", std::process::id())),
+        );
+        let _ = std::fs::remove_dir_all(repos.path());
+        std::fs::create_dir_all(repos.path()).unwrap();
         let secret = tmp.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -70,6 +79,7 @@ impl Bench {
         let marker = tmp.path().join("marker");
         Bench {
             tmp,
+            repos,
             tftpd,
             board,
             dict,
@@ -331,7 +341,7 @@ fn git_test(repo: &Path, path: &str) -> String {
 #[test]
 fn symlinks_inside_a_test_repository_stay_symlinks_on_the_device() {
     let b = Bench::new("links-in");
-    let repo = b.tmp.path().join("repo");
+    let repo = b.repos.path().join("repo");
     git_repo(&repo, |d| {
         symlink("ok.yaml", d.join("defs/alias.yaml")).unwrap()
     });
@@ -392,7 +402,10 @@ fn symlinks_out_of_a_git_repository_are_refused_with_their_path() {
         ),
     ];
     for (tag, extra, needle) in cases {
-        let repo = b.tmp.path().join(format!("repo-{}", tag.replace(' ', "-")));
+        let repo = b
+            .repos
+            .path()
+            .join(format!("repo-{}", tag.replace(' ', "-")));
         git_repo(&repo, |d| extra(d));
         let job = b.job(TIMEOUTS, &b.dtb_url(), "", &git_test(&repo, "defs/ok.yaml"));
         let o = b.run(&job, &[], Duration::from_secs(60));
