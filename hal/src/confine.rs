@@ -601,6 +601,38 @@ struct Namespaces {
     cwd: CString,
 }
 
+/// Whether `user` can reach `dir` (search permission on every parent that is not inside a
+/// tmpfs cover, where basalt makes the path itself): a clear error now rather than an
+/// obscure one from the program.
+fn reachable(dir: &Path, user: &JobUser, covers: &[(PathBuf, &CStr)]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for a in dir.ancestors().skip(1) {
+        if covers.iter().any(|(t, _)| a.starts_with(t)) {
+            continue;
+        }
+        let m = std::fs::metadata(a)?;
+        let mode = m.mode();
+        let ok = mode & 0o001 != 0
+            || (m.uid() == user.uid && mode & 0o100 != 0)
+            || ((m.gid() == user.gid || user.groups.contains(&m.gid())) && mode & 0o010 != 0);
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is out of the job user {}'s reach: {} is mode {:o}, owner {}:{}",
+                    dir.display(),
+                    user.name,
+                    a.display(),
+                    mode & 0o7777,
+                    m.uid(),
+                    m.gid()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn cstring(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::other(format!("{}: a NUL byte in the path", p.display())))
@@ -648,12 +680,6 @@ impl Plan {
                 what: format!("writable directory {}", w.display()),
                 source: e,
             })?;
-            if !userns {
-                chown_tree(&c, conf.user.uid, conf.user.gid).map_err(|e| ConfineError::Io {
-                    what: format!("giving {} to {}", c.display(), conf.user.name),
-                    source: e,
-                })?;
-            }
             writable.push(c);
         }
         // tmpfs covers: /tmp and /dev/shm (private), the hidden directories (empty), parents
@@ -676,6 +702,15 @@ impl Plan {
             }
         }
         let covers = kept;
+        if !userns {
+            for w in &writable {
+                reachable(w, &conf.user, &covers)?;
+                chown_tree(w, conf.user.uid, conf.user.gid).map_err(|e| ConfineError::Io {
+                    what: format!("giving {} to {}", w.display(), conf.user.name),
+                    source: e,
+                })?;
+            }
+        }
         let mut mkdirs: Vec<PathBuf> = Vec::new();
         for w in &writable {
             for (t, _) in &covers {
