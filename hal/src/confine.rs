@@ -17,7 +17,7 @@
 //! | no network | a network namespace of its own (`CLONE_NEWNET`: only a `lo` that is down) unless the policy allows the network ([`Confinement::network`]) |
 //! | no view of the host's processes | a PID namespace (`CLONE_NEWPID`) with its own `/proc`, and a private System V IPC namespace (`CLONE_NEWIPC`) |
 //! | no terminal | a session of its own (`setsid`): it cannot reach the terminal basalt was started from (`TIOCSTI`) |
-//! | nothing of basalt's | every descriptor basalt holds is close-on-exec: the program inherits its stdin, stdout and stderr only |
+//! | nothing of basalt's | every descriptor basalt holds is close-on-exec: the program inherits its stdin, stdout and stderr only; of basalt's environment only [`KEPT_ENVIRONMENT`] (and what the caller set) |
 //!
 //! # Dying with basalt: a supervisor and PID 1
 //!
@@ -394,6 +394,7 @@ pub fn spawn(
                 Support::UserNamespace => Plan::confined(conf, cwd.as_deref(), true)?,
                 Support::Unavailable(_) => Plan::degraded(),
             };
+            keep_environment(&mut cmd);
             if plan.ns.is_some() {
                 let tmp = conf
                     .writable
@@ -415,6 +416,48 @@ pub fn spawn(
         let _guard = handle.enter();
         cmd.spawn()
     })?
+}
+
+/// basalt's environment variables a confined process keeps (besides those the caller set on
+/// the command): the search path, the locale, the time zone, the terminal type and proxies.
+/// Anything else of basalt's (tokens, agent sockets) is not passed on.
+pub const KEPT_ENVIRONMENT: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+fn keep_environment(cmd: &mut tokio::process::Command) {
+    let explicit: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = cmd
+        .as_std()
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if KEPT_ENVIRONMENT.iter().any(|kept| k == *kept) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in explicit {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
 }
 
 /// Stops a child started by [`spawn`] and waits for it: SIGTERM to the supervisor of a

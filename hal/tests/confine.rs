@@ -114,15 +114,21 @@ fn a_confined_process_writes_only_in_its_directory() {
     let host = Host::new("write");
     let tmp_marker = format!("/tmp/basalt-confine-marker-{}", std::process::id());
     let script = format!(
-        "id -u; echo $$; echo in > {job}/inside && echo wrote-inside; echo more >> {job}/from-basalt && echo appended; \
+        "id -u; echo $$; echo in > {job}/inside && echo wrote-inside; echo \"token=$BASALT_TEST_TOKEN\"; echo more >> {job}/from-basalt && echo appended; \
          touch {host}/marker 2>/dev/null && echo WROTE-HOST; touch {tmp} && echo wrote-private-tmp; \
          touch /var/tmp/basalt-marker-$$ 2>/dev/null && echo WROTE-VAR-TMP; true",
         job = job.path().display(),
         host = host.dir.display(),
         tmp = tmp_marker,
     );
+    // (std serialises its own reads and writes of the environment)
+    std::env::set_var("BASALT_TEST_TOKEN", "secret-token");
     let (code, out, err) = sh(&confined(job.path()), &script);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("token=\n"),
+        "basalt's environment leaked: {out}"
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"65534"), "runs as nobody: {out}");
     assert_eq!(
