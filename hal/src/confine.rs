@@ -980,8 +980,8 @@ impl Namespaces {
             if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
                 return Err(last_error());
             }
-            // a raw clone: glibc's fork() would run atfork handlers in this copy of a
-            // multi-threaded process
+            // a raw clone, not glibc's fork(): nothing of the C library (atfork handlers,
+            // its locks) runs between here and exec
             let pid = check(libc::syscall(
                 libc::SYS_clone,
                 libc::SIGCHLD as libc::c_long,
