@@ -51,8 +51,18 @@ const SECRET: &str = "root-only-secret-5c1e";
 
 impl Host {
     fn new(tag: &str) -> Host {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("confine-run-{tag}-{}", std::process::id()));
+        // /var/tmp: outside /tmp (private to a confined process) and reachable by the job
+        // user wherever the repository is cloned
+        let base = Path::new("/var/tmp");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        };
+        let dir = base.join(format!(
+            "basalt-test-confine-run-{tag}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();

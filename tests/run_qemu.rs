@@ -112,11 +112,9 @@ fn git(dir: &Path, args: &[&str]) {
 fn git_definitions_two_test_actions_and_repeat() {
     let tmp = TempDir::new("git");
     // The job's git runs confined, as the job user, with a private /tmp: a repository on the
-    // worker must be outside /tmp and readable by that user.
-    let repo_tmp = TempDir(
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("basalt-test-repo-{}", std::process::id())),
-    );
+    // worker must be outside /tmp and readable by that user (/var/tmp, whatever the umask).
+    let repo_tmp =
+        TempDir(PathBuf::from("/var/tmp").join(format!("basalt-test-repo-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(repo_tmp.path());
     let repo_dir = repo_tmp.path().join("tests.git");
     std::fs::create_dir_all(repo_dir.join("defs")).unwrap();
@@ -151,6 +149,12 @@ parse:
     git(&repo_dir, &["init", "-q"]);
     git(&repo_dir, &["add", "."]);
     git(&repo_dir, &["commit", "-q", "-m", "tests"]);
+    let st = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(repo_tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
     let url = format!("file://{}", repo_dir.display());
     let mut job = demo_job();
     // The boot runs twice (repeat), then two test actions, each with a git definition.

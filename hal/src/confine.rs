@@ -17,7 +17,7 @@
 //! | no network | a network namespace of its own (`CLONE_NEWNET`: only a `lo` that is down) unless the policy allows the network ([`Confinement::network`]) |
 //! | no view of the host's processes | a PID namespace (`CLONE_NEWPID`) with its own `/proc`, and a private System V IPC namespace (`CLONE_NEWIPC`) |
 //! | no terminal | a session of its own (`setsid`): it cannot reach the terminal basalt was started from (`TIOCSTI`) |
-//! | nothing of basalt's | every descriptor basalt holds is close-on-exec: the program inherits its stdin, stdout and stderr only |
+//! | nothing of basalt's | every descriptor basalt holds is close-on-exec: the program inherits its stdin, stdout and stderr only; of basalt's environment only [`KEPT_ENVIRONMENT`] (and what the caller set) |
 //!
 //! # Dying with basalt: a supervisor and PID 1
 //!
@@ -394,6 +394,7 @@ pub fn spawn(
                 Support::UserNamespace => Plan::confined(conf, cwd.as_deref(), true)?,
                 Support::Unavailable(_) => Plan::degraded(),
             };
+            keep_environment(&mut cmd);
             if plan.ns.is_some() {
                 let tmp = conf
                     .writable
@@ -415,6 +416,48 @@ pub fn spawn(
         let _guard = handle.enter();
         cmd.spawn()
     })?
+}
+
+/// basalt's environment variables a confined process keeps (besides those the caller set on
+/// the command): the search path, the locale, the time zone, the terminal type and proxies.
+/// Anything else of basalt's (tokens, agent sockets) is not passed on.
+pub const KEPT_ENVIRONMENT: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TERM",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+fn keep_environment(cmd: &mut tokio::process::Command) {
+    let explicit: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = cmd
+        .as_std()
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if KEPT_ENVIRONMENT.iter().any(|kept| k == *kept) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in explicit {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
 }
 
 /// Stops a child started by [`spawn`] and waits for it: SIGTERM to the supervisor of a
@@ -601,6 +644,38 @@ struct Namespaces {
     cwd: CString,
 }
 
+/// Whether `user` can reach `dir` (search permission on every parent that is not inside a
+/// tmpfs cover, where basalt makes the path itself): a clear error now rather than an
+/// obscure one from the program.
+fn reachable(dir: &Path, user: &JobUser, covers: &[(PathBuf, &CStr)]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for a in dir.ancestors().skip(1) {
+        if covers.iter().any(|(t, _)| a.starts_with(t)) {
+            continue;
+        }
+        let m = std::fs::metadata(a)?;
+        let mode = m.mode();
+        let ok = mode & 0o001 != 0
+            || (m.uid() == user.uid && mode & 0o100 != 0)
+            || ((m.gid() == user.gid || user.groups.contains(&m.gid())) && mode & 0o010 != 0);
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is out of the job user {}'s reach: {} is mode {:o}, owner {}:{}",
+                    dir.display(),
+                    user.name,
+                    a.display(),
+                    mode & 0o7777,
+                    m.uid(),
+                    m.gid()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn cstring(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::other(format!("{}: a NUL byte in the path", p.display())))
@@ -648,12 +723,6 @@ impl Plan {
                 what: format!("writable directory {}", w.display()),
                 source: e,
             })?;
-            if !userns {
-                chown_tree(&c, conf.user.uid, conf.user.gid).map_err(|e| ConfineError::Io {
-                    what: format!("giving {} to {}", c.display(), conf.user.name),
-                    source: e,
-                })?;
-            }
             writable.push(c);
         }
         // tmpfs covers: /tmp and /dev/shm (private), the hidden directories (empty), parents
@@ -676,6 +745,15 @@ impl Plan {
             }
         }
         let covers = kept;
+        if !userns {
+            for w in &writable {
+                reachable(w, &conf.user, &covers)?;
+                chown_tree(w, conf.user.uid, conf.user.gid).map_err(|e| ConfineError::Io {
+                    what: format!("giving {} to {}", w.display(), conf.user.name),
+                    source: e,
+                })?;
+            }
+        }
         let mut mkdirs: Vec<PathBuf> = Vec::new();
         for w in &writable {
             for (t, _) in &covers {
@@ -902,8 +980,8 @@ impl Namespaces {
             if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
                 return Err(last_error());
             }
-            // a raw clone: glibc's fork() would run atfork handlers in this copy of a
-            // multi-threaded process
+            // a raw clone, not glibc's fork(): nothing of the C library (atfork handlers,
+            // its locks) runs between here and exec
             let pid = check(libc::syscall(
                 libc::SYS_clone,
                 libc::SIGCHLD as libc::c_long,

@@ -22,6 +22,16 @@ fn root() -> bool {
     true
 }
 
+/// A world-writable (sticky) directory outside /tmp.
+fn var_tmp() -> PathBuf {
+    let v = PathBuf::from("/var/tmp");
+    if v.is_dir() {
+        v
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    }
+}
+
 /// A job directory under /tmp, as basalt makes them.
 fn job_dir() -> tempfile::TempDir {
     let d = tempfile::Builder::new()
@@ -41,8 +51,9 @@ struct Host {
 
 impl Host {
     fn new(tag: &str) -> Host {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("confine-{tag}-{}", std::process::id()));
+        // /var/tmp: outside /tmp (private to a confined process) and reachable by the job
+        // user wherever the repository is cloned
+        let dir = var_tmp().join(format!("basalt-test-confine-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -103,15 +114,21 @@ fn a_confined_process_writes_only_in_its_directory() {
     let host = Host::new("write");
     let tmp_marker = format!("/tmp/basalt-confine-marker-{}", std::process::id());
     let script = format!(
-        "id -u; echo $$; echo in > {job}/inside && echo wrote-inside; echo more >> {job}/from-basalt && echo appended; \
+        "id -u; echo $$; echo in > {job}/inside && echo wrote-inside; echo \"token=$BASALT_TEST_TOKEN\"; echo more >> {job}/from-basalt && echo appended; \
          touch {host}/marker 2>/dev/null && echo WROTE-HOST; touch {tmp} && echo wrote-private-tmp; \
          touch /var/tmp/basalt-marker-$$ 2>/dev/null && echo WROTE-VAR-TMP; true",
         job = job.path().display(),
         host = host.dir.display(),
         tmp = tmp_marker,
     );
+    // (std serialises its own reads and writes of the environment)
+    std::env::set_var("BASALT_TEST_TOKEN", "secret-token");
     let (code, out, err) = sh(&confined(job.path()), &script);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("token=\n"),
+        "basalt's environment leaked: {out}"
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"65534"), "runs as nobody: {out}");
     assert_eq!(
@@ -463,7 +480,11 @@ fn without_root_a_user_namespace_confines() {
     }
     use std::os::unix::process::CommandExt;
     let host = Host::new("userns");
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // a copy of this test binary that the user can run wherever the repository is
+    let exe = host.dir.join("confine-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
         .args([
             "--exact",
             "helper_confine_as_a_user",
@@ -490,4 +511,28 @@ fn without_root_a_user_namespace_confines() {
     }
     assert!(text.contains("USERNS-OK"), "{text}");
     assert!(!host.dir.join("marker").exists());
+}
+
+#[test]
+fn a_writable_directory_out_of_the_job_users_reach_is_refused() {
+    if !root() {
+        return;
+    }
+    let host = Host::new("reach");
+    let closed = host.dir.join("closed");
+    let job = closed.join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = rt()
+        .block_on(async {
+            let cmd = tokio::process::Command::new("/bin/true");
+            confine::spawn(cmd, &confined(&job))
+        })
+        .expect_err("an unreachable directory");
+    let text = err.to_string();
+    assert!(
+        text.contains("out of the job user nobody's reach"),
+        "{text}"
+    );
+    assert!(text.contains("mode 700"), "{text}");
 }

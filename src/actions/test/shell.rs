@@ -200,9 +200,7 @@ fn handle(
                 });
             let (parse, fixup) = match run.testdef.as_ref().and_then(|t| t.parse.as_ref()) {
                 Some(p) => {
-                    let re = regex::bytes::RegexBuilder::new(&p.pattern)
-                        .multi_line(true)
-                        .build()
+                    let re = line_pattern(&p.pattern)
                         .map_err(|e| ActionError::test(format!("parse pattern of {id}: {e}")))?;
                     let fixup = if p.fixupdict.is_empty() {
                         default_fixup()
@@ -337,4 +335,30 @@ fn handle(
             .debug(format!("unknown signal {name} {}", params.join(" "))),
     }
     Ok(())
+}
+
+/// A test definition's `parse: pattern` as the console is searched with it: it matches only a
+/// line that has ended (the pattern, the rest of its line, the line end), so that a line read
+/// in two pieces (`pattern-case-a: p` + `ass`) is not taken for a result before it is whole.
+pub(crate) fn line_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(&format!("(?:{pattern})[^\\r\\n]*(?:\\r\\n|\\r|\\n)"))
+        .multi_line(true)
+        .build()
+}
+
+#[cfg(test)]
+mod line_pattern_tests {
+    use super::line_pattern;
+
+    #[test]
+    fn a_parse_pattern_waits_for_the_end_of_its_line() {
+        let re = line_pattern(r"(?P<test_case_id>case-\w+): (?P<result>\w+)").unwrap();
+        assert!(re.captures(b"case-a: p").is_none(), "half a line");
+        let c = re.captures(b"+ x\r\ncase-a: pass\r\nnext").unwrap();
+        assert_eq!(&c["test_case_id"], b"case-a");
+        assert_eq!(&c["result"], b"pass");
+        // a pattern anchored at the line's end still matches
+        let re = line_pattern(r"^(?P<result>ok|fail) (?P<test_case_id>\S+)$").unwrap();
+        assert_eq!(&re.captures(b"ok t1\n").unwrap()["test_case_id"], b"t1");
+    }
 }
