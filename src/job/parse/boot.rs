@@ -119,21 +119,15 @@ pub(super) fn read_boot(r: &mut Report, n: &Node, path: &str) -> Option<Boot> {
         Some("bootloader") => BootMethod::Bootloader,
         Some(other) => {
             if let Some(m) = method_node {
-                if lava_knows(LAVA_BOOT_METHODS, other)
-                    || one_of(
-                        r,
-                        m,
-                        &f.sub("method"),
-                        "boot method",
-                        other,
-                        LAVA_BOOT_METHODS,
-                    )
-                {
-                    r.warn(m, &f.sub("method"), format!(
-                        "boot method '{other}' is outside basalt's scope (it handles {}); the job validates but cannot run here",
-                        BootMethod::IN_SCOPE.join(", ")
-                    ));
-                }
+                other_strategy(
+                    r,
+                    m,
+                    &f.sub("method"),
+                    ("boot method", &format!("boot method '{other}'")),
+                    other,
+                    LAVA_BOOT_METHODS,
+                    &BootMethod::IN_SCOPE,
+                );
             }
             BootMethod::Other(other.to_string())
         }

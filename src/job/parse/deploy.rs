@@ -220,14 +220,15 @@ pub(super) fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy
         Some("overlay") => DeployTo::Overlay,
         Some(other) => {
             if let Some(t) = to_node {
-                if lava_knows(LAVA_DEPLOY_TO, other)
-                    || one_of(r, t, &f.sub("to"), "deploy target", other, LAVA_DEPLOY_TO)
-                {
-                    r.warn(t, &f.sub("to"), format!(
-                        "deploy to '{other}' is outside basalt's scope (it handles {}); the job validates but cannot run here",
-                        DeployTo::IN_SCOPE.join(", ")
-                    ));
-                }
+                other_strategy(
+                    r,
+                    t,
+                    &f.sub("to"),
+                    ("deploy target", &format!("deploy to '{other}'")),
+                    other,
+                    LAVA_DEPLOY_TO,
+                    &DeployTo::IN_SCOPE,
+                );
             }
             DeployTo::Other(other.to_string())
         }

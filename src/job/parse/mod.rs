@@ -94,6 +94,30 @@ fn lava_knows(list: &[&str], name: &str) -> bool {
     list.contains(&name.replace('_', "-").as_str())
 }
 
+/// A strategy basalt does not run: a warning when LAVA knows it, else an error listing
+/// LAVA's (`what` is its kind and how to name this one in the warning).
+fn other_strategy(
+    r: &mut Report,
+    node: &Node,
+    path: &str,
+    what: (&str, &str),
+    name: &str,
+    lava: &[&str],
+    in_scope: &[&str],
+) {
+    if lava_knows(lava, name) || one_of(r, node, path, what.0, name, lava) {
+        r.warn(
+            node,
+            path,
+            format!(
+                "{} is outside basalt's scope (it handles {}); the job validates but cannot run here",
+                what.1,
+                in_scope.join(", ")
+            ),
+        );
+    }
+}
+
 /// Whose rules a job document is read by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reading {
@@ -267,6 +291,26 @@ fn keys_of(n: &Node) -> Vec<&str> {
         .iter()
         .filter_map(|(k, _)| k.as_str())
         .collect()
+}
+
+/// Reads each mapping of the list under `key` with LAVA's typing; `read` gets the item's
+/// fields and path.
+fn each_mapping<'n>(
+    r: &mut Report,
+    f: &mut Fields<'n>,
+    key: &str,
+    mut read: impl FnMut(&mut Report, Fields<'n>, &str),
+) {
+    let Some(list_node) = f.opt(key) else {
+        return;
+    };
+    let lpath = f.sub(key);
+    for (k, item) in list(r, list_node, &lpath).iter().enumerate() {
+        let ip = index(&lpath, k);
+        if let Some(ff) = Fields::strict(r, item, &ip) {
+            read(r, ff, &ip);
+        }
+    }
 }
 
 /// A non-empty string (LAVA's `All(str, Length(min=1))`).

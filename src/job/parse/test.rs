@@ -430,52 +430,38 @@ pub(super) fn read_interactive_step(
     }
     let wait_for_prompt = sf.opt_bool(r, "wait_for_prompt").unwrap_or(true);
     let mut successes = Vec::new();
-    if let Some(list_node) = sf.opt("successes") {
-        let lpath = sf.sub("successes");
-        for (k, item) in list(r, list_node, &lpath).iter().enumerate() {
-            let ip = index(&lpath, k);
-            let Some(mut ff) = Fields::strict(r, item, &ip) else {
-                continue;
-            };
-            let msg = ff
-                .req(r, "message")
-                .and_then(|m| non_empty(r, m, &join(&ip, "message")));
-            finish_closed(ff, r, "a success", &["message"]);
-            successes.extend(msg);
-        }
-    }
+    each_mapping(r, &mut sf, "successes", |r, mut ff, ip| {
+        let msg = ff
+            .req(r, "message")
+            .and_then(|m| non_empty(r, m, &join(ip, "message")));
+        finish_closed(ff, r, "a success", &["message"]);
+        successes.extend(msg);
+    });
     let mut failures = Vec::new();
-    if let Some(list_node) = sf.opt("failures") {
-        let lpath = sf.sub("failures");
-        for (k, item) in list(r, list_node, &lpath).iter().enumerate() {
-            let ip = index(&lpath, k);
-            let Some(mut ff) = Fields::strict(r, item, &ip) else {
-                continue;
-            };
-            let msg = ff
-                .req(r, "message")
-                .and_then(|m| non_empty(r, m, &join(&ip, "message")));
-            let exc = ff.opt("exception").and_then(|e| {
-                enum_str(
-                    r,
-                    e,
-                    &join(&ip, "exception"),
-                    &["InfrastructureError", "JobError", "TestError"],
-                )
+    each_mapping(r, &mut sf, "failures", |r, mut ff, ip| {
+        let msg = ff
+            .req(r, "message")
+            .and_then(|m| non_empty(r, m, &join(ip, "message")));
+        let exc = ff.opt("exception").and_then(|e| {
+            enum_str(
+                r,
+                e,
+                &join(ip, "exception"),
+                &["InfrastructureError", "JobError", "TestError"],
+            )
+        });
+        let error = ff
+            .opt("error")
+            .and_then(|e| non_empty(r, e, &join(ip, "error")));
+        finish_closed(ff, r, "a failure", &["message", "exception", "error"]);
+        if let Some(message) = msg {
+            failures.push(InteractiveFailure {
+                message,
+                exception: exc,
+                error,
             });
-            let error = ff
-                .opt("error")
-                .and_then(|e| non_empty(r, e, &join(&ip, "error")));
-            finish_closed(ff, r, "a failure", &["message", "exception", "error"]);
-            if let Some(message) = msg {
-                failures.push(InteractiveFailure {
-                    message,
-                    exception: exc,
-                    error,
-                });
-            }
         }
-    }
+    });
     finish_closed(
         sf,
         r,
