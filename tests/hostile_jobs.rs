@@ -22,8 +22,8 @@ const SECRET: &str = "S3CRET-only-root-reads-this";
 /// A board, its TFTP server and a scratch directory with a secret (0600) and the marker path.
 struct Bench {
     tmp: TempDir,
-    /// Where test repositories live: outside /tmp, which is private to the job's (confined)
-    /// git, and readable by the job user.
+    /// Where test repositories live: in /var/tmp, outside the private /tmp of the job's
+    /// (confined) git, and readable by the job user.
     repos: TempDir,
     tftpd: Tftpd,
     board: Board,
@@ -45,8 +45,10 @@ impl Bench {
             &["--speed", "0", "--tftp-port", &port, "--bootdelay", "1"],
         );
         let tmp = TempDir::new(tag);
+        // /var/tmp: outside the private /tmp of the job's (confined) git wherever the
+        // checkout is, and reachable by the job user
         let repos = TempDir(
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            PathBuf::from("/var/tmp")
                 .join(format!("basalt-test-repos-{tag}-{}", std::process::id())),
         );
         let _ = std::fs::remove_dir_all(repos.path());
