@@ -241,7 +241,9 @@ fn load_pipeline(
         .with_context(|| format!("device {}", device.display()))?;
     match build_pipeline(job, &device).and_then(|p| {
         let problems = if check {
-            basalt::pipeline::check_device(job, &device)
+            let mut v = basalt::pipeline::check_device(job, &device);
+            v.extend(basalt::run::unsupported(job, &p));
+            v
         } else {
             Vec::new()
         };

@@ -286,3 +286,57 @@ fn device_checks_name_what_the_device_lacks() {
     .unwrap();
     assert!(check_device(&job, &dev).is_empty());
 }
+
+/// A job that validates on a device runs there: what basalt builds but cannot run yet is
+/// named by `validate --device` (here `basalt::run::unsupported`), the rest has a runner.
+#[test]
+fn built_pipelines_run_or_are_refused_by_name() {
+    let root = corpus();
+    let types = vec![root.join("devices/device-types")];
+    let mut refused = BTreeMap::new();
+    for case in cases() {
+        let (job, _) = parse_job_file_as(
+            &root.join(format!("jobs/{}.yaml", case.job)),
+            Reading::Dispatch,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let context: BTreeMap<String, Node> = match &case.context {
+            Some(pairs) => pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            None => job.context.clone(),
+        };
+        let dict = root.join(format!("devices/dictionaries/{}.jinja2", case.device));
+        let device = Device::load(&dict, &types, &context).unwrap();
+        let Ok(pipeline) = build_pipeline(&job, &device) else {
+            continue;
+        };
+        let errs = basalt::run::unsupported(&job, &pipeline);
+        for node in pipeline.walk() {
+            let named = errs
+                .iter()
+                .any(|e| e.message.contains(&format!("'{}'", node.name())));
+            assert!(
+                basalt::run::has_runner(&node.kind) || named,
+                "{}: {} neither runs nor is refused",
+                case.reference,
+                node.name()
+            );
+        }
+        println!("{}: {} unsupported", case.reference, errs.len());
+        refused.insert(case.reference.to_string(), errs.len());
+    }
+    assert!(
+        refused.get("qemu-nfs").is_some_and(|n| *n > 0),
+        "{refused:?}"
+    );
+    for ok in [
+        "kvm",
+        "kvm-inline",
+        "uboot-ramdisk",
+        "bbb-uboot-interactive",
+    ] {
+        assert_eq!(refused.get(ok), Some(&0), "{ok}: {refused:?}");
+    }
+}

@@ -19,6 +19,34 @@ pub mod limits;
 pub mod output;
 
 pub use error::{ActionError, ErrorType};
+pub use exec::has_runner;
+
+/// The actions of `pipeline` that `basalt run` cannot execute, one error per job block and
+/// action name: a job that validates on a device runs there.
+pub fn unsupported(job: &Job, pipeline: &Pipeline) -> Vec<crate::pipeline::build::PipelineError> {
+    let mut out: Vec<crate::pipeline::build::PipelineError> = Vec::new();
+    for node in pipeline.walk() {
+        if has_runner(&node.kind) {
+            continue;
+        }
+        let (mark, path) = match node.block.and_then(|b| job.actions.get(b)) {
+            Some(block) => (
+                block.common().mark,
+                format!("actions[{}].{}", block.common().index, block.kind()),
+            ),
+            None => (Default::default(), String::new()),
+        };
+        let message = format!("'{}' is not supported by basalt yet", node.name());
+        if !out.iter().any(|e| e.path == path && e.message == message) {
+            out.push(crate::pipeline::build::PipelineError {
+                mark,
+                path,
+                message,
+            });
+        }
+    }
+    out
+}
 
 use crate::device::Device;
 use crate::job::Job;
