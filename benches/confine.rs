@@ -15,23 +15,16 @@
 //! Goal (issue 14): the overhead per job start is at most 20 ms; basalt's peak RSS at most
 //! 10 MiB. Needs root for the confined rows (otherwise they show what a user gets).
 
+mod common;
+
 use basalt_hal::confine::{self, Confinement, JobUser, Policy};
+use common::{boot_duration, median, p90, usage};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const STARTS: usize = 100;
 const JOB_RUNS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn p90(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[(v.len() * 9 / 10).min(v.len() - 1)]
-}
 
 /// Milliseconds per start of `true` (spawn and wait), `n` times.
 fn starts(rt: &tokio::runtime::Runtime, n: usize, policy: Option<&Policy>) -> Vec<f64> {
@@ -192,7 +185,7 @@ fn demo_job() {
             if let Some(ms) = qemu_start_ms(&log) {
                 starts.push(ms);
             }
-            if let Some(rss) = peak_rss(&log) {
+            if let Some(rss) = usage(&log).map(|(_, rss)| rss) {
                 rsss.push(rss);
             }
         }
@@ -243,27 +236,4 @@ fn qemu_start_ms(log: &str) -> Option<f64> {
         Some((h * 3600.0 + m * 60.0 + s) * 1e3)
     };
     Some(at("started qemu")? - at("boot command:")?)
-}
-
-/// Duration of the boot action (`boot-image-retry`) from results.yaml.
-fn boot_duration(results: &str) -> Option<f64> {
-    let doc = basalt::yaml::load(results).ok()?;
-    doc.as_seq()?
-        .iter()
-        .find(|r| r.get("case").and_then(|c| c.as_str()) == Some("boot-image-retry"))?
-        .get("duration")?
-        .as_str()?
-        .parse()
-        .ok()
-}
-
-/// Peak RSS (MiB) from the log's resource line.
-fn peak_rss(log: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains("basalt resources: cpu "))?;
-    line.split("peak rss ")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
 }

@@ -11,16 +11,14 @@
 //! CPU 0.70 s. When `lava-run` is installed it is not run here: its job needs a LAVA server
 //! configuration this benchmark does not set up, so the anchor is printed instead.
 
+mod common;
+
+use common::{boot_duration, median, usage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 const RUNS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -118,31 +116,4 @@ fn main() {
         "112 MiB",
         "<= 12 MiB",
     );
-}
-
-/// Duration of the boot action (`boot-image-retry`) from results.yaml.
-fn boot_duration(results: &str) -> Option<f64> {
-    let doc = basalt::yaml::load(results).ok()?;
-    doc.as_seq()?
-        .iter()
-        .find(|r| r.get("case").and_then(|c| c.as_str()) == Some("boot-image-retry"))?
-        .get("duration")?
-        .as_str()?
-        .parse()
-        .ok()
-}
-
-/// (cpu seconds, peak RSS MiB) from the log's resource line.
-fn usage(log: &str) -> Option<(f64, f64)> {
-    let line = log.lines().find(|l| l.contains("basalt resources: cpu "))?;
-    let rest = line.split("basalt resources: cpu ").nth(1)?;
-    let cpu: f64 = rest.split(' ').next()?.parse().ok()?;
-    let rss: f64 = rest
-        .split("peak rss ")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
-    Some((cpu, rss))
 }

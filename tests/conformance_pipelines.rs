@@ -150,30 +150,38 @@ fn flatten(list: &Node, depth: usize, out: &mut Vec<(usize, String, String, i64)
     }
 }
 
+/// A case's job (as the dispatcher reads it) and its device rendered with the case's context
+/// (the job's own when the case gives none).
+fn load_case(case: &Case) -> (basalt::job::Job, Device) {
+    let root = corpus();
+    let types = vec![root.join("devices/device-types")];
+    let (job, _) = parse_job_file_as(
+        &root.join(format!("jobs/{}.yaml", case.job)),
+        Reading::Dispatch,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let context: BTreeMap<String, Node> = match &case.context {
+        Some(pairs) => pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        None => job.context.clone(),
+    };
+    let dict = root.join(format!("devices/dictionaries/{}.jinja2", case.device));
+    let device =
+        Device::load(&dict, &types, &context).unwrap_or_else(|e| panic!("{}: {e}", case.device));
+    (job, device)
+}
+
 #[test]
 fn pipelines_match_lava_describe() {
     let root = corpus();
-    let types = vec![root.join("devices/device-types")];
     let mut per_depth: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut skipped = Vec::new();
     let mut matched_refs = 0;
     for case in cases() {
-        let (job, _) = parse_job_file_as(
-            &root.join(format!("jobs/{}.yaml", case.job)),
-            Reading::Dispatch,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let context: BTreeMap<String, Node> = match &case.context {
-            Some(pairs) => pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            None => job.context.clone(),
-        };
-        let dict = root.join(format!("devices/dictionaries/{}.jinja2", case.device));
-        let device = Device::load(&dict, &types, &context)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.device));
+        let (job, device) = load_case(&case);
         let expected_text =
             std::fs::read_to_string(root.join(format!("pipeline_refs/{}.yaml", case.reference)))
                 .unwrap();
@@ -291,24 +299,9 @@ fn device_checks_name_what_the_device_lacks() {
 /// named by `validate --device` (here `basalt::run::unsupported`), the rest has a runner.
 #[test]
 fn built_pipelines_run_or_are_refused_by_name() {
-    let root = corpus();
-    let types = vec![root.join("devices/device-types")];
     let mut refused = BTreeMap::new();
     for case in cases() {
-        let (job, _) = parse_job_file_as(
-            &root.join(format!("jobs/{}.yaml", case.job)),
-            Reading::Dispatch,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let context: BTreeMap<String, Node> = match &case.context {
-            Some(pairs) => pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            None => job.context.clone(),
-        };
-        let dict = root.join(format!("devices/dictionaries/{}.jinja2", case.device));
-        let device = Device::load(&dict, &types, &context).unwrap();
+        let (job, device) = load_case(&case);
         let Ok(pipeline) = build_pipeline(&job, &device) else {
             continue;
         };
