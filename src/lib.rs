@@ -1,9 +1,29 @@
 //! basalt: a lean LAVA-compatible dispatcher. Job YAML → validated model → pipeline of actions
-//! → HAL → board; results and log records flow back through one channel.
+//! → HAL → board; log records and results flow back through one log.
+//!
+//! The crate is built in layers; a module uses only modules of its own layer or below
+//! (`tests/layering.rs` checks it):
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 6 | `run` | the executor: runs a pipeline's actions by their trait, with timeouts, retries, finalize and cleanup; `run_job` |
+//! | 6 | `pipeline` | builds a job's pipeline on a device from the strategies and checks it (`validate --device`) |
+//! | 5 | `actions` | the strategies, one module per LAVA strategy (`deploy/tftp.rs` is `tftp-deploy`), and their `registry` |
+//! | 4 | `action` | the `Action` trait, the pipeline tree, the job's context `Ctx`, the node builder |
+//! | 3 | `log` | the job log (`output.yaml`, `results.yaml`, the terminal) |
+//! | 2 | `host` | what the worker host gives a job: output directory, limits, blocking pool, file server, temporary directories |
+//! | 1 | `job`, `device`, `overlay`, `testshell` | the model: the job, the device (and the board built from it), the test overlay, the test shell's scripts |
+//! | 0 | `yaml`, `reader`, `diag`, `error` | YAML with positions, typed readers, diagnostics, action errors |
+//!
+//! The hardware itself (consoles, power, emulators, confinement) is the `basalt_hal` crate,
+//! below all of these.
 
+pub mod action;
 pub mod actions;
 pub mod device;
 pub mod diag;
+pub mod error;
+pub mod host;
 pub mod job;
 pub mod log;
 pub mod overlay;

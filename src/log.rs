@@ -200,7 +200,7 @@ impl JobLog {
     ) -> std::io::Result<JobLog> {
         match dir {
             Some(d) => {
-                let out = crate::run::output::OutputDir::open(d)?;
+                let out = crate::host::output::OutputDir::open(d)?;
                 JobLog::create_in(Some(&out), verbosity, secrets)
             }
             None => JobLog::create_in(None, verbosity, secrets),
@@ -208,9 +208,9 @@ impl JobLog {
     }
 
     /// [`JobLog::create`] in an open output directory (files created as
-    /// [`crate::run::output::OutputDir::create`] creates them).
+    /// [`crate::host::output::OutputDir::create`] creates them).
     pub fn create_in(
-        dir: Option<&crate::run::output::OutputDir>,
+        dir: Option<&crate::host::output::OutputDir>,
         verbosity: Verbosity,
         secrets: Vec<String>,
     ) -> std::io::Result<JobLog> {
@@ -290,7 +290,7 @@ impl JobLog {
                 note.push_str("\", \"lvl\": \"warning\", \"msg\": ");
                 let text = format!(
                     "output.yaml reached its limit of {} (--max-log-bytes): the log is truncated here, the job goes on",
-                    crate::run::limits::show_size(inner.max_log_bytes)
+                    crate::host::limits::show_size(inner.max_log_bytes)
                 );
                 emit_flow(&Node::str(text.clone()), &mut note);
                 note.push_str("}\n");

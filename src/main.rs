@@ -67,14 +67,14 @@ struct WorkerArgs {
     server_ip: String,
     /// The user the TFTP server runs as: a job's TFTP directory is readable by its group only
     /// (tftpd-hpa: TFTP_USERNAME in /etc/default/tftpd-hpa).
-    #[arg(long = "tftp-user", value_name = "USER", default_value = basalt::run::limits::DEFAULT_TFTP_USER)]
+    #[arg(long = "tftp-user", value_name = "USER", default_value = basalt::host::limits::DEFAULT_TFTP_USER)]
     tftp_user: String,
     /// Bytes a job may download and unpack in all (K, M, G, T suffixes); past it the job
     /// ends with a Job error naming the image.
-    #[arg(long = "max-job-bytes", value_name = "SIZE", default_value = "16G", value_parser = basalt::run::limits::parse_size)]
+    #[arg(long = "max-job-bytes", value_name = "SIZE", default_value = "16G", value_parser = basalt::host::limits::parse_size)]
     max_job_bytes: u64,
     /// Size limit of output.yaml; past it the log says it was truncated and the job goes on.
-    #[arg(long = "max-log-bytes", value_name = "SIZE", default_value = "512M", value_parser = basalt::run::limits::parse_size)]
+    #[arg(long = "max-log-bytes", value_name = "SIZE", default_value = "512M", value_parser = basalt::host::limits::parse_size)]
     max_log_bytes: u64,
     /// Where job file:// URLs and local git repositories may point (repeatable); without it,
     /// anywhere basalt's user can read.
@@ -91,7 +91,7 @@ struct WorkerArgs {
 
 impl Default for WorkerArgs {
     fn default() -> WorkerArgs {
-        let limits = basalt::run::limits::Limits::default();
+        let limits = basalt::host::limits::Limits::default();
         WorkerArgs {
             tftp_root: PathBuf::from("/srv/tftp"),
             server_ip: "127.0.0.1".into(),
@@ -106,8 +106,8 @@ impl Default for WorkerArgs {
 }
 
 impl WorkerArgs {
-    fn limits(&self) -> basalt::run::limits::Limits {
-        basalt::run::limits::Limits {
+    fn limits(&self) -> basalt::host::limits::Limits {
+        basalt::host::limits::Limits {
             max_job_bytes: self.max_job_bytes,
             max_log_bytes: self.max_log_bytes,
             file_roots: self.allow_file_root.clone(),
@@ -241,9 +241,7 @@ fn load_pipeline(
         .with_context(|| format!("device {}", device.display()))?;
     match build_pipeline(job, &device).and_then(|p| {
         let problems = if check {
-            let mut v = basalt::pipeline::check_device(job, &device);
-            v.extend(basalt::run::unsupported(job, &p));
-            v
+            basalt::pipeline::validate(job, &device, &p)
         } else {
             Vec::new()
         };
@@ -560,7 +558,7 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
         .port();
     let _tftpd = Guard(
         Command::new(tftpd_bin)
-            .args(["-L", "-u", basalt::run::limits::DEFAULT_TFTP_USER])
+            .args(["-L", "-u", basalt::host::limits::DEFAULT_TFTP_USER])
             .args(["-a", &format!("127.0.0.1:{port}"), "-s"])
             .arg(&tftp_root)
             .stdin(Stdio::null())

@@ -732,8 +732,8 @@ fn a_gzip_bomb_stops_at_the_job_byte_limit() {
     b.assert_nothing_leaked(&o);
     // And the download stops at the limit: never more than 64 MiB on disk.
     use basalt::actions::deploy::download::{fetch_with, Fetch};
-    use basalt::run::blocking::Cancel;
-    use basalt::run::limits::Budget;
+    use basalt::host::blocking::Cancel;
+    use basalt::host::limits::Budget;
     let f = Fetch {
         url: format!("file://{}", bomb.display()),
         compression: Some(basalt::job::Compression::Gz),

@@ -1,20 +1,22 @@
 //! `finalize`: the last action of every job — power the device off and read what is left.
 
-use crate::pipeline::build::{Builder, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
-
-pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
-    let mut f = b.node(s, None, ActionKind::Finalize);
-    b.child(s, &mut f, ActionKind::PowerOff);
-    b.child(s, &mut f, ActionKind::ReadFeedback);
-    f
-}
-
-// ---- running -------------------------------------------------------------------------------
-
-use crate::run::{ActionError, Ctx};
+use crate::action::{group, Action, ActionError, ActionNode, Builder, Ctx, Nothing, Scope};
 use basalt_hal::power::command::{CommandPower, PowerCommands};
 use basalt_hal::power::Power;
+
+pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
+    let mut f = b.node(s, None, group("finalize", "power off and clean up"));
+    b.child(s, &mut f, PowerOff);
+    b.child(
+        s,
+        &mut f,
+        Nothing {
+            name: "read-feedback",
+            description: "read what is left on other connections",
+        },
+    );
+    f
+}
 
 /// The device's power commands as a [`Power`] backend.
 pub fn device_power(ctx: &Ctx) -> CommandPower {
@@ -30,29 +32,33 @@ pub fn device_power(ctx: &Ctx) -> CommandPower {
 }
 
 /// `power-off`: stop QEMU, or run the device's power-off command.
-pub(crate) async fn run_power_off(ctx: &mut Ctx) -> Result<(), ActionError> {
-    ctx.session = None;
-    if let Some(mut q) = ctx.emulator.take() {
-        ctx.log
-            .info(format!("stopping QEMU (pid {})", q.pid().unwrap_or(0)));
-        q.kill()
-            .await
-            .map_err(|e| ActionError::infra(e.to_string()))?;
-        return Ok(());
-    }
-    if ctx.device.commands.power_off.is_empty() {
-        ctx.log.debug("the device has no power-off command");
-        return Ok(());
-    }
-    device_power(ctx).off().await?;
-    ctx.log.info("device powered off");
-    Ok(())
-}
+#[derive(Debug)]
+pub struct PowerOff;
 
-/// Stops whatever the job still holds (after finalize, or when finalize itself failed).
-pub(crate) async fn release_all(ctx: &mut Ctx) {
-    ctx.session = None;
-    if let Some(mut q) = ctx.emulator.take() {
-        let _ = q.kill().await;
+#[async_trait::async_trait]
+impl Action for PowerOff {
+    fn name(&self) -> &'static str {
+        "power-off"
+    }
+    fn description(&self) -> &'static str {
+        "power the device off"
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        ctx.session = None;
+        if let Some(mut q) = ctx.emulator.take() {
+            ctx.log
+                .info(format!("stopping QEMU (pid {})", q.pid().unwrap_or(0)));
+            q.kill()
+                .await
+                .map_err(|e| ActionError::infra(e.to_string()).with_source(e))?;
+            return Ok(());
+        }
+        if ctx.device.commands.power_off.is_empty() {
+            ctx.log.debug("the device has no power-off command");
+            return Ok(());
+        }
+        device_power(ctx).off().await?;
+        ctx.log.info("device powered off");
+        Ok(())
     }
 }

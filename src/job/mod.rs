@@ -340,7 +340,7 @@ pub enum TestKind {
 }
 
 /// Where a test definition comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestFrom {
     Git,
     Inline,

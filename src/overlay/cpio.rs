@@ -6,7 +6,7 @@
 //! ~80 lines.
 
 use super::tree::{open_file, walk, Kind, TreeError};
-use crate::run::blocking::Cancel;
+use crate::host::blocking::Cancel;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -61,7 +61,7 @@ pub fn write_tree(root: &Path, out: &mut impl Write, cancel: &Cancel) -> Result<
                 let mut f = open_file(&e.path).map_err(io)?;
                 header(out, ino, 0o100000 | e.mode, size, &rel).map_err(io)?;
                 let copied =
-                    crate::run::blocking::copy(&mut (&mut f).take(u64::from(size)), out, cancel)
+                    crate::host::blocking::copy(&mut (&mut f).take(u64::from(size)), out, cancel)
                         .map_err(io)?;
                 if copied != u64::from(size) {
                     return Err(TreeError::Io(

@@ -5,7 +5,7 @@
 //! dispatcher: it parses a file an untrusted job supplied).
 
 use super::tree::{walk, Kind, TreeError};
-use crate::run::blocking::Cancel;
+use crate::host::blocking::Cancel;
 use basalt_hal::confine::{self, Policy};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! `lava-<job>/...`, written from a walk that follows no link (`super::tree`).
 
 use super::tree::{open_file, walk, Kind, TreeError};
-use crate::run::blocking::{Cancel, CancelRead};
+use crate::host::blocking::{Cancel, CancelRead};
 use std::io::Write;
 use std::path::Path;
 

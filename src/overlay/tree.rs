@@ -13,9 +13,9 @@
 //! The trees live in the job's private (0700) directory, so only basalt itself writes them
 //! once git or the tar reader is done.
 
-use crate::run::blocking::{is_cancelled, Cancel, CancelRead};
-use crate::run::limits::{Budget, Exceeded};
-use crate::run::ActionError;
+use crate::host::blocking::{is_cancelled, Cancel, CancelRead};
+use crate::host::limits::{Budget, Exceeded};
+use crate::error::ActionError;
 use nix::fcntl::OFlag;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -79,7 +79,7 @@ impl TreeError {
     pub fn io(what: impl std::fmt::Display, e: io::Error) -> TreeError {
         if is_cancelled(&e) {
             TreeError::Cancelled
-        } else if let Some(x) = crate::run::limits::exceeded(&e) {
+        } else if let Some(x) = crate::host::limits::exceeded(&e) {
             TreeError::Exceeded(Exceeded { limit: x.limit })
         } else {
             TreeError::Io(what.to_string(), e)
@@ -453,7 +453,7 @@ pub fn copy_tree(src: &Path, dst: &Path, cancel: &Cancel) -> Result<(), TreeErro
                     .mode(0o600)
                     .open(&to)
                     .map_err(|err| TreeError::io(show(&to), err))?;
-                crate::run::blocking::copy(&mut from, &mut out, cancel)
+                crate::host::blocking::copy(&mut from, &mut out, cancel)
                     .map_err(|err| TreeError::io(show(&to), err))?;
             }
             Kind::Symlink(target) => {

@@ -1,221 +1,11 @@
-//! Builds the action tree of a job on a device, as LAVA's strategies do.
-//!
-//! Timeouts are resolved per action at build time, lowest precedence first (LAVA's
-//! `doc/v2/timeouts.rst`): 30 s → job `timeouts.action` → device `timeouts.actions.<name>` →
-//! the block's `timeout` → for a child of a retrying action, the parent's timeout divided by its
-//! retries → job `timeouts.actions.<name>` → the block's `timeouts.<name>`. A parent's timeout is
-//! not inherited otherwise.
+//! Builds the action tree of a job on a device from the strategies of [`crate::actions`], and
+//! checks it as `validate --device` does.
 
-use super::{ActionKind, ActionNode, Pipeline, Section};
-use crate::actions;
+use crate::action::build::namespace_of;
+use crate::action::{ActionNode, Builder, Check, Pipeline, PipelineError, Scope, Section};
+use crate::actions::{self, registry};
 use crate::device::Device;
-use crate::job::{ActionBlock, Common, Job, TestKind};
-use crate::yaml::Mark;
-use std::collections::BTreeMap;
-
-/// Why a job cannot run on a device: the block, where it is, and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{mark}: {path}: {message}")]
-pub struct PipelineError {
-    pub mark: Mark,
-    pub path: String,
-    pub message: String,
-}
-
-/// The default LAVA connection timeout.
-const DEFAULT_CONNECTION_SECS: u64 = 30;
-
-/// What every strategy needs: the job, the device, and per-namespace facts about test blocks.
-pub struct Builder<'a> {
-    pub job: &'a Job,
-    pub device: &'a Device,
-    tests: BTreeMap<String, Vec<usize>>,
-    def_index: BTreeMap<(usize, usize), usize>,
-}
-
-/// The job block an action is built for.
-#[derive(Clone)]
-pub struct Scope<'a> {
-    pub common: Option<&'a Common>,
-    pub index: Option<usize>,
-    pub section: Section,
-    pub namespace: String,
-}
-
-impl Scope<'_> {
-    /// An error about this block.
-    pub fn error(&self, b: &Builder<'_>, message: impl Into<String>) -> PipelineError {
-        let (mark, path) = match self.index {
-            Some(i) => (
-                self.common.map(|c| c.mark).unwrap_or_default(),
-                format!("actions[{i}].{}", b.job.actions[i].kind()),
-            ),
-            None => (Mark::default(), "finalize".to_string()),
-        };
-        PipelineError {
-            mark,
-            path,
-            message: message.into(),
-        }
-    }
-}
-
-impl<'a> Builder<'a> {
-    fn new(job: &'a Job, device: &'a Device) -> Builder<'a> {
-        let mut tests: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut def_index = BTreeMap::new();
-        let mut counters: BTreeMap<String, usize> = BTreeMap::new();
-        for (i, a) in job.actions.iter().enumerate() {
-            if let ActionBlock::Test(t) = a {
-                let ns = namespace_of(&t.common);
-                tests.entry(ns.clone()).or_default().push(i);
-                if let Some(cns) = &t.common.connection_namespace {
-                    tests.entry(cns.clone()).or_default().push(i);
-                }
-                if let TestKind::Definitions(defs) = &t.kind {
-                    let counter = counters.entry(ns).or_default();
-                    for d in 0..defs.len() {
-                        def_index.insert((i, d), *counter);
-                        *counter += 1;
-                    }
-                }
-            }
-        }
-        Builder {
-            job,
-            device,
-            tests,
-            def_index,
-        }
-    }
-
-    /// The test blocks of a namespace, in job order.
-    pub fn tests_in(&self, ns: &str) -> impl Iterator<Item = (usize, &'a crate::job::Test)> + '_ {
-        let job = self.job;
-        self.tests
-            .get(ns)
-            .into_iter()
-            .flatten()
-            .filter_map(move |&i| match &job.actions[i] {
-                ActionBlock::Test(t) => Some((i, t)),
-                _ => None,
-            })
-    }
-
-    /// Whether any test of the namespace runs test definitions (needs the overlay, a shell and
-    /// the device environment).
-    pub fn needs_overlay(&self, ns: &str) -> bool {
-        self.tests_in(ns)
-            .any(|(_, t)| matches!(t.kind, TestKind::Definitions(_)))
-    }
-
-    /// The running `<idx>` of a definition in its namespace.
-    pub fn def_idx(&self, block: usize, def: usize) -> usize {
-        self.def_index.get(&(block, def)).copied().unwrap_or(def)
-    }
-
-    /// Whether this job is a MultiNode sub-job (test shells then synchronise through the
-    /// coordinator).
-    pub fn is_multinode(&self) -> bool {
-        self.job
-            .multinode
-            .as_ref()
-            .is_some_and(|m| m.target_group.is_some() || m.role.is_some())
-    }
-
-    /// Creates an action with its timeout and retries resolved. `parent` is the action whose
-    /// pipeline it joins.
-    pub fn node(&self, s: &Scope<'_>, parent: Option<&ActionNode>, kind: ActionKind) -> ActionNode {
-        let name = kind.name();
-        let jt = &self.job.timeouts;
-        let mut t = crate::job::timeout::DEFAULT_ACTION_SECS;
-        if let Some(a) = jt.action {
-            t = a.secs;
-        }
-        if let Some(d) = self.device.action_timeouts.get(name) {
-            t = d.secs;
-        }
-        if let Some(b) = s.common.and_then(|c| c.timeout) {
-            t = b.secs;
-        }
-        if let Some(p) = parent.filter(|p| p.max_retries > 1) {
-            t = p.timeout / u64::from(p.max_retries);
-        }
-        if let Some(n) = jt.actions.get(name) {
-            t = n.secs;
-        }
-        if let Some(n) = s.common.and_then(|c| c.timeouts.get(name)) {
-            t = n.secs;
-        }
-        let mut c = DEFAULT_CONNECTION_SECS;
-        if let Some(x) = jt.connection {
-            c = x.secs;
-        }
-        if let Some(x) = self.device.connection_timeouts.get(name) {
-            c = x.secs;
-        }
-        if let Some(x) = jt.connections.get(name) {
-            c = x.secs;
-        }
-        let (max_retries, repeat) = if kind.is_retry() {
-            self.retries(s)
-        } else {
-            (1, false)
-        };
-        // `repeat: N` repeats the block's top action; retry actions nested in it keep N as
-        // their retry count (LAVA divides their children's timeouts by it) but do not repeat.
-        let repeat = repeat && parent.is_none();
-        ActionNode {
-            kind,
-            level: String::new(),
-            timeout: t,
-            connection_timeout: c,
-            max_retries,
-            repeat,
-            block: s.index,
-            section: s.section,
-            namespace: s.namespace.clone(),
-            skip_on_timeout: s.common.and_then(|c| c.timeout).is_some_and(|t| t.skip),
-            children: Vec::new(),
-        }
-    }
-
-    /// `failure_retry` of the block, else the device's `failure_retry` (or `boot_retry` for
-    /// boots); `repeat` overrides both.
-    fn retries(&self, s: &Scope<'_>) -> (u32, bool) {
-        let c = s.common;
-        if let Some(r) = c.and_then(|c| c.repeat) {
-            return (r, true);
-        }
-        if let Some(r) = c.and_then(|c| c.failure_retry) {
-            return (r, false);
-        }
-        let mut r = self.device.failure_retry().max(1);
-        if s.section == Section::Boot {
-            if let Some(b) = self.device.boot_retry() {
-                r = b;
-            }
-        }
-        (r, false)
-    }
-
-    /// Adds a child built by `kind` to `parent` and returns it for further children.
-    pub fn child<'n>(
-        &self,
-        s: &Scope<'_>,
-        parent: &'n mut ActionNode,
-        kind: ActionKind,
-    ) -> &'n mut ActionNode {
-        let node = self.node(s, Some(parent), kind);
-        parent.children.push(node);
-        let last = parent.children.len() - 1;
-        &mut parent.children[last]
-    }
-}
-
-fn namespace_of(c: &Common) -> String {
-    c.namespace.clone().unwrap_or_else(|| "common".to_string())
-}
+use crate::job::{ActionBlock, Boot, BootMethod, Deploy, Job, Test, TestKind};
 
 /// Builds the pipeline of `job` on `device`. Errors name the block that cannot run there.
 pub fn build_pipeline(job: &Job, device: &Device) -> Result<Pipeline, Vec<PipelineError>> {
@@ -237,9 +27,9 @@ pub fn build_pipeline(job: &Job, device: &Device) -> Result<Pipeline, Vec<Pipeli
             namespace: namespace_of(common),
         };
         let built = match block {
-            ActionBlock::Deploy(d) => actions::deploy::pipeline(&b, &s, d),
-            ActionBlock::Boot(boot) => actions::boot::pipeline(&b, &s, boot),
-            ActionBlock::Test(t) => actions::test::pipeline(&b, &s, t),
+            ActionBlock::Deploy(d) => deploy(&b, &s, d),
+            ActionBlock::Boot(boot) => self::boot(&b, &s, boot),
+            ActionBlock::Test(t) => test(&b, &s, t),
             ActionBlock::Command(c) => actions::command::pipeline(&b, &s, c),
         };
         match built {
@@ -261,6 +51,64 @@ pub fn build_pipeline(job: &Job, device: &Device) -> Result<Pipeline, Vec<Pipeli
         a.number((i + 1).to_string());
     }
     Ok(Pipeline { actions })
+}
+
+/// A deploy block, by its `to:`.
+fn deploy(b: &Builder<'_>, s: &Scope<'_>, d: &Deploy) -> Result<ActionNode, PipelineError> {
+    match registry::find(registry::DEPLOY, d.to.name()) {
+        Some(strategy) => (strategy.build)(b, s, d),
+        None => Err(s.error(
+            b,
+            format!(
+                "deploy to '{}' is outside basalt's scope (it handles {})",
+                d.to.name(),
+                registry::names(registry::DEPLOY).join(", ")
+            ),
+        )),
+    }
+}
+
+/// A boot block, by its `method:`, once the device is known to offer the method.
+fn boot(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> Result<ActionNode, PipelineError> {
+    let name = match &boot.method {
+        BootMethod::Bootloader => boot.bootloader.as_deref().unwrap_or("bootloader"),
+        m => m.name(),
+    };
+    let strategy = registry::find(registry::BOOT, boot.method.name());
+    if strategy.is_some() && !b.device.has_boot_method(name) {
+        return Err(s.error(b, format!(
+            "device '{}' ({}) cannot boot with method '{name}': its actions.boot.methods has no '{name}'",
+            b.device.hostname, b.device.device_type
+        )));
+    }
+    match strategy {
+        Some(strategy) => (strategy.build)(b, s, boot),
+        None => Err(s.error(
+            b,
+            format!(
+                "boot method '{}' is outside basalt's scope (it handles {})",
+                boot.method.name(),
+                registry::names(registry::BOOT).join(", ")
+            ),
+        )),
+    }
+}
+
+/// A test block, by its kind (definitions, interactive, monitors).
+fn test(b: &Builder<'_>, s: &Scope<'_>, t: &Test) -> Result<ActionNode, PipelineError> {
+    let kind = match &t.kind {
+        TestKind::Definitions(_) => "definitions",
+        TestKind::Interactive(_) => "interactive",
+        TestKind::Monitors(_) => "monitors",
+        TestKind::Other(kind) => kind.as_str(),
+    };
+    match registry::find(registry::TEST, kind) {
+        Some(strategy) => (strategy.build)(b, s, t),
+        None => Err(s.error(
+            b,
+            format!("'{kind}' test blocks are outside basalt's scope"),
+        )),
+    }
 }
 
 /// What LAVA's dispatcher refuses before it runs (its submission does not): a test
@@ -307,77 +155,33 @@ fn check_test_names(job: &Job) -> Vec<PipelineError> {
     errors
 }
 
-/// Checks what the pipeline will need from the device before anything runs, as LAVA's
-/// validate pass does: user commands, named U-Boot command lists, QEMU's command line.
+/// The checks `validate --device` makes before anything runs, as LAVA's validate pass does:
+/// the job's test definition names, then every action's own check ([`Action::validate`]:
+/// user commands, U-Boot command lists, QEMU's command line, the console), which also
+/// refuses the actions basalt cannot run yet, naming them. One error per block and message.
 /// (`describe` shows a pipeline without these checks.)
-pub fn check_device(job: &Job, device: &Device) -> Vec<PipelineError> {
+///
+/// [`Action::validate`]: crate::action::Action::validate
+pub fn validate(job: &Job, device: &Device, pipeline: &Pipeline) -> Vec<PipelineError> {
     let mut errors = check_test_names(job);
-    for (i, block) in job.actions.iter().enumerate() {
-        let c = block.common();
-        let err = |message: String| PipelineError {
-            mark: c.mark,
-            path: format!("actions[{i}].{}", block.kind()),
-            message,
+    for node in pipeline.walk() {
+        let check = Check { job, device, node };
+        let Err(message) = node.action.validate(&check) else {
+            continue;
         };
-        let no_console = || {
-            format!(
-                "device '{}' has no connection command for its console",
-                device.hostname
-            )
+        let (mark, path) = match node.block.and_then(|b| job.actions.get(b)) {
+            Some(block) => (
+                block.common().mark,
+                format!("actions[{}].{}", block.common().index, block.kind()),
+            ),
+            None => (Default::default(), node.name().to_string()),
         };
-        match block {
-            ActionBlock::Command(cmd)
-                if !device.commands.users.iter().any(|(n, _, _)| *n == cmd.name) =>
-            {
-                let known: Vec<&str> = device
-                    .commands
-                    .users
-                    .iter()
-                    .map(|(n, _, _)| n.as_str())
-                    .collect();
-                let known = if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                };
-                errors.push(err(format!(
-                    "device '{}' has no user command '{}' (it has: {known})",
-                    device.hostname, cmd.name
-                )));
-            }
-            ActionBlock::Boot(b) => match &b.method {
-                crate::job::BootMethod::UBoot | crate::job::BootMethod::Bootloader => {
-                    if let Some(Err(e)) = b
-                        .commands
-                        .as_ref()
-                        .map(|c| crate::actions::boot::uboot::command_list(device, c))
-                    {
-                        errors.push(err(e));
-                    }
-                    if device.commands.connect.is_none() {
-                        errors.push(err(no_console()));
-                    }
-                }
-                crate::job::BootMethod::Qemu => {
-                    let cmd = device
-                        .boot_method("qemu")
-                        .and_then(|m| m.path(&["parameters", "command"]));
-                    if cmd
-                        .and_then(crate::yaml::Node::scalar_text)
-                        .is_none_or(|c| c.trim().is_empty())
-                    {
-                        errors.push(err(format!(
-                            "device '{}' has no qemu command line (actions.boot.methods.qemu.parameters.command)",
-                            device.hostname
-                        )));
-                    }
-                }
-                crate::job::BootMethod::Minimal if device.commands.connect.is_none() => {
-                    errors.push(err(no_console()))
-                }
-                _ => {}
-            },
-            _ => {}
+        if !errors.iter().any(|e| e.path == path && e.message == message) {
+            errors.push(PipelineError {
+                mark,
+                path,
+                message,
+            });
         }
     }
     errors

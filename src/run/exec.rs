@@ -1,13 +1,26 @@
-//! The executor: walks the action tree, enforces timeouts, retries, and always finalizes.
+//! The executor: walks the action tree, enforces timeouts and retries, always finalizes, then
+//! cleans up every action that started. It knows actions by their trait only: a node's
+//! [`Action::run`], then its children.
 
-use super::{ActionError, Ctx, ErrorType};
-use crate::actions;
+use crate::action::{ActionError, ActionNode, Ctx, ErrorType, Pipeline, Section};
 use crate::job::timeout::hms;
-use crate::pipeline::{ActionKind, ActionNode, Pipeline, Section};
 use crate::yaml::Node;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
+
+/// The actions that started (without their children), first started first: their cleanup
+/// runs at the end.
+#[derive(Default)]
+pub(super) struct Started(Vec<ActionNode>);
+
+impl Started {
+    fn add(&mut self, node: &ActionNode) {
+        if !self.0.iter().any(|n| n.level == node.level) {
+            self.0.push(node.shallow());
+        }
+    }
+}
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + 'a>>;
 
@@ -23,8 +36,9 @@ pub(super) async fn run_pipeline(
     ctx: &mut Ctx,
     pipeline: &Pipeline,
 ) -> (Option<ActionError>, Option<String>) {
+    let mut started = Started::default();
     let (finalize, main) = match pipeline.actions.split_last() {
-        Some((f, m)) if f.kind == ActionKind::Finalize => (Some(f), m),
+        Some((f, m)) if f.section == Section::Finalize => (Some(f), m),
         _ => (None, pipeline.actions.as_slice()),
     };
     let (mut error, mut failed) = {
@@ -32,11 +46,11 @@ pub(super) async fn run_pipeline(
         // failed write of the log or the results (disk full, read-only) ends the job at once:
         // it would run blind.
         let log = ctx.log.clone();
-        let main_actions = run_main(ctx, main);
+        let main_actions = run_main(ctx, main, &mut started);
         tokio::select! {
             r = main_actions => r,
             sig = cancelled() => (
-                Some(ActionError { kind: ErrorType::Canceled, message: format!("job canceled ({sig})") }),
+                Some(ActionError::canceled(format!("job canceled ({sig})"))),
                 None,
             ),
             e = log.write_failed() => (Some(ActionError::infra(e)), None),
@@ -49,28 +63,36 @@ pub(super) async fn run_pipeline(
         ctx.log.error("job canceled by a signal: finalizing");
     }
     if let Some(f) = finalize {
-        if let Err(e) = run_node(ctx, f).await {
+        if let Err(e) = run_node(ctx, f, &mut started).await {
             if error.is_none() {
                 failed = Some(format!("{} {}", f.level, f.name()));
                 error = Some(e);
             }
         }
     }
-    // Whatever finalize could not stop is stopped here: nothing outlives the job.
-    actions::finalize::release_all(ctx).await;
+    // Every action that started releases what it holds, last started first; whatever is
+    // left is stopped here: nothing outlives the job.
+    for node in started.0.iter().rev() {
+        node.action.cleanup(ctx, node).await;
+    }
+    ctx.release_all().await;
     (error, failed)
 }
 
 /// The actions before `finalize`; stops at the first failure.
-async fn run_main(ctx: &mut Ctx, main: &[ActionNode]) -> (Option<ActionError>, Option<String>) {
+async fn run_main(
+    ctx: &mut Ctx,
+    main: &[ActionNode],
+    started: &mut Started,
+) -> (Option<ActionError>, Option<String>) {
     for node in main {
         if Instant::now() >= ctx.job_deadline {
             return (
-                Some(ActionError::timeout("the job timeout expired")),
+                Some(ActionError::timeout("the job timeout expired").at(&node.level, node.name())),
                 Some(format!("{} {}", node.level, node.name())),
             );
         }
-        match run_node(ctx, node).await {
+        match run_node(ctx, node, started).await {
             Ok(()) => {}
             Err(e) if e.kind == ErrorType::Timeout && node.skip_on_timeout => {
                 ctx.log.warning(format!(
@@ -104,8 +126,9 @@ async fn cancelled() -> &'static str {
     }
 }
 
-/// Runs one action with its timeout and retries, logging its start and end.
-pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a> {
+/// Runs one action (its own work, then its children) with its timeout and retries, logging
+/// its start and end. An error leaves marked with the innermost action that failed.
+fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode, ran: &'a mut Started) -> BoxFut<'a> {
     Box::pin(async move {
         let top = !node.level.contains('.');
         let say = |ctx: &Ctx, text: String| {
@@ -134,7 +157,15 @@ pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a>
         let mut result = Ok(());
         for attempt in 1..=attempts {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let r = match tokio::time::timeout(remaining, run_kind(ctx, node)).await {
+            let work = async {
+                ran.add(node);
+                node.action.run(ctx, node).await?;
+                for child in &node.children {
+                    run_node(ctx, child, ran).await?;
+                }
+                Ok(())
+            };
+            let r = match tokio::time::timeout(remaining, work).await {
                 Ok(r) => r,
                 Err(_)
                     if ctx.job_deadline <= Instant::now() && node.section != Section::Finalize =>
@@ -152,7 +183,7 @@ pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a>
                     started.elapsed().as_secs()
                 ))),
             };
-            result = r;
+            result = r.map_err(|e: ActionError| e.at(&node.level, node.name()));
             match &result {
                 Ok(()) if node.repeat && attempt < attempts => {
                     ctx.log.info(format!(
@@ -216,111 +247,3 @@ pub(crate) fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode) -> BoxFut<'a>
     })
 }
 
-/// Runs the children of `node` in order.
-pub(crate) async fn run_children(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    for child in &node.children {
-        run_node(ctx, child).await?;
-    }
-    Ok(())
-}
-
-/// The actions basalt builds and describes (LAVA's pipeline) but cannot run yet. `run_kind`
-/// matches every other kind, with no catch-all: a new kind gets a runner or lands here.
-macro_rules! unsupported_kinds {
-    () => {
-        ActionKind::NfsDeploy
-            | ActionKind::DeployQemuNfs
-            | ActionKind::QemuNfsDeploy
-            | ActionKind::StorageDeploy
-            | ActionKind::ApplyOverlayImage
-            | ActionKind::DdImage
-            | ActionKind::MultinodeTest
-    };
-}
-
-/// Whether `basalt run` can execute this action.
-pub fn has_runner(kind: &ActionKind) -> bool {
-    !matches!(kind, unsupported_kinds!())
-}
-
-async fn run_kind(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-    use crate::actions::{boot, deploy, finalize, test};
-    use ActionKind::*;
-    match &node.kind {
-        // Containers: their work is their children.
-        DeployImages
-        | TestDefinition
-        | DownloadRetry { .. }
-        | BootImageRetry
-        | BootQemuImage
-        | AutoLogin
-        | TestShellRetry
-        | Finalize
-        | MinimalBoot => run_children(ctx, node).await,
-        LavaOverlay => {
-            deploy::overlay::run_lava_overlay(ctx)?;
-            run_children(ctx, node).await
-        }
-        SshAuthorize | MultinodeOverlay | DeployDeviceEnv | ReadFeedback | ExportDeviceEnv => {
-            ctx.log
-                .debug(format!("{}: nothing to do for this job", node.name()));
-            Ok(())
-        }
-        GitRepo(id) | InlineRepo(id) | UrlRepo(id) => {
-            deploy::overlay::run_repo(ctx, node, *id).await
-        }
-        TestOverlay(id) => deploy::overlay::run_test_overlay(ctx, *id).await,
-        TestInstallOverlay(id) => deploy::overlay::run_install_overlay(ctx, *id),
-        TestRunscriptOverlay(id) => deploy::overlay::run_runscript_overlay(ctx, *id),
-        CompressOverlay => deploy::overlay::run_compress_overlay(ctx, node).await,
-        TftpDeploy => {
-            deploy::tftp::run_tftp_dir(ctx)?;
-            run_children(ctx, node).await
-        }
-        PrepareTftpOverlay | UbootAction | UbootCommands | PrepareKernel => {
-            run_children(ctx, node).await
-        }
-        ExtractNfsRootfs
-        | ExtractModules
-        | ConfigurePreseedFile
-        | ParsePersistentNfs
-        | ExtractOverlayRamdisk
-        | CompressRamdisk
-        | UbootPrepareKernel
-        | UbootFromMedia => deploy::tftp::run_optional(ctx, node),
-        ApplyOverlayTftp => deploy::tftp::run_apply_overlay(ctx, node).await,
-        BootloaderOverlay => boot::uboot::run_overlay(ctx, node),
-        BootloaderInterrupt => boot::uboot::run_interrupt(ctx, node).await,
-        BootloaderCommands => boot::uboot::run_commands(ctx, node).await,
-        SendRebootCommands => boot::uboot::run_soft_reboot(ctx, node).await,
-        HttpDownload { key, url } | FileDownload { key, url } => {
-            deploy::download::run(ctx, node, key, url).await
-        }
-        AppendOverlays { key } => deploy::download::run_append_overlays(ctx, key).await,
-        ApplyOverlayGuest => deploy::tmpfs::run_apply_overlay_guest(ctx),
-        ExecuteQemu => boot::qemu::run_execute(ctx, node).await,
-        ConnectDevice => boot::minimal::run_connect(ctx, node).await,
-        ResetDevice => run_children(ctx, node).await,
-        PduReboot => boot::minimal::run_power_reset(ctx).await,
-        PrePowerCommand | PreOsCommand => boot::minimal::run_device_command(ctx, node).await,
-        LoginAction => boot::login::run_login(ctx, node).await,
-        ExpectShellConnection => boot::login::run_expect_shell(ctx, node).await,
-        OverlayUnpack => boot::login::run_overlay_unpack(ctx, node).await,
-        TestShell => test::shell::run(ctx, node).await,
-        TestInteractiveRetry | TestMonitorRetry | BootBootloaderRetry | BootBootloader
-        | ResetConnection => run_children(ctx, node).await,
-        TestInteractive => test::interactive::run(ctx, node).await,
-        TestMonitor => test::monitor::run(ctx, node).await,
-        DisconnectDevice => {
-            ctx.session = None;
-            ctx.log.debug("console disconnected");
-            Ok(())
-        }
-        PowerOff => finalize::run_power_off(ctx).await,
-        UserCommand => actions::command::run(ctx, node).await,
-        unsupported_kinds!() => Err(ActionError::job(format!(
-            "'{}' is not supported by basalt yet (validate --device refuses such a job)",
-            node.name()
-        ))),
-    }
-}

@@ -2,40 +2,55 @@
 //! prompt), then, when a test shell will run, `expect-shell-connection`, `overlay-unpack` for
 //! `transfer_overlay`, and `export-device-env`.
 
+use super::minimal::PduReboot;
+use super::uboot::SendRebootCommands;
+use crate::action::{action, group, retry, ActionNode, Builder, Nothing, Scope};
 use crate::job::Boot;
-use crate::pipeline::build::{Builder, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
 
 pub(crate) fn login_tail(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot, parent: &mut ActionNode) {
     if boot.prompts.is_empty() {
         return;
     }
-    let login = b.child(s, parent, ActionKind::AutoLogin);
-    b.child(s, login, ActionKind::LoginAction);
+    let login = b.child(
+        s,
+        parent,
+        retry(
+            "auto-login-action",
+            "wait for the kernel and log in, retrying on failure",
+        ),
+    );
+    b.child(s, login, LoginAction);
     if b.needs_overlay(&s.namespace) {
-        b.child(s, parent, ActionKind::ExpectShellConnection);
+        b.child(s, parent, ExpectShellConnection);
         if boot.transfer_overlay.is_some() {
-            b.child(s, parent, ActionKind::OverlayUnpack);
+            b.child(s, parent, OverlayUnpack);
         }
-        b.child(s, parent, ActionKind::ExportDeviceEnv);
+        b.child(
+            s,
+            parent,
+            Nothing {
+                name: "export-device-env",
+                description: "export the device environment in the shell",
+            },
+        );
     }
 }
 
 /// `reset-device` with the way this device is reset: its hard reset command when it has one,
 /// else a reboot command sent to its shell.
 pub(crate) fn reset_device(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNode) {
-    let reset = b.child(s, parent, ActionKind::ResetDevice);
-    let how = if b.device.has_power_commands() {
-        ActionKind::PduReboot
+    let reset = b.child(s, parent, group("reset-device", "reset the device"));
+    if b.device.has_power_commands() {
+        b.child(s, reset, PduReboot);
     } else {
-        ActionKind::SendRebootCommands
-    };
-    b.child(s, reset, how);
+        b.child(s, reset, SendRebootCommands);
+    }
 }
 
 // ---- running -------------------------------------------------------------------------------
 
-use crate::run::{pattern, ActionError, Ctx};
+use crate::action::context::pattern;
+use crate::action::{ActionError, Ctx};
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -74,8 +89,26 @@ async fn wait_for(
     }
 }
 
+action! {
+    /// `login-action`: wait for the kernel to start, log in when asked, wait for a prompt.
+    pub struct LoginAction = "login-action", "wait for the kernel, log in and wait for the prompt";
+    run(ctx, node) { run_login(ctx, node).await }
+}
+
+action! {
+    /// `expect-shell-connection`: check that the shell answers at its prompt.
+    pub struct ExpectShellConnection = "expect-shell-connection", "check that the shell answers";
+    run(ctx, node) { run_expect_shell(ctx, node).await }
+}
+
+action! {
+    /// `overlay-unpack` (`transfer_overlay`): the device fetches the overlay and unpacks it.
+    pub struct OverlayUnpack = "overlay-unpack", "download and unpack the overlay on the device";
+    run(ctx, node) { run_overlay_unpack(ctx, node).await }
+}
+
 /// `login-action`: wait for the kernel to start, log in when asked, wait for a prompt.
-pub(crate) async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let timeout = Duration::from_secs(node.timeout);
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
@@ -121,7 +154,7 @@ pub(crate) async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Ac
 }
 
 /// `expect-shell-connection`: check that the shell answers at its prompt.
-pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let pats: Vec<_> = boot.prompts.iter().map(|p| pattern(p)).collect();
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
@@ -140,7 +173,7 @@ pub(crate) async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result
 
 /// `overlay-unpack` (`transfer_overlay`): the device downloads the overlay tarball from the
 /// worker and unpacks it (`download_command URL`, then `unpack_command FILE`).
-pub(crate) async fn run_overlay_unpack(
+async fn run_overlay_unpack(
     ctx: &mut Ctx,
     node: &ActionNode,
 ) -> Result<(), ActionError> {
@@ -166,7 +199,7 @@ pub(crate) async fn run_overlay_unpack(
         .ok_or_else(|| ActionError::job("transfer_overlay: no overlay was built (no test definitions, or no deploy before this boot)"))?;
     if ctx.file_server.is_none() {
         let ip = ctx.server_ip.clone();
-        let server = crate::run::http::FileServer::start(&ip)
+        let server = crate::host::http::FileServer::start(&ip)
             .await
             .map_err(|e| ActionError::infra(format!("cannot serve files on {ip}: {e}")))?;
         ctx.file_server = Some(server);

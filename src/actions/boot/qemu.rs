@@ -2,24 +2,35 @@
 //! line and the job's image arguments, console on QEMU's stdio.
 
 use super::login::login_tail;
-use crate::job::Boot;
-use crate::pipeline::build::{Builder, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
-
-pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>, boot: &Boot) -> ActionNode {
-    let mut node = b.node(s, None, ActionKind::BootImageRetry);
-    let q = b.child(s, &mut node, ActionKind::BootQemuImage);
-    b.child(s, q, ActionKind::ExecuteQemu);
-    login_tail(b, s, boot, &mut node);
-    node
-}
-
-// ---- running -------------------------------------------------------------------------------
-
-use crate::job::ActionBlock;
-use crate::run::{open_session, ActionError, Ctx};
+use crate::action::context::open_session;
+use crate::action::{retry, Action, ActionError, ActionNode, Builder, Check, Ctx, PipelineError};
+use crate::action::Scope;
+use crate::job::{ActionBlock, Boot};
 use crate::yaml::Node;
 use basalt_hal::emulator::QemuProcess;
+
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    boot: &Boot,
+) -> Result<ActionNode, PipelineError> {
+    let mut node = b.node(
+        s,
+        None,
+        retry(
+            "boot-image-retry",
+            "boot an emulated device, retrying on failure",
+        ),
+    );
+    let q = b.child(
+        s,
+        &mut node,
+        retry("boot-qemu-image", "start QEMU, retrying on failure"),
+    );
+    b.child(s, q, ExecuteQemu);
+    login_tail(b, s, boot, &mut node);
+    Ok(node)
+}
 
 /// Splits one option string of the device dictionary or the job into arguments (shell-like
 /// quoting, no shell).
@@ -96,19 +107,55 @@ pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
 }
 
 /// `execute-qemu`: start QEMU with its serial console on stdio and open the session.
-pub(crate) async fn run_execute(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
-    if let Some(mut old) = ctx.emulator.take() {
-        ctx.session = None;
-        let _ = old.kill().await;
+#[derive(Debug)]
+pub struct ExecuteQemu;
+
+#[async_trait::async_trait]
+impl Action for ExecuteQemu {
+    fn name(&self) -> &'static str {
+        "execute-qemu"
     }
-    let argv = command_line(ctx)?;
-    ctx.log
-        .info(format!("boot command: {}", shell_words::join(&argv)));
-    let (proc_, stream) = QemuProcess::spawn_with(&argv, &ctx.qemu_policy()?)
-        .map_err(|e| ActionError::infra(e.to_string()))?;
-    let what = format!("qemu (pid {})", proc_.pid().unwrap_or(0));
-    ctx.log.debug(format!("started {what}"));
-    ctx.session = Some(open_session(&ctx.log, stream, &what));
-    ctx.emulator = Some(proc_);
-    Ok(())
+    fn description(&self) -> &'static str {
+        "run QEMU with the console attached"
+    }
+    fn validate(&self, c: &Check<'_>) -> Result<(), String> {
+        let cmd = c
+            .device
+            .boot_method("qemu")
+            .and_then(|m| m.path(&["parameters", "command"]));
+        if cmd
+            .and_then(Node::scalar_text)
+            .is_none_or(|c| c.trim().is_empty())
+        {
+            return Err(format!(
+                "device '{}' has no qemu command line (actions.boot.methods.qemu.parameters.command)",
+                c.device.hostname
+            ));
+        }
+        Ok(())
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        if let Some(mut old) = ctx.emulator.take() {
+            ctx.session = None;
+            let _ = old.kill().await;
+        }
+        let argv = command_line(ctx)?;
+        ctx.log
+            .info(format!("boot command: {}", shell_words::join(&argv)));
+        let (proc_, stream) = QemuProcess::spawn_with(&argv, &ctx.qemu_policy()?)
+            .map_err(|e| ActionError::infra(e.to_string()).with_source(e))?;
+        let what = format!("qemu (pid {})", proc_.pid().unwrap_or(0));
+        ctx.log.debug(format!("started {what}"));
+        ctx.session = Some(open_session(&ctx.log, stream, &what));
+        ctx.emulator = Some(proc_);
+        Ok(())
+    }
+    async fn cleanup(&self, ctx: &mut Ctx, _node: &ActionNode) {
+        if let Some(mut q) = ctx.emulator.take() {
+            ctx.session = None;
+            if let Err(e) = q.kill().await {
+                ctx.log.warning(format!("stopping QEMU: {e}"));
+            }
+        }
+    }
 }

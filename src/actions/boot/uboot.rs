@@ -3,9 +3,10 @@
 //! wait for the kernel and log in.
 
 use super::login::{login_tail, reset_device};
+use super::minimal::ConnectDevice;
+use crate::action::{action, group, retry, Action, ActionNode, Builder, Check, Nothing};
+use crate::action::{PipelineError, Scope};
 use crate::job::{Boot, BootCommands};
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
 
 pub(crate) fn pipeline(
     b: &Builder<'_>,
@@ -18,35 +19,74 @@ pub(crate) fn pipeline(
             "a u-boot boot needs 'commands' (a command list name of the device, or a list)",
         ));
     }
-    let mut node = b.node(s, None, ActionKind::UbootAction);
-    for kind in [
-        ActionKind::UbootFromMedia,
-        ActionKind::BootloaderOverlay,
-        ActionKind::ConnectDevice,
-    ] {
-        b.child(s, &mut node, kind);
-    }
-    let cmds = b.child(s, &mut node, ActionKind::UbootCommands);
+    let mut node = b.node(
+        s,
+        None,
+        retry("uboot-action", "boot through U-Boot, retrying on failure"),
+    );
+    b.child(
+        s,
+        &mut node,
+        Nothing {
+            name: "uboot-from-media",
+            description: "find the boot partition on secondary media",
+        },
+    );
+    b.child(s, &mut node, BootloaderOverlay);
+    b.child(s, &mut node, ConnectDevice);
+    let cmds = b.child(
+        s,
+        &mut node,
+        group(
+            "uboot-commands",
+            "interrupt U-Boot and send the boot commands",
+        ),
+    );
     reset_device(b, s, cmds);
-    b.child(s, cmds, ActionKind::BootloaderInterrupt);
-    b.child(s, cmds, ActionKind::BootloaderCommands);
+    b.child(s, cmds, BootloaderInterrupt);
+    b.child(s, cmds, BootloaderCommands);
     login_tail(b, s, boot, cmds);
     Ok(node)
 }
 
 /// `boot-bootloader-retry` (boot `method: bootloader`): reset the board and stop at the
 /// bootloader prompt after its commands, for interactive tests of U-Boot itself.
-pub(crate) fn bootloader_pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
-    let mut node = b.node(s, None, ActionKind::BootBootloaderRetry);
-    b.child(s, &mut node, ActionKind::BootloaderOverlay);
-    let bb = b.child(s, &mut node, ActionKind::BootBootloader);
-    let rc = b.child(s, bb, ActionKind::ResetConnection);
-    b.child(s, rc, ActionKind::DisconnectDevice);
-    b.child(s, rc, ActionKind::ConnectDevice);
+pub(crate) fn bootloader_pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    _boot: &Boot,
+) -> Result<ActionNode, PipelineError> {
+    let mut node = b.node(
+        s,
+        None,
+        retry(
+            "boot-bootloader-retry",
+            "stop at the bootloader prompt, retrying on failure",
+        ),
+    );
+    b.child(s, &mut node, BootloaderOverlay);
+    let bb = b.child(
+        s,
+        &mut node,
+        group(
+            "boot-bootloader",
+            "reset the device and stop at the bootloader prompt",
+        ),
+    );
+    let rc = b.child(
+        s,
+        bb,
+        group(
+            "reset-connection",
+            "drop and re-open the console connection",
+        ),
+    );
+    b.child(s, rc, DisconnectDevice);
+    b.child(s, rc, ConnectDevice);
     reset_device(b, s, bb);
-    b.child(s, bb, ActionKind::BootloaderInterrupt);
-    b.child(s, bb, ActionKind::BootloaderCommands);
-    node
+    b.child(s, bb, BootloaderInterrupt);
+    b.child(s, bb, BootloaderCommands);
+    Ok(node)
 }
 
 /// The boot commands for this job: the device's named list or the job's inline list.
@@ -84,7 +124,8 @@ pub fn command_list(
 // ---- running -------------------------------------------------------------------------------
 
 use crate::job::{ActionBlock, DeployTo, KernelType};
-use crate::run::{literal, pattern, ActionError, Ctx};
+use crate::action::context::{literal, pattern};
+use crate::action::{ActionError, Ctx};
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -124,7 +165,61 @@ pub fn substitute(commands: &[String], values: &[(&str, Option<String>)]) -> Vec
 }
 
 /// `bootloader-overlay`: the boot commands with the deployed files' names and addresses.
-pub(crate) fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+#[derive(Debug)]
+pub struct BootloaderOverlay;
+
+#[async_trait::async_trait]
+impl Action for BootloaderOverlay {
+    fn name(&self) -> &'static str {
+        "bootloader-overlay"
+    }
+    fn description(&self) -> &'static str {
+        "substitute addresses and file names into boot commands"
+    }
+    fn validate(&self, c: &Check<'_>) -> Result<(), String> {
+        match c.node.block.and_then(|b| c.job.actions.get(b)) {
+            Some(ActionBlock::Boot(boot)) => match &boot.commands {
+                Some(cmds) => command_list(c.device, cmds).map(|_| ()),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+        run_overlay(ctx, node)
+    }
+}
+
+action! {
+    /// `bootloader-interrupt`: stop autoboot at U-Boot's countdown.
+    pub struct BootloaderInterrupt = "bootloader-interrupt", "stop the bootloader's autoboot";
+    run(ctx, node) { run_interrupt(ctx, node).await }
+}
+
+action! {
+    /// `bootloader-commands`: send the boot commands at the prompt.
+    pub struct BootloaderCommands = "bootloader-commands", "send the boot commands at the bootloader prompt";
+    run(ctx, node) { run_commands(ctx, node).await }
+}
+
+action! {
+    /// `send-reboot-commands`: reboot a running system from its shell.
+    pub struct SendRebootCommands = "send-reboot-commands", "reboot the device from its shell";
+    run(ctx, node) { run_soft_reboot(ctx, node).await }
+}
+
+action! {
+    /// `disconnect-device`: close the console connection.
+    pub struct DisconnectDevice = "disconnect-device", "close the console connection";
+    run(ctx, _node) {
+        ctx.session = None;
+        ctx.log.debug("console disconnected");
+        Ok(())
+    }
+}
+
+/// `bootloader-overlay`: the boot commands with the deployed files' names and addresses.
+fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let commands = boot
         .commands
@@ -242,7 +337,7 @@ fn prompt(ctx: &Ctx) -> basalt_hal::console::expect::Regex {
 }
 
 /// `bootloader-interrupt`: stop autoboot at U-Boot's countdown.
-pub(crate) async fn run_interrupt(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_interrupt(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let needs = param(ctx, "needs_interrupt")
         .and_then(Node::as_bool)
         .unwrap_or(true);
@@ -304,7 +399,7 @@ pub(crate) async fn run_interrupt(ctx: &mut Ctx, node: &ActionNode) -> Result<()
 
 /// `bootloader-commands`: send each command at the prompt, then wait for the kernel to be
 /// started; any of the bootloader's error messages fails the boot at once.
-pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let commands = ctx.boot_commands.clone();
     let delay = Duration::from_millis(ctx.device.character_delays.boot_ms);
@@ -335,7 +430,7 @@ pub(crate) async fn run_commands(ctx: &mut Ctx, node: &ActionNode) -> Result<(),
 
 /// `send-reboot-commands`: reboot a running system from its shell (devices without a
 /// power-cycle command).
-pub(crate) async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let mut cmds = boot.soft_reboot.clone();
     if cmds.is_empty() {

@@ -2,9 +2,8 @@
 //! `file://` URLs; extra image overlays are downloaded as nested `download-retry` actions and
 //! applied by `append-overlays`.
 
+use crate::action::{Action, ActionNode, Builder, PipelineError, Scope};
 use crate::job::ImageRef;
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
 use crate::yaml::Node;
 
 /// URL schemes basalt downloads from.
@@ -21,16 +20,15 @@ fn handler(
     s: &Scope<'_>,
     key: &str,
     url: &str,
-) -> Result<ActionKind, PipelineError> {
+) -> Result<Download, PipelineError> {
+    let d = |file| Download {
+        key: key.into(),
+        url: url.into(),
+        file,
+    };
     match scheme(url).as_deref() {
-        Some("http" | "https") => Ok(ActionKind::HttpDownload {
-            key: key.into(),
-            url: url.into(),
-        }),
-        Some("file") => Ok(ActionKind::FileDownload {
-            key: key.into(),
-            url: url.into(),
-        }),
+        Some("http" | "https") => Ok(d(false)),
+        Some("file") => Ok(d(true)),
         Some(other) => Err(s.error(
             b,
             format!(
@@ -53,9 +51,9 @@ pub(crate) fn download(
     key: &str,
     img: &ImageRef,
 ) -> Result<(), PipelineError> {
-    let kind = handler(b, s, key, &img.url)?;
-    let retry = b.child(s, parent, ActionKind::DownloadRetry { key: key.into() });
-    b.child(s, retry, kind);
+    let handler_action = handler(b, s, key, &img.url)?;
+    let retry = b.child(s, parent, DOWNLOAD_RETRY);
+    b.child(s, retry, handler_action);
     if let Some(overlays) = img.overlays.as_ref().and_then(Node::as_map) {
         for (k, v) in overlays {
             let Some(name) = k.as_str().filter(|n| *n != "lava") else {
@@ -63,25 +61,81 @@ pub(crate) fn download(
             };
             let url = v.get("url").and_then(Node::as_str).unwrap_or_default();
             let sub_key = format!("{key}.{name}");
-            let kind = handler(b, s, &sub_key, url)?;
-            let nested = b.child(s, retry, ActionKind::DownloadRetry { key: sub_key });
-            b.child(s, nested, kind);
+            let handler_action = handler(b, s, &sub_key, url)?;
+            let nested = b.child(s, retry, DOWNLOAD_RETRY);
+            b.child(s, nested, handler_action);
         }
         if !overlays.is_empty() {
-            b.child(s, retry, ActionKind::AppendOverlays { key: key.into() });
+            b.child(s, retry, AppendOverlays { key: key.into() });
         }
     }
     Ok(())
+}
+
+/// `download-retry`: a download, retried on failure.
+const DOWNLOAD_RETRY: crate::action::Group =
+    crate::action::retry("download-retry", "download a file, retrying on failure");
+
+/// `http-download` / `file-download`: fetch image `key` from `url` into the job's directory.
+#[derive(Debug)]
+pub struct Download {
+    pub key: String,
+    pub url: String,
+    /// A `file://` URL (`file-download`).
+    pub file: bool,
+}
+
+#[async_trait::async_trait]
+impl Action for Download {
+    fn name(&self) -> &'static str {
+        if self.file {
+            "file-download"
+        } else {
+            "http-download"
+        }
+    }
+    fn description(&self) -> &'static str {
+        if self.file {
+            "copy a local file, decompress and check the checksum"
+        } else {
+            "download over HTTP(S), decompress and check the checksum"
+        }
+    }
+    fn url(&self) -> Option<&str> {
+        Some(&self.url)
+    }
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+        run(ctx, node, &self.key, &self.url).await
+    }
+}
+
+/// `append-overlays`: the extra overlays of image `key` go into it.
+#[derive(Debug)]
+pub struct AppendOverlays {
+    pub key: String,
+}
+
+#[async_trait::async_trait]
+impl Action for AppendOverlays {
+    fn name(&self) -> &'static str {
+        "append-overlays"
+    }
+    fn description(&self) -> &'static str {
+        "add extra overlays to an image"
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        run_append_overlays(ctx, &self.key).await
+    }
 }
 
 // ---- running -------------------------------------------------------------------------------
 
 use crate::job::{ActionBlock, Compression};
 use crate::overlay::tree::{open_file, unpack_tar, TreeError};
-use crate::run::blocking::{is_cancelled, Cancel};
-use crate::run::error::io_err;
-use crate::run::limits::{exceeded, Budget, Limited};
-use crate::run::{ActionError, Ctx};
+use crate::host::blocking::{is_cancelled, Cancel};
+use crate::error::io_err;
+use crate::host::limits::{exceeded, Budget, Limited};
+use crate::action::{ActionError, Ctx};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{Read, Write};
@@ -471,7 +525,7 @@ fn image_fetch(ctx: &Ctx, block: Option<usize>, key: &str) -> Result<Fetch, Acti
 }
 
 /// `http-download` / `file-download`: fetch one image into the job's directory.
-pub(crate) async fn run(
+async fn run(
     ctx: &mut Ctx,
     node: &ActionNode,
     key: &str,
@@ -566,7 +620,7 @@ pub(crate) async fn fetch_tarball(
 /// overlays to a cpio ramdisk, as extra cpio segments (the kernel unpacks concatenated
 /// archives in order; a gzip ramdisk gets a gzip segment), or into an ext2/3/4 filesystem
 /// image with e2fsprogs' debugfs (no mount, no root needed).
-pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), ActionError> {
+async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), ActionError> {
     let Some(path) = ctx.downloads.get(key).cloned() else {
         return Err(ActionError::bug(format!(
             "image '{key}' was not downloaded"
@@ -706,7 +760,7 @@ pub(crate) async fn run_append_overlays(ctx: &mut Ctx, key: &str) -> Result<(), 
 fn copy_file(src: &Path, dest: &Path, cancel: &Cancel) -> Result<u64, TreeError> {
     let mut from = open_file(src).map_err(|e| TreeError::io(src.display(), e))?;
     let mut to = std::fs::File::create(dest).map_err(|e| TreeError::io(dest.display(), e))?;
-    crate::run::blocking::copy(&mut from, &mut to, cancel)
+    crate::host::blocking::copy(&mut from, &mut to, cancel)
         .map_err(|e| TreeError::io(dest.display(), e))
 }
 

@@ -9,8 +9,8 @@
 //! outside `/tmp`, which is private).
 
 use crate::log::JobLog;
-use crate::run::limits::GIT_PROTOCOLS;
-use crate::run::ActionError;
+use crate::host::limits::GIT_PROTOCOLS;
+use crate::error::ActionError;
 use basalt_hal::confine::{self, Policy};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,4 +1,4 @@
-//! `deploy:` strategies, chosen by `to:` and by what the device offers.
+//! `deploy:` strategies, by `to:` (see [`crate::actions::registry::DEPLOY`]).
 
 pub mod download;
 pub mod git;
@@ -8,65 +8,27 @@ pub mod storage;
 pub mod tftp;
 pub mod tmpfs;
 
-use crate::job::{Deploy, DeployTo};
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::ActionNode;
+use crate::action::{Builder, PipelineError, Scope};
+use crate::job::Deploy;
 
-pub(crate) fn pipeline(
+/// The device must offer deploy method `method` for this block.
+pub(crate) fn require(
     b: &Builder<'_>,
     s: &Scope<'_>,
     d: &Deploy,
-) -> Result<ActionNode, PipelineError> {
+    method: &str,
+) -> Result<(), PipelineError> {
     let dev = b.device;
-    let require = |method: &str| -> Result<(), PipelineError> {
-        if dev.has_deploy_method(method) {
-            Ok(())
-        } else {
-            Err(s.error(b, format!(
-                "device '{}' ({}) cannot deploy to {}: its actions.deploy.methods has no '{method}'",
-                dev.hostname,
-                dev.device_type,
-                d.to.name()
-            )))
-        }
-    };
-    match &d.to {
-        DeployTo::Tmpfs => {
-            require("image")?;
-            tmpfs::pipeline(b, s, d)
-        }
-        DeployTo::Tftp => {
-            require("tftp")?;
-            tftp::pipeline(b, s, d)
-        }
-        DeployTo::Nfs if dev.has_deploy_method("image") => {
-            require("nfs")?;
-            if !dev.has_boot_method("qemu-nfs") {
-                return Err(s.error(
-                    b,
-                    format!(
-                        "device '{}' has no qemu-nfs boot method for an NFS deploy",
-                        dev.hostname
-                    ),
-                ));
-            }
-            nfs::qemu_pipeline(b, s, d)
-        }
-        DeployTo::Nfs => {
-            require("nfs")?;
-            nfs::pipeline(b, s, d)
-        }
-        DeployTo::Usb | DeployTo::Sata => storage::pipeline(b, s, d),
-        DeployTo::Overlay => {
-            require("overlay")?;
-            Ok(overlay::overlay(b, s, None))
-        }
-        DeployTo::Other(to) => Err(s.error(
-            b,
-            format!(
-                "deploy to '{to}' is outside basalt's scope (it handles {})",
-                DeployTo::IN_SCOPE.join(", ")
-            ),
-        )),
+    if dev.has_deploy_method(method) {
+        return Ok(());
     }
+    Err(s.error(
+        b,
+        format!(
+            "device '{}' ({}) cannot deploy to {}: its actions.deploy.methods has no '{method}'",
+            dev.hostname,
+            dev.device_type,
+            d.to.name()
+        ),
+    ))
 }

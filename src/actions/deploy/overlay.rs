@@ -1,15 +1,24 @@
 //! `lava-overlay`: the test overlay (helper scripts, test definitions, run scripts) that a
 //! deploy applies to the image, ramdisk or root filesystem.
 
-use crate::job::{TestFrom, TestKind};
-use crate::pipeline::build::{Builder, Scope};
-use crate::pipeline::TestDefId;
-use crate::pipeline::{ActionKind, ActionNode};
+use super::require;
+use crate::action::{group, Action, ActionNode, Builder, Nothing, PipelineError, Scope, TestDefId};
+use crate::job::{Deploy, TestFrom, TestKind};
+
+/// `to: overlay`: only the test overlay, for a device whose image is already in place.
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    d: &Deploy,
+) -> Result<ActionNode, PipelineError> {
+    require(b, s, d, "overlay")?;
+    Ok(overlay(b, s, None))
+}
 
 /// Builds `lava-overlay` for the block's namespace. It is a leaf when no test in the namespace
 /// runs test definitions.
 pub(crate) fn overlay(b: &Builder<'_>, s: &Scope<'_>, parent: Option<&ActionNode>) -> ActionNode {
-    let mut ov = b.node(s, parent, ActionKind::LavaOverlay);
+    let mut ov = b.node(s, parent, LavaOverlay);
     if !b.needs_overlay(&s.namespace) {
         return ov;
     }
@@ -23,10 +32,31 @@ pub(crate) fn overlay(b: &Builder<'_>, s: &Scope<'_>, parent: Option<&ActionNode
                 .any(|(k, _)| k.as_str().is_some_and(|k| k.contains("ssh")))
         });
     if ssh {
-        b.child(s, &mut ov, ActionKind::SshAuthorize);
+        b.child(
+            s,
+            &mut ov,
+            Nothing {
+                name: "ssh-authorize",
+                description: "add the worker's SSH key to the overlay",
+            },
+        );
     }
-    b.child(s, &mut ov, ActionKind::MultinodeOverlay);
-    let td = b.child(s, &mut ov, ActionKind::TestDefinition);
+    b.child(
+        s,
+        &mut ov,
+        Nothing {
+            name: "lava-multinode-overlay",
+            description: "add the MultiNode helper scripts to the overlay",
+        },
+    );
+    let td = b.child(
+        s,
+        &mut ov,
+        group(
+            "test-definition",
+            "fetch test definitions and write their scripts",
+        ),
+    );
     for (block, t) in b.tests_in(&s.namespace) {
         let TestKind::Definitions(defs) = &t.kind else {
             continue;
@@ -37,22 +67,17 @@ pub(crate) fn overlay(b: &Builder<'_>, s: &Scope<'_>, parent: Option<&ActionNode
                 def,
                 idx: b.def_idx(block, def),
             };
-            let repo = match d.from {
-                TestFrom::Git => ActionKind::GitRepo(id),
-                TestFrom::Inline => ActionKind::InlineRepo(id),
-                TestFrom::Url => ActionKind::UrlRepo(id),
-            };
-            for kind in [
-                repo,
-                ActionKind::TestOverlay(id),
-                ActionKind::TestInstallOverlay(id),
-                ActionKind::TestRunscriptOverlay(id),
+            b.child(s, td, Repo { from: d.from, id });
+            for step in [
+                DefinitionStep::Overlay,
+                DefinitionStep::Install,
+                DefinitionStep::Runscript,
             ] {
-                b.child(s, td, kind);
+                b.child(s, td, Definition { step, id });
             }
         }
     }
-    b.child(s, &mut ov, ActionKind::CompressOverlay);
+    b.child(s, &mut ov, CompressOverlay);
     ov
 }
 
@@ -64,6 +89,111 @@ pub(crate) fn add_overlay(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNod
     }
 }
 
+/// `lava-overlay`: the base of the overlay; its children add the test definitions.
+#[derive(Debug)]
+pub struct LavaOverlay;
+
+#[async_trait::async_trait]
+impl Action for LavaOverlay {
+    fn name(&self) -> &'static str {
+        "lava-overlay"
+    }
+    fn description(&self) -> &'static str {
+        "build the test overlay: helper scripts and test definitions"
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        run_lava_overlay(ctx)
+    }
+}
+
+/// `git-repo-action` / `inline-repo-action` / `url-repo-action`: one definition's files.
+#[derive(Debug)]
+pub struct Repo {
+    pub from: TestFrom,
+    pub id: TestDefId,
+}
+
+#[async_trait::async_trait]
+impl Action for Repo {
+    fn name(&self) -> &'static str {
+        match self.from {
+            TestFrom::Git => "git-repo-action",
+            TestFrom::Inline => "inline-repo-action",
+            TestFrom::Url => "url-repo-action",
+        }
+    }
+    fn description(&self) -> &'static str {
+        match self.from {
+            TestFrom::Git => "clone a test definition repository",
+            TestFrom::Inline => "write an inline test definition",
+            TestFrom::Url => "download and unpack a test definition tarball",
+        }
+    }
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+        run_repo(ctx, node, self.id).await
+    }
+}
+
+/// What a [`Definition`] step writes.
+#[derive(Clone, Copy, Debug)]
+pub enum DefinitionStep {
+    /// `test-overlay`: metadata and uuid.
+    Overlay,
+    /// `test-install-overlay`: the install script.
+    Install,
+    /// `test-runscript-overlay`: the run script.
+    Runscript,
+}
+
+/// The steps after a definition's files are in place.
+#[derive(Debug)]
+pub struct Definition {
+    pub step: DefinitionStep,
+    pub id: TestDefId,
+}
+
+#[async_trait::async_trait]
+impl Action for Definition {
+    fn name(&self) -> &'static str {
+        match self.step {
+            DefinitionStep::Overlay => "test-overlay",
+            DefinitionStep::Install => "test-install-overlay",
+            DefinitionStep::Runscript => "test-runscript-overlay",
+        }
+    }
+    fn description(&self) -> &'static str {
+        match self.step {
+            DefinitionStep::Overlay => "write the test definition's metadata and uuid",
+            DefinitionStep::Install => "write the test definition's install script",
+            DefinitionStep::Runscript => "write the test definition's run script",
+        }
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        match self.step {
+            DefinitionStep::Overlay => run_test_overlay(ctx, self.id).await,
+            DefinitionStep::Install => run_install_overlay(ctx, self.id),
+            DefinitionStep::Runscript => run_runscript_overlay(ctx, self.id),
+        }
+    }
+}
+
+/// `compress-overlay`: the overlay as a tarball.
+#[derive(Debug)]
+pub struct CompressOverlay;
+
+#[async_trait::async_trait]
+impl Action for CompressOverlay {
+    fn name(&self) -> &'static str {
+        "compress-overlay"
+    }
+    fn description(&self) -> &'static str {
+        "pack the overlay as a tarball"
+    }
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+        run_compress_overlay(ctx, node).await
+    }
+}
+
 // ---- running -------------------------------------------------------------------------------
 
 use crate::job::testdef::read_testdef;
@@ -72,8 +202,8 @@ use crate::overlay::tree::{check_repository, read_beneath, TreeError};
 use crate::overlay::{
     environment_file, flatten_env, install_sh, params_preamble, run_sh, RunScript,
 };
-use crate::run::error::io_err;
-use crate::run::{ActionError, Ctx, TestRun};
+use crate::action::{ActionError, Ctx, TestRun};
+use crate::error::io_err;
 
 /// The largest test definition file read (a YAML file of a few KiB, usually).
 const MAX_TESTDEF_BYTES: u64 = 16 << 20;
@@ -145,7 +275,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ActionError> {
 }
 
 /// `lava-overlay`: the base of the overlay: helper scripts, `environment`, `secrets`.
-pub(crate) fn run_lava_overlay(ctx: &mut Ctx) -> Result<(), ActionError> {
+fn run_lava_overlay(ctx: &mut Ctx) -> Result<(), ActionError> {
     let root = ctx.workdir.join("overlay");
     ctx.overlay_root = Some(root);
     let base = base_dir(ctx)?;
@@ -236,7 +366,7 @@ fn def_dirs(ctx: &Ctx, run: &TestRun) -> Result<(PathBuf, String), ActionError> 
 
 /// `git-repo-action` / `inline-repo-action` / `url-repo-action`: put the definition's files
 /// into the overlay.
-pub(crate) async fn run_repo(
+async fn run_repo(
     ctx: &mut Ctx,
     node: &ActionNode,
     id: TestDefId,
@@ -321,7 +451,7 @@ pub(crate) async fn run_repo(
 }
 
 /// `test-overlay`: read the definition, write `testdef.yaml`, `uuid`, `testdef_metadata`.
-pub(crate) async fn run_test_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
+async fn run_test_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
     let run = run_entry(ctx, id)?.clone();
     let (dir, _) = def_dirs(ctx, &run)?;
     let rel = safe_rel_path(&run.path)?;
@@ -419,7 +549,7 @@ fn testdef_of(run: &TestRun) -> Result<&crate::job::testdef::TestDef, ActionErro
 }
 
 /// `test-install-overlay`: write `install.sh` when the definition has `install:`.
-pub(crate) fn run_install_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
+fn run_install_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
     let run = run_entry(ctx, id)?.clone();
     let testdef = testdef_of(&run)?;
     let (dir, device_dir) = def_dirs(ctx, &run)?;
@@ -439,7 +569,7 @@ pub(crate) fn run_install_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), Ac
 
 /// `test-runscript-overlay`: write `run.sh` and list the definition in its stage's
 /// `lava-test-runner.conf`.
-pub(crate) fn run_runscript_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
+fn run_runscript_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError> {
     let run = run_entry(ctx, id)?.clone();
     let testdef = testdef_of(&run)?;
     let (dir, device_dir) = def_dirs(ctx, &run)?;
@@ -463,7 +593,7 @@ pub(crate) fn run_runscript_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), 
 
 /// `compress-overlay`: `overlay-<level>.tar.gz` with members `lava-<job>/...`, for
 /// deployments that transfer the overlay as a tarball.
-pub(crate) async fn run_compress_overlay(
+async fn run_compress_overlay(
     ctx: &mut Ctx,
     node: &ActionNode,
 ) -> Result<(), ActionError> {

@@ -3,9 +3,9 @@
 
 use super::download::download;
 use super::overlay::add_overlay;
+use super::tmpfs::DEVICE_ENV;
+use crate::action::{ActionNode, Builder, NotYet, PipelineError, Scope};
 use crate::job::Deploy;
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
 use crate::yaml::Node;
 
 pub(crate) fn pipeline(
@@ -29,7 +29,14 @@ pub(crate) fn pipeline(
         ),
         ));
     }
-    let mut node = b.node(s, None, ActionKind::StorageDeploy);
+    let mut node = b.node(
+        s,
+        None,
+        NotYet {
+            name: "storage-deploy",
+            description: "write an image to USB or SATA media from the running system",
+        },
+    );
     let ov = b.needs_overlay(&s.namespace);
     add_overlay(b, s, &mut node);
     if !d.images.is_empty() {
@@ -41,13 +48,27 @@ pub(crate) fn pipeline(
                     .and_then(Node::as_bool)
                     .unwrap_or(false);
             if ov && apply {
-                b.child(s, &mut node, ActionKind::ApplyOverlayImage);
+                b.child(
+                    s,
+                    &mut node,
+                    NotYet {
+                        name: "apply-overlay-image",
+                        description: "unpack the overlay into the disk image",
+                    },
+                );
             }
         }
-        b.child(s, &mut node, ActionKind::DdImage);
+        b.child(
+            s,
+            &mut node,
+            NotYet {
+                name: "dd-image",
+                description: "write the image to the media with dd",
+            },
+        );
     }
     if ov {
-        b.child(s, &mut node, ActionKind::DeployDeviceEnv);
+        b.child(s, &mut node, DEVICE_ENV);
     }
     Ok(node)
 }

@@ -3,17 +3,19 @@
 
 use super::download::download;
 use super::overlay::add_overlay;
+use super::require;
+use super::tmpfs::DEVICE_ENV;
+use crate::action::{action, group, Action, ActionNode, Builder, Nothing, PipelineError, Scope};
 use crate::job::parse::TFTP_IMAGE_KEYS;
 use crate::job::Deploy;
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
 
 pub(crate) fn pipeline(
     b: &Builder<'_>,
     s: &Scope<'_>,
     d: &Deploy,
 ) -> Result<ActionNode, PipelineError> {
-    let mut node = b.node(s, None, ActionKind::TftpDeploy);
+    require(b, s, d, "tftp")?;
+    let mut node = b.node(s, None, TftpDeploy);
     let ov = b.needs_overlay(&s.namespace);
     add_overlay(b, s, &mut node);
     for key in TFTP_IMAGE_KEYS {
@@ -21,41 +23,118 @@ pub(crate) fn pipeline(
             download(b, s, &mut node, key, img)?;
         }
     }
-    let prep = b.child(s, &mut node, ActionKind::PrepareTftpOverlay);
-    for kind in [
-        ActionKind::ExtractNfsRootfs,
-        ActionKind::ParsePersistentNfs,
-        ActionKind::ExtractOverlayRamdisk,
-        ActionKind::ExtractModules,
-    ] {
-        b.child(s, prep, kind);
-    }
+    let prep = b.child(
+        s,
+        &mut node,
+        group(
+            "prepare-tftp-overlay",
+            "unpack, modify and repack the staged files",
+        ),
+    );
+    b.child(s, prep, Optional::ExtractNfsRootfs);
+    b.child(s, prep, Optional::ParsePersistentNfs);
+    b.child(
+        s,
+        prep,
+        Nothing {
+            name: "extract-overlay-ramdisk",
+            description: "unpack the ramdisk to add the overlay",
+        },
+    );
+    b.child(s, prep, Optional::ExtractModules);
     if ov {
-        b.child(s, prep, ActionKind::ApplyOverlayTftp);
+        b.child(s, prep, APPLY_OVERLAY_TFTP);
     }
     let typed_kernel = d
         .images
         .iter()
         .any(|(k, i)| k == "kernel" && i.kernel_type.is_some());
     if typed_kernel {
-        let pk = b.child(s, prep, ActionKind::PrepareKernel);
+        let pk = b.child(
+            s,
+            prep,
+            group("prepare-kernel", "convert the kernel for the bootloader"),
+        );
         if b.device.has_boot_method("u-boot") {
-            b.child(s, pk, ActionKind::UbootPrepareKernel);
+            b.child(
+                s,
+                pk,
+                Nothing {
+                    name: "uboot-prepare-kernel",
+                    description: "wrap the kernel with mkimage if U-Boot needs it",
+                },
+            );
         }
     }
-    b.child(s, prep, ActionKind::ConfigurePreseedFile);
-    b.child(s, prep, ActionKind::CompressRamdisk);
+    b.child(s, prep, Optional::ConfigurePreseedFile);
+    b.child(
+        s,
+        prep,
+        Nothing {
+            name: "compress-ramdisk",
+            description: "repack the ramdisk (with a U-Boot header if asked)",
+        },
+    );
     if ov {
-        b.child(s, &mut node, ActionKind::DeployDeviceEnv);
+        b.child(s, &mut node, DEVICE_ENV);
     }
     Ok(node)
 }
 
+action! {
+    /// `tftp-deploy`: a job directory under the TFTP root; its children download into it.
+    pub struct TftpDeploy = "tftp-deploy", "stage kernel, ramdisk, dtb and rootfs for a TFTP boot";
+    run(ctx, _node) { run_tftp_dir(ctx) }
+}
+
+action! {
+    /// `apply-overlay-tftp`: the test overlay goes into the staged ramdisk.
+    pub struct ApplyOverlayTftp = "apply-overlay-tftp", "unpack the overlay into the ramdisk or NFS root";
+    run(ctx, node) { run_apply_overlay(ctx, node).await }
+}
+
+/// `apply-overlay-tftp`, for the strategies that share it.
+pub(crate) const APPLY_OVERLAY_TFTP: ApplyOverlayTftp = ApplyOverlayTftp;
+
+/// Steps of `prepare-tftp-overlay` that only matter for some deployments: fine when the job
+/// does not use them, a clear error when it does and this worker cannot do it yet.
+#[derive(Debug)]
+pub enum Optional {
+    ExtractNfsRootfs,
+    ParsePersistentNfs,
+    ExtractModules,
+    ConfigurePreseedFile,
+}
+
+#[async_trait::async_trait]
+impl Action for Optional {
+    fn name(&self) -> &'static str {
+        match self {
+            Optional::ExtractNfsRootfs => "extract-nfsrootfs",
+            Optional::ParsePersistentNfs => "parse-persistent-nfs",
+            Optional::ExtractModules => "extract-modules",
+            Optional::ConfigurePreseedFile => "configure-preseed-file",
+        }
+    }
+    fn description(&self) -> &'static str {
+        match self {
+            Optional::ExtractNfsRootfs => "unpack the NFS root filesystem",
+            Optional::ParsePersistentNfs => "read a persistent NFS address",
+            Optional::ExtractModules => "unpack kernel modules into the root filesystem",
+            Optional::ConfigurePreseedFile => "adjust an installer preseed file",
+        }
+    }
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+        run_optional(self, ctx, node)
+    }
+}
+
 // ---- running -------------------------------------------------------------------------------
 
+use crate::action::{ActionError, Ctx};
+use crate::error::io_err;
+use crate::host::tempdir::tempdir_in;
 use crate::job::{ActionBlock, DeployTo};
-use crate::run::error::io_err;
-use crate::run::{tempdir_in, ActionError, Ctx};
 
 /// The deploy block of a node.
 fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
@@ -118,7 +197,7 @@ pub(crate) fn stage_file(ctx: &Ctx, file: &std::path::Path) -> Result<(), Action
 
 /// `tftp-deploy`: a job directory under the TFTP root, then the downloads into it. The
 /// directory is readable by the TFTP server's group only (docs/security.md).
-pub(crate) fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
+fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
     if ctx.tftp_dir.is_some() {
         return Ok(());
     }
@@ -139,16 +218,15 @@ pub(crate) fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Steps of `prepare-tftp-overlay` that only matter for some deployments: fine when the job
-/// does not use them, a clear error when it does and this worker cannot do it yet.
-pub(crate) fn run_optional(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+/// Runs an [`Optional`] step.
+fn run_optional(step: &Optional, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let needs =
         |key: &str| deploy_of(ctx, node).is_some_and(|d| d.images.iter().any(|(k, _)| k == key));
-    let missing = match node.kind {
-        ActionKind::ExtractNfsRootfs if needs("nfsrootfs") => Some("an NFS root filesystem"),
-        ActionKind::ExtractModules if needs("modules") => Some("kernel modules"),
-        ActionKind::ConfigurePreseedFile if needs("preseed") => Some("a preseed file"),
-        ActionKind::ParsePersistentNfs
+    let missing = match step {
+        Optional::ExtractNfsRootfs if needs("nfsrootfs") => Some("an NFS root filesystem"),
+        Optional::ExtractModules if needs("modules") => Some("kernel modules"),
+        Optional::ConfigurePreseedFile if needs("preseed") => Some("a preseed file"),
+        Optional::ParsePersistentNfs
             if deploy_of(ctx, node).is_some_and(|d| d.persistent_nfs.is_some()) =>
         {
             Some("a persistent NFS root")
@@ -170,7 +248,7 @@ pub(crate) fn run_optional(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Actio
 
 /// `apply-overlay-tftp`: the test overlay goes into the ramdisk (a raw cpio, or one with a
 /// U-Boot header, which is taken off and put back with mkimage when the device wants it).
-pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let Some(root) = ctx.overlay_root.clone() else {
         return Ok(());
     };
@@ -252,7 +330,7 @@ pub(crate) async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Resul
 fn strip_uboot_header(
     path: &std::path::Path,
     marked: bool,
-    cancel: &crate::run::blocking::Cancel,
+    cancel: &crate::host::blocking::Cancel,
 ) -> Result<(), ActionError> {
     use std::io::{Read, Seek, Write};
     let mut f = crate::overlay::tree::open_file(path).map_err(|e| io_err("ramdisk", e))?;
@@ -278,7 +356,7 @@ fn strip_uboot_header(
         .map_err(|e| io_err("ramdisk", e))?;
     let tmp = path.with_extension("noheader");
     let mut out = std::fs::File::create(&tmp).map_err(|e| io_err("ramdisk", e))?;
-    crate::run::blocking::copy(&mut f, &mut out, cancel).map_err(|e| io_err("ramdisk", e))?;
+    crate::host::blocking::copy(&mut f, &mut out, cancel).map_err(|e| io_err("ramdisk", e))?;
     out.flush().map_err(|e| io_err("ramdisk", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io_err("ramdisk", e))
 }

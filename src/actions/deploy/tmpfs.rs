@@ -3,20 +3,36 @@
 
 use super::download::download;
 use super::overlay::add_overlay;
+use super::require;
+use crate::action::{action, group, ActionError, ActionNode, Builder, Ctx, Nothing};
+use crate::action::{PipelineError, Scope};
 use crate::job::Deploy;
-use crate::pipeline::build::{Builder, PipelineError, Scope};
-use crate::pipeline::{ActionKind, ActionNode};
+
+/// The device environment file (`deploy-device-env`): nothing for basalt to do, the test
+/// shell exports the environment itself.
+pub(crate) const DEVICE_ENV: Nothing = Nothing {
+    name: "deploy-device-env",
+    description: "write the device environment file",
+};
 
 pub(crate) fn pipeline(
     b: &Builder<'_>,
     s: &Scope<'_>,
     d: &Deploy,
 ) -> Result<ActionNode, PipelineError> {
-    let mut node = b.node(s, None, ActionKind::DeployImages);
+    require(b, s, d, "image")?;
+    let mut node = b.node(
+        s,
+        None,
+        group(
+            "deployimages",
+            "download images for an emulator and apply the test overlay",
+        ),
+    );
     let ov = b.needs_overlay(&s.namespace);
     add_overlay(b, s, &mut node);
     if ov {
-        b.child(s, &mut node, ActionKind::DeployDeviceEnv);
+        b.child(s, &mut node, DEVICE_ENV);
     }
     for (key, img) in d.images.iter().filter(|(k, _)| k == "uefi") {
         download(b, s, &mut node, key, img)?;
@@ -25,21 +41,24 @@ pub(crate) fn pipeline(
         download(b, s, &mut node, key, img)?;
     }
     if ov {
-        b.child(s, &mut node, ActionKind::ApplyOverlayGuest);
+        b.child(s, &mut node, ApplyOverlayGuest);
     }
     Ok(node)
 }
 
-/// `apply-overlay-guest`: the guest must be able to read the test overlay. basalt puts it into
-/// the image marked `overlays: {lava: true}` (a `cpio.newc` ramdisk or an ext2/3/4 image); a
-/// job whose images offer none is told how to fix it.
-pub(crate) fn run_apply_overlay_guest(
-    ctx: &mut crate::run::Ctx,
-) -> Result<(), crate::run::ActionError> {
+action! {
+    /// `apply-overlay-guest`: the guest must be able to read the test overlay. basalt puts it
+    /// into the image marked `overlays: {lava: true}` (a `cpio.newc` ramdisk or an ext2/3/4
+    /// image); a job whose images offer none is told how to fix it.
+    pub struct ApplyOverlayGuest = "apply-overlay-guest", "put the overlay where the emulated guest can read it";
+    run(ctx, _node) { apply_overlay_guest(ctx) }
+}
+
+fn apply_overlay_guest(ctx: &mut Ctx) -> Result<(), ActionError> {
     if ctx.overlay_applied || ctx.overlay_root.is_none() {
         return Ok(());
     }
-    Err(crate::run::ActionError::job(
+    Err(ActionError::job(
         "the test overlay has no image to go into: mark the ramdisk ('format: cpio.newc') or the root filesystem \
          image ('format: ext4') with 'overlays: {lava: true}' (basalt does not build a separate guest disk for it)",
     ))

@@ -1,9 +1,34 @@
 //! `lava-test-interactive`: scripts of commands sent at a prompt (a bootloader's or a shell's),
 //! each checked against success and failure messages; a result per named step.
 
-use crate::job::{ActionBlock, TestKind};
-use crate::pipeline::ActionNode;
-use crate::run::{literal, ActionError, Ctx};
+use crate::action::context::literal;
+use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
+use crate::job::{ActionBlock, Test, TestKind};
+
+/// `lava-test-interactive-retry` around `lava-test-interactive`.
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    _t: &Test,
+) -> Result<ActionNode, PipelineError> {
+    let mut node = b.node(
+        s,
+        None,
+        retry(
+            "lava-test-interactive-retry",
+            "run interactive scripts, retrying on failure",
+        ),
+    );
+    b.child(s, &mut node, TestInteractive);
+    Ok(node)
+}
+
+action! {
+    /// `lava-test-interactive`: commands at a prompt, checked against their messages.
+    pub struct TestInteractive = "lava-test-interactive", "send commands and check the answers";
+    run(ctx, node) { run(ctx, node).await }
+}
+
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -16,7 +41,7 @@ fn failure_error(exception: &str, text: String) -> ActionError {
 }
 
 /// Runs every interactive script of the block.
-pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let scripts = match ctx.block(node) {
         Some(ActionBlock::Test(t)) => match &t.kind {
             TestKind::Interactive(s) => s.clone(),

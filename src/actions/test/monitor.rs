@@ -1,14 +1,39 @@
 //! `lava-test-monitor`: no shell, no overlay — watch the raw console output between a start
 //! and an end string and turn the lines that match the pattern into results.
 
-use crate::job::{ActionBlock, TestKind};
-use crate::pipeline::ActionNode;
-use crate::run::{literal, ActionError, Ctx};
+use crate::action::context::literal;
+use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
+use crate::job::{ActionBlock, Test, TestKind};
+
+/// `lava-test-monitor-retry` around `lava-test-monitor`.
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    _t: &Test,
+) -> Result<ActionNode, PipelineError> {
+    let mut node = b.node(
+        s,
+        None,
+        retry(
+            "lava-test-monitor-retry",
+            "watch the console for test output, retrying on failure",
+        ),
+    );
+    b.child(s, &mut node, TestMonitor);
+    Ok(node)
+}
+
+action! {
+    /// `lava-test-monitor`: results from raw console output.
+    pub struct TestMonitor = "lava-test-monitor", "collect results from raw console output";
+    run(ctx, node) { run(ctx, node).await }
+}
+
 use crate::testshell::signals::TestResult;
 use std::time::Duration;
 
 /// Runs every monitor of the block, one after the other.
-pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let monitors = match ctx.block(node) {
         Some(ActionBlock::Test(t)) => match &t.kind {
             TestKind::Monitors(m) => m.clone(),

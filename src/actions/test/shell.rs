@@ -1,9 +1,46 @@
 //! `lava-test-shell`: start lava-test-runner for the block's stage on the device and turn the
 //! signals it prints into results, until `<LAVA_TEST_RUNNER EXIT>`.
 
-use crate::job::{ActionBlock, TestKind};
-use crate::pipeline::ActionNode;
-use crate::run::{literal, pattern, ActionError, Ctx, TestRun};
+use crate::action::context::{literal, pattern};
+use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, NotYet};
+use crate::action::{PipelineError, Scope, TestRun};
+use crate::job::{ActionBlock, Test, TestKind};
+
+/// Test definitions: `lava-test-retry` around `lava-test-shell`; in a MultiNode job,
+/// `multinode-test`.
+pub(crate) fn pipeline(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    _t: &Test,
+) -> Result<ActionNode, PipelineError> {
+    if b.is_multinode() {
+        return Ok(b.node(
+            s,
+            None,
+            NotYet {
+                name: "multinode-test",
+                description: "run test definitions with MultiNode synchronisation",
+            },
+        ));
+    }
+    let mut node = b.node(
+        s,
+        None,
+        retry(
+            "lava-test-retry",
+            "run test definitions, retrying on failure",
+        ),
+    );
+    b.child(s, &mut node, TestShell);
+    Ok(node)
+}
+
+action! {
+    /// `lava-test-shell`: the test runner of the block's stage, its signals as results.
+    pub struct TestShell = "lava-test-shell", "run the test runner and collect results from the console";
+    run(ctx, node) { run(ctx, node).await }
+}
+
 use crate::testshell::signals::{self, Signal, TestResult};
 use crate::yaml::{Node, Value};
 use basalt_hal::console::expect::Regex;
@@ -39,7 +76,7 @@ fn fix(result: &str, fixup: &[(String, String)]) -> String {
 }
 
 /// Runs the test stage of the block.
-pub(crate) async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let block = node
         .block
         .ok_or_else(|| ActionError::bug("test shell outside a test block"))?;

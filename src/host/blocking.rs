@@ -6,7 +6,7 @@
 //! so it stops within milliseconds. [`Tasks`] counts the tasks still running, so the job's
 //! cleanup waits for them before it removes their directories.
 
-use crate::run::ActionError;
+use crate::error::ActionError;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

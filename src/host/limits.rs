@@ -2,7 +2,7 @@
 //! and unpacks, the size of its log, the host directories its `file://` URLs and local git
 //! repositories may name, and who may read what it stages for TFTP.
 
-use crate::run::blocking::Cancel;
+use crate::host::blocking::Cancel;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
