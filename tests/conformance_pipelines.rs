@@ -258,7 +258,10 @@ fn pipelines_match_lava_describe() {
 
 #[test]
 fn device_checks_name_what_the_device_lacks() {
-    use basalt::pipeline::check_device;
+    let check_device = |job: &basalt::job::Job, dev: &Device| {
+        let pipeline = build_pipeline(job, dev).unwrap();
+        basalt::pipeline::validate(job, dev, &pipeline)
+    };
     let root = corpus();
     let types = vec![root.join("devices/device-types")];
     let (job, _) =
@@ -296,7 +299,7 @@ fn device_checks_name_what_the_device_lacks() {
 }
 
 /// A job that validates on a device runs there: what basalt builds but cannot run yet is
-/// named by `validate --device` (here `basalt::run::unsupported`), the rest has a runner.
+/// named by `validate --device` (`basalt::pipeline::validate`), the rest has a runner.
 #[test]
 fn built_pipelines_run_or_are_refused_by_name() {
     let mut refused = BTreeMap::new();
@@ -305,13 +308,16 @@ fn built_pipelines_run_or_are_refused_by_name() {
         let Ok(pipeline) = build_pipeline(&job, &device) else {
             continue;
         };
-        let errs = basalt::run::unsupported(&job, &pipeline);
+        let errs: Vec<_> = basalt::pipeline::validate(&job, &device, &pipeline)
+            .into_iter()
+            .filter(|e| e.message.contains("not supported by basalt yet"))
+            .collect();
         for node in pipeline.walk() {
             let named = errs
                 .iter()
                 .any(|e| e.message.contains(&format!("'{}'", node.name())));
             assert!(
-                basalt::run::has_runner(&node.kind) || named,
+                node.action.runnable() || named,
                 "{}: {} neither runs nor is refused",
                 case.reference,
                 node.name()

@@ -223,4 +223,3 @@ impl<'a> Builder<'a> {
 pub fn namespace_of(c: &Common) -> String {
     c.namespace.clone().unwrap_or_else(|| "common".to_string())
 }
-

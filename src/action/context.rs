@@ -127,10 +127,7 @@ impl Ctx {
     }
 
     /// The boot block of a boot action (a copy: actions also need `&mut self`).
-    pub fn boot_block(
-        &self,
-        node: &ActionNode,
-    ) -> Result<crate::job::Boot, ActionError> {
+    pub fn boot_block(&self, node: &ActionNode) -> Result<crate::job::Boot, ActionError> {
         match self.block(node) {
             Some(crate::job::ActionBlock::Boot(b)) => Ok(b.clone()),
             _ => Err(ActionError::bug(format!(
@@ -214,4 +211,3 @@ pub fn pattern(text: &str) -> basalt_hal::console::expect::Regex {
 pub fn literal(text: &str) -> basalt_hal::console::expect::Regex {
     pattern(&regex::escape(text))
 }
-

@@ -95,7 +95,10 @@ impl ActionNode {
         let mut m = vec![
             (Node::str("level"), Node::str(self.level.clone())),
             (Node::str("name"), Node::str(self.name())),
-            (Node::str("description"), Node::str(self.action.description())),
+            (
+                Node::str("description"),
+                Node::str(self.action.description()),
+            ),
             (
                 Node::str("timeout"),
                 Node::new(Value::Int(self.timeout as i64)),

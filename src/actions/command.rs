@@ -91,8 +91,7 @@ impl Action for UserCommand {
         let Some(undo) = undo else {
             return;
         };
-        ctx.log
-            .info(format!("undoing user command {name}: {undo}"));
+        ctx.log.info(format!("undoing user command {name}: {undo}"));
         let timeout = std::time::Duration::from_secs(node.timeout);
         match basalt_hal::power::command::run_shell(&undo, timeout).await {
             Ok(out) => {

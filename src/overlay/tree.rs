@@ -13,9 +13,9 @@
 //! The trees live in the job's private (0700) directory, so only basalt itself writes them
 //! once git or the tar reader is done.
 
+use crate::error::ActionError;
 use crate::host::blocking::{is_cancelled, Cancel, CancelRead};
 use crate::host::limits::{Budget, Exceeded};
-use crate::error::ActionError;
 use nix::fcntl::OFlag;
 use std::ffi::OsString;
 use std::fs::{self, File};

@@ -176,7 +176,10 @@ pub fn validate(job: &Job, device: &Device, pipeline: &Pipeline) -> Vec<Pipeline
             ),
             None => (Default::default(), node.name().to_string()),
         };
-        if !errors.iter().any(|e| e.path == path && e.message == message) {
+        if !errors
+            .iter()
+            .any(|e| e.path == path && e.message == message)
+        {
             errors.push(PipelineError {
                 mark,
                 path,

@@ -246,4 +246,3 @@ fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode, ran: &'a mut Started) ->
         result
     })
 }
-

@@ -16,9 +16,9 @@
 mod exec;
 
 pub use crate::action::{ActionError, Ctx, ErrorType, JobConfinement, TestRun};
+pub use crate::host::tempdir::{remove_stale, tempdir_in};
 /// The host services, where they were before they had their own module.
 pub use crate::host::{blocking, http, limits, output};
-pub use crate::host::tempdir::{remove_stale, tempdir_in};
 
 use crate::device::Device;
 use crate::job::Job;
@@ -258,4 +258,3 @@ pub fn own_usage() -> Option<(f64, f64)> {
         u.max_rss() as f64 / 1024.0,
     ))
 }
-

@@ -173,10 +173,7 @@ async fn run_expect_shell(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Action
 
 /// `overlay-unpack` (`transfer_overlay`): the device downloads the overlay tarball from the
 /// worker and unpacks it (`download_command URL`, then `unpack_command FILE`).
-async fn run_overlay_unpack(
-    ctx: &mut Ctx,
-    node: &ActionNode,
-) -> Result<(), ActionError> {
+async fn run_overlay_unpack(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
     let t = boot
         .transfer_overlay

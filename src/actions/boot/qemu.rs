@@ -3,8 +3,8 @@
 
 use super::login::login_tail;
 use crate::action::context::open_session;
-use crate::action::{retry, Action, ActionError, ActionNode, Builder, Check, Ctx, PipelineError};
 use crate::action::Scope;
+use crate::action::{retry, Action, ActionError, ActionNode, Builder, Check, Ctx, PipelineError};
 use crate::job::{ActionBlock, Boot};
 use crate::yaml::Node;
 use basalt_hal::emulator::QemuProcess;

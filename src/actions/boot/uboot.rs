@@ -123,9 +123,9 @@ pub fn command_list(
 
 // ---- running -------------------------------------------------------------------------------
 
-use crate::job::{ActionBlock, DeployTo, KernelType};
 use crate::action::context::{literal, pattern};
 use crate::action::{ActionError, Ctx};
+use crate::job::{ActionBlock, DeployTo, KernelType};
 use crate::yaml::Node;
 use std::time::Duration;
 

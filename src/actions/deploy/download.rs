@@ -130,12 +130,12 @@ impl Action for AppendOverlays {
 
 // ---- running -------------------------------------------------------------------------------
 
+use crate::action::{ActionError, Ctx};
+use crate::error::io_err;
+use crate::host::blocking::{is_cancelled, Cancel};
+use crate::host::limits::{exceeded, Budget, Limited};
 use crate::job::{ActionBlock, Compression};
 use crate::overlay::tree::{open_file, unpack_tar, TreeError};
-use crate::host::blocking::{is_cancelled, Cancel};
-use crate::error::io_err;
-use crate::host::limits::{exceeded, Budget, Limited};
-use crate::action::{ActionError, Ctx};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{Read, Write};
@@ -525,12 +525,7 @@ fn image_fetch(ctx: &Ctx, block: Option<usize>, key: &str) -> Result<Fetch, Acti
 }
 
 /// `http-download` / `file-download`: fetch one image into the job's directory.
-async fn run(
-    ctx: &mut Ctx,
-    node: &ActionNode,
-    key: &str,
-    url: &str,
-) -> Result<(), ActionError> {
+async fn run(ctx: &mut Ctx, node: &ActionNode, key: &str, url: &str) -> Result<(), ActionError> {
     let mut fetch = image_fetch(ctx, node.block, key)?;
     fetch.roots = ctx.limits.file_roots.clone();
     let in_tftp = matches!(node.block.and_then(|b| ctx.job.actions.get(b)), Some(ActionBlock::Deploy(d)) if d.to == crate::job::DeployTo::Tftp);

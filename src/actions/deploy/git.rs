@@ -8,9 +8,9 @@
 //! destination (a repository on the worker itself must then be readable by that user and
 //! outside `/tmp`, which is private).
 
-use crate::log::JobLog;
-use crate::host::limits::GIT_PROTOCOLS;
 use crate::error::ActionError;
+use crate::host::limits::GIT_PROTOCOLS;
+use crate::log::JobLog;
 use basalt_hal::confine::{self, Policy};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

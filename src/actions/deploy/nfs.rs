@@ -32,11 +32,7 @@ pub(crate) fn pipeline(
     board_pipeline(b, s, d)
 }
 
-fn board_pipeline(
-    b: &Builder<'_>,
-    s: &Scope<'_>,
-    d: &Deploy,
-) -> Result<ActionNode, PipelineError> {
+fn board_pipeline(b: &Builder<'_>, s: &Scope<'_>, d: &Deploy) -> Result<ActionNode, PipelineError> {
     let mut node = b.node(
         s,
         None,
@@ -61,11 +57,7 @@ fn board_pipeline(
     Ok(node)
 }
 
-fn qemu_pipeline(
-    b: &Builder<'_>,
-    s: &Scope<'_>,
-    d: &Deploy,
-) -> Result<ActionNode, PipelineError> {
+fn qemu_pipeline(b: &Builder<'_>, s: &Scope<'_>, d: &Deploy) -> Result<ActionNode, PipelineError> {
     let mut node = b.node(
         s,
         None,

@@ -196,14 +196,14 @@ impl Action for CompressOverlay {
 
 // ---- running -------------------------------------------------------------------------------
 
+use crate::action::{ActionError, Ctx, TestRun};
+use crate::error::io_err;
 use crate::job::testdef::read_testdef;
 use crate::job::{ActionBlock, Job, TestDefRef};
 use crate::overlay::tree::{check_repository, read_beneath, TreeError};
 use crate::overlay::{
     environment_file, flatten_env, install_sh, params_preamble, run_sh, RunScript,
 };
-use crate::action::{ActionError, Ctx, TestRun};
-use crate::error::io_err;
 
 /// The largest test definition file read (a YAML file of a few KiB, usually).
 const MAX_TESTDEF_BYTES: u64 = 16 << 20;
@@ -366,11 +366,7 @@ fn def_dirs(ctx: &Ctx, run: &TestRun) -> Result<(PathBuf, String), ActionError> 
 
 /// `git-repo-action` / `inline-repo-action` / `url-repo-action`: put the definition's files
 /// into the overlay.
-async fn run_repo(
-    ctx: &mut Ctx,
-    node: &ActionNode,
-    id: TestDefId,
-) -> Result<(), ActionError> {
+async fn run_repo(ctx: &mut Ctx, node: &ActionNode, id: TestDefId) -> Result<(), ActionError> {
     let def = definition(&ctx.job, id)?.clone();
     let test_id = format!("{}_{}", id.idx, def.name);
     let run = TestRun {
@@ -593,10 +589,7 @@ fn run_runscript_overlay(ctx: &mut Ctx, id: TestDefId) -> Result<(), ActionError
 
 /// `compress-overlay`: `overlay-<level>.tar.gz` with members `lava-<job>/...`, for
 /// deployments that transfer the overlay as a tarball.
-async fn run_compress_overlay(
-    ctx: &mut Ctx,
-    node: &ActionNode,
-) -> Result<(), ActionError> {
+async fn run_compress_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let root = ctx
         .overlay_root
         .clone()
