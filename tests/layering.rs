@@ -1,0 +1,115 @@
+//! The crate's layering (the map in `src/lib.rs`): a module uses only modules of its own
+//! layer or below. Read from the sources: every `crate::<module>` path outside comments.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The layers of `src/lib.rs`, bottom first.
+const LAYERS: &[&[&str]] = &[
+    &["yaml", "reader", "diag", "error"],
+    &["host"],
+    &["job", "device", "overlay", "testshell"],
+    &["log"],
+    &["action"],
+    &["actions"],
+    &["pipeline", "run"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level modules `text` names as `crate::NAME`.
+fn uses(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        let after = &rest[i + "crate::".len()..];
+        // `$crate::` in macros names the crate too
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+        rest = after;
+    }
+    out
+}
+
+#[test]
+fn no_module_uses_a_layer_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut seen = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if top == "main" || top == "lib" || top == "bin" {
+            continue; // the binaries and the crate root sit on top of everything
+        }
+        let Some(mine) = layer_of(&top) else {
+            wrong.push(format!(
+                "{}: module '{top}' is in no layer of src/lib.rs's map",
+                rel.display()
+            ));
+            continue;
+        };
+        *seen.entry(top.clone()).or_insert(0) += 1;
+        // code only: doc comments may point anywhere
+        let text: String = std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for used in uses(&text) {
+            match layer_of(&used) {
+                Some(l) if l > mine => wrong.push(format!(
+                    "{}: '{top}' (layer {mine}) uses crate::{used} (layer {l})",
+                    rel.display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // every layer's modules exist: the map is not stale
+    for m in LAYERS.iter().flat_map(|l| l.iter()) {
+        assert!(seen.contains_key(*m), "src/{m} is gone: update the map");
+    }
+}
+
+#[test]
+fn the_crate_map_lists_every_module() {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .unwrap();
+    for m in LAYERS.iter().flat_map(|l| l.iter()) {
+        assert!(
+            lib.contains(&format!("`{m}`")),
+            "src/lib.rs's map does not name `{m}`"
+        );
+        assert!(lib.contains(&format!("pub mod {m};")), "no `pub mod {m};`");
+    }
+}
