@@ -103,8 +103,8 @@ fn no_module_uses_a_layer_above_it() {
 
 #[test]
 fn the_crate_map_lists_every_module() {
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
-        .unwrap();
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
     for m in LAYERS.iter().flat_map(|l| l.iter()) {
         assert!(
             lib.contains(&format!("`{m}`")),
