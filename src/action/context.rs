@@ -9,7 +9,7 @@ use crate::log::JobLog;
 use crate::yaml::Node;
 use basalt_hal::confine::{Confinement, JobUser, Policy};
 use basalt_hal::console::expect::Session;
-use basalt_hal::emulator::QemuProcess;
+use basalt_hal::emulator::Emulator;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -58,7 +58,7 @@ pub struct Ctx {
     /// The console of the running device.
     pub session: Option<Session>,
     /// QEMU, when the job runs an emulated device.
-    pub emulator: Option<QemuProcess>,
+    pub emulator: Option<Box<dyn Emulator>>,
     /// Job-level deadline.
     pub job_deadline: Instant,
     /// The TFTP server root and this job's directory in it (removed at the end).
@@ -160,8 +160,8 @@ impl Ctx {
     /// whatever happened.
     pub async fn release_all(&mut self) {
         self.session = None;
-        if let Some(mut q) = self.emulator.take() {
-            let _ = q.kill().await;
+        if let Some(e) = self.emulator.as_mut() {
+            let _ = e.stop().await;
         }
     }
 

@@ -45,10 +45,9 @@ impl Action for PowerOff {
     }
     async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
         ctx.session = None;
-        if let Some(mut q) = ctx.emulator.take() {
-            ctx.log
-                .info(format!("stopping QEMU (pid {})", q.pid().unwrap_or(0)));
-            q.kill()
+        if let Some(e) = ctx.emulator.as_mut().filter(|e| e.running()) {
+            ctx.log.info(format!("stopping {}", e.describe()));
+            e.stop()
                 .await
                 .map_err(|e| ActionError::infra(e.to_string()).with_source(e))?;
             return Ok(());

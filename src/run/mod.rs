@@ -91,6 +91,7 @@ pub async fn run_job(
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
     let confinement = job_confinement(opts, &device, &log);
     let job_secs = job.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
+    let ctx_emulated = device.has_boot_method("qemu") || device.has_boot_method("qemu-nfs");
     let start = Instant::now();
     let mut ctx = Ctx {
         job,
@@ -104,7 +105,8 @@ pub async fn run_job(
         overlay_applied: false,
         test_runs: BTreeMap::new(),
         session: None,
-        emulator: None,
+        emulator: (ctx_emulated)
+            .then(|| Box::new(basalt_hal::emulator::Qemu::new()) as Box<dyn basalt_hal::emulator::Emulator>),
         job_deadline: start + Duration::from_secs(job_secs),
         tftp_root: opts.tftp_root.clone(),
         tftp_dir: None,

@@ -63,13 +63,11 @@ const KERNEL_FAILURES: &[&str] = &[
 
 /// What QEMU said, when it is gone: the reason a console closed.
 fn emulator_note(ctx: &mut Ctx) -> String {
-    match ctx.emulator.as_mut() {
-        Some(q) => match q.exit_status() {
-            Some(status) => format!(" (QEMU exited, {status}: {})", q.stderr().trim()),
-            None => String::new(),
-        },
-        None => String::new(),
-    }
+    ctx.emulator
+        .as_mut()
+        .and_then(|e| e.exit_note())
+        .map(|note| format!(" ({note})"))
+        .unwrap_or_default()
 }
 
 async fn wait_for(

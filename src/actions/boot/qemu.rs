@@ -7,7 +7,6 @@ use crate::action::Scope;
 use crate::action::{retry, Action, ActionError, ActionNode, Builder, Check, Ctx, PipelineError};
 use crate::job::{ActionBlock, Boot};
 use crate::yaml::Node;
-use basalt_hal::emulator::QemuProcess;
 
 pub(crate) fn pipeline(
     b: &Builder<'_>,
@@ -135,26 +134,30 @@ impl Action for ExecuteQemu {
         Ok(())
     }
     async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
-        if let Some(mut old) = ctx.emulator.take() {
-            ctx.session = None;
-            let _ = old.kill().await;
-        }
+        // a retry starts it again: the old console goes first
+        ctx.session = None;
         let argv = command_line(ctx)?;
         ctx.log
             .info(format!("boot command: {}", shell_words::join(&argv)));
-        let (proc_, stream) = QemuProcess::spawn_with(&argv, &ctx.qemu_policy()?)
+        let policy = ctx.qemu_policy()?;
+        let hostname = ctx.device.hostname.clone();
+        let emulator = ctx.emulator.as_mut().ok_or_else(|| {
+            ActionError::job(format!("device '{hostname}' is not an emulated board"))
+        })?;
+        let stream = emulator
+            .start(&argv, &policy)
+            .await
             .map_err(|e| ActionError::infra(e.to_string()).with_source(e))?;
-        let what = format!("qemu (pid {})", proc_.pid().unwrap_or(0));
+        let what = emulator.describe();
         ctx.log.debug(format!("started {what}"));
         ctx.session = Some(open_session(&ctx.log, stream, &what));
-        ctx.emulator = Some(proc_);
         Ok(())
     }
     async fn cleanup(&self, ctx: &mut Ctx, _node: &ActionNode) {
-        if let Some(mut q) = ctx.emulator.take() {
+        if let Some(e) = ctx.emulator.as_mut().filter(|e| e.running()) {
             ctx.session = None;
-            if let Err(e) = q.kill().await {
-                ctx.log.warning(format!("stopping QEMU: {e}"));
+            if let Err(err) = e.stop().await {
+                ctx.log.warning(format!("stopping QEMU: {err}"));
             }
         }
     }
