@@ -214,19 +214,7 @@ impl BoardPlan {
                     reset: reset.clone(),
                 },
             ))),
-            PowerPlan::PduDaemon {
-                server,
-                server_port,
-                hostname,
-                port,
-                delay,
-            } => {
-                let p = PduDaemonPower::new(server.clone(), *server_port, hostname.clone(), port);
-                Some(Box::new(match delay {
-                    Some(d) => p.with_delay(*d),
-                    None => p,
-                }))
-            }
+            PowerPlan::PduDaemon { .. } => self.power.pdudaemon().map(|p| Box::new(p) as _),
             PowerPlan::None => None,
         };
         Ok(Board {
@@ -234,6 +222,27 @@ impl BoardPlan {
             power,
             emulated: self.emulated,
             plan: self.clone(),
+        })
+    }
+}
+
+impl PowerPlan {
+    /// The pdudaemon client of a [`PowerPlan::PduDaemon`] (with its reboot delay).
+    pub fn pdudaemon(&self) -> Option<PduDaemonPower> {
+        let PowerPlan::PduDaemon {
+            server,
+            server_port,
+            hostname,
+            port,
+            delay,
+        } = self
+        else {
+            return None;
+        };
+        let p = PduDaemonPower::new(server.clone(), *server_port, hostname.clone(), port);
+        Some(match delay {
+            Some(d) => p.with_delay(*d),
+            None => p,
         })
     }
 }
@@ -922,6 +931,16 @@ mod tests {
             ]
         );
         assert_eq!(board.plan, p);
+        let client = p.power.pdudaemon().unwrap();
+        assert_eq!(
+            client.request_path("reboot"),
+            "/power/control/reboot?hostname=pdu14&port=5&delay=20"
+        );
+        assert_eq!(
+            pdu_plan(None).pdudaemon().unwrap().request_path("reboot"),
+            "/power/control/reboot?hostname=pdu14&port=5"
+        );
+        assert!(PowerPlan::None.pdudaemon().is_none());
         let bad = BoardPlan {
             console: ConsolePlan::Command("'".into()),
             ..p
