@@ -2,6 +2,7 @@
 //! what the dispatcher uses. The rest stays a YAML tree, because device types differ widely
 //! and strategies read their own `actions.boot.methods.<method>` parameters.
 
+pub mod board;
 pub mod builtin;
 pub mod render;
 
@@ -50,6 +51,8 @@ pub struct Connection {
 pub struct Commands {
     /// `connect`, or the `primary`-tagged entry of `connections`: the command giving the console.
     pub connect: Option<String>,
+    /// The `connections` entry `connect` was taken from (`None` when `connect` itself was given).
+    pub connect_from: Option<String>,
     pub connections: Vec<Connection>,
     pub hard_reset: Vec<String>,
     pub power_on: Vec<String>,
@@ -390,12 +393,13 @@ fn read_commands(r: &mut Report, n: &Node) -> Commands {
             });
         }
         if c.connect.is_none() {
-            c.connect = c
+            let chosen = c
                 .connections
                 .iter()
                 .find(|x| x.tags.iter().any(|t| t == "primary"))
-                .or(c.connections.first())
-                .map(|x| x.connect.clone());
+                .or(c.connections.first());
+            c.connect = chosen.map(|x| x.connect.clone());
+            c.connect_from = chosen.map(|x| x.name.clone());
         }
     }
     if let Some(users) = n.get("users").filter(|x| !x.is_null()) {
