@@ -2,6 +2,7 @@
 //! pipeline, and the console helpers every action uses.
 
 use super::{ActionError, ActionNode};
+use crate::device::board::Board;
 use crate::device::Device;
 use crate::host::{blocking, http, limits};
 use crate::job::Job;
@@ -55,6 +56,8 @@ pub struct Ctx {
     pub overlay_applied: bool,
     /// Test definitions by (block, definition index).
     pub test_runs: BTreeMap<(usize, usize), TestRun>,
+    /// The board: its console and power backends, built once per job from the device.
+    pub board: Board,
     /// The console of the running device.
     pub session: Option<Session>,
     /// QEMU, when the job runs an emulated device.
@@ -110,6 +113,16 @@ impl Ctx {
         std::fs::create_dir_all(&downloads)
             .map_err(|e| ActionError::infra(format!("{}: {e}", downloads.display())))?;
         Ok(self.policy(&[&downloads], false, &["kvm"]))
+    }
+
+    /// The board's power control; a job error naming what the device lacks.
+    pub fn power(&self) -> Result<&dyn basalt_hal::power::Power, ActionError> {
+        self.board.power.as_deref().ok_or_else(|| {
+            ActionError::job(format!(
+                "device '{}' has no power control (no power commands in its dictionary)",
+                self.device.hostname
+            ))
+        })
     }
 
     /// The console session; an infrastructure error if the device has none open.

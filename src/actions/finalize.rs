@@ -1,8 +1,7 @@
 //! `finalize`: the last action of every job — power the device off and read what is left.
 
 use crate::action::{group, Action, ActionError, ActionNode, Builder, Ctx, Nothing, Scope};
-use basalt_hal::power::command::{CommandPower, PowerCommands};
-use basalt_hal::power::Power;
+use basalt_hal::power::PowerError;
 
 pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
     let mut f = b.node(s, None, group("finalize", "power off and clean up"));
@@ -18,20 +17,7 @@ pub(crate) fn pipeline(b: &Builder<'_>, s: &Scope<'_>) -> ActionNode {
     f
 }
 
-/// The device's power commands as a [`Power`] backend.
-pub fn device_power(ctx: &Ctx) -> CommandPower {
-    let c = &ctx.device.commands;
-    CommandPower::new(
-        ctx.device.hostname.clone(),
-        PowerCommands {
-            on: c.power_on.clone(),
-            off: c.power_off.clone(),
-            reset: c.hard_reset.clone(),
-        },
-    )
-}
-
-/// `power-off`: stop QEMU, or run the device's power-off command.
+/// `power-off`: stop QEMU, or switch the board off with its power backend.
 #[derive(Debug)]
 pub struct PowerOff;
 
@@ -52,12 +38,20 @@ impl Action for PowerOff {
                 .map_err(|e| ActionError::infra(e.to_string()).with_source(e))?;
             return Ok(());
         }
-        if ctx.device.commands.power_off.is_empty() {
-            ctx.log.debug("the device has no power-off command");
+        let Some(power) = ctx.board.power.as_deref() else {
+            ctx.log.debug("the device has no power control");
             return Ok(());
+        };
+        match power.off().await {
+            Ok(()) => {
+                ctx.log.info("device powered off");
+                Ok(())
+            }
+            Err(PowerError::NotConfigured { .. }) => {
+                ctx.log.debug("the device has no power-off command");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
-        device_power(ctx).off().await?;
-        ctx.log.info("device powered off");
-        Ok(())
     }
 }

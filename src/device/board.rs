@@ -149,6 +149,22 @@ impl std::fmt::Debug for Board {
 }
 
 impl Board {
+    /// A board with nothing: no console, no power (what a job gets when its device's board
+    /// cannot be built; the job then fails before its first action).
+    pub fn empty(hostname: &str) -> Board {
+        Board {
+            console: None,
+            power: None,
+            emulated: false,
+            plan: BoardPlan {
+                hostname: hostname.to_string(),
+                console: ConsolePlan::None,
+                power: PowerPlan::None,
+                emulated: false,
+            },
+        }
+    }
+
     /// One line each for the job log: `console: telnet localhost:7001`,
     /// `power: pdudaemon localhost:16421 pdu port 08`, and `emulated: QEMU` for a QEMU.
     pub fn describe(&self) -> Vec<String> {

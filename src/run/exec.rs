@@ -31,17 +31,22 @@ fn fmt_hms(secs: u64) -> String {
 }
 
 /// Runs every action, then `finalize`. Returns the error that ended the job and the failing
-/// action (`level name`).
+/// action (`level name`). With `early` (the job failed before its first action: its board
+/// could not be built) only `finalize` runs.
 pub(super) async fn run_pipeline(
     ctx: &mut Ctx,
     pipeline: &Pipeline,
+    early: Option<ActionError>,
 ) -> (Option<ActionError>, Option<String>) {
     let mut started = Started::default();
     let (finalize, main) = match pipeline.actions.split_last() {
         Some((f, m)) if f.section == Section::Finalize => (Some(f), m),
         _ => (None, pipeline.actions.as_slice()),
     };
-    let (mut error, mut failed) = {
+    let (mut error, mut failed) = if let Some(e) = early {
+        ctx.log.error(format!("{e}"));
+        (Some(e), None)
+    } else {
         // SIGINT / SIGTERM / SIGHUP cancel the job; finalize still runs and cleans up. A
         // failed write of the log or the results (disk full, read-only) ends the job at once:
         // it would run blind.

@@ -20,12 +20,14 @@ pub use crate::host::tempdir::{remove_stale, tempdir_in};
 /// The host services, where they were before they had their own module.
 pub use crate::host::{blocking, http, limits, output};
 
+use crate::device::board::{Board, BoardPlan};
 use crate::device::Device;
 use crate::job::Job;
 use crate::log::{JobLog, Verbosity};
 use crate::pipeline::Pipeline;
 use crate::yaml::{emit_document, Node};
 use basalt_hal::confine::{self, Confinement, JobUser};
+use basalt_hal::emulator::Qemu;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -91,7 +93,7 @@ pub async fn run_job(
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
     let confinement = job_confinement(opts, &device, &log);
     let job_secs = job.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
-    let ctx_emulated = device.has_boot_method("qemu") || device.has_boot_method("qemu-nfs");
+    let hostname = device.hostname.clone();
     let start = Instant::now();
     let mut ctx = Ctx {
         job,
@@ -105,8 +107,8 @@ pub async fn run_job(
         overlay_applied: false,
         test_runs: BTreeMap::new(),
         session: None,
-        emulator: (ctx_emulated)
-            .then(|| Box::new(basalt_hal::emulator::Qemu::new()) as Box<dyn basalt_hal::emulator::Emulator>),
+        board: Board::empty(&hostname),
+        emulator: None,
         job_deadline: start + Duration::from_secs(job_secs),
         tftp_root: opts.tftp_root.clone(),
         tftp_dir: None,
@@ -127,7 +129,22 @@ pub async fn run_job(
         ctx.device.hostname,
         ctx.device.device_type
     ));
-    let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline).await;
+    // The board, once for the job: its console runs confined like the job's other processes.
+    let board = BoardPlan::for_device(&ctx.device).and_then(|p| p.open(ctx.policy(&[], false, &[])));
+    let board_error = match board {
+        Ok(board) => {
+            for line in board.describe() {
+                log.info(format!("board {line}"));
+            }
+            if board.emulated {
+                ctx.emulator = Some(Box::new(Qemu::new()));
+            }
+            ctx.board = board;
+            None
+        }
+        Err(e) => Some(ActionError::infra(format!("the device's board: {e}")).with_source(e)),
+    };
+    let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline, board_error).await;
     // Blocking work of a cancelled action stops at its next check: wait for it before its
     // directories go.
     if !ctx.tasks.wait_idle(Duration::from_secs(1)).await {

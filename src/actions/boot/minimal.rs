@@ -6,11 +6,6 @@ use crate::action::context::open_session;
 use crate::action::{action, retry, Action, ActionError, ActionNode, Builder, Check, Ctx};
 use crate::action::{PipelineError, Scope};
 use crate::job::Boot;
-use basalt_hal::confine::Policy;
-use basalt_hal::console::command::CommandConsole;
-use basalt_hal::console::Console;
-use basalt_hal::console::TelnetConsole;
-use basalt_hal::power::Power;
 
 pub(crate) fn pipeline(
     b: &Builder<'_>,
@@ -68,42 +63,27 @@ async fn run_connect(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionErro
     }
     // A console that dropped (a retry after a failed boot) is opened again.
     ctx.session = None;
-    let cmd = ctx.device.commands.connect.clone().ok_or_else(|| {
+    let console = ctx.board.console.as_deref().ok_or_else(|| {
         ActionError::job(format!(
             "device '{}' has no connection command",
             ctx.device.hostname
         ))
     })?;
-    // the admin's command, but it carries the job's console: confined, with the network
-    // only if the device grants it
-    let console = console_for(&cmd, ctx.policy(&[], false, &[]))?;
+    // a telnet console (ser2net) is up when `connect` returns, so nothing the board prints
+    // right after a power cycle is lost; a command console runs confined (the board was
+    // opened with the job's policy)
     let stream = console.connect().await?;
-    ctx.log.info(format!("connected to the console: {cmd}"));
-    ctx.session = Some(open_session(&ctx.log, stream, &console.describe()));
+    let what = console.describe();
+    ctx.log.info(format!("connected to the console: {what}"));
+    ctx.session = Some(open_session(&ctx.log, stream, &what));
     Ok(())
-}
-
-/// The console behind a `connection_command`. The usual `telnet HOST PORT` (ser2net) is
-/// spoken directly: the connection is then up when `connect` returns, so nothing the board
-/// prints right after a power cycle is lost while a telnet program is still starting.
-/// Anything else runs as the command it is, under `policy`.
-pub fn console_for(cmd: &str, policy: Policy) -> Result<Box<dyn Console>, ActionError> {
-    let words = shell_words::split(cmd).unwrap_or_default();
-    if let [prog, host, port] = words.as_slice() {
-        if prog == "telnet" {
-            if let Ok(port) = port.parse::<u16>() {
-                return Ok(Box::new(TelnetConsole::new(host.clone(), port)));
-            }
-        }
-    }
-    Ok(Box::new(CommandConsole::new(cmd)?.with_policy(policy)))
 }
 
 action! {
     /// `pdu-reboot`: power-cycle the device with its hard reset command.
     pub struct PduReboot = "pdu-reboot", "power-cycle the device with its hard reset command";
     run(ctx, _node) {
-        crate::actions::finalize::device_power(ctx).reset().await?;
+        ctx.power()?.reset().await?;
         ctx.log.info("device reset");
         Ok(())
     }
