@@ -86,7 +86,56 @@ pub struct Ctx {
     pub confinement: Option<JobConfinement>,
 }
 
+/// Where a job runs on the worker: what [`Ctx::new`] needs besides the job and the device.
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub job_id: String,
+    pub output_dir: PathBuf,
+    /// The job's private temporary directory (made by the caller).
+    pub workdir: PathBuf,
+    pub tftp_root: PathBuf,
+    /// The worker's address as the device sees it.
+    pub server_ip: String,
+    pub limits: limits::Limits,
+    pub confinement: Option<JobConfinement>,
+    /// When the job's time is up.
+    pub deadline: Instant,
+}
+
 impl Ctx {
+    /// The context of a job that has not started: no board yet ([`Board::empty`]), nothing
+    /// downloaded, no console.
+    pub fn new(job: Job, device: Device, log: JobLog, place: Place) -> Ctx {
+        let board = Board::empty(&device.hostname);
+        Ctx {
+            job,
+            device,
+            log,
+            job_id: place.job_id,
+            output_dir: place.output_dir,
+            workdir: place.workdir,
+            downloads: BTreeMap::new(),
+            overlay_root: None,
+            overlay_applied: false,
+            test_runs: BTreeMap::new(),
+            board,
+            session: None,
+            emulator: None,
+            job_deadline: place.deadline,
+            tftp_root: place.tftp_root,
+            tftp_dir: None,
+            server_ip: place.server_ip,
+            boot_commands: Vec::new(),
+            overlay_tarball: None,
+            file_server: None,
+            budget: limits::Budget::new(place.limits.max_job_bytes),
+            limits: place.limits,
+            tasks: blocking::Tasks::default(),
+            tftp_gid: None,
+            confinement: place.confinement,
+        }
+    }
+
     /// The policy for a process of this job that may write in `writable` (nothing else), with
     /// the network if `network` or the device grants it, and the extra `groups` that exist.
     pub fn policy(&self, writable: &[&Path], network: bool, groups: &[&str]) -> Policy {

@@ -20,7 +20,8 @@ pub use crate::host::tempdir::{remove_stale, tempdir_in};
 /// The host services, where they were before they had their own module.
 pub use crate::host::{blocking, http, limits, output};
 
-use crate::device::board::{Board, BoardPlan};
+use crate::action::context::Place;
+use crate::device::board::BoardPlan;
 use crate::device::Device;
 use crate::job::Job;
 use crate::log::{JobLog, Verbosity};
@@ -28,7 +29,6 @@ use crate::pipeline::Pipeline;
 use crate::yaml::{emit_document, Node};
 use basalt_hal::confine::{self, Confinement, JobUser};
 use basalt_hal::emulator::Qemu;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -93,35 +93,18 @@ pub async fn run_job(
     let workdir = tempdir_in(&opts.tmp_root, &format!("basalt-job-{}-", opts.job_id))?;
     let confinement = job_confinement(opts, &device, &log);
     let job_secs = job.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
-    let hostname = device.hostname.clone();
     let start = Instant::now();
-    let mut ctx = Ctx {
-        job,
-        device,
-        log: log.clone(),
+    let place = Place {
         job_id: opts.job_id.clone(),
         output_dir: opts.output_dir.clone(),
         workdir: workdir.clone(),
-        downloads: BTreeMap::new(),
-        overlay_root: None,
-        overlay_applied: false,
-        test_runs: BTreeMap::new(),
-        session: None,
-        board: Board::empty(&hostname),
-        emulator: None,
-        job_deadline: start + Duration::from_secs(job_secs),
         tftp_root: opts.tftp_root.clone(),
-        tftp_dir: None,
         server_ip: opts.server_ip.clone(),
-        boot_commands: Vec::new(),
-        overlay_tarball: None,
-        file_server: None,
         limits: opts.limits.clone(),
-        budget: limits::Budget::new(opts.limits.max_job_bytes),
-        tasks: blocking::Tasks::default(),
-        tftp_gid: None,
         confinement,
+        deadline: start + Duration::from_secs(job_secs),
     };
+    let mut ctx = Ctx::new(job, device, log.clone(), place);
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
         env!("CARGO_PKG_VERSION"),
@@ -130,7 +113,8 @@ pub async fn run_job(
         ctx.device.device_type
     ));
     // The board, once for the job: its console runs confined like the job's other processes.
-    let board = BoardPlan::for_device(&ctx.device).and_then(|p| p.open(ctx.policy(&[], false, &[])));
+    let board =
+        BoardPlan::for_device(&ctx.device).and_then(|p| p.open(ctx.policy(&[], false, &[])));
     let board_error = match board {
         Ok(board) => {
             for line in board.describe() {
