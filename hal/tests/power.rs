@@ -1,12 +1,15 @@
 //! Power backends: shell commands (success, failure, timeout kills the group), a real
-//! pdudaemon with the localcmdline driver, and QMP against a real QEMU.
+//! pdudaemon with the localcmdline driver (its HTTP and its TCP listener), an in-test TCP
+//! server for the TCP listener's bytes and odd replies, and QMP against a real QEMU.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use basalt_hal::power::{CommandPower, PduDaemonPower, Power, PowerCommands, PowerError, QmpPower};
+use basalt_hal::power::{
+    CommandPower, PduDaemonPower, PduTransport, Power, PowerCommands, PowerError, QmpPower,
+};
 use common::*;
 
 const SEC: Duration = Duration::from_secs(5);
@@ -138,7 +141,9 @@ async fn command_power_timeout_kills_the_process_group() {
     );
 }
 
-fn start_pdudaemon(dir: &std::path::Path, port: u16) -> Proc {
+/// A pdudaemon on 127.0.0.1:`port` with `listener` (`http` or `tcp`) and one localcmdline
+/// PDU `test-pdu` writing `on N` / `off N` to `outlets.log`; killed by PID when dropped.
+fn start_pdudaemon(dir: &std::path::Path, port: u16, listener: &str) -> Proc {
     let pdudaemon = require("pdudaemon", "pdudaemon");
     let effect = dir.join("outlets.log");
     let conf = dir.join("pdudaemon.conf");
@@ -148,7 +153,7 @@ fn start_pdudaemon(dir: &std::path::Path, port: u16) -> Proc {
             "hostname": "127.0.0.1",
             "port": port,
             "logging_level": "DEBUG",
-            "listener": "http"
+            "listener": listener
         },
         "pdus": {
             "test-pdu": {
@@ -178,7 +183,7 @@ fn start_pdudaemon(dir: &std::path::Path, port: u16) -> Proc {
 async fn pdudaemon_on_off_reboot() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let daemon = start_pdudaemon(dir.path(), port);
+    let daemon = start_pdudaemon(dir.path(), port, "http");
     let effect = dir.path().join("outlets.log");
     let p = PduDaemonPower::new("127.0.0.1", port, "test-pdu", 3)
         .with_delay(1)
@@ -240,6 +245,179 @@ async fn pdudaemon_on_off_reboot() {
         Err(PowerError::Failed { message, .. }) => assert!(message.contains("GET"), "{message}"),
         other => panic!("expected Failed, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn pdudaemon_tcp_on_off_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = start_pdudaemon(dir.path(), port, "tcp");
+    let effect = dir.path().join("outlets.log");
+    // the outlet as a lab writes it (`--port 08`): pdudaemon reads it as a number
+    let p = PduDaemonPower::new("127.0.0.1", port, "test-pdu", "03")
+        .with_transport(PduTransport::Tcp)
+        .with_delay(1)
+        .with_settle_margin(Duration::from_millis(300));
+    assert_eq!(
+        p.describe(),
+        format!("pdudaemon tcp 127.0.0.1:{port} test-pdu port 03")
+    );
+
+    p.on().await.unwrap();
+    assert!(
+        wait_until(SEC, || lines(&effect) == ["on 3"]),
+        "{:?}; log:\n{}",
+        lines(&effect),
+        daemon.log()
+    );
+    p.off().await.unwrap();
+    assert!(wait_until(SEC, || lines(&effect) == ["on 3", "off 3"]));
+
+    // reboot = off, delay (1 s), on; the daemon acks after the on
+    let start = Instant::now();
+    p.reset().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        wait_until(SEC, || lines(&effect) == ["on 3", "off 3", "off 3", "on 3"]),
+        "{:?}",
+        lines(&effect)
+    );
+
+    // an unknown PDU is refused with nack, naming the request
+    let bad =
+        PduDaemonPower::new("127.0.0.1", port, "no-such-pdu", 1).with_transport(PduTransport::Tcp);
+    match bad.on().await {
+        Err(PowerError::Failed { op, what, message }) => {
+            assert_eq!(op, "on");
+            assert_eq!(
+                what,
+                format!("pdudaemon tcp 127.0.0.1:{port} no-such-pdu port 1")
+            );
+            assert!(message.contains("\"no-such-pdu 1 on\""), "{message}");
+            assert!(message.contains("\"nack\""), "{message}");
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // the HTTP client against a TCP listener fails (pdudaemon answers `Unexpected data`)
+    let http = PduDaemonPower::new("127.0.0.1", port, "test-pdu", 3)
+        .with_request_timeout(Duration::from_secs(5));
+    match http.on().await {
+        Err(PowerError::Failed { message, .. }) => assert!(message.contains("GET"), "{message}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(lines(&effect).len(), 4, "nothing else switched");
+    drop(daemon);
+    // nobody listening any more
+    match p.on().await {
+        Err(PowerError::Failed { message, .. }) => {
+            assert!(message.contains("request \"test-pdu 03 on\""), "{message}")
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+/// One connection of a fake TCP listener: the request as a single read got it, then `reply`
+/// is written and the connection closed (`None`: held open without a reply until the client
+/// gives up).
+async fn tcp_listener_once(listener: &tokio::net::TcpListener, reply: Option<&[u8]>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut conn, _) = tokio::time::timeout(SEC, listener.accept())
+        .await
+        .expect("no connection")
+        .unwrap();
+    let mut buf = vec![0u8; 16384];
+    let n = tokio::time::timeout(SEC, conn.read(&mut buf))
+        .await
+        .expect("no request")
+        .unwrap();
+    buf.truncate(n);
+    match reply {
+        Some(r) => {
+            conn.write_all(r).await.unwrap();
+        }
+        None => {
+            // wait for the client to close (it times out)
+            let mut rest = [0u8; 16];
+            let _ = tokio::time::timeout(SEC, conn.read(&mut rest)).await;
+        }
+    }
+    buf
+}
+
+#[tokio::test]
+async fn pdudaemon_tcp_exact_bytes_and_odd_replies() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let p = PduDaemonPower::new("127.0.0.1", port, "pdu", "08")
+        .with_transport(PduTransport::Tcp)
+        .with_delay(0)
+        .with_settle_margin(Duration::ZERO)
+        .with_request_timeout(Duration::from_millis(500));
+
+    // exactly pduclient's bytes, in one read, no terminator; `ack\n` is success
+    let (sent, res) = tokio::join!(tcp_listener_once(&listener, Some(b"ack\n")), p.reset());
+    res.unwrap();
+    assert_eq!(sent, b"pdu 08 reboot 0");
+    let (sent, res) = tokio::join!(tcp_listener_once(&listener, Some(b"ack\n")), p.off());
+    res.unwrap();
+    assert_eq!(sent, b"pdu 08 off");
+
+    // an exception's text without a newline, then close
+    let (_, res) = tokio::join!(
+        tcp_listener_once(&listener, Some(b"Unexpected data")),
+        p.on()
+    );
+    match res {
+        Err(PowerError::Failed { op, what, message }) => {
+            assert_eq!(op, "on");
+            assert_eq!(what, format!("pdudaemon tcp 127.0.0.1:{port} pdu port 08"));
+            assert_eq!(
+                message,
+                "request \"pdu 08 on\": pdudaemon replied \"Unexpected data\""
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // closed without a reply
+    let (_, res) = tokio::join!(tcp_listener_once(&listener, Some(b"")), p.on());
+    match res {
+        Err(PowerError::Failed { message, .. }) => {
+            assert!(message.contains("without a reply"), "{message}")
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // an endless reply is cut off
+    let long = vec![b'x'; 20000];
+    let (_, res) = tokio::join!(tcp_listener_once(&listener, Some(&long)), p.on());
+    match res {
+        Err(PowerError::Failed { message, .. }) => {
+            assert!(message.contains("longer than 16384"), "{message}")
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // no reply at all: the request timeout (plus the reboot delay, 0 here)
+    let start = Instant::now();
+    let (_, res) = tokio::join!(tcp_listener_once(&listener, None), p.reset());
+    assert!(
+        matches!(
+            res,
+            Err(PowerError::Timeout {
+                op: "reset",
+                secs: 1,
+                ..
+            })
+        ),
+        "{res:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

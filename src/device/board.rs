@@ -23,7 +23,9 @@ use std::path::{Component, Path, PathBuf};
 
 use basalt_hal::confine::Policy;
 use basalt_hal::console::{CommandConsole, Console, ConsoleError, SerialConsole, TelnetConsole};
-use basalt_hal::power::{pdudaemon, CommandPower, PduDaemonPower, Power, PowerCommands};
+use basalt_hal::power::{
+    pdudaemon, CommandPower, PduDaemonPower, PduTransport, Power, PowerCommands,
+};
 
 use super::{Commands, Device};
 use crate::yaml::{Node, Value};
@@ -94,9 +96,9 @@ pub enum ConsolePlan {
 
 /// How a board's power is switched.
 ///
-/// * every non-empty one of `power_on`, `power_off`, `hard_reset` is a single `pduclient
-///   --http` invocation for the same daemon, PDU and outlet, with the matching `--command`
-///   (see [`pduclient_plan`]) → [`PowerPlan::PduDaemon`];
+/// * every non-empty one of `power_on`, `power_off`, `hard_reset` is a single `pduclient`
+///   invocation for the same daemon, listener (TCP, or HTTP with `--http`), PDU and outlet,
+///   with the matching `--command` (see [`pduclient_plan`]) → [`PowerPlan::PduDaemon`];
 /// * otherwise, any command at all → [`PowerPlan::Commands`], exactly as written;
 /// * no command → [`PowerPlan::None`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,8 +112,11 @@ pub enum PowerPlan {
         /// `hard_reset_command`.
         reset: Vec<String>,
     },
-    /// pdudaemon's HTTP API, spoken by basalt instead of running `pduclient`.
+    /// pdudaemon's API, spoken by basalt instead of running `pduclient`.
     PduDaemon {
+        /// The daemon's listener: [`PduTransport::Http`] for `pduclient --http`, else
+        /// [`PduTransport::Tcp`] (pduclient's default, as is pdudaemon's).
+        transport: PduTransport,
         /// The daemon's host (`--daemon`).
         server: String,
         /// The daemon's port (pduclient always uses [`pdudaemon::DEFAULT_PORT`]).
@@ -166,7 +171,7 @@ impl Board {
     }
 
     /// One line each for the job log: `console: telnet localhost:7001`,
-    /// `power: pdudaemon localhost:16421 pdu port 08`, and `emulated: QEMU` for a QEMU.
+    /// `power: pdudaemon tcp localhost:16421 pdu port 08`, and `emulated: QEMU` for a QEMU.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![
             format!(
@@ -243,9 +248,11 @@ impl BoardPlan {
 }
 
 impl PowerPlan {
-    /// The pdudaemon client of a [`PowerPlan::PduDaemon`] (with its reboot delay).
+    /// The pdudaemon client of a [`PowerPlan::PduDaemon`] (with its listener and reboot
+    /// delay).
     pub fn pdudaemon(&self) -> Option<PduDaemonPower> {
         let PowerPlan::PduDaemon {
+            transport,
             server,
             server_port,
             hostname,
@@ -255,7 +262,8 @@ impl PowerPlan {
         else {
             return None;
         };
-        let p = PduDaemonPower::new(server.clone(), *server_port, hostname.clone(), port);
+        let p = PduDaemonPower::new(server.clone(), *server_port, hostname.clone(), port)
+            .with_transport(*transport);
         Some(match delay {
             Some(d) => p.with_delay(*d),
             None => p,
@@ -408,6 +416,7 @@ fn power_plan(c: &Commands) -> PowerPlan {
 /// One `pduclient` command line, as pduclient's own option parser reads it.
 #[derive(Debug, PartialEq, Eq)]
 struct PduClient {
+    transport: PduTransport,
     daemon: String,
     hostname: String,
     port: String,
@@ -420,9 +429,10 @@ const SHELL_SPECIAL: &[char] = &[
     '$', '`', ';', '&', '|', '<', '>', '(', ')', '*', '?', '[', '~', '\n', '#',
 ];
 
-/// Reads a `pduclient --http --daemon D --hostname H --port P --command C [--delay N]`
+/// Reads a `pduclient [--http] --daemon D --hostname H --port P --command C [--delay N]`
 /// invocation (options in any order, `--opt=value` too); `None` for anything basalt could not
-/// replace exactly.
+/// replace exactly (over TCP that includes a hostname or port with whitespace, which pduclient
+/// would send unquoted into the space-separated request).
 fn parse_pduclient(cmd: &str) -> Option<PduClient> {
     if cmd.contains(SHELL_SPECIAL) {
         return None;
@@ -470,21 +480,30 @@ fn parse_pduclient(cmd: &str) -> Option<PduClient> {
         Some(d) => Some(d.parse::<u32>().ok()?).filter(|d| *d != 0),
         None => None,
     };
-    http.then_some(PduClient {
+    let (hostname, port) = (non_empty(hostname)?, non_empty(port)?);
+    if !http && (hostname.contains(char::is_whitespace) || port.contains(char::is_whitespace)) {
+        return None;
+    }
+    Some(PduClient {
+        transport: if http {
+            PduTransport::Http
+        } else {
+            PduTransport::Tcp
+        },
         daemon,
-        hostname: non_empty(hostname)?,
-        port: non_empty(port)?,
+        hostname,
+        port,
         command: non_empty(command)?,
         delay,
     })
 }
 
 /// [`PowerPlan::PduDaemon`] when every non-empty power command is exactly one pduclient
-/// invocation that basalt can replace by pdudaemon's HTTP API, else `None`:
+/// invocation that basalt can replace by pdudaemon's own API, else `None`:
 ///
-/// * only `pduclient -H` / `--http`: without it pduclient speaks pdudaemon's *TCP* listener
-///   protocol, so a lab where that command works runs a TCP listener, which does not answer
-///   HTTP; such commands run as written.
+/// * `pduclient -H` / `--http` speaks pdudaemon's HTTP listener, plain `pduclient` its TCP
+///   listener (`PDU PORT COMMAND[ DELAY]`, answered `ack`): the daemon runs one of the two, so
+///   the plan keeps the one the lab's commands use, and all of them must use the same.
 /// * the same `--daemon`, `--hostname` and `--port` everywhere, `--command on` in `power_on`,
 ///   `off` in `power_off`, `reboot` in `hard_reset`; `--daemon HOST:PORT` is not pduclient's
 ///   (it always uses port 16421), so it stays a command.
@@ -498,7 +517,7 @@ fn parse_pduclient(cmd: &str) -> Option<PduClient> {
 /// A device giving only some of the three (e.g. only `hard_reset`) gets all three operations
 /// on the same outlet.
 pub fn pduclient_plan(c: &Commands) -> Option<PowerPlan> {
-    let mut target: Option<(String, String, String)> = None;
+    let mut target: Option<(PduTransport, String, String, String)> = None;
     let mut delay = None;
     for (list, action) in [
         (&c.power_on, "on"),
@@ -520,14 +539,15 @@ pub fn pduclient_plan(c: &Commands) -> Option<PowerPlan> {
         } else if p.delay.is_some() {
             return None;
         }
-        let this = (p.daemon, p.hostname, p.port);
+        let this = (p.transport, p.daemon, p.hostname, p.port);
         if target.as_ref().is_some_and(|t| *t != this) {
             return None;
         }
         target = Some(this);
     }
-    let (server, hostname, port) = target?;
+    let (transport, server, hostname, port) = target?;
     Some(PowerPlan::PduDaemon {
+        transport,
         server,
         server_port: pdudaemon::DEFAULT_PORT,
         hostname,
@@ -648,18 +668,37 @@ mod tests {
     const PDUCLIENT: &str = "/usr/bin/pduclient --daemon localhost --hostname pdu";
 
     #[test]
-    fn pduclient_over_tcp_stays_commands() {
+    fn pduclient_over_tcp_is_pdudaemon_tcp() {
         // The corpus' pduclient calls have no --http: they speak pdudaemon's TCP listener.
         for name in ["bbb-01", "bbb-03"] {
+            let d = corpus_device(name);
             assert_eq!(
-                plan(&corpus_device(name)).power,
-                PowerPlan::Commands {
-                    on: vec![format!("{PDUCLIENT} --command on --port 08")],
-                    off: vec![format!("{PDUCLIENT} --command off --port 08")],
-                    reset: vec![format!("{PDUCLIENT} --command reboot --port 08")],
+                d.commands.power_on,
+                [format!("{PDUCLIENT} --command on --port 08")],
+                "{name}"
+            );
+            let p = plan(&d);
+            assert_eq!(
+                p.power,
+                PowerPlan::PduDaemon {
+                    transport: PduTransport::Tcp,
+                    server: "localhost".into(),
+                    server_port: 16421,
+                    hostname: "pdu".into(),
+                    port: "08".into(),
+                    delay: None,
                 },
                 "{name}"
             );
+            assert_eq!(
+                describe(&p),
+                [
+                    "console: telnet localhost:6000",
+                    "power: pdudaemon tcp localhost:16421 pdu port 08"
+                ]
+            );
+            let client = p.power.pdudaemon().unwrap();
+            assert_eq!(client.tcp_request("reboot").unwrap(), "pdu 08 reboot");
         }
     }
 
@@ -679,6 +718,7 @@ mod tests {
             assert_eq!(
                 p.power,
                 PowerPlan::PduDaemon {
+                    transport: PduTransport::Http,
                     server: "localhost".into(),
                     server_port: 16421,
                     hostname: "pdu".into(),
@@ -863,13 +903,15 @@ mod tests {
 
     #[test]
     fn pduclient_invocations() {
-        let pdu = |delay| PowerPlan::PduDaemon {
+        let pdu_over = |transport, delay| PowerPlan::PduDaemon {
+            transport,
             server: "pdud.lab".into(),
             server_port: pdudaemon::DEFAULT_PORT,
             hostname: "pdu05".into(),
             port: "4".into(),
             delay,
         };
+        let pdu = |delay| pdu_over(PduTransport::Http, delay);
         let base = "pduclient --http --daemon pdud.lab --hostname pdu05 --port 4";
         let on = format!("{base} --command on");
         let off = format!("{base} --command off");
@@ -887,6 +929,12 @@ mod tests {
         );
         let zero = format!("{base} --command reboot --delay 0");
         assert_eq!(pduclient_plan(&commands("", "", &zero)), Some(pdu(None)));
+        // without --http: the TCP listener
+        let tcp = |s: &str| s.replace("--http ", "").replace(" -H", "");
+        assert_eq!(
+            pduclient_plan(&commands(&tcp(&on), &tcp(&off), &tcp(reboot))),
+            Some(pdu_over(PduTransport::Tcp, None))
+        );
         for (on, off, reset) in [
             // on / off with a delay, a swapped command, another outlet
             (
@@ -900,13 +948,20 @@ mod tests {
                 off.replace("--port 4", "--port 5"),
                 String::new(),
             ),
-            // not pduclient's options, no --http, a daemon port, shell syntax, an unknown flag
+            // HTTP and TCP mixed (the daemon runs one listener)
+            (on.clone(), tcp(&off), String::new()),
+            // a hostname with a space over TCP (pduclient would split it)
+            (
+                tcp(&on).replace("pdu05", "'pdu 05'"),
+                String::new(),
+                String::new(),
+            ),
+            // not pduclient's options, a daemon port, shell syntax, an unknown flag
             (
                 format!("{base} --command on --delay x"),
                 String::new(),
                 String::new(),
             ),
-            (on.replace("--http ", ""), String::new(), String::new()),
             (
                 on.replace("pdud.lab", "pdud.lab:16421"),
                 String::new(),
@@ -967,6 +1022,7 @@ mod tests {
 
     fn pdu_plan(delay: Option<u32>) -> PowerPlan {
         PowerPlan::PduDaemon {
+            transport: PduTransport::Http,
             server: "pdud".into(),
             server_port: 16421,
             hostname: "pdu14".into(),

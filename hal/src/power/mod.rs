@@ -3,7 +3,7 @@
 //! | module | [`Power`] | what |
 //! | --- | --- | --- |
 //! | [`command`] | [`CommandPower`] | the device dictionary's shell commands (`power_on_command`, ...) |
-//! | [`pdudaemon`] | [`PduDaemonPower`] | pdudaemon's HTTP API |
+//! | [`pdudaemon`] | [`PduDaemonPower`] | pdudaemon's HTTP or TCP listener |
 //! | [`qmp`] | [`QmpPower`] | QEMU's QMP monitor (an emulated board started with `-S`) |
 //! | [`fake`] | [`FakePower`] | in-process, for unit tests: records calls, fails on request |
 
@@ -16,7 +16,7 @@ pub mod qmp;
 
 pub use command::{CommandPower, PowerCommands};
 pub use fake::FakePower;
-pub use pdudaemon::PduDaemonPower;
+pub use pdudaemon::{PduDaemonPower, PduTransport};
 pub use qmp::QmpPower;
 
 /// Why a power operation failed: always an infrastructure error.
