@@ -78,6 +78,9 @@ pub struct RunOptions {
     pub limits: limits::Limits,
     /// The user the job's processes run as (when basalt is root); `None`: not confined.
     pub job_user: Option<JobUser>,
+    /// Also sends the log here, record by record ([`crate::log::ChannelSink`]), e.g. for a
+    /// worker that streams it to the master.
+    pub log_channel: Option<crate::log::LogSender>,
 }
 
 /// How the processes of one job are confined: the job user (with the device's groups),
@@ -256,6 +259,9 @@ pub async fn run_job(
 ) -> std::io::Result<Outcome> {
     let out = output::OutputDir::open(&opts.output_dir)?;
     let log = JobLog::create_in(Some(&out), opts.verbosity, job_secrets(&job))?;
+    if let Some(tx) = &opts.log_channel {
+        log.add_sink(Box::new(crate::log::ChannelSink::new(tx.clone())));
+    }
     log.set_max_bytes(opts.limits.max_log_bytes);
     out.write(
         "description.yaml",
@@ -513,18 +519,6 @@ pub fn remove_stale(root: &Path, prefix: &str) -> Vec<(PathBuf, std::io::Result<
     done
 }
 
-/// Sends a session's traffic to the job log: console lines as `target`, input as `input`.
-struct LogTranscript(JobLog);
-
-impl basalt_hal::console::expect::Transcript for LogTranscript {
-    fn received(&mut self, line: &str) {
-        self.0.target(line);
-    }
-    fn sent(&mut self, text: &str) {
-        self.0.input(text);
-    }
-}
-
 /// Opens an expect session over a console stream, logging into the job log; the job's
 /// secrets are masked on the stream, before it is cut into records.
 pub fn open_session(
@@ -532,7 +526,7 @@ pub fn open_session(
     stream: Box<dyn basalt_hal::console::ConsoleStream>,
     what: &str,
 ) -> Session {
-    Session::new(stream, what, Box::new(LogTranscript(log.clone()))).with_secrets(log.secrets())
+    Session::new(stream, what, Box::new(log.console())).with_secrets(log.secrets())
 }
 
 /// A job pattern (LAVA's prompts and messages are Python regexes); text that is not a valid
