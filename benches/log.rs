@@ -5,8 +5,9 @@
 //! Writes 1,000,000 console lines of about 80 bytes to `output.yaml` in a temporary directory
 //! (one job secret to mask), one `JobLog::target` call per line (a lock per line) against a
 //! `ConsoleTranscript` handed N lines per console read (a lock per read, as the expect engine
-//! does), and the same with a channel sink drained by a thread. Prints lines/s and ns/line,
-//! the median of 5 runs each.
+//! does), and the same with a channel sink drained by a thread. Prints lines/s and ns/line
+//! (wall clock), and the process's CPU time per line (steadier on a busy machine), the median
+//! of 5 runs each; then what one line's timestamp and one uncontended lock cost alone.
 
 mod common;
 
@@ -36,8 +37,18 @@ enum Path {
     Transcript(usize),
 }
 
-/// Seconds to log `lines` into a fresh log in `dir`, with a drained channel sink if `channel`.
-fn run(lines: &[String], dir: &std::path::Path, path: Path, channel: bool) -> f64 {
+/// The process's CPU time (user and system, all threads) in seconds.
+fn cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// (wall, CPU) seconds to log `lines` into a fresh log in `dir`, with a drained channel sink
+/// if `channel`.
+fn run(lines: &[String], dir: &std::path::Path, path: Path, channel: bool) -> (f64, f64) {
     let mut log = JobLog::create(Some(dir), Verbosity::Quiet, vec!["s3cret".into()]).expect("log");
     let drain = channel.then(|| {
         let (tx, mut rx) = basalt::log::channel();
@@ -50,7 +61,7 @@ fn run(lines: &[String], dir: &std::path::Path, path: Path, channel: bool) -> f6
             n
         })
     });
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu());
     match path {
         Path::PerLine => {
             for l in lines {
@@ -70,11 +81,24 @@ fn run(lines: &[String], dir: &std::path::Path, path: Path, channel: bool) -> f6
     log.flush().expect("flush");
     drop(log);
     let got = drain.map(|d| d.join().expect("drain thread"));
-    let secs = t.elapsed().as_secs_f64();
+    let secs = (t.elapsed().as_secs_f64(), cpu() - c);
     if let Some(n) = got {
         assert_eq!(n, lines.len() as u64, "the channel got every line");
     }
     secs
+}
+
+/// Nanoseconds per call of `f`, over `LINES` calls (median of `RUNS`).
+fn per_call(mut f: impl FnMut()) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let c = cpu();
+        for _ in 0..LINES {
+            f();
+        }
+        times.push((cpu() - c) * 1e9 / LINES as f64);
+    }
+    median(times)
 }
 
 fn main() {
@@ -89,20 +113,37 @@ fn main() {
         ("+ channel, 256 lines/read", Path::Transcript(256), true),
     ];
     println!("{LINES} console lines of ~80 bytes into output.yaml (median of {RUNS} runs)");
-    println!("{:<28} {:>12} {:>10}", "path", "lines/s", "ns/line");
+    println!(
+        "{:<28} {:>12} {:>10} {:>10}",
+        "path", "lines/s", "ns/line", "cpu ns/line"
+    );
     for (name, path, channel) in cases {
-        let mut times = Vec::new();
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
         for n in 0..RUNS {
             let out = dir.join(format!("run-{n}"));
-            times.push(run(&lines, &out, path, channel));
+            let (w, c) = run(&lines, &out, path, channel);
+            walls.push(w);
+            cpus.push(c);
             std::fs::remove_dir_all(&out).ok();
         }
-        let t = median(times);
+        let (w, c) = (median(walls), median(cpus));
         println!(
-            "{name:<28} {:>12.0} {:>10.0}",
-            LINES as f64 / t,
-            t * 1e9 / LINES as f64
+            "{name:<28} {:>12.0} {:>10.0} {:>10.0}",
+            LINES as f64 / w,
+            w * 1e9 / LINES as f64,
+            c * 1e9 / LINES as f64
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+    let stamp = per_call(|| {
+        std::hint::black_box(basalt::log::now_iso());
+    });
+    let lock = std::sync::Mutex::new(0u64);
+    let locked = per_call(|| {
+        *std::hint::black_box(&lock)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+    });
+    println!("{:<28} {:>34.0}", "alone: now_iso()", stamp);
+    println!("{:<28} {:>34.0}", "alone: uncontended lock", locked);
 }
