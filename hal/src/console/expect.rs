@@ -10,7 +10,8 @@
 //!    ends with the start of a secret keeps that end back until more output decides;
 //! 3. handed to the [`Transcript`] as lines (split on `\n`, `\r\n` and lone `\r`, a partial
 //!    line flushed whenever an expect returns), as text that keeps every byte: invalid UTF-8
-//!    becomes characters U+EF80–U+EFFF, one per byte (see [`super::text`]);
+//!    becomes characters U+EF80–U+EFFF, one per byte (see [`super::text`]); after the lines of
+//!    each read, [`Transcript::flush`], so a transcript may batch them;
 //! 4. appended to a bounded search window in which [`Session::expect`] looks for its patterns
 //!    with [`regex::bytes::Regex`].
 //!
