@@ -1,9 +1,14 @@
-//! The job log and results, in LAVA's formats, through one channel.
+//! The job log and results, in LAVA's formats, fanned out to a set of sinks.
 //!
 //! Every record goes to `output.yaml` as `- {"dt": "...", "lvl": "...", "msg": ...}` (one YAML
 //! flow mapping per line, readable by `yaml.safe_load` whatever the board printed), secrets
 //! replaced by `[MASKED]`; `results` records are also kept for `results.yaml`; the terminal
 //! shows progress unless quiet.
+//!
+//! Where records go is a set of [`LogSink`]s: [`FileSink`] (`output.yaml` and `results.yaml`),
+//! [`TerminalSink`] and [`ChannelSink`] (sequence-numbered [`Record`]s for a worker to batch
+//! and send). A record is masked and put in its `output.yaml` form once; every sink gets the
+//! same [`Record`].
 //!
 //! Strings keep their bytes: console lines come from the expect engine with every byte that is
 //! not UTF-8 as a character U+EF80–U+EFFF (`basalt_hal::console::text`), and every other string
@@ -13,7 +18,10 @@
 //! kept. A file is written in whole records: when a write fails (disk full, read-only) the file
 //! is cut back to its last whole record, nothing more is written to it, and
 //! [`JobLog::write_failed`] wakes up so that the job ends at once. Past its size limit
-//! (`--max-log-bytes`) `output.yaml` gets one record saying it was truncated and no more.
+//! (`--max-log-bytes`) the log gets one record saying it was truncated and no more.
+//!
+//! Console lines go through a [`ConsoleTranscript`], which hands the lines of one console read
+//! to the log under one lock instead of one lock per line.
 
 use crate::yaml::{emit_document, emit_flow, Node, Value};
 use basalt_hal::console::text::{escape_raw_range, raw_byte_of, Secrets};
@@ -65,6 +73,85 @@ pub enum Verbosity {
     Quiet,
     /// Action boundaries, results, errors and the console.
     Normal,
+}
+
+/// One record of the log, as every sink gets it: masked, its strings in the byte-keeping form,
+/// and already written out as its `output.yaml` line so that no sink emits it again.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Its line number in `output.yaml`: 1 for the first record, then consecutive, the
+    /// truncation note included (0 only while a record waits to be numbered).
+    pub seq: u64,
+    /// When it was logged (a console line: when it was read), `2026-08-21T16:25:29.123456+00:00`.
+    pub dt: String,
+    pub level: Level,
+    /// A string or a mapping.
+    pub msg: Node,
+    /// The record as `output.yaml` has it: `- {"dt": …, "lvl": …, "msg": …}` and a newline.
+    pub line: String,
+}
+
+impl Record {
+    /// A record of `msg` (already masked and in the byte-keeping form), not yet numbered.
+    fn new(dt: String, level: Level, msg: Node) -> Record {
+        let hint = msg.as_str().map_or(64, str::len);
+        let mut line = String::with_capacity(hint + 80);
+        line.push_str("- {\"dt\": \"");
+        line.push_str(&dt);
+        line.push_str("\", \"lvl\": \"");
+        line.push_str(level.name());
+        line.push_str("\", \"msg\": ");
+        emit_flow(&msg, &mut line);
+        line.push_str("}\n");
+        Record {
+            seq: 0,
+            dt,
+            level,
+            msg,
+            line,
+        }
+    }
+
+    /// Masks `msg` and, unless it is a console line (`console`, already in that form), puts
+    /// it in the byte-keeping form; then [`Record::new`].
+    fn prepare(secrets: &Secrets, dt: String, level: Level, msg: Node, console: bool) -> Record {
+        Record::new(dt, level, prepare_node(secrets, msg, console))
+    }
+}
+
+/// Why a sink could not take a record. The first error of any sink is the log's write error
+/// ([`JobLog::write_error`]): the job ends Incomplete, as a job whose log went missing ran blind.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing a file failed (disk full, read-only file system).
+    #[error("writing {file}: {source}")]
+    Write {
+        file: &'static str,
+        source: std::io::Error,
+    },
+    /// A [`ChannelSink`]'s receiver is gone.
+    #[error("sending the log: its receiver is gone")]
+    Closed,
+}
+
+/// Where the log goes. Sinks are called under the log's lock, in the order they were added,
+/// with records in `output.yaml`'s order; a sink that returns an error is dropped.
+pub trait LogSink: Send {
+    /// Takes the log's next record.
+    fn record(&mut self, record: &Record) -> Result<(), SinkError>;
+
+    /// Takes a record logged after the log reached its size limit (`--max-log-bytes`): it is
+    /// in no log and has no number, but a result still counts and the terminal still shows
+    /// it. By default it is dropped.
+    fn past_limit(&mut self, level: Level, msg: &Node) -> Result<(), SinkError> {
+        let _ = (level, msg);
+        Ok(())
+    }
+
+    /// Writes what the sink buffers ([`JobLog::flush`]).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// A file written in whole records: console lines are buffered (flushed at 32 KiB, or when a
@@ -123,16 +210,129 @@ impl RecordFile {
     }
 }
 
-struct Inner {
-    out: Option<RecordFile>,
-    /// `results.yaml`, one block-style sequence item per result.
-    results_out: Option<RecordFile>,
+/// `output.yaml` (every record) and `results.yaml` (one block-style sequence item per result,
+/// past the log's size limit too). On a write error both files stop there, each cut back to its
+/// last whole record.
+pub struct FileSink {
+    out: RecordFile,
+    results: RecordFile,
+}
+
+impl FileSink {
+    /// Creates `output.yaml` and `results.yaml` in `dir`.
+    pub fn create(dir: &crate::host::output::OutputDir) -> std::io::Result<FileSink> {
+        Ok(FileSink::from_files(
+            dir.create("output.yaml")?,
+            dir.create("results.yaml")?,
+        ))
+    }
+
+    fn from_files(out: File, results: File) -> FileSink {
+        FileSink {
+            out: RecordFile::new(out),
+            results: RecordFile::new(results),
+        }
+    }
+
+    fn result(&mut self, msg: &Node) -> Result<(), SinkError> {
+        let item = emit_document(&Node::new(Value::Seq(vec![msg.clone()])));
+        self.results
+            .push(item.as_bytes(), true)
+            .map_err(|source| SinkError::Write {
+                file: "results.yaml",
+                source,
+            })
+    }
+}
+
+impl LogSink for FileSink {
+    fn record(&mut self, record: &Record) -> Result<(), SinkError> {
+        self.out
+            .push(record.line.as_bytes(), record.level != Level::Target)
+            .map_err(|source| SinkError::Write {
+                file: "output.yaml",
+                source,
+            })?;
+        if record.level == Level::Results {
+            self.result(&record.msg)?;
+        }
+        Ok(())
+    }
+
+    fn past_limit(&mut self, level: Level, msg: &Node) -> Result<(), SinkError> {
+        if level == Level::Results {
+            self.result(msg)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Write {
+            file: "output.yaml",
+            source,
+        })?;
+        self.results.flush().map_err(|source| SinkError::Write {
+            file: "results.yaml",
+            source,
+        })
+    }
+}
+
+/// The terminal ([`Verbosity::Normal`]): console, input, info, results, warnings and errors,
+/// made safe to print (a board's noise must not drive the user's terminal).
+pub struct TerminalSink;
+
+impl LogSink for TerminalSink {
+    fn record(&mut self, record: &Record) -> Result<(), SinkError> {
+        print_terminal(record.level, &record.msg);
+        Ok(())
+    }
+
+    fn past_limit(&mut self, level: Level, msg: &Node) -> Result<(), SinkError> {
+        print_terminal(level, msg);
+        Ok(())
+    }
+}
+
+/// The sending end of a log channel ([`channel`]).
+pub type LogSender = tokio::sync::mpsc::UnboundedSender<Record>;
+/// The receiving end of a log channel ([`channel`]).
+pub type LogReceiver = tokio::sync::mpsc::UnboundedReceiver<Record>;
+
+/// A channel for a [`ChannelSink`]. Unbounded because a sink cannot wait (it runs under the
+/// log's lock, called from async and blocking code alike) and must not drop a record; what it
+/// holds is bounded by the log's size limit all the same, as the channel stops where
+/// `output.yaml` does.
+pub fn channel() -> (LogSender, LogReceiver) {
+    tokio::sync::mpsc::unbounded_channel()
+}
+
+/// Sends every record of `output.yaml`, in its order, with its sequence number (from 1,
+/// consecutive), e.g. to a worker that batches them to the master. It gets what `output.yaml`
+/// gets and nothing more: the truncation note is its last record when the log reaches its
+/// size limit. A receiver that is gone is a write error (the job ends).
+pub struct ChannelSink(LogSender);
+
+impl ChannelSink {
+    pub fn new(tx: LogSender) -> ChannelSink {
+        ChannelSink(tx)
+    }
+}
+
+impl LogSink for ChannelSink {
+    fn record(&mut self, record: &Record) -> Result<(), SinkError> {
+        self.0.send(record.clone()).map_err(|_| SinkError::Closed)
+    }
+}
+
+/// What the log's lock guards.
+struct State {
+    sinks: Vec<Box<dyn LogSink>>,
     results: Vec<Node>,
-    secrets: Secrets,
-    /// The values as given, for console sessions.
-    secret_values: Vec<String>,
-    verbosity: Verbosity,
+    /// Records logged so far (past the size limit too, the truncation note not).
     lines: u64,
+    /// The last sequence number given (records in the log, the truncation note included).
+    seq: u64,
     write_error: Option<String>,
     /// Bytes of `output.yaml` so far, and its limit.
     log_bytes: u64,
@@ -140,23 +340,78 @@ struct Inner {
     truncated: bool,
 }
 
-impl Inner {
-    /// Records the first write error (`what` names the file); nothing more is written.
-    fn failed(&mut self, what: &str, e: std::io::Error, notify: &tokio::sync::Notify) {
+impl State {
+    /// Logs one prepared record: numbers it and hands it to every sink, or, past the size
+    /// limit, to their [`LogSink::past_limit`]; the first time past it, the truncation note
+    /// first.
+    fn commit(&mut self, mut record: Record, notify: &tokio::sync::Notify) {
+        if !self.truncated && self.log_bytes + record.line.len() as u64 > self.max_log_bytes {
+            self.truncated = true;
+            let text = format!(
+                "output.yaml reached its limit of {} (--max-log-bytes): the log is truncated here, the job goes on",
+                crate::host::limits::show_size(self.max_log_bytes)
+            );
+            let mut note = Record::new(now_iso(), Level::Warning, Node::str(text));
+            self.seq += 1;
+            note.seq = self.seq;
+            self.fan_out(notify, |s| s.record(&note));
+        }
+        self.lines += 1;
+        if self.truncated {
+            self.fan_out(notify, |s| s.past_limit(record.level, &record.msg));
+        } else {
+            self.log_bytes += record.line.len() as u64;
+            self.seq += 1;
+            record.seq = self.seq;
+            self.fan_out(notify, |s| s.record(&record));
+        }
+        if record.level == Level::Results {
+            self.results.push(record.msg);
+        }
+    }
+
+    /// Calls `f` on every sink; a sink that fails is dropped and its error kept.
+    fn fan_out(
+        &mut self,
+        notify: &tokio::sync::Notify,
+        mut f: impl FnMut(&mut dyn LogSink) -> Result<(), SinkError>,
+    ) {
+        let mut error = None;
+        self.sinks.retain_mut(|s| match f(s.as_mut()) {
+            Ok(()) => true,
+            Err(e) => {
+                error.get_or_insert(e);
+                false
+            }
+        });
+        if let Some(e) = error {
+            self.failed(e, notify);
+        }
+    }
+
+    /// Records the first write error and wakes [`JobLog::write_failed`].
+    fn failed(&mut self, e: SinkError, notify: &tokio::sync::Notify) {
         if self.write_error.is_none() {
-            self.write_error = Some(format!("writing {what}: {e}"));
+            self.write_error = Some(e.to_string());
             notify.notify_one();
         }
-        self.out = None;
-        self.results_out = None;
     }
+}
+
+/// What the handles of one log share; the secrets are fixed at creation, so reading them takes
+/// no lock.
+struct Shared {
+    secrets: Secrets,
+    /// The values as given, for console sessions.
+    secret_values: Vec<String>,
+    failed: tokio::sync::Notify,
+    state: Mutex<State>,
 }
 
 /// A cheap handle to the job log; clone it into every task that reports.
 #[derive(Clone)]
 pub struct JobLog {
-    inner: Arc<Mutex<Inner>>,
-    failed: Arc<tokio::sync::Notify>,
+    shared: Arc<Shared>,
 }
 
 /// UTC now as `2026-08-21T16:25:29.123456+00:00`.
@@ -164,7 +419,38 @@ pub fn now_iso() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    iso_from_unix(d.as_secs() as i64, d.subsec_micros())
+    iso_cached(d.as_secs() as i64, d.subsec_micros())
+}
+
+/// [`iso_from_unix`], with the date and time to the second kept from the previous call of this
+/// thread: every record has a timestamp, and formatting the whole date was half the cost of
+/// logging a console line (benches/log.rs).
+fn iso_cached(secs: i64, micros: u32) -> String {
+    thread_local! {
+        /// The last second formatted: (UNIX seconds, `2026-08-21T16:25:29`).
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            let mut s = iso_from_unix(secs, 0);
+            s.truncate(s.find('.').unwrap_or(s.len()));
+            *second = (secs, s);
+        }
+        let mut out = String::with_capacity(second.1.len() + 13);
+        out.push_str(&second.1);
+        out.push('.');
+        let mut digits = [b'0'; 6];
+        let mut m = micros.min(999_999);
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        out.extend(digits.iter().map(|&d| char::from(d)));
+        out.push_str("+00:00");
+        out
+    })
 }
 
 /// Formats a UNIX time as ISO-8601 UTC with microseconds.
@@ -208,56 +494,79 @@ impl JobLog {
     }
 
     /// [`JobLog::create`] in an open output directory (files created as
-    /// [`crate::host::output::OutputDir::create`] creates them).
+    /// [`crate::host::output::OutputDir::create`] creates them): a [`FileSink`] when there is a
+    /// directory, a [`TerminalSink`] unless quiet.
     pub fn create_in(
         dir: Option<&crate::host::output::OutputDir>,
         verbosity: Verbosity,
         secrets: Vec<String>,
     ) -> std::io::Result<JobLog> {
-        let (out, results_out) = match dir {
-            Some(d) => (
-                Some(RecordFile::new(d.create("output.yaml")?)),
-                Some(RecordFile::new(d.create("results.yaml")?)),
-            ),
-            None => (None, None),
-        };
+        let mut sinks: Vec<Box<dyn LogSink>> = Vec::new();
+        if let Some(d) = dir {
+            sinks.push(Box::new(FileSink::create(d)?));
+        }
+        if verbosity == Verbosity::Normal {
+            sinks.push(Box::new(TerminalSink));
+        }
         let secret_values: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         Ok(JobLog {
-            inner: Arc::new(Mutex::new(Inner {
-                out,
-                results_out,
-                results: Vec::new(),
+            shared: Arc::new(Shared {
                 secrets: Secrets::new(&secret_values),
                 secret_values,
-                verbosity,
-                lines: 0,
-                write_error: None,
-                log_bytes: 0,
-                max_log_bytes: u64::MAX,
-                truncated: false,
-            })),
-            failed: Arc::new(tokio::sync::Notify::new()),
+                failed: tokio::sync::Notify::new(),
+                state: Mutex::new(State {
+                    sinks,
+                    results: Vec::new(),
+                    lines: 0,
+                    seq: 0,
+                    write_error: None,
+                    log_bytes: 0,
+                    max_log_bytes: u64::MAX,
+                    truncated: false,
+                }),
+            }),
         })
+    }
+
+    /// Adds a sink after those there are; it gets the records logged from now on (add it
+    /// before the first to get the whole log).
+    pub fn add_sink(&self, sink: Box<dyn LogSink>) {
+        self.with(|st| st.sinks.push(sink));
+    }
+
+    /// [`JobLog::add_sink`] as a builder.
+    pub fn with_sink(self, sink: Box<dyn LogSink>) -> JobLog {
+        self.add_sink(sink);
+        self
+    }
+
+    /// A transcript for a console session that logs into this log ([`ConsoleTranscript`]).
+    pub fn console(&self) -> ConsoleTranscript {
+        ConsoleTranscript {
+            log: self.clone(),
+            pending: Vec::new(),
+        }
     }
 
     /// Limits `output.yaml` to `max` bytes (`--max-log-bytes`).
     pub fn set_max_bytes(&self, max: u64) {
-        self.with(|inner| inner.max_log_bytes = max);
+        self.with(|st| st.max_log_bytes = max);
     }
 
-    /// Resolves once writing `output.yaml` or `results.yaml` failed; says what failed.
+    /// Resolves once a sink failed (writing `output.yaml` or `results.yaml`, sending the log);
+    /// says what failed.
     pub async fn write_failed(&self) -> String {
-        self.failed.notified().await;
+        self.shared.failed.notified().await;
         self.write_error().unwrap_or_default()
     }
 
     /// The first write error, if any.
     pub fn write_error(&self) -> Option<String> {
-        self.with(|inner| inner.write_error.clone())
+        self.with(|st| st.write_error.clone())
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        let mut g = match self.inner.lock() {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut g = match self.shared.state.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -270,60 +579,13 @@ impl JobLog {
     }
 
     /// Writes one record; `console` when `msg` is a console line from the expect engine,
-    /// already in the byte-keeping form.
+    /// already in the byte-keeping form. The time is taken under the lock, so records logged
+    /// one by one are in time order.
     fn write(&self, level: Level, msg: Node, console: bool) {
-        self.with(|inner| {
-            let msg = prepare_node(&inner.secrets, msg, console);
-            let mut line = String::with_capacity(96);
-            line.push_str("- {\"dt\": \"");
-            line.push_str(&now_iso());
-            line.push_str("\", \"lvl\": \"");
-            line.push_str(level.name());
-            line.push_str("\", \"msg\": ");
-            emit_flow(&msg, &mut line);
-            line.push_str("}\n");
-            if !inner.truncated && inner.log_bytes + line.len() as u64 > inner.max_log_bytes {
-                inner.truncated = true;
-                let mut note = String::with_capacity(200);
-                note.push_str("- {\"dt\": \"");
-                note.push_str(&now_iso());
-                note.push_str("\", \"lvl\": \"warning\", \"msg\": ");
-                let text = format!(
-                    "output.yaml reached its limit of {} (--max-log-bytes): the log is truncated here, the job goes on",
-                    crate::host::limits::show_size(inner.max_log_bytes)
-                );
-                emit_flow(&Node::str(text.clone()), &mut note);
-                note.push_str("}\n");
-                if let Some(out) = inner.out.as_mut() {
-                    if let Err(e) = out.push(note.as_bytes(), true) {
-                        inner.failed("output.yaml", e, &self.failed);
-                    }
-                }
-                if inner.verbosity == Verbosity::Normal {
-                    print_terminal(Level::Warning, &Node::str(text));
-                }
-            }
-            if !inner.truncated {
-                inner.log_bytes += line.len() as u64;
-                if let Some(out) = inner.out.as_mut() {
-                    if let Err(e) = out.push(line.as_bytes(), level != Level::Target) {
-                        inner.failed("output.yaml", e, &self.failed);
-                    }
-                }
-            }
-            inner.lines += 1;
-            if inner.verbosity == Verbosity::Normal {
-                print_terminal(level, &msg);
-            }
-            if level == Level::Results {
-                if let Some(out) = inner.results_out.as_mut() {
-                    let item = emit_document(&Node::new(Value::Seq(vec![msg.clone()])));
-                    if let Err(e) = out.push(item.as_bytes(), true) {
-                        inner.failed("results.yaml", e, &self.failed);
-                    }
-                }
-                inner.results.push(msg);
-            }
+        let shared = &*self.shared;
+        self.with(|st| {
+            let record = Record::prepare(&shared.secrets, now_iso(), level, msg, console);
+            st.commit(record, &shared.failed);
         });
     }
 
@@ -344,7 +606,8 @@ impl JobLog {
     }
 
     /// One line of console output, as the expect engine's transcript gives it (bytes that are
-    /// not UTF-8 as U+EF80–U+EFFF).
+    /// not UTF-8 as U+EF80–U+EFFF). A console session logs through [`JobLog::console`] instead,
+    /// which takes the lock once per read rather than once per line.
     pub fn target(&self, line: &str) {
         self.write(Level::Target, Node::str(line), true);
     }
@@ -362,42 +625,85 @@ impl JobLog {
 
     /// Masks a string with the job's secrets (for text that does not go through the log).
     pub fn masked(&self, s: &str) -> String {
-        self.with(|inner| inner.secrets.mask_str(s).into_owned())
+        self.shared.secrets.mask_str(s).into_owned()
     }
 
     /// The secrets, for console sessions ([`basalt_hal::console::Session::set_secrets`]).
     pub fn secrets(&self) -> Vec<String> {
-        self.with(|inner| inner.secret_values.clone())
+        self.shared.secret_values.clone()
     }
 
     /// Number of records so far (LAVA's log line numbers, for `starttc`/`endtc`).
     pub fn line_count(&self) -> u64 {
-        self.with(|inner| inner.lines)
+        self.with(|st| st.lines)
     }
 
     /// The results logged so far.
     pub fn results(&self) -> Vec<Node> {
-        self.with(|inner| inner.results.clone())
+        self.with(|st| st.results.clone())
     }
 
-    /// Flushes `output.yaml` and `results.yaml`; reports the first write error.
+    /// Flushes every sink (`output.yaml` and `results.yaml`); reports the first write error.
     pub fn flush(&self) -> Result<(), String> {
-        self.with(|inner| {
-            if let Some(out) = inner.out.as_mut() {
-                if let Err(e) = out.flush() {
-                    inner.failed("output.yaml", e, &self.failed);
-                }
-            }
-            if let Some(out) = inner.results_out.as_mut() {
-                if let Err(e) = out.flush() {
-                    inner.failed("results.yaml", e, &self.failed);
-                }
-            }
-            match &inner.write_error {
+        let notify = &self.shared.failed;
+        self.with(|st| {
+            st.fan_out(notify, |s| s.flush());
+            match &st.write_error {
                 Some(e) => Err(e.clone()),
                 None => Ok(()),
             }
         })
+    }
+}
+
+/// A console session's transcript into the job log: received lines become `target` records,
+/// sent text an `input` record. Received lines are prepared (masked, timed when they came) and
+/// kept until the expect engine ends the read ([`Transcript::flush`]), then logged under one
+/// lock; anything kept is logged before a sent text and when the transcript is dropped, so the
+/// log's order is the console's.
+///
+/// [`Transcript::flush`]: basalt_hal::console::Transcript::flush
+pub struct ConsoleTranscript {
+    log: JobLog,
+    pending: Vec<Record>,
+}
+
+impl ConsoleTranscript {
+    /// Logs the lines kept, in order, under one lock.
+    fn hand_over(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = &mut self.pending;
+        let notify = &self.log.shared.failed;
+        self.log.with(|st| {
+            for record in pending.drain(..) {
+                st.commit(record, notify);
+            }
+        });
+    }
+}
+
+impl basalt_hal::console::Transcript for ConsoleTranscript {
+    fn received(&mut self, line: &str) {
+        let secrets = &self.log.shared.secrets;
+        let record = Record::prepare(secrets, now_iso(), Level::Target, Node::str(line), true);
+        self.pending.push(record);
+    }
+
+    fn sent(&mut self, text: &str) {
+        self.hand_over();
+        self.log.input(text);
+    }
+
+    fn flush(&mut self) {
+        self.hand_over();
+    }
+}
+
+impl Drop for ConsoleTranscript {
+    fn drop(&mut self) {
+        self.hand_over();
     }
 }
 
@@ -486,6 +792,21 @@ mod tests {
             iso_from_unix(1_787_329_529, 123_456),
             "2026-08-21T16:25:29.123456+00:00"
         );
+    }
+
+    #[test]
+    fn cached_dates_are_the_dates() {
+        for (secs, micros) in [
+            (1_787_329_529, 123_456),
+            (1_787_329_529, 7),
+            (1_787_329_530, 999_999),
+            (0, 0),
+            (1_787_329_530, 10),
+            (253_402_300_800, 5),
+        ] {
+            assert_eq!(iso_cached(secs, micros), iso_from_unix(secs, micros));
+        }
+        assert_eq!(now_iso().len(), "2026-08-21T16:25:29.123456+00:00".len());
     }
 
     #[test]
@@ -658,12 +979,15 @@ print("ok", len(want))
 
     #[tokio::test]
     async fn a_write_error_ends_the_log_at_once() {
-        let log = JobLog::create(None, Verbosity::Quiet, Vec::new()).unwrap();
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        log.with(|inner| inner.out = Some(RecordFile::new(full)));
+        let full = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap()
+        };
+        let log = JobLog::create(None, Verbosity::Quiet, Vec::new())
+            .unwrap()
+            .with_sink(Box::new(FileSink::from_files(full(), full())));
         log.info("first record");
         let e = tokio::time::timeout(std::time::Duration::from_secs(1), log.write_failed())
             .await
@@ -690,6 +1014,123 @@ print("ok", len(want))
         let results = std::fs::read_to_string(dir.join("results.yaml")).unwrap();
         assert!(results.contains("case: after"), "{results}");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The records of `output.yaml` in `dir`, as lines.
+    fn output_lines(dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("output.yaml")).unwrap();
+        text.lines().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// A channel sink gets every record of `output.yaml` (console lines through a
+    /// transcript, input, results, the truncation note) in order, numbered from 1, and
+    /// nothing past the limit; results past it still reach `results.yaml`.
+    #[test]
+    fn a_channel_gets_what_output_yaml_gets() {
+        use basalt_hal::console::Transcript;
+        let dir = std::env::temp_dir().join(format!("basalt-log-chan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, mut rx) = channel();
+        let log = JobLog::create(Some(&dir), Verbosity::Quiet, vec!["s3cret".into()])
+            .unwrap()
+            .with_sink(Box::new(ChannelSink::new(tx)));
+        log.set_max_bytes(3000);
+        log.info("start: 1 boot");
+        let mut console = log.console();
+        for i in 0..5 {
+            console.received(&format!("line {i} s3cret"));
+        }
+        console.sent("uname -a\n");
+        console.received("Linux");
+        console.flush();
+        log.result(vec![("case", Node::str("before"))]);
+        for i in 0..50 {
+            console.received(&format!("more console output, line {i}"));
+        }
+        drop(console);
+        log.result(vec![("case", Node::str("after"))]);
+        log.flush().unwrap();
+        let lines = output_lines(&dir);
+        let mut got = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            got.push(r);
+        }
+        assert_eq!(got.len(), lines.len());
+        for (i, (r, line)) in got.iter().zip(&lines).enumerate() {
+            assert_eq!(r.seq, i as u64 + 1);
+            assert_eq!(&r.line, line, "record {}", r.seq);
+            assert!(line.contains(&format!("\"lvl\": \"{}\"", r.level.name())));
+            assert!(line.starts_with(&format!("- {{\"dt\": \"{}\"", r.dt)));
+        }
+        assert!(!lines.concat().contains("s3cret"));
+        assert_eq!(got[1].msg.as_str(), Some("line 0 [MASKED]"));
+        assert_eq!(got[6].level, Level::Input);
+        assert_eq!(got[7].msg.as_str(), Some("Linux"));
+        let last = got.last().unwrap();
+        assert_eq!(last.level, Level::Warning);
+        assert!(
+            last.line.contains("the log is truncated here"),
+            "{}",
+            last.line
+        );
+        let results = std::fs::read_to_string(dir.join("results.yaml")).unwrap();
+        assert!(results.contains("case: before") && results.contains("case: after"));
+        assert_eq!(log.results().len(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Console lines wait for the end of the read, but come before what is sent next and are
+    /// not lost when the transcript goes.
+    #[test]
+    fn console_lines_are_logged_in_order_at_the_end_of_a_read() {
+        use basalt_hal::console::Transcript;
+        let dir = std::env::temp_dir().join(format!("basalt-log-con-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = JobLog::create(Some(&dir), Verbosity::Quiet, Vec::new()).unwrap();
+        let mut console = log.console();
+        console.received("a");
+        console.received("b");
+        assert_eq!(log.line_count(), 0, "kept until the read ends");
+        console.flush();
+        assert_eq!(log.line_count(), 2);
+        console.received("c");
+        console.sent("x\n");
+        console.received("d");
+        drop(console);
+        log.flush().unwrap();
+        let msgs: Vec<String> = output_lines(&dir)
+            .iter()
+            .map(|l| {
+                let doc = crate::yaml::load(l).unwrap();
+                let rec = &doc.as_seq().unwrap()[0];
+                let lvl = rec.get("lvl").and_then(Node::as_str).unwrap().to_string();
+                format!(
+                    "{lvl} {}",
+                    rec.get("msg").and_then(Node::as_str).unwrap().trim_end()
+                )
+            })
+            .collect();
+        assert_eq!(
+            msgs,
+            ["target a", "target b", "target c", "input x", "target d"]
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A channel whose receiver is gone is a write error: the job ends.
+    #[test]
+    fn a_closed_channel_is_a_write_error() {
+        let (tx, rx) = channel();
+        let log = JobLog::create(None, Verbosity::Quiet, Vec::new())
+            .unwrap()
+            .with_sink(Box::new(ChannelSink::new(tx)));
+        log.info("received");
+        drop(rx);
+        log.info("lost");
+        assert_eq!(
+            log.flush(),
+            Err("sending the log: its receiver is gone".to_string())
+        );
     }
 
     #[test]

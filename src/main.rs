@@ -369,6 +369,7 @@ fn run_loaded(
         server_ip: worker.server_ip.clone(),
         limits: worker.limits(),
         job_user,
+        log_channel: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

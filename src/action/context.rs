@@ -237,18 +237,6 @@ impl Ctx {
     }
 }
 
-/// Sends a session's traffic to the job log: console lines as `target`, input as `input`.
-struct LogTranscript(JobLog);
-
-impl basalt_hal::console::expect::Transcript for LogTranscript {
-    fn received(&mut self, line: &str) {
-        self.0.target(line);
-    }
-    fn sent(&mut self, text: &str) {
-        self.0.input(text);
-    }
-}
-
 /// Opens an expect session over a console stream, logging into the job log; the job's
 /// secrets are masked on the stream, before it is cut into records.
 pub fn open_session(
@@ -256,7 +244,7 @@ pub fn open_session(
     stream: Box<dyn basalt_hal::console::ConsoleStream>,
     what: &str,
 ) -> Session {
-    Session::new(stream, what, Box::new(LogTranscript(log.clone()))).with_secrets(log.secrets())
+    Session::new(stream, what, Box::new(log.console())).with_secrets(log.secrets())
 }
 
 /// A job pattern (LAVA's prompts and messages are Python regexes); text that is not a valid

@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub limits: limits::Limits,
     /// The user the job's processes run as (when basalt is root); `None`: not confined.
     pub job_user: Option<JobUser>,
+    /// Also sends the log here, record by record ([`crate::log::ChannelSink`]), e.g. for a
+    /// worker that streams it to the master.
+    pub log_channel: Option<crate::log::LogSender>,
 }
 
 /// How the job ended.
@@ -73,6 +76,9 @@ pub async fn run_job(
 ) -> std::io::Result<Outcome> {
     let out = output::OutputDir::open(&opts.output_dir)?;
     let log = JobLog::create_in(Some(&out), opts.verbosity, job_secrets(&job))?;
+    if let Some(tx) = &opts.log_channel {
+        log.add_sink(Box::new(crate::log::ChannelSink::new(tx.clone())));
+    }
     log.set_max_bytes(opts.limits.max_log_bytes);
     out.write(
         "description.yaml",

@@ -10,7 +10,8 @@
 //!    ends with the start of a secret keeps that end back until more output decides;
 //! 3. handed to the [`Transcript`] as lines (split on `\n`, `\r\n` and lone `\r`, a partial
 //!    line flushed whenever an expect returns), as text that keeps every byte: invalid UTF-8
-//!    becomes characters U+EF80–U+EFFF, one per byte (see [`super::text`]);
+//!    becomes characters U+EF80–U+EFFF, one per byte (see [`super::text`]); after the lines of
+//!    each read, [`Transcript::flush`], so a transcript may batch them;
 //! 4. appended to a bounded search window in which [`Session::expect`] looks for its patterns
 //!    with [`regex::bytes::Regex`].
 //!
@@ -55,6 +56,9 @@ pub trait Transcript: Send {
     fn received(&mut self, line: &str);
     /// Text sent to the console, as given to [`Session::send`], masked.
     fn sent(&mut self, text: &str);
+    /// The lines of one read have all been given (called after each read, and before an
+    /// expect returns): a transcript that batches lines hands them on here. Default: nothing.
+    fn flush(&mut self) {}
 }
 
 /// A transcript that drops everything.
@@ -454,6 +458,7 @@ impl Session {
         self.filter.feed(&self.raw[..n], &mut self.window);
         self.lines
             .feed(&self.window[old..], &self.secrets, self.transcript.as_mut());
+        self.transcript.flush();
     }
 
     /// Looks for the leftmost match of any pattern in the window; consumes through its end.
@@ -521,12 +526,14 @@ impl Session {
     fn flush_partial(&mut self) {
         self.lines
             .flush(&self.secrets, false, self.transcript.as_mut());
+        self.transcript.flush();
     }
 
     /// Reports the partial line in full (the connection is going away).
     fn flush_all(&mut self) {
         self.lines
             .flush(&self.secrets, true, self.transcript.as_mut());
+        self.transcript.flush();
     }
 }
 
@@ -843,6 +850,43 @@ mod tests {
             s.flush(secrets, false, &mut t);
         }
         t.received_lines()
+    }
+
+    /// Counts lines not yet flushed; remembers how many were pending at each flush.
+    struct Batching(Arc<Mutex<(usize, Vec<usize>)>>);
+
+    impl Transcript for Batching {
+        fn received(&mut self, _line: &str) {
+            self.0.lock().unwrap().0 += 1;
+        }
+        fn sent(&mut self, _text: &str) {}
+        fn flush(&mut self) {
+            let mut g = self.0.lock().unwrap();
+            let n = std::mem::take(&mut g.0);
+            g.1.push(n);
+        }
+    }
+
+    /// The lines of a read are flushed together, and none is left unflushed when expect
+    /// returns.
+    #[tokio::test]
+    async fn a_read_s_lines_are_flushed_before_expect_returns() {
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        let seen = Arc::new(Mutex::new((0, Vec::new())));
+        let mut s = Session::new(Box::new(ours), "test", Box::new(Batching(seen.clone())));
+        theirs
+            .write_all(b"one\ntwo\nthree\nprompt# ")
+            .await
+            .unwrap();
+        let m = s
+            .expect(&[Regex::new("prompt# ").unwrap()], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(m.index, 0);
+        let g = seen.lock().unwrap();
+        assert_eq!(g.0, 0, "nothing pending");
+        assert_eq!(g.1.iter().sum::<usize>(), 4, "{:?}", g.1);
+        assert!(g.1.contains(&3), "one read, one batch: {:?}", g.1);
     }
 
     #[test]
