@@ -365,22 +365,6 @@ fn minimal_boot_with_auto_login() {
 }
 
 #[test]
-fn monitors_watch_the_boot_log() {
-    // A boot without prompts, then monitors on the raw console: the kernel's log lines.
-    let boot = "- boot:\n    method: u-boot\n    commands: ramdisk\n";
-    let block = "- test:\n    timeout:\n      minutes: 1\n    monitors:\n    - name: kernel-log\n      start: Booting Linux\n      end: Run /init\n      \
-                 pattern: '(?P<test_case_id>Freeing unused kernel memory): (?P<result>\\d+)K'\n      fixupdict:\n        '6464': pass\n";
-    let o = run_on_board(&[], boot, block, |_| {});
-    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
-    assert_eq!(
-        find(&o.results, "kernel-log", "Freeing unused kernel memory").map(|x| x.2.as_str()),
-        Some("pass"),
-        "{:?}",
-        o.results
-    );
-}
-
-#[test]
 fn interactive_uboot_session() {
     // LAVA's bbb-uboot-interactive shape: stop at U-Boot, then commands with expected answers.
     let tftpd = Tftpd::start();

@@ -160,7 +160,7 @@ impl Ctx {
     pub fn qemu_policy(&self) -> Result<Policy, ActionError> {
         let downloads = self.workdir.join("downloads");
         std::fs::create_dir_all(&downloads)
-            .map_err(|e| ActionError::infra(format!("{}: {e}", downloads.display())))?;
+            .map_err(|e| ActionError::infra_from(downloads.display(), e))?;
         Ok(self.policy(&[&downloads], false, &["kvm"]))
     }
 

@@ -92,7 +92,7 @@ impl TreeError {
         match self {
             TreeError::Refused(m) => ActionError::job(format!("{what}: {m}")),
             TreeError::Exceeded(e) => ActionError::job(format!("{what}: {e}")),
-            TreeError::Io(p, e) => ActionError::infra(format!("{what}: {p}: {e}")),
+            TreeError::Io(p, e) => ActionError::infra(format!("{what}: {p}: {e}")).with_source(e),
             TreeError::Cancelled => ActionError::timeout(format!("{what}: cancelled")),
         }
     }

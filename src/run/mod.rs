@@ -14,6 +14,8 @@
 //! The executor ([`exec`]) knows actions by their trait only.
 
 mod exec;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use crate::action::{ActionError, Ctx, ErrorType, JobConfinement, TestRun};
 pub use crate::host::tempdir::{remove_stale, tempdir_in};

@@ -79,10 +79,12 @@ async fn wait_for(
     let r = ctx.session()?.expect(patterns, timeout).await;
     match r {
         Ok(m) => Ok(m.index),
-        Err(e) if e.is_timeout() => Err(ActionError::timeout(format!("{what}: {e}"))),
+        Err(e) if e.is_timeout() => {
+            Err(ActionError::timeout(format!("{what}: {e}")).with_source(e))
+        }
         Err(e) => {
             let note = emulator_note(ctx);
-            Err(ActionError::infra(format!("{what}: {e}{note}")))
+            Err(ActionError::infra(format!("{what}: {e}{note}")).with_source(e))
         }
     }
 }
@@ -196,7 +198,7 @@ async fn run_overlay_unpack(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Acti
         let ip = ctx.server_ip.clone();
         let server = crate::host::http::FileServer::start(&ip)
             .await
-            .map_err(|e| ActionError::infra(format!("cannot serve files on {ip}: {e}")))?;
+            .map_err(|e| ActionError::infra_from(format!("cannot serve files on {ip}"), e))?;
         ctx.file_server = Some(server);
     }
     let name = tarball

@@ -126,3 +126,97 @@ impl Action for DeviceCommand {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::run::testing::{fixture, run_tree};
+    use basalt_hal::console::fake::{FakeConsole, Step};
+    use basalt_hal::power::fake::FakePower;
+
+    const JOB: &str = "
+device_type: beaglebone-black
+job_name: minimal over fakes
+timeouts: {job: {minutes: 2}, action: {seconds: 20}}
+priority: medium
+visibility: public
+secrets: {PW: s3cret}
+actions:
+- boot:
+    method: minimal
+    auto_login:
+      login_prompt: 'login:'
+      username: root
+      password_prompt: 'Password:'
+      password: s3cret
+      login_commands: ['stty -echo']
+    prompts: ['/ # ']
+";
+
+    /// `minimal-boot` over fakes: connect, reset through the power backend, log in with the
+    /// password, then finalize switches the board off; the password reaches no log record.
+    #[tokio::test]
+    async fn minimal_boot_resets_logs_in_and_finalize_powers_off() {
+        let mut f = fixture("bbb-01", JOB, vec!["s3cret".into()]);
+        let (tx, mut rx) = crate::log::channel();
+        f.ctx
+            .log
+            .add_sink(Box::new(crate::log::ChannelSink::new(tx)));
+        let console = FakeConsole::new(vec![
+            Step::print("\r\n[    1.000000] Linux version 6.1.0\r\nbuildroot login: "),
+            Step::wait_for("root\n"),
+            Step::print("Password: "),
+            Step::wait_for("s3cret\n"),
+            Step::wait_for("stty -echo\n"),
+            Step::print("\r\n/ # "),
+        ]);
+        let power = FakePower::new();
+        f.ctx.board.console = Some(Box::new(console.clone()));
+        f.ctx.board.power = Some(Box::new(power.clone()));
+        let (boot, finalize) = (&f.pipeline.actions[0], &f.pipeline.actions[1]);
+        assert_eq!((boot.name(), finalize.name()), ("minimal-boot", "finalize"));
+        let ran = run_tree(&mut f.ctx, boot)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ran,
+            [
+                "minimal-boot",
+                "connect-device",
+                "reset-device",
+                "pdu-reboot",
+                "auto-login-action",
+                "login-action"
+            ]
+        );
+        run_tree(&mut f.ctx, finalize)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(power.calls(), vec!["reset", "off"]);
+        assert!(console.received().contains("root\ns3cret\nstty -echo\n"));
+        drop(f.ctx);
+        let mut lines = 0;
+        while let Ok(record) = rx.try_recv() {
+            lines += 1;
+            assert!(!record.line.contains("s3cret"), "{}", record.line);
+        }
+        assert!(lines > 5, "{lines} records");
+    }
+
+    /// A board whose console drops during the login: an infrastructure error, marked with
+    /// the action that saw it, keeping the console error.
+    #[tokio::test]
+    async fn a_console_that_drops_is_an_infrastructure_error_of_the_login() {
+        let mut f = fixture("bbb-01", JOB, Vec::new());
+        f.ctx.board.console = Some(Box::new(FakeConsole::new(vec![
+            Step::print("buildroot login: "),
+            Step::Close,
+        ])));
+        f.ctx.board.power = Some(Box::new(FakePower::new()));
+        let boot = &f.pipeline.actions[0];
+        let e = run_tree(&mut f.ctx, boot).await.unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorType::Infrastructure, "{e}");
+        let at = e.action.as_ref().map(|a| (a.level.as_str(), a.name));
+        assert_eq!(at, Some(("1.3.1", "login-action")), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "{e}");
+    }
+}

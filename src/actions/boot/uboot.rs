@@ -475,15 +475,9 @@ async fn run_soft_reboot(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionE
 #[cfg(test)]
 mod tests {
     use super::substitute;
-    use crate::action::context::Place;
-    use crate::action::{ActionNode, Ctx};
-    use crate::device::Device;
-    use crate::log::{JobLog, Verbosity};
+    use crate::run::testing::{fixture, run_tree};
     use basalt_hal::console::fake::{FakeConsole, Step};
     use basalt_hal::power::fake::FakePower;
-    use std::collections::BTreeMap;
-    use std::path::Path;
-    use std::time::{Duration, Instant};
 
     const JOB: &str = "
 device_type: beaglebone-black
@@ -505,54 +499,16 @@ actions:
     prompts: ['/ # ']
 ";
 
-    /// Runs `node` and its children as the executor does (own work, then children), without
-    /// timeouts.
-    fn run_tree<'a>(
-        ctx: &'a mut Ctx,
-        node: &'a ActionNode,
-        ran: &'a mut Vec<&'static str>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
-        Box::pin(async move {
-            ran.push(node.name());
-            if let Err(e) = node.action.run(ctx, node).await {
-                panic!("{} {}: {e}", node.level, node.name());
-            }
-            for child in &node.children {
-                run_tree(ctx, child, ran).await;
-            }
-        })
-    }
-
     /// `uboot-action` over a scripted console and a recording power switch: the board is
     /// reset, autoboot interrupted, the device's command list typed with the staged files'
     /// names at each prompt, then the kernel awaited and the login done.
     #[tokio::test]
     async fn uboot_boot_over_fakes_interrupts_sends_commands_and_logs_in() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let device = Device::load(
-            &root.join("devices/bbb-01.jinja2"),
-            &[root.join("device-types")],
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let (job, _) = crate::job::parse_job("fake.yaml", JOB).unwrap();
-        let pipeline = crate::pipeline::build_pipeline(&job, &device).unwrap();
-        let boot = &pipeline.actions[1];
+        let mut f = fixture("bbb-01", JOB, Vec::new());
+        let boot = &f.pipeline.actions[1];
         assert_eq!(boot.name(), "uboot-action");
-        let tmp = tempfile::tempdir().unwrap();
-        let tftp = tmp.path().join("tftp");
-        let place = Place {
-            job_id: "7".into(),
-            output_dir: tmp.path().join("out"),
-            workdir: tmp.path().join("work"),
-            tftp_root: tftp.clone(),
-            server_ip: "192.0.2.1".into(),
-            limits: crate::host::limits::Limits::default(),
-            confinement: None,
-            deadline: Instant::now() + Duration::from_secs(120),
-        };
-        let log = JobLog::create(None, Verbosity::Quiet, Vec::new()).unwrap();
-        let mut ctx = Ctx::new(job, device, log, place);
+        let ctx = &mut f.ctx;
+        let tftp = ctx.tftp_root.clone();
         for (key, file) in [
             ("kernel", "zImage"),
             ("ramdisk", "initrd"),
@@ -565,13 +521,9 @@ actions:
         let overlay = boot
             .children
             .iter()
-            .find(|n| n.name() == "bootloader-overlay");
-        overlay
-            .unwrap()
-            .action
-            .run(&mut ctx, overlay.unwrap())
-            .await
+            .find(|n| n.name() == "bootloader-overlay")
             .unwrap();
+        overlay.action.run(ctx, overlay).await.unwrap();
         let commands = ctx.boot_commands.clone();
         assert!(
             commands
@@ -604,8 +556,7 @@ actions:
         let power = FakePower::new();
         ctx.board.console = Some(Box::new(console.clone()));
         ctx.board.power = Some(Box::new(power.clone()));
-        let mut ran = Vec::new();
-        run_tree(&mut ctx, boot, &mut ran).await;
+        let ran = run_tree(ctx, boot).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(power.calls(), vec!["reset"]);
         assert_eq!(console.connections(), 1);
         assert!(
@@ -632,38 +583,18 @@ actions:
     /// A failing reset fails `pdu-reboot` with the power backend's error as its source.
     #[tokio::test]
     async fn a_failing_reset_keeps_the_power_error() {
-        let power = FakePower::new();
-        power.fail_next("reset");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let device = Device::load(
-            &root.join("devices/bbb-01.jinja2"),
-            &[root.join("device-types")],
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let (job, _) = crate::job::parse_job("fake.yaml", JOB).unwrap();
-        let pipeline = crate::pipeline::build_pipeline(&job, &device).unwrap();
-        let reboot = pipeline
+        let mut f = fixture("bbb-01", JOB, Vec::new());
+        let reboot = f
+            .pipeline
             .walk()
             .into_iter()
             .find(|n| n.name() == "pdu-reboot")
             .unwrap()
             .clone();
-        let tmp = tempfile::tempdir().unwrap();
-        let place = Place {
-            job_id: "8".into(),
-            output_dir: tmp.path().join("out"),
-            workdir: tmp.path().join("work"),
-            tftp_root: tmp.path().join("tftp"),
-            server_ip: "192.0.2.1".into(),
-            limits: crate::host::limits::Limits::default(),
-            confinement: None,
-            deadline: Instant::now() + Duration::from_secs(60),
-        };
-        let log = JobLog::create(None, Verbosity::Quiet, Vec::new()).unwrap();
-        let mut ctx = Ctx::new(job, device, log, place);
-        ctx.board.power = Some(Box::new(power.clone()));
-        let e = reboot.action.run(&mut ctx, &reboot).await.unwrap_err();
+        let power = FakePower::new();
+        power.fail_next("reset");
+        f.ctx.board.power = Some(Box::new(power.clone()));
+        let e = reboot.action.run(&mut f.ctx, &reboot).await.unwrap_err();
         assert_eq!(e.kind, crate::error::ErrorType::Infrastructure);
         let source = std::error::Error::source(&e).expect("the power error is kept");
         assert!(source.is::<basalt_hal::power::PowerError>(), "{source:?}");

@@ -149,7 +149,7 @@ fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
 fn server_group(ctx: &Ctx) -> Result<Option<nix::unistd::Gid>, ActionError> {
     let name = &ctx.limits.tftp_user;
     let user = nix::unistd::User::from_name(name)
-        .map_err(|e| ActionError::infra(format!("looking up the TFTP user '{name}': {e}")))?
+        .map_err(|e| ActionError::infra(format!("looking up the TFTP user '{name}': {e}")).with_source(e))?
         .ok_or_else(|| {
             ActionError::infra(format!(
                 "the TFTP server's user '{name}' does not exist: pass --tftp-user with the user your TFTP server runs as (tftpd-hpa: TFTP_USERNAME)"
@@ -188,8 +188,9 @@ pub(crate) fn stage_dir(ctx: &Ctx, dir: &std::path::Path) -> Result<(), ActionEr
 pub(crate) fn stage_file(ctx: &Ctx, file: &std::path::Path) -> Result<(), ActionError> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(gid) = ctx.tftp_gid {
-        nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| ActionError::infra(format!("tftp staging: {}: {e}", file.display())))?;
+        nix::unistd::chown(file, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(|e| {
+            ActionError::infra(format!("tftp staging: {}: {e}", file.display())).with_source(e)
+        })?;
     }
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| io_err("tftp staging", e))
@@ -310,7 +311,7 @@ async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Actio
         // the ramdisk is the job's: mkimage runs confined, writing only next to it
         let dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
         let cannot =
-            |e: std::io::Error| ActionError::infra(format!("mkimage (package u-boot-tools): {e}"));
+            |e: std::io::Error| ActionError::infra_from("mkimage (package u-boot-tools)", e);
         let status = basalt_hal::confine::spawn(cmd, &ctx.policy(&[&dir], false, &[]))
             .map_err(cannot)?
             .wait()

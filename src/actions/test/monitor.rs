@@ -97,3 +97,60 @@ async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::run::testing::{fixture, run_tree};
+    use crate::yaml::Node;
+    use basalt_hal::console::fake::{FakeConsole, Step};
+    use basalt_hal::power::fake::FakePower;
+
+    const JOB: &str = r"
+device_type: beaglebone-black
+job_name: monitors over fakes
+timeouts: {job: {minutes: 2}, action: {seconds: 20}}
+priority: medium
+visibility: public
+actions:
+- boot:
+    method: minimal
+- test:
+    timeout: {minutes: 1}
+    monitors:
+    - name: kernel-log
+      start: Booting Linux
+      end: Run /init
+      pattern: '(?P<test_case_id>Freeing unused kernel memory): (?P<result>\d+)K'
+      fixupdict:
+        '6464': pass
+";
+
+    /// A monitor on the raw boot log: between its start and end strings, the lines matching
+    /// its pattern become results (through the fixup dictionary).
+    #[tokio::test]
+    async fn monitors_watch_the_boot_log() {
+        let mut f = fixture("bbb-01", JOB, Vec::new());
+        f.ctx.board.console = Some(Box::new(FakeConsole::new(vec![
+            Step::print("U-Boot 2024.01\r\nStarting kernel ...\r\n"),
+            Step::print("[    0.000000] Booting Linux on physical CPU 0x0\r\n"),
+            Step::print("[    0.500000] Freeing unused kernel memory: 6464K\r\n"),
+            Step::print("[    0.600000] Run /init as init process\r\n"),
+        ])));
+        f.ctx.board.power = Some(Box::new(FakePower::new()));
+        for block in &f.pipeline.actions[..2] {
+            run_tree(&mut f.ctx, block)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let results = f.ctx.log.results();
+        let found = results.iter().find(|r| {
+            r.get("definition").and_then(Node::as_str) == Some("kernel-log")
+                && r.get("case").and_then(Node::as_str) == Some("Freeing unused kernel memory")
+        });
+        assert_eq!(
+            found.and_then(|r| r.get("result")).and_then(Node::as_str),
+            Some("pass"),
+            "{results:?}"
+        );
+    }
+}
