@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Fixture {
     pub ctx: Ctx,
     pub pipeline: Pipeline,
-    /// The job's directories; removed with the fixture.
-    pub tmp: tempfile::TempDir,
+    /// The job's directories, removed with the fixture.
+    _tmp: tempfile::TempDir,
 }
 
 /// `job` (YAML) on `config/devices/<device>.jinja2`, its log in memory with `secrets`.
@@ -45,7 +45,7 @@ pub(crate) fn fixture(device: &str, job: &str, secrets: Vec<String>) -> Fixture 
     Fixture {
         ctx: Ctx::new(job, device, log, place),
         pipeline,
-        tmp,
+        _tmp: tmp,
     }
 }
 
