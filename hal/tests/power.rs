@@ -143,6 +143,33 @@ async fn command_power_timeout_kills_the_process_group() {
 
 /// A pdudaemon on 127.0.0.1:`port` with `listener` (`http` or `tcp`) and one localcmdline
 /// PDU `test-pdu` writing `on N` / `off N` to `outlets.log`; killed by PID when dropped.
+/// On, off and reboot of outlet 3 through `p` (a 1 s reboot delay), checked in what the
+/// daemon's driver logged to `effect`.
+async fn switch_outlet_3(p: &PduDaemonPower, effect: &std::path::Path, daemon: &Proc) {
+    p.on().await.unwrap();
+    assert!(
+        wait_until(SEC, || lines(effect) == ["on 3"]),
+        "{:?}; log:\n{}",
+        lines(effect),
+        daemon.log()
+    );
+    p.off().await.unwrap();
+    assert!(wait_until(SEC, || lines(effect) == ["on 3", "off 3"]));
+    // reboot = off, delay (1 s), on; the call returns once the daemon is done (and settled)
+    let start = Instant::now();
+    p.reset().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        wait_until(SEC, || lines(effect) == ["on 3", "off 3", "off 3", "on 3"]),
+        "{:?}",
+        lines(effect)
+    );
+}
+
 fn start_pdudaemon(dir: &std::path::Path, port: u16, listener: &str) -> Proc {
     let pdudaemon = require("pdudaemon", "pdudaemon");
     let effect = dir.join("outlets.log");
@@ -193,29 +220,7 @@ async fn pdudaemon_on_off_reboot() {
         format!("pdudaemon 127.0.0.1:{port} test-pdu port 3")
     );
 
-    p.on().await.unwrap();
-    assert!(
-        wait_until(SEC, || lines(&effect) == ["on 3"]),
-        "{:?}; log:\n{}",
-        lines(&effect),
-        daemon.log()
-    );
-    p.off().await.unwrap();
-    assert!(wait_until(SEC, || lines(&effect) == ["on 3", "off 3"]));
-
-    // reboot = off, delay (1 s), on; the call returns after the settle time
-    let start = Instant::now();
-    p.reset().await.unwrap();
-    assert!(
-        start.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
-    assert!(
-        wait_until(SEC, || lines(&effect) == ["on 3", "off 3", "off 3", "on 3"]),
-        "{:?}",
-        lines(&effect)
-    );
+    switch_outlet_3(&p, &effect, &daemon).await;
 
     // an alias works too
     let alias = PduDaemonPower::with_target(
@@ -263,29 +268,7 @@ async fn pdudaemon_tcp_on_off_reboot() {
         format!("pdudaemon tcp 127.0.0.1:{port} test-pdu port 03")
     );
 
-    p.on().await.unwrap();
-    assert!(
-        wait_until(SEC, || lines(&effect) == ["on 3"]),
-        "{:?}; log:\n{}",
-        lines(&effect),
-        daemon.log()
-    );
-    p.off().await.unwrap();
-    assert!(wait_until(SEC, || lines(&effect) == ["on 3", "off 3"]));
-
-    // reboot = off, delay (1 s), on; the daemon acks after the on
-    let start = Instant::now();
-    p.reset().await.unwrap();
-    assert!(
-        start.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
-    assert!(
-        wait_until(SEC, || lines(&effect) == ["on 3", "off 3", "off 3", "on 3"]),
-        "{:?}",
-        lines(&effect)
-    );
+    switch_outlet_3(&p, &effect, &daemon).await;
 
     // an unknown PDU is refused with nack, naming the request
     let bad =

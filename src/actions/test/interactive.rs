@@ -2,7 +2,7 @@
 //! each checked against success and failure messages; a result per named step.
 
 use crate::action::context::literal;
-use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
+use crate::action::{action, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
 use crate::job::{ActionBlock, Test, TestKind};
 
 /// `lava-test-interactive-retry` around `lava-test-interactive`.
@@ -11,16 +11,13 @@ pub(crate) fn pipeline(
     s: &Scope<'_>,
     _t: &Test,
 ) -> Result<ActionNode, PipelineError> {
-    let mut node = b.node(
+    Ok(super::retried(
+        b,
         s,
-        None,
-        retry(
-            "lava-test-interactive-retry",
-            "run interactive scripts, retrying on failure",
-        ),
-    );
-    b.child(s, &mut node, TestInteractive);
-    Ok(node)
+        "lava-test-interactive-retry",
+        "run interactive scripts, retrying on failure",
+        TestInteractive,
+    ))
 }
 
 action! {

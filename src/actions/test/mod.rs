@@ -5,7 +5,21 @@ pub mod interactive;
 pub mod monitor;
 pub mod shell;
 
+use crate::action::{retry, Action, ActionNode, Builder, Scope};
 use crate::yaml::{Node, Value};
+
+/// A test block's pipeline: the retry action `name` around `inner`.
+pub(crate) fn retried(
+    b: &Builder<'_>,
+    s: &Scope<'_>,
+    name: &'static str,
+    description: &'static str,
+    inner: impl Action + 'static,
+) -> ActionNode {
+    let mut node = b.node(s, None, retry(name, description));
+    b.child(s, &mut node, inner);
+    node
+}
 
 /// A test case result record: `{definition, case, result, [measurement], [units], [set]}`.
 pub(crate) fn case_result(

@@ -2,7 +2,7 @@
 //! and an end string and turn the lines that match the pattern into results.
 
 use crate::action::context::literal;
-use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
+use crate::action::{action, ActionError, ActionNode, Builder, Ctx, PipelineError, Scope};
 use crate::job::{ActionBlock, Test, TestKind};
 
 /// `lava-test-monitor-retry` around `lava-test-monitor`.
@@ -11,16 +11,13 @@ pub(crate) fn pipeline(
     s: &Scope<'_>,
     _t: &Test,
 ) -> Result<ActionNode, PipelineError> {
-    let mut node = b.node(
+    Ok(super::retried(
+        b,
         s,
-        None,
-        retry(
-            "lava-test-monitor-retry",
-            "watch the console for test output, retrying on failure",
-        ),
-    );
-    b.child(s, &mut node, TestMonitor);
-    Ok(node)
+        "lava-test-monitor-retry",
+        "watch the console for test output, retrying on failure",
+        TestMonitor,
+    ))
 }
 
 action! {

@@ -2,7 +2,7 @@
 //! signals it prints into results, until `<LAVA_TEST_RUNNER EXIT>`.
 
 use crate::action::context::{literal, pattern};
-use crate::action::{action, retry, ActionError, ActionNode, Builder, Ctx, NotYet};
+use crate::action::{action, ActionError, ActionNode, Builder, Ctx, NotYet};
 use crate::action::{PipelineError, Scope, TestRun};
 use crate::job::{ActionBlock, Test, TestKind};
 
@@ -23,16 +23,13 @@ pub(crate) fn pipeline(
             },
         ));
     }
-    let mut node = b.node(
+    Ok(super::retried(
+        b,
         s,
-        None,
-        retry(
-            "lava-test-retry",
-            "run test definitions, retrying on failure",
-        ),
-    );
-    b.child(s, &mut node, TestShell);
-    Ok(node)
+        "lava-test-retry",
+        "run test definitions, retrying on failure",
+        TestShell,
+    ))
 }
 
 action! {
