@@ -50,6 +50,7 @@ PKGS=(
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url
   python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators (tests)
+  python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=(passt)

@@ -34,6 +34,23 @@ enum Command {
     Run(RunArgs),
     /// Run the demo job: a Debian kernel and a busybox initramfs in QEMU, three test cases.
     Demo(DemoArgs),
+    /// CURVE keys for the lab's link between master and workers.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a keypair: DIR/NAME.key (public: give it to the other side) and
+    /// DIR/NAME.key_secret (keep it; mode 0600), in ZeroMQ's certificate format (pyzmq's
+    /// zmq.auth reads them). Existing files are not overwritten.
+    Generate {
+        /// The name of the files (the worker's name, or `master`).
+        name: String,
+        /// Where to write them (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -180,6 +197,7 @@ fn main() -> ExitCode {
         Command::Describe(a) => describe(&a),
         Command::Run(a) => run(&a),
         Command::Demo(a) => demo(&a),
+        Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
     };
     match result {
         Ok(code) => code,
@@ -188,6 +206,22 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+/// `basalt keys generate NAME --dir DIR`: prints the two paths and the public key.
+fn keys_generate(name: &str, dir: &Path) -> Result<ExitCode> {
+    let kp = basalt_link::cert::Keypair::generate();
+    let (public, secret) = kp.write(dir, name).map_err(|e| match &e {
+        basalt_link::cert::CertError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            anyhow::anyhow!("{e} (keys are never overwritten: remove the old files first)")
+        }
+        _ => anyhow::anyhow!("{e}"),
+    })?;
+    println!("public key  {}: {}", public.display(), kp.public);
+    println!("secret key  {} (keep it private)", secret.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where device-type templates are looked up: the user's directories, then
