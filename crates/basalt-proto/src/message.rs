@@ -67,12 +67,12 @@ pub struct HeldJob {
     pub last_seq: u64,
 }
 
-/// "I am alive", sent every heartbeat interval; lists the jobs running so that the master
-/// notices a lost one without waiting for a reconnect.
+/// "I am alive", sent every heartbeat interval, with the jobs the worker holds (running, or
+/// ended and not yet acknowledged) so that the master notices a lost one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     #[serde(default)]
-    pub running: Vec<JobId>,
+    pub jobs: Vec<JobId>,
 }
 
 /// The worker's view of its devices, sent whole whenever it changes.
@@ -349,7 +349,8 @@ pub struct Refused {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelloRequired {}
 
-/// Run a job on one of the worker's devices; a Start for a job the worker holds is ignored.
+/// Run a job on one of the worker's devices; a Start for a job the worker already holds is
+/// answered with that job's Status and nothing else (the master resends an unanswered Start).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Start {
     pub job_id: JobId,

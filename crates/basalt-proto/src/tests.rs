@@ -48,7 +48,7 @@ fn worker_samples() -> Vec<WorkerMsg> {
         }
         .into(),
         Heartbeat {
-            running: vec![JobId(42)],
+            jobs: vec![JobId(42)],
         }
         .into(),
         Inventory { devices }.into(),
@@ -204,6 +204,30 @@ fn log_lines_travel_byte_for_byte() {
 }
 
 #[test]
+fn the_complete_lines_of_the_example_in_protocol_md_decode() {
+    let worker: &[&str] = &[
+        r#"{"type":"hello","version":{"major":1,"minor":0},"name":"rack-1","capabilities":["qemu","tftp"],
+            "devices":[{"hostname":"qemu-01","device_type":"qemu","state":"idle"}],"jobs":[]}"#,
+        r#"{"type":"heartbeat","jobs":[]}"#,
+        r#"{"type":"status","job_id":42,"state":"running"}"#,
+    ];
+    let master: &[&str] = &[
+        r#"{"type":"welcome","version":{"major":1,"minor":0},"heartbeat_interval_secs":20,"resume":[],
+            "discard":[],"max_batch_bytes":1048576}"#,
+        r#"{"type":"heartbeat_ack"}"#,
+        r#"{"type":"log_ack","job_id":42,"seq":17,"resend":false}"#,
+        r#"{"type":"hello_required"}"#,
+        r#"{"type":"end_ack","job_id":42}"#,
+    ];
+    for line in worker {
+        assert!(decode::<WorkerMsg>(line.as_bytes()).is_ok(), "{line}");
+    }
+    for line in master {
+        assert!(decode::<MasterMsg>(line.as_bytes()).is_ok(), "{line}");
+    }
+}
+
+#[test]
 fn the_exactly_once_rule() {
     let batch = LogBatch {
         job_id: JobId(42),
@@ -270,11 +294,11 @@ fn an_older_minor_without_optional_fields_decodes() {
 #[test]
 fn a_newer_minor_with_unknown_fields_and_names_decodes() {
     let hb: WorkerMsg =
-        decode(br#"{"type":"heartbeat","running":[1],"load":{"cpu":0.5},"new":null}"#).unwrap();
+        decode(br#"{"type":"heartbeat","jobs":[1],"load":{"cpu":0.5},"new":null}"#).unwrap();
     assert_eq!(
         hb,
         WorkerMsg::Heartbeat(Heartbeat {
-            running: vec![JobId(1)]
+            jobs: vec![JobId(1)]
         })
     );
     let inv: WorkerMsg = decode(
@@ -314,7 +338,10 @@ fn bad_input_gives_errors_that_say_what_is_wrong() {
         DecodeError::Truncated { line: 1, .. }
     ));
     assert!(matches!(w(b"{\"type\" 1}"), DecodeError::Malformed { .. }));
-    assert!(matches!(w(b"{\"type\":\"heartbeat\"} x"), DecodeError::Malformed { .. }));
+    assert!(matches!(
+        w(b"{\"type\":\"heartbeat\"} x"),
+        DecodeError::Malformed { .. }
+    ));
     assert!(matches!(
         w(b"{\"type\":\"goodbye\",\"reason\":\"\xff\"}"),
         DecodeError::Malformed { .. }
