@@ -1,48 +1,32 @@
 //! The messages between basalt's worker, master and coordinator: types and their serde
-//! derives only (no I/O). See README.md for what belongs here and the compatibility rule.
+//! derives only (no I/O). See README.md for what belongs here and the compatibility rule,
+//! and docs/protocol.md for the worker ⇄ master exchange.
 //!
-//! The messages themselves arrive with the lab (worker and master) and MultiNode issues; this
-//! crate is in place so that they have one home from the start.
+//! - [`version`]: [`ProtocolVersion`] and [`negotiate`], the rule two peers agree by;
+//! - [`capability`]: what a worker can do, and [`require_capabilities`];
+//! - [`message`]: [`WorkerMsg`] (worker → master) and [`MasterMsg`] (master → worker);
+//! - [`codec`]: [`encode`] and [`decode`], one JSON object per ZeroMQ message.
 
 #![forbid(unsafe_code)]
 
-use serde::{Deserialize, Serialize};
+pub mod capability;
+pub mod codec;
+pub mod message;
+pub mod version;
 
-/// The protocol version every connection announces first; see the compatibility rule.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use capability::{
+    missing_capabilities, require_capabilities, Capabilities, Capability, MissingCapabilities,
+};
+pub use codec::{decode, encode, DecodeError, MAX_MESSAGE_BYTES};
+pub use message::*;
+pub use version::{negotiate, ProtocolVersion, VersionError, MAX_MINOR_LAG};
 
-/// What a peer says first: who it is and which protocol version it speaks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// [`PROTOCOL_VERSION`] of the sender.
-    pub version: u32,
-    /// The sender's name (a worker's name, `master`, `coordinator`).
-    pub name: String,
-}
+/// The heartbeat interval a master offers unless configured otherwise (LAVA pings every 20 s).
+pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u32 = 20;
 
-impl Hello {
-    /// A hello from `name` at this crate's protocol version.
-    pub fn new(name: impl Into<String>) -> Hello {
-        Hello {
-            version: PROTOCOL_VERSION,
-            name: name.into(),
-        }
-    }
-
-    /// Whether the peer speaks our version.
-    pub fn compatible(&self) -> bool {
-        self.version == PROTOCOL_VERSION
-    }
-}
+/// Intervals of silence after which either end gives the other up: the master marks the worker
+/// Offline, the worker says Hello again (3 × 20 s is LAVA's 60 s ping timeout).
+pub const MISSED_HEARTBEATS: u32 = 3;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hello_is_compatible_with_itself() {
-        let h = Hello::new("worker-01");
-        assert!(h.compatible());
-        assert!(!Hello { version: 0, ..h }.compatible());
-    }
-}
+mod tests;
