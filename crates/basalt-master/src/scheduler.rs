@@ -27,7 +27,8 @@
 //! `requested_worker`, submit permissions and device-configuration validity.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{HashMap, HashSet};
+use std::collections;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -189,7 +190,7 @@ struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     fn new(snap: &'a Snapshot) -> Pass<'a> {
-        let mut types = HashMap::with_capacity(snap.device_types.len());
+        let mut types = HashMap::default();
         let mut type_check = Vec::with_capacity(snap.device_types.len());
         for dt in &snap.device_types {
             if !types.contains_key(dt.name.as_str()) {
@@ -198,8 +199,8 @@ impl<'a> Pass<'a> {
             }
         }
 
-        let mut hostnames = HashMap::with_capacity(snap.devices.len());
-        let mut tags: HashMap<&str, u32> = HashMap::new();
+        let mut hostnames = HashMap::default();
+        let mut tags: HashMap<&str, u32> = HashMap::default();
         let mut devs = Vec::with_capacity(snap.devices.len());
         for (i, d) in snap.devices.iter().enumerate() {
             let first = !hostnames.contains_key(d.hostname.as_str());
@@ -246,21 +247,21 @@ impl<'a> Pass<'a> {
             });
         }
 
+        // Rank keys sorted by value (not through the jobs) to keep the sort cache-friendly.
         let mut checks = Vec::new();
         let mut tests = Vec::with_capacity(snap.jobs.len());
         for (i, j) in snap.jobs.iter().enumerate() {
+            let key = (Reverse(j.priority), j.submit_time, j.id, index(i));
             if j.health_check {
-                checks.push(index(i));
+                checks.push(key);
             } else {
-                tests.push(index(i));
+                tests.push(key);
             }
         }
-        let rank = |&i: &u32| {
-            let j = &snap.jobs[i as usize];
-            (Reverse(j.priority), j.submit_time, j.id, i)
-        };
-        checks.sort_unstable_by_key(rank);
-        tests.sort_unstable_by_key(rank);
+        checks.sort_unstable();
+        tests.sort_unstable();
+        let checks = checks.into_iter().map(|k| k.3).collect();
+        let tests = tests.into_iter().map(|k| k.3).collect();
 
         Pass {
             snap,
@@ -269,7 +270,7 @@ impl<'a> Pass<'a> {
             tags,
             taken: vec![false; devs.len()],
             devs,
-            assigned: HashSet::new(),
+            assigned: HashSet::default(),
             checks,
             tests,
             out: Schedule::default(),
@@ -326,8 +327,8 @@ impl<'a> Pass<'a> {
     fn test_jobs(&mut self) {
         // Free devices grouped into pools by (type, tag set), each sorted best first.
         let snap = self.snap;
-        let mut sets: HashMap<Vec<u32>, u32> = HashMap::new();
-        let mut pool_of: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut sets: HashMap<Vec<u32>, u32> = HashMap::default();
+        let mut pool_of: HashMap<(u32, u32), u32> = HashMap::default();
         let mut pools: Vec<Pool> = Vec::new();
         let mut pool_tags: Vec<Vec<u32>> = Vec::new();
         let mut type_pools: Vec<Vec<u32>> = vec![Vec::new(); self.types.len()];
@@ -360,8 +361,8 @@ impl<'a> Pass<'a> {
         }
 
         // Job tag sets, interned so that the candidate pools are worked out once per set.
-        let mut job_sets: HashMap<Vec<u32>, u32> = HashMap::new();
-        let mut memo: HashMap<(u32, u32), Candidates> = HashMap::new();
+        let mut job_sets: HashMap<Vec<u32>, u32> = HashMap::default();
+        let mut memo: HashMap<(u32, u32), Candidates> = HashMap::default();
         let mut buf = Vec::new();
         for k in 0..self.tests.len() {
             let job = &snap.jobs[self.tests[k] as usize];
@@ -474,6 +475,56 @@ impl<'a> Pass<'a> {
 
     fn hostname(&self, d: u32) -> &'a str {
         self.snap.devices[d as usize].hostname.as_str()
+    }
+}
+
+/// The pass's maps: keys are device type names, tags and hostnames from the device list and
+/// server-assigned ids, so a fast hasher without flooding resistance is enough.
+type HashMap<K, V> = collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type HashSet<K> = collections::HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// A multiply-rotate hasher over 8-byte words (the shape of rustc's FxHasher).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut word = [0u8; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Table tests over small snapshots, and a fixed-seed random property test of the invariants.
 
+use std::collections::HashSet;
+
 use super::*;
 
 fn types(list: &[(&str, bool)]) -> Vec<DeviceTypeInfo> {
