@@ -1,0 +1,15 @@
+//! basalt's master, as a library for now: LAVA's job, device and worker states ([`model`]) and
+//! the scheduler ([`scheduler`]), a pure function over a snapshot of the queue and the devices.
+//! The binary (store, HTTP API, ZeroMQ to the workers) comes later and calls into this.
+
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod scheduler;
+
+pub use model::{
+    DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
+};
+pub use scheduler::{
+    schedule, Assignment, DeviceInfo, DeviceTypeInfo, QueuedJob, Schedule, Snapshot, Target,
+};
