@@ -1,9 +1,11 @@
-//! basalt's master, as a library for now: LAVA's job, device and worker states ([`model`]) and
-//! the scheduler ([`scheduler`]), a pure function over a snapshot of the queue and the devices.
+//! basalt's master, as a library for now: LAVA's job, device and worker states ([`model`]),
+//! the scheduler ([`scheduler`]), a pure function over a snapshot of the queue and the
+//! devices, and the job logs stored exactly once as they arrive ([`logs`]).
 //! The binary (store, HTTP API, ZeroMQ to the workers) comes later and calls into this.
 
 #![forbid(unsafe_code)]
 
+pub mod logs;
 pub mod model;
 pub mod scheduler;
 
