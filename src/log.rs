@@ -325,6 +325,27 @@ impl LogSink for ChannelSink {
     }
 }
 
+/// Writes every record's line to a writer at once, unbuffered: a worker's job process
+/// streams its log on stdout this way, so a console line reaches the master as it is read.
+pub struct WriterSink<W: std::io::Write + Send>(W);
+
+impl<W: std::io::Write + Send> WriterSink<W> {
+    pub fn new(writer: W) -> WriterSink<W> {
+        WriterSink(writer)
+    }
+}
+
+impl<W: std::io::Write + Send> LogSink for WriterSink<W> {
+    fn record(&mut self, record: &Record) -> Result<(), SinkError> {
+        let w = |source| SinkError::Write {
+            file: "the log stream",
+            source,
+        };
+        self.0.write_all(record.line.as_bytes()).map_err(w)?;
+        self.0.flush().map_err(w)
+    }
+}
+
 /// What the log's lock guards.
 struct State {
     sinks: Vec<Box<dyn LogSink>>,

@@ -76,6 +76,10 @@ struct RunArgs {
 /// use (docs/security.md, `## Limits`).
 #[derive(Args, Clone)]
 struct WorkerArgs {
+    /// Write every record of the log to stdout as it is logged (one output.yaml line each),
+    /// and nothing else: how basalt-worker runs a job in a process of its own.
+    #[arg(long = "log-stdout")]
+    log_stdout: bool,
     /// Root directory of the TFTP server the devices fetch from (tftp deploys stage there).
     #[arg(long = "tftp-root", value_name = "DIR", default_value = "/srv/tftp")]
     tftp_root: PathBuf,
@@ -118,6 +122,7 @@ impl Default for WorkerArgs {
             allow_file_root: limits.file_roots,
             job_user: "nobody".into(),
             no_confine: false,
+            log_stdout: false,
         }
     }
 }
@@ -351,7 +356,9 @@ fn describe(a: &DescribeArgs) -> Result<ExitCode> {
 }
 
 fn run(a: &RunArgs) -> Result<ExitCode> {
-    let Some(job) = load_job(&a.job, a.quiet, Reading::Dispatch) else {
+    // stdout is the log stream with --log-stdout: nothing else goes there
+    let quiet = a.quiet || a.worker.log_stdout;
+    let Some(job) = load_job(&a.job, quiet, Reading::Dispatch) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev = a.device.device.as_deref().context("run needs --device")?;
@@ -362,7 +369,7 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
         dev,
         &a.output_dir,
         &a.job_id,
-        a.quiet,
+        quiet,
         &a.worker,
     )
 }
@@ -404,6 +411,7 @@ fn run_loaded(
         limits: worker.limits(),
         job_user,
         log_channel: None,
+        log_stdout: worker.log_stdout,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -425,7 +433,9 @@ fn run_loaded(
             return Ok(ExitCode::from(1));
         }
     };
-    print_summary(&outcome, output_dir);
+    if !worker.log_stdout {
+        print_summary(&outcome, output_dir);
+    }
     Ok(if outcome.complete {
         ExitCode::SUCCESS
     } else {

@@ -55,6 +55,9 @@ pub struct RunOptions {
     /// Also sends the log here, record by record ([`crate::log::ChannelSink`]), e.g. for a
     /// worker that streams it to the master.
     pub log_channel: Option<crate::log::LogSender>,
+    /// Also writes every record to stdout as it is logged, one `output.yaml` line each (a
+    /// worker's job process: `basalt run --log-stdout`).
+    pub log_stdout: bool,
 }
 
 /// How the job ended.
@@ -80,6 +83,9 @@ pub async fn run_job(
     let log = JobLog::create_in(Some(&out), opts.verbosity, job_secrets(&job))?;
     if let Some(tx) = &opts.log_channel {
         log.add_sink(Box::new(crate::log::ChannelSink::new(tx.clone())));
+    }
+    if opts.log_stdout {
+        log.add_sink(Box::new(crate::log::WriterSink::new(std::io::stdout())));
     }
     log.set_max_bytes(opts.limits.max_log_bytes);
     out.write(

@@ -1,0 +1,223 @@
+//! One job in a process of its own: `basalt run JOB --device DEVICE --output-dir DIR
+//! --job-id ID --log-stdout`, in a new process group. Its stdout is the log, one `output.yaml`
+//! record per line, numbered here from 1 as the dispatcher numbers them; its exit status says
+//! Complete (0), Incomplete (1) or invalid input (2); `DIR/out/results.yaml` holds the results.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// Why a job process could not be started or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job {job_id}: {what}: {source}")]
+    Io {
+        job_id: u64,
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the master sent to run.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub job_id: u64,
+    /// The job definition (LAVA YAML).
+    pub definition: String,
+    /// The rendered device (YAML).
+    pub device: String,
+    /// The job's directory on the worker (created; holds the job, the device and `out/`).
+    pub dir: PathBuf,
+}
+
+/// How the job's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Complete,
+    Incomplete,
+    /// The dispatcher refused the job or the device (exit 2).
+    Invalid,
+    /// The process died some other way (a signal, an unknown code): a crash of the job's
+    /// process, an infrastructure error for the master.
+    Crashed(String),
+}
+
+/// A job's end: its exit, its results and what it said on stderr.
+#[derive(Clone, Debug)]
+pub struct JobEnd {
+    pub exit: Exit,
+    /// `results.yaml`, as written (empty if there is none).
+    pub results: String,
+    /// The end of its stderr (the dispatcher's errors).
+    pub stderr: String,
+}
+
+/// Most of a job process's stderr kept.
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// A running job.
+pub struct JobProcess {
+    job_id: u64,
+    child: Child,
+    lines: Option<tokio::io::Lines<BufReader<ChildStdout>>>,
+    stderr: Option<tokio::task::JoinHandle<String>>,
+    seq: u64,
+    out: PathBuf,
+}
+
+impl JobProcess {
+    /// Writes the job and the device into `spec.dir` and starts `basalt` on them, with
+    /// `args` (the worker's `--tftp-root`, `--server-ip`, limits ...) after its own.
+    pub fn start(basalt: &Path, spec: &JobSpec, args: &[String]) -> Result<JobProcess, JobError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| JobError::Io {
+                job_id: spec.job_id,
+                what,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&spec.dir).map_err(io("job directory"))?;
+        let job = spec.dir.join("job.yaml");
+        let device = spec.dir.join("device.yaml");
+        let out = spec.dir.join("out");
+        std::fs::write(&job, &spec.definition).map_err(io("job.yaml"))?;
+        std::fs::write(&device, &spec.device).map_err(io("device.yaml"))?;
+        let mut cmd = Command::new(basalt);
+        cmd.arg("run")
+            .arg(&job)
+            .arg("--device")
+            .arg(&device)
+            .arg("--output-dir")
+            .arg(&out)
+            .arg("--job-id")
+            .arg(spec.job_id.to_string())
+            .arg("--log-stdout")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // its own group: a cancel reaches everything the job started
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(io(&format!("starting {}", basalt.display())))?;
+        let lines = child.stdout.take().map(|s| BufReader::new(s).lines());
+        let stderr = child.stderr.take().map(|mut e| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = e.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.len() > 2 * STDERR_KEEP {
+                        buf.drain(..buf.len() - STDERR_KEEP);
+                    }
+                }
+                let from = buf.len().saturating_sub(STDERR_KEEP);
+                String::from_utf8_lossy(&buf[from..]).into_owned()
+            })
+        });
+        Ok(JobProcess {
+            job_id: spec.job_id,
+            child,
+            lines,
+            stderr,
+            seq: 0,
+            out,
+        })
+    }
+
+    /// The job id.
+    pub fn id(&self) -> u64 {
+        self.job_id
+    }
+
+    /// The process id (its process group's id too), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The next record of the log, with its sequence number; `None` once the process closed
+    /// its stdout (it ended). A last line cut short by the process dying is dropped.
+    pub async fn next_record(&mut self) -> Option<(u64, String)> {
+        let lines = self.lines.as_mut()?;
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                self.seq += 1;
+                Some((self.seq, line))
+            }
+            _ => {
+                self.lines = None;
+                None
+            }
+        }
+    }
+
+    /// Asks the job to stop (SIGTERM to its process group: the dispatcher finalizes and
+    /// powers the board off), then kills the group after `grace`.
+    pub async fn cancel(&mut self, grace: Duration) {
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let group = Pid::from_raw(pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+
+    /// Waits for the process to end (after its log: read the records first) and collects
+    /// its end.
+    pub async fn wait(mut self) -> Result<JobEnd, JobError> {
+        // drain what is left of the log so the process is not blocked writing it
+        while self.next_record().await.is_some() {}
+        let pid = self.child.id();
+        let status = self.child.wait().await.map_err(|source| JobError::Io {
+            job_id: self.job_id,
+            what: "waiting for the job's process".into(),
+            source,
+        })?;
+        // anything the job left in its group dies with it
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let stderr = match self.stderr.take() {
+            Some(h) => h.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let results = std::fs::read_to_string(self.out.join("results.yaml")).unwrap_or_default();
+        Ok(JobEnd {
+            exit: exit_of(status),
+            results,
+            stderr,
+        })
+    }
+}
+
+fn exit_of(status: ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match status.code() {
+        Some(0) => Exit::Complete,
+        Some(1) => Exit::Incomplete,
+        Some(2) => Exit::Invalid,
+        Some(c) => Exit::Crashed(format!("exit code {c}")),
+        None => Exit::Crashed(match status.signal() {
+            Some(s) => format!("killed by signal {s}"),
+            None => "ended without a status".into(),
+        }),
+    }
+}
