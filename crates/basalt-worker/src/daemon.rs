@@ -1,0 +1,457 @@
+//! The worker daemon: says hello to the master, runs the jobs it is sent (each in a process of
+//! its own, [`crate::job`]), streams their logs in sequence-numbered batches, keeps every record
+//! until the master acknowledges it and sends it again after a reconnect, and keeps each job's
+//! end until the master has it. A master that disappears mid-job does not stop the job.
+
+use crate::job::{Exit, JobEnd, JobProcess, JobSpec};
+use crate::link::{Link, LinkEvent};
+use basalt_link::cert::{Keypair, PublicKey};
+use basalt_proto::{
+    Capabilities, End, EndAck, ErrorType, Heartbeat, HeldJob, Hello, JobId, JobPhase, LogAck,
+    LogBatch, LogRecord, MasterMsg, Outcome, ProtocolVersion, Start, Status, WorkerMsg,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the daemon needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    /// The master's workers endpoint (`tcp://HOST:PORT`).
+    pub master: String,
+    pub master_key: PublicKey,
+    pub key: Keypair,
+    /// Where the jobs' directories go.
+    pub state_dir: PathBuf,
+    /// The dispatcher binary run per job.
+    pub basalt: PathBuf,
+    /// Arguments given to every `basalt run` (the worker's TFTP root, server IP, limits ...).
+    pub job_args: Vec<String>,
+    pub capabilities: Capabilities,
+}
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot connect to the master at {endpoint}: {source}")]
+    Link {
+        endpoint: String,
+        source: zmq::Error,
+    },
+    #[error("the master refused this worker: {0}")]
+    Refused(String),
+}
+
+/// What a job's task reports.
+enum JobEvent {
+    Record(JobId, u64, String),
+    Ended(JobId, JobEnd),
+    Failed(JobId, String),
+}
+
+/// A job the worker holds: running, or ended and not yet acknowledged.
+struct Held {
+    /// Records the master has not acknowledged; the first is `first_unacked`.
+    unacked: VecDeque<(String, String)>,
+    first_unacked: u64,
+    /// The next record to send (records before it were sent, maybe not yet acknowledged).
+    next_to_send: u64,
+    last_seq: u64,
+    end: Option<End>,
+    cancel: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Held {
+    fn new() -> Held {
+        Held {
+            unacked: VecDeque::new(),
+            first_unacked: 1,
+            next_to_send: 1,
+            last_seq: 0,
+            end: None,
+            cancel: None,
+        }
+    }
+
+    /// Forgets the records up to `seq` (acknowledged).
+    fn ack(&mut self, seq: u64) {
+        while self.first_unacked <= seq && self.unacked.pop_front().is_some() {
+            self.first_unacked += 1;
+        }
+        self.next_to_send = self.next_to_send.max(self.first_unacked);
+    }
+}
+
+/// How often batches go out: a console line reaches the master within about this.
+const BATCH_EVERY: Duration = Duration::from_millis(20);
+/// The heartbeat until the master's Welcome says otherwise.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a canceled job has to finalize before its process group is killed.
+const CANCEL_GRACE: Duration = Duration::from_secs(60);
+
+/// Runs the daemon until `shutdown` resolves (then running jobs are canceled and their ends
+/// sent) or the master refuses this worker.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let link = Link::start(&config.master, &config.key, &config.master_key, link_tx).map_err(
+        |source| DaemonError::Link {
+            endpoint: config.master.clone(),
+            source,
+        },
+    )?;
+    let (job_tx, mut job_rx) = mpsc::unbounded_channel::<JobEvent>();
+    let mut jobs: BTreeMap<JobId, Held> = BTreeMap::new();
+    let mut max_batch = basalt_proto::DEFAULT_MAX_BATCH_BYTES as usize;
+    let mut heartbeat = tokio::time::interval(DEFAULT_HEARTBEAT);
+    let mut batches = tokio::time::interval(BATCH_EVERY);
+    batches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    eprintln!(
+        "basalt-worker {}: connecting to {} as {}",
+        config.name, config.master, config.key.public
+    );
+    loop {
+        tokio::select! {
+            _ = &mut shutdown, if !stopping => {
+                stopping = true;
+                eprintln!("basalt-worker {}: stopping: canceling {} job(s)", config.name, jobs.len());
+                for held in jobs.values_mut() {
+                    if let Some(c) = held.cancel.take() {
+                        let _ = c.send(());
+                    }
+                }
+            }
+            Some(event) = link_rx.recv() => match event {
+                LinkEvent::Message(msg) => {
+                    if let Some(stop) = on_master(msg, &config, &link, &mut jobs, &job_tx, &mut max_batch, &mut heartbeat) {
+                        return Err(stop);
+                    }
+                }
+                LinkEvent::Connected => link.send(hello(&config, &jobs)),
+                LinkEvent::Garbage(e) => eprintln!("basalt-worker: a message from the master could not be read: {e}"),
+                LinkEvent::Handshake(h) => eprintln!("basalt-worker: the master's end of the link: {h:?}"),
+            },
+            Some(event) = job_rx.recv() => on_job(event, &link, &mut jobs, max_batch),
+            _ = batches.tick() => send_batches(&link, &mut jobs, max_batch),
+            _ = heartbeat.tick() => link.send(WorkerMsg::Heartbeat(Heartbeat {
+                jobs: jobs.keys().copied().collect(),
+            })),
+        }
+        if stopping && jobs.values().all(|j| j.end.is_some()) {
+            // every end is sent; the master acknowledges them after a restart of ours
+            send_batches(&link, &mut jobs, max_batch);
+            return Ok(());
+        }
+    }
+}
+
+fn hello(config: &Config, jobs: &BTreeMap<JobId, Held>) -> WorkerMsg {
+    WorkerMsg::Hello(Hello {
+        version: ProtocolVersion::CURRENT,
+        name: config.name.clone(),
+        capabilities: config.capabilities.clone(),
+        devices: Vec::new(),
+        jobs: jobs
+            .iter()
+            .map(|(id, h)| HeldJob {
+                job_id: *id,
+                ended: h.end.is_some(),
+                first_unacked: h.first_unacked,
+                last_seq: h.last_seq,
+            })
+            .collect(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_master(
+    msg: MasterMsg,
+    config: &Config,
+    link: &Link,
+    jobs: &mut BTreeMap<JobId, Held>,
+    job_tx: &mpsc::UnboundedSender<JobEvent>,
+    max_batch: &mut usize,
+    heartbeat: &mut tokio::time::Interval,
+) -> Option<DaemonError> {
+    match msg {
+        MasterMsg::Welcome(w) => {
+            if let Err(e) = basalt_proto::negotiate(ProtocolVersion::CURRENT, w.version) {
+                link.send(WorkerMsg::Goodbye(basalt_proto::Goodbye {
+                    reason: e.to_string(),
+                }));
+                return Some(DaemonError::Refused(e.to_string()));
+            }
+            eprintln!(
+                "basalt-worker {}: admitted (protocol {}), {} job(s) to resume",
+                config.name,
+                w.version,
+                w.resume.len()
+            );
+            *max_batch = w.max_batch_bytes as usize;
+            let every = Duration::from_secs(u64::from(w.heartbeat_interval_secs.max(1)));
+            *heartbeat = tokio::time::interval(every);
+            for r in &w.resume {
+                if let Some(h) = jobs.get_mut(&r.job_id) {
+                    // everything before next_seq is stored; send the rest again
+                    h.ack(r.next_seq.saturating_sub(1));
+                    h.next_to_send = h.first_unacked;
+                }
+            }
+            // the records again, then the ends (the master stores an end once it has every
+            // record before it)
+            send_batches(link, jobs, *max_batch);
+            for r in &w.resume {
+                if let Some(end) = jobs.get(&r.job_id).and_then(|h| h.end.clone()) {
+                    link.send(WorkerMsg::End(end));
+                }
+            }
+            for id in &w.discard {
+                if let Some(mut h) = jobs.remove(id) {
+                    if let Some(c) = h.cancel.take() {
+                        let _ = c.send(());
+                    }
+                }
+            }
+        }
+        MasterMsg::Refused(r) => return Some(DaemonError::Refused(r.reason)),
+        MasterMsg::HelloRequired(_) => link.send(hello(config, jobs)),
+        MasterMsg::Start(start) => match jobs.entry(start.job_id) {
+            // a Start resent for a job this worker holds: say it runs
+            std::collections::btree_map::Entry::Occupied(_) => {
+                link.send(WorkerMsg::Status(Status {
+                    job_id: start.job_id,
+                    state: JobPhase::Running,
+                    action: None,
+                }))
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let (cancel, canceled) = tokio::sync::oneshot::channel();
+                let mut held = Held::new();
+                held.cancel = Some(cancel);
+                slot.insert(held);
+                tokio::spawn(run_job(config.clone(), start, canceled, job_tx.clone()));
+            }
+        },
+        MasterMsg::Cancel(c) => {
+            if let Some(cancel) = jobs.get_mut(&c.job_id).and_then(|h| h.cancel.take()) {
+                let _ = cancel.send(());
+            }
+        }
+        MasterMsg::LogAck(LogAck {
+            job_id,
+            seq,
+            resend,
+        }) => {
+            if let Some(h) = jobs.get_mut(&job_id) {
+                h.ack(seq);
+                if resend {
+                    h.next_to_send = h.first_unacked;
+                }
+            }
+        }
+        MasterMsg::EndAck(EndAck { job_id }) => {
+            if jobs.get(&job_id).is_some_and(|h| h.end.is_some()) {
+                jobs.remove(&job_id);
+                let dir = config.state_dir.join(format!("job-{job_id}"));
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        MasterMsg::HeartbeatAck(_) => {}
+    }
+    None
+}
+
+fn on_job(event: JobEvent, link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_batch: usize) {
+    match event {
+        JobEvent::Record(id, seq, line) => {
+            if let Some(h) = jobs.get_mut(&id) {
+                let lvl = level_of(&line);
+                h.unacked.push_back((lvl, line));
+                h.last_seq = seq;
+            }
+        }
+        JobEvent::Ended(id, end) => {
+            // the log's last records go before the end
+            send_batches(link, jobs, max_batch);
+            if let Some(h) = jobs.get_mut(&id) {
+                let msg = end_message(id, h.last_seq, &end);
+                h.end = Some(msg.clone());
+                h.cancel = None;
+                link.send(WorkerMsg::End(msg));
+            }
+        }
+        JobEvent::Failed(id, why) => {
+            send_batches(link, jobs, max_batch);
+            if let Some(h) = jobs.get_mut(&id) {
+                let msg = End {
+                    job_id: id,
+                    outcome: Outcome::Incomplete,
+                    error_type: Some(ErrorType::Infrastructure),
+                    error_msg: Some(why),
+                    results: String::new(),
+                    last_seq: h.last_seq,
+                    description: None,
+                };
+                h.end = Some(msg.clone());
+                link.send(WorkerMsg::End(msg));
+            }
+        }
+    }
+}
+
+/// The level of an `output.yaml` record (`- {"dt": "…", "lvl": "target", …}`).
+fn level_of(line: &str) -> String {
+    line.split("\"lvl\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn send_batches(link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_bytes: usize) {
+    for (id, h) in jobs.iter_mut() {
+        while h.next_to_send <= h.last_seq {
+            let start = (h.next_to_send - h.first_unacked) as usize;
+            let mut records = Vec::new();
+            let mut bytes = 256;
+            for (lvl, line) in h.unacked.iter().skip(start) {
+                bytes += line.len() + lvl.len() + 32;
+                if !records.is_empty() && bytes > max_bytes {
+                    break;
+                }
+                records.push(LogRecord {
+                    lvl: lvl.clone(),
+                    line: line.clone(),
+                });
+            }
+            if records.is_empty() {
+                break;
+            }
+            let first_seq = h.next_to_send;
+            h.next_to_send += records.len() as u64;
+            link.send(WorkerMsg::LogBatch(LogBatch {
+                job_id: *id,
+                first_seq,
+                records,
+            }));
+        }
+    }
+}
+
+/// The End of a job from how its process ended and its results.
+fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
+    let (outcome, error_type, error_msg) = match &end.exit {
+        Exit::Complete => (Outcome::Complete, None, None),
+        Exit::Incomplete => {
+            let (t, m) = job_error(&end.results);
+            (
+                Outcome::Incomplete,
+                Some(t.unwrap_or(ErrorType::Infrastructure)),
+                m,
+            )
+        }
+        Exit::Invalid => (
+            Outcome::Incomplete,
+            Some(ErrorType::Job),
+            Some(format!(
+                "the dispatcher refused the job or its device: {}",
+                end.stderr.trim()
+            )),
+        ),
+        Exit::Crashed(how) => (
+            Outcome::Incomplete,
+            Some(ErrorType::Infrastructure),
+            Some(format!("the job's process died ({how})")),
+        ),
+    };
+    End {
+        job_id: id,
+        outcome,
+        error_type,
+        error_msg,
+        results: end.results.clone(),
+        last_seq,
+        description: None,
+    }
+}
+
+/// `error_type` and `error_msg` of the `lava`/`job` result in `results.yaml` (one mapping per
+/// item, keys sorted, so they follow `definition: lava` within the item).
+fn job_error(results: &str) -> (Option<ErrorType>, Option<String>) {
+    let mut t = None;
+    let mut m = None;
+    for item in results.split("\n- ") {
+        if !item.contains("case: job") {
+            continue;
+        }
+        for line in item.lines() {
+            let line = line.trim_start_matches("- ").trim();
+            if let Some(v) = line.strip_prefix("error_type: ") {
+                t = Some(ErrorType::from(v.trim_matches('\'').to_string()));
+            } else if let Some(v) = line.strip_prefix("error_msg: ") {
+                m = Some(v.trim_matches('\'').to_string());
+            }
+        }
+    }
+    (t, m)
+}
+
+async fn run_job(
+    config: Config,
+    start: Start,
+    mut canceled: tokio::sync::oneshot::Receiver<()>,
+    events: mpsc::UnboundedSender<JobEvent>,
+) {
+    let id = start.job_id;
+    let spec = JobSpec {
+        job_id: id.0,
+        definition: start.definition,
+        device: start.device_config,
+        dir: config.state_dir.join(format!("job-{id}")),
+    };
+    let mut job = match JobProcess::start(&config.basalt, &spec, &config.job_args) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = events.send(JobEvent::Failed(id, e.to_string()));
+            return;
+        }
+    };
+    // the dispatcher keeps the job's timeout; past it and a margin, the process is hung
+    let hung = tokio::time::sleep(Duration::from_secs(
+        start.job_timeout_secs.saturating_add(120),
+    ));
+    tokio::pin!(hung);
+    let mut cancel_sent = false;
+    loop {
+        tokio::select! {
+            rec = job.next_record() => match rec {
+                Some((seq, line)) => {
+                    let _ = events.send(JobEvent::Record(id, seq, line));
+                }
+                None => break,
+            },
+            _ = &mut canceled, if !cancel_sent => {
+                cancel_sent = true;
+                job.cancel(CANCEL_GRACE).await;
+            }
+            _ = &mut hung, if !cancel_sent => {
+                cancel_sent = true;
+                job.cancel(Duration::from_secs(5)).await;
+            }
+        }
+    }
+    match job.wait().await {
+        Ok(end) => {
+            let _ = events.send(JobEvent::Ended(id, end));
+        }
+        Err(e) => {
+            let _ = events.send(JobEvent::Failed(id, e.to_string()));
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The worker's end of the lab's link: a CURVE DEALER pinned to the master's key, on a thread
+//! of its own (ZeroMQ sockets are not async), bridged to the daemon by channels. The socket
+//! reconnects by itself. Messages go only to a connected master (`ZMQ_IMMEDIATE`): what the
+//! daemon sends while the master is away is dropped, and each (re)connection is reported so the
+//! daemon says hello again; the master's Welcome then says what to send again (records are kept
+//! until acknowledged, ends until acknowledged).
+
+use basalt_link::cert::{Keypair, PublicKey};
+use basalt_link::zap::{self, Handshake, HandshakeWatch};
+use basalt_proto::{decode, encode, MasterMsg, WorkerMsg};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// What the link tells the daemon.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Message(MasterMsg),
+    /// A message that could not be decoded (logged; the link goes on).
+    Garbage(String),
+    /// A connection to the master is up (again): time for a Hello.
+    Connected,
+    /// The master refused the connection's credentials, or the handshake failed.
+    Handshake(Handshake),
+}
+
+/// The running link; stops its thread when dropped.
+pub struct Link {
+    out: mpsc::Sender<WorkerMsg>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Connects to `endpoint` as `me`, trusting only `master`; events go to `events`.
+    pub fn start(
+        endpoint: &str,
+        me: &Keypair,
+        master: &PublicKey,
+        events: tokio::sync::mpsc::UnboundedSender<LinkEvent>,
+    ) -> Result<Link, zmq::Error> {
+        let ctx = zmq::Context::new();
+        let socket = zap::client(&ctx, zmq::DEALER, me, master, endpoint)?;
+        socket.set_immediate(true)?;
+        socket.set_reconnect_ivl(100)?;
+        socket.set_reconnect_ivl_max(2000)?;
+        let watch = HandshakeWatch::new(&ctx, &socket, "worker")?;
+        let (out, rx) = mpsc::channel::<WorkerMsg>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("link".into())
+            .spawn(move || {
+                // the context lives as long as its sockets, on this thread
+                let _ctx = ctx;
+                pump(&socket, &watch, &rx, &events, &flag);
+            })
+            .map_err(|_| zmq::Error::EMFILE)?;
+        Ok(Link {
+            out,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a message for the master.
+    pub fn send(&self, msg: WorkerMsg) {
+        let _ = self.out.send(msg);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pump(
+    socket: &zmq::Socket,
+    watch: &HandshakeWatch,
+    out: &mpsc::Receiver<WorkerMsg>,
+    events: &tokio::sync::mpsc::UnboundedSender<LinkEvent>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        // never blocks: with no master connected a message is dropped (see the module doc)
+        while let Ok(msg) = out.try_recv() {
+            let _ = socket.send(encode(&msg), zmq::DONTWAIT);
+        }
+        // a short poll: outgoing messages wait at most this long
+        if let Ok(n) = socket.poll(zmq::POLLIN, 5) {
+            if n > 0 {
+                while let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) {
+                    let event = match decode::<MasterMsg>(&bytes) {
+                        Ok(m) => LinkEvent::Message(m),
+                        Err(e) => LinkEvent::Garbage(e.to_string()),
+                    };
+                    if events.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        while let Some(h) = watch.next(0) {
+            let event = match h {
+                Handshake::Succeeded { .. } => LinkEvent::Connected,
+                other => LinkEvent::Handshake(other),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    }
+}

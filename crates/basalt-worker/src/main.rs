@@ -1,0 +1,138 @@
+//! `basalt-worker`: the lean worker daemon (see the crate documentation).
+
+use basalt_link::cert::{read_public, Keypair};
+use basalt_proto::{Capabilities, Capability};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs the master's jobs on this host's boards.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// This worker's name (the master admits it under the name of its key file).
+    #[arg(long)]
+    name: String,
+    /// The master's workers endpoint.
+    #[arg(long, value_name = "tcp://HOST:PORT")]
+    master: String,
+    /// The master's public key (`master.key`): the worker talks to that master only.
+    #[arg(long = "master-key", value_name = "FILE.key")]
+    master_key: PathBuf,
+    /// This worker's keypair (`NAME.key_secret`, from `basalt keys generate`).
+    #[arg(long, value_name = "FILE.key_secret")]
+    key: PathBuf,
+    /// Where the jobs' directories are kept until the master has their logs.
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        default_value = "/var/lib/basalt-worker"
+    )]
+    state_dir: PathBuf,
+    /// The dispatcher run per job (default: `basalt` next to this binary, else on PATH).
+    #[arg(long, value_name = "PATH")]
+    basalt: Option<PathBuf>,
+    /// The TFTP server's root (passed to every job).
+    #[arg(long = "tftp-root", value_name = "DIR")]
+    tftp_root: Option<PathBuf>,
+    /// This worker's address as its devices see it (passed to every job).
+    #[arg(long = "server-ip", value_name = "IP")]
+    server_ip: Option<String>,
+    /// Where job file:// URLs and local git repositories may point (repeatable).
+    #[arg(long = "allow-file-root", value_name = "DIR")]
+    allow_file_root: Vec<PathBuf>,
+    /// Another argument for every `basalt run` (repeatable), e.g. `--job-arg=--no-confine`.
+    #[arg(long = "job-arg", value_name = "ARG", allow_hyphen_values = true)]
+    job_arg: Vec<String>,
+    /// A capability to announce (repeatable; default: qemu, tftp, u-boot, pdudaemon).
+    #[arg(long = "capability", value_name = "NAME")]
+    capability: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let key = match Keypair::read(&args.key) {
+        Ok(k) => k,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let master_key = match read_public(&args.master_key) {
+        Ok(k) => k,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let basalt = args.basalt.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .map(|e| e.with_file_name("basalt"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("basalt"))
+    });
+    let mut job_args = Vec::new();
+    if let Some(t) = &args.tftp_root {
+        job_args.push("--tftp-root".to_string());
+        job_args.push(t.display().to_string());
+    }
+    if let Some(ip) = &args.server_ip {
+        job_args.push("--server-ip".to_string());
+        job_args.push(ip.clone());
+    }
+    for r in &args.allow_file_root {
+        job_args.push("--allow-file-root".to_string());
+        job_args.push(r.display().to_string());
+    }
+    job_args.extend(args.job_arg.iter().cloned());
+    let names: Vec<String> = if args.capability.is_empty() {
+        ["qemu", "tftp", "u-boot", "pdudaemon"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.capability.clone()
+    };
+    let capabilities: Capabilities = names.into_iter().map(Capability::new).collect();
+    if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
+        return fail(&format!("{}: {e}", args.state_dir.display()));
+    }
+    let config = basalt_worker::daemon::Config {
+        name: args.name,
+        master: args.master,
+        master_key,
+        key,
+        state_dir: args.state_dir,
+        basalt,
+        job_args,
+        capabilities,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the async runtime: {e}")),
+    };
+    let result = rt.block_on(basalt_worker::daemon::run(config, stop_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Resolves at SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => {}
+                _ = t.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("basalt-worker: {msg}");
+    ExitCode::from(2)
+}
