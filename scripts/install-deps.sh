@@ -43,6 +43,7 @@ done
 # Packages from bookworm (and its -updates / -security).
 PKGS=(
   pkg-config libudev-dev libzmq3-dev # -sys crates: libudev, zmq
+  libsqlite3-dev                     # the master's store (rusqlite, the system's SQLite)
   socat ser2net pdudaemon telnet     # consoles and power
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards

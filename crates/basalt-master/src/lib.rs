@@ -8,6 +8,7 @@
 pub mod logs;
 pub mod model;
 pub mod scheduler;
+pub mod store;
 
 pub use model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
