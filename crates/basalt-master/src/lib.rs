@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod logs;
 pub mod model;
 pub mod scheduler;
