@@ -10,25 +10,26 @@
 //! | 6 | `pipeline` | builds a job's pipeline on a device from the strategies and checks it (`validate --device`) |
 //! | 5 | `actions` | the strategies, one module per LAVA strategy (`deploy/tftp.rs` is `tftp-deploy`), and their `registry` |
 //! | 4 | `action` | the `Action` trait, the pipeline tree, the job's context `Ctx`, the node builder |
-//! | 3 | `log` | the job log (`output.yaml`, `results.yaml`, the terminal) |
-//! | 2 | `host` | what the worker host gives a job: output directory, limits, blocking pool, file server, temporary directories |
-//! | 1 | `job`, `device`, `overlay`, `testshell` | the model: the job, the device (and the board built from it), the test overlay, the test shell's scripts |
-//! | 0 | `yaml`, `reader`, `diag`, `error` | YAML with positions, typed readers, diagnostics, action errors |
+//! | 3 | `log` | the job log (`output.yaml`, `results.yaml`, the terminal, a channel, a stream) |
+//! | 2 | `device`, `overlay`, `testshell` | the board built from a device (`device::board`), the test overlay, the test shell's scripts |
+//! | 1 | `host` | what the worker host gives a job: output directory, limits, blocking pool, file server, temporary directories |
+//! | 0 | `error` | action errors |
 //!
-//! The hardware itself (consoles, power, emulators, confinement) is the `basalt_hal` crate,
-//! below all of these.
+//! Below them all, the model of LAVA's formats is the `basalt_model` crate, re-exported here as
+//! `yaml`, `reader`, `diag`, `job` and (with the board added) `device`: the master links it
+//! too, without the HAL. The hardware itself (consoles, power, emulators, confinement) is the
+//! `basalt_hal` crate.
 
 pub mod action;
 pub mod actions;
 pub mod device;
-pub mod diag;
 pub mod error;
 pub mod host;
-pub mod job;
 pub mod log;
 pub mod overlay;
 pub mod pipeline;
-pub mod reader;
 pub mod run;
 pub mod testshell;
-pub mod yaml;
+
+/// The model of LAVA's formats, from `basalt-model` (where the master finds it too).
+pub use basalt_model::{diag, job, reader, yaml};

@@ -1,5 +1,7 @@
 //! The crate's layering (the map in `src/lib.rs`): a module uses only modules of its own
-//! layer or below. Read from the sources: every `crate::<module>` path outside comments and
+//! layer or below (the model, `basalt-model`, is below them all); and the crates depend one
+//! way: the model and the HAL know no dispatcher, the master links no HAL, the worker no
+//! dispatcher library and no master. Read from the sources: every `crate::<module>` path outside comments and
 //! unit tests.
 
 use std::collections::BTreeMap;
@@ -7,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// The layers of `src/lib.rs`, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["yaml", "reader", "diag", "error"],
+    &["error"],
     &["host"],
-    &["job", "device", "overlay", "testshell"],
+    &["device", "overlay", "testshell"],
     &["log"],
     &["action"],
     &["actions"],
@@ -115,4 +117,53 @@ fn the_crate_map_lists_every_module() {
         );
         assert!(lib.contains(&format!("pub mod {m};")), "no `pub mod {m};`");
     }
+}
+
+/// The path dependencies of a crate's `[dependencies]` (not its dev-dependencies).
+fn path_deps(manifest: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest)).unwrap();
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_deps = l == "[dependencies]";
+            continue;
+        }
+        if in_deps && l.contains("path =") {
+            if let Some((name, _)) = l.split_once('=') {
+                deps.push(name.trim().to_string());
+            }
+        }
+    }
+    deps
+}
+
+#[test]
+fn the_crates_depend_one_way() {
+    let forbidden: &[(&str, &[&str])] = &[
+        ("crates/basalt-model/Cargo.toml", &["basalt", "basalt-hal"]),
+        ("hal/Cargo.toml", &["basalt", "basalt-model"]),
+        (
+            "crates/basalt-proto/Cargo.toml",
+            &["basalt", "basalt-hal", "basalt-model"],
+        ),
+        (
+            "crates/basalt-link/Cargo.toml",
+            &["basalt", "basalt-hal", "basalt-model"],
+        ),
+        ("crates/basalt-master/Cargo.toml", &["basalt", "basalt-hal"]),
+        (
+            "crates/basalt-worker/Cargo.toml",
+            &["basalt", "basalt-master"],
+        ),
+    ];
+    for (manifest, banned) in forbidden {
+        let deps = path_deps(manifest);
+        for b in *banned {
+            assert!(!deps.iter().any(|d| d == b), "{manifest} depends on {b}");
+        }
+    }
+    assert!(path_deps("Cargo.toml").iter().any(|d| d == "basalt-model"));
 }

@@ -121,7 +121,7 @@ pub fn read_testdef(r: &mut Report, n: &Node, path: &str) -> Option<TestDef> {
         if let Some(mut pf) = Fields::new(r, p, &ppath) {
             let pattern = pf.opt_str(r, "pattern");
             if let (Some(pat), Some(node)) = (&pattern, pf.opt("pattern")) {
-                if let Err(e) = crate::testshell::pattern::compile_python_regex(pat) {
+                if let Err(e) = crate::pattern::compile_python_regex(pat) {
                     r.error(node, &pf.sub("pattern"), format!("invalid pattern: {e}"));
                 }
             }

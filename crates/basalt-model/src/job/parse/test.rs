@@ -505,7 +505,7 @@ pub(super) fn read_monitor(r: &mut Report, n: &Node, path: &str) -> Option<Monit
     let end = f.req_str(r, "end");
     let pattern = f.req_str(r, "pattern");
     if let (Some(p), Some(node)) = (&pattern, f.opt("pattern")) {
-        if let Err(e) = crate::testshell::pattern::compile_python_regex(p) {
+        if let Err(e) = crate::pattern::compile_python_regex(p) {
             r.warn(
                 node,
                 &f.sub("pattern"),
