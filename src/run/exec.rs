@@ -37,6 +37,7 @@ pub(super) async fn run_pipeline(
     ctx: &mut Ctx,
     pipeline: &Pipeline,
     early: Option<ActionError>,
+    stream_gone: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> (Option<ActionError>, Option<String>) {
     let mut started = Started::default();
     let (finalize, main) = match pipeline.actions.split_last() {
@@ -59,6 +60,12 @@ pub(super) async fn run_pipeline(
                 None,
             ),
             e = log.write_failed() => (Some(ActionError::infra(e)), None),
+            _ = gone(stream_gone) => (
+                Some(ActionError::canceled(
+                    "job canceled: the worker that runs it is gone (its log stream closed)",
+                )),
+                None,
+            ),
         }
     };
     if error
@@ -110,6 +117,18 @@ async fn run_main(
         }
     }
     (None, None)
+}
+
+/// Resolves when `rx` fires; never without one.
+async fn gone(rx: Option<tokio::sync::oneshot::Receiver<()>>) {
+    match rx {
+        Some(rx) => {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the process gets SIGINT, SIGTERM or SIGHUP (never, if the handlers cannot be

@@ -142,7 +142,9 @@ pub async fn run_job(
         }
         Err(e) => Some(ActionError::infra(format!("the device's board: {e}")).with_source(e)),
     };
-    let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline, board_error).await;
+    let stream_gone = opts.log_stdout.then(watch_stdout);
+    let (mut error, failed) =
+        exec::run_pipeline(&mut ctx, pipeline, board_error, stream_gone).await;
     // Blocking work of a cancelled action stops at its next check: wait for it before its
     // directories go.
     if !ctx.tasks.wait_idle(Duration::from_secs(1)).await {
@@ -208,6 +210,37 @@ pub async fn run_job(
         results,
         duration: start.elapsed(),
     })
+}
+
+/// Fires when stdout's reader is gone (a worker's job process whose worker died): the job is
+/// then canceled, so that finalize still powers the board off. A thread waits in `poll` for
+/// the pipe's error or hang-up, which a writer sees without writing.
+fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = std::thread::Builder::new()
+        .name("stdout-watch".into())
+        .spawn(move || {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let stdout = std::io::stdout();
+            loop {
+                let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => match fds[0].revents() {
+                        Some(r) if r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) => {
+                            let _ = tx.send(());
+                            return;
+                        }
+                        // not a pipe that can hang up (POLLNVAL, anything else): stop watching
+                        Some(r) if !r.is_empty() => return,
+                        _ => {}
+                    },
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+    rx
 }
 
 /// How this job's processes are confined, logged: the worker's job user (unless

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod link;
 pub mod logs;
 pub mod model;

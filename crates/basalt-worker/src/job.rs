@@ -2,6 +2,7 @@
 //! --job-id ID --log-stdout`, in a new process group. Its stdout is the log, one `output.yaml`
 //! record per line, numbered here from 1 as the dispatcher numbers them; its exit status says
 //! Complete (0), Incomplete (1) or invalid input (2); `DIR/out/results.yaml` holds the results.
+//! The process dies with the worker, whatever kills the worker.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

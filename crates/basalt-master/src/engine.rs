@@ -1,0 +1,596 @@
+//! The master's event loop: workers say hello and are welcomed with where their jobs' logs
+//! stand, logs are stored exactly once as they arrive, ends are stored once every record before
+//! them is, and the scheduler runs on every event that can free or fill a device (a submission,
+//! a worker online, an end, a worker lost) — not on a timer. A worker silent for
+//! [`basalt_proto::MISSED_HEARTBEATS`] heartbeats is offline: its running jobs end Incomplete
+//! ("worker lost"), their devices go to health Unknown (and get a health check when their type
+//! has one).
+//!
+//! The engine is driven through a [`Handle`] (what the HTTP API and the tests call) and the
+//! workers link; it owns the store's writes.
+
+use crate::link::{Conn, LinkEvent, WorkerLink};
+use crate::logs::JobLogFile;
+use crate::model::{DeviceHealth, JobHealth, JobState, Priority, WorkerState};
+use crate::scheduler::{schedule, Target};
+use crate::store::{NewJob, Store, StoreError};
+use basalt_link::cert::Keypair;
+use basalt_proto::{
+    negotiate, Cancel, End, EndAck, HeartbeatAck, HelloRequired, JobId, JobResume, LogAck,
+    MasterMsg, Outcome, ProtocolVersion, Refused, Start, Welcome, WorkerMsg,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// How the engine is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    /// The workers endpoint to bind.
+    pub workers: String,
+    pub key: Keypair,
+    /// How often workers send heartbeats.
+    pub heartbeat: Duration,
+    /// Device-type template directories (before basalt's built-in ones).
+    pub device_types: Vec<PathBuf>,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error("the engine is stopped")]
+    Stopped,
+}
+
+enum Request {
+    Submit(String, String, oneshot::Sender<Result<u64, EngineError>>),
+    Cancel(u64, oneshot::Sender<Result<bool, EngineError>>),
+}
+
+/// What the API and the tests call; cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    requests: mpsc::UnboundedSender<Request>,
+    pub store: Arc<Store>,
+    pub logs: PathBuf,
+}
+
+impl Handle {
+    /// Submits a job definition (YAML) as `submitter`; returns its id.
+    pub async fn submit(&self, submitter: &str, definition: &str) -> Result<u64, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Submit(submitter.into(), definition.into(), tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Cancels a job; `false` when it had already finished.
+    pub async fn cancel(&self, id: u64) -> Result<bool, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Cancel(id, tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The directory of a job's log (`output.yaml`, read with [`crate::logs::read_from`]).
+    pub fn log_dir(&self, id: u64) -> PathBuf {
+        self.logs.join(id.to_string())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A connected worker.
+struct Session {
+    conn: Conn,
+    last_seen: Instant,
+}
+
+struct Engine {
+    config: Config,
+    store: Arc<Store>,
+    link: WorkerLink,
+    sessions: BTreeMap<String, Session>,
+    open_logs: BTreeMap<u64, JobLogFile>,
+    pending_ends: BTreeMap<u64, End>,
+    logs: PathBuf,
+}
+
+/// Starts the engine on the store; returns its handle and the bound workers endpoint.
+pub fn start(
+    config: Config,
+    store: Arc<Store>,
+) -> Result<(Handle, String), crate::link::LinkError> {
+    let (link_tx, link_rx) = mpsc::unbounded_channel();
+    let admitted = config.state_dir.join("certs/workers");
+    let link = WorkerLink::start(&config.workers, &config.key, admitted, link_tx)?;
+    let endpoint = link.endpoint().to_string();
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let logs = config.state_dir.join("jobs");
+    let engine = Engine {
+        config,
+        store: store.clone(),
+        link,
+        sessions: BTreeMap::new(),
+        open_logs: BTreeMap::new(),
+        pending_ends: BTreeMap::new(),
+        logs: logs.clone(),
+    };
+    tokio::spawn(engine.run(link_rx, req_rx));
+    Ok((
+        Handle {
+            requests: req_tx,
+            store,
+            logs,
+        },
+        endpoint,
+    ))
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut link: mpsc::UnboundedReceiver<LinkEvent>,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+    ) {
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        loop {
+            tokio::select! {
+                ev = link.recv() => match ev {
+                    Some(ev) => self.on_link(ev),
+                    None => return,
+                },
+                req = requests.recv() => match req {
+                    Some(r) => self.on_request(r),
+                    None => return,
+                },
+                _ = tick.tick() => self.check_workers(),
+            }
+        }
+    }
+
+    fn log(&self, what: String) {
+        eprintln!("basalt-master: {what}");
+    }
+
+    fn on_request(&mut self, r: Request) {
+        match r {
+            Request::Submit(submitter, definition, reply) => {
+                let r = self.submit(&submitter, &definition);
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok {
+                    self.schedule();
+                }
+            }
+            Request::Cancel(id, reply) => {
+                let _ = reply.send(self.cancel(id));
+            }
+        }
+    }
+
+    fn submit(&mut self, submitter: &str, definition: &str) -> Result<u64, EngineError> {
+        let (job, _) = basalt_model::job::parse_job("job.yaml", definition)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let target = match (&job.device, &job.device_type) {
+            (Some(d), _) => Target::Device(d.clone()),
+            (None, Some(t)) => Target::DeviceType(t.clone()),
+            (None, None) => {
+                return Err(EngineError::Invalid(
+                    "a job needs a device_type (MultiNode jobs are not scheduled yet)".into(),
+                ))
+            }
+        };
+        let id = self.store.submit(
+            &NewJob {
+                submitter: submitter.into(),
+                description: job.job_name.clone(),
+                definition: definition.into(),
+                target,
+                tags: job.tags.clone(),
+                priority: Priority::new(job.priority).unwrap_or_default(),
+                health_check: false,
+            },
+            now_ms(),
+        )?;
+        Ok(id)
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<bool, EngineError> {
+        let Some(job) = self.store.job(id)? else {
+            return Err(EngineError::Invalid(format!("no job {id}")));
+        };
+        match job.state {
+            JobState::Finished => Ok(false),
+            JobState::Submitted => {
+                self.store
+                    .finish_job(id, JobHealth::Canceled, None, None, None, now_ms())?;
+                Ok(true)
+            }
+            _ => {
+                self.store.job_canceling(id)?;
+                if let Some(worker) = job
+                    .actual_device
+                    .and_then(|d| self.store.device(&d).ok().flatten())
+                    .map(|d| d.worker)
+                {
+                    if let Some(s) = self.sessions.get(&worker) {
+                        self.link
+                            .send(&s.conn, MasterMsg::Cancel(Cancel { job_id: JobId(id) }));
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Auth(d) => self.log(format!("workers link: {d:?}")),
+            LinkEvent::Garbage { worker, error, .. } => {
+                self.log(format!("worker {worker}: unreadable message: {error}"))
+            }
+            LinkEvent::Message { conn, worker, msg } => self.on_message(conn, worker, msg),
+        }
+    }
+
+    fn on_message(&mut self, conn: Conn, worker: String, msg: WorkerMsg) {
+        let known = self.sessions.get(&worker).is_some_and(|s| s.conn == conn);
+        if !known && !matches!(msg, WorkerMsg::Hello(_)) {
+            self.link
+                .send(&conn, MasterMsg::HelloRequired(HelloRequired {}));
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&worker) {
+            s.last_seen = Instant::now();
+        }
+        match msg {
+            WorkerMsg::Hello(h) => self.hello(conn, worker, h),
+            WorkerMsg::Heartbeat(_) => {
+                let _ = self
+                    .store
+                    .set_worker_state(&worker, WorkerState::Online, now_ms());
+                self.link
+                    .send(&conn, MasterMsg::HeartbeatAck(HeartbeatAck {}))
+            }
+            WorkerMsg::LogBatch(b) => {
+                let id = b.job_id.0;
+                let Some(log) = self.log_file(id) else {
+                    return;
+                };
+                let lines: Vec<String> = b.records.iter().map(|r| r.line.clone()).collect();
+                let (seq, resend) = match log.append(b.first_seq, &lines) {
+                    Ok(c) => (c.seq, false),
+                    Err(crate::logs::LogError::Gap { .. }) => (log.commit().seq, true),
+                    Err(e) => {
+                        self.log(format!("job {id}: storing its log: {e}"));
+                        return;
+                    }
+                };
+                if let Ok(Some(j)) = self.store.job(id) {
+                    if j.state == JobState::Scheduled {
+                        let _ = self.store.job_running(id, now_ms());
+                    }
+                }
+                self.link.send(
+                    &conn,
+                    MasterMsg::LogAck(LogAck {
+                        job_id: b.job_id,
+                        seq,
+                        resend,
+                    }),
+                );
+                self.try_end(id, &conn);
+            }
+            WorkerMsg::End(e) => {
+                let id = e.job_id.0;
+                self.pending_ends.insert(id, e);
+                self.try_end(id, &conn);
+            }
+            WorkerMsg::Status(s) => {
+                if let Ok(Some(j)) = self.store.job(s.job_id.0) {
+                    if j.state == JobState::Scheduled {
+                        let _ = self.store.job_running(j.id, now_ms());
+                    }
+                }
+            }
+            WorkerMsg::Inventory(_) => {}
+            WorkerMsg::Goodbye(g) => {
+                self.log(format!("worker {worker} leaves: {}", g.reason));
+            }
+        }
+    }
+
+    fn log_file(&mut self, id: u64) -> Option<&mut JobLogFile> {
+        if !self.open_logs.contains_key(&id) {
+            match JobLogFile::open(&self.logs.join(id.to_string())) {
+                Ok(f) => {
+                    self.open_logs.insert(id, f);
+                }
+                Err(e) => {
+                    eprintln!("basalt-master: job {id}: opening its log: {e}");
+                    return None;
+                }
+            }
+        }
+        self.open_logs.get_mut(&id)
+    }
+
+    fn hello(&mut self, conn: Conn, worker: String, h: basalt_proto::Hello) {
+        if h.name != worker {
+            let reason = format!(
+                "this connection's key is admitted as worker '{worker}', but its hello says '{}'",
+                h.name
+            );
+            self.log(reason.clone());
+            self.link
+                .send(&conn, MasterMsg::Refused(Refused { reason }));
+            return;
+        }
+        if let Err(e) = negotiate(ProtocolVersion::CURRENT, h.version) {
+            let reason = e.to_string();
+            self.log(format!("worker {worker}: {reason}"));
+            self.link
+                .send(&conn, MasterMsg::Refused(Refused { reason }));
+            return;
+        }
+        if self
+            .store
+            .workers()
+            .is_ok_and(|w| !w.iter().any(|w| w.hostname == worker))
+        {
+            let _ = self.store.add_worker(&worker, "");
+        }
+        let _ = self
+            .store
+            .set_worker_state(&worker, WorkerState::Online, now_ms());
+        let mut resume = Vec::new();
+        let mut discard = Vec::new();
+        for held in &h.jobs {
+            let id = held.job_id.0;
+            let live = self
+                .store
+                .job(id)
+                .ok()
+                .flatten()
+                .is_some_and(|j| j.state != JobState::Finished);
+            match (live, self.log_file(id).map(|l| l.commit().seq)) {
+                (true, Some(seq)) => resume.push(JobResume {
+                    job_id: held.job_id,
+                    next_seq: seq + 1,
+                }),
+                _ => discard.push(held.job_id),
+            }
+        }
+        self.log(format!(
+            "worker {worker} online ({} job(s) resumed)",
+            resume.len()
+        ));
+        self.link.send(
+            &conn,
+            MasterMsg::Welcome(Welcome {
+                version: ProtocolVersion::CURRENT,
+                heartbeat_interval_secs: self.config.heartbeat.as_secs().max(1) as u32,
+                resume,
+                discard,
+                max_batch_bytes: basalt_proto::DEFAULT_MAX_BATCH_BYTES,
+            }),
+        );
+        self.sessions.insert(
+            worker,
+            Session {
+                conn,
+                last_seen: Instant::now(),
+            },
+        );
+        self.schedule();
+    }
+
+    /// Stores a job's end once every record before it is stored.
+    fn try_end(&mut self, id: u64, conn: &Conn) {
+        let Some(last_seq) = self.pending_ends.get(&id).map(|e| e.last_seq) else {
+            return;
+        };
+        let stored = self.log_file(id).map(|l| l.commit().seq).unwrap_or(0);
+        if stored < last_seq {
+            return;
+        }
+        let Some(end) = self.pending_ends.remove(&id) else {
+            return;
+        };
+        let health = match (end.outcome, &end.error_type) {
+            (Outcome::Complete, _) => JobHealth::Complete,
+            (_, Some(basalt_proto::ErrorType::Canceled)) => JobHealth::Canceled,
+            _ => JobHealth::Incomplete,
+        };
+        let health_check = self
+            .store
+            .job(id)
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.health_check);
+        let device_health = health_check.then_some(if health == JobHealth::Complete {
+            DeviceHealth::Good
+        } else {
+            DeviceHealth::Bad
+        });
+        let error = end.error_type.as_ref().map(|t| {
+            (
+                t.name().to_string(),
+                end.error_msg.clone().unwrap_or_default(),
+            )
+        });
+        let r = self.store.finish_job(
+            id,
+            health,
+            error.as_ref().map(|(t, m)| (t.as_str(), m.as_str())),
+            Some(&end.results),
+            device_health,
+            now_ms(),
+        );
+        if let Err(e) = r {
+            self.log(format!("job {id}: storing its end: {e}"));
+            return;
+        }
+        self.open_logs.remove(&id);
+        self.link
+            .send(conn, MasterMsg::EndAck(EndAck { job_id: end.job_id }));
+        self.schedule();
+    }
+
+    /// Workers silent for MISSED_HEARTBEATS intervals are offline; their jobs are lost.
+    fn check_workers(&mut self) {
+        let limit = self.config.heartbeat * basalt_proto::MISSED_HEARTBEATS;
+        let lost: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.last_seen.elapsed() > limit)
+            .map(|(w, _)| w.clone())
+            .collect();
+        for worker in lost {
+            self.sessions.remove(&worker);
+            let _ = self
+                .store
+                .set_worker_state(&worker, WorkerState::Offline, now_ms());
+            self.log(format!("worker {worker} lost (no heartbeat for {limit:?})"));
+            let Ok(devices) = self.store.devices() else {
+                continue;
+            };
+            for d in devices.iter().filter(|d| d.worker == worker) {
+                if let Some(id) = d.current_job {
+                    let _ = self.store.finish_job(
+                        id,
+                        JobHealth::Incomplete,
+                        Some(("Infrastructure", "worker lost")),
+                        None,
+                        Some(DeviceHealth::Unknown),
+                        now_ms(),
+                    );
+                    self.open_logs.remove(&id);
+                    self.pending_ends.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// One scheduling pass: assignments become Starts; devices needing a health check get one.
+    fn schedule(&mut self) {
+        let Ok(snapshot) = self.store.snapshot() else {
+            return;
+        };
+        let plan = schedule(&snapshot);
+        for hostname in &plan.needs_health_check {
+            self.queue_health_check(hostname);
+        }
+        for a in plan.assignments {
+            if let Err(e) = self.start(a.job, &a.device) {
+                self.log(format!("job {}: cannot start on {}: {e}", a.job, a.device));
+                let _ = self.store.finish_job(
+                    a.job,
+                    JobHealth::Incomplete,
+                    Some(("Configuration", &e)),
+                    None,
+                    None,
+                    now_ms(),
+                );
+            }
+        }
+        if !plan.needs_health_check.is_empty() {
+            // the checks just queued can go out now
+            if let Ok(snapshot) = self.store.snapshot() {
+                for a in schedule(&snapshot).assignments {
+                    if let Err(e) = self.start(a.job, &a.device) {
+                        self.log(format!("job {}: cannot start: {e}", a.job));
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue_health_check(&mut self, hostname: &str) {
+        let Ok(Some(device)) = self.store.device(hostname) else {
+            return;
+        };
+        let definition = self
+            .store
+            .device_types()
+            .ok()
+            .and_then(|t| t.into_iter().find(|t| t.name == device.device_type))
+            .and_then(|t| t.health_check);
+        let Some(definition) = definition else {
+            return;
+        };
+        let _ = self.store.submit(
+            &NewJob {
+                submitter: "lava-health".into(),
+                description: format!("health check of {hostname}"),
+                definition,
+                target: Target::Device(hostname.into()),
+                tags: Vec::new(),
+                priority: Priority::HIGH,
+                health_check: true,
+            },
+            now_ms(),
+        );
+    }
+
+    /// Renders the device for the job and sends the Start to the device's worker.
+    fn start(&mut self, id: u64, hostname: &str) -> Result<(), String> {
+        let job = self
+            .store
+            .job(id)
+            .map_err(|e| e.to_string())?
+            .ok_or("no such job")?;
+        let device = self
+            .store
+            .device(hostname)
+            .map_err(|e| e.to_string())?
+            .ok_or("no such device")?;
+        let dictionary = device
+            .dictionary
+            .ok_or_else(|| format!("device '{hostname}' has no dictionary"))?;
+        let (parsed, _) =
+            basalt_model::job::parse_job("job.yaml", &job.definition).map_err(|e| e.to_string())?;
+        let rendered = basalt_model::device::render::render_str(
+            hostname,
+            &dictionary,
+            &self.config.device_types,
+            &parsed.context,
+        )
+        .map_err(|e| e.to_string())?;
+        let session = self
+            .sessions
+            .get(&device.worker)
+            .ok_or_else(|| format!("worker '{}' is not connected", device.worker))?;
+        self.store
+            .schedule_job(id, hostname)
+            .map_err(|e| e.to_string())?;
+        let timeout = parsed.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
+        self.link.send(
+            &session.conn,
+            MasterMsg::Start(Start {
+                job_id: JobId(id),
+                device: hostname.into(),
+                definition: job.definition,
+                device_config: rendered,
+                job_timeout_secs: timeout,
+                health_check: job.health_check,
+            }),
+        );
+        Ok(())
+    }
+}
