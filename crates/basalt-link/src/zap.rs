@@ -169,12 +169,24 @@ pub fn client(
     server: &PublicKey,
     endpoint: &str,
 ) -> Result<zmq::Socket, zmq::Error> {
+    let s = client_socket(ctx, kind, me, server)?;
+    s.connect(endpoint)?;
+    Ok(s)
+}
+
+/// [`client`] before it connects: watch it ([`HandshakeWatch`]) first, then `connect`, so that
+/// no handshake event is missed.
+pub fn client_socket(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    me: &Keypair,
+    server: &PublicKey,
+) -> Result<zmq::Socket, zmq::Error> {
     let s = ctx.socket(kind)?;
     s.set_curve_serverkey(&server.0)?;
     s.set_curve_publickey(&me.public.0)?;
     s.set_curve_secretkey(me.secret_bytes())?;
     s.set_linger(0)?;
-    s.connect(endpoint)?;
     Ok(s)
 }
 

@@ -63,7 +63,7 @@ impl Server {
 }
 
 /// Waits (deadline 5 s) for a handshake event that is not a success.
-fn refusal(watch: &HandshakeWatch) -> Handshake {
+fn refusal(watch: &HandshakeWatch, what: &str) -> Handshake {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         match watch.next(100) {
@@ -71,7 +71,7 @@ fn refusal(watch: &HandshakeWatch) -> Handshake {
             Some(other) => return other,
         }
     }
-    panic!("no refusal within 5 s");
+    panic!("{what}: no refusal within 5 s");
 }
 
 #[test]
@@ -96,10 +96,14 @@ fn admitted_keys_talk_others_are_refused() {
 
     // an unknown key: refused by ZAP, the client sees why
     let stranger = Keypair::generate();
-    let c2 = zap::client(&s.ctx, zmq::DEALER, &stranger, &s.key.public, &s.endpoint()).unwrap();
+    let c2 = zap::client_socket(&s.ctx, zmq::DEALER, &stranger, &s.key.public).unwrap();
     let w2 = HandshakeWatch::new(&s.ctx, &c2, "stranger").unwrap();
+    c2.connect(&s.endpoint()).unwrap();
     c2.send("let me in", 0).unwrap();
-    assert!(matches!(refusal(&w2), Handshake::RefusedAuth { .. }));
+    assert!(matches!(
+        refusal(&w2, "unknown key"),
+        Handshake::RefusedAuth { .. }
+    ));
     match s.decision() {
         Decision::Refused { reason, .. } => assert!(reason.contains("not admitted"), "{reason}"),
         d => panic!("{d:?}"),
@@ -113,25 +117,37 @@ fn admitted_keys_talk_others_are_refused() {
     plain.connect(&s.endpoint()).unwrap();
     plain.send("plaintext", 0).unwrap();
     assert!(matches!(
-        refusal(&w3),
+        refusal(&w3, "plaintext"),
         Handshake::FailedProtocol { .. } | Handshake::Failed { .. }
     ));
     assert!(s.recv(0).is_none(), "a plaintext message arrived");
 
     // a client pinned to another server key never gets through either
     let other = Keypair::generate();
-    let c4 = zap::client(&s.ctx, zmq::DEALER, &worker, &other.public, &s.endpoint()).unwrap();
+    let c4 = s.ctx.socket(zmq::DEALER).unwrap();
+    c4.set_curve_serverkey(&other.public.0).unwrap();
+    c4.set_curve_publickey(&worker.public.0).unwrap();
+    c4.set_curve_secretkey(worker.secret_bytes()).unwrap();
+    c4.set_linger(0).unwrap();
+    // the server drops what it cannot decrypt without a word: the client's handshake times
+    // out, which its events report
+    c4.set_handshake_ivl(500).unwrap();
     let w4 = HandshakeWatch::new(&s.ctx, &c4, "wrong-server").unwrap();
+    c4.connect(&s.endpoint()).unwrap();
     c4.send("hello?", 0).unwrap();
-    let _ = refusal(&w4);
+    let _ = refusal(&w4, "wrong server key");
     assert!(s.recv(0).is_none());
 
     // the key removed: the worker's next connection is refused
     std::fs::remove_file(&worker_pub).unwrap();
-    let c5 = zap::client(&s.ctx, zmq::DEALER, &worker, &s.key.public, &s.endpoint()).unwrap();
+    let c5 = zap::client_socket(&s.ctx, zmq::DEALER, &worker, &s.key.public).unwrap();
     let w5 = HandshakeWatch::new(&s.ctx, &c5, "removed").unwrap();
+    c5.connect(&s.endpoint()).unwrap();
     c5.send("still me", 0).unwrap();
-    assert!(matches!(refusal(&w5), Handshake::RefusedAuth { .. }));
+    assert!(matches!(
+        refusal(&w5, "removed key"),
+        Handshake::RefusedAuth { .. }
+    ));
     // and a key added is admitted without a restart
     let late = Keypair::generate();
     late.write(&admitted, "worker-02").unwrap();

@@ -40,11 +40,13 @@ impl Link {
         events: tokio::sync::mpsc::UnboundedSender<LinkEvent>,
     ) -> Result<Link, zmq::Error> {
         let ctx = zmq::Context::new();
-        let socket = zap::client(&ctx, zmq::DEALER, me, master, endpoint)?;
+        let socket = zap::client_socket(&ctx, zmq::DEALER, me, master)?;
         socket.set_immediate(true)?;
         socket.set_reconnect_ivl(100)?;
         socket.set_reconnect_ivl_max(2000)?;
+        // watched before it connects: the first connection's event is not missed
         let watch = HandshakeWatch::new(&ctx, &socket, "worker")?;
+        socket.connect(endpoint)?;
         let (out, rx) = mpsc::channel::<WorkerMsg>();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
