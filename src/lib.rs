@@ -6,6 +6,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
+//! | 6 | `client` | a client of a LAVA REST API v0.2 (the master's): `basalt jobs`, `devices`, `workers` |
 //! | 6 | `run` | the executor: runs a pipeline's actions by their trait, with timeouts, retries, finalize and cleanup; `run_job` |
 //! | 6 | `pipeline` | builds a job's pipeline on a device from the strategies and checks it (`validate --device`) |
 //! | 5 | `actions` | the strategies, one module per LAVA strategy (`deploy/tftp.rs` is `tftp-deploy`), and their `registry` |
@@ -22,6 +23,7 @@
 
 pub mod action;
 pub mod actions;
+pub mod client;
 pub mod device;
 pub mod error;
 pub mod host;

@@ -37,6 +37,92 @@ enum Command {
     /// CURVE keys for the lab's link between master and workers.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Jobs on a master (LAVA's REST API v0.2).
+    Jobs(JobsArgs),
+    /// Devices of a master.
+    Devices(DevicesArgs),
+    /// Workers of a master.
+    Workers(WorkersArgs),
+}
+
+/// Where the master is (also `$BASALT_URL`, `$BASALT_TOKEN`).
+#[derive(Args)]
+struct ServerArgs {
+    /// The master's HTTP address.
+    #[arg(long, env = "BASALT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An API token (`basalt-master token add USER`); reads work without one.
+    #[arg(long, env = "BASALT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON as the API gives it, not a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct JobsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Submit job definitions; prints their ids.
+    Submit {
+        files: Vec<PathBuf>,
+        /// Follow the (last) job's log until it finishes.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state (Submitted, Scheduled, Running, Finished ...).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one job.
+    Show { id: u64 },
+    /// Print a job's log (LAVA's output.yaml lines).
+    Logs {
+        id: u64,
+        /// Keep printing until the job finishes.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a job.
+    Cancel { id: u64 },
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: DevicesCommand,
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices.
+    List,
+    /// Show one device.
+    Show { hostname: String },
+}
+
+#[derive(Args)]
+struct WorkersArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: WorkersCommand,
+}
+
+#[derive(Subcommand)]
+enum WorkersCommand {
+    /// List workers.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +289,9 @@ fn main() -> ExitCode {
         Command::Run(a) => run(&a),
         Command::Demo(a) => demo(&a),
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
+        Command::Jobs(a) => jobs(&a),
+        Command::Devices(a) => devices(&a),
+        Command::Workers(a) => workers(&a),
     };
     match result {
         Ok(code) => code,
@@ -211,6 +300,189 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+fn client_of(s: &ServerArgs) -> basalt::client::Client {
+    basalt::client::Client::new(&s.url, s.token.clone())
+}
+
+/// A JSON value as a table cell.
+fn cell(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints `rows` as a table of `columns` (or as JSON).
+fn print_rows(rows: &[serde_json::Value], columns: &[&str], json: bool) {
+    if json {
+        println!("{}", serde_json::Value::Array(rows.to_vec()));
+        return;
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(columns.iter().map(|c| c.to_string()).collect()));
+    for r in cells {
+        println!("{}", line(r));
+    }
+}
+
+/// Prints a job's log from line `from`; returns the next line number.
+fn print_log(c: &basalt::client::Client, id: u64, from: u64) -> Result<u64> {
+    let Some(text) = c.logs(id, from)? else {
+        return Ok(from);
+    };
+    let mut n = from;
+    for l in text.lines() {
+        println!("{l}");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Follows a job's log until the job is Finished; the exit code says how it ended.
+fn follow(c: &basalt::client::Client, id: u64) -> Result<ExitCode> {
+    let mut next = 0;
+    loop {
+        next = print_log(c, id, next)?;
+        let job = c.get(&format!("jobs/{id}/"))?;
+        if job.get("state").and_then(|s| s.as_str()) == Some("Finished") {
+            print_log(c, id, next)?;
+            let health = job.get("health").and_then(|h| h.as_str()).unwrap_or("?");
+            eprintln!("job {id}: {health}");
+            return Ok(if health == "Complete" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        // a console line shows within this (the API has no push yet)
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn jobs(a: &JobsArgs) -> Result<ExitCode> {
+    let c = client_of(&a.server);
+    match &a.command {
+        JobsCommand::Submit { files, follow: f } => {
+            let mut last = None;
+            for file in files {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let ids = c
+                    .submit(&text)
+                    .with_context(|| format!("submitting {}", file.display()))?;
+                for id in &ids {
+                    println!("{id}");
+                }
+                last = ids.last().copied();
+            }
+            match (f, last) {
+                (true, Some(id)) => follow(&c, id),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        JobsCommand::List { state } => {
+            let path = match state {
+                Some(s) => format!("jobs/?state={s}"),
+                None => "jobs/".into(),
+            };
+            let rows = c.list(&path)?;
+            print_rows(
+                &rows,
+                &[
+                    "id",
+                    "description",
+                    "state",
+                    "health",
+                    "actual_device",
+                    "submit_time",
+                ],
+                a.server.json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id } => {
+            let job = c.get(&format!("jobs/{id}/"))?;
+            if a.server.json {
+                println!("{job}");
+            } else if let Some(m) = job.as_object() {
+                for (k, v) in m {
+                    if k != "definition" && k != "original_definition" {
+                        println!("{k:<22} {}", cell(Some(v)));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Logs { id, follow: f } => {
+            if *f {
+                return follow(&c, *id);
+            }
+            print_log(&c, *id, 0)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Cancel { id } => {
+            c.cancel(*id)?;
+            println!("job {id} canceled");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn devices(a: &DevicesArgs) -> Result<ExitCode> {
+    let c = client_of(&a.server);
+    match &a.command {
+        DevicesCommand::List => {
+            let rows = c.list("devices/")?;
+            print_rows(
+                &rows,
+                &["hostname", "device_type", "worker_host", "state", "health"],
+                a.server.json,
+            );
+        }
+        DevicesCommand::Show { hostname } => {
+            let d = c.get(&format!("devices/{hostname}/"))?;
+            println!("{d}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn workers(a: &WorkersArgs) -> Result<ExitCode> {
+    let c = client_of(&a.server);
+    match &a.command {
+        WorkersCommand::List => {
+            let rows = c.list("workers/")?;
+            print_rows(&rows, &["hostname", "state", "health"], a.server.json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `basalt keys generate NAME --dir DIR`: prints the two paths and the public key.

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["log"],
     &["action"],
     &["actions"],
-    &["pipeline", "run"],
+    &["pipeline", "run", "client"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -1,0 +1,164 @@
+//! A client of a LAVA REST API v0.2 (basalt's master, or LAVA itself): what `basalt jobs`,
+//! `basalt devices` and `basalt workers` call. `Authorization: Token` on every request when a
+//! token is given; pages are followed by their `next` links.
+
+use std::time::Duration;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: HTTP {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: the answer is not what LAVA's API sends: {message}")]
+    Shape { url: String, message: String },
+}
+
+/// A server and the token to use.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// `http://HOST:PORT` (the API is below `/api/v0.2/`).
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(url: &str, token: Option<String>) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .redirects(0)
+            .build();
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v0.2/{path}", self.base)
+    }
+
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let r = self.agent.request(method, url);
+        match &self.token {
+            Some(t) => r.set("Authorization", &format!("Token {t}")),
+            None => r,
+        }
+    }
+
+    fn call(
+        &self,
+        url: &str,
+        r: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ClientError> {
+        match r {
+            Ok(resp) => Ok(resp),
+            Err(ureq::Error::Status(status, resp)) => {
+                let body = resp.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("message")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or(body);
+                Err(ClientError::Status {
+                    url: url.to_string(),
+                    status,
+                    message,
+                })
+            }
+            Err(e) => Err(ClientError::Transport {
+                url: url.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// `GET` a JSON document.
+    pub fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let resp = self.call(&url, self.request("GET", &url).call())?;
+        resp.into_json().map_err(|e| ClientError::Shape {
+            url,
+            message: e.to_string(),
+        })
+    }
+
+    /// Every result of a paged list (`{count, next, results}`).
+    pub fn list(&self, path: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let mut url = self.url(path);
+        let mut all = Vec::new();
+        loop {
+            let resp = self.call(&url, self.request("GET", &url).call())?;
+            let page: serde_json::Value = resp.into_json().map_err(|e| ClientError::Shape {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            let results = page
+                .get("results")
+                .and_then(|r| r.as_array())
+                .ok_or_else(|| ClientError::Shape {
+                    url: url.clone(),
+                    message: "no `results` list".into(),
+                })?;
+            all.extend(results.iter().cloned());
+            match page.get("next").and_then(|n| n.as_str()) {
+                Some(next) if !next.is_empty() => url = next.to_string(),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Submits a job definition; returns its ids (several for MultiNode).
+    pub fn submit(&self, definition: &str) -> Result<Vec<u64>, ClientError> {
+        let url = self.url("jobs/");
+        let body = serde_json::json!({ "definition": definition });
+        let resp = self.call(&url, self.request("POST", &url).send_json(body))?;
+        let v: serde_json::Value = resp.into_json().map_err(|e| ClientError::Shape {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        v.get("job_ids")
+            .and_then(|ids| ids.as_array())
+            .map(|ids| ids.iter().filter_map(|i| i.as_u64()).collect())
+            .ok_or_else(|| ClientError::Shape {
+                url,
+                message: "no `job_ids`".into(),
+            })
+    }
+
+    /// Cancels a job.
+    pub fn cancel(&self, id: u64) -> Result<(), ClientError> {
+        let url = self.url(&format!("jobs/{id}/cancel/"));
+        self.call(&url, self.request("GET", &url).call())
+            .map(|_| ())
+    }
+
+    /// The job's log lines from line `start` on (0-based); `None` when it has none yet.
+    pub fn logs(&self, id: u64, start: u64) -> Result<Option<String>, ClientError> {
+        let mut url = self.url(&format!("jobs/{id}/logs/"));
+        if start > 0 {
+            url.push_str(&format!("?start={start}"));
+        }
+        match self.call(&url, self.request("GET", &url).call()) {
+            Ok(resp) => resp
+                .into_string()
+                .map(Some)
+                .map_err(|e| ClientError::Shape {
+                    url,
+                    message: e.to_string(),
+                }),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
