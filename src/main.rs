@@ -49,10 +49,15 @@ enum Command {
 #[derive(Args)]
 struct ServerArgs {
     /// The master's HTTP address.
-    #[arg(long, env = "BASALT_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "BASALT_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     /// An API token (`basalt-master token add USER`); reads work without one.
-    #[arg(long, env = "BASALT_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "BASALT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print JSON as the API gives it, not a table.
     #[arg(long, global = true)]
