@@ -78,7 +78,8 @@ impl Client {
             }
             Err(e) => Err(ClientError::Transport {
                 url: url.to_string(),
-                message: e.to_string(),
+                // ureq's message starts with the URL too
+                message: e.to_string().replacen(&format!("{url}: "), "", 1),
             }),
         }
     }
