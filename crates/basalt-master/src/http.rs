@@ -543,6 +543,7 @@ async fn add_device(
         current_job: None,
     };
     h.store.add_device(&device)?;
+    h.reschedule();
     let stored = find_device(&h, &device.hostname)?;
     Ok((StatusCode::CREATED, Json(device_json(&stored))))
 }
@@ -573,6 +574,7 @@ async fn set_dictionary(
     let d: Dictionary = body(&bytes)?;
     find_device(&h, &hostname)?;
     h.store.set_dictionary(&hostname, &d.dictionary)?;
+    h.reschedule();
     Ok(Json(
         json!({ "message": format!("device {hostname} dictionary updated") }),
     ))

@@ -16,6 +16,7 @@ const USER: &str = "user-token-0123456789";
 /// A running master: its API base URL; dropping it stops the server.
 struct Master {
     base: String,
+    state_dir: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -76,6 +77,7 @@ fn start() -> Master {
         .expect("the server did not start within 10 s");
     Master {
         base: format!("http://{addr}/api/v0.2/"),
+        state_dir: dir.path().to_path_buf(),
         stop: Some(stop_tx),
         thread: Some(thread),
         _dir: dir,
@@ -346,4 +348,139 @@ fn bad_requests_are_refused_with_a_message() {
     );
     let (s, _) = call(&m, "POST", "jobs/", Some(USER), Some(&big));
     assert_eq!(s, 413);
+}
+
+#[test]
+fn logs_are_served_by_line_range() {
+    let m = start();
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!(s, 201, "{r}");
+    let id = r["job_ids"][0].as_u64().expect("a job id");
+    // the engine's log directory for the job, written as the engine writes it
+    let records: Vec<String> = (0..5)
+        .map(|i| format!("- {{\"dt\": \"2026-07-01T00:00:0{i}.000000\", \"lvl\": \"info\", \"msg\": \"line {i}\"}}"))
+        .collect();
+    let mut log =
+        basalt_master::logs::JobLogFile::open(&m.state_dir.join("jobs").join(id.to_string()))
+            .expect("log");
+    log.append(1, &records).expect("append");
+    let resp = ureq::get(&format!("{}jobs/{id}/logs/", m.base))
+        .call()
+        .expect("logs");
+    assert_eq!(resp.content_type(), "application/yaml");
+    let all = resp.into_string().expect("body");
+    assert_eq!(all.lines().collect::<Vec<_>>(), records);
+    let (s, some) = get(&m, &format!("jobs/{id}/logs/?start=1&end=3"));
+    assert_eq!(s, 200);
+    let some = some.as_str().expect("yaml text").to_string();
+    assert_eq!(some, format!("{}\n{}\n", records[1], records[2]));
+    let (s, tail) = get(&m, &format!("jobs/{id}/logs/?start=4"));
+    assert_eq!(s, 200);
+    assert_eq!(tail.as_str(), Some(format!("{}\n", records[4]).as_str()));
+    // past the end: no data yet
+    let (s, _) = get(&m, &format!("jobs/{id}/logs/?start=5"));
+    assert_eq!(s, 404);
+}
+
+/// Reads the child's stderr until the line that tells where the API listens.
+fn api_url(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("stderr");
+        assert!(n > 0, "basalt-master exited before listening");
+        if let Some(url) = line.trim().split("API on ").nth(1) {
+            return url.to_string();
+        }
+    }
+}
+
+#[test]
+fn binary_makes_tokens_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_basalt-master");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["token", "add", "root", "--admin"])
+        .output()
+        .expect("token add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("utf-8");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let mut child = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("basalt-master");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let base = api_url(&mut stderr);
+    assert!(dir.path().join("certs/master.key").is_file());
+    assert!(dir.path().join("certs/master.key_secret").is_file());
+    assert!(dir.path().join("certs/workers").is_dir());
+    let v: Value = ureq::get(&format!("{base}system/version/"))
+        .call()
+        .expect("version")
+        .into_json()
+        .expect("json");
+    assert_eq!(v["version"], "2026.07");
+    let resp = ureq::post(&format!("{base}workers/"))
+        .set("Authorization", &format!("Token {token}"))
+        .send_json(json!({"hostname": "w1"}))
+        .expect("add worker");
+    assert_eq!(resp.status(), 201);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // wait for the exit, with a deadline
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("still running 20 s after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+
+    // a second start keeps the key and the store
+    let key = std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key");
+    let mut child = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("basalt-master");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let base = api_url(&mut stderr);
+    let workers: Value = ureq::get(&format!("{base}workers/"))
+        .call()
+        .expect("workers")
+        .into_json()
+        .expect("json");
+    assert_eq!(workers["results"][0]["hostname"], "w1");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key"),
+        key
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
