@@ -1,7 +1,9 @@
 //! LAVA's REST API v0.2 (a first subset), served under `/api/v0.2/` with LAVA's exact paths,
 //! trailing slash included (the `lava-api` crate follows no redirects), and LAVA's shapes:
 //! pages `{count, next, previous, results}` with absolute `next`/`previous` URLs, states by
-//! LAVA's names, times in RFC 3339 (UTC).
+//! LAVA's names, times in RFC 3339 (UTC). Tags are shown by id as LAVA's are (`lava-api`
+//! parses `tags` as integers and looks them up in `tags/`): the store keeps tag names, and
+//! a tag's id is derived from its name ([`tag_id`]), so it needs no table and never changes.
 //!
 //! Authentication is `Authorization: Token <token>` (a token made by `basalt-master token
 //! add`, checked against the hash in the store). Reads are anonymous by design, as LAVA's
@@ -118,6 +120,8 @@ pub fn router(handle: Handle) -> Router {
             "/devices/{hostname}/dictionary/",
             get(dictionary).post(set_dictionary),
         )
+        .route("/tags/", get(tags))
+        .route("/tags/{id}/", get(tag))
         .route("/workers/", get(workers).post(add_worker))
         .route("/devicetypes/", get(device_types).post(add_device_type));
     Router::new()
@@ -293,6 +297,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// A tag's id as the API shows it: the first 31 bits of the SHA-256 of its name (stable
+/// without a table; two tags of one lab sharing an id is a 1-in-2^31 chance per pair).
+pub fn tag_id(name: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(name.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff
+}
+
+/// The ids of tag names.
+fn tag_ids(tags: &[String]) -> Vec<u32> {
+    tags.iter().map(|t| tag_id(t)).collect()
+}
+
+/// Every tag the lab's devices have, by name, once.
+fn all_tags(h: &Handle) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = h
+        .store
+        .devices()?
+        .into_iter()
+        .flat_map(|d| d.tags)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// A tag as LAVA's `tags/` shows it.
+fn tag_json(name: &str) -> Value {
+    json!({ "id": tag_id(name), "name": name, "description": Value::Null })
+}
+
 // ---- shapes ----------------------------------------------------------------------------------
 
 /// A job as LAVA's `jobs/` shows it.
@@ -308,7 +343,7 @@ fn job_json(j: &Job) -> Value {
         "description": j.description,
         "health_check": j.health_check,
         "requested_device_type": requested_device_type,
-        "tags": j.tags,
+        "tags": tag_ids(&j.tags),
         "actual_device": j.actual_device,
         "submit_time": rfc3339(j.submit_time),
         "start_time": j.start_time.map(rfc3339),
@@ -331,7 +366,7 @@ fn device_json(d: &Device) -> Value {
         "device_type": d.device_type,
         "worker_host": d.worker,
         "description": d.description,
-        "tags": d.tags,
+        "tags": tag_ids(&d.tags),
         "state": d.state.name(),
         "health": d.health.name(),
         "current_job": d.current_job,
@@ -578,6 +613,30 @@ async fn set_dictionary(
     Ok(Json(
         json!({ "message": format!("device {hostname} dictionary updated") }),
     ))
+}
+
+async fn tags(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let names = all_tags(&h)?;
+    page_of(
+        &headers,
+        "tags/",
+        &q,
+        names.iter().map(|n| tag_json(n)).collect(),
+    )
+}
+
+async fn tag(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let missing = || ApiError::NotFound(format!("no tag {id:?}"));
+    let want: u32 = id.parse().map_err(|_| missing())?;
+    let name = all_tags(&h)?
+        .into_iter()
+        .find(|n| tag_id(n) == want)
+        .ok_or_else(missing)?;
+    Ok(Json(tag_json(&name)))
 }
 
 async fn workers(

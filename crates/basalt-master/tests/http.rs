@@ -182,7 +182,18 @@ fn registered_lab_is_listed_with_lavas_fields() {
     assert_eq!(d["device_type"], "qemu");
     assert_eq!(d["health"], "Unknown");
     assert_eq!(d["state"], "Idle");
-    assert_eq!(d["tags"], json!(["fast"]));
+    // tags by id, as LAVA's, named in tags/
+    let fast = http::tag_id("fast");
+    assert_eq!(d["tags"], json!([fast]));
+    let (s, tags) = get(&m, "tags/");
+    assert_eq!(s, 200);
+    assert_eq!(
+        tags["results"],
+        json!([{"id": fast, "name": "fast", "description": null}])
+    );
+    let (s, tag) = get(&m, &format!("tags/{fast}/"));
+    assert_eq!(s, 200);
+    assert_eq!(tag["name"], "fast");
     let (s, one) = get(&m, "devices/qemu-01/");
     assert_eq!(s, 200);
     assert_eq!(&one, d);
