@@ -434,7 +434,37 @@ async fn jobs(
         ),
     };
     let paging = paging(&q)?;
-    let (count, jobs) = h.store.jobs(state, paging.0, paging.1)?;
+    // `id` / `id__in`: the jobs asked for by id (what lava-gitlab-runner follows a job with)
+    let ids = match (q.get("id"), q.get("id__in")) {
+        (Some(one), _) => Some(vec![one.as_str()]),
+        (None, Some(list)) => Some(list.split(',').collect()),
+        (None, None) => None,
+    };
+    let (count, jobs) = match ids {
+        None => h.store.jobs(state, paging.0, paging.1)?,
+        Some(ids) => {
+            let mut found = Vec::new();
+            for id in ids.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+                let id: u64 = id.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("'id' should be a number, not {id:?}"))
+                })?;
+                if let Some(j) = h.store.job(id)? {
+                    if state.is_none_or(|s| j.state == s) {
+                        found.push(j);
+                    }
+                }
+            }
+            found.sort_by_key(|j| std::cmp::Reverse(j.id));
+            found.dedup_by_key(|j| j.id);
+            let count = found.len() as u64;
+            let page = found
+                .into_iter()
+                .skip(paging.1 as usize)
+                .take(paging.0 as usize)
+                .collect();
+            (count, page)
+        }
+    };
     let results = jobs.iter().map(job_json).collect();
     Ok(Json(page(&headers, "jobs/", &q, paging, count, results)))
 }

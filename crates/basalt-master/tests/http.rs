@@ -294,6 +294,15 @@ fn jobs_are_paged_with_absolute_urls() {
     assert_eq!(page2["results"].as_array().map(Vec::len), Some(1));
     assert!(page2["next"].is_null());
     assert!(page2["previous"].is_string());
+    // by id, as lava-api's jobs().id(..) asks
+    let newest = page["results"][0]["id"].as_u64().expect("id");
+    let (_, by_id) = get(&m, &format!("jobs/?id={newest}"));
+    assert_eq!(by_id["count"], 1);
+    assert_eq!(by_id["results"][0]["id"], newest);
+    let (_, by_ids) = get(&m, &format!("jobs/?id__in={},{newest},999", newest - 1));
+    assert_eq!(by_ids["count"], 2, "{by_ids}");
+    let (_, none) = get(&m, &format!("jobs/?id={newest}&state=Running"));
+    assert_eq!(none["count"], 0);
     let (s, r) = get(&m, "jobs/?limit=many");
     assert_eq!(s, 400, "{r}");
     let (s, r) = get(&m, "jobs/?state=Sleeping");
