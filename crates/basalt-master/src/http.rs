@@ -113,9 +113,14 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/", get(jobs).post(submit))
         .route("/jobs/{id}/", get(job))
         .route("/jobs/{id}/logs/", get(job_logs))
+        .route("/jobs/{id}/yaml/", get(job_yaml))
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
         .route("/devices/", get(devices).post(add_device))
         .route("/devices/{hostname}/", get(device))
+        .route(
+            "/devices/{hostname}/set_health/",
+            axum::routing::post(set_health),
+        )
         .route(
             "/devices/{hostname}/dictionary/",
             get(dictionary).post(set_dictionary),
@@ -481,6 +486,11 @@ async fn job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<
     Ok(Json(job_json(&find_job(&h, &id)?)))
 }
 
+async fn job_yaml(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = find_job(&h, &id)?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], job.definition).into_response())
+}
+
 /// How much of a log is read at a time while counting its lines.
 const LOG_CHUNK: usize = 1 << 20;
 
@@ -611,6 +621,36 @@ async fn add_device(
     h.reschedule();
     let stored = find_device(&h, &device.hostname)?;
     Ok((StatusCode::CREATED, Json(device_json(&stored))))
+}
+
+#[derive(Deserialize)]
+struct SetHealth {
+    health: String,
+    /// LAVA records it in the device's log; basalt has none yet and echoes it back.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn set_health(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Path(hostname): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    admin(&h, &headers)?;
+    let r: SetHealth = body(&bytes)?;
+    let health = crate::model::DeviceHealth::ALL
+        .iter()
+        .copied()
+        .find(|x| x.name().eq_ignore_ascii_case(&r.health))
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown device health {:?}", r.health)))?;
+    find_device(&h, &hostname)?;
+    h.store.set_device_health(&hostname, health)?;
+    h.reschedule();
+    let why = r.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    Ok(Json(
+        json!({ "message": format!("device {hostname} health set to {health}{why}") }),
+    ))
 }
 
 async fn dictionary(

@@ -197,6 +197,30 @@ fn registered_lab_is_listed_with_lavas_fields() {
     let (s, one) = get(&m, "devices/qemu-01/");
     assert_eq!(s, 200);
     assert_eq!(&one, d);
+    // an admin sets its health by LAVA's name
+    let (s, r) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(ADMIN),
+        json!({"health": "Maintenance", "reason": "test"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let (_, one) = get(&m, "devices/qemu-01/");
+    assert_eq!(one["health"], "Maintenance");
+    let (s, _) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(ADMIN),
+        json!({"health": "Sleepy"}),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(USER),
+        json!({"health": "Good"}),
+    );
+    assert_eq!(s, 403);
     let (_, workers) = get(&m, "workers/");
     assert_eq!(workers["results"][0]["hostname"], "w1");
     assert_eq!(workers["results"][0]["health"], "Active");
@@ -258,6 +282,12 @@ fn submitted_job_is_listed_and_canceled() {
     assert_eq!(&one, j);
     let (_, running) = get(&m, "jobs/?state=Running");
     assert_eq!(running["count"], 0);
+
+    let resp = ureq::get(&format!("{}jobs/{id}/yaml/", m.base))
+        .call()
+        .expect("yaml");
+    assert_eq!(resp.content_type(), "application/yaml");
+    assert_eq!(resp.into_string().expect("body"), demo_job());
 
     // no log yet
     let (s, r) = get(&m, &format!("jobs/{id}/logs/"));
