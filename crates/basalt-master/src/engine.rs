@@ -52,6 +52,8 @@ pub enum EngineError {
 enum Request {
     Submit(String, String, oneshot::Sender<Result<u64, EngineError>>),
     Cancel(u64, oneshot::Sender<Result<bool, EngineError>>),
+    /// The devices changed outside the engine (the API registered one): schedule again.
+    Schedule,
 }
 
 /// What the API and the tests call; cheap to clone.
@@ -79,6 +81,12 @@ impl Handle {
             .send(Request::Cancel(id, tx))
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Runs the scheduler again: the API calls it after registering a device or changing a
+    /// dictionary, so a queued job does not wait for the next worker event.
+    pub fn reschedule(&self) {
+        let _ = self.requests.send(Request::Schedule);
     }
 
     /// The directory of a job's log (`output.yaml`, read with [`crate::logs::read_from`]).
@@ -180,6 +188,7 @@ impl Engine {
             Request::Cancel(id, reply) => {
                 let _ = reply.send(self.cancel(id));
             }
+            Request::Schedule => self.schedule(),
         }
     }
 

@@ -1,11 +1,13 @@
-//! basalt's master, as a library for now: LAVA's job, device and worker states ([`model`]),
-//! the scheduler ([`scheduler`]), a pure function over a snapshot of the queue and the
-//! devices, and the job logs stored exactly once as they arrive ([`logs`]).
-//! The binary (store, HTTP API, ZeroMQ to the workers) comes later and calls into this.
+//! basalt's master: LAVA's job, device and worker states ([`model`]), the scheduler
+//! ([`scheduler`]), a pure function over a snapshot of the queue and the devices, the store
+//! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
+//! ([`link`]) and the engine that drives them ([`engine`]), and LAVA's REST API ([`http`]).
+//! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod http;
 pub mod link;
 pub mod logs;
 pub mod model;

@@ -1,0 +1,817 @@
+//! LAVA's REST API v0.2 (a first subset), served under `/api/v0.2/` with LAVA's exact paths,
+//! trailing slash included (the `lava-api` crate follows no redirects), and LAVA's shapes:
+//! pages `{count, next, previous, results}` with absolute `next`/`previous` URLs, states by
+//! LAVA's names, times in RFC 3339 (UTC). Tags are shown by id as LAVA's are (`lava-api`
+//! parses `tags` as integers and looks them up in `tags/`): the store keeps tag names, and
+//! a tag's id is derived from its name ([`tag_id`]), so it needs no table and never changes.
+//!
+//! Authentication is `Authorization: Token <token>` (a token made by `basalt-master token
+//! add`, checked against the hash in the store). Reads are anonymous by design, as LAVA's
+//! are; every write (submit, cancel) needs a valid token, and the admin writes (workers,
+//! device types, devices, dictionaries) a token of an admin user. Errors are
+//! `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403 (not an admin),
+//! 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
+
+use crate::engine::{EngineError, Handle};
+use crate::logs::{self, LogError};
+use crate::scheduler::Target;
+use crate::store::{Device, DeviceType, Job, StoreError, Worker};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+
+/// The largest request body accepted (a job definition with inline tests fits easily).
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The version `system/version/` reports.
+pub const VERSION: &str = "2026.07";
+
+/// The page size when a request gives no `limit` (LAVA's).
+const DEFAULT_LIMIT: u32 = 50;
+
+/// The largest `limit` served: a page stays small however it is asked for.
+const MAX_LIMIT: u32 = 1000;
+
+/// Why a request failed; each is one HTTP status with a `{"message"}` body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication credentials were not provided or are not valid")]
+    Unauthorized,
+    #[error("you do not have permission to perform this action")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({ "message": self.to_string() }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            // a reference to something unregistered, or a duplicate: the request is wrong
+            StoreError::Missing { .. } | StoreError::Exists { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
+            StoreError::Sql(_) | StoreError::TooNew { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Invalid(why) => ApiError::BadRequest(why),
+            EngineError::Store(e) => e.into(),
+            EngineError::Stopped => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's routes on the engine's handle, with the body limit.
+pub fn router(handle: Handle) -> Router {
+    let api = Router::new()
+        .route("/system/version/", get(version))
+        .route("/jobs/", get(jobs).post(submit))
+        .route("/jobs/{id}/", get(job))
+        .route("/jobs/{id}/logs/", get(job_logs))
+        .route("/jobs/{id}/yaml/", get(job_yaml))
+        .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
+        .route("/devices/", get(devices).post(add_device))
+        .route("/devices/{hostname}/", get(device))
+        .route(
+            "/devices/{hostname}/set_health/",
+            axum::routing::post(set_health),
+        )
+        .route(
+            "/devices/{hostname}/dictionary/",
+            get(dictionary).post(set_dictionary),
+        )
+        .route("/tags/", get(tags))
+        .route("/tags/{id}/", get(tag))
+        .route("/workers/", get(workers).post(add_worker))
+        .route("/devicetypes/", get(device_types).post(add_device_type));
+    Router::new()
+        .nest("/api/v0.2", api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(handle)
+}
+
+/// Serves the API on `listener` until `shutdown` completes (then finishes the requests in
+/// flight and returns).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(handle))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+/// The user of the request's token, and whether they are an admin; 401 without a valid one.
+fn user(h: &Handle, headers: &HeaderMap) -> ApiResult<(String, bool)> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Token "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized)?;
+    h.store.token_user(token)?.ok_or(ApiError::Unauthorized)
+}
+
+/// The request's user if they are an admin: 401 without a valid token, 403 for a non-admin.
+fn admin(h: &Handle, headers: &HeaderMap) -> ApiResult<String> {
+    match user(h, headers)? {
+        (name, true) => Ok(name),
+        (_, false) => Err(ApiError::Forbidden),
+    }
+}
+
+/// Parses a JSON body into `T`: 400 with serde's reason when it is not.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
+
+/// A query parameter as a number; 400 when it is there but not one.
+fn number<T: std::str::FromStr>(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<T>> {
+    match q.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("'{name}' should be a number, not {v:?}"))),
+    }
+}
+
+/// A job id from the path: a path that is not a number names no job (404).
+fn job_id(id: &str) -> ApiResult<u64> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("no job {id:?}")))
+}
+
+/// `limit` and `offset` of a list request.
+fn paging(q: &HashMap<String, String>) -> ApiResult<(u32, u32)> {
+    let limit = number::<u32>(q, "limit")?
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, MAX_LIMIT);
+    let offset = number::<u32>(q, "offset")?.unwrap_or(0);
+    Ok((limit, offset))
+}
+
+/// A LAVA page: `next`/`previous` are absolute URLs (what `lava-api` follows) to the same
+/// list with the other parameters kept.
+fn page(
+    headers: &HeaderMap,
+    path: &str,
+    q: &HashMap<String, String>,
+    (limit, offset): (u32, u32),
+    count: u64,
+    results: Vec<Value>,
+) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let url = |offset: u64| {
+        let mut params: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| *k != "limit" && *k != "offset")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        params.sort();
+        params.push(("limit".into(), limit.to_string()));
+        params.push(("offset".into(), offset.to_string()));
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!("http://{host}/api/v0.2/{path}?{}", query.join("&"))
+    };
+    let (limit, offset) = (u64::from(limit), u64::from(offset));
+    let next = (offset + limit < count).then(|| url(offset + limit));
+    let previous = (offset > 0).then(|| url(offset.saturating_sub(limit)));
+    json!({ "count": count, "next": next, "previous": previous, "results": results })
+}
+
+/// Percent-encodes a query component (unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A page of an in-memory list (devices, workers, device types: a lab has few).
+fn page_of(
+    headers: &HeaderMap,
+    path: &str,
+    q: &HashMap<String, String>,
+    items: Vec<Value>,
+) -> ApiResult<Json<Value>> {
+    let (limit, offset) = paging(q)?;
+    let count = items.len() as u64;
+    let results = items
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Ok(Json(page(
+        headers,
+        path,
+        q,
+        (limit, offset),
+        count,
+        results,
+    )))
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC (`2026-07-01T12:00:00.000Z`).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days` algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A tag's id as the API shows it: the first 31 bits of the SHA-256 of its name (stable
+/// without a table; two tags of one lab sharing an id is a 1-in-2^31 chance per pair).
+pub fn tag_id(name: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(name.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff
+}
+
+/// The ids of tag names.
+fn tag_ids(tags: &[String]) -> Vec<u32> {
+    tags.iter().map(|t| tag_id(t)).collect()
+}
+
+/// Every tag the lab's devices have, by name, once.
+fn all_tags(h: &Handle) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = h
+        .store
+        .devices()?
+        .into_iter()
+        .flat_map(|d| d.tags)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// A tag as LAVA's `tags/` shows it.
+fn tag_json(name: &str) -> Value {
+    json!({ "id": tag_id(name), "name": name, "description": Value::Null })
+}
+
+// ---- shapes ----------------------------------------------------------------------------------
+
+/// A job as LAVA's `jobs/` shows it.
+fn job_json(j: &Job) -> Value {
+    let requested_device_type = match &j.target {
+        Target::DeviceType(t) => Some(t.clone()),
+        Target::Device(_) => None,
+    };
+    json!({
+        "id": j.id,
+        "submitter": j.submitter,
+        "viewing_groups": [],
+        "description": j.description,
+        "health_check": j.health_check,
+        "requested_device_type": requested_device_type,
+        "tags": tag_ids(&j.tags),
+        "actual_device": j.actual_device,
+        "submit_time": rfc3339(j.submit_time),
+        "start_time": j.start_time.map(rfc3339),
+        "end_time": j.end_time.map(rfc3339),
+        "state": j.state.name(),
+        "health": j.health.name(),
+        "priority": j.priority.value(),
+        "definition": j.definition,
+        "original_definition": j.definition,
+        "multinode_definition": "",
+        "failure_tags": [],
+        "failure_comment": Value::Null,
+    })
+}
+
+/// A device as LAVA's `devices/` shows it.
+fn device_json(d: &Device) -> Value {
+    json!({
+        "hostname": d.hostname,
+        "device_type": d.device_type,
+        "worker_host": d.worker,
+        "description": d.description,
+        "tags": tag_ids(&d.tags),
+        "state": d.state.name(),
+        "health": d.health.name(),
+        "current_job": d.current_job,
+    })
+}
+
+/// A worker as LAVA's `workers/` shows it.
+fn worker_json(w: &Worker) -> Value {
+    json!({
+        "hostname": w.hostname,
+        "description": w.description,
+        "state": w.state.name(),
+        "health": w.health.name(),
+        "last_ping": (w.last_seen > 0).then(|| rfc3339(w.last_seen)),
+    })
+}
+
+/// A device type as `devicetypes/` shows it (`health_check`: basalt's, the definition).
+fn device_type_json(t: &DeviceType) -> Value {
+    json!({
+        "name": t.name,
+        "display": true,
+        "health_check": t.health_check,
+    })
+}
+
+// ---- handlers --------------------------------------------------------------------------------
+
+async fn version() -> Json<Value> {
+    Json(json!({ "version": VERSION }))
+}
+
+#[derive(Deserialize)]
+struct Submission {
+    definition: String,
+}
+
+async fn submit(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (submitter, _) = user(&h, &headers)?;
+    let s: Submission = body(&bytes)?;
+    let id = h.submit(&submitter, &s.definition).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": "job submitted", "job_ids": [id] })),
+    ))
+}
+
+async fn jobs(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let state = match q.get("state").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(name) => Some(
+            crate::model::JobState::ALL
+                .iter()
+                .copied()
+                .find(|s| s.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown job state {name:?}")))?,
+        ),
+    };
+    let paging = paging(&q)?;
+    // `id` / `id__in`: the jobs asked for by id (what lava-gitlab-runner follows a job with)
+    let ids = match (q.get("id"), q.get("id__in")) {
+        (Some(one), _) => Some(vec![one.as_str()]),
+        (None, Some(list)) => Some(list.split(',').collect()),
+        (None, None) => None,
+    };
+    let (count, jobs) = match ids {
+        None => h.store.jobs(state, paging.0, paging.1)?,
+        Some(ids) => {
+            let mut found = Vec::new();
+            for id in ids.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+                let id: u64 = id.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("'id' should be a number, not {id:?}"))
+                })?;
+                if let Some(j) = h.store.job(id)? {
+                    if state.is_none_or(|s| j.state == s) {
+                        found.push(j);
+                    }
+                }
+            }
+            found.sort_by_key(|j| std::cmp::Reverse(j.id));
+            found.dedup_by_key(|j| j.id);
+            let count = found.len() as u64;
+            let page = found
+                .into_iter()
+                .skip(paging.1 as usize)
+                .take(paging.0 as usize)
+                .collect();
+            (count, page)
+        }
+    };
+    let results = jobs.iter().map(job_json).collect();
+    Ok(Json(page(&headers, "jobs/", &q, paging, count, results)))
+}
+
+/// The job `id`, or 404.
+fn find_job(h: &Handle, id: &str) -> ApiResult<Job> {
+    let id = job_id(id)?;
+    h.store
+        .job(id)?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+async fn job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(job_json(&find_job(&h, &id)?)))
+}
+
+async fn job_yaml(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = find_job(&h, &id)?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], job.definition).into_response())
+}
+
+/// How much of a log is read at a time while counting its lines.
+const LOG_CHUNK: usize = 1 << 20;
+
+async fn job_logs(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let job = find_job(&h, &id)?;
+    let start = number::<u64>(&q, "start")?.unwrap_or(0);
+    // LAVA's `end` is exclusive, and 0 (or none) is the end of the log
+    let end = number::<u64>(&q, "end")?.filter(|e| *e > 0);
+    let dir = h.log_dir(job.id);
+    let text = tokio::task::spawn_blocking(move || log_lines(&dir, start, end))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if text.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no log data for job {} from line {start} yet",
+            job.id
+        )));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], text).into_response())
+}
+
+/// The committed lines `start..end` (0-based, `end` exclusive, none: to the end) of a log.
+fn log_lines(dir: &std::path::Path, start: u64, end: Option<u64>) -> Result<Vec<u8>, LogError> {
+    let mut out = Vec::new();
+    let mut line = 0u64;
+    let mut offset = 0u64;
+    loop {
+        if end.is_some_and(|e| line >= e) {
+            break;
+        }
+        let (chunk, next) = logs::read_from(dir, offset, LOG_CHUNK)?;
+        if chunk.is_empty() {
+            break;
+        }
+        offset = next;
+        for l in chunk.split_inclusive(|b| *b == b'\n') {
+            if end.is_some_and(|e| line >= e) {
+                break;
+            }
+            if line >= start {
+                out.extend_from_slice(l);
+            }
+            if l.ends_with(b"\n") {
+                line += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn cancel(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    user(&h, &headers)?;
+    let job = find_job(&h, &id)?;
+    let canceled = h.cancel(job.id).await?;
+    let message = if canceled {
+        format!("job {} canceled", job.id)
+    } else {
+        format!("job {} had already finished", job.id)
+    };
+    Ok(Json(json!({ "message": message })))
+}
+
+async fn devices(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut devices = h.store.devices()?;
+    devices.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    page_of(
+        &headers,
+        "devices/",
+        &q,
+        devices.iter().map(device_json).collect(),
+    )
+}
+
+/// The device `hostname`, or 404.
+fn find_device(h: &Handle, hostname: &str) -> ApiResult<Device> {
+    h.store
+        .device(hostname)?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {hostname:?}")))
+}
+
+async fn device(State(h): State<Handle>, Path(hostname): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(device_json(&find_device(&h, &hostname)?)))
+}
+
+#[derive(Deserialize)]
+struct NewDevice {
+    hostname: String,
+    device_type: String,
+    worker_host: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+async fn add_device(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&h, &headers)?;
+    let d: NewDevice = body(&bytes)?;
+    check_name("hostname", &d.hostname)?;
+    let device = Device {
+        hostname: d.hostname,
+        device_type: d.device_type,
+        worker: d.worker_host,
+        description: d.description.unwrap_or_default(),
+        tags: d.tags,
+        dictionary: None,
+        state: crate::model::DeviceState::Idle,
+        health: crate::model::DeviceHealth::Unknown,
+        current_job: None,
+    };
+    h.store.add_device(&device)?;
+    h.reschedule();
+    let stored = find_device(&h, &device.hostname)?;
+    Ok((StatusCode::CREATED, Json(device_json(&stored))))
+}
+
+#[derive(Deserialize)]
+struct SetHealth {
+    health: String,
+    /// LAVA records it in the device's log; basalt has none yet and echoes it back.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn set_health(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Path(hostname): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    admin(&h, &headers)?;
+    let r: SetHealth = body(&bytes)?;
+    let health = crate::model::DeviceHealth::ALL
+        .iter()
+        .copied()
+        .find(|x| x.name().eq_ignore_ascii_case(&r.health))
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown device health {:?}", r.health)))?;
+    find_device(&h, &hostname)?;
+    h.store.set_device_health(&hostname, health)?;
+    h.reschedule();
+    let why = r.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    Ok(Json(
+        json!({ "message": format!("device {hostname} health set to {health}{why}") }),
+    ))
+}
+
+async fn dictionary(
+    State(h): State<Handle>,
+    Path(hostname): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let d = find_device(&h, &hostname)?;
+    let text = d
+        .dictionary
+        .ok_or_else(|| ApiError::NotFound(format!("device {hostname:?} has no dictionary")))?;
+    Ok(Json(json!({ "dictionary": text })))
+}
+
+#[derive(Deserialize)]
+struct Dictionary {
+    dictionary: String,
+}
+
+async fn set_dictionary(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Path(hostname): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    admin(&h, &headers)?;
+    let d: Dictionary = body(&bytes)?;
+    find_device(&h, &hostname)?;
+    h.store.set_dictionary(&hostname, &d.dictionary)?;
+    h.reschedule();
+    Ok(Json(
+        json!({ "message": format!("device {hostname} dictionary updated") }),
+    ))
+}
+
+async fn tags(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let names = all_tags(&h)?;
+    page_of(
+        &headers,
+        "tags/",
+        &q,
+        names.iter().map(|n| tag_json(n)).collect(),
+    )
+}
+
+async fn tag(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let missing = || ApiError::NotFound(format!("no tag {id:?}"));
+    let want: u32 = id.parse().map_err(|_| missing())?;
+    let name = all_tags(&h)?
+        .into_iter()
+        .find(|n| tag_id(n) == want)
+        .ok_or_else(missing)?;
+    Ok(Json(tag_json(&name)))
+}
+
+async fn workers(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut workers = h.store.workers()?;
+    workers.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    page_of(
+        &headers,
+        "workers/",
+        &q,
+        workers.iter().map(worker_json).collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct NewWorker {
+    hostname: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn add_worker(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&h, &headers)?;
+    let w: NewWorker = body(&bytes)?;
+    check_name("hostname", &w.hostname)?;
+    h.store
+        .add_worker(&w.hostname, w.description.as_deref().unwrap_or(""))?;
+    let stored = h
+        .store
+        .workers()?
+        .into_iter()
+        .find(|x| x.hostname == w.hostname)
+        .ok_or_else(|| ApiError::Internal(format!("worker {:?} not stored", w.hostname)))?;
+    Ok((StatusCode::CREATED, Json(worker_json(&stored))))
+}
+
+async fn device_types(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut types = h.store.device_types()?;
+    types.sort_by(|a, b| a.name.cmp(&b.name));
+    page_of(
+        &headers,
+        "devicetypes/",
+        &q,
+        types.iter().map(device_type_json).collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct NewDeviceType {
+    name: String,
+    #[serde(default)]
+    health_check: Option<String>,
+}
+
+async fn add_device_type(
+    State(h): State<Handle>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    admin(&h, &headers)?;
+    let t: NewDeviceType = body(&bytes)?;
+    check_name("name", &t.name)?;
+    let t = DeviceType {
+        name: t.name,
+        health_check: t.health_check.filter(|d| !d.trim().is_empty()),
+    };
+    h.store.put_device_type(&t)?;
+    Ok((StatusCode::CREATED, Json(device_type_json(&t))))
+}
+
+/// A name that is part of URL paths: not empty, no `/`, no whitespace.
+fn check_name(field: &str, name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
+        return Err(ApiError::BadRequest(format!(
+            "'{field}' should be a non-empty name without '/' or spaces, not {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn query_components_are_encoded() {
+        assert_eq!(encode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(encode("Submitted"), "Submitted");
+    }
+}

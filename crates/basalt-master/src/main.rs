@@ -1,0 +1,179 @@
+//! `basalt-master`: the lab's master daemon (the store, the workers link, the engine and
+//! LAVA's REST API), and `token add`, which makes API tokens. The command line is the one in
+//! the lab's contract (DESIGN.md): `--state-dir DIR [--http ADDR:PORT] [--workers URL]`.
+
+#![forbid(unsafe_code)]
+
+use basalt_link::cert::Keypair;
+use basalt_master::engine::{self, Config};
+use basalt_master::http;
+use basalt_master::store::Store;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// basalt's master: jobs, devices and workers, with LAVA's REST API.
+#[derive(Parser)]
+#[command(name = "basalt-master", version)]
+struct Cli {
+    /// The master's state: certs/, basalt.db, jobs/ (logs); created on first start.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Where the REST API listens.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// The ZeroMQ endpoint the workers connect to.
+    #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:5556")]
+    workers: String,
+    /// A device-type template directory, searched before basalt's built-in ones (repeatable).
+    #[arg(long, value_name = "DIR")]
+    device_types: Vec<PathBuf>,
+    /// How often workers send heartbeats, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    heartbeat_secs: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Makes a new token for USER and prints it on stdout (only its hash is stored).
+    Add {
+        user: String,
+        /// The user may register workers, device types and devices.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+/// Why the master stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum MasterError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cert(#[from] basalt_link::cert::CertError),
+    #[error(transparent)]
+    Store(#[from] basalt_master::store::StoreError),
+    #[error("workers link: {0}")]
+    Link(#[from] basalt_master::link::LinkError),
+    #[error("no random bytes from the system: {0}")]
+    Random(getrandom::Error),
+}
+
+fn io_error(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> MasterError {
+    let path = path.to_string();
+    move |source| MasterError::Io { path, source }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("basalt-master: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), MasterError> {
+    std::fs::create_dir_all(&cli.state_dir).map_err(io_error(cli.state_dir.display()))?;
+    let store = Store::open(&cli.state_dir.join("basalt.db"))?;
+    match cli.command {
+        Some(Command::Token {
+            command: TokenCommand::Add { user, admin },
+        }) => {
+            let token = new_token()?;
+            store.add_token(&user, admin, &token)?;
+            println!("{token}");
+            Ok(())
+        }
+        None => {
+            let key = master_key(&cli.state_dir)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(io_error("tokio runtime"))?;
+            runtime.block_on(serve(cli, key, Arc::new(store)))
+        }
+    }
+}
+
+/// A new API token: 32 random bytes, hex.
+fn new_token() -> Result<String, MasterError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(MasterError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The master's keypair, made on first start (`certs/master.key`, `master.key_secret`), with
+/// `certs/workers/` for the admitted workers' public keys.
+fn master_key(state_dir: &Path) -> Result<Keypair, MasterError> {
+    let certs = state_dir.join("certs");
+    let workers = certs.join("workers");
+    std::fs::create_dir_all(&workers).map_err(io_error(workers.display()))?;
+    let secret = certs.join("master.key_secret");
+    if secret.exists() {
+        return Ok(Keypair::read(&secret)?);
+    }
+    let key = Keypair::generate();
+    key.write(&certs, "master")?;
+    eprintln!(
+        "basalt-master: new master key {}",
+        certs.join("master.key").display()
+    );
+    Ok(key)
+}
+
+/// Runs the engine and the API until SIGINT or SIGTERM.
+async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterError> {
+    let config = Config {
+        state_dir: cli.state_dir.clone(),
+        workers: cli.workers.clone(),
+        key,
+        heartbeat: Duration::from_secs(cli.heartbeat_secs.max(1)),
+        device_types: cli.device_types.clone(),
+    };
+    let (handle, endpoint) = engine::start(config, store)?;
+    let listener = tokio::net::TcpListener::bind(&cli.http)
+        .await
+        .map_err(io_error(&cli.http))?;
+    let addr = listener.local_addr().map_err(io_error(&cli.http))?;
+    eprintln!("basalt-master: workers on {endpoint}, API on http://{addr}/api/v0.2/");
+    http::serve(listener, handle, stop_signal())
+        .await
+        .map_err(io_error(addr))?;
+    eprintln!("basalt-master: stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (or at once when neither can be listened for).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("basalt-master: cannot listen for SIGINT/SIGTERM");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,536 @@
+//! The REST API in-process: a store in a temporary directory, the engine on a free workers
+//! port (no worker connects), the API on 127.0.0.1:0, driven by a blocking HTTP client the
+//! way lab scripts and the `lava-api` crate call it.
+
+use basalt_link::cert::Keypair;
+use basalt_master::engine::{self, Config};
+use basalt_master::http;
+use basalt_master::store::Store;
+use serde_json::{json, Value};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+const ADMIN: &str = "admin-token-0123456789";
+const USER: &str = "user-token-0123456789";
+
+/// A running master: its API base URL; dropping it stops the server.
+struct Master {
+    base: String,
+    state_dir: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a master with an admin token ([`ADMIN`], user `admin`) and a user token ([`USER`],
+/// user `alice`).
+fn start() -> Master {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state_dir = dir.path().to_path_buf();
+    std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
+    let store = Store::open(&state_dir.join("basalt.db")).expect("store");
+    store.add_token("admin", true, ADMIN).expect("admin token");
+    store.add_token("alice", false, USER).expect("user token");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let config = Config {
+                state_dir,
+                workers: "tcp://127.0.0.1:*".into(),
+                key: Keypair::generate(),
+                heartbeat: Duration::from_secs(5),
+                device_types: Vec::new(),
+            };
+            let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("local address"))
+                .expect("send address");
+            http::serve(listener, handle, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server did not start within 10 s");
+    Master {
+        base: format!("http://{addr}/api/v0.2/"),
+        state_dir: dir.path().to_path_buf(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+/// One request: its status and body (JSON when it is JSON, else a string).
+fn call(
+    m: &Master,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req =
+        ureq::request(method, &format!("{}{path}", m.base)).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Token {t}"));
+    }
+    let result = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+fn post(m: &Master, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    call(m, "POST", path, token, Some(&body.to_string()))
+}
+
+fn get(m: &Master, path: &str) -> (u16, Value) {
+    call(m, "GET", path, None, None)
+}
+
+/// Registers a worker, the qemu device type and a device with its dictionary, as an admin.
+fn register(m: &Master) {
+    let (s, w) = post(
+        m,
+        "workers/",
+        Some(ADMIN),
+        json!({"hostname": "w1", "description": "first"}),
+    );
+    assert_eq!(s, 201, "{w}");
+    assert_eq!(w["state"], "Offline");
+    let (s, t) = post(m, "devicetypes/", Some(ADMIN), json!({"name": "qemu"}));
+    assert_eq!(s, 201, "{t}");
+    let (s, d) = post(
+        m,
+        "devices/",
+        Some(ADMIN),
+        json!({"hostname": "qemu-01", "device_type": "qemu", "worker_host": "w1", "tags": ["fast"]}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let dict = "{% extends 'qemu.jinja2' %}\n{% set netdevice = 'user' %}\n";
+    let (s, r) = post(
+        m,
+        "devices/qemu-01/dictionary/",
+        Some(ADMIN),
+        json!({"dictionary": dict}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = get(m, "devices/qemu-01/dictionary/");
+    assert_eq!(s, 200);
+    assert_eq!(r["dictionary"], dict);
+}
+
+fn demo_job() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/jobs/demo-qemu.yaml"
+    );
+    std::fs::read_to_string(path).expect("config/jobs/demo-qemu.yaml")
+}
+
+#[test]
+fn version_is_anonymous() {
+    let m = start();
+    let (s, v) = get(&m, "system/version/");
+    assert_eq!(s, 200);
+    assert_eq!(v, json!({"version": "2026.07"}));
+}
+
+#[test]
+fn registered_lab_is_listed_with_lavas_fields() {
+    let m = start();
+    register(&m);
+    let (s, page) = get(&m, "devices/");
+    assert_eq!(s, 200);
+    assert_eq!(page["count"], 1);
+    assert!(page["next"].is_null() && page["previous"].is_null());
+    let d = &page["results"][0];
+    assert_eq!(d["hostname"], "qemu-01");
+    assert_eq!(d["worker_host"], "w1");
+    assert_eq!(d["device_type"], "qemu");
+    assert_eq!(d["health"], "Unknown");
+    assert_eq!(d["state"], "Idle");
+    // tags by id, as LAVA's, named in tags/
+    let fast = http::tag_id("fast");
+    assert_eq!(d["tags"], json!([fast]));
+    let (s, tags) = get(&m, "tags/");
+    assert_eq!(s, 200);
+    assert_eq!(
+        tags["results"],
+        json!([{"id": fast, "name": "fast", "description": null}])
+    );
+    let (s, tag) = get(&m, &format!("tags/{fast}/"));
+    assert_eq!(s, 200);
+    assert_eq!(tag["name"], "fast");
+    let (s, one) = get(&m, "devices/qemu-01/");
+    assert_eq!(s, 200);
+    assert_eq!(&one, d);
+    // an admin sets its health by LAVA's name
+    let (s, r) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(ADMIN),
+        json!({"health": "Maintenance", "reason": "test"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let (_, one) = get(&m, "devices/qemu-01/");
+    assert_eq!(one["health"], "Maintenance");
+    let (s, _) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(ADMIN),
+        json!({"health": "Sleepy"}),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = post(
+        &m,
+        "devices/qemu-01/set_health/",
+        Some(USER),
+        json!({"health": "Good"}),
+    );
+    assert_eq!(s, 403);
+    let (_, workers) = get(&m, "workers/");
+    assert_eq!(workers["results"][0]["hostname"], "w1");
+    assert_eq!(workers["results"][0]["health"], "Active");
+    let (_, types) = get(&m, "devicetypes/");
+    assert_eq!(types["results"][0]["name"], "qemu");
+    // a device on an unknown worker is refused
+    let (s, r) = post(
+        &m,
+        "devices/",
+        Some(ADMIN),
+        json!({"hostname": "qemu-02", "device_type": "qemu", "worker_host": "nowhere"}),
+    );
+    assert_eq!(s, 400, "{r}");
+    assert!(
+        r["message"].as_str().unwrap_or("").contains("nowhere"),
+        "{r}"
+    );
+}
+
+#[test]
+fn submitted_job_is_listed_and_canceled() {
+    let m = start();
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["message"], "job submitted");
+    let id = r["job_ids"][0].as_u64().expect("a job id");
+
+    let (s, page) = get(&m, "jobs/?state=Submitted");
+    assert_eq!(s, 200);
+    assert_eq!(page["count"], 1, "{page}");
+    let j = &page["results"][0];
+    assert_eq!(j["id"], id);
+    assert_eq!(j["submitter"], "alice");
+    assert_eq!(j["state"], "Submitted");
+    assert_eq!(j["health"], "Unknown");
+    assert_eq!(j["requested_device_type"], "qemu");
+    assert_eq!(j["description"], "basalt demo - busybox smoke test");
+    assert_eq!(j["priority"], 50);
+    assert_eq!(j["definition"], demo_job());
+    assert_eq!(j["original_definition"], demo_job());
+    assert_eq!(j["multinode_definition"], "");
+    assert_eq!(j["viewing_groups"], json!([]));
+    assert_eq!(j["failure_tags"], json!([]));
+    assert!(j["failure_comment"].is_null());
+    assert!(j["actual_device"].is_null());
+    assert!(j["start_time"].is_null() && j["end_time"].is_null());
+    assert!(j["health_check"] == false);
+    let submit_time = j["submit_time"].as_str().expect("submit_time");
+    assert!(
+        submit_time.len() >= 20 && submit_time.ends_with('Z'),
+        "{submit_time}"
+    );
+    assert_eq!(&submit_time[4..5], "-");
+    assert_eq!(&submit_time[10..11], "T");
+
+    let (s, one) = get(&m, &format!("jobs/{id}/"));
+    assert_eq!(s, 200);
+    assert_eq!(&one, j);
+    let (_, running) = get(&m, "jobs/?state=Running");
+    assert_eq!(running["count"], 0);
+
+    let resp = ureq::get(&format!("{}jobs/{id}/yaml/", m.base))
+        .call()
+        .expect("yaml");
+    assert_eq!(resp.content_type(), "application/yaml");
+    assert_eq!(resp.into_string().expect("body"), demo_job());
+
+    // no log yet
+    let (s, r) = get(&m, &format!("jobs/{id}/logs/"));
+    assert_eq!(s, 404, "{r}");
+    assert!(r["message"].is_string());
+
+    // cancel needs a token; a queued job is canceled at once
+    let (s, _) = get(&m, &format!("jobs/{id}/cancel/"));
+    assert_eq!(s, 401);
+    let (s, r) = call(&m, "GET", &format!("jobs/{id}/cancel/"), Some(USER), None);
+    assert_eq!(s, 200, "{r}");
+    let (_, one) = get(&m, &format!("jobs/{id}/"));
+    assert_eq!(one["state"], "Finished");
+    assert_eq!(one["health"], "Canceled");
+    assert!(one["end_time"].is_string());
+}
+
+#[test]
+fn jobs_are_paged_with_absolute_urls() {
+    let m = start();
+    register(&m);
+    for _ in 0..3 {
+        let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, page) = get(&m, "jobs/?limit=2");
+    assert_eq!(s, 200);
+    assert_eq!(page["count"], 3);
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(2));
+    let next = page["next"].as_str().expect("next");
+    assert!(next.starts_with(&m.base), "{next}");
+    let rest = &next[m.base.len()..];
+    let (_, page2) = get(&m, rest);
+    assert_eq!(page2["results"].as_array().map(Vec::len), Some(1));
+    assert!(page2["next"].is_null());
+    assert!(page2["previous"].is_string());
+    // by id, as lava-api's jobs().id(..) asks
+    let newest = page["results"][0]["id"].as_u64().expect("id");
+    let (_, by_id) = get(&m, &format!("jobs/?id={newest}"));
+    assert_eq!(by_id["count"], 1);
+    assert_eq!(by_id["results"][0]["id"], newest);
+    let (_, by_ids) = get(&m, &format!("jobs/?id__in={},{newest},999", newest - 1));
+    assert_eq!(by_ids["count"], 2, "{by_ids}");
+    let (_, none) = get(&m, &format!("jobs/?id={newest}&state=Running"));
+    assert_eq!(none["count"], 0);
+    let (s, r) = get(&m, "jobs/?limit=many");
+    assert_eq!(s, 400, "{r}");
+    let (s, r) = get(&m, "jobs/?state=Sleeping");
+    assert_eq!(s, 400, "{r}");
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_message() {
+    let m = start();
+    register(&m);
+    // an invalid job
+    let (s, r) = post(
+        &m,
+        "jobs/",
+        Some(USER),
+        json!({"definition": "device_type: qemu\nactions: 7\n"}),
+    );
+    assert_eq!(s, 400, "{r}");
+    assert!(!r["message"].as_str().unwrap_or("").is_empty(), "{r}");
+    // malformed JSON, and JSON without the definition
+    let (s, r) = call(&m, "POST", "jobs/", Some(USER), Some("{\"definition\": "));
+    assert_eq!(s, 400, "{r}");
+    assert!(r["message"].is_string());
+    let (s, _) = post(&m, "jobs/", Some(USER), json!({"yaml": "x"}));
+    assert_eq!(s, 400);
+    // no token, a wrong token
+    let (s, r) = post(&m, "jobs/", None, json!({"definition": demo_job()}));
+    assert_eq!(s, 401, "{r}");
+    assert!(r["message"].is_string());
+    let (s, _) = post(
+        &m,
+        "jobs/",
+        Some("not-a-token"),
+        json!({"definition": demo_job()}),
+    );
+    assert_eq!(s, 401);
+    // a user who is not an admin
+    let (s, r) = post(
+        &m,
+        "devices/",
+        Some(USER),
+        json!({"hostname": "qemu-02", "device_type": "qemu", "worker_host": "w1"}),
+    );
+    assert_eq!(s, 403, "{r}");
+    let (s, _) = post(&m, "workers/", None, json!({"hostname": "w2"}));
+    assert_eq!(s, 401);
+    // unknown objects
+    for path in [
+        "jobs/999/",
+        "jobs/abc/",
+        "jobs/999/logs/",
+        "devices/nothing/",
+        "devices/nothing/dictionary/",
+    ] {
+        let (s, r) = get(&m, path);
+        assert_eq!(s, 404, "{path}: {r}");
+        assert!(r["message"].is_string(), "{path}: {r}");
+    }
+    // a body over the limit
+    let big = format!(
+        "{{\"definition\": \"{}\"}}",
+        "x".repeat(http::BODY_LIMIT + 1)
+    );
+    let (s, _) = call(&m, "POST", "jobs/", Some(USER), Some(&big));
+    assert_eq!(s, 413);
+}
+
+#[test]
+fn logs_are_served_by_line_range() {
+    let m = start();
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!(s, 201, "{r}");
+    let id = r["job_ids"][0].as_u64().expect("a job id");
+    // the engine's log directory for the job, written as the engine writes it
+    let records: Vec<String> = (0..5)
+        .map(|i| format!("- {{\"dt\": \"2026-07-01T00:00:0{i}.000000\", \"lvl\": \"info\", \"msg\": \"line {i}\"}}"))
+        .collect();
+    let mut log =
+        basalt_master::logs::JobLogFile::open(&m.state_dir.join("jobs").join(id.to_string()))
+            .expect("log");
+    log.append(1, &records).expect("append");
+    let resp = ureq::get(&format!("{}jobs/{id}/logs/", m.base))
+        .call()
+        .expect("logs");
+    assert_eq!(resp.content_type(), "application/yaml");
+    let all = resp.into_string().expect("body");
+    assert_eq!(all.lines().collect::<Vec<_>>(), records);
+    let (s, some) = get(&m, &format!("jobs/{id}/logs/?start=1&end=3"));
+    assert_eq!(s, 200);
+    let some = some.as_str().expect("yaml text").to_string();
+    assert_eq!(some, format!("{}\n{}\n", records[1], records[2]));
+    let (s, tail) = get(&m, &format!("jobs/{id}/logs/?start=4"));
+    assert_eq!(s, 200);
+    assert_eq!(tail.as_str(), Some(format!("{}\n", records[4]).as_str()));
+    // past the end: no data yet
+    let (s, _) = get(&m, &format!("jobs/{id}/logs/?start=5"));
+    assert_eq!(s, 404);
+}
+
+/// Reads the child's stderr until the line that tells where the API listens.
+fn api_url(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("stderr");
+        assert!(n > 0, "basalt-master exited before listening");
+        if let Some(url) = line.trim().split("API on ").nth(1) {
+            return url.to_string();
+        }
+    }
+}
+
+#[test]
+fn binary_makes_tokens_serves_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_basalt-master");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["token", "add", "root", "--admin"])
+        .output()
+        .expect("token add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("utf-8");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let mut child = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("basalt-master");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let base = api_url(&mut stderr);
+    assert!(dir.path().join("certs/master.key").is_file());
+    assert!(dir.path().join("certs/master.key_secret").is_file());
+    assert!(dir.path().join("certs/workers").is_dir());
+    let v: Value = ureq::get(&format!("{base}system/version/"))
+        .call()
+        .expect("version")
+        .into_json()
+        .expect("json");
+    assert_eq!(v["version"], "2026.07");
+    let resp = ureq::post(&format!("{base}workers/"))
+        .set("Authorization", &format!("Token {token}"))
+        .send_json(json!({"hostname": "w1"}))
+        .expect("add worker");
+    assert_eq!(resp.status(), 201);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // wait for the exit, with a deadline
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("still running 20 s after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+
+    // a second start keeps the key and the store
+    let key = std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key");
+    let mut child = Command::new(bin)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("basalt-master");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let base = api_url(&mut stderr);
+    let workers: Value = ureq::get(&format!("{base}workers/"))
+        .call()
+        .expect("workers")
+        .into_json()
+        .expect("json");
+    assert_eq!(workers["results"][0]["hostname"], "w1");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key"),
+        key
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
