@@ -12,4 +12,6 @@
 
 pub mod cert;
 #[cfg(feature = "zmq")]
+pub mod pump;
+#[cfg(feature = "zmq")]
 pub mod zap;

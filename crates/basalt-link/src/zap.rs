@@ -9,10 +9,9 @@
 //! own socket's handshake events ([`HandshakeWatch`]) to log why.
 
 use crate::cert::{read_public_dir, Keypair, PublicKey};
+use crate::pump::Pump;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// The ZAP domain basalt's CURVE servers use.
 pub const DOMAIN: &str = "basalt";
@@ -32,17 +31,7 @@ pub enum Decision {
 
 /// The running handler; stops (and frees the ZAP endpoint) when dropped.
 pub struct ZapHandler {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for ZapHandler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    _pump: Pump,
 }
 
 /// Starts the handler for the sockets of `ctx` (before any CURVE server binds), admitting the
@@ -54,19 +43,12 @@ pub fn start(
 ) -> Result<ZapHandler, zmq::Error> {
     let socket = ctx.socket(zmq::REP)?;
     socket.bind("inproc://zeromq.zap.01")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("zap".into())
-        .spawn(move || serve(socket, admitted, flag, report))
+    let pump = Pump::spawn("zap", move |stop| serve(socket, admitted, stop, report))
         .map_err(|_| zmq::Error::EMFILE)?;
-    Ok(ZapHandler {
-        stop,
-        thread: Some(thread),
-    })
+    Ok(ZapHandler { _pump: pump })
 }
 
-fn serve(socket: zmq::Socket, admitted: PathBuf, stop: Arc<AtomicBool>, report: impl Fn(Decision)) {
+fn serve(socket: zmq::Socket, admitted: PathBuf, stop: &AtomicBool, report: impl Fn(Decision)) {
     while !stop.load(Ordering::SeqCst) {
         match socket.poll(zmq::POLLIN, 100) {
             Ok(0) => continue,

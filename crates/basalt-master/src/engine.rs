@@ -115,6 +115,8 @@ struct Engine {
     sessions: BTreeMap<String, Session>,
     open_logs: BTreeMap<u64, JobLogFile>,
     pending_ends: BTreeMap<u64, End>,
+    /// The worker each started job runs on: only that worker may speak for the job.
+    owners: BTreeMap<u64, String>,
     logs: PathBuf,
 }
 
@@ -136,6 +138,7 @@ pub fn start(
         sessions: BTreeMap::new(),
         open_logs: BTreeMap::new(),
         pending_ends: BTreeMap::new(),
+        owners: BTreeMap::new(),
         logs: logs.clone(),
     };
     tokio::spawn(engine.run(link_rx, req_rx));
@@ -278,6 +281,13 @@ impl Engine {
             }
             WorkerMsg::LogBatch(b) => {
                 let id = b.job_id.0;
+                if !self.owns(&worker, id) {
+                    return;
+                }
+                // the first batch since the log was opened says the job runs
+                if !self.open_logs.contains_key(&id) {
+                    let _ = self.store.job_running(id, now_ms());
+                }
                 let Some(log) = self.log_file(id) else {
                     return;
                 };
@@ -290,11 +300,6 @@ impl Engine {
                         return;
                     }
                 };
-                if let Ok(Some(j)) = self.store.job(id) {
-                    if j.state == JobState::Scheduled {
-                        let _ = self.store.job_running(id, now_ms());
-                    }
-                }
                 self.link.send(
                     &conn,
                     MasterMsg::LogAck(LogAck {
@@ -307,14 +312,15 @@ impl Engine {
             }
             WorkerMsg::End(e) => {
                 let id = e.job_id.0;
+                if !self.owns(&worker, id) {
+                    return;
+                }
                 self.pending_ends.insert(id, e);
                 self.try_end(id, &conn);
             }
             WorkerMsg::Status(s) => {
-                if let Ok(Some(j)) = self.store.job(s.job_id.0) {
-                    if j.state == JobState::Scheduled {
-                        let _ = self.store.job_running(j.id, now_ms());
-                    }
+                if self.owns(&worker, s.job_id.0) {
+                    let _ = self.store.job_running(s.job_id.0, now_ms());
                 }
             }
             WorkerMsg::Inventory(_) => {}
@@ -322,6 +328,31 @@ impl Engine {
                 self.log(format!("worker {worker} leaves: {}", g.reason));
             }
         }
+    }
+
+    /// Whether `worker` runs job `id` (the worker of its device); anything else a worker says
+    /// of a job is logged and ignored.
+    fn owns(&mut self, worker: &str, id: u64) -> bool {
+        if !self.owners.contains_key(&id) {
+            let owner = self
+                .store
+                .job(id)
+                .ok()
+                .flatten()
+                .and_then(|j| j.actual_device)
+                .and_then(|d| self.store.device(&d).ok().flatten())
+                .map(|d| d.worker);
+            if let Some(o) = owner {
+                self.owners.insert(id, o);
+            }
+        }
+        let owns = self.owners.get(&id).is_some_and(|o| o == worker);
+        if !owns {
+            self.log(format!(
+                "worker {worker} spoke for job {id}, which it does not run: ignored"
+            ));
+        }
+        owns
     }
 
     fn log_file(&mut self, id: u64) -> Option<&mut JobLogFile> {
@@ -376,7 +407,8 @@ impl Engine {
                 .job(id)
                 .ok()
                 .flatten()
-                .is_some_and(|j| j.state != JobState::Finished);
+                .is_some_and(|j| j.state != JobState::Finished)
+                && self.owns(&worker, id);
             match (live, self.log_file(id).map(|l| l.commit().seq)) {
                 (true, Some(seq)) => resume.push(JobResume {
                     job_id: held.job_id,
@@ -456,6 +488,7 @@ impl Engine {
             return;
         }
         self.open_logs.remove(&id);
+        self.owners.remove(&id);
         self.link
             .send(conn, MasterMsg::EndAck(EndAck { job_id: end.job_id }));
         self.schedule();
@@ -491,6 +524,7 @@ impl Engine {
                     );
                     self.open_logs.remove(&id);
                     self.pending_ends.remove(&id);
+                    self.owners.remove(&id);
                 }
             }
         }
@@ -588,6 +622,7 @@ impl Engine {
         self.store
             .schedule_job(id, hostname)
             .map_err(|e| e.to_string())?;
+        self.owners.insert(id, device.worker.clone());
         let timeout = parsed.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
         self.link.send(
             &session.conn,

@@ -5,12 +5,12 @@
 //! key file's name, from ZAP): a worker cannot speak for another, whatever its Hello says.
 
 use basalt_link::cert::Keypair;
+use basalt_link::pump::Pump;
 use basalt_link::zap::{self, Decision};
 use basalt_proto::{decode, encode, MasterMsg, WorkerMsg};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 
 /// A connection (ZeroMQ's routing id of a worker's socket).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,8 +47,7 @@ pub struct LinkError {
 pub struct WorkerLink {
     out: mpsc::Sender<(Conn, MasterMsg)>,
     endpoint: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _pump: Pump,
 }
 
 impl WorkerLink {
@@ -78,21 +77,16 @@ impl WorkerLink {
             .and_then(Result::ok)
             .unwrap_or_else(|| endpoint.to_string());
         let (out, rx) = mpsc::channel::<(Conn, MasterMsg)>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("workers".into())
-            .spawn(move || {
-                let _ctx = ctx;
-                let _zap = handler;
-                pump(&socket, &rx, &events, &flag);
-            })
-            .map_err(|_| err(zmq::Error::EMFILE))?;
+        let pump = Pump::spawn("workers", move |stop| {
+            let _ctx = ctx;
+            let _zap = handler;
+            pump(&socket, &rx, &events, stop);
+        })
+        .map_err(|_| err(zmq::Error::EMFILE))?;
         Ok(WorkerLink {
             out,
             endpoint: bound,
-            stop,
-            thread: Some(thread),
+            _pump: pump,
         })
     }
 
@@ -104,15 +98,6 @@ impl WorkerLink {
     /// Queues a message for the worker on `conn` (dropped if it is gone).
     pub fn send(&self, conn: &Conn, msg: MasterMsg) {
         let _ = self.out.send((conn.clone(), msg));
-    }
-}
-
-impl Drop for WorkerLink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -158,6 +158,28 @@ pub struct Store {
     db: Mutex<Connection>,
 }
 
+/// `Ok` when an INSERT OR IGNORE added its row, else `what` `name` exists already.
+fn inserted(rows: usize, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
+    match rows {
+        0 => Err(StoreError::Exists {
+            what,
+            name: name.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `Ok` when an UPDATE found its row, else `what` `name` does not exist.
+fn found(rows: usize, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
+    match rows {
+        0 => Err(StoreError::Missing {
+            what,
+            name: name.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn tags_text(tags: &[String]) -> String {
     tags.join(",")
 }
@@ -252,13 +274,7 @@ impl Store {
                 WorkerHealth::Active.code()
             ],
         )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                what: "worker",
-                name: hostname.into(),
-            });
-        }
-        Ok(())
+        inserted(n, "worker", hostname)
     }
 
     /// Marks a worker online (seen now) or offline.
@@ -272,13 +288,7 @@ impl Store {
             "UPDATE workers SET state = ?2, last_seen = ?3 WHERE hostname = ?1",
             params![hostname, state.code(), now as i64],
         )?;
-        if n == 0 {
-            return Err(StoreError::Missing {
-                what: "worker",
-                name: hostname.into(),
-            });
-        }
-        Ok(())
+        found(n, "worker", hostname)
     }
 
     pub fn workers(&self) -> Result<Vec<Worker>, StoreError> {
@@ -333,13 +343,7 @@ impl Store {
                 DeviceHealth::Unknown.code()
             ],
         )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                what: "device",
-                name: d.hostname.clone(),
-            });
-        }
-        Ok(())
+        inserted(n, "device", d.hostname.as_str())
     }
 
     /// Sets a device's dictionary.
@@ -348,13 +352,7 @@ impl Store {
             "UPDATE devices SET dictionary = ?2 WHERE hostname = ?1",
             params![hostname, dictionary],
         )?;
-        if n == 0 {
-            return Err(StoreError::Missing {
-                what: "device",
-                name: hostname.into(),
-            });
-        }
-        Ok(())
+        found(n, "device", hostname)
     }
 
     /// Sets a device's health (an admin, or a health check's outcome).
@@ -368,13 +366,7 @@ impl Store {
              WHERE hostname = ?1",
             params![hostname, health.code(), DeviceHealth::Good.code()],
         )?;
-        if n == 0 {
-            return Err(StoreError::Missing {
-                what: "device",
-                name: hostname.into(),
-            });
-        }
-        Ok(())
+        found(n, "device", hostname)
     }
 
     const DEVICE_COLUMNS: &'static str =
@@ -530,18 +522,26 @@ impl Store {
         Ok(())
     }
 
-    /// The job runs on its device (the worker started it).
+    /// The job runs on its device (the worker started it): a Scheduled job becomes Running;
+    /// any other state is left as it is (a job being canceled stays Canceling).
     pub fn job_running(&self, id: u64, now: u64) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        tx.execute(
-            "UPDATE jobs SET state = ?2, start_time = COALESCE(start_time, ?3) WHERE id = ?1",
-            params![id as i64, JobState::Running.code(), now as i64],
+        let n = tx.execute(
+            "UPDATE jobs SET state = ?2, start_time = COALESCE(start_time, ?3) WHERE id = ?1 AND state = ?4",
+            params![
+                id as i64,
+                JobState::Running.code(),
+                now as i64,
+                JobState::Scheduled.code()
+            ],
         )?;
-        tx.execute(
-            "UPDATE devices SET state = ?2 WHERE current_job = ?1",
-            params![id as i64, DeviceState::Running.code()],
-        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE devices SET state = ?2 WHERE current_job = ?1",
+                params![id as i64, DeviceState::Running.code()],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -6,11 +6,11 @@
 //! until acknowledged, ends until acknowledged).
 
 use basalt_link::cert::{Keypair, PublicKey};
+use basalt_link::pump::Pump;
 use basalt_link::zap::{self, Handshake, HandshakeWatch};
 use basalt_proto::{decode, encode, MasterMsg, WorkerMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 
 /// What the link tells the daemon.
 #[derive(Debug)]
@@ -27,8 +27,7 @@ pub enum LinkEvent {
 /// The running link; stops its thread when dropped.
 pub struct Link {
     out: mpsc::Sender<WorkerMsg>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _pump: Pump,
 }
 
 impl Link {
@@ -48,35 +47,18 @@ impl Link {
         let watch = HandshakeWatch::new(&ctx, &socket, "worker")?;
         socket.connect(endpoint)?;
         let (out, rx) = mpsc::channel::<WorkerMsg>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("link".into())
-            .spawn(move || {
-                // the context lives as long as its sockets, on this thread
-                let _ctx = ctx;
-                pump(&socket, &watch, &rx, &events, &flag);
-            })
-            .map_err(|_| zmq::Error::EMFILE)?;
-        Ok(Link {
-            out,
-            stop,
-            thread: Some(thread),
+        let pump = Pump::spawn("link", move |stop| {
+            // the context lives as long as its sockets, on this thread
+            let _ctx = ctx;
+            pump(&socket, &watch, &rx, &events, stop);
         })
+        .map_err(|_| zmq::Error::EMFILE)?;
+        Ok(Link { out, _pump: pump })
     }
 
     /// Queues a message for the master.
     pub fn send(&self, msg: WorkerMsg) {
         let _ = self.out.send(msg);
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! again from its disk, and its end arrives with its results; a canceled job ends Incomplete
 //! (Canceled).
 
+mod common;
+
 use basalt_link::cert::Keypair;
 use basalt_link::zap;
 use basalt_master::logs::JobLogFile;
@@ -15,41 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("BASALT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/fixtures"))
-}
-
 /// The QEMU demo job (with `step` first in its test) and its rendered device.
 fn demo(step: Option<&str>) -> (String, String) {
-    let f = fixtures();
-    let mut definition = std::fs::read_to_string(repo().join("config/jobs/demo-qemu.yaml"))
-        .unwrap()
-        .replace("@KERNEL@", &f.join("amd64/vmlinux").to_string_lossy())
-        .replace(
-            "@INITRD@",
-            &f.join("amd64/initramfs.cpio.gz").to_string_lossy(),
-        );
-    if let Some(step) = step {
-        definition = definition.replacen(
-            "          steps:\n",
-            &format!("          steps:\n          - {step}\n"),
-            1,
-        );
-    }
-    let (job, _) = basalt::job::parse_job("demo.yaml", &definition).unwrap();
-    let device = basalt::device::Device::load(
-        &repo().join("config/devices/qemu-amd64.jinja2"),
-        &[],
-        &job.context,
-    )
-    .unwrap();
-    (definition, device.text)
+    let definition = common::demo_job(step);
+    let device = common::demo_device(&definition);
+    (definition, device)
 }
 
 /// A master as small as the protocol allows, on `port` (0: any).

@@ -3,13 +3,11 @@
 //! ends it Incomplete with the board (QEMU) stopped; a job process killed with SIGKILL is a
 //! crash, and its QEMU does not outlive it.
 
+mod common;
+
 use basalt_worker::job::{Exit, JobProcess, JobSpec};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The `basalt` binary of this build (the workspace's tests build it).
 fn basalt() -> PathBuf {
@@ -24,40 +22,14 @@ fn basalt() -> PathBuf {
     bin
 }
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("BASALT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/fixtures"))
-}
-
-/// The demo job and its rendered device, with `extra` test steps before the demo's own.
+/// The demo job (with `extra_step` first in its test) and its rendered device.
 fn spec(dir: &Path, id: u64, extra_step: Option<&str>) -> JobSpec {
-    let f = fixtures();
-    let mut definition = std::fs::read_to_string(repo().join("config/jobs/demo-qemu.yaml"))
-        .unwrap()
-        .replace("@KERNEL@", &f.join("amd64/vmlinux").to_string_lossy())
-        .replace(
-            "@INITRD@",
-            &f.join("amd64/initramfs.cpio.gz").to_string_lossy(),
-        );
-    if let Some(step) = extra_step {
-        definition = definition.replacen(
-            "          steps:\n",
-            &format!("          steps:\n          - {step}\n"),
-            1,
-        );
-    }
-    let (job, _) = basalt::job::parse_job("demo.yaml", &definition).unwrap();
-    let device = basalt::device::Device::load(
-        &repo().join("config/devices/qemu-amd64.jinja2"),
-        &[],
-        &job.context,
-    )
-    .unwrap();
+    let definition = common::demo_job(extra_step);
+    let device = common::demo_device(&definition);
     JobSpec {
         job_id: id,
         definition,
-        device: device.text,
+        device,
         dir: dir.join(format!("job-{id}")),
     }
 }

@@ -4,43 +4,15 @@
 //! Incomplete ("worker lost") within the heartbeat timeout, leaves its device in health
 //! Unknown, and takes its job's QEMU along.
 
+mod common;
+
 use basalt_link::cert::Keypair;
 use basalt_master::engine::{self, Handle};
 use basalt_master::model::{DeviceHealth, DeviceState, JobHealth, JobState};
 use basalt_master::store::{Device, DeviceType, Store};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("BASALT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/fixtures"))
-}
-
-fn demo_job(step: Option<&str>) -> String {
-    let f = fixtures();
-    let mut job = std::fs::read_to_string(repo().join("config/jobs/demo-qemu.yaml"))
-        .unwrap()
-        .replace("@KERNEL@", &f.join("amd64/vmlinux").to_string_lossy())
-        .replace(
-            "@INITRD@",
-            &f.join("amd64/initramfs.cpio.gz").to_string_lossy(),
-        );
-    if let Some(step) = step {
-        job = job.replacen(
-            "          steps:\n",
-            &format!("          steps:\n          - {step}\n"),
-            1,
-        );
-    }
-    job
-}
 
 struct Worker(Child);
 
@@ -72,7 +44,7 @@ async fn lab(n: usize) -> Lab {
         })
         .unwrap();
     let dictionary =
-        std::fs::read_to_string(repo().join("config/devices/qemu-amd64.jinja2")).unwrap();
+        std::fs::read_to_string(common::repo().join("config/devices/qemu-amd64.jinja2")).unwrap();
     for i in 1..=n {
         let name = format!("w{i}");
         Keypair::generate()
@@ -99,7 +71,7 @@ async fn lab(n: usize) -> Lab {
             workers: "tcp://127.0.0.1:*".into(),
             key,
             heartbeat: Duration::from_secs(1),
-            device_types: vec![repo().join("config/device-types")],
+            device_types: vec![common::repo().join("config/device-types")],
         },
         store,
     )
@@ -147,7 +119,12 @@ async fn jobs_submitted_to_the_master_run_on_its_workers() {
     let lab = lab(2).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
-        ids.push(lab.handle.submit("admin", &demo_job(None)).await.unwrap());
+        ids.push(
+            lab.handle
+                .submit("admin", &common::demo_job(None))
+                .await
+                .unwrap(),
+        );
     }
     let store = lab.handle.store.clone();
     let finished = until(Duration::from_secs(180), || {
@@ -187,7 +164,7 @@ async fn a_worker_killed_mid_job_is_lost_with_its_job() {
     let mut lab = lab(1).await;
     let id = lab
         .handle
-        .submit("admin", &demo_job(Some("sleep 600")))
+        .submit("admin", &common::demo_job(Some("sleep 600")))
         .await
         .unwrap();
     let store = lab.handle.store.clone();
