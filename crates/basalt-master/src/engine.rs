@@ -118,6 +118,9 @@ struct Engine {
     /// The worker each started job runs on: only that worker may speak for the job.
     owners: BTreeMap<u64, String>,
     logs: PathBuf,
+    /// When this master started: a job left running by a master before it whose worker has not
+    /// come back within the heartbeat timeout since then is lost.
+    started: Instant,
 }
 
 /// Starts the engine on the store; returns its handle and the bound workers endpoint.
@@ -140,6 +143,7 @@ pub fn start(
         pending_ends: BTreeMap::new(),
         owners: BTreeMap::new(),
         logs: logs.clone(),
+        started: Instant::now(),
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -417,6 +421,14 @@ impl Engine {
                 _ => discard.push(held.job_id),
             }
         }
+        // what the master thinks runs there but the worker does not hold (it restarted, or a
+        // Start went to a connection that is gone) will never end: lost
+        let held: Vec<u64> = h.jobs.iter().map(|j| j.job_id.0).collect();
+        for id in self.jobs_on(&worker) {
+            if !held.contains(&id) {
+                self.lose_job(id, &worker, "worker lost (it came back without the job)");
+            }
+        }
         self.log(format!(
             "worker {worker} online ({} job(s) resumed)",
             resume.len()
@@ -494,7 +506,9 @@ impl Engine {
         self.schedule();
     }
 
-    /// Workers silent for MISSED_HEARTBEATS intervals are offline; their jobs are lost.
+    /// Workers silent for MISSED_HEARTBEATS intervals are offline; their jobs are lost. So are
+    /// the jobs of a worker that has not come back within that time since this master started
+    /// (a master restarted after a crash finds them Scheduled or Running in its store).
     fn check_workers(&mut self) {
         let limit = self.config.heartbeat * basalt_proto::MISSED_HEARTBEATS;
         let lost: Vec<String> = self
@@ -503,31 +517,67 @@ impl Engine {
             .filter(|(_, s)| s.last_seen.elapsed() > limit)
             .map(|(w, _)| w.clone())
             .collect();
+        let mut lost_any = false;
         for worker in lost {
             self.sessions.remove(&worker);
             let _ = self
                 .store
                 .set_worker_state(&worker, WorkerState::Offline, now_ms());
             self.log(format!("worker {worker} lost (no heartbeat for {limit:?})"));
+            for id in self.jobs_on(&worker) {
+                self.lose_job(id, &worker, "worker lost");
+                lost_any = true;
+            }
+        }
+        if self.started.elapsed() > limit {
             let Ok(devices) = self.store.devices() else {
-                continue;
+                return;
             };
-            for d in devices.iter().filter(|d| d.worker == worker) {
+            for d in devices {
                 if let Some(id) = d.current_job {
-                    let _ = self.store.finish_job(
-                        id,
-                        JobHealth::Incomplete,
-                        Some(("Infrastructure", "worker lost")),
-                        None,
-                        Some(DeviceHealth::Unknown),
-                        now_ms(),
-                    );
-                    self.open_logs.remove(&id);
-                    self.pending_ends.remove(&id);
-                    self.owners.remove(&id);
+                    if !self.sessions.contains_key(&d.worker) {
+                        let _ =
+                            self.store
+                                .set_worker_state(&d.worker, WorkerState::Offline, now_ms());
+                        self.lose_job(id, &d.worker, "worker lost");
+                        lost_any = true;
+                    }
                 }
             }
         }
+        if lost_any {
+            // health checks for the devices now Unknown
+            self.schedule();
+        }
+    }
+
+    /// The jobs on `worker`'s devices, as the store has them.
+    fn jobs_on(&self, worker: &str) -> Vec<u64> {
+        self.store
+            .devices()
+            .map(|ds| {
+                ds.into_iter()
+                    .filter(|d| d.worker == worker)
+                    .filter_map(|d| d.current_job)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ends a job whose worker lost it: Incomplete (Infrastructure), its device Unknown.
+    fn lose_job(&mut self, id: u64, worker: &str, why: &str) {
+        self.log(format!("job {id} on worker {worker}: {why}"));
+        let _ = self.store.finish_job(
+            id,
+            JobHealth::Incomplete,
+            Some(("Infrastructure", why)),
+            None,
+            Some(DeviceHealth::Unknown),
+            now_ms(),
+        );
+        self.open_logs.remove(&id);
+        self.pending_ends.remove(&id);
+        self.owners.remove(&id);
     }
 
     /// One scheduling pass: assignments become Starts; devices needing a health check get one.

@@ -1,0 +1,134 @@
+//! The engine's view of jobs whose worker is gone: a job a previous master left running is lost
+//! once its worker has stayed away for the heartbeat timeout, and a worker that comes back
+//! without a job the store says it runs loses that job at once.
+
+use basalt_link::cert::Keypair;
+use basalt_link::zap;
+use basalt_master::engine::{self, Config};
+use basalt_master::model::{DeviceHealth, DeviceState, JobHealth, JobState, Priority};
+use basalt_master::scheduler::Target;
+use basalt_master::store::{Device, DeviceType, Job, NewJob, Store};
+use basalt_proto::{encode, Capabilities, Hello, ProtocolVersion, WorkerMsg};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A store with device `d1` on worker `w1` running job 1, as a master killed mid-job left it.
+fn store_with_a_running_job() -> (Arc<Store>, u64) {
+    let store = Store::memory().unwrap();
+    store
+        .put_device_type(&DeviceType {
+            name: "qemu".into(),
+            health_check: None,
+        })
+        .unwrap();
+    store.add_worker("w1", "").unwrap();
+    store
+        .add_device(&Device {
+            hostname: "d1".into(),
+            device_type: "qemu".into(),
+            worker: "w1".into(),
+            description: String::new(),
+            tags: Vec::new(),
+            dictionary: Some("{% extends 'qemu.jinja2' %}".into()),
+            state: DeviceState::Idle,
+            health: DeviceHealth::Good,
+            current_job: None,
+        })
+        .unwrap();
+    let id = store
+        .submit(
+            &NewJob {
+                submitter: "admin".into(),
+                description: "left running".into(),
+                definition: "job_name: left running".into(),
+                target: Target::DeviceType("qemu".into()),
+                tags: Vec::new(),
+                priority: Priority::MEDIUM,
+                health_check: false,
+            },
+            1,
+        )
+        .unwrap();
+    store.schedule_job(id, "d1").unwrap();
+    store.job_running(id, 2).unwrap();
+    (Arc::new(store), id)
+}
+
+fn config(dir: &std::path::Path, heartbeat: Duration) -> Config {
+    Config {
+        state_dir: dir.to_path_buf(),
+        workers: "tcp://127.0.0.1:*".into(),
+        key: Keypair::generate(),
+        heartbeat,
+        device_types: Vec::new(),
+    }
+}
+
+async fn finished(store: &Store, id: u64, within: Duration) -> Job {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = store.job(id).unwrap().unwrap();
+        if job.state == JobState::Finished {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {:?}", job.state);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_lost(store: &Store, job: &Job) {
+    assert_eq!(job.health, JobHealth::Incomplete);
+    assert_eq!(job.error_type.as_deref(), Some("Infrastructure"));
+    assert!(
+        job.error_msg
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("worker lost"),
+        "{:?}",
+        job.error_msg
+    );
+    let d = store.device("d1").unwrap().unwrap();
+    assert_eq!(d.health, DeviceHealth::Unknown);
+    assert_eq!(d.current_job, None);
+}
+
+#[tokio::test]
+async fn a_job_left_running_is_lost_when_its_worker_never_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id) = store_with_a_running_job();
+    let heartbeat = Duration::from_millis(200);
+    let t0 = Instant::now();
+    let (_handle, _) = engine::start(config(dir.path(), heartbeat), store.clone()).unwrap();
+    let job = finished(&store, id, Duration::from_secs(10)).await;
+    assert!(
+        t0.elapsed() >= heartbeat * basalt_proto::MISSED_HEARTBEATS,
+        "the worker had its heartbeat timeout to come back"
+    );
+    assert_lost(&store, &job);
+}
+
+#[tokio::test]
+async fn a_worker_back_without_its_job_loses_it_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id) = store_with_a_running_job();
+    let worker = Keypair::generate();
+    worker
+        .write(&dir.path().join("certs/workers"), "w1")
+        .unwrap();
+    // a heartbeat timeout far away: only the hello can end the job
+    let config = config(dir.path(), Duration::from_secs(60));
+    let master = config.key.public.clone();
+    let (_handle, endpoint) = engine::start(config, store.clone()).unwrap();
+    let ctx = zmq::Context::new();
+    let client = zap::client(&ctx, zmq::DEALER, &worker, &master, &endpoint).unwrap();
+    let hello = WorkerMsg::Hello(Hello {
+        version: ProtocolVersion::CURRENT,
+        name: "w1".into(),
+        capabilities: Capabilities::new(),
+        devices: Vec::new(),
+        jobs: Vec::new(),
+    });
+    client.send(encode(&hello), 0).unwrap();
+    let job = finished(&store, id, Duration::from_secs(10)).await;
+    assert_lost(&store, &job);
+}
