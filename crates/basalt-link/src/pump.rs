@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// How long a pump thread may sleep in a poll before it looks at its stop flag: what dropping
+/// a [`Pump`] waits at most.
+pub const STOP_WITHIN_MS: i64 = 100;
+
 /// The running thread.
 pub struct Pump {
     stop: Arc<AtomicBool>,
@@ -13,7 +17,7 @@ pub struct Pump {
 
 impl Pump {
     /// Starts `body` on a thread called `name`; `body` returns once the flag it is given is set
-    /// (it checks it between polls with a short timeout).
+    /// (it checks it between polls, which time out within [`STOP_WITHIN_MS`]).
     pub fn spawn(
         name: &str,
         body: impl FnOnce(&AtomicBool) + Send + 'static,

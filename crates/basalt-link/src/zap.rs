@@ -214,6 +214,11 @@ impl HandshakeWatch {
         Ok(HandshakeWatch { pair })
     }
 
+    /// What to hand `zmq::poll`: readable when a handshake event is waiting.
+    pub fn poll_item(&self) -> zmq::PollItem<'_> {
+        self.pair.as_poll_item(zmq::POLLIN)
+    }
+
     /// The next handshake event within `timeout_ms`, if any.
     pub fn next(&self, timeout_ms: i64) -> Option<Handshake> {
         if self.pair.poll(zmq::POLLIN, timeout_ms).ok()? == 0 {

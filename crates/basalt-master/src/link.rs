@@ -3,14 +3,15 @@
 //! admitted folder, on a thread of its own (ZeroMQ sockets are not async), bridged to the
 //! daemon by channels. Every message arrives with the name the worker was admitted under (its
 //! key file's name, from ZAP): a worker cannot speak for another, whatever its Hello says.
+//! The thread sleeps until a worker's message arrives or one is queued for a worker.
 
 use basalt_link::cert::Keypair;
-use basalt_link::pump::Pump;
+use basalt_link::outbox::{outbox, Inbox, Outbox};
+use basalt_link::pump::{Pump, STOP_WITHIN_MS};
 use basalt_link::zap::{self, Decision};
 use basalt_proto::{decode, encode, MasterMsg, WorkerMsg};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 
 /// A connection (ZeroMQ's routing id of a worker's socket).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +46,7 @@ pub struct LinkError {
 
 /// The running link; stops its thread when dropped.
 pub struct WorkerLink {
-    out: mpsc::Sender<(Conn, MasterMsg)>,
+    out: Outbox<(Conn, MasterMsg)>,
     endpoint: String,
     _pump: Pump,
 }
@@ -76,11 +77,11 @@ impl WorkerLink {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_else(|| endpoint.to_string());
-        let (out, rx) = mpsc::channel::<(Conn, MasterMsg)>();
+        let (out, inbox) = outbox::<(Conn, MasterMsg)>(&ctx).map_err(err)?;
         let pump = Pump::spawn("workers", move |stop| {
             let _ctx = ctx;
             let _zap = handler;
-            pump(&socket, &rx, &events, stop);
+            pump(&socket, &inbox, &events, stop);
         })
         .map_err(|_| err(zmq::Error::EMFILE))?;
         Ok(WorkerLink {
@@ -103,20 +104,23 @@ impl WorkerLink {
 
 fn pump(
     socket: &zmq::Socket,
-    out: &mpsc::Receiver<(Conn, MasterMsg)>,
+    out: &Inbox<(Conn, MasterMsg)>,
     events: &tokio::sync::mpsc::UnboundedSender<LinkEvent>,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::SeqCst) {
-        while let Ok((conn, msg)) = out.try_recv() {
+        let mut items = [socket.as_poll_item(zmq::POLLIN), out.poll_item()];
+        // EINTR: look again
+        let _ = zmq::poll(&mut items, STOP_WITHIN_MS);
+        let readable = items[0].is_readable();
+        for (conn, msg) in out.drain() {
             let body = encode(&msg);
             // a worker that is gone (EHOSTUNREACH) or slow (EAGAIN): dropped; it says hello
             // again and the protocol sends what matters again
             let _ = socket.send_multipart([conn.0.as_slice(), body.as_slice()], zmq::DONTWAIT);
         }
-        match socket.poll(zmq::POLLIN, 5) {
-            Ok(n) if n > 0 => {}
-            _ => continue,
+        if !readable {
+            continue;
         }
         while let Some((conn, worker, body)) = receive(socket) {
             let event = match decode::<WorkerMsg>(&body) {

@@ -3,14 +3,15 @@
 //! reconnects by itself. Messages go only to a connected master (`ZMQ_IMMEDIATE`): what the
 //! daemon sends while the master is away is dropped, and each (re)connection is reported so the
 //! daemon says hello again; the master's Welcome then says what to send again (records are kept
-//! until acknowledged, ends until acknowledged).
+//! until acknowledged, ends until acknowledged). The thread sleeps until a message arrives, one
+//! is queued ([`basalt_link::outbox`]) or a handshake ends: an idle worker costs no CPU.
 
 use basalt_link::cert::{Keypair, PublicKey};
-use basalt_link::pump::Pump;
+use basalt_link::outbox::{outbox, Inbox, Outbox};
+use basalt_link::pump::{Pump, STOP_WITHIN_MS};
 use basalt_link::zap::{self, Handshake, HandshakeWatch};
 use basalt_proto::{decode, encode, MasterMsg, WorkerMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 
 /// What the link tells the daemon.
 #[derive(Debug)]
@@ -26,7 +27,7 @@ pub enum LinkEvent {
 
 /// The running link; stops its thread when dropped.
 pub struct Link {
-    out: mpsc::Sender<WorkerMsg>,
+    out: Outbox<WorkerMsg>,
     _pump: Pump,
 }
 
@@ -46,11 +47,11 @@ impl Link {
         // watched before it connects: the first connection's event is not missed
         let watch = HandshakeWatch::new(&ctx, &socket, "worker")?;
         socket.connect(endpoint)?;
-        let (out, rx) = mpsc::channel::<WorkerMsg>();
+        let (out, inbox) = outbox::<WorkerMsg>(&ctx)?;
         let pump = Pump::spawn("link", move |stop| {
             // the context lives as long as its sockets, on this thread
             let _ctx = ctx;
-            pump(&socket, &watch, &rx, &events, stop);
+            pump(&socket, &watch, &inbox, &events, stop);
         })
         .map_err(|_| zmq::Error::EMFILE)?;
         Ok(Link { out, _pump: pump })
@@ -65,26 +66,31 @@ impl Link {
 fn pump(
     socket: &zmq::Socket,
     watch: &HandshakeWatch,
-    out: &mpsc::Receiver<WorkerMsg>,
+    out: &Inbox<WorkerMsg>,
     events: &tokio::sync::mpsc::UnboundedSender<LinkEvent>,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::SeqCst) {
+        let mut items = [
+            socket.as_poll_item(zmq::POLLIN),
+            watch.poll_item(),
+            out.poll_item(),
+        ];
+        // EINTR: look again
+        let _ = zmq::poll(&mut items, STOP_WITHIN_MS);
+        let readable = items[0].is_readable();
         // never blocks: with no master connected a message is dropped (see the module doc)
-        while let Ok(msg) = out.try_recv() {
+        for msg in out.drain() {
             let _ = socket.send(encode(&msg), zmq::DONTWAIT);
         }
-        // a short poll: outgoing messages wait at most this long
-        if let Ok(n) = socket.poll(zmq::POLLIN, 5) {
-            if n > 0 {
-                while let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) {
-                    let event = match decode::<MasterMsg>(&bytes) {
-                        Ok(m) => LinkEvent::Message(m),
-                        Err(e) => LinkEvent::Garbage(e.to_string()),
-                    };
-                    if events.send(event).is_err() {
-                        return;
-                    }
+        if readable {
+            while let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) {
+                let event = match decode::<MasterMsg>(&bytes) {
+                    Ok(m) => LinkEvent::Message(m),
+                    Err(e) => LinkEvent::Garbage(e.to_string()),
+                };
+                if events.send(event).is_err() {
+                    return;
                 }
             }
         }
