@@ -119,6 +119,21 @@ impl Client {
         }
     }
 
+    /// `POST`s a JSON body (the admin writes: workers, device types, devices, dictionaries);
+    /// returns the answer.
+    pub fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let resp = self.call(&url, self.request("POST", &url).send_json(body))?;
+        resp.into_json().map_err(|e| ClientError::Shape {
+            url,
+            message: e.to_string(),
+        })
+    }
+
     /// Submits a job definition; returns its ids (several for MultiNode).
     pub fn submit(&self, definition: &str) -> Result<Vec<u64>, ClientError> {
         let url = self.url("jobs/");
@@ -161,5 +176,45 @@ impl Client {
             Err(ClientError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// One line of LAVA's log (`- {"dt": ..., "lvl": ..., "msg": ...}`): its level and message
+/// (print them with [`crate::log::terminal_line`]); `None` when the line is not a log record.
+pub fn log_record(line: &str) -> Option<(crate::log::Level, crate::yaml::Node)> {
+    let doc = crate::yaml::load(line).ok()?;
+    let rec = doc.as_seq()?.first()?;
+    let level = crate::log::Level::from_name(rec.get("lvl")?.as_str()?)?;
+    Some((level, rec.get("msg")?.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{terminal_line, Level};
+
+    #[test]
+    fn log_lines_read_as_level_and_message() {
+        let line = r#"- {"dt": "2026-07-01T00:00:00.000000", "lvl": "target", "msg": "/ # uname\u001b[2J"}"#;
+        let (level, msg) = log_record(line).unwrap();
+        assert_eq!(level, Level::Target);
+        let shown = terminal_line(level, &msg).unwrap();
+        assert!(shown.starts_with("  | / # uname"), "{shown}");
+        assert!(
+            !shown.contains('\u{1b}'),
+            "escape sequences are not printed raw"
+        );
+        let result = r#"- {"dt": "2026-07-01T00:00:00.000000", "lvl": "results", "msg": {"case": "uname", "result": "pass"}}"#;
+        let (level, msg) = log_record(result).unwrap();
+        let shown = terminal_line(level, &msg).unwrap();
+        assert!(
+            shown.starts_with("result: ") && shown.contains("case: uname"),
+            "{shown}"
+        );
+        let debug = r#"- {"dt": "x", "lvl": "debug", "msg": "noise"}"#;
+        let (level, msg) = log_record(debug).unwrap();
+        assert_eq!(terminal_line(level, &msg), None);
+        assert!(log_record("not a record").is_none());
+        assert!(log_record("- {\"lvl\": \"nonsense\", \"msg\": 1}").is_none());
     }
 }

@@ -64,6 +64,23 @@ impl Level {
             Level::Event => "event",
         }
     }
+
+    /// The level of a LAVA log record's `lvl`.
+    pub fn from_name(name: &str) -> Option<Level> {
+        Some(match name {
+            "debug" => Level::Debug,
+            "info" => Level::Info,
+            "warning" => Level::Warning,
+            "error" => Level::Error,
+            "exception" => Level::Exception,
+            "results" => Level::Results,
+            "target" => Level::Target,
+            "input" => Level::Input,
+            "feedback" => Level::Feedback,
+            "event" => Level::Event,
+            _ => return None,
+        })
+    }
 }
 
 /// How much goes to the terminal.
@@ -781,25 +798,33 @@ fn terminal_text(s: &str) -> Cow<'_, str> {
 }
 
 fn print_terminal(level: Level, msg: &Node) {
+    if let Some(line) = terminal_line(level, msg) {
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+/// A record as the terminal shows it (`  | ` console, `  > ` input, `result: `, `warning: `,
+/// `error: `), made safe to print; `None` for the levels the terminal leaves out (debug,
+/// feedback, event).
+pub fn terminal_line(level: Level, msg: &Node) -> Option<String> {
     let text = match msg.as_str() {
         Some(s) if level == Level::Input => terminal_text(s.trim_end()).into_owned(),
         Some(s) => terminal_text(s).into_owned(),
         None => {
             let mut s = String::new();
             emit_flow(msg, &mut s);
-            s
+            terminal_text(&s).into_owned()
         }
     };
-    let mut out = std::io::stdout().lock();
-    let _ = match level {
-        Level::Target => writeln!(out, "  | {text}"),
-        Level::Input => writeln!(out, "  > {text}"),
-        Level::Info => writeln!(out, "{text}"),
-        Level::Results => writeln!(out, "result: {text}"),
-        Level::Warning => writeln!(out, "warning: {text}"),
-        Level::Error | Level::Exception => writeln!(out, "error: {text}"),
-        Level::Debug | Level::Feedback | Level::Event => Ok(()),
-    };
+    Some(match level {
+        Level::Target => format!("  | {text}"),
+        Level::Input => format!("  > {text}"),
+        Level::Info => text,
+        Level::Results => format!("result: {text}"),
+        Level::Warning => format!("warning: {text}"),
+        Level::Error | Level::Exception => format!("error: {text}"),
+        Level::Debug | Level::Feedback | Level::Event => return None,
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use basalt::device::Device;
 use basalt::job::{parse_job_file_as, Job, Reading};
 use basalt::pipeline::{build_pipeline, Pipeline};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,7 +33,9 @@ enum Command {
     Describe(DescribeArgs),
     /// Run a job on a device, like LAVA's lava-run. Exit 0 Complete, 1 Incomplete, 2 invalid.
     Run(RunArgs),
-    /// Run the demo job: a Debian kernel and a busybox initramfs in QEMU, three test cases.
+    /// The demo: a lab on this machine (basalt-master, a worker, a QEMU board and basalt-board
+    /// boards), the demo jobs submitted through the master, a log followed live, the results.
+    /// `--local`: one job run directly, as `basalt run` does.
     Demo(DemoArgs),
     /// CURVE keys for the lab's link between master and workers.
     #[command(subcommand)]
@@ -80,6 +83,9 @@ enum JobsCommand {
         /// Follow the (last) job's log until it finishes.
         #[arg(long)]
         follow: bool,
+        /// With --follow: LAVA's output.yaml lines, debug included.
+        #[arg(long)]
+        raw: bool,
     },
     /// List jobs, newest first.
     List {
@@ -89,13 +95,18 @@ enum JobsCommand {
     },
     /// Show one job.
     Show { id: u64 },
-    /// Print a job's log (LAVA's output.yaml lines).
+    /// Print a job's log: the console, actions and results as `basalt run` shows them
+    /// (`--raw`: LAVA's output.yaml lines, debug included).
     Logs {
         id: u64,
         /// Keep printing until the job finishes.
         #[arg(long)]
         follow: bool,
+        #[arg(long)]
+        raw: bool,
     },
+    /// Print a job's results (LAVA's test cases): definition, case, result, measurement.
+    Results { id: u64 },
     /// Cancel a job.
     Cancel { id: u64 },
 }
@@ -238,10 +249,13 @@ struct DemoArgs {
     /// (default: $BASALT_FIXTURES, else target/fixtures of the source tree).
     #[arg(long)]
     fixtures: Option<PathBuf>,
-    /// Run the demo on basalt-board, the simulated board, instead of QEMU (the default when
+    /// Follow the job on basalt-board, the simulated board, instead of QEMU (the default when
     /// QEMU is not installed).
     #[arg(long)]
     board: bool,
+    /// Run one job directly (as `basalt run`), without the lab.
+    #[arg(long)]
+    local: bool,
     #[arg(short, long)]
     quiet: bool,
 }
@@ -358,26 +372,36 @@ fn print_rows(rows: &[serde_json::Value], columns: &[&str], json: bool) {
 }
 
 /// Prints a job's log from line `from`; returns the next line number.
-fn print_log(c: &basalt::client::Client, id: u64, from: u64) -> Result<u64> {
+/// Prints a job's log from line `from` (raw YAML lines, or as the terminal shows records);
+/// returns the next line's number.
+fn print_log(c: &basalt::client::Client, id: u64, from: u64, raw: bool) -> Result<u64> {
     let Some(text) = c.logs(id, from)? else {
         return Ok(from);
     };
     let mut n = from;
+    let mut out = std::io::stdout().lock();
     for l in text.lines() {
-        println!("{l}");
+        if raw {
+            writeln!(out, "{l}")?;
+        } else if let Some(line) = basalt::client::log_record(l)
+            .and_then(|(level, msg)| basalt::log::terminal_line(level, &msg))
+        {
+            writeln!(out, "{line}")?;
+        }
         n += 1;
     }
+    out.flush()?;
     Ok(n)
 }
 
 /// Follows a job's log until the job is Finished; the exit code says how it ended.
-fn follow(c: &basalt::client::Client, id: u64) -> Result<ExitCode> {
+fn follow(c: &basalt::client::Client, id: u64, raw: bool) -> Result<ExitCode> {
     let mut next = 0;
     loop {
-        next = print_log(c, id, next)?;
+        next = print_log(c, id, next, raw)?;
         let job = c.get(&format!("jobs/{id}/"))?;
         if job.get("state").and_then(|s| s.as_str()) == Some("Finished") {
-            print_log(c, id, next)?;
+            print_log(c, id, next, raw)?;
             let health = job.get("health").and_then(|h| h.as_str()).unwrap_or("?");
             eprintln!("job {id}: {health}");
             return Ok(if health == "Complete" {
@@ -391,10 +415,54 @@ fn follow(c: &basalt::client::Client, id: u64) -> Result<ExitCode> {
     }
 }
 
+/// Prints a job's test cases as a table: definition (suite), case, result, measurement.
+fn print_results(c: &basalt::client::Client, id: u64, json: bool) -> Result<()> {
+    let cases = c.list(&format!("jobs/{id}/tests/"))?;
+    if json {
+        println!("{}", serde_json::Value::Array(cases));
+        return Ok(());
+    }
+    // the suite's name is the definition in the case's metadata
+    let rows: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|t| {
+            let meta = t.get("metadata").and_then(|m| m.as_str()).unwrap_or("");
+            let definition = basalt::yaml::load(meta).ok().and_then(|m| {
+                m.get("definition")
+                    .and_then(|d| d.as_str())
+                    .map(String::from)
+            });
+            let measurement = match (t.get("measurement"), t.get("unit").and_then(|u| u.as_str())) {
+                (Some(serde_json::Value::String(m)), Some(u)) if !u.is_empty() => {
+                    serde_json::json!(format!("{m} {u}"))
+                }
+                (Some(m), _) => m.clone(),
+                (None, _) => serde_json::Value::Null,
+            };
+            serde_json::json!({
+                "definition": definition,
+                "case": t.get("name"),
+                "result": t.get("result"),
+                "measurement": measurement,
+            })
+        })
+        .collect();
+    print_rows(
+        &rows,
+        &["definition", "case", "result", "measurement"],
+        false,
+    );
+    Ok(())
+}
+
 fn jobs(a: &JobsArgs) -> Result<ExitCode> {
     let c = client_of(&a.server);
     match &a.command {
-        JobsCommand::Submit { files, follow: f } => {
+        JobsCommand::Submit {
+            files,
+            follow: f,
+            raw,
+        } => {
             let mut last = None;
             for file in files {
                 let text = std::fs::read_to_string(file)
@@ -408,7 +476,7 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
                 last = ids.last().copied();
             }
             match (f, last) {
-                (true, Some(id)) => follow(&c, id),
+                (true, Some(id)) => follow(&c, id, *raw),
                 _ => Ok(ExitCode::SUCCESS),
             }
         }
@@ -445,11 +513,15 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Logs { id, follow: f } => {
+        JobsCommand::Logs { id, follow: f, raw } => {
             if *f {
-                return follow(&c, *id);
+                return follow(&c, *id, *raw);
             }
-            print_log(&c, *id, 0)?;
+            print_log(&c, *id, 0, *raw)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Results { id } => {
+            print_results(&c, *id, a.server.json)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { id } => {
@@ -771,24 +843,158 @@ fn print_summary(o: &basalt::run::Outcome, dir: &Path) {
     );
 }
 
-fn demo(a: &DemoArgs) -> Result<ExitCode> {
+/// The demo's fixtures directory: `--fixtures`, `$BASALT_FIXTURES`, or the source tree's.
+fn demo_fixtures(a: &DemoArgs) -> Result<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixtures = a
         .fixtures
         .clone()
         .or_else(|| std::env::var_os("BASALT_FIXTURES").map(PathBuf::from))
         .unwrap_or_else(|| src.join("target/fixtures"));
-    let kernel = fixtures.join("amd64/vmlinux");
-    let initrd = fixtures.join("amd64/initramfs.cpio.gz");
-    for f in [&kernel, &initrd] {
+    for f in ["amd64/vmlinux", "amd64/initramfs.cpio.gz"] {
+        let f = fixtures.join(f);
         if !f.is_file() {
             anyhow::bail!("{} is missing: build the fixtures first with hw-tests/build-fixtures.sh (or run scripts/demo.sh)", f.display());
         }
     }
-    let has_qemu = std::process::Command::new("qemu-system-x86_64")
+    Ok(fixtures)
+}
+
+fn has_qemu() -> bool {
+    std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
-        .is_ok();
+        .is_ok()
+}
+
+/// The demo as a lab: basalt-master, one worker with a QEMU board (when QEMU is installed) and
+/// a basalt-board (as root), the demo jobs submitted through the master's API, one followed
+/// live, every job's results printed, the lab stopped at the end.
+fn demo(a: &DemoArgs) -> Result<ExitCode> {
+    if a.local {
+        return demo_local(a);
+    }
+    let fixtures = demo_fixtures(a)?;
+    let qemu = has_qemu();
+    let root = nix::unistd::geteuid().is_root();
+    if !qemu && !root {
+        anyhow::bail!("the demo needs QEMU (qemu-system-x86_64) or root (basalt-board chroots into its ramdisk): run scripts/demo.sh as root");
+    }
+    if !qemu {
+        println!("qemu-system-x86_64 is not installed: the lab has basalt-board devices only");
+    }
+    let bin_dir = std::env::current_exe()
+        .context("locating basalt")?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("locating basalt's directory")?;
+    let dir = std::path::absolute(a.output_dir.join("lab")).context("the demo's directory")?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let spec = basalt::lab::Spec {
+        dir: dir.clone(),
+        bin_dir,
+        fixtures,
+        workers: vec![basalt::lab::WorkerSpec {
+            name: "rack-1".into(),
+            boards: usize::from(root),
+            qemu: usize::from(qemu),
+        }],
+        heartbeat_secs: 2,
+        bootdelay: 1,
+    };
+    println!(
+        "lab: starting basalt-master, worker rack-1 and its boards in {}",
+        dir.display()
+    );
+    let lab = basalt::lab::LocalLab::start(spec).context("setting up the lab")?;
+    let c = lab.client();
+    println!(
+        "lab: master {} (admin token in {}), daemons' output in {}",
+        lab.url,
+        dir.join("token").display(),
+        lab.logs_dir().display()
+    );
+    std::fs::write(dir.join("token"), format!("{}\n", lab.token))?;
+    let rows = c.list("devices/")?;
+    print_rows(
+        &rows,
+        &["hostname", "device_type", "worker_host", "state", "health"],
+        false,
+    );
+    let mut jobs = Vec::new();
+    for d in &lab.devices {
+        let text = match d.device_type.as_str() {
+            "qemu" => lab.qemu_job(),
+            _ => lab.board_job()?,
+        };
+        let path = dir.join(format!("{}.yaml", d.device_type));
+        std::fs::write(&path, &text)?;
+        let id = *c
+            .submit(&text)
+            .with_context(|| format!("submitting {}", path.display()))?
+            .first()
+            .context("the master gave no job id")?;
+        println!(
+            "job {id}: {} submitted for a {} device",
+            path.display(),
+            d.device_type
+        );
+        jobs.push((id, d.device_type.clone()));
+    }
+    let followed = jobs
+        .iter()
+        .find(|(_, t)| (t == "basalt-board") == (a.board || !qemu))
+        .or(jobs.first())
+        .map(|(id, _)| *id)
+        .context("the lab has no devices")?;
+    println!("--- job {followed}: its log, live (basalt jobs logs {followed} --follow) ---");
+    let t0 = std::time::Instant::now();
+    let mut code = follow(&c, followed, false)?;
+    let mut summary = Vec::new();
+    for (id, device_type) in &jobs {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let job = loop {
+            let job = c.get(&format!("jobs/{id}/"))?;
+            if job.get("state").and_then(|s| s.as_str()) == Some("Finished") {
+                break job;
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("job {id} did not finish within 5 minutes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let health = job
+            .get("health")
+            .and_then(|h| h.as_str())
+            .unwrap_or("?")
+            .to_string();
+        if health != "Complete" {
+            code = ExitCode::from(1);
+        }
+        println!(
+            "--- job {id} on {} ({device_type}): results (basalt jobs results {id}) ---",
+            cell(job.get("actual_device"))
+        );
+        print_results(&c, *id, false)?;
+        summary.push(format!("job {id} ({device_type}) {health}"));
+    }
+    println!(
+        "{} in {:.1} s; the lab stops now (docs/lab.md sets one up to stay)",
+        summary.join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    drop(lab);
+    Ok(code)
+}
+
+/// The demo job run directly, as `basalt run` does (`basalt demo --local`).
+fn demo_local(a: &DemoArgs) -> Result<ExitCode> {
+    let fixtures = demo_fixtures(a)?;
+    let kernel = fixtures.join("amd64/vmlinux");
+    let initrd = fixtures.join("amd64/initramfs.cpio.gz");
+    let has_qemu = has_qemu();
     if a.board || !has_qemu {
         if !has_qemu {
             println!(

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["action"],
     &["actions"],
     &["pipeline", "run", "client"],
+    &["lab"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -114,6 +114,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/{id}/", get(job))
         .route("/jobs/{id}/logs/", get(job_logs))
         .route("/jobs/{id}/yaml/", get(job_yaml))
+        .route("/jobs/{id}/tests/", get(job_tests))
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
         .route("/devices/", get(devices).post(add_device))
         .route("/devices/{hostname}/", get(device))
@@ -489,6 +490,65 @@ async fn job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<
 async fn job_yaml(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Response> {
     let job = find_job(&h, &id)?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], job.definition).into_response())
+}
+
+/// Test cases per page of `jobs/<id>/tests/` (pages by `page`, as LAVA's).
+const TESTS_PAGE: usize = 50;
+
+/// `jobs/<id>/tests/?page=N`: the job's results as LAVA's test cases ([`crate::results`]).
+async fn job_tests(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let job = find_job(&h, &id)?;
+    let page_no = number::<usize>(&q, "page")?.unwrap_or(1);
+    if page_no == 0 {
+        return Err(ApiError::NotFound("invalid page: pages start at 1".into()));
+    }
+    let cases = crate::results::test_cases(job.results.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::Internal(format!("job {}: {e}", job.id)))?;
+    let count = cases.len();
+    let pages = count.div_ceil(TESTS_PAGE).max(1);
+    if page_no > pages {
+        return Err(ApiError::NotFound(format!(
+            "invalid page {page_no}: there are {pages}"
+        )));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let url = |p: usize| format!("http://{host}/api/v0.2/jobs/{}/tests/?page={p}", job.id);
+    let logged = job.end_time.or(job.start_time).map(rfc3339);
+    let results: Vec<Value> = cases
+        .into_iter()
+        .skip((page_no - 1) * TESTS_PAGE)
+        .take(TESTS_PAGE)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "unit": c.unit,
+                "result": c.result,
+                "measurement": c.measurement,
+                "metadata": c.metadata,
+                "suite": c.suite_id,
+                "start_log_line": Value::Null,
+                "end_log_line": Value::Null,
+                "test_set": c.test_set,
+                "logged": logged,
+                "resource_uri": format!("/results/{}/{}/{}", job.id, c.suite, c.name),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "count": count,
+        "next": (page_no < pages).then(|| url(page_no + 1)),
+        "previous": (page_no > 1).then(|| url(page_no - 1)),
+        "results": results,
+    })))
 }
 
 /// How much of a log is read at a time while counting its lines.

@@ -11,6 +11,7 @@ pub mod http;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod results;
 pub mod scheduler;
 pub mod store;
 

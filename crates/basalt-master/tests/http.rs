@@ -534,3 +534,57 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn results_are_served_as_lavas_test_cases() {
+    let m = start();
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!(s, 201, "{r}");
+    let id = r["job_ids"][0].as_u64().expect("a job id");
+    let (s, page) = get(&m, &format!("jobs/{id}/tests/"));
+    assert_eq!(s, 200);
+    assert_eq!(page["count"], 0, "no results before the end");
+    // the end as the engine stores it: the results.yaml text the worker sent
+    let results: String = (0..60)
+        .map(|i| format!("- {{definition: 0_smoke, case: case-{i}, result: pass}}\n"))
+        .chain(["- {definition: lava, case: job, result: fail, error_type: Test}\n".to_string()])
+        .collect();
+    let store = Store::open(&m.state_dir.join("basalt.db")).expect("store");
+    store
+        .finish_job(
+            id,
+            basalt_master::JobHealth::Incomplete,
+            Some(("Test", "x")),
+            Some(&results),
+            None,
+            1,
+        )
+        .expect("finish");
+    let (s, page) = get(&m, &format!("jobs/{id}/tests/"));
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["count"], 61);
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(50));
+    assert_eq!(page["results"][0]["name"], "case-0");
+    assert_eq!(page["results"][0]["result"], "pass");
+    assert_eq!(page["results"][0]["suite"], 1);
+    let next = page["next"].as_str().expect("an absolute next URL");
+    assert!(
+        next.starts_with("http://") && next.ends_with("page=2"),
+        "{next}"
+    );
+    let (s, page) = get(&m, &format!("jobs/{id}/tests/?page=2"));
+    assert_eq!(s, 200);
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(11));
+    let job = &page["results"][10];
+    assert_eq!(
+        (job["name"].as_str(), job["suite"].as_u64()),
+        (Some("job"), Some(2))
+    );
+    assert!(job["metadata"]
+        .as_str()
+        .unwrap_or("")
+        .contains("error_type: Test"));
+    assert_eq!(get(&m, &format!("jobs/{id}/tests/?page=3")).0, 404);
+    assert_eq!(get(&m, "jobs/999/tests/").0, 404);
+}

@@ -1,0 +1,142 @@
+//! A job's results as LAVA's `jobs/<id>/tests/` shows them: the `results.yaml` text the worker
+//! sent (one mapping per result: definition, case, result, and measurement, units, set, level,
+//! duration... where present) read into test cases with LAVA's fields. Suites are the job's
+//! test definitions in the order they first report (`lava` included), numbered from 1 within
+//! the job; test cases are numbered from 1 within the job too.
+
+use basalt_model::yaml::{self, Node, Value};
+
+/// One test case, in LAVA's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestCase {
+    /// 1-based within the job.
+    pub id: u64,
+    pub name: String,
+    /// The definition it belongs to (LAVA's suite name, `lava` for the job's own results).
+    pub suite: String,
+    /// 1-based within the job, in the order suites first report.
+    pub suite_id: u64,
+    /// `pass`, `fail`, `skip` or `unknown`.
+    pub result: String,
+    pub measurement: Option<String>,
+    pub unit: String,
+    pub test_set: Option<String>,
+    /// The whole result as a YAML mapping (LAVA's `metadata`: never empty).
+    pub metadata: String,
+}
+
+/// Why a `results.yaml` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("results.yaml:{line}:{col}: {message}")]
+    Yaml {
+        line: u32,
+        col: u32,
+        message: String,
+    },
+    #[error("results.yaml:{line}:{col}: {message}")]
+    Shape {
+        line: u32,
+        col: u32,
+        message: String,
+    },
+}
+
+fn scalar(n: &Node) -> Option<String> {
+    match &n.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(yaml::format_float(*f)),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The test cases of a `results.yaml` text (empty text: none).
+pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let doc = yaml::load(text).map_err(|e| ResultsError::Yaml {
+        line: e.mark.line,
+        col: e.mark.col,
+        message: e.message,
+    })?;
+    let shape = |n: &Node, message: &str| ResultsError::Shape {
+        line: n.mark.line,
+        col: n.mark.col,
+        message: message.into(),
+    };
+    let items = doc
+        .as_seq()
+        .ok_or_else(|| shape(&doc, "a list of results was expected"))?;
+    let mut suites: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if item.as_map().is_none() {
+            return Err(shape(item, "a result is a mapping"));
+        }
+        let field = |k: &str| item.get(k).and_then(scalar);
+        let name = field("case").ok_or_else(|| shape(item, "a result without 'case'"))?;
+        let suite = field("definition").unwrap_or_else(|| "lava".into());
+        let suite_id = match suites.iter().position(|s| *s == suite) {
+            Some(p) => p + 1,
+            None => {
+                suites.push(suite.clone());
+                suites.len()
+            }
+        } as u64;
+        let result = match field("result").as_deref() {
+            Some(r @ ("pass" | "fail" | "skip")) => r.to_string(),
+            _ => "unknown".into(),
+        };
+        out.push(TestCase {
+            id: i as u64 + 1,
+            name,
+            suite,
+            suite_id,
+            result,
+            measurement: field("measurement"),
+            unit: field("units").unwrap_or_default(),
+            test_set: field("set"),
+            metadata: yaml::emit_document(item),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_become_lava_test_cases() {
+        let text = "- {definition: 0_smoke, case: uname, result: pass}\n\
+                    - {definition: 0_smoke, case: latency, result: pass, measurement: 42.0, units: ms, set: boot}\n\
+                    - {definition: lava, case: job, result: fail, error_type: Test}\n\
+                    - {definition: 0_smoke, case: odd, result: maybe}\n";
+        let cases = test_cases(text).unwrap();
+        assert_eq!(cases.len(), 4);
+        assert_eq!(cases[0].name, "uname");
+        assert_eq!((cases[0].suite_id, cases[2].suite_id), (1, 2));
+        assert_eq!(cases[1].measurement.as_deref(), Some("42.0"));
+        assert_eq!(cases[1].unit, "ms");
+        assert_eq!(cases[1].test_set.as_deref(), Some("boot"));
+        assert_eq!(cases[2].result, "fail");
+        assert_eq!(cases[3].result, "unknown");
+        assert!(
+            cases[2].metadata.contains("error_type: Test"),
+            "{}",
+            cases[2].metadata
+        );
+        assert_eq!(test_cases("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn bad_results_say_where() {
+        let e = test_cases("- {definition: x, result: pass}\n").unwrap_err();
+        assert!(e.to_string().starts_with("results.yaml:1:"), "{e}");
+        assert!(test_cases("[unclosed").is_err());
+        assert!(test_cases("just text").is_err());
+    }
+}

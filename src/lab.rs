@@ -1,0 +1,568 @@
+//! A lab on this machine, from basalt's binaries: `basalt-master` (SQLite store), workers
+//! (`basalt-worker`), `basalt-board` devices with the TFTP server their U-Boot fetches from,
+//! and QEMU devices, all registered through the master's REST API as an admin would. It is what
+//! `basalt demo` runs and what the lab's tests and benchmarks start. Every process it starts is
+//! stopped (by its PID) when the [`LocalLab`] is dropped, on every path.
+
+use crate::client::{Client, ClientError};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the lab could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Api(#[from] ClientError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.into();
+    move |source| LabError::Io { what, source }
+}
+
+/// A worker of the lab and the devices it serves.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub name: String,
+    /// `basalt-board` devices (`NAME-board-N`, device type `basalt-board`).
+    pub boards: usize,
+    /// QEMU devices (`NAME-qemu-N`, device type `qemu`).
+    pub qemu: usize,
+}
+
+/// What to set up.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Where everything goes: `master/`, `workers/NAME/`, `tftp/`, `boards/`, `logs/`.
+    pub dir: PathBuf,
+    /// Where `basalt`, `basalt-master`, `basalt-worker` and `basalt-board` are.
+    pub bin_dir: PathBuf,
+    /// The kernel and initramfs of `hw-tests/build-fixtures.sh`.
+    pub fixtures: PathBuf,
+    pub workers: Vec<WorkerSpec>,
+    pub heartbeat_secs: u32,
+    /// The boards' U-Boot `bootdelay` (seconds).
+    pub bootdelay: u32,
+}
+
+/// A device of the lab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabDevice {
+    pub hostname: String,
+    pub device_type: String,
+    pub worker: String,
+}
+
+/// A process of the lab: stopped with SIGTERM (SIGKILL after 5 s) and reaped when dropped.
+struct Daemon {
+    name: String,
+    child: Child,
+}
+
+impl Daemon {
+    fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Daemon, LabError> {
+        let out = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io(format!("opening {}", log.display())))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io(format!("starting {name}")))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Whether it is still running (an exited daemon is reaped).
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn stop(&mut self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        if !self.running() {
+            return;
+        }
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop(nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+/// The running lab.
+pub struct LocalLab {
+    spec: Spec,
+    /// `http://127.0.0.1:PORT` (the API is under `/api/v0.2/`).
+    pub url: String,
+    /// An admin token.
+    pub token: String,
+    pub devices: Vec<LabDevice>,
+    http: u16,
+    workers_port: u16,
+    // dropped in this order: workers (their jobs end), then the master, boards, TFTP
+    workers: Vec<Daemon>,
+    master: Option<Daemon>,
+    boards: Vec<Daemon>,
+    _tftpd: Option<Daemon>,
+}
+
+fn free_tcp_port() -> Result<u16, LabError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(io("choosing a TCP port"))
+}
+
+fn free_udp_port() -> Result<u16, LabError> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(io("choosing a UDP port"))
+}
+
+/// Waits for `cond` until `deadline`; `what` says what did not happen.
+fn wait_for(
+    what: &str,
+    within: Duration,
+    mut cond: impl FnMut() -> Result<bool, LabError>,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Setup(format!("{what} within {within:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A path for a device dictionary's command line: quoted for the shell-words split.
+fn quoted(p: &Path) -> Result<String, LabError> {
+    let s = p.to_str().ok_or_else(|| {
+        LabError::Setup(format!(
+            "{} is not UTF-8: cannot name it in a dictionary",
+            p.display()
+        ))
+    })?;
+    if s.contains('\'') {
+        return Err(LabError::Setup(format!(
+            "{s} contains a quote: cannot name it in a dictionary"
+        )));
+    }
+    Ok(shell_words::quote(s).into_owned())
+}
+
+impl LocalLab {
+    /// Starts the master, the TFTP server and boards, registers workers and devices, starts the
+    /// workers and waits until they are online.
+    pub fn start(spec: Spec) -> Result<LocalLab, LabError> {
+        for bin in ["basalt", "basalt-master", "basalt-worker", "basalt-board"] {
+            let b = spec.bin_dir.join(bin);
+            if !b.is_file() {
+                return Err(LabError::Setup(format!(
+                    "{} is missing: build it (cargo build --release --workspace)",
+                    b.display()
+                )));
+            }
+        }
+        for d in ["master", "workers", "tftp", "boards", "logs"] {
+            let p = spec.dir.join(d);
+            std::fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
+        }
+        let mut lab = LocalLab {
+            url: String::new(),
+            token: String::new(),
+            devices: Vec::new(),
+            http: free_tcp_port()?,
+            workers_port: free_tcp_port()?,
+            workers: Vec::new(),
+            master: None,
+            boards: Vec::new(),
+            _tftpd: None,
+            spec,
+        };
+        lab.url = format!("http://127.0.0.1:{}", lab.http);
+        lab.start_master()?;
+        lab.token = lab.add_token("admin", true)?;
+        let boards: usize = lab.spec.workers.iter().map(|w| w.boards).sum();
+        let tftp_port = if boards > 0 {
+            Some(lab.start_tftpd()?)
+        } else {
+            None
+        };
+        let client = lab.client();
+        let post = |path: &str, body: serde_json::Value| client.post(path, &body).map(|_| ());
+        if boards > 0 {
+            post("devicetypes/", serde_json::json!({"name": "basalt-board"}))?;
+        }
+        if lab.spec.workers.iter().any(|w| w.qemu > 0) {
+            post("devicetypes/", serde_json::json!({"name": "qemu"}))?;
+        }
+        for w in lab.spec.workers.clone() {
+            post("workers/", serde_json::json!({"hostname": w.name}))?;
+            for i in 1..=w.qemu {
+                let hostname = format!("{}-qemu-{i}", w.name);
+                lab.add_device(
+                    &hostname,
+                    "qemu",
+                    &w.name,
+                    crate::device::builtin::DEMO_DEVICE,
+                )?;
+            }
+            for i in 1..=w.boards {
+                let hostname = format!("{}-board-{i}", w.name);
+                let port = tftp_port.unwrap_or(0);
+                let dictionary = lab.start_board(&hostname, port)?;
+                lab.add_device(&hostname, "basalt-board", &w.name, &dictionary)?;
+            }
+        }
+        for w in lab.spec.workers.clone() {
+            lab.start_worker(&w.name)?;
+        }
+        let names: Vec<String> = lab.spec.workers.iter().map(|w| w.name.clone()).collect();
+        wait_for(
+            "the workers did not come online",
+            Duration::from_secs(30),
+            || {
+                let online = client
+                    .list("workers/")?
+                    .iter()
+                    .filter(|w| w.get("state").and_then(|s| s.as_str()) == Some("Online"))
+                    .filter_map(|w| w.get("hostname").and_then(|h| h.as_str()).map(String::from))
+                    .collect::<Vec<_>>();
+                Ok(names.iter().all(|n| online.contains(n)))
+            },
+        )?;
+        Ok(lab)
+    }
+
+    /// A client of the master's API with the admin token.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, Some(self.token.clone()))
+    }
+
+    /// The master's state directory (its store, keys and logs).
+    pub fn master_dir(&self) -> PathBuf {
+        self.spec.dir.join("master")
+    }
+
+    /// A worker's state directory (each job's output directory is under it).
+    pub fn worker_dir(&self, name: &str) -> PathBuf {
+        self.spec.dir.join("workers").join(name)
+    }
+
+    /// Where the daemons' output goes (`master.log`, `worker-NAME.log`, `board-NAME.log`).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.spec.dir.join("logs")
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.spec.bin_dir.join(name)
+    }
+
+    /// Starts (or starts again) the master on the lab's ports and waits for its API.
+    pub fn start_master(&mut self) -> Result<(), LabError> {
+        let log = self.logs_dir().join("master.log");
+        // a restarted master's output follows its predecessor's
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io(format!("opening {}", log.display())))?;
+        let err = out.try_clone().map_err(io("master.log"))?;
+        let child = Command::new(self.bin("basalt-master"))
+            .arg("--state-dir")
+            .arg(self.master_dir())
+            .args(["--http", &format!("127.0.0.1:{}", self.http)])
+            .args([
+                "--workers",
+                &format!("tcp://127.0.0.1:{}", self.workers_port),
+            ])
+            .args(["--heartbeat-secs", &self.spec.heartbeat_secs.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io("starting basalt-master"))?;
+        self.master = Some(Daemon {
+            name: "basalt-master".into(),
+            child,
+        });
+        let version = format!("{}/api/v0.2/system/version/", self.url);
+        let master = &mut self.master;
+        wait_for(
+            "basalt-master did not answer",
+            Duration::from_secs(20),
+            || {
+                if !master.as_mut().is_some_and(Daemon::running) {
+                    return Err(LabError::Setup(format!(
+                        "basalt-master exited: see {}",
+                        log.display()
+                    )));
+                }
+                Ok(ureq::get(&version).call().is_ok())
+            },
+        )
+    }
+
+    /// Kills the master with SIGKILL (a crash), leaving its state directory as it was.
+    pub fn kill_master(&mut self) {
+        if let Some(mut m) = self.master.take() {
+            m.stop(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// The master's PID, while it runs.
+    pub fn master_pid(&self) -> Option<i32> {
+        self.master.as_ref().map(Daemon::pid)
+    }
+
+    /// A worker's PID.
+    pub fn worker_pid(&self, name: &str) -> Option<i32> {
+        self.workers
+            .iter()
+            .find(|d| d.name == name)
+            .map(Daemon::pid)
+    }
+
+    /// Kills a worker with SIGKILL (a crash).
+    pub fn kill_worker(&mut self, name: &str) {
+        if let Some(i) = self.workers.iter().position(|d| d.name == name) {
+            let mut w = self.workers.remove(i);
+            w.stop(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// A new API token of `user` (`basalt-master token add`).
+    pub fn add_token(&self, user: &str, admin: bool) -> Result<String, LabError> {
+        let mut cmd = Command::new(self.bin("basalt-master"));
+        cmd.arg("--state-dir")
+            .arg(self.master_dir())
+            .args(["token", "add", user]);
+        if admin {
+            cmd.arg("--admin");
+        }
+        let out = cmd.output().map_err(io("basalt-master token add"))?;
+        if !out.status.success() {
+            return Err(LabError::Setup(format!(
+                "basalt-master token add: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn start_tftpd(&mut self) -> Result<u16, LabError> {
+        let tftpd = ["/usr/sbin/in.tftpd", "/sbin/in.tftpd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| {
+                LabError::Setup(
+                    "in.tftpd is not installed: run scripts/install-deps.sh (package tftpd-hpa)"
+                        .into(),
+                )
+            })?;
+        let root = self.spec.dir.join("tftp");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("{}", root.display())))?;
+        let port = free_udp_port()?;
+        let d = Daemon::spawn(
+            "in.tftpd",
+            Command::new(tftpd)
+                .args(["-L", "-u", crate::host::limits::DEFAULT_TFTP_USER])
+                .args(["-a", &format!("127.0.0.1:{port}"), "-s"])
+                .arg(&root),
+            &self.logs_dir().join("tftpd.log"),
+        )?;
+        self._tftpd = Some(d);
+        Ok(port)
+    }
+
+    /// Starts a `basalt-board` and returns its device dictionary.
+    fn start_board(&mut self, hostname: &str, tftp_port: u16) -> Result<String, LabError> {
+        let dir = self.spec.dir.join("boards").join(hostname);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let control = dir.join("control.sock");
+        let log = self.logs_dir().join(format!("board-{hostname}.log"));
+        let board = self.bin("basalt-board");
+        let mut d = Daemon::spawn(
+            hostname,
+            Command::new(&board)
+                .args(["--telnet", "0", "--tftp-port", &tftp_port.to_string()])
+                .args(["--bootdelay", &self.spec.bootdelay.to_string(), "--control"])
+                .arg(&control),
+            &log,
+        )?;
+        let mut addr = None;
+        wait_for(
+            &format!("basalt-board {hostname} did not get ready"),
+            Duration::from_secs(20),
+            || {
+                if !d.running() {
+                    return Err(LabError::Setup(format!(
+                        "basalt-board {hostname} exited: see {}",
+                        log.display()
+                    )));
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                for line in text.lines() {
+                    if let Some(a) = line.strip_prefix("basalt-board: console telnet ") {
+                        addr = a.trim().parse::<std::net::SocketAddr>().ok();
+                    }
+                }
+                Ok(addr.is_some() && text.lines().any(|l| l == "basalt-board: ready"))
+            },
+        )?;
+        self.boards.push(d);
+        let addr = addr.ok_or_else(|| LabError::Setup("no console address".into()))?;
+        let ctl = |op: &str| -> Result<String, LabError> {
+            Ok(format!(
+                "{} ctl --control {} {op}",
+                quoted(&board)?,
+                quoted(&control)?
+            ))
+        };
+        Ok(format!(
+            "{{% extends 'basalt-board.jinja2' %}}\n\
+             {{% set connection_command = 'telnet {} {}' %}}\n\
+             {{% set power_on_command = '{}' %}}\n\
+             {{% set power_off_command = '{}' %}}\n\
+             {{% set hard_reset_command = '{}' %}}\n",
+            addr.ip(),
+            addr.port(),
+            ctl("on")?,
+            ctl("off")?,
+            ctl("reset")?
+        ))
+    }
+
+    fn add_device(
+        &mut self,
+        hostname: &str,
+        device_type: &str,
+        worker: &str,
+        dictionary: &str,
+    ) -> Result<(), LabError> {
+        let c = self.client();
+        c.post(
+            "devices/",
+            &serde_json::json!({"hostname": hostname, "device_type": device_type, "worker_host": worker}),
+        )?;
+        c.post(
+            &format!("devices/{hostname}/dictionary/"),
+            &serde_json::json!({ "dictionary": dictionary }),
+        )?;
+        self.devices.push(LabDevice {
+            hostname: hostname.into(),
+            device_type: device_type.into(),
+            worker: worker.into(),
+        });
+        Ok(())
+    }
+
+    /// Makes the worker's key, admits it and starts the worker.
+    pub fn start_worker(&mut self, name: &str) -> Result<(), LabError> {
+        let dir = self.worker_dir(name);
+        let key = dir.join(format!("{name}.key_secret"));
+        if !key.is_file() {
+            let pair = basalt_link::cert::Keypair::generate();
+            pair.write(&dir, name)
+                .map_err(|e| LabError::Setup(format!("worker {name}'s key: {e}")))?;
+            let public = dir.join(format!("{name}.key"));
+            let admitted = self.master_dir().join("certs/workers");
+            std::fs::create_dir_all(&admitted).map_err(io("certs/workers"))?;
+            std::fs::copy(&public, admitted.join(format!("{name}.key")))
+                .map_err(io(format!("admitting {}", public.display())))?;
+        }
+        let log = self.logs_dir().join(format!("worker-{name}.log"));
+        let d = Daemon::spawn(
+            name,
+            Command::new(self.bin("basalt-worker"))
+                .args(["--name", name])
+                .args([
+                    "--master",
+                    &format!("tcp://127.0.0.1:{}", self.workers_port),
+                ])
+                .arg("--master-key")
+                .arg(self.master_dir().join("certs/master.key"))
+                .arg("--key")
+                .arg(&key)
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .arg("--basalt")
+                .arg(self.bin("basalt"))
+                .arg("--tftp-root")
+                .arg(self.spec.dir.join("tftp"))
+                .args(["--server-ip", "127.0.0.1"]),
+            &log,
+        )?;
+        self.workers.push(d);
+        Ok(())
+    }
+
+    /// The QEMU demo job (`config/jobs/demo-qemu.yaml`) on the fixtures.
+    pub fn qemu_job(&self) -> String {
+        let f = &self.spec.fixtures;
+        crate::device::builtin::DEMO_JOB
+            .replace("@KERNEL@", &f.join("amd64/vmlinux").to_string_lossy())
+            .replace(
+                "@INITRD@",
+                &f.join("amd64/initramfs.cpio.gz").to_string_lossy(),
+            )
+    }
+
+    /// The `basalt-board` demo job (`config/jobs/demo-board.yaml`) on the fixtures' initramfs,
+    /// with a stand-in kernel and device tree (the board boots the initramfs itself).
+    pub fn board_job(&self) -> Result<String, LabError> {
+        let dir = self.spec.dir.join("boards");
+        let kernel = dir.join("Image");
+        let dtb = dir.join("board.dtb");
+        if !kernel.is_file() {
+            std::fs::write(&kernel, vec![0u8; 4096]).map_err(io("writing the kernel"))?;
+            std::fs::write(&dtb, vec![0xd0u8; 1024]).map_err(io("writing the dtb"))?;
+        }
+        Ok(crate::device::builtin::DEMO_BOARD_JOB
+            .replace("@KERNEL@", &kernel.to_string_lossy())
+            .replace(
+                "@INITRD@",
+                &self
+                    .spec
+                    .fixtures
+                    .join("amd64/initramfs.cpio.gz")
+                    .to_string_lossy(),
+            )
+            .replace("@DTB@", &dtb.to_string_lossy()))
+    }
+}
