@@ -51,6 +51,8 @@ pub struct Spec {
     pub heartbeat_secs: u32,
     /// The boards' U-Boot `bootdelay` (seconds).
     pub bootdelay: u32,
+    /// The workers keep each job's directory (`worker_dir(NAME)/state/job-ID/`).
+    pub keep_job_dirs: bool,
 }
 
 /// A device of the lab.
@@ -277,9 +279,18 @@ impl LocalLab {
         self.spec.dir.join("master")
     }
 
-    /// A worker's state directory (each job's output directory is under it).
+    /// A worker's directory: its keys, and `state/` with each job's directory.
     pub fn worker_dir(&self, name: &str) -> PathBuf {
         self.spec.dir.join("workers").join(name)
+    }
+
+    /// The output directory of job `id` on `worker` (`output.yaml`, `results.yaml`; kept after
+    /// the job with [`Spec::keep_job_dirs`]).
+    pub fn job_output_dir(&self, worker: &str, id: u64) -> PathBuf {
+        self.worker_dir(worker)
+            .join("state")
+            .join(format!("job-{id}"))
+            .join("out")
     }
 
     /// Where the daemons' output goes (`master.log`, `worker-NAME.log`, `board-NAME.log`).
@@ -525,7 +536,8 @@ impl LocalLab {
                 .arg(self.bin("basalt"))
                 .arg("--tftp-root")
                 .arg(self.spec.dir.join("tftp"))
-                .args(["--server-ip", "127.0.0.1"]),
+                .args(["--server-ip", "127.0.0.1"])
+                .args(self.spec.keep_job_dirs.then_some("--keep-job-dirs")),
             &log,
         )?;
         self.workers.push(d);

@@ -68,7 +68,13 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removes the directory, unless `BASALT_TEST_KEEP` is set (to look at a failed test's
+    /// files).
     fn drop(&mut self) {
+        if std::env::var_os("BASALT_TEST_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

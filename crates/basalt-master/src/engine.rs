@@ -564,9 +564,11 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Ends a job whose worker lost it: Incomplete (Infrastructure), its device Unknown.
+    /// Ends a job whose worker lost it: Incomplete (Infrastructure), its device Unknown with a
+    /// health check queued (when its type has one) for when the worker is back.
     fn lose_job(&mut self, id: u64, worker: &str, why: &str) {
         self.log(format!("job {id} on worker {worker}: {why}"));
+        let device = self.store.job(id).ok().flatten().and_then(|j| j.actual_device);
         let _ = self.store.finish_job(
             id,
             JobHealth::Incomplete,
@@ -578,6 +580,9 @@ impl Engine {
         self.open_logs.remove(&id);
         self.pending_ends.remove(&id);
         self.owners.remove(&id);
+        if let Some(d) = device {
+            self.queue_health_check(&d);
+        }
     }
 
     /// One scheduling pass: assignments become Starts; devices needing a health check get one.

@@ -845,6 +845,8 @@ async fn add_device_type(
         health_check: t.health_check.filter(|d| !d.trim().is_empty()),
     };
     h.store.put_device_type(&t)?;
+    // a new health check can go to the devices of the type now
+    h.reschedule();
     Ok((StatusCode::CREATED, Json(device_type_json(&t))))
 }
 

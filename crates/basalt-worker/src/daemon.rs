@@ -30,6 +30,9 @@ pub struct Config {
     /// Arguments given to every `basalt run` (the worker's TFTP root, server IP, limits ...).
     pub job_args: Vec<String>,
     pub capabilities: Capabilities,
+    /// Keep each job's directory (its `output.yaml`, `results.yaml`) after the master has
+    /// acknowledged its end, instead of removing it.
+    pub keep_job_dirs: bool,
 }
 
 /// Why the daemon stopped.
@@ -258,8 +261,10 @@ fn on_master(
         MasterMsg::EndAck(EndAck { job_id }) => {
             if jobs.get(&job_id).is_some_and(|h| h.end.is_some()) {
                 jobs.remove(&job_id);
-                let dir = config.state_dir.join(format!("job-{job_id}"));
-                let _ = std::fs::remove_dir_all(dir);
+                if !config.keep_job_dirs {
+                    let dir = config.state_dir.join(format!("job-{job_id}"));
+                    let _ = std::fs::remove_dir_all(dir);
+                }
             }
         }
         MasterMsg::HeartbeatAck(_) => {}

@@ -29,6 +29,10 @@ struct Args {
         default_value = "/var/lib/basalt-worker"
     )]
     state_dir: PathBuf,
+    /// Keep each job's directory (`job-ID/` in the state directory: its output.yaml and
+    /// results.yaml) after the master has its log, instead of removing it.
+    #[arg(long = "keep-job-dirs")]
+    keep_job_dirs: bool,
     /// The dispatcher run per job (default: `basalt` next to this binary, else on PATH).
     #[arg(long, value_name = "PATH")]
     basalt: Option<PathBuf>,
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         master_key,
         key,
         state_dir: args.state_dir,
+        keep_job_dirs: args.keep_job_dirs,
         basalt,
         job_args,
         capabilities,
