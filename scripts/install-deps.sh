@@ -34,7 +34,7 @@ for arg in "$@"; do
     --check) MODE=check ;;
     --update) FORCE_UPDATE=1 ;;
     -h | --help)
-      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) basalt_die "unknown argument: $arg (see --help)" ;;
