@@ -395,7 +395,7 @@ impl PgClient {
                 }
             })
             .map_err(ConnectError::Thread)?;
-        let mut client = PgClient {
+        let client = PgClient {
             requests: Some(requests),
             replies,
             thread: Some(thread),
