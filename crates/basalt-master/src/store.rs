@@ -38,10 +38,7 @@ pub enum StoreError {
         source: postgres::Error,
     },
     #[error("cannot connect to {url}: no thread for the connection: {source}")]
-    Thread {
-        url: String,
-        source: std::io::Error,
-    },
+    Thread { url: String, source: std::io::Error },
     #[error("'{url}' is not a PostgreSQL URL (postgres://... or postgresql://...)")]
     NotPostgres { url: String },
     #[error("the database connection's thread stopped")]
@@ -390,7 +387,11 @@ impl Store {
                 });
             }
             for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                db.batch(if db.is_postgres() { m.postgres } else { m.sqlite })?;
+                db.batch(if db.is_postgres() {
+                    m.postgres
+                } else {
+                    m.sqlite
+                })?;
                 write_version(db, (i + 1) as i64)?;
             }
             Ok(())
@@ -905,7 +906,6 @@ fn token_hash(token: &str) -> String {
         .collect()
 }
 
-
 #[cfg(test)]
 #[path = "../tests/support/pg.rs"]
 mod test_pg;
@@ -1011,7 +1011,10 @@ mod tests {
             (JobState::Submitted, JobHealth::Unknown)
         );
         assert_eq!(j.target, Target::DeviceType("qemu".into()));
-        assert_eq!((j.tags, j.priority), (vec!["fast".into()], Priority::MEDIUM));
+        assert_eq!(
+            (j.tags, j.priority),
+            (vec!["fast".into()], Priority::MEDIUM)
+        );
         assert_eq!(s.snapshot().unwrap().jobs.len(), 1);
         s.schedule_job(id, "qemu-01").unwrap();
         assert_eq!(
@@ -1152,7 +1155,10 @@ mod tests {
         assert_eq!(s.workers().unwrap().len(), 1);
         write_version(&mut s.db(), 99).unwrap();
         drop(s);
-        assert!(matches!(db.open(), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            db.open(),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 
     /// The engine and the API call the store from tokio tasks (the sync PostgreSQL client
@@ -1209,7 +1215,9 @@ mod tests {
             e.contains("postgres://basalt:***@127.0.0.1:1/basalt") && !e.contains("s3cret"),
             "{e}"
         );
-        let e = Store::connect("mysql://u:pw@db/x").err().expect("not postgres");
+        let e = Store::connect("mysql://u:pw@db/x")
+            .err()
+            .expect("not postgres");
         assert!(matches!(e, StoreError::NotPostgres { .. }), "{e}");
         assert!(!e.to_string().contains("pw"), "{e}");
         let e = Store::connect("postgres://u:pw@db:port/x")

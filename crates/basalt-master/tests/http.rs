@@ -604,7 +604,8 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot connect to postgres://basalt:***@127.0.0.1:1/basalt") && !err.contains("s3cret"),
+        err.contains("cannot connect to postgres://basalt:***@127.0.0.1:1/basalt")
+            && !err.contains("s3cret"),
         "{err}"
     );
     assert!(!dir.path().join("basalt.db").exists());

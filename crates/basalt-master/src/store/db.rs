@@ -305,7 +305,9 @@ impl ToSql for Value {
                 _ => Err(format!("an integer for a parameter of type {ty}").into()),
             },
             Value::Text(s) => match *ty {
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => s.as_str().to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                    s.as_str().to_sql(ty, out)
+                }
                 _ => Err(format!("text for a parameter of type {ty}").into()),
             },
         }
@@ -578,7 +580,10 @@ mod tests {
     fn rows_refuse_what_their_columns_do_not_hold() {
         let r = Row(vec![Value::Null, Value::Int(-1), Value::Text("x".into())]);
         assert_eq!(r.opt_int(0).ok(), Some(None));
-        assert!(matches!(r.int(0), Err(StoreError::Column { column: 0, .. })));
+        assert!(matches!(
+            r.int(0),
+            Err(StoreError::Column { column: 0, .. })
+        ));
         assert!(r.uint(1).is_err());
         assert!(r.code(1).is_err());
         assert!(r.int(2).is_err());
