@@ -7,7 +7,7 @@
 //! States are stored as LAVA's integer codes ([`crate::model`]). Every method takes `&self`
 //! (the connection is behind a mutex) and is short: the daemon calls it from its event loop.
 //! Each query is written once, in SQLite's dialect with `?N` placeholders, which PostgreSQL
-//! also understands once they are `$N` ([`db`]); the migrations' schemas differ (64-bit
+//! also understands once they are `$N` (`store/db.rs`); the migrations' schemas differ (64-bit
 //! integers, identity columns), so each migration has both texts. SQLite counts migrations in
 //! `PRAGMA user_version`, PostgreSQL in a one-row `schema_version` table.
 //!
