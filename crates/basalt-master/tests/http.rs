@@ -482,6 +482,16 @@ fn logs_are_served_by_line_range(backend: Backend) {
     assert_eq!(s, 404);
 }
 
+/// A child process, killed and reaped when the test ends, passing or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads the child's stderr until the line that tells where the API listens.
 fn api_url(stderr: &mut impl std::io::BufRead) -> String {
     let mut line = String::new();
@@ -524,8 +534,9 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
         .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .expect("basalt-master");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
     let base = api_url(&mut stderr);
     assert!(dir.path().join("certs/master.key").is_file());
     // PostgreSQL's store leaves no SQLite file behind
@@ -547,20 +558,22 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
         .expect("add worker");
     assert_eq!(resp.status(), 201);
 
+    let pid = child.0.id().to_string();
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(kill.success());
     // wait for the exit, with a deadline
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let _ = tx.send(child.0.wait());
     });
-    let status = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("still running 20 s after SIGTERM")
-        .expect("wait");
+    let Ok(status) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("still running 20 s after SIGTERM");
+    };
+    let status = status.expect("wait");
     assert!(status.success(), "{status}");
     let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
@@ -574,8 +587,9 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
         .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .expect("basalt-master");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
     let base = api_url(&mut stderr);
     let workers: Value = ureq::get(&format!("{base}workers/"))
         .call()
@@ -587,8 +601,6 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
         std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key"),
         key
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
