@@ -1182,6 +1182,36 @@ mod tests {
         assert_eq!(seen, 7);
     }
 
+    /// A server restart (here: the store's connection terminated) costs the call that meets
+    /// it; the next one connects again.
+    #[test]
+    fn a_lost_postgres_connection_is_made_again() {
+        let Some(db) = Db::postgres("a_lost_postgres_connection_is_made_again") else {
+            return;
+        };
+        let Db::Postgres(pg) = &db else {
+            unreachable!("a PostgreSQL database")
+        };
+        let s = lab(&db);
+        let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
+            .int(0)
+            .unwrap();
+        pg.admin(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        assert!(s.workers().is_err());
+        assert_eq!(s.workers().unwrap().len(), 1);
+        // and in a transaction
+        let id = s.submit(&job(), 1).unwrap();
+        let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
+            .int(0)
+            .unwrap();
+        pg.admin(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        assert!(s.schedule_job(id, "qemu-01").is_err());
+        s.schedule_job(id, "qemu-01").unwrap();
+        assert_eq!(s.job(id).unwrap().unwrap().state, JobState::Scheduled);
+    }
+
     /// A database made before the store spoke PostgreSQL (user_version 1) keeps its data.
     #[test]
     fn an_existing_sqlite_database_keeps_working() {

@@ -391,7 +391,7 @@ impl PgClient {
             .spawn(move || match config.connect(postgres::NoTls) {
                 Ok(client) => {
                     if replies_tx.send(Ok(Reply::Done)).is_ok() {
-                        serve(client, requests_rx, replies_tx);
+                        serve(&config, client, requests_rx, replies_tx);
                     }
                 }
                 Err(e) => {
@@ -441,15 +441,42 @@ pub(super) enum ConnectError {
     Thread(std::io::Error),
 }
 
-/// The PostgreSQL thread: runs requests until the store drops its end.
+/// The PostgreSQL thread: runs requests until the store drops its end. A connection found
+/// lost (the server restarted) is made again before the next request outside a transaction;
+/// the request that met the loss fails and is not retried (it may have been applied).
 fn serve(
+    config: &postgres::Config,
     mut client: postgres::Client,
     requests: mpsc::Receiver<Request>,
     replies: mpsc::Sender<Result<Reply, postgres::Error>>,
 ) {
     let mut statements = HashMap::new();
+    let mut in_transaction = false;
+    // after a failure, whether the connection still works is asked once (a round trip)
+    let mut failed = false;
     for request in requests {
-        let reply = run(&mut client, &mut statements, request);
+        let lost = !in_transaction
+            && (client.is_closed()
+                || (failed && client.is_valid(std::time::Duration::from_secs(5)).is_err()));
+        let reply = if lost {
+            config.connect(postgres::NoTls).map(|c| {
+                client = c;
+                statements.clear();
+            })
+        } else {
+            Ok(())
+        };
+        let control = match &request {
+            Request::Control(sql) => Some(*sql),
+            _ => None,
+        };
+        let reply = reply.and_then(|()| run(&mut client, &mut statements, request));
+        match control {
+            Some("BEGIN") => in_transaction = reply.is_ok(),
+            Some(_) => in_transaction = false,
+            None => {}
+        }
+        failed = reply.is_err();
         if replies.send(reply).is_err() {
             break;
         }

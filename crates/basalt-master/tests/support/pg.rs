@@ -43,6 +43,12 @@ impl TestDb {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Runs `sql` on the server as the administrator (from the server's own database).
+    #[allow(dead_code)] // not every test uses it
+    pub fn admin(&self, sql: &str) -> Result<(), postgres::Error> {
+        admin_sql(&self.admin, sql)
+    }
 }
 
 impl Drop for TestDb {
