@@ -1182,8 +1182,8 @@ mod tests {
         assert_eq!(seen, 7);
     }
 
-    /// A server restart (here: the store's connection terminated) costs the call that meets
-    /// it; the next one connects again.
+    /// A server restart (here: the store's connection terminated, waiting until it is) costs
+    /// the call that meets it; the next one connects again.
     #[test]
     fn a_lost_postgres_connection_is_made_again() {
         let Some(db) = Db::postgres("a_lost_postgres_connection_is_made_again") else {
@@ -1196,7 +1196,7 @@ mod tests {
         let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
             .int(0)
             .unwrap();
-        pg.admin(&format!("SELECT pg_terminate_backend({pid})"))
+        pg.admin(&format!("SELECT pg_terminate_backend({pid}, 10000)"))
             .unwrap();
         assert!(s.workers().is_err());
         assert_eq!(s.workers().unwrap().len(), 1);
@@ -1205,7 +1205,7 @@ mod tests {
         let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
             .int(0)
             .unwrap();
-        pg.admin(&format!("SELECT pg_terminate_backend({pid})"))
+        pg.admin(&format!("SELECT pg_terminate_backend({pid}, 10000)"))
             .unwrap();
         assert!(s.schedule_job(id, "qemu-01").is_err());
         s.schedule_job(id, "qemu-01").unwrap();
