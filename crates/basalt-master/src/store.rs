@@ -29,9 +29,9 @@ use std::sync::Mutex;
 pub enum StoreError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", with_causes(.0))]
     Postgres(#[from] postgres::Error),
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {}", with_causes(.source))]
     Connect {
         /// The URL, its password masked.
         url: String,
@@ -55,6 +55,18 @@ pub enum StoreError {
     Exists { what: &'static str, name: String },
     #[error("the database's schema is version {found}, newer than this master's {known}: upgrade basalt-master")]
     TooNew { found: i64, known: i64 },
+}
+
+/// `e` and its causes: `postgres::Error` says only its kind ("db error"), its cause says why.
+fn with_causes(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A migration, in each database's dialect.
@@ -1245,6 +1257,7 @@ mod tests {
             e.contains("postgres://basalt:***@127.0.0.1:1/basalt") && !e.contains("s3cret"),
             "{e}"
         );
+        assert!(e.contains("refused"), "says why: {e}");
         let e = Store::connect("mysql://u:pw@db/x")
             .err()
             .expect("not postgres");

@@ -620,5 +620,6 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
             && !err.contains("s3cret"),
         "{err}"
     );
+    assert!(err.contains("Connection refused"), "says why: {err}");
     assert!(!dir.path().join("basalt.db").exists());
 }
