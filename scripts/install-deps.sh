@@ -11,11 +11,12 @@
 #   the machine ships qemu-utils 10.x from backports, which bookworm's
 #   qemu-system 7.2 would remove. Backports and the package lists live in a
 #   private APT configuration (scripts/lib/apt.sh); /etc/apt is not changed.
-# * The services of tftpd-hpa, ser2net and pdudaemon are not started: during the
+# * The services of tftpd-hpa, ser2net, pdudaemon and postgresql are not started: during the
 #   install /usr/sbin/policy-rc.d must answer 101 ("action forbidden"). An existing
 #   policy that already does so is kept; otherwise a temporary one is put in place
 #   and the previous state restored afterwards (also after an interrupted run).
-#   On a host running systemd the three services are also left disabled.
+#   On a host running systemd the four services are also left disabled. (The tests start
+#   a PostgreSQL cluster of their own, scripts/lib/postgres.sh.)
 # * Output: one line per step; apt's output goes to target/logs/install-deps.log.
 set -euo pipefail
 
@@ -44,6 +45,7 @@ done
 PKGS=(
   pkg-config libudev-dev libzmq3-dev # -sys crates: libudev, zmq
   libsqlite3-dev                     # the master's store (rusqlite, the system's SQLite)
+  postgresql                         # the store's PostgreSQL tests (a throwaway cluster, scripts/lib/postgres.sh)
   socat ser2net pdudaemon telnet     # consoles and power
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards
@@ -59,7 +61,7 @@ OPTIONAL_PKGS=(passt)
 BPO_PKGS=(qemu-system-x86 qemu-system-arm)
 BPO_MIN_VERSION=1:8.0
 # Packages whose daemons must not be started by the install.
-SERVICES=(tftpd-hpa ser2net pdudaemon)
+SERVICES=(tftpd-hpa ser2net pdudaemon postgresql)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVED=$POLICY.basalt-saved

@@ -7,15 +7,20 @@
 #       fmt       cargo fmt --all -- --check
 #       clippy    cargo clippy --all-targets --workspace -- -D warnings
 #       build     cargo build --workspace --all-targets
-#       test      cargo test --workspace         (with BASALT_FIXTURES and the fixtures' env exported)
+#       test      cargo test --workspace         (with BASALT_FIXTURES and the fixtures' env exported,
+#                                                 and BASALT_TEST_POSTGRES: a throwaway PostgreSQL
+#                                                 cluster, scripts/lib/postgres.sh, stopped at the end)
 #   ./scripts/test.sh STEP...       only these steps (e.g. `./scripts/test.sh fmt clippy`)
 #
-# Environment: BASALT_FIXTURES (fixtures directory, default target/fixtures).
+# Environment: BASALT_FIXTURES (fixtures directory, default target/fixtures);
+# BASALT_TEST_POSTGRES (a PostgreSQL URL: the tests use that server instead of their own).
 # Cargo uses its default target directory, target/.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+# shellcheck source=scripts/lib/postgres.sh
+. "$REPO/scripts/lib/postgres.sh"
 ALL_STEPS=(deps fixtures fmt clippy build test)
 
 if [ $# -eq 0 ]; then
@@ -52,8 +57,10 @@ on_exit() {
   if [ "$rc" -ne 0 ] && [ -n "$CURRENT" ]; then
     echo "test.sh: step '$CURRENT' FAILED (exit $rc) after $(elapsed "$STEP_T0") s; total $(elapsed "$T0") s" >&2
   fi
+  basalt_pg_stop || true
 }
 trap on_exit EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap runs
 
 # run STEP CMD... : run a step, print its duration
 run() {
@@ -67,6 +74,16 @@ run() {
   TIMES+=("$(printf '%-9s %7s s' "$CURRENT" "$t")")
   echo "test.sh: --- $CURRENT ok in $t s"
   CURRENT=
+}
+
+# The tests, with a PostgreSQL server for the store's PostgreSQL variants: the caller's
+# (BASALT_TEST_POSTGRES) or a throwaway cluster, stopped when they end (or by on_exit).
+test_step() {
+  if [ -z "${BASALT_TEST_POSTGRES:-}" ]; then
+    basalt_pg_start
+  fi
+  cargo test --workspace
+  basalt_pg_stop
 }
 
 load_fixture_env() {
@@ -87,7 +104,7 @@ for step in "${STEPS[@]}"; do
     build) run build cargo build --workspace --all-targets ;;
     test)
       load_fixture_env
-      run test cargo test --workspace
+      run test test_step
       ;;
   esac
 done

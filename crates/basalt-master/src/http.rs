@@ -83,7 +83,14 @@ impl From<StoreError> for ApiError {
             StoreError::Missing { .. } | StoreError::Exists { .. } => {
                 ApiError::BadRequest(e.to_string())
             }
-            StoreError::Sql(_) | StoreError::TooNew { .. } => ApiError::Internal(e.to_string()),
+            StoreError::Sql(_)
+            | StoreError::Postgres(_)
+            | StoreError::Connect { .. }
+            | StoreError::Thread { .. }
+            | StoreError::NotPostgres { .. }
+            | StoreError::Disconnected
+            | StoreError::Column { .. }
+            | StoreError::TooNew { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `basalt-master`: the lab's master daemon (the store, the workers link, the engine and
 //! LAVA's REST API), and `token add`, which makes API tokens. The command line is the one in
-//! the lab's contract (DESIGN.md): `--state-dir DIR [--http ADDR:PORT] [--workers URL]`.
+//! the lab's contract (DESIGN.md): `--state-dir DIR [--http ADDR:PORT] [--workers URL]`, and
+//! `--database URL` for a PostgreSQL store instead of SQLite's `basalt.db`.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,10 @@ struct Cli {
     /// The master's state: certs/, basalt.db, jobs/ (logs); created on first start.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
+    /// A PostgreSQL database for the store (postgres://user:password@host:port/db) instead of
+    /// the SQLite file basalt.db in the state directory.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Where the REST API listens.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     http: String,
@@ -93,7 +98,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), MasterError> {
     std::fs::create_dir_all(&cli.state_dir).map_err(io_error(cli.state_dir.display()))?;
-    let store = Store::open(&cli.state_dir.join("basalt.db"))?;
+    let store = match &cli.database {
+        Some(url) => Store::connect(url)?,
+        None => Store::open(&cli.state_dir.join("basalt.db"))?,
+    };
     match cli.command {
         Some(Command::Token {
             command: TokenCommand::Add { user, admin },

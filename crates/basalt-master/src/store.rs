@@ -1,16 +1,26 @@
-//! The master's store: jobs, devices, device types, workers and API tokens in SQLite (one file
-//! in the state directory, no server), with numbered migrations. Logs are files
+//! The master's store: jobs, devices, device types, workers and API tokens, with numbered
+//! migrations, in SQLite by default (one file in the state directory, no server:
+//! [`Store::open`]) or in PostgreSQL when given a URL ([`Store::connect`],
+//! `basalt-master --database postgres://user:password@host/db`). Logs are files
 //! ([`crate::logs`]); results are stored as the worker sent them (`results.yaml` text).
 //!
 //! States are stored as LAVA's integer codes ([`crate::model`]). Every method takes `&self`
 //! (the connection is behind a mutex) and is short: the daemon calls it from its event loop.
-//! PostgreSQL (`--database postgres://...`) is not here yet.
+//! Each query is written once, in SQLite's dialect with `?N` placeholders, which PostgreSQL
+//! also understands once they are `$N` (`store/db.rs`); the migrations' schemas differ (64-bit
+//! integers, identity columns), so each migration has both texts. SQLite counts migrations in
+//! `PRAGMA user_version`, PostgreSQL in a one-row `schema_version` table.
+//!
+//! PostgreSQL's client has a thread of its own: the store is called from tokio tasks, where
+//! the sync `postgres` client (a runtime of its own) cannot run. The calls stay sync.
+
+mod db;
 
 use crate::model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
 };
 use crate::scheduler::{DeviceInfo, DeviceTypeInfo, QueuedJob, Snapshot, Target};
-use rusqlite::{params, Connection, OptionalExtension};
+use db::{args, Backend, PgClient, Row};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -19,6 +29,26 @@ use std::sync::Mutex;
 pub enum StoreError {
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database: {}", with_causes(.0))]
+    Postgres(#[from] postgres::Error),
+    #[error("cannot connect to {url}: {}", with_causes(.source))]
+    Connect {
+        /// The URL, its password masked.
+        url: String,
+        source: postgres::Error,
+    },
+    #[error("cannot connect to {url}: no thread for the connection: {source}")]
+    Thread { url: String, source: std::io::Error },
+    #[error("'{url}' is not a PostgreSQL URL (postgres://... or postgresql://...)")]
+    NotPostgres { url: String },
+    #[error("the database connection's thread stopped")]
+    Disconnected,
+    #[error("database: column {column}: expected {expected}, found {found}")]
+    Column {
+        column: usize,
+        expected: &'static str,
+        found: String,
+    },
     #[error("{what} '{name}' does not exist")]
     Missing { what: &'static str, name: String },
     #[error("{what} '{name}' exists already")]
@@ -27,61 +57,140 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
-/// The migrations, in order; each runs once, in a transaction, and bumps `user_version`.
-const MIGRATIONS: &[&str] = &[
+/// `e` and its causes: `postgres::Error` says only its kind ("db error"), its cause says why.
+fn with_causes(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// A migration, in each database's dialect.
+struct Migration {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// The migrations, in order; each runs once, in a transaction, and bumps the schema version.
+const MIGRATIONS: &[Migration] = &[
     // 1: the lab
-    "CREATE TABLE device_types (
-        name TEXT PRIMARY KEY,
-        health_check TEXT,
-        template TEXT
-     );
-     CREATE TABLE workers (
-        hostname TEXT PRIMARY KEY,
-        description TEXT NOT NULL DEFAULT '',
-        state INTEGER NOT NULL DEFAULT 1,
-        health INTEGER NOT NULL DEFAULT 0,
-        last_seen INTEGER NOT NULL DEFAULT 0
-     );
-     CREATE TABLE devices (
-        hostname TEXT PRIMARY KEY,
-        device_type TEXT NOT NULL REFERENCES device_types(name),
-        worker TEXT NOT NULL REFERENCES workers(hostname),
-        description TEXT NOT NULL DEFAULT '',
-        tags TEXT NOT NULL DEFAULT '',
-        dictionary TEXT,
-        state INTEGER NOT NULL DEFAULT 0,
-        health INTEGER NOT NULL DEFAULT 1,
-        current_job INTEGER,
-        idle_since INTEGER NOT NULL DEFAULT 0,
-        health_check_due INTEGER NOT NULL DEFAULT 1
-     );
-     CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        submitter TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        definition TEXT NOT NULL,
-        requested_device_type TEXT,
-        requested_device TEXT,
-        tags TEXT NOT NULL DEFAULT '',
-        priority INTEGER NOT NULL,
-        health_check INTEGER NOT NULL DEFAULT 0,
-        state INTEGER NOT NULL DEFAULT 0,
-        health INTEGER NOT NULL DEFAULT 0,
-        actual_device TEXT,
-        submit_time INTEGER NOT NULL,
-        start_time INTEGER,
-        end_time INTEGER,
-        error_type TEXT,
-        error_msg TEXT,
-        results TEXT
-     );
-     CREATE INDEX jobs_state ON jobs(state);
-     CREATE TABLE tokens (
-        hash TEXT PRIMARY KEY,
-        username TEXT NOT NULL,
-        admin INTEGER NOT NULL DEFAULT 0
-     );",
+    Migration {
+        sqlite: "CREATE TABLE device_types (
+            name TEXT PRIMARY KEY,
+            health_check TEXT,
+            template TEXT
+         );
+         CREATE TABLE workers (
+            hostname TEXT PRIMARY KEY,
+            description TEXT NOT NULL DEFAULT '',
+            state INTEGER NOT NULL DEFAULT 1,
+            health INTEGER NOT NULL DEFAULT 0,
+            last_seen INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE TABLE devices (
+            hostname TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name),
+            worker TEXT NOT NULL REFERENCES workers(hostname),
+            description TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '',
+            dictionary TEXT,
+            state INTEGER NOT NULL DEFAULT 0,
+            health INTEGER NOT NULL DEFAULT 1,
+            current_job INTEGER,
+            idle_since INTEGER NOT NULL DEFAULT 0,
+            health_check_due INTEGER NOT NULL DEFAULT 1
+         );
+         CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            submitter TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            definition TEXT NOT NULL,
+            requested_device_type TEXT,
+            requested_device TEXT,
+            tags TEXT NOT NULL DEFAULT '',
+            priority INTEGER NOT NULL,
+            health_check INTEGER NOT NULL DEFAULT 0,
+            state INTEGER NOT NULL DEFAULT 0,
+            health INTEGER NOT NULL DEFAULT 0,
+            actual_device TEXT,
+            submit_time INTEGER NOT NULL,
+            start_time INTEGER,
+            end_time INTEGER,
+            error_type TEXT,
+            error_msg TEXT,
+            results TEXT
+         );
+         CREATE INDEX jobs_state ON jobs(state);
+         CREATE TABLE tokens (
+            hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            admin INTEGER NOT NULL DEFAULT 0
+         );",
+        // SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit: BIGINT
+        postgres: "CREATE TABLE device_types (
+            name TEXT PRIMARY KEY,
+            health_check TEXT,
+            template TEXT
+         );
+         CREATE TABLE workers (
+            hostname TEXT PRIMARY KEY,
+            description TEXT NOT NULL DEFAULT '',
+            state BIGINT NOT NULL DEFAULT 1,
+            health BIGINT NOT NULL DEFAULT 0,
+            last_seen BIGINT NOT NULL DEFAULT 0
+         );
+         CREATE TABLE devices (
+            hostname TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name),
+            worker TEXT NOT NULL REFERENCES workers(hostname),
+            description TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '',
+            dictionary TEXT,
+            state BIGINT NOT NULL DEFAULT 0,
+            health BIGINT NOT NULL DEFAULT 1,
+            current_job BIGINT,
+            idle_since BIGINT NOT NULL DEFAULT 0,
+            health_check_due BIGINT NOT NULL DEFAULT 1
+         );
+         CREATE TABLE jobs (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            submitter TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            definition TEXT NOT NULL,
+            requested_device_type TEXT,
+            requested_device TEXT,
+            tags TEXT NOT NULL DEFAULT '',
+            priority BIGINT NOT NULL,
+            health_check BIGINT NOT NULL DEFAULT 0,
+            state BIGINT NOT NULL DEFAULT 0,
+            health BIGINT NOT NULL DEFAULT 0,
+            actual_device TEXT,
+            submit_time BIGINT NOT NULL,
+            start_time BIGINT,
+            end_time BIGINT,
+            error_type TEXT,
+            error_msg TEXT,
+            results TEXT
+         );
+         CREATE INDEX jobs_state ON jobs(state);
+         CREATE TABLE tokens (
+            hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            admin BIGINT NOT NULL DEFAULT 0
+         );",
+    },
 ];
+
+/// PostgreSQL's schema version: one row, created before the first migration.
+const PG_SCHEMA_VERSION: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+     );
+     INSERT INTO schema_version (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;";
 
 /// A job to submit.
 #[derive(Clone, Debug)]
@@ -155,11 +264,12 @@ pub struct DeviceType {
 
 /// The store.
 pub struct Store {
-    db: Mutex<Connection>,
+    db: Mutex<Backend>,
 }
 
-/// `Ok` when an INSERT OR IGNORE added its row, else `what` `name` exists already.
-fn inserted(rows: usize, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
+/// `Ok` when an INSERT ... ON CONFLICT DO NOTHING added its row, else `what` `name` exists
+/// already.
+fn inserted(rows: u64, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
     match rows {
         0 => Err(StoreError::Exists {
             what,
@@ -170,7 +280,7 @@ fn inserted(rows: usize, what: &'static str, name: impl Into<String>) -> Result<
 }
 
 /// `Ok` when an UPDATE found its row, else `what` `name` does not exist.
-fn found(rows: usize, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
+fn found(rows: u64, what: &'static str, name: impl Into<String>) -> Result<(), StoreError> {
     match rows {
         0 => Err(StoreError::Missing {
             what,
@@ -191,52 +301,133 @@ fn tags_of(text: String) -> Vec<String> {
         .collect()
 }
 
+/// The schema version (the number of migrations applied); `lock`: PostgreSQL's row is
+/// locked until the end of the transaction, so that two masters migrate one after the other.
+fn read_version(db: &mut Backend, lock: bool) -> Result<i64, StoreError> {
+    let sql = match (db.is_postgres(), lock) {
+        (false, _) => "PRAGMA user_version",
+        (true, false) => "SELECT version FROM schema_version",
+        (true, true) => "SELECT version FROM schema_version FOR UPDATE",
+    };
+    match db.query_opt(sql, &[])? {
+        Some(r) => r.int(0),
+        None => Ok(0),
+    }
+}
+
+fn write_version(db: &mut Backend, version: i64) -> Result<(), StoreError> {
+    if db.is_postgres() {
+        db.execute("UPDATE schema_version SET version = ?1", args![version])?;
+        Ok(())
+    } else {
+        db.batch(&format!("PRAGMA user_version = {version}"))
+    }
+}
+
+/// Runs `f` in a transaction: committed when it returns `Ok`, else rolled back.
+fn transaction<T>(
+    db: &mut Backend,
+    f: impl FnOnce(&mut Backend) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    db.begin()?;
+    let result = f(db).and_then(|v| db.commit().map(|()| v));
+    if result.is_err() {
+        let _ = db.rollback();
+    }
+    result
+}
+
 impl Store {
     /// Opens (creating) the SQLite database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Connection::open(path)?;
-        Store::init(db)
+        let db = rusqlite::Connection::open(path)?;
+        Store::init_sqlite(db)
     }
 
     /// A store in memory (tests).
     pub fn memory() -> Result<Store, StoreError> {
-        Store::init(Connection::open_in_memory()?)
+        Store::init_sqlite(rusqlite::Connection::open_in_memory()?)
     }
 
-    fn init(mut db: Connection) -> Result<Store, StoreError> {
+    /// Connects to the PostgreSQL database at `url` (`postgres://` or `postgresql://`, as
+    /// libpq's) and brings its schema up to date. Errors name the URL, its password masked.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let masked = db::mask_password(url);
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::NotPostgres { url: masked });
+        }
+        let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Connect {
+            url: masked.clone(),
+            source,
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let client = PgClient::connect(config).map_err(|e| match e {
+            db::ConnectError::Postgres(source) => StoreError::Connect {
+                url: masked.clone(),
+                source,
+            },
+            db::ConnectError::Thread(source) => StoreError::Thread {
+                url: masked.clone(),
+                source,
+            },
+        })?;
+        let mut db = Backend::Postgres(client);
+        db.batch(PG_SCHEMA_VERSION)?;
+        Store::migrate(db)
+    }
+
+    fn init_sqlite(db: rusqlite::Connection) -> Result<Store, StoreError> {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = db.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
+        db.set_prepared_statement_cache_capacity(64);
+        Store::migrate(Backend::Sqlite(db))
+    }
+
+    /// Applies the migrations this database lacks, all in one transaction.
+    fn migrate(mut db: Backend) -> Result<Store, StoreError> {
+        transaction(&mut db, |db| {
+            let version = read_version(db, true)?;
+            let known = MIGRATIONS.len() as i64;
+            if version > known {
+                return Err(StoreError::TooNew {
+                    found: version,
+                    known,
+                });
+            }
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                db.batch(if db.is_postgres() {
+                    m.postgres
+                } else {
+                    m.sqlite
+                })?;
+                write_version(db, (i + 1) as i64)?;
+            }
+            Ok(())
+        })?;
         Ok(Store { db: Mutex::new(db) })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn db(&self) -> std::sync::MutexGuard<'_, Backend> {
         match self.db.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
+    fn transaction<T>(
+        &self,
+        f: impl FnOnce(&mut Backend) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        transaction(&mut self.db(), f)
+    }
+
     /// The schema version (the number of migrations applied).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .db()
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        read_version(&mut self.db(), false)
     }
 
     // ---- device types, workers, devices --------------------------------------------------
@@ -246,28 +437,33 @@ impl Store {
         self.db().execute(
             "INSERT INTO device_types (name, health_check) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET health_check = excluded.health_check",
-            params![t.name, t.health_check],
+            args![&t.name, t.health_check.as_deref()],
         )?;
         Ok(())
     }
 
     pub fn device_types(&self) -> Result<Vec<DeviceType>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare("SELECT name, health_check FROM device_types ORDER BY name")?;
-        let rows = q.query_map([], |r| {
-            Ok(DeviceType {
-                name: r.get(0)?,
-                health_check: r.get(1)?,
+        self.db()
+            .query(
+                "SELECT name, health_check FROM device_types ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DeviceType {
+                    name: r.text(0)?,
+                    health_check: r.opt_text(1)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// Adds a worker (Offline until it says hello).
     pub fn add_worker(&self, hostname: &str, description: &str) -> Result<(), StoreError> {
         let n = self.db().execute(
-            "INSERT OR IGNORE INTO workers (hostname, description, state, health) VALUES (?1, ?2, ?3, ?4)",
-            params![
+            "INSERT INTO workers (hostname, description, state, health) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            args![
                 hostname,
                 description,
                 WorkerState::Offline.code(),
@@ -286,43 +482,46 @@ impl Store {
     ) -> Result<(), StoreError> {
         let n = self.db().execute(
             "UPDATE workers SET state = ?2, last_seen = ?3 WHERE hostname = ?1",
-            params![hostname, state.code(), now as i64],
+            args![hostname, state.code(), now as i64],
         )?;
         found(n, "worker", hostname)
     }
 
     pub fn workers(&self) -> Result<Vec<Worker>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT hostname, description, state, health, last_seen FROM workers ORDER BY hostname",
-        )?;
-        let rows = q.query_map([], |r| {
-            Ok(Worker {
-                hostname: r.get(0)?,
-                description: r.get(1)?,
-                state: WorkerState::from_code(r.get(2)?).unwrap_or(WorkerState::Offline),
-                health: WorkerHealth::from_code(r.get(3)?).unwrap_or(WorkerHealth::Active),
-                last_seen: r.get::<_, i64>(4)? as u64,
+        self.db()
+            .query(
+                "SELECT hostname, description, state, health, last_seen FROM workers ORDER BY hostname",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Worker {
+                    hostname: r.text(0)?,
+                    description: r.text(1)?,
+                    state: WorkerState::from_code(r.code(2)?).unwrap_or(WorkerState::Offline),
+                    health: WorkerHealth::from_code(r.code(3)?).unwrap_or(WorkerHealth::Active),
+                    last_seen: r.uint(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// Adds a device of a known type on a known worker; it starts Idle with health Unknown.
     pub fn add_device(&self, d: &Device) -> Result<(), StoreError> {
-        let db = self.db();
-        for (what, table, key, name) in [
-            ("device type", "device_types", "name", &d.device_type),
-            ("worker", "workers", "hostname", &d.worker),
+        let mut db = self.db();
+        for (what, sql, name) in [
+            (
+                "device type",
+                "SELECT 1 FROM device_types WHERE name = ?1",
+                &d.device_type,
+            ),
+            (
+                "worker",
+                "SELECT 1 FROM workers WHERE hostname = ?1",
+                &d.worker,
+            ),
         ] {
-            let found: Option<i64> = db
-                .query_row(
-                    &format!("SELECT 1 FROM {table} WHERE {key} = ?1"),
-                    params![name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if found.is_none() {
+            if db.query_opt(sql, args![name])?.is_none() {
                 return Err(StoreError::Missing {
                     what,
                     name: name.clone(),
@@ -330,15 +529,15 @@ impl Store {
             }
         }
         let n = db.execute(
-            "INSERT OR IGNORE INTO devices (hostname, device_type, worker, description, tags, dictionary, state, health)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                d.hostname,
-                d.device_type,
-                d.worker,
-                d.description,
+            "INSERT INTO devices (hostname, device_type, worker, description, tags, dictionary, state, health)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            args![
+                &d.hostname,
+                &d.device_type,
+                &d.worker,
+                &d.description,
                 tags_text(&d.tags),
-                d.dictionary,
+                d.dictionary.as_deref(),
                 DeviceState::Idle.code(),
                 DeviceHealth::Unknown.code()
             ],
@@ -350,21 +549,22 @@ impl Store {
     pub fn set_dictionary(&self, hostname: &str, dictionary: &str) -> Result<(), StoreError> {
         let n = self.db().execute(
             "UPDATE devices SET dictionary = ?2 WHERE hostname = ?1",
-            params![hostname, dictionary],
+            args![hostname, dictionary],
         )?;
         found(n, "device", hostname)
     }
 
-    /// Sets a device's health (an admin, or a health check's outcome).
+    /// Sets a device's health (an admin, or a health check's outcome); Good means no health
+    /// check is due.
     pub fn set_device_health(
         &self,
         hostname: &str,
         health: DeviceHealth,
     ) -> Result<(), StoreError> {
         let n = self.db().execute(
-            "UPDATE devices SET health = ?2, health_check_due = CASE WHEN ?2 = ?3 THEN 0 ELSE health_check_due END
+            "UPDATE devices SET health = ?2, health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END
              WHERE hostname = ?1",
-            params![hostname, health.code(), DeviceHealth::Good.code()],
+            args![hostname, health.code(), health == DeviceHealth::Good],
         )?;
         found(n, "device", hostname)
     }
@@ -372,42 +572,45 @@ impl Store {
     const DEVICE_COLUMNS: &'static str =
         "hostname, device_type, worker, description, tags, dictionary, state, health, current_job";
 
-    fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
+    fn device_row(r: &Row) -> Result<Device, StoreError> {
         Ok(Device {
-            hostname: r.get(0)?,
-            device_type: r.get(1)?,
-            worker: r.get(2)?,
-            description: r.get(3)?,
-            tags: tags_of(r.get(4)?),
-            dictionary: r.get(5)?,
-            state: DeviceState::from_code(r.get(6)?).unwrap_or(DeviceState::Idle),
-            health: DeviceHealth::from_code(r.get(7)?).unwrap_or(DeviceHealth::Unknown),
-            current_job: r.get::<_, Option<i64>>(8)?.map(|j| j as u64),
+            hostname: r.text(0)?,
+            device_type: r.text(1)?,
+            worker: r.text(2)?,
+            description: r.text(3)?,
+            tags: tags_of(r.text(4)?),
+            dictionary: r.opt_text(5)?,
+            state: DeviceState::from_code(r.code(6)?).unwrap_or(DeviceState::Idle),
+            health: DeviceHealth::from_code(r.code(7)?).unwrap_or(DeviceHealth::Unknown),
+            current_job: r.opt_uint(8)?,
         })
     }
 
     pub fn device(&self, hostname: &str) -> Result<Option<Device>, StoreError> {
-        let db = self.db();
-        Ok(db
-            .query_row(
+        self.db()
+            .query_opt(
                 &format!(
                     "SELECT {} FROM devices WHERE hostname = ?1",
                     Self::DEVICE_COLUMNS
                 ),
-                params![hostname],
-                Self::device_row,
-            )
-            .optional()?)
+                args![hostname],
+            )?
+            .map(|r| Self::device_row(&r))
+            .transpose()
     }
 
     pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT {} FROM devices ORDER BY hostname",
-            Self::DEVICE_COLUMNS
-        ))?;
-        let rows = q.query_map([], Self::device_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db()
+            .query(
+                &format!(
+                    "SELECT {} FROM devices ORDER BY hostname",
+                    Self::DEVICE_COLUMNS
+                ),
+                &[],
+            )?
+            .iter()
+            .map(Self::device_row)
+            .collect()
     }
 
     // ---- jobs ------------------------------------------------------------------------------
@@ -418,15 +621,14 @@ impl Store {
             Target::DeviceType(t) => (Some(t.as_str()), None),
             Target::Device(d) => (None, Some(d.as_str())),
         };
-        let db = self.db();
-        db.execute(
+        let row = self.db().query_opt(
             "INSERT INTO jobs (submitter, description, definition, requested_device_type, requested_device,
                                tags, priority, health_check, state, health, submit_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                j.submitter,
-                j.description,
-                j.definition,
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+            args![
+                &j.submitter,
+                &j.description,
+                &j.definition,
                 dt,
                 dev,
                 tags_text(&j.tags),
@@ -437,51 +639,54 @@ impl Store {
                 now as i64
             ],
         )?;
-        Ok(db.last_insert_rowid() as u64)
+        match row {
+            Some(r) => r.uint(0),
+            None => Err(StoreError::Column {
+                column: 0,
+                expected: "the new job's id",
+                found: "no row".into(),
+            }),
+        }
     }
 
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
         error_type, error_msg, results";
 
-    fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
-        let dt: Option<String> = r.get(4)?;
-        let dev: Option<String> = r.get(5)?;
-        let target = match (dev, dt) {
+    fn job_row(r: &Row) -> Result<Job, StoreError> {
+        let target = match (r.opt_text(5)?, r.opt_text(4)?) {
             (Some(d), _) => Target::Device(d),
             (None, t) => Target::DeviceType(t.unwrap_or_default()),
         };
-        let opt_time = |v: Option<i64>| v.map(|t| t as u64);
         Ok(Job {
-            id: r.get::<_, i64>(0)? as u64,
-            submitter: r.get(1)?,
-            description: r.get(2)?,
-            definition: r.get(3)?,
+            id: r.uint(0)?,
+            submitter: r.text(1)?,
+            description: r.text(2)?,
+            definition: r.text(3)?,
             target,
-            tags: tags_of(r.get(6)?),
-            priority: Priority::new(r.get(7)?).unwrap_or_default(),
-            health_check: r.get(8)?,
-            state: JobState::from_code(r.get(9)?).unwrap_or(JobState::Submitted),
-            health: JobHealth::from_code(r.get(10)?).unwrap_or(JobHealth::Unknown),
-            actual_device: r.get(11)?,
-            submit_time: r.get::<_, i64>(12)? as u64,
-            start_time: opt_time(r.get(13)?),
-            end_time: opt_time(r.get(14)?),
-            error_type: r.get(15)?,
-            error_msg: r.get(16)?,
-            results: r.get(17)?,
+            tags: tags_of(r.text(6)?),
+            priority: Priority::new(r.code(7)?).unwrap_or_default(),
+            health_check: r.bool(8)?,
+            state: JobState::from_code(r.code(9)?).unwrap_or(JobState::Submitted),
+            health: JobHealth::from_code(r.code(10)?).unwrap_or(JobHealth::Unknown),
+            actual_device: r.opt_text(11)?,
+            submit_time: r.uint(12)?,
+            start_time: r.opt_uint(13)?,
+            end_time: r.opt_uint(14)?,
+            error_type: r.opt_text(15)?,
+            error_msg: r.opt_text(16)?,
+            results: r.opt_text(17)?,
         })
     }
 
     pub fn job(&self, id: u64) -> Result<Option<Job>, StoreError> {
-        let db = self.db();
-        Ok(db
-            .query_row(
+        self.db()
+            .query_opt(
                 &format!("SELECT {} FROM jobs WHERE id = ?1", Self::JOB_COLUMNS),
-                params![id as i64],
-                Self::job_row,
-            )
-            .optional()?)
+                args![id as i64],
+            )?
+            .map(|r| Self::job_row(&r))
+            .transpose()
     }
 
     /// Jobs, newest first, `limit` from `offset`, optionally of one state only.
@@ -491,66 +696,72 @@ impl Store {
         limit: u32,
         offset: u32,
     ) -> Result<(u64, Vec<Job>), StoreError> {
-        let db = self.db();
+        let mut db = self.db();
         let code = state.map(|s| s.code() as i64).unwrap_or(-1);
-        let count: i64 = db.query_row(
+        let count = match db.query_opt(
             "SELECT COUNT(*) FROM jobs WHERE ?1 < 0 OR state = ?1",
-            params![code],
-            |r| r.get(0),
-        )?;
-        let mut q = db.prepare(&format!(
-            "SELECT {} FROM jobs WHERE ?1 < 0 OR state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
-            Self::JOB_COLUMNS
-        ))?;
-        let rows = q.query_map(params![code, limit, offset], Self::job_row)?;
-        Ok((count as u64, rows.collect::<Result<_, _>>()?))
+            args![code],
+        )? {
+            Some(r) => r.uint(0)?,
+            None => 0,
+        };
+        let jobs = db
+            .query(
+                &format!(
+                    "SELECT {} FROM jobs WHERE ?1 < 0 OR state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                    Self::JOB_COLUMNS
+                ),
+                args![code, limit, offset],
+            )?
+            .iter()
+            .map(Self::job_row)
+            .collect::<Result<_, _>>()?;
+        Ok((count, jobs))
     }
 
     /// The job goes to `device` (Scheduled), the device is Reserved for it.
     pub fn schedule_job(&self, id: u64, device: &str) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "UPDATE jobs SET state = ?2, actual_device = ?3 WHERE id = ?1",
-            params![id as i64, JobState::Scheduled.code(), device],
-        )?;
-        tx.execute(
-            "UPDATE devices SET state = ?2, current_job = ?3 WHERE hostname = ?1",
-            params![device, DeviceState::Reserved.code(), id as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.transaction(|db| {
+            db.execute(
+                "UPDATE jobs SET state = ?2, actual_device = ?3 WHERE id = ?1",
+                args![id as i64, JobState::Scheduled.code(), device],
+            )?;
+            db.execute(
+                "UPDATE devices SET state = ?2, current_job = ?3 WHERE hostname = ?1",
+                args![device, DeviceState::Reserved.code(), id as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// The job runs on its device (the worker started it): a Scheduled job becomes Running;
     /// any other state is left as it is (a job being canceled stays Canceling).
     pub fn job_running(&self, id: u64, now: u64) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let n = tx.execute(
-            "UPDATE jobs SET state = ?2, start_time = COALESCE(start_time, ?3) WHERE id = ?1 AND state = ?4",
-            params![
-                id as i64,
-                JobState::Running.code(),
-                now as i64,
-                JobState::Scheduled.code()
-            ],
-        )?;
-        if n > 0 {
-            tx.execute(
-                "UPDATE devices SET state = ?2 WHERE current_job = ?1",
-                params![id as i64, DeviceState::Running.code()],
+        self.transaction(|db| {
+            let n = db.execute(
+                "UPDATE jobs SET state = ?2, start_time = COALESCE(start_time, ?3) WHERE id = ?1 AND state = ?4",
+                args![
+                    id as i64,
+                    JobState::Running.code(),
+                    now as i64,
+                    JobState::Scheduled.code()
+                ],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if n > 0 {
+                db.execute(
+                    "UPDATE devices SET state = ?2 WHERE current_job = ?1",
+                    args![id as i64, DeviceState::Running.code()],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The job is being canceled.
     pub fn job_canceling(&self, id: u64) -> Result<(), StoreError> {
         self.db().execute(
             "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state != ?3",
-            params![
+            args![
                 id as i64,
                 JobState::Canceling.code(),
                 JobState::Finished.code()
@@ -571,43 +782,41 @@ impl Store {
         device_health: Option<DeviceHealth>,
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute(
-            "UPDATE jobs SET state = ?2, health = ?3, end_time = ?4, error_type = ?5, error_msg = ?6, results = ?7
-             WHERE id = ?1",
-            params![
-                id as i64,
-                JobState::Finished.code(),
-                health.code(),
-                now as i64,
-                error.map(|e| e.0),
-                error.map(|e| e.1),
-                results
-            ],
-        )?;
-        tx.execute(
-            "UPDATE devices SET state = ?2, current_job = NULL, idle_since = ?3 WHERE current_job = ?1",
-            params![id as i64, DeviceState::Idle.code(), now as i64],
-        )?;
-        if let Some(h) = device_health {
-            let device: Option<String> = tx
-                .query_row(
+        self.transaction(|db| {
+            db.execute(
+                "UPDATE jobs SET state = ?2, health = ?3, end_time = ?4, error_type = ?5, error_msg = ?6, results = ?7
+                 WHERE id = ?1",
+                args![
+                    id as i64,
+                    JobState::Finished.code(),
+                    health.code(),
+                    now as i64,
+                    error.map(|e| e.0),
+                    error.map(|e| e.1),
+                    results
+                ],
+            )?;
+            db.execute(
+                "UPDATE devices SET state = ?2, current_job = NULL, idle_since = ?3 WHERE current_job = ?1",
+                args![id as i64, DeviceState::Idle.code(), now as i64],
+            )?;
+            if let Some(h) = device_health {
+                let device = match db.query_opt(
                     "SELECT actual_device FROM jobs WHERE id = ?1",
-                    params![id as i64],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
-            if let Some(d) = device {
-                tx.execute(
-                    "UPDATE devices SET health = ?2, health_check_due = ?3 WHERE hostname = ?1",
-                    params![d, h.code(), h != DeviceHealth::Good],
-                )?;
+                    args![id as i64],
+                )? {
+                    Some(r) => r.opt_text(0)?,
+                    None => None,
+                };
+                if let Some(d) = device {
+                    db.execute(
+                        "UPDATE devices SET health = ?2, health_check_due = ?3 WHERE hostname = ?1",
+                        args![d, h.code(), h != DeviceHealth::Good],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     // ---- tokens ----------------------------------------------------------------------------
@@ -616,36 +825,35 @@ impl Store {
     pub fn add_token(&self, username: &str, admin: bool, token: &str) -> Result<(), StoreError> {
         self.db().execute(
             "INSERT INTO tokens (hash, username, admin) VALUES (?1, ?2, ?3)",
-            params![token_hash(token), username, admin],
+            args![token_hash(token), username, admin],
         )?;
         Ok(())
     }
 
     /// The user of a token, and whether they are an admin.
     pub fn token_user(&self, token: &str) -> Result<Option<(String, bool)>, StoreError> {
-        Ok(self
-            .db()
-            .query_row(
+        self.db()
+            .query_opt(
                 "SELECT username, admin FROM tokens WHERE hash = ?1",
-                params![token_hash(token)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+                args![token_hash(token)],
+            )?
+            .map(|r| Ok((r.text(0)?, r.bool(1)?)))
+            .transpose()
     }
 
     // ---- the scheduler's view ------------------------------------------------------------
 
     /// What the scheduler needs: queued jobs, devices with their workers, device types.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT {} FROM jobs WHERE state = ?1",
-            Self::JOB_COLUMNS
-        ))?;
-        let jobs = q
-            .query_map(params![JobState::Submitted.code()], Self::job_row)?
+        let mut db = self.db();
+        let jobs = db
+            .query(
+                &format!("SELECT {} FROM jobs WHERE state = ?1", Self::JOB_COLUMNS),
+                args![JobState::Submitted.code()],
+            )?
+            .iter()
             .map(|r| {
-                r.map(|j| QueuedJob {
+                Self::job_row(r).map(|j| QueuedJob {
                     id: j.id,
                     target: j.target,
                     tags: j.tags,
@@ -655,37 +863,44 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut q = db.prepare(
-            "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
-                    d.health_check_due, d.idle_since
-             FROM devices d JOIN workers w ON w.hostname = d.worker",
-        )?;
-        let devices = q
-            .query_map([], |r| {
+        let devices = db
+            .query(
+                "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
+                        d.health_check_due, d.idle_since
+                 FROM devices d JOIN workers w ON w.hostname = d.worker",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(DeviceInfo {
-                    hostname: r.get(0)?,
-                    device_type: r.get(1)?,
-                    tags: tags_of(r.get(2)?),
-                    state: DeviceState::from_code(r.get(3)?).unwrap_or(DeviceState::Idle),
-                    health: DeviceHealth::from_code(r.get(4)?).unwrap_or(DeviceHealth::Unknown),
-                    worker: r.get(5)?,
-                    worker_state: WorkerState::from_code(r.get(6)?).unwrap_or(WorkerState::Offline),
-                    worker_health: WorkerHealth::from_code(r.get(7)?)
+                    hostname: r.text(0)?,
+                    device_type: r.text(1)?,
+                    tags: tags_of(r.text(2)?),
+                    state: DeviceState::from_code(r.code(3)?).unwrap_or(DeviceState::Idle),
+                    health: DeviceHealth::from_code(r.code(4)?).unwrap_or(DeviceHealth::Unknown),
+                    worker: r.text(5)?,
+                    worker_state: WorkerState::from_code(r.code(6)?)
+                        .unwrap_or(WorkerState::Offline),
+                    worker_health: WorkerHealth::from_code(r.code(7)?)
                         .unwrap_or(WorkerHealth::Active),
-                    health_check_due: r.get(8)?,
-                    idle_since: r.get::<_, i64>(9)? as u64,
+                    health_check_due: r.bool(8)?,
+                    idle_since: r.uint(9)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut q = db.prepare("SELECT name, health_check IS NOT NULL FROM device_types")?;
-        let device_types = q
-            .query_map([], |r| {
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let device_types = db
+            .query(
+                "SELECT name, health_check IS NOT NULL FROM device_types",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(DeviceTypeInfo {
-                    name: r.get(0)?,
-                    health_check: r.get(1)?,
+                    name: r.text(0)?,
+                    health_check: r.bool(1)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Snapshot {
             jobs,
             devices,
@@ -704,11 +919,68 @@ fn token_hash(token: &str) -> String {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/pg.rs"]
+mod test_pg;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lab() -> Store {
-        let s = Store::memory().unwrap();
+    /// A test's database: an SQLite file in a temporary directory, or a PostgreSQL database
+    /// of its own.
+    enum Db {
+        Sqlite(tempfile::TempDir),
+        Postgres(super::test_pg::TestDb),
+    }
+
+    impl Db {
+        fn sqlite() -> Db {
+            Db::Sqlite(tempfile::tempdir().expect("temporary directory"))
+        }
+
+        fn postgres(test: &str) -> Option<Db> {
+            super::test_pg::TestDb::create(test).map(Db::Postgres)
+        }
+
+        /// A store on the database (again: the same data).
+        fn open(&self) -> Result<Store, StoreError> {
+            match self {
+                Db::Sqlite(dir) => Store::open(&dir.path().join("basalt.db")),
+                Db::Postgres(db) => Store::connect(db.url()),
+            }
+        }
+    }
+
+    /// Each test runs on SQLite, and on PostgreSQL when `BASALT_TEST_POSTGRES` names a server.
+    macro_rules! on_both {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(&super::Db::sqlite())
+                }
+                #[test]
+                fn postgres() {
+                    if let Some(db) = super::Db::postgres(concat!(stringify!($name), "::postgres")) {
+                        super::$name(&db)
+                    }
+                }
+            }
+        )*};
+    }
+
+    on_both!(
+        a_job_goes_through_its_states_and_frees_its_device,
+        the_snapshot_feeds_the_scheduler,
+        references_and_duplicates_are_refused_by_name,
+        tokens_are_stored_hashed,
+        migrations_run_once_and_a_newer_schema_is_refused,
+        the_store_works_inside_tokio_runtimes,
+        health_checks_set_the_device_health,
+    );
+
+    fn lab(db: &Db) -> Store {
+        let s = db.open().unwrap();
         s.put_device_type(&DeviceType {
             name: "qemu".into(),
             health_check: None,
@@ -742,14 +1014,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_job_goes_through_its_states_and_frees_its_device() {
-        let s = lab();
+    fn a_job_goes_through_its_states_and_frees_its_device(db: &Db) {
+        let s = lab(db);
         let id = s.submit(&job(), 1000).unwrap();
         let j = s.job(id).unwrap().unwrap();
         assert_eq!(
             (j.state, j.health),
             (JobState::Submitted, JobHealth::Unknown)
+        );
+        assert_eq!(j.target, Target::DeviceType("qemu".into()));
+        assert_eq!(
+            (j.tags, j.priority),
+            (vec!["fast".into()], Priority::MEDIUM)
         );
         assert_eq!(s.snapshot().unwrap().jobs.len(), 1);
         s.schedule_job(id, "qemu-01").unwrap();
@@ -759,6 +1035,8 @@ mod tests {
         );
         assert!(s.snapshot().unwrap().jobs.is_empty());
         s.job_running(id, 2000).unwrap();
+        let d = s.device("qemu-01").unwrap().unwrap();
+        assert_eq!((d.state, d.current_job), (DeviceState::Running, Some(id)));
         s.finish_job(
             id,
             JobHealth::Complete,
@@ -774,27 +1052,79 @@ mod tests {
             (JobState::Finished, JobHealth::Complete)
         );
         assert_eq!((j.start_time, j.end_time), (Some(2000), Some(3000)));
+        assert_eq!(j.results.as_deref(), Some("- {case: job}"));
         let d = s.device("qemu-01").unwrap().unwrap();
         assert_eq!((d.state, d.current_job), (DeviceState::Idle, None));
         assert_eq!(s.jobs(None, 10, 0).unwrap().0, 1);
         assert_eq!(s.jobs(Some(JobState::Running), 10, 0).unwrap().0, 0);
+        // ids grow; pages are newest first
+        let id2 = s.submit(&job(), 4000).unwrap();
+        assert!(id2 > id);
+        let (n, page) = s.jobs(None, 1, 0).unwrap();
+        assert_eq!((n, page[0].id), (2, id2));
+        assert_eq!(s.jobs(None, 1, 1).unwrap().1[0].id, id);
+        assert_eq!(s.job(id2 + 100).unwrap(), None);
     }
 
-    #[test]
-    fn the_snapshot_feeds_the_scheduler() {
-        let s = lab();
+    fn the_snapshot_feeds_the_scheduler(db: &Db) {
+        let s = lab(db);
         s.set_worker_state("w1", WorkerState::Online, 5).unwrap();
         s.set_device_health("qemu-01", DeviceHealth::Good).unwrap();
         let id = s.submit(&job(), 1).unwrap();
-        let plan = crate::scheduler::schedule(&s.snapshot().unwrap());
+        let snapshot = s.snapshot().unwrap();
+        assert!(!snapshot.devices[0].health_check_due);
+        assert!(!snapshot.device_types[0].health_check);
+        let plan = crate::scheduler::schedule(&snapshot);
         assert_eq!(plan.assignments.len(), 1);
         assert_eq!(plan.assignments[0].job, id);
         assert_eq!(plan.assignments[0].device, "qemu-01");
+        assert_eq!(s.workers().unwrap()[0].last_seen, 5);
     }
 
-    #[test]
-    fn references_and_duplicates_are_refused_by_name() {
-        let s = lab();
+    fn health_checks_set_the_device_health(db: &Db) {
+        let s = lab(db);
+        s.put_device_type(&DeviceType {
+            name: "qemu".into(),
+            health_check: Some("job_name: health".into()),
+        })
+        .unwrap();
+        assert!(s.snapshot().unwrap().device_types[0].health_check);
+        assert!(s.snapshot().unwrap().devices[0].health_check_due);
+        let id = s
+            .submit(
+                &NewJob {
+                    health_check: true,
+                    target: Target::Device("qemu-01".into()),
+                    ..job()
+                },
+                1,
+            )
+            .unwrap();
+        let j = s.job(id).unwrap().unwrap();
+        assert!(j.health_check);
+        assert_eq!(j.target, Target::Device("qemu-01".into()));
+        s.schedule_job(id, "qemu-01").unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Incomplete,
+            Some(("InfrastructureError", "no boot")),
+            None,
+            Some(DeviceHealth::Bad),
+            2,
+        )
+        .unwrap();
+        let j = s.job(id).unwrap().unwrap();
+        assert_eq!(j.error_type.as_deref(), Some("InfrastructureError"));
+        assert_eq!(j.error_msg.as_deref(), Some("no boot"));
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Bad
+        );
+        assert!(s.snapshot().unwrap().devices[0].health_check_due);
+    }
+
+    fn references_and_duplicates_are_refused_by_name(db: &Db) {
+        let s = lab(db);
         let mut d = s.device("qemu-01").unwrap().unwrap();
         assert!(matches!(s.add_device(&d), Err(StoreError::Exists { .. })));
         d.hostname = "x".into();
@@ -805,36 +1135,138 @@ mod tests {
             s.add_worker("w1", ""),
             Err(StoreError::Exists { .. })
         ));
+        assert!(matches!(
+            s.set_dictionary("nothing", ""),
+            Err(StoreError::Missing { .. })
+        ));
+        // a failed transaction leaves the store usable
+        assert!(s.add_token("bob", false, "t").is_ok());
+        assert!(s.add_token("bob", false, "t").is_err());
+        assert_eq!(s.devices().unwrap().len(), 1);
     }
 
-    #[test]
-    fn tokens_are_stored_hashed() {
-        let s = lab();
+    fn tokens_are_stored_hashed(db: &Db) {
+        let s = lab(db);
         s.add_token("alice", true, "s3cret-token").unwrap();
         assert_eq!(
             s.token_user("s3cret-token").unwrap(),
             Some(("alice".into(), true))
         );
         assert_eq!(s.token_user("other").unwrap(), None);
-        let db = s.db();
-        let raw: String = db
-            .query_row("SELECT hash FROM tokens", [], |r| r.get(0))
-            .unwrap();
-        assert_ne!(raw, "s3cret-token");
+        let rows = s.db().query("SELECT hash FROM tokens", &[]).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_ne!(rows[0].text(0).unwrap(), "s3cret-token");
     }
 
-    #[test]
-    fn migrations_run_once_and_a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("basalt.db");
-        let s = Store::open(&p).unwrap();
+    fn migrations_run_once_and_a_newer_schema_is_refused(db: &Db) {
+        let s = db.open().unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
         s.add_worker("w1", "").unwrap();
         drop(s);
-        let s = Store::open(&p).unwrap();
+        let s = db.open().unwrap();
         assert_eq!(s.workers().unwrap().len(), 1);
-        s.db().pragma_update(None, "user_version", 99).unwrap();
+        write_version(&mut s.db(), 99).unwrap();
         drop(s);
-        assert!(matches!(Store::open(&p), Err(StoreError::TooNew { .. })));
+        assert!(matches!(
+            db.open(),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    /// The engine and the API call the store from tokio tasks (the sync PostgreSQL client
+    /// alone would panic there).
+    fn the_store_works_inside_tokio_runtimes(db: &Db) {
+        let s = std::sync::Arc::new(lab(db));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            s.set_worker_state("w1", WorkerState::Online, 7).unwrap();
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let s2 = s.clone();
+        let seen = rt
+            .block_on(rt.spawn(async move { s2.workers().unwrap()[0].last_seen }))
+            .unwrap();
+        assert_eq!(seen, 7);
+    }
+
+    /// A server restart (here: the store's connection terminated, waiting until it is) costs
+    /// the call that meets it; the next one connects again.
+    #[test]
+    fn a_lost_postgres_connection_is_made_again() {
+        let Some(db) = Db::postgres("a_lost_postgres_connection_is_made_again") else {
+            return;
+        };
+        let Db::Postgres(pg) = &db else {
+            unreachable!("a PostgreSQL database")
+        };
+        let s = lab(&db);
+        let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
+            .int(0)
+            .unwrap();
+        pg.admin(&format!("SELECT pg_terminate_backend({pid}, 10000)"))
+            .unwrap();
+        assert!(s.workers().is_err());
+        assert_eq!(s.workers().unwrap().len(), 1);
+        // and in a transaction
+        let id = s.submit(&job(), 1).unwrap();
+        let pid = s.db().query("SELECT pg_backend_pid()", &[]).unwrap()[0]
+            .int(0)
+            .unwrap();
+        pg.admin(&format!("SELECT pg_terminate_backend({pid}, 10000)"))
+            .unwrap();
+        assert!(s.schedule_job(id, "qemu-01").is_err());
+        s.schedule_job(id, "qemu-01").unwrap();
+        assert_eq!(s.job(id).unwrap().unwrap().state, JobState::Scheduled);
+    }
+
+    /// A database made before the store spoke PostgreSQL (user_version 1) keeps its data.
+    #[test]
+    fn an_existing_sqlite_database_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("basalt.db");
+        {
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch(MIGRATIONS[0].sqlite).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO workers (hostname) VALUES ('w1');
+                 INSERT INTO jobs (submitter, definition, requested_device_type, priority, submit_time)
+                 VALUES ('alice', 'job_name: old', 'qemu', 50, 10);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.workers().unwrap()[0].hostname, "w1");
+        assert_eq!(s.job(1).unwrap().unwrap().submitter, "alice");
+        assert_eq!(s.submit(&job(), 20).unwrap(), 2);
+    }
+
+    #[test]
+    fn connection_errors_name_the_url_without_its_password() {
+        let e = Store::connect("postgres://basalt:s3cret@127.0.0.1:1/basalt")
+            .err()
+            .expect("nothing listens on port 1")
+            .to_string();
+        assert!(
+            e.contains("postgres://basalt:***@127.0.0.1:1/basalt") && !e.contains("s3cret"),
+            "{e}"
+        );
+        assert!(e.contains("refused"), "says why: {e}");
+        let e = Store::connect("mysql://u:pw@db/x")
+            .err()
+            .expect("not postgres");
+        assert!(matches!(e, StoreError::NotPostgres { .. }), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+        let e = Store::connect("postgres://u:pw@db:port/x")
+            .err()
+            .expect("a bad port")
+            .to_string();
+        assert!(e.contains("u:***@db:port") && !e.contains("pw"), "{e}");
     }
 }

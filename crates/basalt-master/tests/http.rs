@@ -1,6 +1,7 @@
 //! The REST API in-process: a store in a temporary directory, the engine on a free workers
 //! port (no worker connects), the API on 127.0.0.1:0, driven by a blocking HTTP client the
-//! way lab scripts and the `lava-api` crate call it.
+//! way lab scripts and the `lava-api` crate call it. Each test runs on SQLite, and on
+//! PostgreSQL when `BASALT_TEST_POSTGRES` names a server (a database of its own per test).
 
 use basalt_link::cert::Keypair;
 use basalt_master::engine::{self, Config};
@@ -9,6 +10,53 @@ use basalt_master::store::Store;
 use serde_json::{json, Value};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+
+#[path = "support/pg.rs"]
+mod pg;
+
+/// The master's store: SQLite in its state directory, or a PostgreSQL database of its own.
+enum Backend {
+    Sqlite,
+    Postgres(pg::TestDb),
+}
+
+impl Backend {
+    /// `--database URL` for the binary, when PostgreSQL.
+    fn args(&self) -> Vec<&str> {
+        match self {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres(db) => vec!["--database", db.url()],
+        }
+    }
+}
+
+/// Each test runs on SQLite, and on PostgreSQL when `BASALT_TEST_POSTGRES` names a server.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                if let Some(db) = super::pg::TestDb::create(concat!(stringify!($name), "::postgres")) {
+                    super::$name(super::Backend::Postgres(db))
+                }
+            }
+        }
+    )*};
+}
+
+on_both!(
+    version_is_anonymous,
+    registered_lab_is_listed_with_lavas_fields,
+    submitted_job_is_listed_and_canceled,
+    jobs_are_paged_with_absolute_urls,
+    bad_requests_are_refused_with_a_message,
+    logs_are_served_by_line_range,
+    binary_makes_tokens_serves_and_stops_on_sigterm,
+);
 
 const ADMIN: &str = "admin-token-0123456789";
 const USER: &str = "user-token-0123456789";
@@ -20,6 +68,8 @@ struct Master {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    /// Dropped after the server (and its store) stopped.
+    _backend: Backend,
 }
 
 impl Drop for Master {
@@ -35,11 +85,15 @@ impl Drop for Master {
 
 /// Starts a master with an admin token ([`ADMIN`], user `admin`) and a user token ([`USER`],
 /// user `alice`).
-fn start() -> Master {
+fn start(backend: Backend) -> Master {
     let dir = tempfile::tempdir().expect("temporary directory");
     let state_dir = dir.path().to_path_buf();
     std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
-    let store = Store::open(&state_dir.join("basalt.db")).expect("store");
+    let store = match &backend {
+        Backend::Sqlite => Store::open(&state_dir.join("basalt.db")),
+        Backend::Postgres(db) => Store::connect(db.url()),
+    }
+    .expect("store");
     store.add_token("admin", true, ADMIN).expect("admin token");
     store.add_token("alice", false, USER).expect("user token");
     let (addr_tx, addr_rx) = mpsc::channel();
@@ -81,6 +135,7 @@ fn start() -> Master {
         stop: Some(stop_tx),
         thread: Some(thread),
         _dir: dir,
+        _backend: backend,
     }
 }
 
@@ -160,17 +215,15 @@ fn demo_job() -> String {
     std::fs::read_to_string(path).expect("config/jobs/demo-qemu.yaml")
 }
 
-#[test]
-fn version_is_anonymous() {
-    let m = start();
+fn version_is_anonymous(backend: Backend) {
+    let m = start(backend);
     let (s, v) = get(&m, "system/version/");
     assert_eq!(s, 200);
     assert_eq!(v, json!({"version": "2026.07"}));
 }
 
-#[test]
-fn registered_lab_is_listed_with_lavas_fields() {
-    let m = start();
+fn registered_lab_is_listed_with_lavas_fields(backend: Backend) {
+    let m = start(backend);
     register(&m);
     let (s, page) = get(&m, "devices/");
     assert_eq!(s, 200);
@@ -240,9 +293,8 @@ fn registered_lab_is_listed_with_lavas_fields() {
     );
 }
 
-#[test]
-fn submitted_job_is_listed_and_canceled() {
-    let m = start();
+fn submitted_job_is_listed_and_canceled(backend: Backend) {
+    let m = start(backend);
     register(&m);
     let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
     assert_eq!(s, 201, "{r}");
@@ -305,9 +357,8 @@ fn submitted_job_is_listed_and_canceled() {
     assert!(one["end_time"].is_string());
 }
 
-#[test]
-fn jobs_are_paged_with_absolute_urls() {
-    let m = start();
+fn jobs_are_paged_with_absolute_urls(backend: Backend) {
+    let m = start(backend);
     register(&m);
     for _ in 0..3 {
         let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
@@ -339,9 +390,8 @@ fn jobs_are_paged_with_absolute_urls() {
     assert_eq!(s, 400, "{r}");
 }
 
-#[test]
-fn bad_requests_are_refused_with_a_message() {
-    let m = start();
+fn bad_requests_are_refused_with_a_message(backend: Backend) {
+    let m = start(backend);
     register(&m);
     // an invalid job
     let (s, r) = post(
@@ -400,9 +450,8 @@ fn bad_requests_are_refused_with_a_message() {
     assert_eq!(s, 413);
 }
 
-#[test]
-fn logs_are_served_by_line_range() {
-    let m = start();
+fn logs_are_served_by_line_range(backend: Backend) {
+    let m = start(backend);
     register(&m);
     let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
     assert_eq!(s, 201, "{r}");
@@ -433,6 +482,16 @@ fn logs_are_served_by_line_range() {
     assert_eq!(s, 404);
 }
 
+/// A child process, killed and reaped when the test ends, passing or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads the child's stderr until the line that tells where the API listens.
 fn api_url(stderr: &mut impl std::io::BufRead) -> String {
     let mut line = String::new();
@@ -446,8 +505,7 @@ fn api_url(stderr: &mut impl std::io::BufRead) -> String {
     }
 }
 
-#[test]
-fn binary_makes_tokens_serves_and_stops_on_sigterm() {
+fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_basalt-master");
@@ -455,6 +513,7 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
     let out = Command::new(bin)
         .arg("--state-dir")
         .arg(dir.path())
+        .args(backend.args())
         .args(["token", "add", "root", "--admin"])
         .output()
         .expect("token add");
@@ -471,13 +530,20 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
     let mut child = Command::new(bin)
         .arg("--state-dir")
         .arg(dir.path())
+        .args(backend.args())
         .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .expect("basalt-master");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
     let base = api_url(&mut stderr);
     assert!(dir.path().join("certs/master.key").is_file());
+    // PostgreSQL's store leaves no SQLite file behind
+    assert_eq!(
+        dir.path().join("basalt.db").exists(),
+        matches!(backend, Backend::Sqlite)
+    );
     assert!(dir.path().join("certs/master.key_secret").is_file());
     assert!(dir.path().join("certs/workers").is_dir());
     let v: Value = ureq::get(&format!("{base}system/version/"))
@@ -492,20 +558,22 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
         .expect("add worker");
     assert_eq!(resp.status(), 201);
 
+    let pid = child.0.id().to_string();
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(kill.success());
     // wait for the exit, with a deadline
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let _ = tx.send(child.0.wait());
     });
-    let status = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("still running 20 s after SIGTERM")
-        .expect("wait");
+    let Ok(status) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("still running 20 s after SIGTERM");
+    };
+    let status = status.expect("wait");
     assert!(status.success(), "{status}");
     let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
@@ -515,11 +583,13 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
     let mut child = Command::new(bin)
         .arg("--state-dir")
         .arg(dir.path())
+        .args(backend.args())
         .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .expect("basalt-master");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().expect("stderr"));
     let base = api_url(&mut stderr);
     let workers: Value = ureq::get(&format!("{base}workers/"))
         .call()
@@ -531,8 +601,27 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm() {
         std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key"),
         key
     );
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_basalt-master"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--database", "postgres://basalt:s3cret@127.0.0.1:1/basalt"])
+        .args(["token", "add", "root"])
+        .output()
+        .expect("basalt-master");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to postgres://basalt:***@127.0.0.1:1/basalt")
+            && !err.contains("s3cret"),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "says why: {err}");
+    assert!(!dir.path().join("basalt.db").exists());
 }
 
 #[test]
