@@ -568,7 +568,12 @@ impl Engine {
     /// health check queued (when its type has one) for when the worker is back.
     fn lose_job(&mut self, id: u64, worker: &str, why: &str) {
         self.log(format!("job {id} on worker {worker}: {why}"));
-        let device = self.store.job(id).ok().flatten().and_then(|j| j.actual_device);
+        let device = self
+            .store
+            .job(id)
+            .ok()
+            .flatten()
+            .and_then(|j| j.actual_device);
         let _ = self.store.finish_job(
             id,
             JobHealth::Incomplete,

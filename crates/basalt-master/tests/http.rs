@@ -56,6 +56,7 @@ on_both!(
     bad_requests_are_refused_with_a_message,
     logs_are_served_by_line_range,
     binary_makes_tokens_serves_and_stops_on_sigterm,
+    results_are_served_as_lavas_test_cases,
 );
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -624,9 +625,8 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     assert!(!dir.path().join("basalt.db").exists());
 }
 
-#[test]
-fn results_are_served_as_lavas_test_cases() {
-    let m = start();
+fn results_are_served_as_lavas_test_cases(backend: Backend) {
+    let m = start(backend);
     register(&m);
     let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
     assert_eq!(s, 201, "{r}");
@@ -639,7 +639,12 @@ fn results_are_served_as_lavas_test_cases() {
         .map(|i| format!("- {{definition: 0_smoke, case: case-{i}, result: pass}}\n"))
         .chain(["- {definition: lava, case: job, result: fail, error_type: Test}\n".to_string()])
         .collect();
-    let store = Store::open(&m.state_dir.join("basalt.db")).expect("store");
+    // a second connection to the master's database
+    let store = match &m._backend {
+        Backend::Sqlite => Store::open(&m.state_dir.join("basalt.db")),
+        Backend::Postgres(db) => Store::connect(db.url()),
+    }
+    .expect("store");
     store
         .finish_job(
             id,
