@@ -118,7 +118,13 @@ struct Engine {
     /// The worker each started job runs on: only that worker may speak for the job.
     owners: BTreeMap<u64, String>,
     logs: PathBuf,
+    /// Events since a pass was asked for ([`Engine::schedule`]); `None`: no pass is due.
+    schedule_due: Option<u32>,
 }
+
+/// A due scheduling pass waits for the event queues to drain, but for no more events than
+/// this (under a steady load the queues never drain).
+const MAX_EVENTS_BEFORE_PASS: u32 = 64;
 
 /// Starts the engine on the store; returns its handle and the bound workers endpoint.
 pub fn start(
@@ -140,6 +146,7 @@ pub fn start(
         pending_ends: BTreeMap::new(),
         owners: BTreeMap::new(),
         logs: logs.clone(),
+        schedule_due: None,
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -170,6 +177,16 @@ impl Engine {
                     None => return,
                 },
                 _ = tick.tick() => self.check_workers(),
+            }
+            // one pass for every event that asked for one since the last: a burst of
+            // submissions or ends costs one snapshot, not one each
+            if let Some(n) = self.schedule_due {
+                if (link.is_empty() && requests.is_empty()) || n >= MAX_EVENTS_BEFORE_PASS {
+                    self.schedule_due = None;
+                    self.schedule_pass();
+                } else {
+                    self.schedule_due = Some(n + 1);
+                }
             }
         }
     }
@@ -530,8 +547,14 @@ impl Engine {
         }
     }
 
-    /// One scheduling pass: assignments become Starts; devices needing a health check get one.
+    /// Asks for a scheduling pass: it runs once the events already queued are handled (or
+    /// after [`MAX_EVENTS_BEFORE_PASS`] of them), so one pass serves a burst of events.
     fn schedule(&mut self) {
+        self.schedule_due.get_or_insert(0);
+    }
+
+    /// One scheduling pass: assignments become Starts; devices needing a health check get one.
+    fn schedule_pass(&mut self) {
         let Ok(snapshot) = self.store.snapshot() else {
             return;
         };

@@ -638,24 +638,31 @@ impl Store {
     /// What the scheduler needs: queued jobs, devices with their workers, device types.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT {} FROM jobs WHERE state = ?1",
-            Self::JOB_COLUMNS
-        ))?;
+        // only the columns the scheduler reads: the engine takes a snapshot per pass, and a
+        // queue's definitions (KiBs each) would be copied out of SQLite every time
+        let mut q = db.prepare_cached(
+            "SELECT id, requested_device_type, requested_device, tags, priority, submit_time,
+                    health_check
+             FROM jobs WHERE state = ?1",
+        )?;
         let jobs = q
-            .query_map(params![JobState::Submitted.code()], Self::job_row)?
-            .map(|r| {
-                r.map(|j| QueuedJob {
-                    id: j.id,
-                    target: j.target,
-                    tags: j.tags,
-                    priority: j.priority,
-                    submit_time: j.submit_time,
-                    health_check: j.health_check,
+            .query_map(params![JobState::Submitted.code()], |r| {
+                let dt: Option<String> = r.get(1)?;
+                let dev: Option<String> = r.get(2)?;
+                Ok(QueuedJob {
+                    id: r.get::<_, i64>(0)? as u64,
+                    target: match (dev, dt) {
+                        (Some(d), _) => Target::Device(d),
+                        (None, t) => Target::DeviceType(t.unwrap_or_default()),
+                    },
+                    tags: tags_of(r.get(3)?),
+                    priority: Priority::new(r.get(4)?).unwrap_or_default(),
+                    submit_time: r.get::<_, i64>(5)? as u64,
+                    health_check: r.get(6)?,
                 })
-            })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut q = db.prepare(
+        let mut q = db.prepare_cached(
             "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
                     d.health_check_due, d.idle_since
              FROM devices d JOIN workers w ON w.hostname = d.worker",
@@ -677,7 +684,7 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut q = db.prepare("SELECT name, health_check IS NOT NULL FROM device_types")?;
+        let mut q = db.prepare_cached("SELECT name, health_check IS NOT NULL FROM device_types")?;
         let device_types = q
             .query_map([], |r| {
                 Ok(DeviceTypeInfo {
