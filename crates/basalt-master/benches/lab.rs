@@ -381,7 +381,7 @@ impl Farm {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Seen::default());
         let endpoint = master.workers.clone();
-        let master_key = master.key.clone();
+        let master_key = master.key;
         let (s, st) = (seen.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("fake-workers".into())
