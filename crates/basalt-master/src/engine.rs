@@ -121,7 +121,13 @@ struct Engine {
     /// When this master started: a job left running by a master before it whose worker has not
     /// come back within the heartbeat timeout since then is lost.
     started: Instant,
+    /// Events since a pass was asked for ([`Engine::schedule`]); `None`: no pass is due.
+    schedule_due: Option<u32>,
 }
+
+/// A due scheduling pass waits for the event queues to drain, but for no more events than
+/// this (under a steady load the queues never drain).
+const MAX_EVENTS_BEFORE_PASS: u32 = 64;
 
 /// Starts the engine on the store; returns its handle and the bound workers endpoint.
 pub fn start(
@@ -144,6 +150,7 @@ pub fn start(
         owners: BTreeMap::new(),
         logs: logs.clone(),
         started: Instant::now(),
+        schedule_due: None,
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -174,6 +181,16 @@ impl Engine {
                     None => return,
                 },
                 _ = tick.tick() => self.check_workers(),
+            }
+            // one pass for every event that asked for one since the last: a burst of
+            // submissions or ends costs one snapshot, not one each
+            if let Some(n) = self.schedule_due {
+                if (link.is_empty() && requests.is_empty()) || n >= MAX_EVENTS_BEFORE_PASS {
+                    self.schedule_due = None;
+                    self.schedule_pass();
+                } else {
+                    self.schedule_due = Some(n + 1);
+                }
             }
         }
     }
@@ -590,8 +607,14 @@ impl Engine {
         }
     }
 
-    /// One scheduling pass: assignments become Starts; devices needing a health check get one.
+    /// Asks for a scheduling pass: it runs once the events already queued are handled (or
+    /// after [`MAX_EVENTS_BEFORE_PASS`] of them), so one pass serves a burst of events.
     fn schedule(&mut self) {
+        self.schedule_due.get_or_insert(0);
+    }
+
+    /// One scheduling pass: assignments become Starts; devices needing a health check get one.
+    fn schedule_pass(&mut self) {
         let Ok(snapshot) = self.store.snapshot() else {
             return;
         };

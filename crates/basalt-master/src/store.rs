@@ -846,23 +846,31 @@ impl Store {
     /// What the scheduler needs: queued jobs, devices with their workers, device types.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let mut db = self.db();
+        // only the columns the scheduler reads: the engine takes a snapshot per pass, and a
+        // queue's definitions (KiBs each) would be copied out of the database every time
         let jobs = db
             .query(
-                &format!("SELECT {} FROM jobs WHERE state = ?1", Self::JOB_COLUMNS),
+                "SELECT id, requested_device_type, requested_device, tags, priority, submit_time,
+                        health_check
+                 FROM jobs WHERE state = ?1",
                 args![JobState::Submitted.code()],
             )?
             .iter()
             .map(|r| {
-                Self::job_row(r).map(|j| QueuedJob {
-                    id: j.id,
-                    target: j.target,
-                    tags: j.tags,
-                    priority: j.priority,
-                    submit_time: j.submit_time,
-                    health_check: j.health_check,
+                let target = match (r.opt_text(2)?, r.opt_text(1)?) {
+                    (Some(d), _) => Target::Device(d),
+                    (None, t) => Target::DeviceType(t.unwrap_or_default()),
+                };
+                Ok(QueuedJob {
+                    id: r.uint(0)?,
+                    target,
+                    tags: tags_of(r.text(3)?),
+                    priority: Priority::new(r.code(4)?).unwrap_or_default(),
+                    submit_time: r.uint(5)?,
+                    health_check: r.bool(6)?,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let devices = db
             .query(
                 "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
