@@ -117,7 +117,7 @@ async fn a_worker_back_without_its_job_loses_it_at_once() {
         .unwrap();
     // a heartbeat timeout far away: only the hello can end the job
     let config = config(dir.path(), Duration::from_secs(60));
-    let master = config.key.public.clone();
+    let master = config.key.public;
     let (_handle, endpoint) = engine::start(config, store.clone()).unwrap();
     let ctx = zmq::Context::new();
     let client = zap::client(&ctx, zmq::DEALER, &worker, &master, &endpoint).unwrap();
