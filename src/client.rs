@@ -208,7 +208,7 @@ mod tests {
         let (level, msg) = log_record(result).unwrap();
         let shown = terminal_line(level, &msg).unwrap();
         assert!(
-            shown.starts_with("result: ") && shown.contains("case: uname"),
+            shown.starts_with("result: ") && shown.contains("uname"),
             "{shown}"
         );
         let debug = r#"- {"dt": "x", "lvl": "debug", "msg": "noise"}"#;

@@ -1,5 +1,6 @@
-//! `basalt demo`, the README's main command: the demo job on QEMU, and on basalt-board (what
-//! the demo falls back to when QEMU is not installed).
+//! `basalt demo`, the README's main command: the lab (master, worker, a QEMU board and a
+//! basalt-board) running the demo jobs submitted through the master; and `basalt demo --local`,
+//! the demo job run directly on QEMU and on basalt-board.
 
 #[path = "../crates/basalt-board/tests/board_support/mod.rs"]
 mod board_support;
@@ -14,7 +15,7 @@ fn demo(extra: &[&str]) -> (i32, Vec<common::ResultRow>, TempDir) {
     let tmp = TempDir::new("demo");
     let out = tmp.path().join("demo");
     let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .arg("demo")
+        .args(["demo", "--local"])
         .args(extra)
         .arg("-q")
         .arg("--fixtures")
@@ -39,17 +40,60 @@ fn check(res: &[common::ResultRow]) {
 }
 
 #[test]
-fn demo_on_qemu() {
+fn local_demo_on_qemu() {
     let (code, res, _tmp) = demo(&[]);
     assert_eq!(code, 0);
     check(&res);
 }
 
 #[test]
-fn demo_on_basalt_board() {
-    // `basalt demo --board` runs the basalt-board found next to basalt.
+fn local_demo_on_basalt_board() {
+    // `basalt demo --local --board` runs the basalt-board found next to basalt.
     assert!(board_support::bin().is_file());
     let (code, res, _tmp) = demo(&["--board"]);
     assert_eq!(code, 0);
     check(&res);
+}
+
+#[test]
+fn the_demo_is_a_lab_whose_jobs_all_pass_their_tests() {
+    let (k, _) = fixtures_amd64();
+    let fixtures = k.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    let tmp = TempDir::new("demo-lab");
+    let out = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .arg("demo")
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .arg("--output-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the followed job's console, live
+    assert!(
+        stdout.contains("  | <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=uname RESULT=pass>"),
+        "{stdout}"
+    );
+    // both jobs' results tables, from the master's API
+    let row = |case: &str, result: &str| {
+        stdout
+            .lines()
+            .filter(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.len() >= 3 && cells[0] == "0_smoke" && cells[1] == case && cells[2] == result
+            })
+            .count()
+    };
+    assert_eq!(row("uname", "pass"), 2, "{stdout}");
+    assert_eq!(row("must-fail", "fail"), 2, "{stdout}");
+    assert_eq!(row("boot-latency", "pass"), 2, "{stdout}");
+    assert!(
+        stdout.contains("job 1 (qemu) Complete, job 2 (basalt-board) Complete"),
+        "{stdout}"
+    );
 }
