@@ -16,8 +16,9 @@ use crate::scheduler::{schedule, Target};
 use crate::store::{NewJob, Store, StoreError};
 use basalt_link::cert::Keypair;
 use basalt_proto::{
-    negotiate, Cancel, End, EndAck, HeartbeatAck, HelloRequired, JobId, JobResume, LogAck,
-    MasterMsg, Outcome, ProtocolVersion, Refused, Start, Welcome, WorkerMsg,
+    negotiate, require_capabilities, Cancel, Capabilities, End, EndAck, HeartbeatAck,
+    HelloRequired, JobId, JobResume, LogAck, MasterMsg, Outcome, ProtocolVersion, Refused, Start,
+    Welcome, WorkerMsg,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Device-type template directories (before basalt's built-in ones).
     pub device_types: Vec<PathBuf>,
+    /// The protocol version this master speaks ([`ProtocolVersion::CURRENT`]; tests set others).
+    pub version: ProtocolVersion,
+    /// What every worker must offer (`--require-capability`): a worker lacking one is refused.
+    pub required_capabilities: Capabilities,
 }
 
 /// Why a request failed.
@@ -402,7 +407,16 @@ impl Engine {
                 .send(&conn, MasterMsg::Refused(Refused { reason }));
             return;
         }
-        if let Err(e) = negotiate(ProtocolVersion::CURRENT, h.version) {
+        if let Err(e) = negotiate(self.config.version, h.version) {
+            let reason = e.to_string();
+            self.log(format!("worker {worker}: {reason}"));
+            self.link
+                .send(&conn, MasterMsg::Refused(Refused { reason }));
+            return;
+        }
+        if let Err(e) =
+            require_capabilities(&worker, &self.config.required_capabilities, &h.capabilities)
+        {
             let reason = e.to_string();
             self.log(format!("worker {worker}: {reason}"));
             self.link
@@ -453,7 +467,7 @@ impl Engine {
         self.link.send(
             &conn,
             MasterMsg::Welcome(Welcome {
-                version: ProtocolVersion::CURRENT,
+                version: self.config.version,
                 heartbeat_interval_secs: self.config.heartbeat.as_secs().max(1) as u32,
                 resume,
                 discard,

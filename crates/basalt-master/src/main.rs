@@ -38,6 +38,10 @@ struct Cli {
     /// How often workers send heartbeats, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     heartbeat_secs: u64,
+    /// A capability every worker must offer (repeatable: `qemu`, `tftp`, `u-boot`, ...); a
+    /// worker lacking one is refused at its hello, with the reason.
+    #[arg(long = "require-capability", value_name = "NAME")]
+    require_capability: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -156,6 +160,12 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         key,
         heartbeat: Duration::from_secs(cli.heartbeat_secs.max(1)),
         device_types: cli.device_types.clone(),
+        version: basalt_proto::ProtocolVersion::CURRENT,
+        required_capabilities: cli
+            .require_capability
+            .iter()
+            .map(|c| basalt_proto::Capability::new(c.clone()))
+            .collect(),
     };
     let (handle, endpoint) = engine::start(config, store)?;
     let listener = tokio::net::TcpListener::bind(&cli.http)

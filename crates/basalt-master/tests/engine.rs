@@ -8,7 +8,7 @@ use basalt_master::engine::{self, Config};
 use basalt_master::model::{DeviceHealth, DeviceState, JobHealth, JobState, Priority};
 use basalt_master::scheduler::Target;
 use basalt_master::store::{Device, DeviceType, Job, NewJob, Store};
-use basalt_proto::{encode, Capabilities, Hello, ProtocolVersion, WorkerMsg};
+use basalt_proto::{encode, Capabilities, Hello, MasterMsg, ProtocolVersion, WorkerMsg};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,8 @@ fn config(dir: &std::path::Path, heartbeat: Duration) -> Config {
         key: Keypair::generate(),
         heartbeat,
         device_types: Vec::new(),
+        version: basalt_proto::ProtocolVersion::CURRENT,
+        required_capabilities: basalt_proto::Capabilities::new(),
     }
 }
 
@@ -131,4 +133,86 @@ async fn a_worker_back_without_its_job_loses_it_at_once() {
     client.send(encode(&hello), 0).unwrap();
     let job = finished(&store, id, Duration::from_secs(10)).await;
     assert_lost(&store, &job);
+}
+
+/// A fake worker `w1` (its key admitted under `dir`) connected to `endpoint`.
+fn fake_worker(
+    ctx: &zmq::Context,
+    dir: &std::path::Path,
+    master: &basalt_link::cert::PublicKey,
+    endpoint: &str,
+) -> zmq::Socket {
+    let worker = Keypair::generate();
+    let admitted = dir.join("certs/workers");
+    let _ = std::fs::remove_file(admitted.join("w1.key"));
+    let _ = std::fs::remove_file(admitted.join("w1.key_secret"));
+    worker.write(&admitted, "w1").unwrap();
+    zap::client(ctx, zmq::DEALER, &worker, master, endpoint).unwrap()
+}
+
+/// Says hello at `version` with `capabilities`; returns the master's answer.
+fn hello(socket: &zmq::Socket, version: ProtocolVersion, capabilities: &[&str]) -> MasterMsg {
+    let hello = WorkerMsg::Hello(Hello {
+        version,
+        name: "w1".into(),
+        capabilities: capabilities
+            .iter()
+            .map(|c| basalt_proto::Capability::new(*c))
+            .collect(),
+        devices: Vec::new(),
+        jobs: Vec::new(),
+    });
+    socket.send(encode(&hello), 0).unwrap();
+    assert_eq!(socket.poll(zmq::POLLIN, 10_000).unwrap(), 1, "an answer");
+    basalt_proto::decode(&socket.recv_bytes(0).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_one_or_two_minors_older_are_welcomed_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::memory().unwrap());
+    let mut config = config(dir.path(), Duration::from_secs(60));
+    // a master two minors ahead of the workers built today (a test constant)
+    let cur = ProtocolVersion::CURRENT;
+    config.version = ProtocolVersion::new(cur.major, cur.minor + 2);
+    let master = config.key.public;
+    let (_handle, endpoint) = engine::start(config, store).unwrap();
+    let ctx = zmq::Context::new();
+    for (version, welcomed) in [
+        (ProtocolVersion::new(cur.major, cur.minor + 1), true),
+        (cur, true),
+        (ProtocolVersion::new(cur.major + 1, 0), false),
+    ] {
+        let s = fake_worker(&ctx, dir.path(), &master, &endpoint);
+        let answer = tokio::task::block_in_place(|| hello(&s, version, &[]));
+        match (welcomed, answer) {
+            (true, MasterMsg::Welcome(_)) => {}
+            (false, MasterMsg::Refused(r)) => assert!(r.reason.contains("major"), "{}", r.reason),
+            (w, other) => panic!("a worker at {version}: welcomed {w} expected, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_lacking_a_required_capability_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::memory().unwrap());
+    let mut config = config(dir.path(), Duration::from_secs(60));
+    config.required_capabilities = [basalt_proto::Capability::U_BOOT].into_iter().collect();
+    let master = config.key.public;
+    let (_handle, endpoint) = engine::start(config, store.clone()).unwrap();
+    let ctx = zmq::Context::new();
+    let s = fake_worker(&ctx, dir.path(), &master, &endpoint);
+    match tokio::task::block_in_place(|| hello(&s, ProtocolVersion::CURRENT, &["qemu"])) {
+        MasterMsg::Refused(r) => assert!(r.reason.contains("`u-boot`"), "{}", r.reason),
+        other => panic!("refused expected, got {other:?}"),
+    }
+    assert!(
+        store.workers().unwrap().is_empty(),
+        "a refused worker is not registered"
+    );
+    let s = fake_worker(&ctx, dir.path(), &master, &endpoint);
+    let answer =
+        tokio::task::block_in_place(|| hello(&s, ProtocolVersion::CURRENT, &["qemu", "u-boot"]));
+    assert!(matches!(answer, MasterMsg::Welcome(_)), "{answer:?}");
 }

@@ -112,6 +112,8 @@ fn start(backend: Backend) -> Master {
                 key: Keypair::generate(),
                 heartbeat: Duration::from_secs(5),
                 device_types: Vec::new(),
+                version: basalt_proto::ProtocolVersion::CURRENT,
+                required_capabilities: basalt_proto::Capabilities::new(),
             };
             let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -72,6 +72,8 @@ async fn lab(n: usize) -> Lab {
             key,
             heartbeat: Duration::from_secs(1),
             device_types: vec![common::repo().join("config/device-types")],
+            version: basalt_proto::ProtocolVersion::CURRENT,
+            required_capabilities: basalt_proto::Capabilities::new(),
         },
         store,
     )
