@@ -29,6 +29,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The share of a core `pid` uses over `secs` seconds, in percent.
+fn idle_cpu_percent(pid: Option<i32>, secs: u64) -> f64 {
+    let Some(pid) = pid else { return f64::NAN };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let (Some(a), _) = (
+        cpu_ticks(pid),
+        std::thread::sleep(Duration::from_secs(secs)),
+    ) else {
+        return f64::NAN;
+    };
+    cpu_ticks(pid)
+        .map(|b| (b - a) as f64 / hz / secs as f64 * 100.0)
+        .unwrap_or(f64::NAN)
+}
+
 fn rss_mib(pid: i32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -135,6 +162,8 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let master_idle = lab.master_pid().map(rss_mib).unwrap_or(f64::NAN);
     let worker_idle = lab.worker_pid("w1").map(rss_mib).unwrap_or(f64::NAN);
+    // heartbeats every 5 s: 10 s sees two
+    let worker_cpu = idle_cpu_percent(lab.worker_pid("w1"), 10);
 
     // submit → Running
     let board = lab.board_job().expect("board job");
@@ -223,5 +252,6 @@ fn main() {
     );
     row("master idle RSS, 1 device (MiB)", master_idle, "");
     row("worker idle RSS, connected (MiB)", worker_idle, "<= 8");
+    row("worker idle CPU, connected (% of a core)", worker_cpu, "");
     row("basalt-worker stripped (MiB)", size, "<= 8");
 }

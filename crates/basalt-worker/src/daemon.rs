@@ -141,7 +141,8 @@ pub async fn run(
                 LinkEvent::Handshake(h) => eprintln!("basalt-worker: the master's end of the link: {h:?}"),
             },
             Some(event) = job_rx.recv() => on_job(event, &link, &mut jobs, max_batch),
-            _ = batches.tick() => send_batches(&link, &mut jobs, max_batch),
+            // only while there are jobs: an idle worker sleeps until the master or a heartbeat
+            _ = batches.tick(), if !jobs.is_empty() => send_batches(&link, &mut jobs, max_batch),
             _ = heartbeat.tick() => link.send(WorkerMsg::Heartbeat(Heartbeat {
                 jobs: jobs.keys().copied().collect(),
             })),
