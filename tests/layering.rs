@@ -120,8 +120,9 @@ fn the_crate_map_lists_every_module() {
     }
 }
 
-/// The path dependencies of a crate's `[dependencies]` (not its dev-dependencies).
-fn path_deps(manifest: &str) -> Vec<String> {
+/// The dependencies of a crate's `[dependencies]` (not its dev-dependencies): (name, its path
+/// for a path dependency).
+fn deps(manifest: &str) -> Vec<(String, Option<String>)> {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest)).unwrap();
     let mut deps = Vec::new();
@@ -132,13 +133,56 @@ fn path_deps(manifest: &str) -> Vec<String> {
             in_deps = l == "[dependencies]";
             continue;
         }
-        if in_deps && l.contains("path =") {
+        if in_deps && !l.starts_with('#') {
             if let Some((name, _)) = l.split_once('=') {
-                deps.push(name.trim().to_string());
+                let path = l
+                    .split("path = \"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .map(String::from);
+                deps.push((name.trim().to_string(), path));
             }
         }
     }
     deps
+}
+
+/// The path dependencies of a crate's `[dependencies]`.
+fn path_deps(manifest: &str) -> Vec<String> {
+    deps(manifest)
+        .into_iter()
+        .filter_map(|(n, path)| path.map(|_| n))
+        .collect()
+}
+
+#[test]
+fn the_worker_links_no_http_server_and_no_database() {
+    // the worker and the crates it links, followed through their path dependencies
+    const BANNED: &[&str] = &[
+        "axum",
+        "hyper",
+        "rusqlite",
+        "postgres",
+        "tokio-postgres",
+        "sqlx",
+    ];
+    let mut todo = vec![PathBuf::from("crates/basalt-worker")];
+    let mut seen = Vec::new();
+    while let Some(dir) = todo.pop() {
+        let m = dir.join("Cargo.toml");
+        for (name, path) in deps(&m.to_string_lossy()) {
+            assert!(
+                !BANNED.contains(&name.as_str()),
+                "{} depends on {name}",
+                m.display()
+            );
+            if let Some(p) = path.filter(|_| !seen.contains(&name)) {
+                todo.push(dir.join(p));
+                seen.push(name);
+            }
+        }
+    }
+    assert!(seen.iter().any(|n| n == "basalt-link"), "{seen:?}");
 }
 
 #[test]
