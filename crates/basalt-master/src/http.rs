@@ -122,6 +122,8 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/{id}/logs/", get(job_logs))
         .route("/jobs/{id}/yaml/", get(job_yaml))
         .route("/jobs/{id}/tests/", get(job_tests))
+        .route("/jobs/{id}/junit/", get(job_junit))
+        .route("/jobs/validate/", axum::routing::post(validate))
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
         .route("/devices/", get(devices).post(add_device))
         .route("/devices/{hostname}/", get(device))
@@ -295,6 +297,67 @@ pub fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time (`2026-07-01T12:00:00Z`, with an optional
+/// fraction and a `Z` or `±HH:MM` offset; a space may stand for the `T`); `None` if it is not
+/// one, or before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (date, rest) = (s.get(..10)?, s.get(10..)?);
+    let mut d = date.split('-');
+    let (y, m, day): (i64, u32, u32) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let (hh, mm, ss) = (
+        rest.get(0..2)?.parse::<i64>().ok()?,
+        rest.get(3..5)?.parse::<i64>().ok()?,
+        rest.get(6..8)?.parse::<i64>().ok()?,
+    );
+    if rest.get(2..3)? != ":" || rest.get(5..6)? != ":" || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut tail = rest.get(8..)?;
+    let mut ms = 0i64;
+    if let Some(frac) = tail.strip_prefix('.') {
+        let digits = frac.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        ms = format!("{:0<3}", frac.get(..digits.min(3))?).parse().ok()?;
+        tail = frac.get(digits..)?;
+    }
+    let offset_secs = match tail {
+        "Z" | "z" => 0,
+        t if t.len() == 6 && (t.starts_with('+') || t.starts_with('-')) && &t[3..4] == ":" => {
+            let secs = t[1..3].parse::<i64>().ok()? * 3600 + t[4..6].parse::<i64>().ok()? * 60;
+            if t.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss - offset_secs;
+    u64::try_from(secs * 1000 + ms).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days` algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -431,53 +494,117 @@ async fn submit(
     ))
 }
 
+/// Names of LAVA states or healths, comma-separated (`state__in=Running,Finished`), case
+/// insensitive; 400 for an unknown one.
+fn names_of<T: Copy>(
+    list: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    what: &str,
+) -> ApiResult<Vec<T>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            all.iter()
+                .copied()
+                .find(|s| name(*s).eq_ignore_ascii_case(n))
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown job {what} {n:?}")))
+        })
+        .collect()
+}
+
+/// A time filter (`submit_time__gt=2026-07-01T12:00:00Z`) in milliseconds; 400 when it is not
+/// RFC 3339.
+fn time_param(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
+    match q.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse_rfc3339(v).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "'{name}' should be a time in RFC 3339 (2026-07-01T12:00:00Z), not {v:?}"
+            ))
+        }),
+    }
+}
+
+/// `jobs/`: LAVA's filters (`state`, `state__in`, `health`, `health__in`, `id`, `id__in`,
+/// `id__gt`, `submit_time__gt`, `start_time__gt`, `end_time__gt`), `ordering` (`[-]id`,
+/// `[-]submit_time`, `[-]start_time`, `[-]end_time`; default `-id`), `limit` and `offset`.
 async fn jobs(
     State(h): State<Handle>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let state = match q.get("state").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(name) => Some(
-            crate::model::JobState::ALL
-                .iter()
-                .copied()
-                .find(|s| s.name().eq_ignore_ascii_case(name))
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown job state {name:?}")))?,
+    use crate::model::{JobHealth, JobState};
+    use crate::store::{JobOrder, JobQuery};
+    let list = |one: &str, many: &str| {
+        [q.get(one), q.get(many)]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let states = names_of(
+        &list("state", "state__in"),
+        JobState::ALL,
+        JobState::name,
+        "state",
+    )?;
+    let healths = names_of(
+        &list("health", "health__in"),
+        JobHealth::ALL,
+        JobHealth::name,
+        "health",
+    )?;
+    let ids = match list("id", "id__in") {
+        l if l.trim().is_empty() => None,
+        l => Some(
+            l.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(|i| {
+                    i.parse::<u64>().map_err(|_| {
+                        ApiError::BadRequest(format!("'id' should be a number, not {i:?}"))
+                    })
+                })
+                .collect::<ApiResult<Vec<u64>>>()?,
         ),
     };
-    let paging = paging(&q)?;
-    // `id` / `id__in`: the jobs asked for by id (what lava-gitlab-runner follows a job with)
-    let ids = match (q.get("id"), q.get("id__in")) {
-        (Some(one), _) => Some(vec![one.as_str()]),
-        (None, Some(list)) => Some(list.split(',').collect()),
-        (None, None) => None,
-    };
-    let (count, jobs) = match ids {
-        None => h.store.jobs(state, paging.0, paging.1)?,
-        Some(ids) => {
-            let mut found = Vec::new();
-            for id in ids.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
-                let id: u64 = id.parse().map_err(|_| {
-                    ApiError::BadRequest(format!("'id' should be a number, not {id:?}"))
-                })?;
-                if let Some(j) = h.store.job(id)? {
-                    if state.is_none_or(|s| j.state == s) {
-                        found.push(j);
-                    }
-                }
-            }
-            found.sort_by_key(|j| std::cmp::Reverse(j.id));
-            found.dedup_by_key(|j| j.id);
-            let count = found.len() as u64;
-            let page = found
-                .into_iter()
-                .skip(paging.1 as usize)
-                .take(paging.0 as usize)
-                .collect();
-            (count, page)
+    let (order, descending) = match q
+        .get("ordering")
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+    {
+        None => (JobOrder::Id, true),
+        Some(o) => {
+            let (name, descending) = match o.strip_prefix('-') {
+                Some(n) => (n, true),
+                None => (o, false),
+            };
+            let order = JobOrder::from_name(name).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "cannot order jobs by {o:?}: id, submit_time, start_time or end_time (with - for descending)"
+                ))
+            })?;
+            (order, descending)
         }
     };
+    let paging = paging(&q)?;
+    let query = JobQuery {
+        states,
+        healths,
+        ids,
+        id_after: number::<u64>(&q, "id__gt")?,
+        submitted_after: time_param(&q, "submit_time__gt")?,
+        started_after: time_param(&q, "start_time__gt")?,
+        ended_after: time_param(&q, "end_time__gt")?,
+        order,
+        descending,
+        limit: paging.0,
+        offset: paging.1,
+    };
+    let (count, jobs) = h.store.query_jobs(&query)?;
     let results = jobs.iter().map(job_json).collect();
     Ok(Json(page(&headers, "jobs/", &q, paging, count, results)))
 }
@@ -497,6 +624,35 @@ async fn job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<
 async fn job_yaml(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Response> {
     let job = find_job(&h, &id)?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], job.definition).into_response())
+}
+
+/// `jobs/<id>/junit/`: the job's results as JUnit XML, a `testsuite` per definition, a
+/// `failure` for each failed case, `skipped` for each skipped one.
+async fn job_junit(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = find_job(&h, &id)?;
+    let cases = crate::results::test_cases(job.results.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::Internal(format!("job {}: {e}", job.id)))?;
+    let xml = crate::results::junit(job.id, &cases);
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}
+
+/// `jobs/validate/` (`{"definition": "..."}`): LAVA's answer, `{"message": "Job valid."}` or
+/// `{"message": "Job invalid: ..."}`, both 200 as LAVA's; no token needed (nothing is stored).
+async fn validate(bytes: Bytes) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    struct Body {
+        definition: Option<String>,
+    }
+    let b: Body = body(&bytes)?;
+    let definition = b
+        .definition
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("'definition': a job definition is required".into()))?;
+    let message = match basalt_model::job::parse_job("job.yaml", &definition) {
+        Ok(_) => "Job valid.".to_string(),
+        Err(e) => format!("Job invalid: {e}"),
+    };
+    Ok(Json(json!({ "message": message })))
 }
 
 /// Test cases per page of `jobs/<id>/tests/` (pages by `page`, as LAVA's).
@@ -876,6 +1032,37 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn rfc3339_times_are_read_back() {
+        for ms in [0, 951_782_400_123, 1_798_761_599_000, 1_787_329_529_120] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-07-01T14:00:00+02:00"),
+            parse_rfc3339("2026-07-01T12:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-07-01 12:00:00.5Z"),
+            parse_rfc3339("2026-07-01T12:00:00.500Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-07-01T12:00:00.123456Z"),
+            Some(1_782_907_200_123)
+        );
+        for bad in [
+            "",
+            "2026-07-01",
+            "2026-13-01T00:00:00Z",
+            "2026-07-01T12:00:00",
+            "yesterday",
+            "2026-07-01T12:00:00.Z",
+            "1969-12-31T23:59:59Z",
+            "2026-07-01T12:00:00+0200",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

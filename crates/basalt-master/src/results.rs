@@ -105,6 +105,79 @@ pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
     Ok(out)
 }
 
+/// Escapes text for XML attributes and content.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // characters XML 1.0 does not allow, even escaped
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The test cases as JUnit XML (what LAVA's `jobs/<id>/junit/` serves): one `testsuite` per
+/// definition, in the order they report; a failed case has a `failure`, a skipped one
+/// `skipped`. Written by hand: five escapes and a fixed shape need no XML library.
+pub fn junit(job_id: u64, cases: &[TestCase]) -> String {
+    let mut suites: Vec<(&str, Vec<&TestCase>)> = Vec::new();
+    for c in cases {
+        match suites.iter_mut().find(|(s, _)| *s == c.suite) {
+            Some((_, v)) => v.push(c),
+            None => suites.push((&c.suite, vec![c])),
+        }
+    }
+    let count = |v: &[&TestCase], r: &str| v.iter().filter(|c| c.result == r).count();
+    let all: Vec<&TestCase> = cases.iter().collect();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!(
+        "<testsuites name=\"job {job_id}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n",
+        cases.len(),
+        count(&all, "fail"),
+        count(&all, "skip")
+    ));
+    for (suite, v) in &suites {
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">\n",
+            xml_escape(suite),
+            v.len(),
+            count(v, "fail"),
+            count(v, "skip")
+        ));
+        for c in v {
+            let name = xml_escape(&c.name);
+            let class = xml_escape(&format!(
+                "{}.{}",
+                c.suite,
+                c.test_set.as_deref().unwrap_or("")
+            ));
+            let class = class.trim_end_matches('.');
+            match c.result.as_str() {
+                "fail" => out.push_str(&format!(
+                    "    <testcase name=\"{name}\" classname=\"{class}\">\n      <failure message=\"failed\">{}</failure>\n    </testcase>\n",
+                    xml_escape(&c.metadata)
+                )),
+                "skip" => out.push_str(&format!(
+                    "    <testcase name=\"{name}\" classname=\"{class}\">\n      <skipped/>\n    </testcase>\n"
+                )),
+                _ => out.push_str(&format!(
+                    "    <testcase name=\"{name}\" classname=\"{class}\"/>\n"
+                )),
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +203,26 @@ mod tests {
             cases[2].metadata
         );
         assert_eq!(test_cases("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn junit_has_a_suite_per_definition_and_escapes_names() {
+        let text = "- {definition: 0_smoke, case: \"a<b&c\", result: pass}\n\
+                    - {definition: 0_smoke, case: broken, result: fail}\n\
+                    - {definition: lava, case: job, result: skip}\n";
+        let xml = junit(7, &test_cases(text).unwrap());
+        assert!(
+            xml.contains("<testsuites name=\"job 7\" tests=\"3\" failures=\"1\" skipped=\"1\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testsuite name=\"0_smoke\" tests=\"2\" failures=\"1\""),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"a&lt;b&amp;c\""), "{xml}");
+        assert!(xml.contains("<failure message=\"failed\">"), "{xml}");
+        assert!(xml.contains("<skipped/>"), "{xml}");
+        assert_eq!(xml.matches("<testsuite ").count(), 2);
     }
 
     #[test]

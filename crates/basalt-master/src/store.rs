@@ -228,6 +228,76 @@ pub struct Job {
     pub results: Option<String>,
 }
 
+/// What a job list shows: filters (all must hold), an order, a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Any of these states (none: any state).
+    pub states: Vec<JobState>,
+    /// Any of these healths (none: any).
+    pub healths: Vec<JobHealth>,
+    /// Only these ids.
+    pub ids: Option<Vec<u64>>,
+    pub id_after: Option<u64>,
+    /// Times in milliseconds since the epoch; a job without that time does not match.
+    pub submitted_after: Option<u64>,
+    pub started_after: Option<u64>,
+    pub ended_after: Option<u64>,
+    pub order: JobOrder,
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl Default for JobQuery {
+    /// Every job, newest first, 50 at a time.
+    fn default() -> JobQuery {
+        JobQuery {
+            states: Vec::new(),
+            healths: Vec::new(),
+            ids: None,
+            id_after: None,
+            submitted_after: None,
+            started_after: None,
+            ended_after: None,
+            order: JobOrder::Id,
+            descending: true,
+            limit: 50,
+            offset: 0,
+        }
+    }
+}
+
+/// What a job list is ordered by (LAVA's `ordering=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOrder {
+    Id,
+    SubmitTime,
+    StartTime,
+    EndTime,
+}
+
+impl JobOrder {
+    /// The order of LAVA's `ordering` name (`id`, `submit_time`, `start_time`, `end_time`).
+    pub fn from_name(name: &str) -> Option<JobOrder> {
+        Some(match name {
+            "id" => JobOrder::Id,
+            "submit_time" => JobOrder::SubmitTime,
+            "start_time" => JobOrder::StartTime,
+            "end_time" => JobOrder::EndTime,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            JobOrder::Id => "id",
+            JobOrder::SubmitTime => "submit_time",
+            JobOrder::StartTime => "start_time",
+            JobOrder::EndTime => "end_time",
+        }
+    }
+}
+
 /// A device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -696,22 +766,88 @@ impl Store {
         limit: u32,
         offset: u32,
     ) -> Result<(u64, Vec<Job>), StoreError> {
+        self.query_jobs(&JobQuery {
+            states: state.into_iter().collect(),
+            limit,
+            offset,
+            ..JobQuery::default()
+        })
+    }
+
+    /// The jobs `q` selects, in its order, with how many it selects in all.
+    pub fn query_jobs(&self, q: &JobQuery) -> Result<(u64, Vec<Job>), StoreError> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut vals: Vec<db::Value> = Vec::new();
+        let mut any_of = |column: &str, codes: Vec<i64>, conds: &mut Vec<String>| {
+            if codes.is_empty() {
+                return;
+            }
+            let marks: Vec<String> = codes
+                .into_iter()
+                .map(|c| {
+                    vals.push(db::Value::from(c));
+                    format!("?{}", vals.len())
+                })
+                .collect();
+            conds.push(format!("{column} IN ({})", marks.join(", ")));
+        };
+        any_of(
+            "state",
+            q.states.iter().map(|s| i64::from(s.code())).collect(),
+            &mut conds,
+        );
+        any_of(
+            "health",
+            q.healths.iter().map(|h| i64::from(h.code())).collect(),
+            &mut conds,
+        );
+        if let Some(ids) = &q.ids {
+            if ids.is_empty() {
+                return Ok((0, Vec::new()));
+            }
+            any_of("id", ids.iter().map(|i| *i as i64).collect(), &mut conds);
+        }
+        for (column, after) in [
+            ("id", q.id_after),
+            ("submit_time", q.submitted_after),
+            ("start_time", q.started_after),
+            ("end_time", q.ended_after),
+        ] {
+            if let Some(v) = after {
+                vals.push(db::Value::from(v as i64));
+                conds.push(format!("{column} > ?{}", vals.len()));
+            }
+        }
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let column = q.order.column();
+        // unset times sort last going up and first going down, on both databases (as
+        // PostgreSQL does by itself); ties by id in the same direction
+        let order = if q.descending {
+            format!("({column} IS NULL) DESC, {column} DESC, id DESC")
+        } else {
+            format!("({column} IS NULL), {column}, id")
+        };
         let mut db = self.db();
-        let code = state.map(|s| s.code() as i64).unwrap_or(-1);
-        let count = match db.query_opt(
-            "SELECT COUNT(*) FROM jobs WHERE ?1 < 0 OR state = ?1",
-            args![code],
-        )? {
+        let count = match db.query_opt(&format!("SELECT COUNT(*) FROM jobs {filter}"), &vals)? {
             Some(r) => r.uint(0)?,
             None => 0,
         };
+        let n = vals.len();
+        vals.push(db::Value::from(q.limit));
+        vals.push(db::Value::from(q.offset));
         let jobs = db
             .query(
                 &format!(
-                    "SELECT {} FROM jobs WHERE ?1 < 0 OR state = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
-                    Self::JOB_COLUMNS
+                    "SELECT {} FROM jobs {filter} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+                    Self::JOB_COLUMNS,
+                    n + 1,
+                    n + 2
                 ),
-                args![code, limit, offset],
+                &vals,
             )?
             .iter()
             .map(Self::job_row)

@@ -57,6 +57,7 @@ on_both!(
     logs_are_served_by_line_range,
     binary_makes_tokens_serves_and_stops_on_sigterm,
     results_are_served_as_lavas_test_cases,
+    jobs_are_filtered_and_ordered_as_lava_does,
 );
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -683,4 +684,122 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
         .contains("error_type: Test"));
     assert_eq!(get(&m, &format!("jobs/{id}/tests/?page=3")).0, 404);
     assert_eq!(get(&m, "jobs/999/tests/").0, 404);
+}
+
+fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
+    let m = start(backend);
+    register(&m);
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+            assert_eq!(s, 201, "{r}");
+            r["job_ids"][0].as_u64().expect("a job id")
+        })
+        .collect();
+    let store = match &m._backend {
+        Backend::Sqlite => Store::open(&m.state_dir.join("basalt.db")),
+        Backend::Postgres(db) => Store::connect(db.url()),
+    }
+    .expect("store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    store
+        .finish_job(
+            ids[1],
+            basalt_master::JobHealth::Complete,
+            None,
+            Some("- {definition: 0_smoke, case: uname, result: pass}\n- {definition: 0_smoke, case: x, result: fail}\n"),
+            None,
+            now,
+        )
+        .expect("finish");
+    let listed = |q: &str| -> Vec<u64> {
+        let (s, page) = get(&m, &format!("jobs/?{q}"));
+        assert_eq!(s, 200, "{q}: {page}");
+        page["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter_map(|j| j["id"].as_u64())
+            .collect()
+    };
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    assert_eq!(listed(""), [c, b, a], "newest first by default");
+    assert_eq!(listed("ordering=id"), [a, b, c]);
+    assert_eq!(listed("ordering=-id"), [c, b, a]);
+    assert_eq!(listed("state=Finished"), [b]);
+    assert_eq!(listed("state=finished"), [b], "names are case-insensitive");
+    assert_eq!(
+        listed("state__in=Submitted,Finished&ordering=id"),
+        [a, b, c]
+    );
+    assert_eq!(listed("state=Submitted&ordering=id"), [a, c]);
+    assert_eq!(listed("health=Complete"), [b]);
+    assert_eq!(listed("health__in=Unknown"), [c, a]);
+    assert_eq!(listed(&format!("id__gt={a}&ordering=id")), [b, c]);
+    assert_eq!(listed(&format!("id__in={a},{c}")), [c, a]);
+    assert_eq!(listed(&format!("id={b}")), [b]);
+    // unset end times last going up, first going down (PostgreSQL's order, LAVA's database)
+    assert_eq!(listed("ordering=end_time")[..1], [b]);
+    assert_eq!(listed("ordering=-end_time").last(), Some(&b));
+    assert_eq!(listed("submit_time__gt=2000-01-01T00:00:00Z").len(), 3);
+    assert_eq!(
+        listed("submit_time__gt=2999-01-01T00:00:00Z"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(listed("end_time__gt=2000-01-01T00:00:00%2B02:00"), [b]);
+    assert_eq!(
+        listed("start_time__gt=2000-01-01T00:00:00Z"),
+        Vec::<u64>::new()
+    );
+    let (s, page) = get(&m, "jobs/?state=Finished&limit=1");
+    assert_eq!((s, page["count"].as_u64()), (200, Some(1)));
+    for bad in [
+        "ordering=colour",
+        "state=Sleeping",
+        "submit_time__gt=yesterday",
+        "id__gt=x",
+    ] {
+        let (s, r) = get(&m, &format!("jobs/?{bad}"));
+        assert_eq!(s, 400, "{bad}: {r}");
+        assert!(
+            r["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{bad}: {r}"
+        );
+    }
+    // JUnit of the finished job
+    let resp = ureq::get(&format!("{}jobs/{b}/junit/", m.base))
+        .call()
+        .expect("junit");
+    assert_eq!(resp.content_type(), "application/xml");
+    let xml = resp.into_string().expect("body");
+    assert!(
+        xml.contains("<testsuite name=\"0_smoke\" tests=\"2\" failures=\"1\""),
+        "{xml}"
+    );
+    // validate: LAVA's messages, both 200
+    let (s, r) = post(
+        &m,
+        "jobs/validate/",
+        None,
+        json!({"definition": demo_job()}),
+    );
+    assert_eq!((s, r["message"].as_str()), (200, Some("Job valid.")), "{r}");
+    let (s, r) = post(
+        &m,
+        "jobs/validate/",
+        None,
+        json!({"definition": "job_name: x\ntimeouts: 3\n"}),
+    );
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Job invalid: ")),
+        "{r}"
+    );
+    let (s, _) = post(&m, "jobs/validate/", None, json!({}));
+    assert_eq!(s, 400);
 }
