@@ -242,9 +242,8 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn uuid_node() -> [u8; 6] {
     let mut node = [0u8; 6];
     if getrandom::getrandom(&mut node).is_err() {
-        node = (now_micros() as u64).to_le_bytes()[..6]
-            .try_into()
-            .unwrap_or([0; 6]);
+        let t = now_micros().to_le_bytes();
+        node = [t[0], t[1], t[2], t[3], t[4], t[5]];
     }
     node[0] |= 0x01;
     node

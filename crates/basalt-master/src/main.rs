@@ -49,9 +49,10 @@ struct Cli {
     /// The events' topic prefix (LAVA's EVENT_TOPIC).
     #[arg(long, value_name = "PREFIX", default_value = basalt_master::events::DEFAULT_PREFIX)]
     event_prefix: String,
-    /// Tries per notify callback, and the wait before the second (doubled each time).
+    /// Tries per notify callback.
     #[arg(long, value_name = "N", default_value_t = 3)]
     callback_attempts: u32,
+    /// The wait before a callback's second try, in milliseconds (doubled before each further).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     callback_backoff_ms: u64,
     #[command(subcommand)]

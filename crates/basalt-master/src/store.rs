@@ -1197,7 +1197,102 @@ mod tests {
         migrations_run_once_and_a_newer_schema_is_refused,
         the_store_works_inside_tokio_runtimes,
         health_checks_set_the_device_health,
+        every_state_change_is_observed_once_in_commit_order,
     );
+
+    /// What the observers see: (kind, name, state, health) per change.
+    fn observed(db: &Db) -> (Store, std::sync::Arc<Mutex<Vec<String>>>) {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let s = db.open().unwrap().observe(move |c| {
+            let line = match c {
+                Change::Job {
+                    job,
+                    device_type,
+                    worker,
+                } => format!(
+                    "job {} {} {} {:?} {:?} {:?}",
+                    job.id, job.state, job.health, job.actual_device, device_type, worker
+                ),
+                Change::Device { device } => format!(
+                    "device {} {} {} {:?}",
+                    device.hostname, device.state, device.health, device.current_job
+                ),
+                Change::Worker { worker } => {
+                    format!(
+                        "worker {} {} {}",
+                        worker.hostname, worker.state, worker.health
+                    )
+                }
+            };
+            log.lock().unwrap().push(line);
+        });
+        (s, seen)
+    }
+
+    fn every_state_change_is_observed_once_in_commit_order(db: &Db) {
+        let (s, seen) = observed(db);
+        s.put_device_type(&DeviceType {
+            name: "qemu".into(),
+            health_check: None,
+        })
+        .unwrap();
+        s.add_worker("w1", "").unwrap();
+        s.set_worker_state("w1", WorkerState::Online, 1).unwrap();
+        // a heartbeat: seen again, not a change
+        s.set_worker_state("w1", WorkerState::Online, 2).unwrap();
+        s.add_device(&Device {
+            hostname: "d1".into(),
+            device_type: "qemu".into(),
+            worker: "w1".into(),
+            description: String::new(),
+            tags: Vec::new(),
+            dictionary: None,
+            state: DeviceState::Idle,
+            health: DeviceHealth::Unknown,
+            current_job: None,
+        })
+        .unwrap();
+        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        let mut j = job();
+        j.tags.clear();
+        let id = s.submit(&j, 1000).unwrap();
+        s.schedule_job(id, "d1").unwrap();
+        s.job_running(id, 2000).unwrap();
+        s.job_running(id, 2001).unwrap();
+        s.job_canceling(id).unwrap();
+        s.job_canceling(id).unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Canceled,
+            None,
+            None,
+            Some(DeviceHealth::Bad),
+            3000,
+        )
+        .unwrap();
+        s.finish_job(id, JobHealth::Canceled, None, None, None, 3001)
+            .unwrap();
+        let d = "Some(\"d1\") Some(\"qemu\") Some(\"w1\")";
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "worker w1 Offline Active".to_string(),
+                "worker w1 Online Active".into(),
+                "device d1 Idle Unknown None".into(),
+                "device d1 Idle Good None".into(),
+                format!("job {id} Submitted Unknown None Some(\"qemu\") None"),
+                format!("job {id} Scheduled Unknown {d}"),
+                format!("device d1 Reserved Good Some({id})"),
+                format!("job {id} Running Unknown {d}"),
+                format!("device d1 Running Good Some({id})"),
+                format!("job {id} Canceling Unknown {d}"),
+                format!("job {id} Finished Canceled {d}"),
+                "device d1 Idle Bad None".into(),
+            ]
+        );
+    }
 
     fn lab(db: &Db) -> Store {
         let s = db.open().unwrap();
