@@ -1,16 +1,19 @@
 //! basalt's master: LAVA's job, device and worker states ([`model`]), the scheduler
 //! ([`scheduler`]), a pure function over a snapshot of the queue and the devices, the store
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
-//! ([`link`]) and the engine that drives them ([`engine`]), and LAVA's REST API ([`http`]).
+//! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
+//! events ([`events`]) and the job definitions' `notify:` callbacks ([`notify`]).
 //! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod events;
 pub mod http;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod notify;
 pub mod results;
 pub mod scheduler;
 pub mod store;

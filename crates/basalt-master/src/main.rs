@@ -42,6 +42,19 @@ struct Cli {
     /// worker lacking one is refused at its hello, with the reason.
     #[arg(long = "require-capability", value_name = "NAME")]
     require_capability: Vec<String>,
+    /// Publish LAVA's events (read-only, plaintext ZeroMQ PUB, as LAVA's) on this endpoint,
+    /// e.g. tcp://127.0.0.1:5500; off unless given.
+    #[arg(long, value_name = "URL")]
+    events: Option<String>,
+    /// The events' topic prefix (LAVA's EVENT_TOPIC).
+    #[arg(long, value_name = "PREFIX", default_value = basalt_master::events::DEFAULT_PREFIX)]
+    event_prefix: String,
+    /// Tries per notify callback.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    callback_attempts: u32,
+    /// The wait before a callback's second try, in milliseconds (doubled before each further).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    callback_backoff_ms: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,6 +95,10 @@ enum MasterError {
     Link(#[from] basalt_master::link::LinkError),
     #[error("no random bytes from the system: {0}")]
     Random(getrandom::Error),
+    #[error(transparent)]
+    Events(#[from] basalt_master::events::EventsError),
+    #[error(transparent)]
+    Notify(#[from] basalt_master::notify::NotifyError),
 }
 
 fn io_error(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> MasterError {
@@ -117,6 +134,21 @@ fn run(cli: Cli) -> Result<(), MasterError> {
         }
         None => {
             let key = master_key(&cli.state_dir)?;
+            // the store reports every state change to the events and the notify callbacks
+            let mut notify = basalt_master::notify::NotifyConfig::new(cli.state_dir.join("jobs"));
+            notify.attempts = cli.callback_attempts;
+            notify.backoff = Duration::from_millis(cli.callback_backoff_ms);
+            let notifier = basalt_master::notify::Notifier::start(notify)?;
+            let mut store = store.observe(notifier.observer());
+            let _publisher = match &cli.events {
+                Some(url) => {
+                    let p = basalt_master::events::Publisher::start(url, &cli.event_prefix)?;
+                    eprintln!("basalt-master: events on {}", p.endpoint());
+                    store = store.observe(p.observer());
+                    Some(p)
+                }
+                None => None,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

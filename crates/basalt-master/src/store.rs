@@ -393,6 +393,38 @@ pub struct DeviceType {
 /// The store.
 pub struct Store {
     db: Mutex<Backend>,
+    /// Told of every committed state change ([`Store::observe`]), in commit order.
+    observers: Vec<Observer>,
+}
+
+/// A state change the store committed: the row as it is after the commit. Every change of a
+/// job's, a device's or a worker's state or health is reported once, in commit order (the
+/// observers are called with the store's lock held), so that events and notifications miss
+/// none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// A job was submitted or changed state or health; `device_type` and `worker` are its
+    /// device's (or its requested type's), when it has one.
+    Job {
+        job: Job,
+        device_type: Option<String>,
+        worker: Option<String>,
+    },
+    /// A device was added or changed state or health.
+    Device { device: Device },
+    /// A worker was added or changed state or health.
+    Worker { worker: Worker },
+}
+
+/// What observes the store's changes ([`Store::observe`]): it must return quickly (it runs
+/// with the store's lock held), e.g. by sending the change down a channel.
+pub type Observer = Box<dyn Fn(&Change) + Send + Sync>;
+
+/// What a state-changing method changed, read back after its commit for the observers.
+enum Changed {
+    Job(u64),
+    Device(String),
+    Worker(String),
 }
 
 /// `Ok` when an INSERT ... ON CONFLICT DO NOTHING added its row, else `what` `name` exists
@@ -536,7 +568,108 @@ impl Store {
             }
             Ok(())
         })?;
-        Ok(Store { db: Mutex::new(db) })
+        Ok(Store {
+            db: Mutex::new(db),
+            observers: Vec::new(),
+        })
+    }
+
+    /// Adds an observer of every committed state change ([`Change`]): set at construction,
+    /// before the store is shared.
+    pub fn observe(mut self, observer: impl Fn(&Change) + Send + Sync + 'static) -> Store {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Whether anything observes the changes (only then are rows read back).
+    fn observed(&self) -> bool {
+        !self.observers.is_empty()
+    }
+
+    /// Reads back what a committed method `changed` and tells the observers, in order. Called
+    /// with the lock held (`db`), so that observers see changes in commit order. A row that
+    /// cannot be read back is reported on stderr (the change itself is committed).
+    fn publish(&self, db: &mut Backend, changed: &[Changed]) {
+        if !self.observed() {
+            return;
+        }
+        for c in changed {
+            let change = match c {
+                Changed::Job(id) => Self::job_change(db, *id),
+                Changed::Device(hostname) => db
+                    .query_opt(
+                        &format!(
+                            "SELECT {} FROM devices WHERE hostname = ?1",
+                            Self::DEVICE_COLUMNS
+                        ),
+                        args![hostname],
+                    )
+                    .and_then(|r| r.map(|r| Self::device_row(&r)).transpose())
+                    .map(|d| d.map(|device| Change::Device { device })),
+                Changed::Worker(hostname) => db
+                    .query_opt(
+                        "SELECT hostname, description, state, health, last_seen FROM workers
+                         WHERE hostname = ?1",
+                        args![hostname],
+                    )
+                    .and_then(|r| r.map(|r| Self::worker_row(&r)).transpose())
+                    .map(|w| w.map(|worker| Change::Worker { worker })),
+            };
+            match change {
+                Ok(Some(change)) => self.observers.iter().for_each(|o| o(&change)),
+                Ok(None) => {}
+                Err(e) => eprintln!("basalt-master: store: a committed change not reported: {e}"),
+            }
+        }
+    }
+
+    fn job_change(db: &mut Backend, id: u64) -> Result<Option<Change>, StoreError> {
+        let Some(job) = db
+            .query_opt(
+                &format!("SELECT {} FROM jobs WHERE id = ?1", Self::JOB_COLUMNS),
+                args![id as i64],
+            )?
+            .map(|r| Self::job_row(&r))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let device = job.actual_device.clone().or(match &job.target {
+            Target::Device(d) => Some(d.clone()),
+            Target::DeviceType(_) => None,
+        });
+        let (mut device_type, mut worker) = (None, None);
+        if let Some(d) = device {
+            if let Some(r) = db.query_opt(
+                "SELECT device_type, worker FROM devices WHERE hostname = ?1",
+                args![d],
+            )? {
+                device_type = Some(r.text(0)?);
+                worker = job.actual_device.is_some().then(|| r.text(1)).transpose()?;
+            }
+        }
+        if let Target::DeviceType(t) = &job.target {
+            device_type = Some(t.clone());
+        }
+        Ok(Some(Change::Job {
+            job,
+            device_type,
+            worker,
+        }))
+    }
+
+    /// One column of one row, when there is an observer to tell of a change (`None` otherwise,
+    /// or when there is no such row).
+    fn before(
+        &self,
+        db: &mut Backend,
+        sql: &str,
+        args: &[db::Value],
+    ) -> Result<Option<i64>, StoreError> {
+        if !self.observed() {
+            return Ok(None);
+        }
+        db.query_opt(sql, args)?.map(|r| r.int(0)).transpose()
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Backend> {
@@ -544,13 +677,6 @@ impl Store {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
-    }
-
-    fn transaction<T>(
-        &self,
-        f: impl FnOnce(&mut Backend) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        transaction(&mut self.db(), f)
     }
 
     /// The schema version (the number of migrations applied).
@@ -588,7 +714,8 @@ impl Store {
 
     /// Adds a worker (Offline until it says hello).
     pub fn add_worker(&self, hostname: &str, description: &str) -> Result<(), StoreError> {
-        let n = self.db().execute(
+        let mut db = self.db();
+        let n = db.execute(
             "INSERT INTO workers (hostname, description, state, health) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
             args![
@@ -598,7 +725,9 @@ impl Store {
                 WorkerHealth::Active.code()
             ],
         )?;
-        inserted(n, "worker", hostname)
+        inserted(n, "worker", hostname)?;
+        self.publish(&mut db, &[Changed::Worker(hostname.into())]);
+        Ok(())
     }
 
     /// Marks a worker online (seen now) or offline.
@@ -608,11 +737,21 @@ impl Store {
         state: WorkerState,
         now: u64,
     ) -> Result<(), StoreError> {
-        let n = self.db().execute(
+        let mut db = self.db();
+        let before = self.before(
+            &mut db,
+            "SELECT state FROM workers WHERE hostname = ?1",
+            args![hostname],
+        )?;
+        let n = db.execute(
             "UPDATE workers SET state = ?2, last_seen = ?3 WHERE hostname = ?1",
             args![hostname, state.code(), now as i64],
         )?;
-        found(n, "worker", hostname)
+        found(n, "worker", hostname)?;
+        if before.is_some_and(|b| b != i64::from(state.code())) {
+            self.publish(&mut db, &[Changed::Worker(hostname.into())]);
+        }
+        Ok(())
     }
 
     pub fn workers(&self) -> Result<Vec<Worker>, StoreError> {
@@ -622,16 +761,18 @@ impl Store {
                 &[],
             )?
             .iter()
-            .map(|r| {
-                Ok(Worker {
-                    hostname: r.text(0)?,
-                    description: r.text(1)?,
-                    state: WorkerState::from_code(r.code(2)?).unwrap_or(WorkerState::Offline),
-                    health: WorkerHealth::from_code(r.code(3)?).unwrap_or(WorkerHealth::Active),
-                    last_seen: r.uint(4)?,
-                })
-            })
+            .map(Self::worker_row)
             .collect()
+    }
+
+    fn worker_row(r: &Row) -> Result<Worker, StoreError> {
+        Ok(Worker {
+            hostname: r.text(0)?,
+            description: r.text(1)?,
+            state: WorkerState::from_code(r.code(2)?).unwrap_or(WorkerState::Offline),
+            health: WorkerHealth::from_code(r.code(3)?).unwrap_or(WorkerHealth::Active),
+            last_seen: r.uint(4)?,
+        })
     }
 
     /// Adds a device of a known type on a known worker; it starts Idle with health Unknown.
@@ -670,7 +811,9 @@ impl Store {
                 DeviceHealth::Unknown.code()
             ],
         )?;
-        inserted(n, "device", d.hostname.as_str())
+        inserted(n, "device", d.hostname.as_str())?;
+        self.publish(&mut db, &[Changed::Device(d.hostname.clone())]);
+        Ok(())
     }
 
     /// Sets a device's dictionary.
@@ -689,12 +832,22 @@ impl Store {
         hostname: &str,
         health: DeviceHealth,
     ) -> Result<(), StoreError> {
-        let n = self.db().execute(
+        let mut db = self.db();
+        let before = self.before(
+            &mut db,
+            "SELECT health FROM devices WHERE hostname = ?1",
+            args![hostname],
+        )?;
+        let n = db.execute(
             "UPDATE devices SET health = ?2, health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END
              WHERE hostname = ?1",
             args![hostname, health.code(), health == DeviceHealth::Good],
         )?;
-        found(n, "device", hostname)
+        found(n, "device", hostname)?;
+        if before.is_some_and(|b| b != i64::from(health.code())) {
+            self.publish(&mut db, &[Changed::Device(hostname.into())]);
+        }
+        Ok(())
     }
 
     const DEVICE_COLUMNS: &'static str =
@@ -749,7 +902,8 @@ impl Store {
             Target::DeviceType(t) => (Some(t.as_str()), None),
             Target::Device(d) => (None, Some(d.as_str())),
         };
-        let row = self.db().query_opt(
+        let mut db = self.db();
+        let row = db.query_opt(
             "INSERT INTO jobs (submitter, description, definition, requested_device_type, requested_device,
                                tags, priority, health_check, state, health, submit_time)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
@@ -767,14 +921,18 @@ impl Store {
                 now as i64
             ],
         )?;
-        match row {
-            Some(r) => r.uint(0),
-            None => Err(StoreError::Column {
-                column: 0,
-                expected: "the new job's id",
-                found: "no row".into(),
-            }),
-        }
+        let id = match row {
+            Some(r) => r.uint(0)?,
+            None => {
+                return Err(StoreError::Column {
+                    column: 0,
+                    expected: "the new job's id",
+                    found: "no row".into(),
+                })
+            }
+        };
+        self.publish(&mut db, &[Changed::Job(id)]);
+        Ok(id)
     }
 
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
@@ -927,7 +1085,8 @@ impl Store {
 
     /// The job goes to `device` (Scheduled), the device is Reserved for it.
     pub fn schedule_job(&self, id: u64, device: &str) -> Result<(), StoreError> {
-        self.transaction(|db| {
+        let mut db = self.db();
+        transaction(&mut db, |db| {
             db.execute(
                 "UPDATE jobs SET state = ?2, actual_device = ?3 WHERE id = ?1",
                 args![id as i64, JobState::Scheduled.code(), device],
@@ -937,13 +1096,16 @@ impl Store {
                 args![device, DeviceState::Reserved.code(), id as i64],
             )?;
             Ok(())
-        })
+        })?;
+        self.publish(&mut db, &[Changed::Job(id), Changed::Device(device.into())]);
+        Ok(())
     }
 
     /// The job runs on its device (the worker started it): a Scheduled job becomes Running;
     /// any other state is left as it is (a job being canceled stays Canceling).
     pub fn job_running(&self, id: u64, now: u64) -> Result<(), StoreError> {
-        self.transaction(|db| {
+        let mut db = self.db();
+        let changed = transaction(&mut db, |db| {
             let n = db.execute(
                 "UPDATE jobs SET state = ?2, start_time = COALESCE(start_time, ?3) WHERE id = ?1 AND state = ?4",
                 args![
@@ -953,26 +1115,42 @@ impl Store {
                     JobState::Scheduled.code()
                 ],
             )?;
+            let mut changed = Vec::new();
             if n > 0 {
                 db.execute(
                     "UPDATE devices SET state = ?2 WHERE current_job = ?1",
                     args![id as i64, DeviceState::Running.code()],
                 )?;
+                changed.push(Changed::Job(id));
+                if self.observed() {
+                    for r in db.query(
+                        "SELECT hostname FROM devices WHERE current_job = ?1",
+                        args![id as i64],
+                    )? {
+                        changed.push(Changed::Device(r.text(0)?));
+                    }
+                }
             }
-            Ok(())
-        })
+            Ok(changed)
+        })?;
+        self.publish(&mut db, &changed);
+        Ok(())
     }
 
     /// The job is being canceled.
     pub fn job_canceling(&self, id: u64) -> Result<(), StoreError> {
-        self.db().execute(
-            "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state != ?3",
+        let mut db = self.db();
+        let n = db.execute(
+            "UPDATE jobs SET state = ?2 WHERE id = ?1 AND state != ?3 AND state != ?2",
             args![
                 id as i64,
                 JobState::Canceling.code(),
                 JobState::Finished.code()
             ],
         )?;
+        if n > 0 {
+            self.publish(&mut db, &[Changed::Job(id)]);
+        }
         Ok(())
     }
 
@@ -988,7 +1166,32 @@ impl Store {
         device_health: Option<DeviceHealth>,
         now: u64,
     ) -> Result<(), StoreError> {
-        self.transaction(|db| {
+        let mut db = self.db();
+        let changed = transaction(&mut db, |db| {
+            let mut changed = Vec::new();
+            if self.observed() {
+                let before = db
+                    .query_opt(
+                        "SELECT state, health FROM jobs WHERE id = ?1",
+                        args![id as i64],
+                    )?
+                    .map(|r| Ok::<_, StoreError>((r.int(0)?, r.int(1)?)))
+                    .transpose()?;
+                if before.is_some_and(|b| {
+                    b != (
+                        i64::from(JobState::Finished.code()),
+                        i64::from(health.code()),
+                    )
+                }) {
+                    changed.push(Changed::Job(id));
+                }
+                for r in db.query(
+                    "SELECT hostname FROM devices WHERE current_job = ?1",
+                    args![id as i64],
+                )? {
+                    changed.push(Changed::Device(r.text(0)?));
+                }
+            }
             db.execute(
                 "UPDATE jobs SET state = ?2, health = ?3, end_time = ?4, error_type = ?5, error_msg = ?6, results = ?7
                  WHERE id = ?1",
@@ -1017,12 +1220,21 @@ impl Store {
                 if let Some(d) = device {
                     db.execute(
                         "UPDATE devices SET health = ?2, health_check_due = ?3 WHERE hostname = ?1",
-                        args![d, h.code(), h != DeviceHealth::Good],
+                        args![&d, h.code(), h != DeviceHealth::Good],
                     )?;
+                    if self.observed()
+                        && !changed
+                            .iter()
+                            .any(|c| matches!(c, Changed::Device(x) if *x == d))
+                    {
+                        changed.push(Changed::Device(d));
+                    }
                 }
             }
-            Ok(())
-        })
+            Ok(changed)
+        })?;
+        self.publish(&mut db, &changed);
+        Ok(())
     }
 
     // ---- tokens ----------------------------------------------------------------------------
@@ -1192,6 +1404,7 @@ mod tests {
         the_store_works_inside_tokio_runtimes,
         health_checks_set_the_device_health,
         the_counted_totals_are_the_counted_rows,
+        every_state_change_is_observed_once_in_commit_order,
     );
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever
@@ -1243,6 +1456,100 @@ mod tests {
             }
         }
         assert_eq!(s.query_jobs(&JobQuery::default()).unwrap().0, 6);
+    }
+
+    /// What the observers see: (kind, name, state, health) per change.
+    fn observed(db: &Db) -> (Store, std::sync::Arc<Mutex<Vec<String>>>) {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let s = db.open().unwrap().observe(move |c| {
+            let line = match c {
+                Change::Job {
+                    job,
+                    device_type,
+                    worker,
+                } => format!(
+                    "job {} {} {} {:?} {:?} {:?}",
+                    job.id, job.state, job.health, job.actual_device, device_type, worker
+                ),
+                Change::Device { device } => format!(
+                    "device {} {} {} {:?}",
+                    device.hostname, device.state, device.health, device.current_job
+                ),
+                Change::Worker { worker } => {
+                    format!(
+                        "worker {} {} {}",
+                        worker.hostname, worker.state, worker.health
+                    )
+                }
+            };
+            log.lock().unwrap().push(line);
+        });
+        (s, seen)
+    }
+
+    fn every_state_change_is_observed_once_in_commit_order(db: &Db) {
+        let (s, seen) = observed(db);
+        s.put_device_type(&DeviceType {
+            name: "qemu".into(),
+            health_check: None,
+        })
+        .unwrap();
+        s.add_worker("w1", "").unwrap();
+        s.set_worker_state("w1", WorkerState::Online, 1).unwrap();
+        // a heartbeat: seen again, not a change
+        s.set_worker_state("w1", WorkerState::Online, 2).unwrap();
+        s.add_device(&Device {
+            hostname: "d1".into(),
+            device_type: "qemu".into(),
+            worker: "w1".into(),
+            description: String::new(),
+            tags: Vec::new(),
+            dictionary: None,
+            state: DeviceState::Idle,
+            health: DeviceHealth::Unknown,
+            current_job: None,
+        })
+        .unwrap();
+        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        let mut j = job();
+        j.tags.clear();
+        let id = s.submit(&j, 1000).unwrap();
+        s.schedule_job(id, "d1").unwrap();
+        s.job_running(id, 2000).unwrap();
+        s.job_running(id, 2001).unwrap();
+        s.job_canceling(id).unwrap();
+        s.job_canceling(id).unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Canceled,
+            None,
+            None,
+            Some(DeviceHealth::Bad),
+            3000,
+        )
+        .unwrap();
+        s.finish_job(id, JobHealth::Canceled, None, None, None, 3001)
+            .unwrap();
+        let d = "Some(\"d1\") Some(\"qemu\") Some(\"w1\")";
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "worker w1 Offline Active".to_string(),
+                "worker w1 Online Active".into(),
+                "device d1 Idle Unknown None".into(),
+                "device d1 Idle Good None".into(),
+                format!("job {id} Submitted Unknown None Some(\"qemu\") None"),
+                format!("job {id} Scheduled Unknown {d}"),
+                format!("device d1 Reserved Good Some({id})"),
+                format!("job {id} Running Unknown {d}"),
+                format!("device d1 Running Good Some({id})"),
+                format!("job {id} Canceling Unknown {d}"),
+                format!("job {id} Finished Canceled {d}"),
+                "device d1 Idle Bad None".into(),
+            ]
+        );
     }
 
     fn lab(db: &Db) -> Store {
