@@ -139,6 +139,9 @@ pub fn router(handle: Handle) -> Router {
         .route("/devicetypes/", get(device_types).post(add_device_type));
     Router::new()
         .nest("/api/v0.2", api)
+        // lavacli's XML-RPC endpoint (crate::rpc)
+        .route("/RPC2", axum::routing::post(crate::rpc::handle))
+        .route("/RPC2/", axum::routing::post(crate::rpc::handle))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }

@@ -12,8 +12,10 @@ pub mod link;
 pub mod logs;
 pub mod model;
 pub mod results;
+pub mod rpc;
 pub mod scheduler;
 pub mod store;
+pub mod xmlrpc;
 
 pub use model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
