@@ -443,15 +443,18 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             Ok(Value::Nil)
         }
         "scheduler.devices.get_dictionary" => {
-            // (hostname, render, context): basalt keeps the dictionary as given
+            // (hostname, render, context): basalt keeps the dictionary as given; LAVA sends
+            // it as base64 (lavacli decodes either)
             a.at_most(3)?;
             let d = find_device(h, a.str(0, "hostname")?)?;
-            d.dictionary.map(Value::String).ok_or_else(|| {
-                Fault::NotFound(format!(
-                    "Device '{}' does not have a configuration",
-                    d.hostname
-                ))
-            })
+            d.dictionary
+                .map(|t| Value::Base64(t.into_bytes()))
+                .ok_or_else(|| {
+                    Fault::NotFound(format!(
+                        "Device '{}' does not have a configuration",
+                        d.hostname
+                    ))
+                })
         }
         "scheduler.devices.set_dictionary" => {
             a.at_most(2)?;

@@ -364,6 +364,59 @@ pub fn parse_call(body: &[u8]) -> Result<Call, XmlRpcError> {
     Ok(Call { method, params })
 }
 
+/// What a `<methodResponse>` carries: a value, or a fault's code and string.
+pub type Reply = Result<Value, (i64, String)>;
+
+/// Reads a `<methodResponse>` document (for clients and tests).
+pub fn parse_response(body: &[u8]) -> Result<Reply, XmlRpcError> {
+    let text = std::str::from_utf8(body).map_err(|_| XmlRpcError::NotUtf8)?;
+    let mut p = Parser {
+        toks: tokens(text)?,
+        pos: 0,
+    };
+    p.open("methodResponse")?;
+    let reply = if p.peek_open() == Some("fault") {
+        p.open("fault")?;
+        let v = p.value(0)?;
+        p.close("fault")?;
+        let Value::Struct(members) = v else {
+            return Err(shape("a fault that is not a struct"));
+        };
+        let field = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        match (field("faultCode"), field("faultString")) {
+            (Some(Value::Int(code)), Some(Value::String(s))) => Err((*code, s.clone())),
+            _ => return Err(shape("a fault without faultCode and faultString")),
+        }
+    } else {
+        p.open("params")?;
+        p.open("param")?;
+        let v = p.value(0)?;
+        p.close("param")?;
+        p.close("params")?;
+        Ok(v)
+    };
+    p.close("methodResponse")?;
+    p.skip_ws();
+    if p.pos != p.toks.len() {
+        return Err(shape("content after </methodResponse>"));
+    }
+    Ok(reply)
+}
+
+/// A `<methodCall>` document (for clients and tests).
+pub fn call(method: &str, params: &[Value]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\"?>\n<methodCall><methodName>");
+    escape_into(&mut out, method);
+    out.push_str("</methodName><params>");
+    for v in params {
+        out.push_str("<param>");
+        write_value(&mut out, v);
+        out.push_str("</param>");
+    }
+    out.push_str("</params></methodCall>\n");
+    out
+}
+
 /// Escapes text for XML; characters XML cannot carry become U+FFFD.
 fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
@@ -563,5 +616,18 @@ mod tests {
         assert_eq!(m[3].1, Value::Nil);
         let f = fault(404, "no job 3");
         assert!(f.contains("<name>faultCode</name><value><int>404</int></value>"));
+        assert_eq!(
+            parse_response(f.as_bytes()).expect("a fault"),
+            Err((404, "no job 3".into()))
+        );
+        assert!(matches!(
+            parse_response(xml.as_bytes()),
+            Ok(Ok(Value::Struct(m))) if m.len() == 6
+        ));
+        let c = call("m.x", &[Value::Int(1), Value::Nil]);
+        assert_eq!(
+            parse_call(c.as_bytes()).expect("a call").params,
+            vec![Value::Int(1), Value::Nil]
+        );
     }
 }
