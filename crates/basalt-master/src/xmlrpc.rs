@@ -608,8 +608,8 @@ mod tests {
         let body = xml
             .replace("<methodResponse>", "<methodCall><methodName>r</methodName>")
             .replace("</methodResponse>", "</methodCall>");
-        let call = parse_call(body.as_bytes()).expect("reads back");
-        let Value::Struct(m) = &call.params[0] else {
+        let back = parse_call(body.as_bytes()).expect("reads back");
+        let Value::Struct(m) = &back.params[0] else {
             panic!("not a struct")
         };
         assert_eq!(m[2].1, Value::str("<a & b>\r\u{fffd}"));
