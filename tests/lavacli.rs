@@ -3,7 +3,7 @@
 //! master's XML-RPC endpoint `/RPC2`: an admin registers a new worker, device type and QEMU
 //! device with its dictionary through lavacli, the worker starts, a job submitted with lavacli
 //! runs on that device, and lavacli waits for it, shows it, prints its log, validates a
-//! definition, cancels a job on the lab's board and lists devices and workers — every command
+//! definition, cancels a job on the lab's board and lists jobs, devices and workers — every command
 //! exits 0 and prints what it prints against LAVA.
 //!
 //! It needs root (basalt-board chroots into its ramdisk), QEMU and PyPI (or a venv already
@@ -258,6 +258,20 @@ fn lavacli_registers_a_device_and_runs_a_job_on_it() {
     );
     let show = ok(&home, &uri, &["jobs", "show", &id2]);
     assert!(show.contains("Health      : Canceled\n"), "{show}");
+    let list = ok(&home, &uri, &["jobs", "list"]);
+    assert!(list.starts_with("Jobs (from 1 to 25):\n"), "{list}");
+    let line =
+        format!("* {id}: Finished,Complete [admin] (basalt demo - busybox smoke test) - qemu\n");
+    assert!(list.contains(&line), "jobs list lacks {line:?}:\n{list}");
+    assert!(
+        list.find(&format!("* {id2}:")) < list.find(&line),
+        "newest first: {list}"
+    );
+    let canceled = ok(&home, &uri, &["jobs", "list", "--health", "CANCELED"]);
+    assert!(
+        canceled.contains(&format!("* {id2}: Finished,Canceled")) && !canceled.contains(&line),
+        "{canceled}"
+    );
     let (success, _, stderr) = run(&home, &uri, &["jobs", "show", "999999"]);
     assert!(!success && stderr.contains("404"), "{stderr}");
 }

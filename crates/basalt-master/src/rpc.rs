@@ -42,6 +42,7 @@ pub const METHODS: &[&str] = &[
     "scheduler.jobs.cancel",
     "scheduler.jobs.validate",
     "scheduler.jobs.definition",
+    "scheduler.jobs.list",
     "scheduler.devices.list",
     "scheduler.devices.show",
     "scheduler.devices.add",
@@ -342,6 +343,11 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             a.at_most(1)?;
             Ok(Value::String(find_job(h, a.job_id(0)?)?.definition))
         }
+        "scheduler.jobs.list" => {
+            // (state, health, start, limit, since, verbose)
+            a.at_most(6)?;
+            jobs_list(h, a)
+        }
         "scheduler.devices.list" => {
             a.at_most(2)?;
             let show_all = a.bool_or(0, "show_all", false)?;
@@ -606,6 +612,86 @@ fn find_device(h: &Handle, hostname: &str) -> RpcResult<Device> {
     h.store
         .device(hostname)?
         .ok_or_else(|| Fault::NotFound(format!("Device '{hostname}' was not found.")))
+}
+
+/// The most jobs one `scheduler.jobs.list` call returns.
+const MAX_LIST: u64 = 1000;
+
+/// How many jobs `scheduler.jobs.list` reads with a health or `since` filter (the store
+/// filters by state only): the newest ones.
+const LIST_SCAN: u32 = 10_000;
+
+/// `scheduler.jobs.list(state, health, start=0, limit=25, since=0, verbose=False)`: the newest
+/// jobs first, as LAVA lists them.
+fn jobs_list(h: &Handle, a: &Args<'_>) -> RpcResult<Value> {
+    let state = match a.opt_str(0, "state")? {
+        None => None,
+        Some(name) => Some(
+            JobState::ALL
+                .iter()
+                .copied()
+                .find(|x| x.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| Fault::BadRequest(format!("Invalid state '{name}'")))?,
+        ),
+    };
+    let health = match a.opt_str(1, "health")? {
+        None => None,
+        Some(name) => Some(
+            crate::model::JobHealth::ALL
+                .iter()
+                .copied()
+                .find(|x| x.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| Fault::BadRequest(format!("Invalid health '{name}'")))?,
+        ),
+    };
+    let start = a.opt_uint(2, "start")?.unwrap_or(0);
+    let limit = a.opt_uint(3, "limit")?.unwrap_or(25).clamp(1, MAX_LIST);
+    let since = a.opt_uint(4, "since")?.unwrap_or(0);
+    let verbose = a.bool_or(5, "verbose", false)?;
+    let jobs = if health.is_none() && since == 0 {
+        let offset = u32::try_from(start).unwrap_or(u32::MAX);
+        h.store.jobs(state, limit as u32, offset)?.1
+    } else {
+        let after = crate::engine::now_ms().saturating_sub(since.saturating_mul(60_000));
+        h.store
+            .jobs(state, LIST_SCAN, 0)?
+            .1
+            .into_iter()
+            .filter(|j| health.is_none_or(|x| j.health == x))
+            .filter(|j| since == 0 || j.end_time.is_some_and(|t| t >= after))
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(limit as usize)
+            .collect()
+    };
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        let Value::Struct(shown) = job_show(h, j)? else {
+            return Err(Fault::Internal("a job shown as no struct".into()));
+        };
+        let field = |k: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| n == k)
+                .map_or(Value::Nil, |(_, v)| v.clone())
+        };
+        let mut members = vec![
+            ("id".to_string(), Value::Int(j.id as i64)),
+            ("description".into(), Value::str(j.description.as_str())),
+            ("device_type".into(), field("device_type")),
+            ("health".into(), Value::str(j.health.name())),
+            ("state".into(), Value::str(j.state.name())),
+            ("submitter".into(), Value::str(j.submitter.as_str())),
+        ];
+        if verbose {
+            members.push(("actual_device".into(), field("device")));
+            members.push(("start_time".into(), field("start_time")));
+            members.push(("end_time".into(), field("end_time")));
+            members.push(("error_type".into(), Value::opt_str(j.error_type.clone())));
+            members.push(("error_msg".into(), Value::opt_str(j.error_msg.clone())));
+        }
+        out.push(Value::Struct(members));
+    }
+    Ok(Value::Array(out))
 }
 
 /// `scheduler.jobs.show`'s struct.

@@ -381,6 +381,34 @@ fn credentials_faults_and_admin_methods() {
         panic!("a struct")
     };
     assert!(job.contains(&("health".into(), s("Canceled"))), "{job:?}");
+    let list = |params: &[Value]| match call(&m, None, "scheduler.jobs.list", params) {
+        Ok(Value::Array(jobs)) => jobs
+            .iter()
+            .map(|j| match j {
+                Value::Struct(f) => f
+                    .iter()
+                    .find(|(k, _)| k == "id")
+                    .and_then(|(_, v)| match v {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .expect("an id"),
+                other => panic!("not a struct: {other:?}"),
+            })
+            .collect::<Vec<i64>>(),
+        other => panic!("not a list: {other:?}"),
+    };
+    assert_eq!(list(&[]), vec![other, id]);
+    assert_eq!(list(&[s("SUBMITTED")]), vec![other]);
+    assert_eq!(list(&[Value::Nil, s("CANCELED")]), vec![id]);
+    assert_eq!(
+        list(&[Value::Nil, Value::Nil, Value::Int(1), Value::Int(25)]),
+        vec![id]
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.list", &[s("bogus")])),
+        400
+    );
 }
 
 #[test]
