@@ -11,6 +11,9 @@
 //! device types, devices, dictionaries) a token of an admin user. Errors are
 //! `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403 (not an admin),
 //! 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
+//!
+//! The same router serves LAVA's XML-RPC API for lavacli at `/RPC2` ([`crate::rpc`]), under the
+//! same body limit.
 
 use crate::engine::{EngineError, Handle};
 use crate::logs::{self, LogError};
