@@ -11,6 +11,9 @@
 //! device types, devices, dictionaries) a token of an admin user. Errors are
 //! `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403 (not an admin),
 //! 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
+//!
+//! The same router serves LAVA's XML-RPC API for lavacli at `/RPC2` ([`crate::rpc`]), under the
+//! same body limit.
 
 use crate::engine::{EngineError, Handle};
 use crate::logs::{self, LogError};
@@ -141,6 +144,9 @@ pub fn router(handle: Handle) -> Router {
         .route("/devicetypes/", get(device_types).post(add_device_type));
     Router::new()
         .nest("/api/v0.2", api)
+        // lavacli's XML-RPC endpoint (crate::rpc)
+        .route("/RPC2", axum::routing::post(crate::rpc::handle))
+        .route("/RPC2/", axum::routing::post(crate::rpc::handle))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }

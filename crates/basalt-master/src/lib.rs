@@ -15,8 +15,10 @@ pub mod logs;
 pub mod model;
 pub mod notify;
 pub mod results;
+pub mod rpc;
 pub mod scheduler;
 pub mod store;
+pub mod xmlrpc;
 
 pub use model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,

@@ -1,0 +1,485 @@
+//! The XML-RPC endpoint `/RPC2` in-process (a store in a temporary directory, the engine on a
+//! free workers port, no worker): credentials, LAVA's fault codes, the admin methods, and
+//! `scheduler.jobs.logs` streaming a log of several read chunks by line range.
+
+use basalt_link::cert::Keypair;
+use basalt_master::engine::{self, Config};
+use basalt_master::http;
+use basalt_master::store::Store;
+use basalt_master::xmlrpc::{self, Value};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+const ADMIN: &str = "admin-token-0123456789";
+const USER: &str = "user-token-0123456789";
+
+struct Master {
+    rpc: String,
+    state_dir: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start() -> Master {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state_dir = dir.path().to_path_buf();
+    std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
+    let store = Store::open(&state_dir.join("basalt.db")).expect("store");
+    store.add_token("admin", true, ADMIN).expect("admin token");
+    store.add_token("alice", false, USER).expect("user token");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dir_for_engine = state_dir.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let config = Config {
+                state_dir: dir_for_engine,
+                workers: "tcp://127.0.0.1:*".into(),
+                key: Keypair::generate(),
+                heartbeat: Duration::from_secs(5),
+                device_types: Vec::new(),
+                version: basalt_proto::ProtocolVersion::CURRENT,
+                required_capabilities: basalt_proto::Capabilities::new(),
+            };
+            let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("local address"))
+                .expect("send address");
+            http::serve(listener, handle, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server did not start within 10 s");
+    Master {
+        rpc: format!("http://{addr}/RPC2"),
+        state_dir,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+/// POSTs `body`; the HTTP status and the body.
+fn post(m: &Master, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
+    let mut req = ureq::post(&m.rpc)
+        .timeout(Duration::from_secs(20))
+        .set("Content-Type", "text/xml");
+    if let Some((user, token)) = auth {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        req = req.set("Authorization", &format!("Basic {basic}"));
+    }
+    match req.send_string(body) {
+        Ok(r) => (r.status(), r.into_string().expect("body")),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST /RPC2: {e}"),
+    }
+}
+
+/// Calls `method`: its value, or its fault's code and string.
+fn call(m: &Master, auth: Option<(&str, &str)>, method: &str, params: &[Value]) -> xmlrpc::Reply {
+    let (status, body) = post(m, auth, &xmlrpc::call(method, params));
+    assert_eq!(status, 200, "{method}: {body}");
+    xmlrpc::parse_response(body.as_bytes()).expect("a methodResponse")
+}
+
+fn admin() -> Option<(&'static str, &'static str)> {
+    Some(("admin", ADMIN))
+}
+
+fn alice() -> Option<(&'static str, &'static str)> {
+    Some(("alice", USER))
+}
+
+fn code(r: xmlrpc::Reply) -> i64 {
+    match r {
+        Ok(v) => panic!("not a fault: {v:?}"),
+        Err((code, _)) => code,
+    }
+}
+
+fn demo_job() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/jobs/demo-qemu.yaml"
+    );
+    std::fs::read_to_string(path).expect("config/jobs/demo-qemu.yaml")
+}
+
+fn s(v: &str) -> Value {
+    Value::str(v)
+}
+
+#[test]
+fn credentials_faults_and_admin_methods() {
+    let m = start();
+    assert_eq!(call(&m, None, "system.version", &[]), Ok(s("2024.01")));
+    assert_eq!(call(&m, alice(), "system.whoami", &[]), Ok(s("alice")));
+    // a token that is not the user's, or no token: HTTP 401
+    for auth in [("admin", "nope"), ("alice", ADMIN), ("admin", "")] {
+        let (status, _) = post(&m, Some(auth), &xmlrpc::call("system.version", &[]));
+        assert_eq!(status, 401, "{auth:?}");
+    }
+    // not XML-RPC: a fault, not a crash
+    for bad in ["", "<methodCall>", "not xml", "<methodCall><methodName>x</methodName><params><param><value><int>1x</int></value></param></params></methodCall>"] {
+        let (status, body) = post(&m, None, bad);
+        assert_eq!(status, 200);
+        let r = xmlrpc::parse_response(body.as_bytes()).expect("a fault document");
+        assert_eq!(code(r), -32700, "{bad:?}");
+    }
+    assert_eq!(code(call(&m, None, "no.such.method", &[])), -32601);
+    // writes: 401 without credentials, 403 for a non-admin, 400 for bad input
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.submit", &[s("x")])),
+        401
+    );
+    let add_worker = [s("w1"), s("first"), Value::Bool(false)];
+    assert_eq!(
+        code(call(&m, alice(), "scheduler.workers.add", &add_worker)),
+        403
+    );
+    assert_eq!(
+        call(&m, admin(), "scheduler.workers.add", &add_worker),
+        Ok(Value::Nil)
+    );
+    assert_eq!(
+        code(call(&m, admin(), "scheduler.workers.add", &add_worker)),
+        400
+    );
+    let add_type = [
+        s("qemu"),
+        Value::Nil,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(24),
+        s("hours"),
+    ];
+    assert_eq!(
+        call(&m, admin(), "scheduler.device_types.add", &add_type),
+        Ok(Value::Nil)
+    );
+    assert_eq!(
+        code(call(&m, admin(), "scheduler.device_types.add", &add_type)),
+        400
+    );
+    let add_device = |t: &str, w: &str| {
+        vec![
+            s("qemu-01"),
+            s(t),
+            s(w),
+            Value::Nil,
+            Value::Nil,
+            Value::Bool(true),
+            Value::Nil,
+            s("a qemu"),
+        ]
+    };
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.add",
+            &add_device("nope", "w1")
+        )),
+        404
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.add",
+            &add_device("qemu", "w9")
+        )),
+        404
+    );
+    assert_eq!(
+        call(
+            &m,
+            admin(),
+            "scheduler.devices.add",
+            &add_device("qemu", "w1")
+        ),
+        Ok(Value::Nil)
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.add",
+            &add_device("qemu", "w1")
+        )),
+        400
+    );
+    let dict = "{% extends 'qemu.jinja2' %}\n";
+    assert_eq!(
+        code(call(
+            &m,
+            alice(),
+            "scheduler.devices.set_dictionary",
+            &[s("qemu-01"), s(dict)]
+        )),
+        403
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.set_dictionary",
+            &[s("nope"), s(dict)]
+        )),
+        404
+    );
+    assert_eq!(
+        call(
+            &m,
+            admin(),
+            "scheduler.devices.set_dictionary",
+            &[s("qemu-01"), s(dict)]
+        ),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        call(
+            &m,
+            None,
+            "scheduler.devices.get_dictionary",
+            &[s("qemu-01"), Value::Bool(false), Value::Nil]
+        ),
+        Ok(Value::Base64(dict.as_bytes().to_vec()))
+    );
+    // reads, anonymous
+    assert_eq!(
+        call(&m, None, "scheduler.workers.list", &[Value::Bool(false)]),
+        Ok(Value::Array(vec![s("w1")]))
+    );
+    let Ok(Value::Array(devices)) = call(&m, None, "scheduler.devices.list", &[Value::Bool(false)])
+    else {
+        panic!("a list")
+    };
+    assert_eq!(
+        devices,
+        vec![Value::structure([
+            ("hostname", s("qemu-01")),
+            ("type", s("qemu")),
+            ("health", s("Unknown")),
+            ("state", s("Idle")),
+            ("current_job", Value::Nil),
+            ("pipeline", Value::Bool(true)),
+        ])]
+    );
+    let Ok(Value::Struct(d)) = call(&m, None, "scheduler.devices.show", &[s("qemu-01")]) else {
+        panic!("a struct")
+    };
+    assert!(d.contains(&("worker".into(), s("w1"))));
+    assert!(d.contains(&("has_device_dict".into(), Value::Bool(true))));
+    assert_eq!(
+        code(call(&m, None, "scheduler.devices.show", &[s("nope")])),
+        404
+    );
+
+    // jobs
+    assert_eq!(
+        call(
+            &m,
+            None,
+            "scheduler.jobs.validate",
+            &[s(&demo_job()), Value::Bool(false)]
+        ),
+        Ok(Value::Struct(vec![]))
+    );
+    let Ok(Value::Struct(invalid)) = call(
+        &m,
+        None,
+        "scheduler.jobs.validate",
+        &[s("job_name: x\nactions: 3\n"), Value::Bool(true)],
+    ) else {
+        panic!("a struct")
+    };
+    assert_eq!(
+        invalid.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["path", "msg"]
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            alice(),
+            "scheduler.jobs.submit",
+            &[s("job_name: x\n")]
+        )),
+        400
+    );
+    let Ok(Value::Int(id)) = call(&m, alice(), "scheduler.jobs.submit", &[s(&demo_job())]) else {
+        panic!("a job id")
+    };
+    let Ok(Value::Struct(job)) = call(&m, None, "scheduler.jobs.show", &[s(&id.to_string())])
+    else {
+        panic!("a struct")
+    };
+    assert!(job.contains(&("state".into(), s("Submitted"))));
+    assert!(job.contains(&("submitter".into(), s("alice"))));
+    assert!(job.contains(&("device_type".into(), s("qemu"))));
+    assert!(job.contains(&("device".into(), Value::Nil)));
+    assert!(
+        matches!(job.iter().find(|(k, _)| k == "submit_time"), Some((_, Value::DateTime(t))) if t.len() == 17)
+    );
+    assert_eq!(
+        call(&m, None, "scheduler.jobs.definition", &[Value::Int(id)]),
+        Ok(s(&demo_job()))
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.show", &[s("12.1")])),
+        404
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.show", &[Value::Int(999)])),
+        404
+    );
+    // someone else's job: 403; one's own: canceled
+    let Ok(Value::Int(other)) = call(&m, admin(), "scheduler.jobs.submit", &[s(&demo_job())])
+    else {
+        panic!("a job id")
+    };
+    assert_eq!(
+        code(call(
+            &m,
+            alice(),
+            "scheduler.jobs.cancel",
+            &[Value::Int(other)]
+        )),
+        403
+    );
+    assert_eq!(
+        call(&m, alice(), "scheduler.jobs.cancel", &[Value::Int(id)]),
+        Ok(Value::Bool(true))
+    );
+    let Ok(Value::Struct(job)) = call(&m, None, "scheduler.jobs.show", &[Value::Int(id)]) else {
+        panic!("a struct")
+    };
+    assert!(job.contains(&("health".into(), s("Canceled"))), "{job:?}");
+    let list = |params: &[Value]| match call(&m, None, "scheduler.jobs.list", params) {
+        Ok(Value::Array(jobs)) => jobs
+            .iter()
+            .map(|j| match j {
+                Value::Struct(f) => f
+                    .iter()
+                    .find(|(k, _)| k == "id")
+                    .and_then(|(_, v)| match v {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .expect("an id"),
+                other => panic!("not a struct: {other:?}"),
+            })
+            .collect::<Vec<i64>>(),
+        other => panic!("not a list: {other:?}"),
+    };
+    assert_eq!(list(&[]), vec![other, id]);
+    assert_eq!(list(&[s("SUBMITTED")]), vec![other]);
+    assert_eq!(list(&[Value::Nil, s("CANCELED")]), vec![id]);
+    assert_eq!(
+        list(&[Value::Nil, Value::Nil, Value::Int(1), Value::Int(25)]),
+        vec![id]
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.list", &[s("bogus")])),
+        400
+    );
+}
+
+#[test]
+fn logs_are_streamed_by_line_range() {
+    let m = start();
+    call(&m, admin(), "scheduler.workers.add", &[s("w1")]).expect("worker");
+    call(&m, admin(), "scheduler.device_types.add", &[s("qemu")]).expect("type");
+    let Ok(Value::Int(id)) = call(&m, admin(), "scheduler.jobs.submit", &[s(&demo_job())]) else {
+        panic!("a job id")
+    };
+    // no log yet: nothing, unfinished
+    assert_eq!(
+        call(
+            &m,
+            None,
+            "scheduler.jobs.logs",
+            &[Value::Int(id), Value::Int(0), Value::Nil]
+        ),
+        Ok(Value::Array(vec![
+            Value::Bool(false),
+            Value::Base64(Vec::new())
+        ]))
+    );
+    // a log of about 3 MiB: several of the reader's 1 MiB chunks
+    let records: Vec<String> = (0..30_000)
+        .map(|i| format!("- {{\"dt\": \"2026-07-01T00:00:00.000000\", \"lvl\": \"target\", \"msg\": \"line {i:06} {}\"}}", "x".repeat(i % 50)))
+        .collect();
+    let mut log =
+        basalt_master::logs::JobLogFile::open(&m.state_dir.join("jobs").join(id.to_string()))
+            .expect("log");
+    for (n, batch) in records.chunks(1000).enumerate() {
+        log.append(n as u64 * 1000 + 1, batch).expect("append");
+    }
+    let text = |lines: &[String]| {
+        lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let logs = |start: i64, end: Value| match call(
+        &m,
+        None,
+        "scheduler.jobs.logs",
+        &[s(&id.to_string()), Value::Int(start), end],
+    ) {
+        Ok(Value::Array(v)) => match v.as_slice() {
+            [Value::Bool(finished), Value::Base64(data)] => (*finished, data.clone()),
+            other => panic!("not [finished, data]: {other:?}"),
+        },
+        other => panic!("not a list: {other:?}"),
+    };
+    let (finished, all) = logs(0, Value::Nil);
+    assert!(!finished);
+    assert!(all.len() > 2 << 20, "{} bytes", all.len());
+    assert!(all == text(&records), "the whole log");
+    assert!(logs(1, Value::Int(3)).1 == text(&records[1..3]));
+    assert!(logs(12_345, Value::Nil).1 == text(&records[12_345..]));
+    assert!(logs(29_999, Value::Int(40_000)).1 == text(&records[29_999..]));
+    assert!(logs(30_000, Value::Nil).1.is_empty());
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.logs", &[Value::Int(999)])),
+        404
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            None,
+            "scheduler.jobs.logs",
+            &[Value::Int(id), Value::Int(-1)]
+        )),
+        400
+    );
+}
