@@ -448,28 +448,56 @@ fn deliver(config: &NotifyConfig, job: &Job, cb: &Callback) {
     };
     let attempts = config.attempts.max(1);
     let mut wait = config.backoff;
+    // what the log says of the URL: without a user and password in it
+    let url_shown = without_userinfo(&url);
     for attempt in 1..=attempts {
         match send(&agent, &url, cb, &body) {
             Ok(()) => return,
             Err(e) if attempt < attempts => {
                 eprintln!(
-                    "basalt-master: job {}: callback {url}: {e} (try {attempt} of {attempts}, again in {wait:?})",
+                    "basalt-master: job {}: callback {url_shown}: {e} (try {attempt} of {attempts}, again in {wait:?})",
                     job.id
                 );
                 std::thread::sleep(wait);
                 wait = wait.saturating_mul(2);
             }
             Err(e) => eprintln!(
-                "basalt-master: job {}: callback {url}: {e}: given up after {attempts} tries",
+                "basalt-master: job {}: callback {url_shown}: {e}: given up after {attempts} tries",
                 job.id
             ),
         }
     }
 }
 
+/// `url` with any `user:password@` replaced by `***@`: callback URLs come from jobs and may
+/// carry credentials, which never reach a log.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_urls_are_logged_without_credentials() {
+        assert_eq!(
+            without_userinfo("https://ci:s3cret@kernelci.example/cb?x=1"),
+            "https://***@kernelci.example/cb?x=1"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:9/cb/a@b"),
+            "http://127.0.0.1:9/cb/a@b"
+        );
+        assert_eq!(without_userinfo("not a url"), "not a url");
+    }
 
     #[test]
     fn a_notify_block_is_read_with_lava_defaults() {
