@@ -344,6 +344,8 @@ fn a_worker_killed_mid_job_loses_it_within_the_heartbeat_timeout() {
     );
     let j = job(&c, id);
     assert_eq!(j["health"], "Incomplete", "{j}");
+    assert_eq!(j["failure_comment"], "worker lost", "{j}");
+    assert_eq!(j["error_type"], "Infrastructure", "{j}");
     let d = c.get("devices/w1-board-1/").expect("device");
     assert_eq!(d["health"], "Unknown", "{d}");
     let checks: Vec<Value> = c

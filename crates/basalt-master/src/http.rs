@@ -437,7 +437,10 @@ fn job_json(j: &Job) -> Value {
         "original_definition": j.definition,
         "multinode_definition": "",
         "failure_tags": [],
-        "failure_comment": Value::Null,
+        // LAVA's server keeps the dispatcher's error of an Incomplete job here
+        "failure_comment": j.error_msg,
+        // basalt's: LAVA's error type of the failure (InfrastructureError, JobError, ...)
+        "error_type": j.error_type,
     })
 }
 
