@@ -10,8 +10,8 @@ use common::{fixtures_amd64, results, TempDir};
 use std::process::Command;
 
 fn demo(extra: &[&str]) -> (i32, Vec<common::ResultRow>, TempDir) {
-    let (k, _) = fixtures_amd64();
-    let fixtures = k.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    fixtures_amd64();
+    let fixtures = common::fixtures_dir();
     let tmp = TempDir::new("demo");
     let out = tmp.path().join("demo");
     let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
@@ -57,8 +57,8 @@ fn local_demo_on_basalt_board() {
 
 #[test]
 fn the_demo_is_a_lab_whose_jobs_all_pass_their_tests() {
-    let (k, _) = fixtures_amd64();
-    let fixtures = k.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
+    fixtures_amd64();
+    let fixtures = common::fixtures_dir();
     let tmp = TempDir::new("demo-lab");
     let out = Command::new(env!("CARGO_BIN_EXE_basalt"))
         .arg("demo")

@@ -22,20 +22,12 @@ use std::time::{Duration, Instant};
 const HEARTBEAT_SECS: u32 = 1;
 
 fn lab(tmp: &common::TempDir, workers: Vec<WorkerSpec>) -> LocalLab {
-    let (kernel, _) = common::fixtures_amd64();
-    let fixtures = kernel
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .expect("the fixtures directory");
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
-        .parent()
-        .map(PathBuf::from)
-        .expect("target directory");
+    // checks that the fixtures are there
+    common::fixtures_amd64();
     LocalLab::start(Spec {
         dir: tmp.path().join("lab"),
-        bin_dir,
-        fixtures,
+        bin_dir: common::bin_dir(),
+        fixtures: common::fixtures_dir(),
         workers,
         heartbeat_secs: HEARTBEAT_SECS,
         bootdelay: 1,

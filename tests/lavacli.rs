@@ -90,20 +90,12 @@ fn poll(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn lab(tmp: &common::TempDir) -> LocalLab {
-    let (kernel, _) = common::fixtures_amd64();
-    let fixtures = kernel
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .expect("the fixtures directory");
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
-        .parent()
-        .map(PathBuf::from)
-        .expect("target directory");
+    // checks that the fixtures are there
+    common::fixtures_amd64();
     LocalLab::start(Spec {
         dir: tmp.path().join("lab"),
-        bin_dir,
-        fixtures,
+        bin_dir: common::bin_dir(),
+        fixtures: common::fixtures_dir(),
         workers: vec![WorkerSpec {
             name: "w1".into(),
             boards: 1,

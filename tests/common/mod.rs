@@ -34,12 +34,26 @@ pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     v
 }
 
-/// The boot fixtures built by `hw-tests/build-fixtures.sh` (`$BASALT_FIXTURES`, else
-/// `target/fixtures`): (vmlinux, initramfs.cpio.gz).
-pub fn fixtures_amd64() -> (PathBuf, PathBuf) {
-    let dir = std::env::var_os("BASALT_FIXTURES")
+/// The directory of the boot fixtures built by `hw-tests/build-fixtures.sh`
+/// (`$BASALT_FIXTURES`, else `target/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BASALT_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+}
+
+/// Where cargo put basalt and the workspace's other binaries (basalt-master, basalt-worker,
+/// basalt-board): what a [`basalt::lab::LocalLab`] starts.
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("basalt's target directory")
+}
+
+/// The boot fixtures of [`fixtures_dir`]: (vmlinux, initramfs.cpio.gz), checked to exist.
+pub fn fixtures_amd64() -> (PathBuf, PathBuf) {
+    let dir = fixtures_dir();
     let k = dir.join("amd64/vmlinux");
     let i = dir.join("amd64/initramfs.cpio.gz");
     assert!(

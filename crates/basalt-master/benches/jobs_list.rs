@@ -7,12 +7,11 @@
 //!
 //! `BASALT_BENCH_JOBS` changes the number of jobs.
 
-use basalt_link::cert::Keypair;
-use basalt_master::engine::{self, Config};
-use basalt_master::http;
 use basalt_master::store::Store;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "../tests/support/master.rs"]
+mod master;
 
 const RUNS: usize = 40;
 
@@ -29,40 +28,6 @@ fn fill_sql(series: &str) -> String {
                 1764547200000 + x * 30000 + 600000
          FROM {series}"
     )
-}
-
-fn serve(store: Store, dir: &std::path::Path) -> (String, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel();
-    let state_dir = dir.to_path_buf();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs");
-            let config = Config {
-                state_dir,
-                workers: "tcp://127.0.0.1:*".into(),
-                key: Keypair::generate(),
-                heartbeat: Duration::from_secs(5),
-                device_types: Vec::new(),
-                version: basalt_proto::ProtocolVersion::CURRENT,
-                required_capabilities: basalt_proto::Capabilities::new(),
-            };
-            let (handle, _) = engine::start(config, Arc::new(store)).expect("engine");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("address"))
-                .expect("send");
-            // serves until the process ends
-            let _ = http::serve(listener, handle, std::future::pending()).await;
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server");
-    (format!("http://{addr}/api/v0.2/"), thread)
 }
 
 fn time(base: &str, query: &str) -> (f64, f64, u64) {
@@ -107,7 +72,8 @@ const QUERIES: &[&str] = &[
 ];
 
 fn run(name: &str, store: Store, dir: &std::path::Path, fill_secs: f64) {
-    let (base, _server) = serve(store, dir);
+    let served = master::serve(dir.to_path_buf(), store);
+    let base = format!("http://{}/api/v0.2/", served.addr);
     for q in QUERIES {
         let (p50, p99, count) = time(&base, q);
         println!("{name:<10} | {q:<68} | {count:>8} | {p50:>6.2} | {p99:>6.2}");

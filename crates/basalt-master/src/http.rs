@@ -505,20 +505,12 @@ async fn submit(
 
 /// Names of LAVA states or healths, comma-separated (`state__in=Running,Finished`), case
 /// insensitive; 400 for an unknown one.
-fn names_of<T: Copy>(
-    list: &str,
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-    what: &str,
-) -> ApiResult<Vec<T>> {
+fn names_of<T>(list: &str, from_name: impl Fn(&str) -> Option<T>, what: &str) -> ApiResult<Vec<T>> {
     list.split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(|n| {
-            all.iter()
-                .copied()
-                .find(|s| name(*s).eq_ignore_ascii_case(n))
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown job {what} {n:?}")))
+            from_name(n).ok_or_else(|| ApiError::BadRequest(format!("unknown job {what} {n:?}")))
         })
         .collect()
 }
@@ -554,16 +546,10 @@ async fn jobs(
             .collect::<Vec<_>>()
             .join(",")
     };
-    let states = names_of(
-        &list("state", "state__in"),
-        JobState::ALL,
-        JobState::name,
-        "state",
-    )?;
+    let states = names_of(&list("state", "state__in"), JobState::from_name, "state")?;
     let healths = names_of(
         &list("health", "health__in"),
-        JobHealth::ALL,
-        JobHealth::name,
+        JobHealth::from_name,
         "health",
     )?;
     let ids = match list("id", "id__in") {
@@ -723,9 +709,6 @@ async fn job_tests(
     })))
 }
 
-/// How much of a log is read at a time while counting its lines.
-const LOG_CHUNK: usize = 1 << 20;
-
 async fn job_logs(
     State(h): State<Handle>,
     Path(id): Path<String>,
@@ -751,29 +734,10 @@ async fn job_logs(
 /// The committed lines `start..end` (0-based, `end` exclusive, none: to the end) of a log.
 fn log_lines(dir: &std::path::Path, start: u64, end: Option<u64>) -> Result<Vec<u8>, LogError> {
     let mut out = Vec::new();
-    let mut line = 0u64;
-    let mut offset = 0u64;
-    loop {
-        if end.is_some_and(|e| line >= e) {
-            break;
-        }
-        let (chunk, next) = logs::read_from(dir, offset, LOG_CHUNK)?;
-        if chunk.is_empty() {
-            break;
-        }
-        offset = next;
-        for l in chunk.split_inclusive(|b| *b == b'\n') {
-            if end.is_some_and(|e| line >= e) {
-                break;
-            }
-            if line >= start {
-                out.extend_from_slice(l);
-            }
-            if l.ends_with(b"\n") {
-                line += 1;
-            }
-        }
-    }
+    logs::read_lines(dir, start, end, |chunk| {
+        out.extend_from_slice(&chunk);
+        true
+    })?;
     Ok(out)
 }
 
@@ -871,10 +835,7 @@ async fn set_health(
 ) -> ApiResult<Json<Value>> {
     admin(&h, &headers)?;
     let r: SetHealth = body(&bytes)?;
-    let health = crate::model::DeviceHealth::ALL
-        .iter()
-        .copied()
-        .find(|x| x.name().eq_ignore_ascii_case(&r.health))
+    let health = crate::model::DeviceHealth::from_name(&r.health)
         .ok_or_else(|| ApiError::BadRequest(format!("unknown device health {:?}", r.health)))?;
     find_device(&h, &hostname)?;
     h.store.set_device_health(&hostname, health)?;
@@ -1022,14 +983,9 @@ async fn add_device_type(
     Ok((StatusCode::CREATED, Json(device_type_json(&t))))
 }
 
-/// A name that is part of URL paths: not empty, no `/`, no whitespace.
+/// A name that is part of URL paths ([`crate::model::check_name`]); 400 when it is not one.
 fn check_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
-        return Err(ApiError::BadRequest(format!(
-            "'{field}' should be a non-empty name without '/' or spaces, not {name:?}"
-        )));
-    }
-    Ok(())
+    crate::model::check_name(field, name).map_err(ApiError::BadRequest)
 }
 
 #[cfg(test)]

@@ -201,6 +201,47 @@ fn write_commit(path: &Path, c: Commit) -> Result<(), LogError> {
     fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// How much of a log [`read_lines`] reads at a time.
+const LINES_CHUNK: usize = 1 << 20;
+
+/// Calls `emit` with the committed lines `start..end` (0-based, `end` exclusive, none: to the
+/// end) of the log in `dir`, a chunk of at most about 1 MiB at a time, so that a reader of a
+/// large log never holds all of it; stops when `emit` returns false.
+pub fn read_lines(
+    dir: &Path,
+    start: u64,
+    end: Option<u64>,
+    mut emit: impl FnMut(Vec<u8>) -> bool,
+) -> Result<(), LogError> {
+    let mut line = 0u64;
+    let mut offset = 0u64;
+    loop {
+        if end.is_some_and(|e| line >= e) {
+            return Ok(());
+        }
+        let (chunk, next) = read_from(dir, offset, LINES_CHUNK)?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        offset = next;
+        let mut out = Vec::new();
+        for l in chunk.split_inclusive(|b| *b == b'\n') {
+            if end.is_some_and(|e| line >= e) {
+                break;
+            }
+            if line >= start {
+                out.extend_from_slice(l);
+            }
+            if l.ends_with(b"\n") {
+                line += 1;
+            }
+        }
+        if !out.is_empty() && !emit(out) {
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,14 @@ macro_rules! lava_enum {
                 }
             }
 
+            /// The value of a LAVA name, any case (`finished`, `Finished`), if there is one.
+            pub fn from_name(name: &str) -> Option<$name> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.name().eq_ignore_ascii_case(name))
+            }
+
             /// The value LAVA stores as `code`, if there is one.
             pub fn from_code(code: u8) -> Option<$name> {
                 $name::ALL.iter().copied().find(|v| v.code() == code)
@@ -45,6 +53,17 @@ macro_rules! lava_enum {
             }
         }
     };
+}
+
+/// Checks a name that becomes part of URL paths (a hostname, a device type): not empty, no
+/// `/`, no whitespace; the error says which `field` and why.
+pub fn check_name(field: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "'{field}' should be a non-empty name without '/' or spaces, not {name:?}"
+        ));
+    }
+    Ok(())
 }
 
 lava_enum! {

@@ -433,7 +433,10 @@ pub fn send(
     match r {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) => Err(CallbackError::Status(code)),
-        Err(e) => Err(CallbackError::Transport(e.to_string())),
+        // ureq's message starts with the URL: without its credentials, as everywhere in logs
+        Err(e) => Err(CallbackError::Transport(
+            e.to_string().replace(url, &without_userinfo(url)),
+        )),
     }
 }
 

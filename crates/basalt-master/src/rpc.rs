@@ -55,9 +55,6 @@ pub const METHODS: &[&str] = &[
     "scheduler.workers.add",
 ];
 
-/// How much of a log is read at a time (a `logs` reply is streamed in such pieces).
-const LOG_CHUNK: usize = 1 << 20;
-
 /// Why a call failed: an XML-RPC fault with LAVA's code.
 #[derive(Debug, thiserror::Error)]
 pub enum Fault {
@@ -404,10 +401,7 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             let health = match a.opt_str(6, "health")? {
                 None => None,
                 Some(name) => Some(
-                    DeviceHealth::ALL
-                        .iter()
-                        .copied()
-                        .find(|x| x.name().eq_ignore_ascii_case(name))
+                    DeviceHealth::from_name(name)
                         .ok_or_else(|| Fault::BadRequest(format!("Invalid health '{name}'")))?,
                 ),
             };
@@ -592,14 +586,9 @@ fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::str(s.as_str())).collect())
 }
 
-/// A name that is part of URL paths: not empty, no `/`, no whitespace.
+/// A name that is part of URL paths ([`crate::model::check_name`]); a 400 fault when not.
 fn check_name(field: &str, name: &str) -> RpcResult<()> {
-    if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
-        return Err(Fault::BadRequest(format!(
-            "'{field}' should be a non-empty name without '/' or spaces, not {name:?}"
-        )));
-    }
-    Ok(())
+    crate::model::check_name(field, name).map_err(Fault::BadRequest)
 }
 
 fn find_job(h: &Handle, id: u64) -> RpcResult<Job> {
@@ -617,30 +606,20 @@ fn find_device(h: &Handle, hostname: &str) -> RpcResult<Device> {
 /// The most jobs one `scheduler.jobs.list` call returns.
 const MAX_LIST: u64 = 1000;
 
-/// How many jobs `scheduler.jobs.list` reads with a health or `since` filter (the store
-/// filters by state only): the newest ones.
-const LIST_SCAN: u32 = 10_000;
-
 /// `scheduler.jobs.list(state, health, start=0, limit=25, since=0, verbose=False)`: the newest
-/// jobs first, as LAVA lists them.
+/// jobs first, as LAVA lists them; `since` is in minutes (jobs that ended since then).
 fn jobs_list(h: &Handle, a: &Args<'_>) -> RpcResult<Value> {
     let state = match a.opt_str(0, "state")? {
         None => None,
         Some(name) => Some(
-            JobState::ALL
-                .iter()
-                .copied()
-                .find(|x| x.name().eq_ignore_ascii_case(name))
+            JobState::from_name(name)
                 .ok_or_else(|| Fault::BadRequest(format!("Invalid state '{name}'")))?,
         ),
     };
     let health = match a.opt_str(1, "health")? {
         None => None,
         Some(name) => Some(
-            crate::model::JobHealth::ALL
-                .iter()
-                .copied()
-                .find(|x| x.name().eq_ignore_ascii_case(name))
+            crate::model::JobHealth::from_name(name)
                 .ok_or_else(|| Fault::BadRequest(format!("Invalid health '{name}'")))?,
         ),
     };
@@ -648,21 +627,19 @@ fn jobs_list(h: &Handle, a: &Args<'_>) -> RpcResult<Value> {
     let limit = a.opt_uint(3, "limit")?.unwrap_or(25).clamp(1, MAX_LIST);
     let since = a.opt_uint(4, "since")?.unwrap_or(0);
     let verbose = a.bool_or(5, "verbose", false)?;
-    let jobs = if health.is_none() && since == 0 {
-        let offset = u32::try_from(start).unwrap_or(u32::MAX);
-        h.store.jobs(state, limit as u32, offset)?.1
-    } else {
-        let after = crate::engine::now_ms().saturating_sub(since.saturating_mul(60_000));
-        h.store
-            .jobs(state, LIST_SCAN, 0)?
-            .1
-            .into_iter()
-            .filter(|j| health.is_none_or(|x| j.health == x))
-            .filter(|j| since == 0 || j.end_time.is_some_and(|t| t >= after))
-            .skip(usize::try_from(start).unwrap_or(usize::MAX))
-            .take(limit as usize)
-            .collect()
-    };
+    let ended_after = (since > 0).then(|| {
+        crate::engine::now_ms()
+            .saturating_sub(since.saturating_mul(60_000))
+            .saturating_sub(1)
+    });
+    let (_, jobs) = h.store.query_jobs(&crate::store::JobQuery {
+        states: state.into_iter().collect(),
+        healths: health.into_iter().collect(),
+        ended_after,
+        limit: limit as u32,
+        offset: u32::try_from(start).unwrap_or(u32::MAX),
+        ..crate::store::JobQuery::default()
+    })?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
         let Value::Struct(shown) = job_show(h, j)? else {
@@ -750,43 +727,6 @@ fn validate(definition: &str) -> Value {
     }
 }
 
-/// Calls `emit` with the committed lines `start..end` (0-based, `end` exclusive, none: to the
-/// end) of the log in `dir`, a chunk at a time; stops when `emit` returns false.
-fn read_lines(
-    dir: &std::path::Path,
-    start: u64,
-    end: Option<u64>,
-    mut emit: impl FnMut(Vec<u8>) -> bool,
-) -> Result<(), LogError> {
-    let mut line = 0u64;
-    let mut offset = 0u64;
-    loop {
-        if end.is_some_and(|e| line >= e) {
-            return Ok(());
-        }
-        let (chunk, next) = logs::read_from(dir, offset, LOG_CHUNK)?;
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        offset = next;
-        let mut out = Vec::new();
-        for l in chunk.split_inclusive(|b| *b == b'\n') {
-            if end.is_some_and(|e| line >= e) {
-                break;
-            }
-            if line >= start {
-                out.extend_from_slice(l);
-            }
-            if l.ends_with(b"\n") {
-                line += 1;
-            }
-        }
-        if !out.is_empty() && !emit(out) {
-            return Ok(());
-        }
-    }
-}
-
 /// `scheduler.jobs.logs(job_id, start=0, end=None)` → `[finished, base64 of the YAML lines]`,
 /// streamed: the log is read and encoded a chunk at a time while the reply is sent.
 async fn job_logs(h: &Handle, a: &Args<'_>) -> RpcResult<Response> {
@@ -801,7 +741,7 @@ async fn job_logs(h: &Handle, a: &Args<'_>) -> RpcResult<Response> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, LogError>>(2);
     tokio::task::spawn_blocking(move || {
         let sender = tx.clone();
-        if let Err(e) = read_lines(&dir, start, end, |chunk| {
+        if let Err(e) = logs::read_lines(&dir, start, end, |chunk| {
             sender.blocking_send(Ok(chunk)).is_ok()
         }) {
             let _ = tx.blocking_send(Err(e));

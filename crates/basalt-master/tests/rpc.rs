@@ -2,13 +2,12 @@
 //! free workers port, no worker): credentials, LAVA's fault codes, the admin methods, and
 //! `scheduler.jobs.logs` streaming a log of several read chunks by line range.
 
-use basalt_link::cert::Keypair;
-use basalt_master::engine::{self, Config};
-use basalt_master::http;
 use basalt_master::store::Store;
 use basalt_master::xmlrpc::{self, Value};
-use std::sync::{mpsc, Arc};
 use std::time::Duration;
+
+#[path = "support/master.rs"]
+mod master;
 
 const ADMIN: &str = "admin-token-0123456789";
 const USER: &str = "user-token-0123456789";
@@ -16,70 +15,21 @@ const USER: &str = "user-token-0123456789";
 struct Master {
     rpc: String,
     state_dir: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _served: master::Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn start() -> Master {
     let dir = tempfile::tempdir().expect("temporary directory");
     let state_dir = dir.path().to_path_buf();
-    std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
     let store = Store::open(&state_dir.join("basalt.db")).expect("store");
     store.add_token("admin", true, ADMIN).expect("admin token");
     store.add_token("alice", false, USER).expect("user token");
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let dir_for_engine = state_dir.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let config = Config {
-                state_dir: dir_for_engine,
-                workers: "tcp://127.0.0.1:*".into(),
-                key: Keypair::generate(),
-                heartbeat: Duration::from_secs(5),
-                device_types: Vec::new(),
-                version: basalt_proto::ProtocolVersion::CURRENT,
-                required_capabilities: basalt_proto::Capabilities::new(),
-            };
-            let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            addr_tx
-                .send(listener.local_addr().expect("local address"))
-                .expect("send address");
-            http::serve(listener, handle, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("serve");
-        });
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server did not start within 10 s");
+    let served = master::serve(state_dir.clone(), store);
     Master {
-        rpc: format!("http://{addr}/RPC2"),
+        rpc: format!("http://{}/RPC2", served.addr),
         state_dir,
-        stop: Some(stop_tx),
-        thread: Some(thread),
+        _served: served,
         _dir: dir,
     }
 }

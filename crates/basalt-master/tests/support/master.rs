@@ -1,0 +1,75 @@
+//! Test support: a master in-process — the engine on a store (no worker connects; its workers
+//! socket is on a free port) and the HTTP API on 127.0.0.1:0 — stopped and joined when
+//! dropped. Shared by the REST and XML-RPC tests and the job-list bench.
+
+use basalt_link::cert::Keypair;
+use basalt_master::engine::{self, Config};
+use basalt_master::http;
+use basalt_master::store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// The running master.
+pub struct Served {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves `store` with its state (keys, logs) in `state_dir`.
+pub fn serve(state_dir: PathBuf, store: Store) -> Served {
+    std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let config = Config {
+                state_dir,
+                workers: "tcp://127.0.0.1:*".into(),
+                key: Keypair::generate(),
+                heartbeat: Duration::from_secs(5),
+                device_types: Vec::new(),
+                version: basalt_proto::ProtocolVersion::CURRENT,
+                required_capabilities: basalt_proto::Capabilities::new(),
+            };
+            let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("local address"))
+                .expect("send address");
+            http::serve(listener, handle, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server did not start within 30 s");
+    Served {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
