@@ -4,9 +4,15 @@
 //! An [`ActionError`] keeps the error it came from ([`std::error::Error::source`]), so a HAL
 //! error's chain survives up to the job's result, and the executor marks it with the action
 //! that failed ([`ActionError::at`]).
+//!
+//! Each error also has basalt's [`FailureCause`] ([`ActionError::cause`]): set where the
+//! action knows it (a kernel panic, a bootloader's error), otherwise derived from LAVA's error
+//! type and, for a timeout, from the stage of the action that ran out of time.
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use basalt_proto::FailureCause;
 
 /// LAVA's `error_type` values that basalt produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +74,8 @@ pub struct ActionError {
     pub action: Option<FailedAction>,
     /// The error this one wraps (a console, power, I/O or emulator error).
     pub source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The cause, when the action that failed knew it; see [`ActionError::cause`].
+    pub known_cause: Option<FailureCause>,
 }
 
 impl ActionError {
@@ -78,6 +86,32 @@ impl ActionError {
             message: message.into(),
             action: None,
             source: None,
+            known_cause: None,
+        }
+    }
+
+    /// Says what caused this error, overriding what [`ActionError::cause`] would derive.
+    pub fn caused_by(mut self, cause: FailureCause) -> ActionError {
+        self.known_cause = Some(cause);
+        self
+    }
+
+    /// basalt's cause of this error: the one the action gave, or else by LAVA's error type —
+    /// a timeout by the stage of the action that ran out of time.
+    pub fn cause(&self) -> FailureCause {
+        if let Some(c) = self.known_cause {
+            return c;
+        }
+        match self.kind {
+            ErrorType::Infrastructure | ErrorType::Bug => FailureCause::Infrastructure,
+            ErrorType::Job => FailureCause::Job,
+            ErrorType::Test => FailureCause::Test,
+            ErrorType::Canceled => FailureCause::Canceled,
+            ErrorType::Timeout => self
+                .action
+                .as_ref()
+                .map(|a| stage_of(a.name))
+                .unwrap_or(FailureCause::Infrastructure),
         }
     }
 
@@ -187,6 +221,21 @@ impl ActionError {
             ErrorType::Infrastructure
         };
         ActionError::new(kind, format!("{what}: {e}")).with_source(e)
+    }
+}
+
+/// Who is at fault when the action `name` runs out of time: waiting for the bootloader, for
+/// the kernel and its login, or for a test; anything else (power, deploy, downloads, the
+/// lab's own commands) is the lab's.
+pub fn stage_of(name: &str) -> FailureCause {
+    match name {
+        "bootloader-interrupt" | "bootloader-commands" | "bootloader-retry" | "boot-bootloader"
+        | "boot-bootloader-retry" | "uboot-action" | "uboot-commands" | "uboot-retry"
+        | "uboot-from-media" | "u-boot-interrupt" => FailureCause::Bootloader,
+        "auto-login-action" | "login-action" | "expect-shell-connection" | "minimal-boot"
+        | "boot-image-retry" | "kernel-start-message" => FailureCause::Kernel,
+        n if n.starts_with("lava-test-") || n == "multinode-test" => FailureCause::Test,
+        _ => FailureCause::Infrastructure,
     }
 }
 

@@ -23,6 +23,7 @@
 //! Console lines go through a [`ConsoleTranscript`], which hands the lines of one console read
 //! to the log under one lock instead of one lock per line.
 
+use crate::error::FailureCause;
 use crate::yaml::{emit_document, emit_flow, Node, Value};
 use basalt_hal::console::text::{escape_raw_range, raw_byte_of, Secrets};
 use std::borrow::Cow;
@@ -655,8 +656,15 @@ impl JobLog {
         self.record(Level::Input, Node::str(text));
     }
 
-    /// A result: `{definition, case, result, ...}`.
-    pub fn result(&self, fields: Vec<(&str, Node)>) {
+    /// A result: `{definition, case, result, ...}`. A failed case that names no `cause` is the
+    /// test's ([`FailureCause::Test`]): a case the test reported failed or never reported.
+    pub fn result(&self, mut fields: Vec<(&str, Node)>) {
+        let failed = fields
+            .iter()
+            .any(|(k, v)| *k == "result" && v.scalar_text().as_deref() == Some("fail"));
+        if failed && !fields.iter().any(|(k, _)| *k == "cause") {
+            fields.push(("cause", Node::str(FailureCause::Test.name())));
+        }
         let m = fields.into_iter().map(|(k, v)| (Node::str(k), v)).collect();
         self.record(Level::Results, Node::new(Value::Map(m)));
     }

@@ -403,7 +403,15 @@ fn follow(c: &basalt::client::Client, id: u64, raw: bool) -> Result<ExitCode> {
         if job.get("state").and_then(|s| s.as_str()) == Some("Finished") {
             print_log(c, id, next, raw)?;
             let health = job.get("health").and_then(|h| h.as_str()).unwrap_or("?");
-            eprintln!("job {id}: {health}");
+            match job.get("failure_cause").and_then(|c| c.as_str()) {
+                Some(cause) => eprintln!(
+                    "job {id}: {health}, caused by {cause}: {}",
+                    job.get("failure_comment")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or("no reason given")
+                ),
+                None => eprintln!("job {id}: {health}"),
+            }
             return Ok(if health == "Complete" {
                 ExitCode::SUCCESS
             } else {
@@ -444,12 +452,13 @@ fn print_results(c: &basalt::client::Client, id: u64, json: bool) -> Result<()> 
                 "case": t.get("name"),
                 "result": t.get("result"),
                 "measurement": measurement,
+                "cause": t.get("failure_cause"),
             })
         })
         .collect();
     print_rows(
         &rows,
-        &["definition", "case", "result", "measurement"],
+        &["definition", "case", "result", "measurement", "cause"],
         false,
     );
     Ok(())

@@ -10,7 +10,7 @@ pub mod build;
 pub mod context;
 mod node;
 
-pub use crate::error::{ActionError, ErrorType, FailedAction};
+pub use crate::error::{ActionError, ErrorType, FailedAction, FailureCause};
 pub use build::{Builder, PipelineError, Scope};
 pub use context::{Ctx, JobConfinement, TestRun};
 pub use node::{ActionNode, Pipeline, Section, TestDefId};

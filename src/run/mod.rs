@@ -180,6 +180,7 @@ pub async fn run_job(
     if let Some(e) = &error {
         fields.push(("error_msg", Node::str(e.message.clone())));
         fields.push(("error_type", Node::str(e.kind.lava_name())));
+        fields.push(("cause", Node::str(e.cause().name())));
     }
     log.result(fields);
     if let Some((cpu, rss)) = own_usage() {

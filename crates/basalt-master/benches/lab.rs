@@ -336,6 +336,7 @@ impl FakeWorker {
                     outcome: Outcome::Complete,
                     error_type: None,
                     error_msg: None,
+                    cause: None,
                     results: "- {case: job, definition: lava, result: pass}\n".into(),
                     last_seq: RECORDS,
                     description: None,

@@ -13,10 +13,10 @@ use crate::link::{Conn, LinkEvent, WorkerLink};
 use crate::logs::JobLogFile;
 use crate::model::{DeviceHealth, JobHealth, JobState, Priority, WorkerState};
 use crate::scheduler::{schedule, Target};
-use crate::store::{NewJob, Store, StoreError};
+use crate::store::{Failure, NewJob, Store, StoreError};
 use basalt_link::cert::Keypair;
 use basalt_proto::{
-    negotiate, require_capabilities, Cancel, Capabilities, End, EndAck, HeartbeatAck,
+    negotiate, require_capabilities, Cancel, Capabilities, End, EndAck, FailureCause, HeartbeatAck,
     HelloRequired, JobId, JobResume, LogAck, MasterMsg, Outcome, ProtocolVersion, Refused, Start,
     Welcome, WorkerMsg,
 };
@@ -256,7 +256,14 @@ impl Engine {
             JobState::Finished => Ok(false),
             JobState::Submitted => {
                 self.store
-                    .finish_job(id, JobHealth::Canceled, None, None, None, now_ms())?;
+                    .finish_job(
+                        id,
+                        JobHealth::Canceled,
+                        Some(&Failure::canceled()),
+                        None,
+                        None,
+                        now_ms(),
+                    )?;
                 Ok(true)
             }
             _ => {
@@ -512,16 +519,19 @@ impl Engine {
         } else {
             DeviceHealth::Bad
         });
-        let error = end.error_type.as_ref().map(|t| {
-            (
-                t.name().to_string(),
-                end.error_msg.clone().unwrap_or_default(),
-            )
+        let failure = (health != JobHealth::Complete).then(|| Failure {
+            cause: end.cause.unwrap_or_else(|| {
+                end.error_type
+                    .as_ref()
+                    .map_or(FailureCause::Infrastructure, FailureCause::from_error_type)
+            }),
+            error_type: end.error_type.as_ref().map(|t| t.name().to_string()),
+            message: end.error_msg.clone(),
         });
         let r = self.store.finish_job(
             id,
             health,
-            error.as_ref().map(|(t, m)| (t.as_str(), m.as_str())),
+            failure.as_ref(),
             Some(&end.results),
             device_health,
             now_ms(),
@@ -608,7 +618,7 @@ impl Engine {
         let _ = self.store.finish_job(
             id,
             JobHealth::Incomplete,
-            Some(("Infrastructure", why)),
+            Some(&Failure::new(FailureCause::Infrastructure, "Infrastructure", why)),
             None,
             Some(DeviceHealth::Unknown),
             now_ms(),
@@ -642,7 +652,7 @@ impl Engine {
                 let _ = self.store.finish_job(
                     a.job,
                     JobHealth::Incomplete,
-                    Some(("Configuration", &e)),
+                    Some(&Failure::new(FailureCause::Infrastructure, "Configuration", &e)),
                     None,
                     None,
                     now_ms(),

@@ -180,6 +180,12 @@ fn job_data(job: &Job, device_type: Option<&str>, worker: Option<&str>) -> Value
     );
     m.insert("submitter".into(), json!(job.submitter));
     m.insert("health_check".into(), json!(job.health_check));
+    // basalt's: why a finished job did not complete, and who is at fault
+    if let Some(c) = job.failure_cause {
+        m.insert("failure_cause".into(), json!(c.name()));
+        m.insert("error_type".into(), json!(job.error_type));
+        m.insert("failure_comment".into(), json!(job.error_msg));
+    }
     if let Some(d) = &job.actual_device {
         m.insert("device".into(), json!(d));
     } else if let Target::Device(d) = &job.target {

@@ -19,6 +19,7 @@ use crate::engine::{EngineError, Handle};
 use crate::logs::{self, LogError};
 use crate::scheduler::Target;
 use crate::store::{Device, DeviceType, Job, StoreError, Worker};
+use basalt_proto::FailureCause;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -439,8 +440,10 @@ fn job_json(j: &Job) -> Value {
         "failure_tags": [],
         // LAVA's server keeps the dispatcher's error of an Incomplete job here
         "failure_comment": j.error_msg,
-        // basalt's: LAVA's error type of the failure (InfrastructureError, JobError, ...)
+        // basalt's: LAVA's error type of the failure (Infrastructure, Job, LAVATimeout, ...)
         "error_type": j.error_type,
+        // basalt's: who is at fault (infrastructure, bootloader, kernel, job, test, canceled)
+        "failure_cause": j.failure_cause.map(FailureCause::name),
     })
 }
 
@@ -696,6 +699,8 @@ async fn job_tests(
                 "start_log_line": Value::Null,
                 "end_log_line": Value::Null,
                 "test_set": c.test_set,
+                // basalt's: who is at fault for a failed case
+                "failure_cause": c.cause.map(FailureCause::name),
                 "logged": logged,
                 "resource_uri": format!("/results/{}/{}/{}", job.id, c.suite, c.name),
             })

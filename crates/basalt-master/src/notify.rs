@@ -313,6 +313,12 @@ pub fn job_data(job: &Job, dataset: Dataset, logs: &std::path::Path) -> Map<Stri
     m.insert("submitter_username".into(), json!(job.submitter));
     m.insert("submitter_email".into(), json!(""));
     m.insert("failure_comment".into(), json!(job.error_msg));
+    // basalt's: LAVA's error type and basalt's cause of a job that did not complete
+    m.insert("error_type".into(), json!(job.error_type));
+    m.insert(
+        "failure_cause".into(),
+        json!(job.failure_cause.map(|c| c.name())),
+    );
     m.insert("priority".into(), json!(job.priority.value()));
     m.insert("description".into(), json!(job.description));
     m.insert("actual_device_id".into(), json!(job.actual_device));

@@ -4,6 +4,7 @@
 //! test definitions in the order they first report (`lava` included), numbered from 1 within
 //! the job; test cases are numbered from 1 within the job too.
 
+use basalt_proto::FailureCause;
 use basalt_model::yaml::{self, Node, Value};
 
 /// One test case, in LAVA's terms.
@@ -21,6 +22,9 @@ pub struct TestCase {
     pub measurement: Option<String>,
     pub unit: String,
     pub test_set: Option<String>,
+    /// basalt's cause of a failed case (a case of a test definition: `test`; the `lava`
+    /// suite's `job` case: the job's cause); `None` when it passed or the worker gave none.
+    pub cause: Option<FailureCause>,
     /// The whole result as a YAML mapping (LAVA's `metadata`: never empty).
     pub metadata: String,
 }
@@ -99,6 +103,7 @@ pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
             measurement: field("measurement"),
             unit: field("units").unwrap_or_default(),
             test_set: field("set"),
+            cause: field("cause").as_deref().and_then(FailureCause::from_name),
             metadata: yaml::emit_document(item),
         });
     }
@@ -124,8 +129,8 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// The test cases as JUnit XML (what LAVA's `jobs/<id>/junit/` serves): one `testsuite` per
-/// definition, in the order they report; a failed case has a `failure`, a skipped one
-/// `skipped`. Written by hand: five escapes and a fixed shape need no XML library.
+/// definition, in the order they report; a failed case has a `failure` whose `type` is its
+/// cause, a skipped one `skipped`. Written by hand: five escapes and a fixed shape need no XML library.
 pub fn junit(job_id: u64, cases: &[TestCase]) -> String {
     let mut suites: Vec<(&str, Vec<&TestCase>)> = Vec::new();
     for c in cases {
@@ -161,7 +166,8 @@ pub fn junit(job_id: u64, cases: &[TestCase]) -> String {
             let class = class.trim_end_matches('.');
             match c.result.as_str() {
                 "fail" => out.push_str(&format!(
-                    "    <testcase name=\"{name}\" classname=\"{class}\">\n      <failure message=\"failed\">{}</failure>\n    </testcase>\n",
+                    "    <testcase name=\"{name}\" classname=\"{class}\">\n      <failure message=\"failed\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                    c.cause.unwrap_or(FailureCause::Test),
                     xml_escape(&c.metadata)
                 )),
                 "skip" => out.push_str(&format!(
@@ -186,7 +192,7 @@ mod tests {
     fn results_become_lava_test_cases() {
         let text = "- {definition: 0_smoke, case: uname, result: pass}\n\
                     - {definition: 0_smoke, case: latency, result: pass, measurement: 42.0, units: ms, set: boot}\n\
-                    - {definition: lava, case: job, result: fail, error_type: Test}\n\
+                    - {definition: lava, case: job, result: fail, error_type: Test, cause: test}\n\
                     - {definition: 0_smoke, case: odd, result: maybe}\n";
         let cases = test_cases(text).unwrap();
         assert_eq!(cases.len(), 4);
@@ -197,6 +203,7 @@ mod tests {
         assert_eq!(cases[1].test_set.as_deref(), Some("boot"));
         assert_eq!(cases[2].result, "fail");
         assert_eq!(cases[3].result, "unknown");
+        assert_eq!((cases[0].cause, cases[2].cause), (None, Some(FailureCause::Test)));
         assert!(
             cases[2].metadata.contains("error_type: Test"),
             "{}",
@@ -209,10 +216,11 @@ mod tests {
     fn junit_has_a_suite_per_definition_and_escapes_names() {
         let text = "- {definition: 0_smoke, case: \"a<b&c\", result: pass}\n\
                     - {definition: 0_smoke, case: broken, result: fail}\n\
-                    - {definition: lava, case: job, result: skip}\n";
+                    - {definition: lava, case: job, result: skip}\n\
+                    - {definition: lava, case: job, result: fail, cause: kernel}\n";
         let xml = junit(7, &test_cases(text).unwrap());
         assert!(
-            xml.contains("<testsuites name=\"job 7\" tests=\"3\" failures=\"1\" skipped=\"1\">"),
+            xml.contains("<testsuites name=\"job 7\" tests=\"4\" failures=\"2\" skipped=\"1\">"),
             "{xml}"
         );
         assert!(
@@ -220,7 +228,14 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("name=\"a&lt;b&amp;c\""), "{xml}");
-        assert!(xml.contains("<failure message=\"failed\">"), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"failed\" type=\"test\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"failed\" type=\"kernel\">"),
+            "{xml}"
+        );
         assert!(xml.contains("<skipped/>"), "{xml}");
         assert_eq!(xml.matches("<testsuite ").count(), 2);
     }

@@ -665,6 +665,7 @@ fn jobs_list(h: &Handle, a: &Args<'_>) -> RpcResult<Value> {
             members.push(("end_time".into(), field("end_time")));
             members.push(("error_type".into(), Value::opt_str(j.error_type.clone())));
             members.push(("error_msg".into(), Value::opt_str(j.error_msg.clone())));
+            members.push(("failure_cause".into(), cause(j)));
         }
         out.push(Value::Struct(members));
     }
@@ -705,8 +706,14 @@ fn job_show(h: &Handle, j: &Job) -> RpcResult<Value> {
             members.push(("error_type".into(), Value::str(t.as_str())));
             members.push(("error_msg".into(), Value::opt_str(j.error_msg.clone())));
         }
+        members.push(("failure_cause".into(), cause(j)));
     }
     Ok(Value::Struct(members))
+}
+
+/// basalt's failure cause of a job, `<nil/>` when it completed (or is not finished).
+fn cause(j: &Job) -> Value {
+    j.failure_cause.map_or(Value::Nil, |c| Value::str(c.name()))
 }
 
 /// `scheduler.jobs.validate`: `{}` when the definition is valid, else `{path, msg}` of the

@@ -20,6 +20,7 @@ use crate::model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
 };
 use crate::scheduler::{DeviceInfo, DeviceTypeInfo, QueuedJob, Snapshot, Target};
+use basalt_proto::FailureCause;
 use db::{args, Backend, PgClient, Row};
 use std::path::Path;
 use std::sync::Mutex;
@@ -241,6 +242,11 @@ const MIGRATIONS: &[Migration] = &[
          CREATE TRIGGER jobs_counted AFTER INSERT OR DELETE OR UPDATE OF state, health ON jobs
             FOR EACH ROW EXECUTE FUNCTION basalt_count_jobs();",
     },
+    // 3: basalt's failure cause of a job that did not complete (`infrastructure`, `kernel`...)
+    Migration {
+        sqlite: "ALTER TABLE jobs ADD COLUMN failure_cause TEXT;",
+        postgres: "ALTER TABLE jobs ADD COLUMN failure_cause TEXT;",
+    },
 ];
 
 /// PostgreSQL's schema version: one row, created before the first migration.
@@ -282,8 +288,39 @@ pub struct Job {
     pub end_time: Option<u64>,
     pub error_type: Option<String>,
     pub error_msg: Option<String>,
+    /// basalt's cause of a job that did not complete.
+    pub failure_cause: Option<FailureCause>,
     /// The `results.yaml` text the worker sent.
     pub results: Option<String>,
+}
+
+/// Why a job did not complete: basalt's cause, and LAVA's error type and message when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub cause: FailureCause,
+    /// LAVA's error type (`Infrastructure`, `Job`, `LAVATimeout`...).
+    pub error_type: Option<String>,
+    pub message: Option<String>,
+}
+
+impl Failure {
+    /// A failure with LAVA's error type and message.
+    pub fn new(cause: FailureCause, error_type: &str, message: &str) -> Failure {
+        Failure {
+            cause,
+            error_type: Some(error_type.to_string()),
+            message: Some(message.to_string()),
+        }
+    }
+
+    /// A job canceled before it started.
+    pub fn canceled() -> Failure {
+        Failure {
+            cause: FailureCause::Canceled,
+            error_type: Some("Canceled".into()),
+            message: None,
+        }
+    }
 }
 
 /// What a job list shows: filters (all must hold), an order, a page.
@@ -937,7 +974,7 @@ impl Store {
 
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
-        error_type, error_msg, results";
+        error_type, error_msg, results, failure_cause";
 
     fn job_row(r: &Row) -> Result<Job, StoreError> {
         let target = match (r.opt_text(5)?, r.opt_text(4)?) {
@@ -962,6 +999,7 @@ impl Store {
             error_type: r.opt_text(15)?,
             error_msg: r.opt_text(16)?,
             results: r.opt_text(17)?,
+            failure_cause: r.opt_text(18)?.as_deref().and_then(FailureCause::from_name),
         })
     }
 
@@ -1161,7 +1199,7 @@ impl Store {
         &self,
         id: u64,
         health: JobHealth,
-        error: Option<(&str, &str)>,
+        failure: Option<&Failure>,
         results: Option<&str>,
         device_health: Option<DeviceHealth>,
         now: u64,
@@ -1193,16 +1231,18 @@ impl Store {
                 }
             }
             db.execute(
-                "UPDATE jobs SET state = ?2, health = ?3, end_time = ?4, error_type = ?5, error_msg = ?6, results = ?7
+                "UPDATE jobs SET state = ?2, health = ?3, end_time = ?4, error_type = ?5, error_msg = ?6,
+                    results = ?7, failure_cause = ?8
                  WHERE id = ?1",
                 args![
                     id as i64,
                     JobState::Finished.code(),
                     health.code(),
                     now as i64,
-                    error.map(|e| e.0),
-                    error.map(|e| e.1),
-                    results
+                    failure.and_then(|f| f.error_type.as_deref()),
+                    failure.and_then(|f| f.message.as_deref()),
+                    results,
+                    failure.map(|f| f.cause.name())
                 ],
             )?;
             db.execute(
@@ -1680,7 +1720,11 @@ mod tests {
         s.finish_job(
             id,
             JobHealth::Incomplete,
-            Some(("InfrastructureError", "no boot")),
+            Some(&Failure::new(
+                FailureCause::Bootloader,
+                "InfrastructureError",
+                "no boot",
+            )),
             None,
             Some(DeviceHealth::Bad),
             2,
@@ -1689,6 +1733,7 @@ mod tests {
         let j = s.job(id).unwrap().unwrap();
         assert_eq!(j.error_type.as_deref(), Some("InfrastructureError"));
         assert_eq!(j.error_msg.as_deref(), Some("no boot"));
+        assert_eq!(j.failure_cause, Some(FailureCause::Bootloader));
         assert_eq!(
             s.device("qemu-01").unwrap().unwrap().health,
             DeviceHealth::Bad

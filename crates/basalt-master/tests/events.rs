@@ -186,6 +186,7 @@ async fn a_pyzmq_subscriber_sees_a_job_and_its_device_through_their_lives() {
             outcome: Outcome::Complete,
             error_type: None,
             error_msg: None,
+            cause: None,
             results: "- {case: job, definition: lava, result: pass}\n".into(),
             last_seq: 1,
             description: None,

@@ -4,7 +4,8 @@
 //! PostgreSQL when `BASALT_TEST_POSTGRES` names a server (a database of its own per test).
 
 use basalt_master::http;
-use basalt_master::store::Store;
+use basalt_master::store::{Failure, Store};
+use basalt_proto::FailureCause;
 use serde_json::{json, Value};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -592,7 +593,10 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
     // the end as the engine stores it: the results.yaml text the worker sent
     let results: String = (0..60)
         .map(|i| format!("- {{definition: 0_smoke, case: case-{i}, result: pass}}\n"))
-        .chain(["- {definition: lava, case: job, result: fail, error_type: Test}\n".to_string()])
+        .chain([
+            "- {definition: lava, case: job, result: fail, error_type: Test, cause: test}\n"
+                .to_string(),
+        ])
         .collect();
     // a second connection to the master's database
     let store = match &m._backend {
@@ -604,7 +608,7 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
         .finish_job(
             id,
             basalt_master::JobHealth::Incomplete,
-            Some(("Test", "x")),
+            Some(&Failure::new(FailureCause::Test, "Test", "x")),
             Some(&results),
             None,
             1,
@@ -634,6 +638,13 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
         .as_str()
         .unwrap_or("")
         .contains("error_type: Test"));
+    assert_eq!(job["failure_cause"], "test");
+    assert_eq!(page["results"][0]["failure_cause"], Value::Null);
+    let (_, shown) = get(&m, &format!("jobs/{id}/"));
+    assert_eq!(
+        (&shown["failure_cause"], &shown["error_type"], &shown["failure_comment"]),
+        (&json!("test"), &json!("Test"), &json!("x"))
+    );
     assert_eq!(get(&m, &format!("jobs/{id}/tests/?page=3")).0, 404);
     assert_eq!(get(&m, "jobs/999/tests/").0, 404);
 }

@@ -5,12 +5,14 @@
 //! - [`version`]: [`ProtocolVersion`] and [`negotiate`], the rule two peers agree by;
 //! - [`capability`]: what a worker can do, and [`require_capabilities`];
 //! - [`message`]: [`WorkerMsg`] (worker → master) and [`MasterMsg`] (master → worker);
+//! - [`failure`]: [`FailureCause`], basalt's failure taxonomy;
 //! - [`codec`]: [`encode`] and [`decode`], one JSON object per ZeroMQ message.
 
 #![forbid(unsafe_code)]
 
 pub mod capability;
 pub mod codec;
+pub mod failure;
 pub mod message;
 pub mod version;
 
@@ -18,6 +20,7 @@ pub use capability::{
     missing_capabilities, require_capabilities, Capabilities, Capability, MissingCapabilities,
 };
 pub use codec::{decode, encode, DecodeError, MAX_MESSAGE_BYTES};
+pub use failure::FailureCause;
 pub use message::*;
 pub use version::{negotiate, ProtocolVersion, VersionError, MAX_MINOR_LAG};
 

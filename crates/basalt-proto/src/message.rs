@@ -5,6 +5,7 @@
 //! `{"type":"log_ack","job_id":42,"seq":17}`. docs/protocol.md has the rules of the exchange.
 
 use crate::capability::Capabilities;
+use crate::failure::FailureCause;
 use crate::version::ProtocolVersion;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -197,6 +198,10 @@ pub struct End {
     pub error_type: Option<ErrorType>,
     #[serde(default)]
     pub error_msg: Option<String>,
+    /// basalt's cause of an Incomplete job (protocol 1.1; a 1.0 worker sends none and the
+    /// master derives one from `error_type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<FailureCause>,
     /// The job's `results.yaml`, as text.
     #[serde(default)]
     pub results: String,

@@ -80,6 +80,7 @@ fn worker_samples() -> Vec<WorkerMsg> {
             outcome: Outcome::Incomplete,
             error_type: Some(ErrorType::LavaTimeout),
             error_msg: Some("tftp-deploy timed out after 120 seconds".to_owned()),
+            cause: Some(crate::FailureCause::Infrastructure),
             results: "- {definition: lava, case: job, result: fail}\n".to_owned(),
             last_seq: 20,
             description: Some("- level: '1'\n  name: tftp-deploy\n".to_owned()),

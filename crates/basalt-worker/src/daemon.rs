@@ -7,7 +7,7 @@ use crate::job::{Exit, JobEnd, JobProcess, JobSpec};
 use crate::link::{Link, LinkEvent};
 use basalt_link::cert::{Keypair, PublicKey};
 use basalt_proto::{
-    Capabilities, End, EndAck, ErrorType, Heartbeat, HeldJob, Hello, JobId, JobPhase, LogAck,
+    Capabilities, End, EndAck, ErrorType, FailureCause, Heartbeat, HeldJob, Hello, JobId, JobPhase, LogAck,
     LogBatch, LogRecord, MasterMsg, Outcome, ProtocolVersion, Start, Status, WorkerMsg,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -300,6 +300,7 @@ fn on_job(event: JobEvent, link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_ba
                     outcome: Outcome::Incomplete,
                     error_type: Some(ErrorType::Infrastructure),
                     error_msg: Some(why),
+                    cause: Some(FailureCause::Infrastructure),
                     results: String::new(),
                     last_seq: h.last_seq,
                     description: None,
@@ -352,15 +353,15 @@ fn send_batches(link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_bytes: usize)
 
 /// The End of a job from how its process ended and its results.
 fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
-    let (outcome, error_type, error_msg) = match &end.exit {
-        Exit::Complete => (Outcome::Complete, None, None),
+    let (outcome, error_type, error_msg, cause) = match &end.exit {
+        Exit::Complete => (Outcome::Complete, None, None, None),
         Exit::Incomplete => {
-            let (t, m) = job_error(&end.results);
-            (
-                Outcome::Incomplete,
-                Some(t.unwrap_or(ErrorType::Infrastructure)),
-                m,
-            )
+            let e = job_error(&end.results);
+            let t = e.error_type.unwrap_or(ErrorType::Infrastructure);
+            let cause = e
+                .cause
+                .unwrap_or_else(|| FailureCause::from_error_type(&t));
+            (Outcome::Incomplete, Some(t), e.message, Some(cause))
         }
         Exit::Invalid => (
             Outcome::Incomplete,
@@ -369,11 +370,13 @@ fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
                 "the dispatcher refused the job or its device: {}",
                 end.stderr.trim()
             )),
+            Some(FailureCause::Job),
         ),
         Exit::Crashed(how) => (
             Outcome::Incomplete,
             Some(ErrorType::Infrastructure),
             Some(format!("the job's process died ({how})")),
+            Some(FailureCause::Infrastructure),
         ),
     };
     End {
@@ -381,31 +384,42 @@ fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
         outcome,
         error_type,
         error_msg,
+        cause,
         results: end.results.clone(),
         last_seq,
         description: None,
     }
 }
 
-/// `error_type` and `error_msg` of the `lava`/`job` result in `results.yaml` (one mapping per
-/// item, keys sorted, so they follow `definition: lava` within the item).
-fn job_error(results: &str) -> (Option<ErrorType>, Option<String>) {
-    let mut t = None;
-    let mut m = None;
+/// What the `lava`/`job` result of `results.yaml` says about the job's failure.
+#[derive(Debug, Default, PartialEq)]
+struct JobError {
+    error_type: Option<ErrorType>,
+    message: Option<String>,
+    cause: Option<FailureCause>,
+}
+
+/// `error_type`, `error_msg` and `cause` of the `lava`/`job` result in `results.yaml` (one
+/// mapping per item, keys sorted, so they follow `definition: lava` within the item).
+fn job_error(results: &str) -> JobError {
+    let mut e = JobError::default();
     for item in results.split("\n- ") {
         if !item.contains("case: job") {
             continue;
         }
         for line in item.lines() {
             let line = line.trim_start_matches("- ").trim();
+            let value = |v: &str| v.trim_matches('\'').to_string();
             if let Some(v) = line.strip_prefix("error_type: ") {
-                t = Some(ErrorType::from(v.trim_matches('\'').to_string()));
+                e.error_type = Some(ErrorType::from(value(v)));
             } else if let Some(v) = line.strip_prefix("error_msg: ") {
-                m = Some(v.trim_matches('\'').to_string());
+                e.message = Some(value(v));
+            } else if let Some(v) = line.strip_prefix("cause: ") {
+                e.cause = FailureCause::from_name(&value(v));
             }
         }
     }
-    (t, m)
+    e
 }
 
 async fn run_job(
@@ -459,5 +473,25 @@ async fn run_job(
         Err(e) => {
             let _ = events.send(JobEvent::Failed(id, e.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_result_gives_the_error_and_its_cause() {
+        let results = "- {definition: 0_smoke, case: boot, result: fail, cause: test}\n\
+                       - cause: kernel\n  case: job\n  definition: lava\n  \
+                       error_msg: kernel panic while booting\n  error_type: Job\n  result: fail\n";
+        let e = job_error(results);
+        assert_eq!(e.error_type, Some(ErrorType::Job));
+        assert_eq!(e.message.as_deref(), Some("kernel panic while booting"));
+        assert_eq!(e.cause, Some(FailureCause::Kernel));
+        // no job case, or an unknown cause: nothing to say
+        assert_eq!(job_error("- {definition: x, case: y, result: pass}\n"), JobError::default());
+        let e = job_error("- case: job\n  cause: gremlins\n  error_type: Bug\n");
+        assert_eq!((e.error_type, e.cause), (Some(ErrorType::Bug), None));
     }
 }

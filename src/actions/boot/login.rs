@@ -50,7 +50,7 @@ pub(crate) fn reset_device(b: &Builder<'_>, s: &Scope<'_>, parent: &mut ActionNo
 // ---- running -------------------------------------------------------------------------------
 
 use crate::action::context::pattern;
-use crate::action::{ActionError, Ctx};
+use crate::action::{ActionError, Ctx, FailureCause};
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -68,6 +68,11 @@ fn emulator_note(ctx: &mut Ctx) -> String {
         .and_then(|e| e.exit_note())
         .map(|note| format!(" ({note})"))
         .unwrap_or_default()
+}
+
+/// The kernel panicked on the way to a shell: LAVA's JobError, the kernel's fault.
+fn kernel_panic() -> ActionError {
+    ActionError::job("kernel panic while booting").caused_by(FailureCause::Kernel)
 }
 
 async fn wait_for(
@@ -123,14 +128,14 @@ async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> 
         let mut pats = vec![pattern(&msg)];
         pats.extend(failures.iter().cloned());
         if wait_for(ctx, &pats, timeout, "kernel start").await? > 0 {
-            return Err(ActionError::job("kernel panic while booting"));
+            return Err(kernel_panic());
         }
     }
     if let Some(login) = &boot.auto_login {
         let mut pats = vec![pattern(&login.login_prompt)];
         pats.extend(failures.iter().cloned());
         if wait_for(ctx, &pats, timeout, "login prompt").await? > 0 {
-            return Err(ActionError::job("kernel panic while booting"));
+            return Err(kernel_panic());
         }
         ctx.session()?.send_line(&login.username, delay).await?;
         if let (Some(pp), Some(pw)) = (&login.password_prompt, &login.password) {
@@ -148,7 +153,7 @@ async fn run_login(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> 
     let n = pats.len();
     pats.extend(failures.iter().cloned());
     if wait_for(ctx, &pats, timeout, "shell prompt").await? >= n {
-        return Err(ActionError::job("kernel panic while booting"));
+        return Err(kernel_panic());
     }
     Ok(())
 }

@@ -124,7 +124,7 @@ pub fn command_list(
 // ---- running -------------------------------------------------------------------------------
 
 use crate::action::context::{literal, pattern};
-use crate::action::{ActionError, Ctx};
+use crate::action::{ActionError, Ctx, FailureCause};
 use crate::job::{ActionBlock, DeployTo, KernelType};
 use crate::yaml::Node;
 use std::time::Duration;
@@ -322,11 +322,33 @@ async fn expect_or_fail(
         .map_err(|e| ActionError::expect(what, e))?;
     if m.index > 0 {
         let msg = &errors[m.index - 1].0;
-        return Err(ActionError::job(format!(
-            "{what}: the bootloader reported '{msg}'"
-        )));
+        return Err(
+            ActionError::job(format!("{what}: the bootloader reported '{msg}'"))
+                .caused_by(bootloader_error_cause(msg)),
+        );
     }
     Ok(())
+}
+
+/// U-Boot's messages of a network load that failed: the TFTP server or the network (the lab),
+/// not the bootloader.
+const NETWORK_ERRORS: &[&str] = &[
+    "Retry count exceeded",
+    "Retry time exceeded",
+    "TIMEOUT",
+    "File not found",
+    "did not respond in time",
+    "ARP Retry count exceeded",
+    "TFTP server died",
+];
+
+/// Who is at fault for the bootloader error `msg` (one of the device's `error-messages`).
+fn bootloader_error_cause(msg: &str) -> FailureCause {
+    if NETWORK_ERRORS.iter().any(|e| msg.contains(e)) {
+        FailureCause::Infrastructure
+    } else {
+        FailureCause::Bootloader
+    }
 }
 
 fn prompt(ctx: &Ctx) -> basalt_hal::console::expect::Regex {
