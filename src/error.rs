@@ -229,11 +229,22 @@ impl ActionError {
 /// lab's own commands) is the lab's.
 pub fn stage_of(name: &str) -> FailureCause {
     match name {
-        "bootloader-interrupt" | "bootloader-commands" | "bootloader-retry" | "boot-bootloader"
-        | "boot-bootloader-retry" | "uboot-action" | "uboot-commands" | "uboot-retry"
-        | "uboot-from-media" | "u-boot-interrupt" => FailureCause::Bootloader,
-        "auto-login-action" | "login-action" | "expect-shell-connection" | "minimal-boot"
-        | "boot-image-retry" | "kernel-start-message" => FailureCause::Kernel,
+        "bootloader-interrupt"
+        | "bootloader-commands"
+        | "bootloader-retry"
+        | "boot-bootloader"
+        | "boot-bootloader-retry"
+        | "uboot-action"
+        | "uboot-commands"
+        | "uboot-retry"
+        | "uboot-from-media"
+        | "u-boot-interrupt" => FailureCause::Bootloader,
+        "auto-login-action"
+        | "login-action"
+        | "expect-shell-connection"
+        | "minimal-boot"
+        | "boot-image-retry"
+        | "kernel-start-message" => FailureCause::Kernel,
         n if n.starts_with("lava-test-") || n == "multinode-test" => FailureCause::Test,
         _ => FailureCause::Infrastructure,
     }

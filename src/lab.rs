@@ -53,6 +53,8 @@ pub struct Spec {
     pub bootdelay: u32,
     /// The workers keep each job's directory (`worker_dir(NAME)/state/job-ID/`).
     pub keep_job_dirs: bool,
+    /// The master publishes LAVA's events on a port of its choosing ([`LocalLab::events`]).
+    pub events: bool,
 }
 
 /// A device of the lab.
@@ -321,6 +323,13 @@ impl LocalLab {
                 &format!("tcp://127.0.0.1:{}", self.workers_port),
             ])
             .args(["--heartbeat-secs", &self.spec.heartbeat_secs.to_string()])
+            .args(
+                self.spec
+                    .events
+                    .then_some(["--events", "tcp://127.0.0.1:*"])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -345,6 +354,41 @@ impl LocalLab {
                 Ok(ureq::get(&version).call().is_ok())
             },
         )
+    }
+
+    /// The endpoint of the master's events (`tcp://127.0.0.1:PORT`), when the lab has them:
+    /// what the running master said in its log.
+    pub fn events(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.logs_dir().join("master.log")).ok()?;
+        log.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("basalt-master: events on "))
+            .map(|e| e.trim().to_string())
+    }
+
+    /// Sets a fault on the `basalt-board` device `hostname` through its control socket
+    /// (`hang-at autoboot`, `panic`, `drop-console 10`, `none`: basalt-board's `fault.rs`).
+    pub fn board_fault(&self, hostname: &str, fault: &str) -> Result<(), LabError> {
+        let control = self
+            .spec
+            .dir
+            .join("boards")
+            .join(hostname)
+            .join("control.sock");
+        let out = Command::new(self.bin("basalt-board"))
+            .arg("ctl")
+            .arg("--control")
+            .arg(&control)
+            .args(["fault", fault])
+            .output()
+            .map_err(io("running basalt-board ctl"))?;
+        if !out.status.success() {
+            return Err(LabError::Setup(format!(
+                "basalt-board ctl fault {fault} on {hostname}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 
     /// Kills the master with SIGKILL (a crash), leaving its state directory as it was.

@@ -104,6 +104,7 @@ fn lab(tmp: &common::TempDir) -> LocalLab {
         heartbeat_secs: 1,
         bootdelay: 1,
         keep_job_dirs: false,
+        events: false,
     })
     .expect("the lab starts")
 }

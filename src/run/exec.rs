@@ -255,7 +255,7 @@ fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode, ran: &'a mut Started) ->
             ),
         );
         if top && node.section != Section::Finalize {
-            ctx.log.result(vec![
+            let mut fields = vec![
                 ("definition", Node::str("lava")),
                 ("namespace", Node::str(node.namespace.clone())),
                 ("case", Node::str(node.name())),
@@ -265,7 +265,11 @@ fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode, ran: &'a mut Started) ->
                     "result",
                     Node::str(if result.is_ok() { "pass" } else { "fail" }),
                 ),
-            ]);
+            ];
+            if let Err(e) = &result {
+                fields.push(("cause", Node::str(e.cause().name())));
+            }
+            ctx.log.result(fields);
         }
         result
     })

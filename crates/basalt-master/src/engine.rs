@@ -255,15 +255,14 @@ impl Engine {
         match job.state {
             JobState::Finished => Ok(false),
             JobState::Submitted => {
-                self.store
-                    .finish_job(
-                        id,
-                        JobHealth::Canceled,
-                        Some(&Failure::canceled()),
-                        None,
-                        None,
-                        now_ms(),
-                    )?;
+                self.store.finish_job(
+                    id,
+                    JobHealth::Canceled,
+                    Some(&Failure::canceled()),
+                    None,
+                    None,
+                    now_ms(),
+                )?;
                 Ok(true)
             }
             _ => {
@@ -615,11 +614,23 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|j| j.actual_device);
+        // the worker sent no results: the job's own result says why it ended, as a worker's
+        // would (`lava`/`job`, with the error and its cause)
+        let results = format!(
+            "- {{definition: lava, case: job, result: fail, error_type: Infrastructure, \
+             error_msg: '{}', cause: {}}}\n",
+            why.replace('\'', "''"),
+            FailureCause::Infrastructure
+        );
         let _ = self.store.finish_job(
             id,
             JobHealth::Incomplete,
-            Some(&Failure::new(FailureCause::Infrastructure, "Infrastructure", why)),
-            None,
+            Some(&Failure::new(
+                FailureCause::Infrastructure,
+                "Infrastructure",
+                why,
+            )),
+            Some(&results),
             Some(DeviceHealth::Unknown),
             now_ms(),
         );
@@ -652,7 +663,11 @@ impl Engine {
                 let _ = self.store.finish_job(
                     a.job,
                     JobHealth::Incomplete,
-                    Some(&Failure::new(FailureCause::Infrastructure, "Configuration", &e)),
+                    Some(&Failure::new(
+                        FailureCause::Infrastructure,
+                        "Configuration",
+                        &e,
+                    )),
                     None,
                     None,
                     now_ms(),

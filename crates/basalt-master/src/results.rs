@@ -4,8 +4,8 @@
 //! test definitions in the order they first report (`lava` included), numbered from 1 within
 //! the job; test cases are numbered from 1 within the job too.
 
-use basalt_proto::FailureCause;
 use basalt_model::yaml::{self, Node, Value};
+use basalt_proto::FailureCause;
 
 /// One test case, in LAVA's terms.
 #[derive(Clone, Debug, PartialEq)]
@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(cases[1].test_set.as_deref(), Some("boot"));
         assert_eq!(cases[2].result, "fail");
         assert_eq!(cases[3].result, "unknown");
-        assert_eq!((cases[0].cause, cases[2].cause), (None, Some(FailureCause::Test)));
+        assert_eq!(
+            (cases[0].cause, cases[2].cause),
+            (None, Some(FailureCause::Test))
+        );
         assert!(
             cases[2].metadata.contains("error_type: Test"),
             "{}",

@@ -14,60 +14,12 @@ use basalt_proto::{
     LogRecord, MasterMsg, Outcome, ProtocolVersion, Status, WorkerMsg,
 };
 use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use subscriber::Subscriber;
 
-const SUBSCRIBER: &str = r#"
-import json, sys, zmq
-ctx = zmq.Context()
-s = ctx.socket(zmq.SUB)
-s.connect(sys.argv[1])
-s.setsockopt_string(zmq.SUBSCRIBE, sys.argv[2])
-while True:
-    frames = s.recv_multipart()
-    print(json.dumps([f.decode("utf-8") for f in frames]), flush=True)
-"#;
-
-/// The python subscriber, killed when dropped.
-struct Subscriber {
-    child: Child,
-    lines: mpsc::Receiver<Vec<String>>,
-}
-
-impl Subscriber {
-    fn start(endpoint: &str, topic: &str) -> Subscriber {
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-c", SUBSCRIBER, endpoint, topic])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("/usr/bin/python3 with python3-zmq (scripts/install-deps.sh)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let frames: Vec<String> = serde_json::from_str(&line).expect("a JSON list");
-                if tx.send(frames).is_err() {
-                    break;
-                }
-            }
-        });
-        Subscriber { child, lines }
-    }
-
-    fn next(&self, within: Duration) -> Option<Vec<String>> {
-        self.lines.recv_timeout(within).ok()
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "support/subscriber.rs"]
+mod subscriber;
 
 fn demo_job() -> String {
     std::fs::read_to_string(concat!(

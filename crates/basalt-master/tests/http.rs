@@ -642,7 +642,11 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
     assert_eq!(page["results"][0]["failure_cause"], Value::Null);
     let (_, shown) = get(&m, &format!("jobs/{id}/"));
     assert_eq!(
-        (&shown["failure_cause"], &shown["error_type"], &shown["failure_comment"]),
+        (
+            &shown["failure_cause"],
+            &shown["error_type"],
+            &shown["failure_comment"]
+        ),
         (&json!("test"), &json!("Test"), &json!("x"))
     );
     assert_eq!(get(&m, &format!("jobs/{id}/tests/?page=3")).0, 404);

@@ -7,8 +7,8 @@ use crate::job::{Exit, JobEnd, JobProcess, JobSpec};
 use crate::link::{Link, LinkEvent};
 use basalt_link::cert::{Keypair, PublicKey};
 use basalt_proto::{
-    Capabilities, End, EndAck, ErrorType, FailureCause, Heartbeat, HeldJob, Hello, JobId, JobPhase, LogAck,
-    LogBatch, LogRecord, MasterMsg, Outcome, ProtocolVersion, Start, Status, WorkerMsg,
+    Capabilities, End, EndAck, ErrorType, FailureCause, Heartbeat, HeldJob, Hello, JobId, JobPhase,
+    LogAck, LogBatch, LogRecord, MasterMsg, Outcome, ProtocolVersion, Start, Status, WorkerMsg,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -356,11 +356,9 @@ fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
     let (outcome, error_type, error_msg, cause) = match &end.exit {
         Exit::Complete => (Outcome::Complete, None, None, None),
         Exit::Incomplete => {
-            let e = job_error(&end.results);
+            let e = job_error(end.job_result.as_deref());
             let t = e.error_type.unwrap_or(ErrorType::Infrastructure);
-            let cause = e
-                .cause
-                .unwrap_or_else(|| FailureCause::from_error_type(&t));
+            let cause = e.cause.unwrap_or_else(|| FailureCause::from_error_type(&t));
             (Outcome::Incomplete, Some(t), e.message, Some(cause))
         }
         Exit::Invalid => (
@@ -391,7 +389,7 @@ fn end_message(id: JobId, last_seq: u64, end: &JobEnd) -> End {
     }
 }
 
-/// What the `lava`/`job` result of `results.yaml` says about the job's failure.
+/// What the job's own result (`lava`/`job`) says about its failure.
 #[derive(Debug, Default, PartialEq)]
 struct JobError {
     error_type: Option<ErrorType>,
@@ -399,27 +397,23 @@ struct JobError {
     cause: Option<FailureCause>,
 }
 
-/// `error_type`, `error_msg` and `cause` of the `lava`/`job` result in `results.yaml` (one
-/// mapping per item, keys sorted, so they follow `definition: lava` within the item).
-fn job_error(results: &str) -> JobError {
-    let mut e = JobError::default();
-    for item in results.split("\n- ") {
-        if !item.contains("case: job") {
-            continue;
-        }
-        for line in item.lines() {
-            let line = line.trim_start_matches("- ").trim();
-            let value = |v: &str| v.trim_matches('\'').to_string();
-            if let Some(v) = line.strip_prefix("error_type: ") {
-                e.error_type = Some(ErrorType::from(value(v)));
-            } else if let Some(v) = line.strip_prefix("error_msg: ") {
-                e.message = Some(value(v));
-            } else if let Some(v) = line.strip_prefix("cause: ") {
-                e.cause = FailureCause::from_name(&value(v));
-            }
-        }
+/// `error_type`, `error_msg` and `cause` of the job's own result: the log record the job
+/// wrote (`- {"dt": …, "lvl": "results", "msg": {"case": "job", …}}`, JSON after the dash).
+/// A record that does not parse says nothing.
+fn job_error(record: Option<&str>) -> JobError {
+    let msg = record
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.trim_start_matches("- ")).ok())
+        .and_then(|r| r.get("msg").cloned())
+        .filter(|m| m["case"] == "job" && m["definition"] == "lava");
+    let Some(msg) = msg else {
+        return JobError::default();
+    };
+    let text = |k: &str| msg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    JobError {
+        error_type: text("error_type").map(ErrorType::from),
+        message: text("error_msg"),
+        cause: text("cause").as_deref().and_then(FailureCause::from_name),
     }
-    e
 }
 
 async fn run_job(
@@ -482,16 +476,18 @@ mod tests {
 
     #[test]
     fn the_job_result_gives_the_error_and_its_cause() {
-        let results = "- {definition: 0_smoke, case: boot, result: fail, cause: test}\n\
-                       - cause: kernel\n  case: job\n  definition: lava\n  \
-                       error_msg: kernel panic while booting\n  error_type: Job\n  result: fail\n";
-        let e = job_error(results);
-        assert_eq!(e.error_type, Some(ErrorType::Job));
-        assert_eq!(e.message.as_deref(), Some("kernel panic while booting"));
-        assert_eq!(e.cause, Some(FailureCause::Kernel));
-        // no job case, or an unknown cause: nothing to say
-        assert_eq!(job_error("- {definition: x, case: y, result: pass}\n"), JobError::default());
-        let e = job_error("- case: job\n  cause: gremlins\n  error_type: Bug\n");
+        let record = r#"- {"dt": "2026-12-01T16:41:58.453287+00:00", "lvl": "results", "msg": {"definition": "lava", "case": "job", "result": "fail", "error_msg": "cannot connect: \"x\" refused", "error_type": "Infrastructure", "cause": "infrastructure"}}"#;
+        let e = job_error(Some(record));
+        assert_eq!(e.error_type, Some(ErrorType::Infrastructure));
+        assert_eq!(e.message.as_deref(), Some("cannot connect: \"x\" refused"));
+        assert_eq!(e.cause, Some(FailureCause::Infrastructure));
+        // no record, another case, garbage or an unknown cause: nothing, or less, to say
+        assert_eq!(job_error(None), JobError::default());
+        let other = r#"- {"lvl": "results", "msg": {"definition": "0_smoke", "case": "job", "result": "fail"}}"#;
+        assert_eq!(job_error(Some(other)), JobError::default());
+        assert_eq!(job_error(Some("- {not json")), JobError::default());
+        let odd = r#"- {"lvl": "results", "msg": {"definition": "lava", "case": "job", "cause": "gremlins", "error_type": "Bug"}}"#;
+        let e = job_error(Some(odd));
         assert_eq!((e.error_type, e.cause), (Some(ErrorType::Bug), None));
     }
 }

@@ -53,6 +53,9 @@ pub struct JobEnd {
     pub results: String,
     /// The end of its stderr (the dispatcher's errors).
     pub stderr: String,
+    /// Its log's last record of the job's own result (`lava`/`job`, with the error and its
+    /// cause when it did not complete), as the line it wrote.
+    pub job_result: Option<String>,
 }
 
 /// Most of a job process's stderr kept.
@@ -66,6 +69,7 @@ pub struct JobProcess {
     stderr: Option<tokio::task::JoinHandle<String>>,
     seq: u64,
     out: PathBuf,
+    job_result: Option<String>,
 }
 
 impl JobProcess {
@@ -130,6 +134,7 @@ impl JobProcess {
             lines,
             stderr,
             seq: 0,
+            job_result: None,
             out,
         })
     }
@@ -151,6 +156,9 @@ impl JobProcess {
         match lines.next_line().await {
             Ok(Some(line)) => {
                 self.seq += 1;
+                if line.contains("\"lvl\": \"results\"") && line.contains("\"case\": \"job\"") {
+                    self.job_result = Some(line.clone());
+                }
                 Some((self.seq, line))
             }
             _ => {
@@ -205,6 +213,7 @@ impl JobProcess {
             exit: exit_of(status),
             results,
             stderr,
+            job_result: self.job_result.take(),
         })
     }
 }
