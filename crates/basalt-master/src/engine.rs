@@ -458,12 +458,25 @@ impl Engine {
                 _ => discard.push(held.job_id),
             }
         }
-        // what the master thinks runs there but the worker does not hold (it restarted, or a
-        // Start went to a connection that is gone) will never end: lost
+        // What the master thinks runs there but the worker does not hold: a job the worker
+        // never said it runs (a Start that crossed this hello, or went to a connection that is
+        // gone) is started again; one it ran and forgot (it restarted) will never end: lost.
         let held: Vec<u64> = h.jobs.iter().map(|j| j.job_id.0).collect();
+        let mut start_again = Vec::new();
         for id in self.jobs_on(&worker) {
-            if !held.contains(&id) {
-                self.lose_job(id, &worker, "worker lost (it came back without the job)");
+            if held.contains(&id) {
+                continue;
+            }
+            let scheduled = self
+                .store
+                .job(id)
+                .ok()
+                .flatten()
+                .filter(|j| j.state == JobState::Scheduled)
+                .and_then(|j| j.actual_device);
+            match scheduled {
+                Some(device) => start_again.push((id, device)),
+                None => self.lose_job(id, &worker, "worker lost (it came back without the job)"),
             }
         }
         self.log(format!(
@@ -480,6 +493,15 @@ impl Engine {
                 max_batch_bytes: basalt_proto::DEFAULT_MAX_BATCH_BYTES,
             }),
         );
+        for (id, device) in start_again {
+            match self.start_message(id, &device) {
+                Ok(start) => {
+                    self.log(format!("job {id}: Start sent again to worker {worker}"));
+                    self.link.send(&conn, MasterMsg::Start(start));
+                }
+                Err(e) => self.lose_job(id, &worker, &format!("cannot start it again: {e}")),
+            }
+        }
         self.sessions.insert(
             worker,
             Session {
@@ -715,6 +737,27 @@ impl Engine {
 
     /// Renders the device for the job and sends the Start to the device's worker.
     fn start(&mut self, id: u64, hostname: &str) -> Result<(), String> {
+        let start = self.start_message(id, hostname)?;
+        let worker = self
+            .store
+            .device(hostname)
+            .map_err(|e| e.to_string())?
+            .ok_or("no such device")?
+            .worker;
+        let session = self
+            .sessions
+            .get(&worker)
+            .ok_or_else(|| format!("worker '{worker}' is not connected"))?;
+        self.store
+            .schedule_job(id, hostname)
+            .map_err(|e| e.to_string())?;
+        self.owners.insert(id, worker);
+        self.link.send(&session.conn, MasterMsg::Start(start));
+        Ok(())
+    }
+
+    /// The Start of job `id` on device `hostname`: the job and the device rendered for it.
+    fn start_message(&self, id: u64, hostname: &str) -> Result<Start, String> {
         let job = self
             .store
             .job(id)
@@ -737,26 +780,14 @@ impl Engine {
             &parsed.context,
         )
         .map_err(|e| e.to_string())?;
-        let session = self
-            .sessions
-            .get(&device.worker)
-            .ok_or_else(|| format!("worker '{}' is not connected", device.worker))?;
-        self.store
-            .schedule_job(id, hostname)
-            .map_err(|e| e.to_string())?;
-        self.owners.insert(id, device.worker.clone());
         let timeout = parsed.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
-        self.link.send(
-            &session.conn,
-            MasterMsg::Start(Start {
-                job_id: JobId(id),
-                device: hostname.into(),
-                definition: job.definition,
-                device_config: rendered,
-                job_timeout_secs: timeout,
-                health_check: job.health_check,
-            }),
-        );
-        Ok(())
+        Ok(Start {
+            job_id: JobId(id),
+            device: hostname.into(),
+            definition: job.definition,
+            device_config: rendered,
+            job_timeout_secs: timeout,
+            health_check: job.health_check,
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! The engine's view of jobs whose worker is gone: a job a previous master left running is lost
 //! once its worker has stayed away for the heartbeat timeout, and a worker that comes back
-//! without a job the store says it runs loses that job at once.
+//! without a job the store says it runs loses that job at once — unless it never said it runs
+//! it (the Start crossed its hello): then the job is started again.
 
 use basalt_link::cert::Keypair;
 use basalt_link::zap;
@@ -14,6 +15,12 @@ use std::time::{Duration, Instant};
 
 /// A store with device `d1` on worker `w1` running job 1, as a master killed mid-job left it.
 fn store_with_a_running_job() -> (Arc<Store>, u64) {
+    store_with_a_job(true)
+}
+
+/// A store with device `d1` on worker `w1` and job 1 on it: Running, or only Scheduled (its
+/// Start sent, the worker has not said it runs it).
+fn store_with_a_job(running: bool) -> (Arc<Store>, u64) {
     let store = Store::memory().unwrap();
     store
         .put_device_type(&DeviceType {
@@ -40,7 +47,11 @@ fn store_with_a_running_job() -> (Arc<Store>, u64) {
             &NewJob {
                 submitter: "admin".into(),
                 description: "left running".into(),
-                definition: "job_name: left running".into(),
+                definition: std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../config/jobs/demo-qemu.yaml"
+                ))
+                .unwrap(),
                 target: Target::DeviceType("qemu".into()),
                 tags: Vec::new(),
                 priority: Priority::MEDIUM,
@@ -50,7 +61,9 @@ fn store_with_a_running_job() -> (Arc<Store>, u64) {
         )
         .unwrap();
     store.schedule_job(id, "d1").unwrap();
-    store.job_running(id, 2).unwrap();
+    if running {
+        store.job_running(id, 2).unwrap();
+    }
     (Arc::new(store), id)
 }
 
@@ -133,6 +146,34 @@ async fn a_worker_back_without_its_job_loses_it_at_once() {
     client.send(encode(&hello), 0).unwrap();
     let job = finished(&store, id, Duration::from_secs(10)).await;
     assert_lost(&store, &job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_crossed_the_hello_is_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, id) = store_with_a_job(false);
+    let config = config(dir.path(), Duration::from_secs(60));
+    let master = config.key.public;
+    let (_handle, endpoint) = engine::start(config, store.clone()).unwrap();
+    let ctx = zmq::Context::new();
+    let client = fake_worker(&ctx, dir.path(), &master, &endpoint);
+    let welcome = tokio::task::block_in_place(|| hello(&client, ProtocolVersion::CURRENT, &[]));
+    assert!(matches!(welcome, MasterMsg::Welcome(_)), "{welcome:?}");
+    let start = tokio::task::block_in_place(|| {
+        assert_eq!(client.poll(zmq::POLLIN, 10_000).unwrap(), 1, "a Start");
+        basalt_proto::decode(&client.recv_bytes(0).unwrap()).unwrap()
+    });
+    match start {
+        MasterMsg::Start(s) => assert_eq!((s.job_id.0, s.device.as_str()), (id, "d1")),
+        other => panic!("a Start, not {other:?}"),
+    }
+    let job = store.job(id).unwrap().unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Scheduled,
+        "not lost: {:?}",
+        job.error_msg
+    );
 }
 
 /// A fake worker `w1` (its key admitted under `dir`) connected to `endpoint`.
