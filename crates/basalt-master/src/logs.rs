@@ -201,12 +201,13 @@ fn write_commit(path: &Path, c: Commit) -> Result<(), LogError> {
     fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// How much of a log [`read_lines`] reads at a time.
-const LINES_CHUNK: usize = 1 << 20;
+/// How much of a log [`read_lines`] reads at a time: a streamed reply holds a few of these
+/// (read, queued, encoded, being written), so this bounds its memory.
+const LINES_CHUNK: usize = 256 << 10;
 
 /// Calls `emit` with the committed lines `start..end` (0-based, `end` exclusive, none: to the
-/// end) of the log in `dir`, a chunk of at most about 1 MiB at a time, so that a reader of a
-/// large log never holds all of it; stops when `emit` returns false.
+/// end) of the log in `dir`, a chunk of at most about 256 KiB at a time, so that a reader of
+/// a large log never holds all of it; stops when `emit` returns false.
 pub fn read_lines(
     dir: &Path,
     start: u64,
@@ -224,6 +225,15 @@ pub fn read_lines(
             return Ok(());
         }
         offset = next;
+        let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        // all of the chunk is wanted (a record cut at its end too): passed on as it is read
+        if line >= start && end.is_none_or(|e| line + lines < e) {
+            line += lines;
+            if !emit(chunk) {
+                return Ok(());
+            }
+            continue;
+        }
         let mut out = Vec::new();
         for l in chunk.split_inclusive(|b| *b == b'\n') {
             if end.is_some_and(|e| line >= e) {
