@@ -158,8 +158,7 @@ fn main() {
             ))
             .expect("fill");
             // a year-old table has been vacuumed (its visibility map set) and analyzed
-            c.batch_execute("VACUUM ANALYZE jobs")
-                .expect("vacuum");
+            c.batch_execute("VACUUM ANALYZE jobs").expect("vacuum");
             c.batch_execute("ANALYZE job_counts").expect("analyze");
             drop(c);
             let pg_dir = dir.path().join("pg");

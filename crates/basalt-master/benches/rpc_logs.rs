@@ -9,10 +9,10 @@
 //!
 //! `BASALT_BENCH_LOG_MIB` changes the log's size.
 
-use base64::Engine as _;
 use basalt_master::logs::JobLogFile;
 use basalt_master::store::Store;
 use basalt_master::xmlrpc::{self, Value};
+use base64::Engine as _;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -246,11 +246,7 @@ fn main() {
             "",
         ),
         ("time (s)", format!("{secs:.2}"), ""),
-        (
-            "log MiB/s",
-            format!("{:.0}", bytes as f64 / MIB / secs),
-            "",
-        ),
+        ("log MiB/s", format!("{:.0}", bytes as f64 / MIB / secs), ""),
         (
             "RSS before (MiB)",
             format!("{:.1}", before as f64 / MIB),
@@ -261,11 +257,7 @@ fn main() {
             format!("{:.1}", peak as f64 / MIB),
             "",
         ),
-        (
-            "RSS after (MiB)",
-            format!("{:.1}", after as f64 / MIB),
-            "",
-        ),
+        ("RSS after (MiB)", format!("{:.1}", after as f64 / MIB), ""),
         (
             "RSS growth, peak - before (MiB)",
             format!("{:.1}", growth as f64 / MIB),
