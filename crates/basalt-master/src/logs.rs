@@ -345,6 +345,53 @@ mod tests {
     }
 
     #[test]
+    fn line_ranges_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = JobLogFile::open(dir.path()).unwrap();
+        let records = recs(1, 12_000);
+        log.append(1, &records).unwrap();
+        let (first, _) = read_from(dir.path(), 0, LINES_CHUNK).unwrap();
+        // the lines of the first chunk: ranges ending at, before and after its end
+        let k = first.iter().filter(|b| **b == b'\n').count() as u64;
+        assert!(
+            k > 2 && (k as usize) < records.len() / 2,
+            "{k} lines in a chunk"
+        );
+        let lines = |start: u64, end: Option<u64>| {
+            let mut out = Vec::new();
+            read_lines(dir.path(), start, end, |c| {
+                out.extend_from_slice(&c);
+                true
+            })
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let want = |start: u64, end: u64| {
+            records[start as usize..(end as usize).min(records.len())]
+                .iter()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>()
+        };
+        let n = records.len() as u64;
+        assert_eq!(lines(0, None), want(0, n));
+        for (start, end) in [
+            (0, k - 1),
+            (0, k),
+            (0, k + 1),
+            (1, k),
+            (k - 1, k + 1),
+            (k, 2 * k),
+            (k, 2 * k + 1),
+            (k + 1, n + 5),
+            (n - 1, n),
+        ] {
+            assert_eq!(lines(start, Some(end)), want(start, end), "{start}..{end}");
+        }
+        assert_eq!(lines(k, None), want(k, n));
+        assert_eq!(lines(n, None), "");
+    }
+
+    #[test]
     fn a_damaged_commit_file_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("output.yaml.commit"), "seven bytes").unwrap();
