@@ -201,12 +201,13 @@ fn write_commit(path: &Path, c: Commit) -> Result<(), LogError> {
     fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// How much of a log [`read_lines`] reads at a time.
-const LINES_CHUNK: usize = 1 << 20;
+/// How much of a log [`read_lines`] reads at a time: a streamed reply holds a few of these
+/// (read, queued, encoded, being written), so this bounds its memory.
+const LINES_CHUNK: usize = 256 << 10;
 
 /// Calls `emit` with the committed lines `start..end` (0-based, `end` exclusive, none: to the
-/// end) of the log in `dir`, a chunk of at most about 1 MiB at a time, so that a reader of a
-/// large log never holds all of it; stops when `emit` returns false.
+/// end) of the log in `dir`, a chunk of at most about 256 KiB at a time, so that a reader of
+/// a large log never holds all of it; stops when `emit` returns false.
 pub fn read_lines(
     dir: &Path,
     start: u64,
@@ -224,6 +225,15 @@ pub fn read_lines(
             return Ok(());
         }
         offset = next;
+        let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        // all of the chunk is wanted (a record cut at its end too): passed on as it is read
+        if line >= start && end.is_none_or(|e| line + lines < e) {
+            line += lines;
+            if !emit(chunk) {
+                return Ok(());
+            }
+            continue;
+        }
         let mut out = Vec::new();
         for l in chunk.split_inclusive(|b| *b == b'\n') {
             if end.is_some_and(|e| line >= e) {
@@ -332,6 +342,53 @@ mod tests {
         log.append(11, &recs(11, 11)).unwrap();
         let (chunk, _) = read_from(dir.path(), offset, 1000).unwrap();
         assert!(String::from_utf8(chunk).unwrap().contains("line 11"));
+    }
+
+    #[test]
+    fn line_ranges_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = JobLogFile::open(dir.path()).unwrap();
+        let records = recs(1, 12_000);
+        log.append(1, &records).unwrap();
+        let (first, _) = read_from(dir.path(), 0, LINES_CHUNK).unwrap();
+        // the lines of the first chunk: ranges ending at, before and after its end
+        let k = first.iter().filter(|b| **b == b'\n').count() as u64;
+        assert!(
+            k > 2 && (k as usize) < records.len() / 2,
+            "{k} lines in a chunk"
+        );
+        let lines = |start: u64, end: Option<u64>| {
+            let mut out = Vec::new();
+            read_lines(dir.path(), start, end, |c| {
+                out.extend_from_slice(&c);
+                true
+            })
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let want = |start: u64, end: u64| {
+            records[start as usize..(end as usize).min(records.len())]
+                .iter()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>()
+        };
+        let n = records.len() as u64;
+        assert_eq!(lines(0, None), want(0, n));
+        for (start, end) in [
+            (0, k - 1),
+            (0, k),
+            (0, k + 1),
+            (1, k),
+            (k - 1, k + 1),
+            (k, 2 * k),
+            (k, 2 * k + 1),
+            (k + 1, n + 5),
+            (n - 1, n),
+        ] {
+            assert_eq!(lines(start, Some(end)), want(start, end), "{start}..{end}");
+        }
+        assert_eq!(lines(k, None), want(k, n));
+        assert_eq!(lines(n, None), "");
     }
 
     #[test]

@@ -745,7 +745,9 @@ async fn job_logs(h: &Handle, a: &Args<'_>) -> RpcResult<Response> {
     // next call gets the rest
     let finished = job.state == JobState::Finished;
     let dir = h.log_dir(job.id);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, LogError>>(2);
+    // one chunk queued while the previous one is encoded and written: the reply holds a few
+    // of the reader's chunks, whatever the log's size
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, LogError>>(1);
     tokio::task::spawn_blocking(move || {
         let sender = tx.clone();
         if let Err(e) = logs::read_lines(&dir, start, end, |chunk| {
@@ -797,13 +799,26 @@ struct LogBody {
 }
 
 impl LogBody {
-    /// Encodes the carried bytes and `chunk` but for a remainder of fewer than 3 bytes.
+    /// Encodes the carried bytes and `chunk` but for a remainder of fewer than 3 bytes (the
+    /// chunk is not copied: the carry is completed to a group from its start).
     fn encode(&mut self, chunk: Vec<u8>) -> Bytes {
-        let mut data = std::mem::take(&mut self.carry);
-        data.extend_from_slice(&chunk);
-        let whole = data.len() / 3 * 3;
-        self.carry = data.split_off(whole);
-        Bytes::from(base64::engine::general_purpose::STANDARD.encode(&data))
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let mut rest = &chunk[..];
+        let mut out = String::with_capacity((self.carry.len() + chunk.len()) / 3 * 4 + 4);
+        if !self.carry.is_empty() {
+            let fill = (3 - self.carry.len()).min(rest.len());
+            self.carry.extend_from_slice(&rest[..fill]);
+            rest = &rest[fill..];
+            if self.carry.len() < 3 {
+                return Bytes::new();
+            }
+            b64.encode_string(&self.carry, &mut out);
+            self.carry.clear();
+        }
+        let whole = rest.len() / 3 * 3;
+        b64.encode_string(&rest[..whole], &mut out);
+        self.carry.extend_from_slice(&rest[whole..]);
+        Bytes::from(out)
     }
 }
 
