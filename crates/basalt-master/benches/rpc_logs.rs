@@ -223,6 +223,43 @@ fn main() {
     let after = vm_rss();
     assert_eq!(bytes, stored.bytes, "the whole log, once");
     assert_eq!(line, stored.seq, "every line");
+
+    // LAVA's REST `logs/` of the same log (what lava-api and the CLI read), streamed too
+    let rest_before = vm_rss();
+    let rest_peak = Arc::new(AtomicU64::new(rest_before));
+    let rest_stop = Arc::new(AtomicBool::new(false));
+    let rest_sampler = {
+        let (peak, stop) = (rest_peak.clone(), rest_stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(vm_rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let t1 = Instant::now();
+    let mut reader = ureq::get(&format!("http://{}/api/v0.2/jobs/{job}/logs/", served.addr))
+        .set("Authorization", &format!("Token {ADMIN}"))
+        .call()
+        .expect("REST logs")
+        .into_reader();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut rest_bytes = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf).expect("REST body");
+        if n == 0 {
+            break;
+        }
+        rest_bytes += n as u64;
+    }
+    let rest_secs = t1.elapsed().as_secs_f64();
+    rest_stop.store(true, Ordering::Relaxed);
+    rest_sampler.join().expect("sampler");
+    let rest_growth = rest_peak
+        .load(Ordering::Relaxed)
+        .max(vm_rss())
+        .saturating_sub(rest_before);
+    assert_eq!(rest_bytes, stored.bytes, "REST: the whole log, once");
     drop(served);
 
     let growth = peak.saturating_sub(before);
@@ -263,10 +300,25 @@ fn main() {
             format!("{:.1}", growth as f64 / MIB),
             "≤ 16",
         ),
+        (
+            "REST jobs/ID/logs/: MiB/s",
+            format!("{:.0}", rest_bytes as f64 / MIB / rest_secs),
+            "",
+        ),
+        (
+            "REST jobs/ID/logs/: RSS growth (MiB)",
+            format!("{:.1}", rest_growth as f64 / MIB),
+            "≤ 16",
+        ),
     ];
     for (name, value, goal) in rows {
         println!("{name:<44} | {value:>9} | {goal}");
     }
+    assert!(
+        rest_growth <= 16 << 20,
+        "RSS grew by {:.1} MiB while streaming REST logs",
+        rest_growth as f64 / MIB
+    );
     assert!(
         growth <= 16 << 20,
         "RSS grew by {:.1} MiB while streaming",

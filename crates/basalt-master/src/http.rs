@@ -723,27 +723,19 @@ async fn job_logs(
     let start = number::<u64>(&q, "start")?.unwrap_or(0);
     // LAVA's `end` is exclusive, and 0 (or none) is the end of the log
     let end = number::<u64>(&q, "end")?.filter(|e| *e > 0);
-    let dir = h.log_dir(job.id);
-    let text = tokio::task::spawn_blocking(move || log_lines(&dir, start, end))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    if text.is_empty() {
+    // streamed as it is read: a 100 MiB log costs the master a few chunks of memory
+    let chunks = logs::LineChunks::open(h.log_dir(job.id), start, end).await?;
+    if chunks.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no log data for job {} from line {start} yet",
             job.id
         )));
     }
-    Ok(([(header::CONTENT_TYPE, "application/yaml")], text).into_response())
-}
-
-/// The committed lines `start..end` (0-based, `end` exclusive, none: to the end) of a log.
-fn log_lines(dir: &std::path::Path, start: u64, end: Option<u64>) -> Result<Vec<u8>, LogError> {
-    let mut out = Vec::new();
-    logs::read_lines(dir, start, end, |chunk| {
-        out.extend_from_slice(&chunk);
-        true
-    })?;
-    Ok(out)
+    Ok((
+        [(header::CONTENT_TYPE, "application/yaml")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 async fn cancel(

@@ -252,6 +252,68 @@ pub fn read_lines(
     }
 }
 
+/// The lines of a log for a streamed reply: [`read_lines`] on a blocking thread, one chunk
+/// queued ahead, so a reply holds a few chunks whatever the log's size. The first chunk is
+/// read before the reply starts: an empty range or an error can still get its own status.
+pub struct LineChunks {
+    first: Option<Vec<u8>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, LogError>>,
+}
+
+impl LineChunks {
+    /// Starts reading lines `start..end` of the log in `dir` (see [`read_lines`]).
+    pub async fn open(dir: PathBuf, start: u64, end: Option<u64>) -> Result<LineChunks, LogError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, LogError>>(1);
+        tokio::task::spawn_blocking(move || {
+            let sender = tx.clone();
+            if let Err(e) = read_lines(&dir, start, end, |chunk| {
+                sender.blocking_send(Ok(chunk)).is_ok()
+            }) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let first = match rx.recv().await {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(chunk)) => Some(chunk),
+            None => None,
+        };
+        Ok(LineChunks { first, rx })
+    }
+
+    /// Whether the range has no lines.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// The next chunk; `None` at the end. An error after the first chunk cuts the reply short.
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Vec<u8>, LogError>>> {
+        match self.first.take() {
+            Some(c) => std::task::Poll::Ready(Some(Ok(c))),
+            None => self.rx.poll_recv(cx),
+        }
+    }
+}
+
+/// The chunks as they are, for a raw body (LAVA's REST `logs/`).
+impl futures_core::Stream for LineChunks {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.poll_chunk(cx).map(|c| {
+            c.map(|r| {
+                r.map(bytes::Bytes::from)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

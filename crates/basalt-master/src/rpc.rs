@@ -15,7 +15,7 @@
 //! does not serve, is not used).
 
 use crate::engine::{EngineError, Handle};
-use crate::logs::{self, LogError};
+use crate::logs::LineChunks;
 use crate::model::{DeviceHealth, JobState, WorkerHealth};
 use crate::scheduler::Target;
 use crate::store::{Device, DeviceType, Job, StoreError};
@@ -744,32 +744,16 @@ async fn job_logs(h: &Handle, a: &Args<'_>) -> RpcResult<Response> {
     // taken before the log is read: a job that ends meanwhile is called unfinished, and the
     // next call gets the rest
     let finished = job.state == JobState::Finished;
-    let dir = h.log_dir(job.id);
-    // one chunk queued while the previous one is encoded and written: the reply holds a few
-    // of the reader's chunks, whatever the log's size
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, LogError>>(1);
-    tokio::task::spawn_blocking(move || {
-        let sender = tx.clone();
-        if let Err(e) = logs::read_lines(&dir, start, end, |chunk| {
-            sender.blocking_send(Ok(chunk)).is_ok()
-        }) {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    // an error before anything was read is a fault; a later one cuts the reply short
-    let first = match rx.recv().await {
-        Some(Err(e)) => return Err(Fault::Internal(e.to_string())),
-        Some(Ok(chunk)) => Some(chunk),
-        None => None,
-    };
+    let chunks = LineChunks::open(h.log_dir(job.id), start, end)
+        .await
+        .map_err(|e| Fault::Internal(e.to_string()))?;
     let prefix = format!(
         "<?xml version=\"1.0\"?>\n<methodResponse><params><param><value><array><data>\
          <value><boolean>{}</boolean></value><value><base64>",
         u8::from(finished)
     );
     let body = LogBody {
-        rx,
-        first,
+        chunks,
         carry: Vec::new(),
         stage: Stage::Prefix(prefix),
     };
@@ -791,8 +775,7 @@ enum Stage {
 
 /// The body of a `logs` reply: the prefix, the log's chunks in base64, the suffix.
 struct LogBody {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, LogError>>,
-    first: Option<Vec<u8>>,
+    chunks: LineChunks,
     /// Bytes not yet encoded (fewer than 3: base64 is encoded in whole groups until the end).
     carry: Vec<u8>,
     stage: Stage,
@@ -837,24 +820,21 @@ impl futures_core::Stream for LogBody {
                 Stage::Done => return Poll::Ready(None),
                 Stage::Data => {}
             }
-            let chunk = match this.first.take() {
-                Some(c) => c,
-                None => match this.rx.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(c))) => c,
-                    Poll::Ready(Some(Err(e))) => {
-                        this.stage = Stage::Done;
-                        return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
-                    }
-                    Poll::Ready(None) => {
-                        this.stage = Stage::Done;
-                        let mut tail = base64::engine::general_purpose::STANDARD
-                            .encode(std::mem::take(&mut this.carry))
-                            .into_bytes();
-                        tail.extend_from_slice(LOGS_SUFFIX.as_bytes());
-                        return Poll::Ready(Some(Ok(Bytes::from(tail))));
-                    }
-                },
+            let chunk = match this.chunks.poll_chunk(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(c))) => c,
+                Poll::Ready(Some(Err(e))) => {
+                    this.stage = Stage::Done;
+                    return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
+                }
+                Poll::Ready(None) => {
+                    this.stage = Stage::Done;
+                    let mut tail = base64::engine::general_purpose::STANDARD
+                        .encode(std::mem::take(&mut this.carry))
+                        .into_bytes();
+                    tail.extend_from_slice(LOGS_SUFFIX.as_bytes());
+                    return Poll::Ready(Some(Ok(Bytes::from(tail))));
+                }
             };
             let encoded = this.encode(chunk);
             if !encoded.is_empty() {
