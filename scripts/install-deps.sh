@@ -49,6 +49,7 @@ PKGS=(
   socat ser2net pdudaemon telnet     # consoles and power
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards
+  passt                              # a real U-Boot's network, in a private namespace (tests/real_uboot.rs)
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url
@@ -56,7 +57,7 @@ PKGS=(
   python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
 )
 # Installed when the archive has them; their absence is not an error.
-OPTIONAL_PKGS=(passt)
+OPTIONAL_PKGS=()
 # From bookworm-backports, at least this version.
 BPO_PKGS=(qemu-system-x86 qemu-system-arm)
 BPO_MIN_VERSION=1:8.0
