@@ -11,7 +11,6 @@
 mod common;
 
 use common::TempDir;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,13 +137,16 @@ struct Board {
 const QEMU_MACHINE: &[&str] = &["-M", "virt", "-cpu", "cortex-a57", "-m", "1024"];
 
 impl Board {
-    fn start(dir: &Path, passt: &Path) -> Board {
+    /// A board in `dir` running `firmware` (U-Boot, or a blank image: a dead bootloader).
+    fn start(dir: &Path, passt: &Path, firmware: &Path) -> Board {
+        std::fs::create_dir_all(dir).expect("the board's directory");
         let port = free_port();
         let qmp = dir.join("qmp.sock");
         let log = std::fs::File::create(dir.join("qemu.log")).expect("qemu.log");
         let qemu = Command::new("qemu-system-aarch64")
             .args(QEMU_MACHINE)
-            .args(["-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin"])
+            .arg("-bios")
+            .arg(firmware)
             .args(["-S", "-display", "none", "-monitor", "none"])
             .arg("-netdev")
             .arg(format!(
@@ -199,32 +201,11 @@ fn power_script(dir: &Path, qmp: &Path) -> PathBuf {
     script
 }
 
-#[test]
-fn a_tftp_deploy_boots_through_a_real_u_boot() {
-    let fixtures = common::fixtures_dir().join("arm64");
-    let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
-    assert!(
-        kernel.is_file() && initrd.is_file(),
-        "arm64 fixtures missing: hw-tests/build-fixtures.sh"
-    );
-    let tmp = TempDir::new("real-uboot");
-    let dir = tmp.path();
-    let tftp_root = dir.join("tftp");
-    std::fs::create_dir_all(&tftp_root).expect("tftp root");
+const U_BOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
-    let mut ns = Netns::start(dir);
-    // the TFTP server, on the namespace's loopback: what the board reaches as 10.0.2.2
-    let tftpd = ns
-        .command("in.tftpd")
-        .args(["-L", "-u", "tftp", "-a", "127.0.0.1:69", "-s"])
-        .arg(&tftp_root)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("in.tftpd (tftpd-hpa)");
-    ns.keep(tftpd);
-    let board = Board::start(dir, &ns.socket);
+/// The device dictionary of `board` (in `dir`), powered by its QMP script.
+fn dictionary(dir: &Path, board: &Board) -> PathBuf {
     let power = power_script(dir, &board.qmp);
-
     let dict = dir.join("qemu-arm64-uboot.jinja2");
     std::fs::write(
         &dict,
@@ -245,80 +226,218 @@ fn a_tftp_deploy_boots_through_a_real_u_boot() {
         ),
     )
     .expect("the device dictionary");
-    let job = dir.join("job.yaml");
-    std::fs::write(
-        &job,
-        format!(
-            "device_type: qemu-arm64-uboot\njob_name: real u-boot\n\
-             timeouts:\n  job:\n    minutes: 8\n  action:\n    minutes: 3\n\
-             visibility: public\npriority: medium\nactions:\n\
-             - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    \
-             ramdisk:\n      url: file://{}\n\
-             - boot:\n    method: u-boot\n    commands: ramdisk\n    prompts:\n    - '/ # '\n\
-             - test:\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
-             path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
-             format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
-             run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
-             - lava-test-case must-fail --shell false\n",
-            kernel.display(),
-            initrd.display(),
-        ),
+    dict
+}
+
+/// A tftp deploy of the arm64 kernel and initramfs, then `boot` (the boot block's keys after
+/// `method: u-boot`), then the smoke test.
+fn job(boot: &str) -> String {
+    let fixtures = common::fixtures_dir().join("arm64");
+    let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
+    assert!(
+        kernel.is_file() && initrd.is_file(),
+        "arm64 fixtures missing: hw-tests/build-fixtures.sh"
+    );
+    format!(
+        "device_type: qemu-arm64-uboot\njob_name: real u-boot\n\
+         timeouts:\n  job:\n    minutes: 8\n  action:\n    minutes: 3\n  actions:\n    \
+         bootloader-interrupt:\n      seconds: 15\n\
+         visibility: public\npriority: medium\nactions:\n\
+         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    \
+         ramdisk:\n      url: file://{}\n\
+         - boot:\n    method: u-boot\n{boot}    prompts:\n    - '/ # '\n\
+         - test:\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
+         path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
+         format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
+         run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
+         - lava-test-case must-fail --shell false\n",
+        kernel.display(),
+        initrd.display(),
     )
-    .expect("the job");
-    let out = dir.join("out");
+}
+
+/// How a `basalt run` ended.
+struct Run {
+    code: Option<i32>,
+    log: String,
+    out: PathBuf,
+    took: Duration,
+}
+
+impl Run {
+    /// The job's own result (`lava`/`job`): its error message and cause.
+    fn job_error(&self) -> (String, String) {
+        let text = std::fs::read_to_string(self.out.join("results.yaml")).unwrap_or_default();
+        let doc = basalt::yaml::load(&text).expect("results.yaml");
+        let job = doc
+            .as_seq()
+            .unwrap_or(&[])
+            .iter()
+            .find(|r| {
+                r.get("case").and_then(|c| c.as_str()) == Some("job")
+                    && r.get("definition").and_then(|d| d.as_str()) == Some("lava")
+            })
+            .cloned()
+            .expect("the job's own result");
+        let field = |k: &str| {
+            job.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        (field("error_msg"), field("cause"))
+    }
+
+    fn tail(&self) -> String {
+        let lines: Vec<&str> = self.log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// `basalt run` of `job` on `dict` with the TFTP root `tftp_root`; the output in `dir/name`.
+fn run(dir: &Path, name: &str, dict: &Path, job: &str, tftp_root: &Path) -> Run {
+    let job_file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&job_file, job).expect("the job");
+    let out = dir.join(name);
     let t0 = Instant::now();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_basalt"))
+    let status = Command::new(env!("CARGO_BIN_EXE_basalt"))
         .args(["run", "-q"])
-        .arg(&job)
+        .arg(&job_file)
         .arg("--device")
-        .arg(&dict)
+        .arg(dict)
         .arg("--output-dir")
         .arg(&out)
         .arg("--device-types")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/device-types"))
         .arg("--tftp-root")
-        .arg(&tftp_root)
+        .arg(tftp_root)
         .args(["--server-ip", "10.0.2.2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
         .expect("basalt run");
-    let mut stderr = String::new();
-    if let Some(mut e) = run.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
-    let status = run.wait().expect("basalt run ends");
-    let took = t0.elapsed();
-    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
-    let tail: String = {
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the job Complete in {took:?}; stderr: {stderr}\nlog tail:\n{tail}\nconsole: {}",
-        std::fs::read_to_string(dir.join("console.log")).unwrap_or_default()
+    let left: Vec<_> = std::fs::read_dir(tftp_root).expect("tftp root").collect();
+    assert!(
+        left.is_empty(),
+        "{name}: TFTP staging left behind: {left:?}"
     );
-    let rows = common::results(&out);
-    let result = |def: &str, case: &str| {
+    Run {
+        code: status.code(),
+        log: std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default(),
+        out,
+        took: t0.elapsed(),
+    }
+}
+
+#[test]
+fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
+    let tmp = TempDir::new("real-uboot");
+    let dir = tmp.path();
+    let tftp_root = dir.join("tftp");
+    std::fs::create_dir_all(&tftp_root).expect("tftp root");
+    let mut ns = Netns::start(dir);
+    // the TFTP server, on the namespace's loopback: what the board reaches as 10.0.2.2
+    let tftpd = ns
+        .command("in.tftpd")
+        .args(["-L", "-u", "tftp", "-a", "127.0.0.1:69", "-s"])
+        .arg(&tftp_root)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("in.tftpd (tftpd-hpa)");
+    ns.keep(tftpd);
+    let board_dir = dir.join("board");
+    let board = Board::start(&board_dir, &ns.socket, Path::new(U_BOOT));
+    let dict = dictionary(&board_dir, &board);
+    let console = || std::fs::read_to_string(board_dir.join("console.log")).unwrap_or_default();
+
+    // the job: loaded over TFTP, booted, tested
+    let ok = run(
+        dir,
+        "ramdisk",
+        &dict,
+        &job("    commands: ramdisk\n"),
+        &tftp_root,
+    );
+    assert_eq!(
+        ok.code,
+        Some(0),
+        "Complete; log tail:\n{}\nconsole:\n{}",
+        ok.tail(),
+        console()
+    );
+    let rows = common::results(&ok.out);
+    let result = |case: &str| {
         rows.iter()
-            .find(|r| r.0 == def && r.1 == case)
+            .find(|r| r.0 == "0_smoke" && r.1 == case)
             .map(|r| r.2.clone())
     };
-    assert_eq!(
-        result("0_smoke", "arch").as_deref(),
-        Some("pass"),
-        "{rows:?}"
+    assert_eq!(result("arch").as_deref(), Some("pass"), "{rows:?}");
+    assert_eq!(result("must-fail").as_deref(), Some("fail"), "{rows:?}");
+    assert!(
+        ok.log.contains("Starting kernel"),
+        "U-Boot started the kernel"
     );
-    assert_eq!(
-        result("0_smoke", "must-fail").as_deref(),
-        Some("fail"),
-        "{rows:?}"
+    assert!(
+        ok.log.contains("Bytes transferred"),
+        "U-Boot loaded over TFTP"
     );
-    assert!(log.contains("Starting kernel"), "U-Boot started the kernel");
-    assert!(log.contains("Bytes transferred"), "U-Boot loaded over TFTP");
-    let left: Vec<_> = std::fs::read_dir(&tftp_root).expect("tftp root").collect();
-    assert!(left.is_empty(), "TFTP staging left behind: {left:?}");
-    eprintln!("real U-Boot job: {took:?}");
+    eprintln!("real U-Boot, ramdisk job: {:?}", ok.took);
+
+    // a file missing on the TFTP server: U-Boot's error, the lab's fault
+    let missing = run(
+        dir,
+        "missing",
+        &dict,
+        &job("    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
+              - tftp {KERNEL_ADDR} {KERNEL}.missing\n    - booti {KERNEL_ADDR} - ${fdtcontroladdr}\n"),
+        &tftp_root,
+    );
+    assert_eq!(missing.code, Some(1), "{}", missing.tail());
+    let (msg, cause) = missing.job_error();
+    assert!(msg.contains("File not found"), "{msg}");
+    assert_eq!(cause, "infrastructure", "{msg}");
+    assert!(
+        missing.log.contains("uboot-commands failed"),
+        "the log names the action: {}",
+        missing.tail()
+    );
+
+    // a wrong load address: booti finds no kernel there
+    let wrong = run(
+        dir,
+        "wrong-address",
+        &dict,
+        &job("    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
+              - tftp {KERNEL_ADDR} {KERNEL}\n    - booti 0x48000000 - ${fdtcontroladdr}\n"),
+        &tftp_root,
+    );
+    assert_eq!(wrong.code, Some(1), "{}", wrong.tail());
+    let (msg, cause) = wrong.job_error();
+    assert!(msg.contains("Bad Linux ARM64 Image magic"), "{msg}");
+    assert_eq!(cause, "bootloader", "{msg}");
+    assert!(
+        wrong.log.contains("uboot-commands failed"),
+        "the log names the action: {}",
+        wrong.tail()
+    );
+
+    // a bootloader that never prompts: firmware that prints nothing
+    drop(board);
+    let dead_dir = dir.join("dead");
+    std::fs::create_dir_all(&dead_dir).expect("dir");
+    let blank = dead_dir.join("blank.bin");
+    std::fs::write(&blank, vec![0u8; 1 << 20]).expect("a blank firmware");
+    let dead = Board::start(&dead_dir, &ns.socket, &blank);
+    let dead_dict = dictionary(&dead_dir, &dead);
+    let silent = run(
+        dir,
+        "silent",
+        &dead_dict,
+        &job("    commands: ramdisk\n"),
+        &tftp_root,
+    );
+    assert_eq!(silent.code, Some(1), "{}", silent.tail());
+    let (msg, cause) = silent.job_error();
+    assert!(msg.contains("bootloader-interrupt"), "{msg}");
+    assert_eq!(cause, "bootloader", "{msg}");
 }
