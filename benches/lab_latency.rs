@@ -132,6 +132,7 @@ fn main() {
         heartbeat_secs: 5,
         bootdelay: 1,
         keep_job_dirs: false,
+        anonymous_read: false,
     });
     let lab = match lab {
         Ok(l) => l,

@@ -53,6 +53,9 @@ pub struct Spec {
     pub bootdelay: u32,
     /// The workers keep each job's directory (`worker_dir(NAME)/state/job-ID/`).
     pub keep_job_dirs: bool,
+    /// The master serves reads without a token (`basalt-master --anonymous-read`; off: every
+    /// API request but the version needs one, as [`LocalLab::client`] sends).
+    pub anonymous_read: bool,
 }
 
 /// A device of the lab.
@@ -321,6 +324,7 @@ impl LocalLab {
                 &format!("tcp://127.0.0.1:{}", self.workers_port),
             ])
             .args(["--heartbeat-secs", &self.spec.heartbeat_secs.to_string()])
+            .args(self.spec.anonymous_read.then_some("--anonymous-read"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -904,6 +904,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         heartbeat_secs: 2,
         bootdelay: 1,
         keep_job_dirs: false,
+        anonymous_read: false,
     };
     println!(
         "lab: starting basalt-master, worker rack-1 and its boards in {}",

@@ -32,6 +32,7 @@ fn lab(tmp: &common::TempDir, workers: Vec<WorkerSpec>) -> LocalLab {
         heartbeat_secs: HEARTBEAT_SECS,
         bootdelay: 1,
         keep_job_dirs: true,
+        anonymous_read: false,
     })
     .expect("the lab starts")
 }
