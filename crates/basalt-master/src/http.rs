@@ -12,11 +12,10 @@
 //! refused with 401 — GETs and `jobs/validate/` included — except `system/version/`, which
 //! stays open so that a client can tell it reached a master before it authenticates; when on,
 //! the reads (GETs, `jobs/validate/`) are served without one, as on a public LAVA (a token
-//! that is not valid is refused either way). Every write
-//! (submit, cancel) needs a valid token, and the admin writes (workers, device types, devices,
-//! dictionaries) a token of an admin user. Errors are
-//! `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403 (not an admin),
-//! 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
+//! that is not valid is refused either way). Every write (submit, cancel) needs a valid token,
+//! and the admin writes (workers, device types, devices, dictionaries) a token of an admin
+//! user. Errors are `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403
+//! (not an admin), 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
 //!
 //! The same router serves LAVA's XML-RPC API for lavacli at `/RPC2` ([`crate::rpc`]), under the
 //! same body limit.
