@@ -385,5 +385,33 @@ fn lava_api_crate_reads_and_drives_a_basalt_lab() {
         assert!(junit.starts_with("<?xml"), "{junit}");
         assert!(junit.contains("<testsuite name=\"0_smoke\""), "{junit}");
         assert!(junit.contains("must-fail"), "{junit}");
+
+        // an Incomplete job (its kernel is missing): its failure as the crate parses it
+        assert!(definition.contains("/boards/Image"), "{definition}");
+        let broken = definition.replace("/boards/Image", "/boards/no-such-Image");
+        let bad = lava.submit_job(&broken).await.expect("a broken job")[0];
+        let failed = wait_for(&lava, bad, State::Finished, Duration::from_secs(120)).await;
+        assert_eq!(failed.health, Health::Incomplete, "{failed:?}");
+        assert!(failed.failure_comment.is_some(), "{failed:?}");
+        assert_eq!(ids(lava.jobs().health(Health::Incomplete)).await, [bad]);
+        let cases: Vec<_> = lava
+            .test_cases(bad)
+            .try_collect()
+            .await
+            .expect("an Incomplete job's tests parse");
+        let job_case = cases
+            .iter()
+            .find(|c| c.name == "job")
+            .unwrap_or_else(|| panic!("no job case: {cases:?}"));
+        assert_eq!(job_case.result, PassFail::Fail);
+        let meta = job_case.metadata.as_ref().expect("metadata");
+        assert!(
+            !matches!(
+                meta.error_type,
+                None | Some(lava_api::test::ErrorType::None)
+            ),
+            "{meta:?}"
+        );
+        assert!(meta.error_msg.is_some(), "{meta:?}");
     });
 }
