@@ -133,6 +133,7 @@ fn main() {
         bootdelay: 1,
         keep_job_dirs: false,
         events: false,
+        anonymous_read: false,
     });
     let lab = match lab {
         Ok(l) => l,

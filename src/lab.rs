@@ -55,6 +55,9 @@ pub struct Spec {
     pub keep_job_dirs: bool,
     /// The master publishes LAVA's events on a port of its choosing ([`LocalLab::events`]).
     pub events: bool,
+    /// The master serves reads without a token (`basalt-master --anonymous-read`; off: every
+    /// API request but the version needs one, as [`LocalLab::client`] sends).
+    pub anonymous_read: bool,
 }
 
 /// A device of the lab.
@@ -330,6 +333,7 @@ impl LocalLab {
                     .into_iter()
                     .flatten(),
             )
+            .args(self.spec.anonymous_read.then_some("--anonymous-read"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

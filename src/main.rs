@@ -914,6 +914,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         bootdelay: 1,
         keep_job_dirs: false,
         events: false,
+        anonymous_read: false,
     };
     println!(
         "lab: starting basalt-master, worker rack-1 and its boards in {}",

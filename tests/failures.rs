@@ -193,6 +193,7 @@ fn each_failure_class_is_told_apart_in_results_api_events_and_callbacks() {
         bootdelay: 1,
         keep_job_dirs: false,
         events: true,
+        anonymous_read: false,
     })
     .expect("the lab starts");
     let c = lab.client();

@@ -182,7 +182,7 @@ fn a_job_submitted_with_the_cli_runs_on_the_lab() {
     );
     assert!(stderr.contains(&format!("job {id}: Complete")), "{stderr}");
     let list = Command::new(env!("CARGO_BIN_EXE_basalt"))
-        .args(["jobs", "list", "--json", "--url", &url])
+        .args(["jobs", "list", "--json", "--url", &url, "--token", &token])
         .output()
         .unwrap();
     let jobs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();

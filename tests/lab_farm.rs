@@ -33,6 +33,7 @@ fn lab(tmp: &common::TempDir, workers: Vec<WorkerSpec>) -> LocalLab {
         bootdelay: 1,
         keep_job_dirs: true,
         events: false,
+        anonymous_read: false,
     })
     .expect("the lab starts")
 }

@@ -105,8 +105,42 @@ fn lab(tmp: &common::TempDir) -> LocalLab {
         bootdelay: 1,
         keep_job_dirs: false,
         events: false,
+        anonymous_read: false,
     })
     .expect("the lab starts")
+}
+
+/// A master with anonymous reads on (`--anonymous-read`) and no worker process: lavacli reads
+/// without credentials, and its writes are still refused.
+#[test]
+fn lavacli_reads_anonymously_from_a_master_that_allows_it() {
+    lavacli();
+    let tmp = common::TempDir::new("lavacli-anonymous");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let lab = LocalLab::start(Spec {
+        dir: tmp.path().join("lab"),
+        bin_dir: common::bin_dir(),
+        fixtures: common::fixtures_dir(),
+        workers: Vec::new(),
+        heartbeat_secs: 1,
+        bootdelay: 1,
+        keep_job_dirs: false,
+        events: false,
+        anonymous_read: true,
+    })
+    .expect("the lab starts");
+    lab.client()
+        .post("workers/", &serde_json::json!({"hostname": "w9"}))
+        .expect("a worker registered");
+    let host = lab.url.trim_start_matches("http://").to_string();
+    let anonymous = format!("http://{host}/RPC2");
+    assert!(ok(&home, &anonymous, &["workers", "list"]).contains("* w9"));
+    let (success, _, stderr) = run(&home, &anonymous, &["device-types", "add", "other"]);
+    assert!(
+        !success && stderr.contains("401"),
+        "anonymous write: {stderr}"
+    );
 }
 
 #[test]
@@ -124,8 +158,14 @@ fn lavacli_registers_a_device_and_runs_a_job_on_it() {
     let bad = format!("http://admin:not-a-token@{host}/RPC2");
     let (success, _, stderr) = run(&home, &bad, &["system", "version"]);
     assert!(!success && stderr.contains("401"), "a bad token: {stderr}");
+    // reads need credentials by default: lavacli's anonymous call gets HTTP 401 (its version
+    // call, made first, stays open)
     let anonymous = format!("http://{host}/RPC2");
-    assert!(ok(&home, &anonymous, &["workers", "list"]).contains("* w1"));
+    let (success, stdout, stderr) = run(&home, &anonymous, &["workers", "list"]);
+    assert!(
+        !success && stderr.contains("401") && !stdout.contains("w1"),
+        "an anonymous read: {stdout}{stderr}"
+    );
 
     // an admin registers a worker, a device type, a device and its dictionary
     assert_eq!(

@@ -234,6 +234,7 @@ impl Api {
     fn get(&self, path: &str) -> Value {
         self.agent
             .get(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Token {}", self.token))
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .into_json()

@@ -41,6 +41,9 @@ pub struct Config {
     pub version: ProtocolVersion,
     /// What every worker must offer (`--require-capability`): a worker lacking one is refused.
     pub required_capabilities: Capabilities,
+    /// Reads (REST GETs, XML-RPC read methods) without credentials are served
+    /// (`--anonymous-read`); off: every API request but the version needs a valid token.
+    pub anonymous_read: bool,
 }
 
 /// Why a request failed.
@@ -67,6 +70,8 @@ pub struct Handle {
     requests: mpsc::UnboundedSender<Request>,
     pub store: Arc<Store>,
     pub logs: PathBuf,
+    /// [`Config::anonymous_read`].
+    pub anonymous_read: bool,
 }
 
 impl Handle {
@@ -145,6 +150,7 @@ pub fn start(
     let endpoint = link.endpoint().to_string();
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let logs = config.state_dir.join("jobs");
+    let anonymous_read = config.anonymous_read;
     let engine = Engine {
         config,
         store: store.clone(),
@@ -163,6 +169,7 @@ pub fn start(
             requests: req_tx,
             store,
             logs,
+            anonymous_read,
         },
         endpoint,
     ))

@@ -6,11 +6,16 @@
 //! a tag's id is derived from its name ([`tag_id`]), so it needs no table and never changes.
 //!
 //! Authentication is `Authorization: Token <token>` (a token made by `basalt-master token
-//! add`, checked against the hash in the store). Reads are anonymous by design, as LAVA's
-//! are; every write (submit, cancel) needs a valid token, and the admin writes (workers,
-//! device types, devices, dictionaries) a token of an admin user. Errors are
-//! `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403 (not an admin),
-//! 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
+//! add`, checked against the hash in the store). Anonymous reads are a configuration choice,
+//! off by default ([`crate::engine::Config::anonymous_read`], `basalt-master
+//! --anonymous-read`): when off, every request under `/api/v0.2/` without a valid token is
+//! refused with 401 — GETs and `jobs/validate/` included — except `system/version/`, which
+//! stays open so that a client can tell it reached a master before it authenticates; when on,
+//! the reads (GETs, `jobs/validate/`) are served without one, as on a public LAVA (a token
+//! that is not valid is refused either way). Every write (submit, cancel) needs a valid token,
+//! and the admin writes (workers, device types, devices, dictionaries) a token of an admin
+//! user. Errors are `{"message": "..."}` with 400 (bad request), 401 (no valid token), 403
+//! (not an admin), 404 (no such object). Request bodies are limited to [`BODY_LIMIT`].
 //!
 //! The same router serves LAVA's XML-RPC API for lavacli at `/RPC2` ([`crate::rpc`]), under the
 //! same body limit.
@@ -120,7 +125,6 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The API's routes on the engine's handle, with the body limit.
 pub fn router(handle: Handle) -> Router {
     let api = Router::new()
-        .route("/system/version/", get(version))
         .route("/jobs/", get(jobs).post(submit))
         .route("/jobs/{id}/", get(job))
         .route("/jobs/{id}/logs/", get(job_logs))
@@ -142,7 +146,13 @@ pub fn router(handle: Handle) -> Router {
         .route("/tags/", get(tags))
         .route("/tags/{id}/", get(tag))
         .route("/workers/", get(workers).post(add_worker))
-        .route("/devicetypes/", get(device_types).post(add_device_type));
+        .route("/devicetypes/", get(device_types).post(add_device_type))
+        // every route but the version: a token unless anonymous reads are on
+        .route_layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            authenticated,
+        ))
+        .route("/system/version/", get(version));
     Router::new()
         .nest("/api/v0.2", api)
         // lavacli's XML-RPC endpoint (crate::rpc)
@@ -176,6 +186,23 @@ fn user(h: &Handle, headers: &HeaderMap) -> ApiResult<(String, bool)> {
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthorized)?;
     h.store.token_user(token)?.ok_or(ApiError::Unauthorized)
+}
+
+/// Refuses a request without a valid token (401) unless anonymous reads are on, and one with
+/// a token that is not valid in any case (as LAVA's token authentication does); the handlers
+/// check what their writes need beyond that.
+async fn authenticated(
+    State(h): State<Handle>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let anonymous = !request.headers().contains_key(header::AUTHORIZATION);
+    if !(anonymous && h.anonymous_read) {
+        if let Err(e) = user(&h, request.headers()) {
+            return e.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// The request's user if they are an admin: 401 without a valid token, 403 for a non-admin.
@@ -589,6 +616,14 @@ async fn jobs(
         }
     };
     let paging = paging(&q)?;
+    // an empty `__in` list matches nothing, as Django's does (lava-api asks `state__in=` when
+    // every state is excluded)
+    if ["state__in", "health__in", "id__in"]
+        .iter()
+        .any(|k| q.get(*k).is_some_and(|v| v.trim().is_empty()))
+    {
+        return Ok(Json(page(&headers, "jobs/", &q, paging, 0, Vec::new())));
+    }
     let query = JobQuery {
         states,
         healths,
@@ -698,7 +733,8 @@ async fn job_tests(
                 "suite": c.suite_id,
                 "start_log_line": Value::Null,
                 "end_log_line": Value::Null,
-                "test_set": c.test_set,
+                // LAVA's is the id of the TestSet (an integer), as `lava-api` parses it
+                "test_set": c.test_set_id,
                 // basalt's: who is at fault for a failed case
                 "failure_cause": c.cause.map(FailureCause::name),
                 "logged": logged,

@@ -1,7 +1,8 @@
 //! `basalt-master`: the lab's master daemon (the store, the workers link, the engine and
 //! LAVA's REST API), and `token add`, which makes API tokens. The command line is the one in
 //! the lab's contract (DESIGN.md): `--state-dir DIR [--http ADDR:PORT] [--workers URL]`, and
-//! `--database URL` for a PostgreSQL store instead of SQLite's `basalt.db`.
+//! `--database URL` for a PostgreSQL store instead of SQLite's `basalt.db`, and
+//! `--anonymous-read` to serve reads without a token (off by default).
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +50,11 @@ struct Cli {
     /// The events' topic prefix (LAVA's EVENT_TOPIC).
     #[arg(long, value_name = "PREFIX", default_value = basalt_master::events::DEFAULT_PREFIX)]
     event_prefix: String,
+    /// Serve reads without credentials (REST GETs, XML-RPC's read methods), as LAVA can be
+    /// configured to; off by default: every API request but the version needs a valid token.
+    /// Writes always need a token, admin actions an admin's.
+    #[arg(long)]
+    anonymous_read: bool,
     /// Tries per notify callback.
     #[arg(long, value_name = "N", default_value_t = 3)]
     callback_attempts: u32,
@@ -198,6 +204,7 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
             .iter()
             .map(|c| basalt_proto::Capability::new(c.clone()))
             .collect(),
+        anonymous_read: cli.anonymous_read,
     };
     let (handle, endpoint) = engine::start(config, store)?;
     let listener = tokio::net::TcpListener::bind(&cli.http)

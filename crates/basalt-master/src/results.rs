@@ -21,7 +21,11 @@ pub struct TestCase {
     pub result: String,
     pub measurement: Option<String>,
     pub unit: String,
+    /// The `lava-test-set` it was reported in, by name.
     pub test_set: Option<String>,
+    /// The set's id as LAVA's API shows it (an integer, `lava-api` parses it as one): 1-based
+    /// within the job, in the order (suite, set) pairs first report.
+    pub test_set_id: Option<u64>,
     /// basalt's cause of a failed case (a case of a test definition: `test`; the `lava`
     /// suite's `job` case: the job's cause); `None` when it passed or the worker gave none.
     pub cause: Option<FailureCause>,
@@ -75,6 +79,7 @@ pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
         .as_seq()
         .ok_or_else(|| shape(&doc, "a list of results was expected"))?;
     let mut suites: Vec<String> = Vec::new();
+    let mut sets: Vec<(String, String)> = Vec::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         if item.as_map().is_none() {
@@ -94,6 +99,18 @@ pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
             Some(r @ ("pass" | "fail" | "skip")) => r.to_string(),
             _ => "unknown".into(),
         };
+        let test_set = field("set");
+        let test_set_id = test_set.as_ref().map(|set| {
+            let key = (suite.clone(), set.clone());
+            (match sets.iter().position(|s| *s == key) {
+                Some(p) => p,
+                None => {
+                    sets.push(key);
+                    sets.len() - 1
+                }
+            }) as u64
+                + 1
+        });
         out.push(TestCase {
             id: i as u64 + 1,
             name,
@@ -102,7 +119,8 @@ pub fn test_cases(text: &str) -> Result<Vec<TestCase>, ResultsError> {
             result,
             measurement: field("measurement"),
             unit: field("units").unwrap_or_default(),
-            test_set: field("set"),
+            test_set,
+            test_set_id,
             cause: field("cause").as_deref().and_then(FailureCause::from_name),
             metadata: yaml::emit_document(item),
         });
@@ -201,6 +219,10 @@ mod tests {
         assert_eq!(cases[1].measurement.as_deref(), Some("42.0"));
         assert_eq!(cases[1].unit, "ms");
         assert_eq!(cases[1].test_set.as_deref(), Some("boot"));
+        assert_eq!(
+            (cases[0].test_set_id, cases[1].test_set_id),
+            (None, Some(1))
+        );
         assert_eq!(cases[2].result, "fail");
         assert_eq!(cases[3].result, "unknown");
         assert_eq!(

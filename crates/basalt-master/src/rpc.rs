@@ -6,8 +6,14 @@
 //!
 //! Authentication is HTTP Basic `USER:TOKEN` (lavacli turns its identity into
 //! `http://USER:TOKEN@HOST/RPC2`): the token must be one of USER's (`basalt-master token add`),
-//! else the request is refused with HTTP 401, as LAVA does. Without credentials the reads work
-//! (as the REST API's do); the writes need a token, the admin ones a token of an admin.
+//! else the request is refused with HTTP 401, as LAVA does. Without credentials, a call is
+//! refused with the same HTTP 401 unless anonymous reads are on
+//! ([`crate::engine::Config::anonymous_read`], `basalt-master --anonymous-read`; off by
+//! default), as the REST API's are — except the introspection methods (`system.version`,
+//! `system.listMethods`, `system.whoami`), which stay open: lavacli asks `system.version` before
+//! every command to pick its call shapes, and none of them shows the lab. With anonymous reads
+//! on, the read methods work without credentials. The writes always need a token (fault 401
+//! without one), the admin ones a token of an admin (fault 403).
 //!
 //! `system.version` reports [`RPC_VERSION`]: lavacli parses it and picks its call shapes by it,
 //! and 2024.01 makes lavacli use the shapes every method here implements (`workers list` and
@@ -173,23 +179,37 @@ fn fault_reply(f: &Fault) -> Response {
     xml_reply(xmlrpc::fault(f.code(), &f.to_string()))
 }
 
+/// The methods served without credentials whether or not anonymous reads are on.
+const OPEN: &[&str] = &["system.version", "system.listMethods", "system.whoami"];
+
+/// An HTTP error (401 for credentials that are missing or not valid) asking for Basic auth.
+fn unauthorized(status: StatusCode, message: &'static str) -> Response {
+    (
+        status,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"basalt\"")],
+        message,
+    )
+        .into_response()
+}
+
 /// `POST /RPC2`: one method call.
 pub async fn handle(State(h): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
     let who = match caller(&h, &headers) {
         Ok(w) => w,
         Err(status) => {
-            return (
+            return unauthorized(
                 status,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"basalt\"")],
                 "authentication failed: the user or token is not valid\n",
             )
-                .into_response()
         }
     };
     let call = match xmlrpc::parse_call(&body) {
         Ok(c) => c,
         Err(e) => return fault_reply(&Fault::Parse(e.to_string())),
     };
+    if matches!(who, Caller::Anonymous) && !h.anonymous_read && !OPEN.contains(&&*call.method) {
+        return unauthorized(StatusCode::UNAUTHORIZED, "authentication required\n");
+    }
     let args = Args {
         method: &call.method,
         params: &call.params,

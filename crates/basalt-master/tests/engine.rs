@@ -76,6 +76,7 @@ fn config(dir: &std::path::Path, heartbeat: Duration) -> Config {
         device_types: Vec::new(),
         version: basalt_proto::ProtocolVersion::CURRENT,
         required_capabilities: basalt_proto::Capabilities::new(),
+        anonymous_read: false,
     }
 }
 

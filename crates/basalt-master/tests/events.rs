@@ -84,6 +84,7 @@ async fn a_pyzmq_subscriber_sees_a_job_and_its_device_through_their_lives() {
         device_types: Vec::new(),
         version: ProtocolVersion::CURRENT,
         required_capabilities: Capabilities::new(),
+        anonymous_read: false,
     };
     let master = config.key.public;
     let (handle, endpoint) = engine::start(config, store.clone()).unwrap();

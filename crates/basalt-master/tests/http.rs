@@ -51,6 +51,8 @@ macro_rules! on_both {
 
 on_both!(
     version_is_anonymous,
+    reads_need_a_token_unless_anonymous_read_is_on,
+    anonymous_reads_when_configured,
     registered_lab_is_listed_with_lavas_fields,
     submitted_job_is_listed_and_canceled,
     jobs_are_paged_with_absolute_urls,
@@ -75,8 +77,13 @@ struct Master {
 }
 
 /// Starts a master with an admin token ([`ADMIN`], user `admin`) and a user token ([`USER`],
-/// user `alice`).
+/// user `alice`); reads need a token (the default).
 fn start(backend: Backend) -> Master {
+    start_with(backend, false)
+}
+
+/// [`start`], serving reads without a token when `anonymous_read` (`--anonymous-read`).
+fn start_with(backend: Backend, anonymous_read: bool) -> Master {
     let dir = tempfile::tempdir().expect("temporary directory");
     let state_dir = dir.path().to_path_buf();
     let store = match &backend {
@@ -86,7 +93,7 @@ fn start(backend: Backend) -> Master {
     .expect("store");
     store.add_token("admin", true, ADMIN).expect("admin token");
     store.add_token("alice", false, USER).expect("user token");
-    let served = master::serve(state_dir.clone(), store);
+    let served = master::serve_with(state_dir.clone(), store, anonymous_read);
     Master {
         base: format!("http://{}/api/v0.2/", served.addr),
         state_dir,
@@ -128,7 +135,13 @@ fn post(m: &Master, path: &str, token: Option<&str>, body: Value) -> (u16, Value
     call(m, "POST", path, token, Some(&body.to_string()))
 }
 
+/// A GET with a user's token (reads need one unless the master serves anonymous reads).
 fn get(m: &Master, path: &str) -> (u16, Value) {
+    call(m, "GET", path, Some(USER), None)
+}
+
+/// A GET without a token.
+fn get_anonymous(m: &Master, path: &str) -> (u16, Value) {
     call(m, "GET", path, None, None)
 }
 
@@ -174,9 +187,82 @@ fn demo_job() -> String {
 
 fn version_is_anonymous(backend: Backend) {
     let m = start(backend);
-    let (s, v) = get(&m, "system/version/");
+    let (s, v) = get_anonymous(&m, "system/version/");
     assert_eq!(s, 200);
     assert_eq!(v, json!({"version": "2026.07"}));
+}
+
+/// The reads of a lab, each answered 200 with a token.
+const READS: &[&str] = &[
+    "devices/",
+    "devices/qemu-01/",
+    "devices/qemu-01/dictionary/",
+    "workers/",
+    "devicetypes/",
+    "tags/",
+    "jobs/",
+    "jobs/?state=Submitted",
+    "jobs/1/",
+    "jobs/1/yaml/",
+    "jobs/1/tests/",
+    "jobs/1/junit/",
+];
+
+fn reads_need_a_token_unless_anonymous_read_is_on(backend: Backend) {
+    let m = start(backend);
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!((s, &r["job_ids"][0]), (201, &json!(1)), "{r}");
+    for path in READS {
+        let (s, r) = get_anonymous(&m, path);
+        assert_eq!(s, 401, "anonymous {path}: {r}");
+        assert!(r["message"].is_string(), "{path}: {r}");
+        let (s, r) = call(&m, "GET", path, Some("not-a-token"), None);
+        assert_eq!(s, 401, "{path} with a bad token: {r}");
+        let (s, r) = get(&m, path);
+        assert_eq!(s, 200, "{path} with a token: {r}");
+    }
+    // an unknown object is 401 before 404: nothing is told without a token
+    assert_eq!(get_anonymous(&m, "jobs/999/").0, 401);
+    let (s, r) = post(
+        &m,
+        "jobs/validate/",
+        None,
+        json!({"definition": demo_job()}),
+    );
+    assert_eq!(s, 401, "{r}");
+    // the version stays open
+    assert_eq!(get_anonymous(&m, "system/version/").0, 200);
+}
+
+fn anonymous_reads_when_configured(backend: Backend) {
+    let m = start_with(backend, true);
+    register(&m);
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    assert_eq!(s, 201, "{r}");
+    for path in READS {
+        let (s, r) = get_anonymous(&m, path);
+        assert_eq!(s, 200, "anonymous {path}: {r}");
+    }
+    let (s, r) = post(
+        &m,
+        "jobs/validate/",
+        None,
+        json!({"definition": demo_job()}),
+    );
+    assert_eq!(s, 200, "{r}");
+    // writes still need a token, admin writes an admin's
+    let (s, _) = post(&m, "jobs/", None, json!({"definition": demo_job()}));
+    assert_eq!(s, 401);
+    let (s, _) = get_anonymous(&m, "jobs/1/cancel/");
+    assert_eq!(s, 401);
+    let (s, _) = post(&m, "workers/", None, json!({"hostname": "w2"}));
+    assert_eq!(s, 401);
+    let (s, _) = post(&m, "workers/", Some(USER), json!({"hostname": "w2"}));
+    assert_eq!(s, 403);
+    // a bad token is refused even where none is needed
+    let (s, _) = call(&m, "GET", "devices/", Some("not-a-token"), None);
+    assert_eq!(s, 401);
 }
 
 fn registered_lab_is_listed_with_lavas_fields(backend: Backend) {
@@ -293,6 +379,7 @@ fn submitted_job_is_listed_and_canceled(backend: Backend) {
     assert_eq!(running["count"], 0);
 
     let resp = ureq::get(&format!("{}jobs/{id}/yaml/", m.base))
+        .set("Authorization", &format!("Token {USER}"))
         .call()
         .expect("yaml");
     assert_eq!(resp.content_type(), "application/yaml");
@@ -304,7 +391,7 @@ fn submitted_job_is_listed_and_canceled(backend: Backend) {
     assert!(r["message"].is_string());
 
     // cancel needs a token; a queued job is canceled at once
-    let (s, _) = get(&m, &format!("jobs/{id}/cancel/"));
+    let (s, _) = get_anonymous(&m, &format!("jobs/{id}/cancel/"));
     assert_eq!(s, 401);
     let (s, r) = call(&m, "GET", &format!("jobs/{id}/cancel/"), Some(USER), None);
     assert_eq!(s, 200, "{r}");
@@ -422,6 +509,7 @@ fn logs_are_served_by_line_range(backend: Backend) {
             .expect("log");
     log.append(1, &records).expect("append");
     let resp = ureq::get(&format!("{}jobs/{id}/logs/", m.base))
+        .set("Authorization", &format!("Token {USER}"))
         .call()
         .expect("logs");
     assert_eq!(resp.content_type(), "application/yaml");
@@ -509,6 +597,11 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
         .into_json()
         .expect("json");
     assert_eq!(v["version"], "2026.07");
+    // reads need a token by default
+    match ureq::get(&format!("{base}workers/")).call() {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("an anonymous read without --anonymous-read: {other:?}"),
+    }
     let resp = ureq::post(&format!("{base}workers/"))
         .set("Authorization", &format!("Token {token}"))
         .send_json(json!({"hostname": "w1"}))
@@ -535,13 +628,14 @@ fn binary_makes_tokens_serves_and_stops_on_sigterm(backend: Backend) {
     let rest: Vec<String> = stderr.lines().map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 
-    // a second start keeps the key and the store
+    // a second start keeps the key and the store; --anonymous-read serves reads without a token
     let key = std::fs::read_to_string(dir.path().join("certs/master.key")).expect("key");
     let mut child = Command::new(bin)
         .arg("--state-dir")
         .arg(dir.path())
         .args(backend.args())
         .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+        .arg("--anonymous-read")
         .stderr(Stdio::piped())
         .spawn()
         .map(Reaped)
@@ -592,7 +686,13 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
     assert_eq!(page["count"], 0, "no results before the end");
     // the end as the engine stores it: the results.yaml text the worker sent
     let results: String = (0..60)
-        .map(|i| format!("- {{definition: 0_smoke, case: case-{i}, result: pass}}\n"))
+        .map(|i| match i {
+            // a lava-test-set
+            1 | 2 => {
+                format!("- {{definition: 0_smoke, case: case-{i}, result: pass, set: boot}}\n")
+            }
+            _ => format!("- {{definition: 0_smoke, case: case-{i}, result: pass}}\n"),
+        })
         .chain([
             "- {definition: lava, case: job, result: fail, error_type: Test, cause: test}\n"
                 .to_string(),
@@ -621,6 +721,10 @@ fn results_are_served_as_lavas_test_cases(backend: Backend) {
     assert_eq!(page["results"][0]["name"], "case-0");
     assert_eq!(page["results"][0]["result"], "pass");
     assert_eq!(page["results"][0]["suite"], 1);
+    // a set by its id, an integer as LAVA's (lava-api parses it as one), or null
+    assert_eq!(page["results"][0]["test_set"], Value::Null);
+    assert_eq!(page["results"][1]["test_set"], 1);
+    assert_eq!(page["results"][2]["test_set"], 1);
     let next = page["next"].as_str().expect("an absolute next URL");
     assert!(
         next.starts_with("http://") && next.ends_with("page=2"),
@@ -708,6 +812,10 @@ fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
     assert_eq!(listed(&format!("id__gt={a}&ordering=id")), [b, c]);
     assert_eq!(listed(&format!("id__in={a},{c}")), [c, a]);
     assert_eq!(listed(&format!("id={b}")), [b]);
+    // an empty `__in` list matches nothing, as Django's (lava-api sends `state__in=` when every
+    // state is excluded)
+    assert_eq!(listed("state__in="), Vec::<u64>::new());
+    assert_eq!(listed("health__in=&state=Submitted"), Vec::<u64>::new());
     // the finished job has the only end time (unset times sort as the database sorts NULLs)
     assert_eq!(listed("state=Finished&ordering=-end_time"), [b]);
     assert_eq!(listed("ordering=end_time").len(), 3);
@@ -738,6 +846,7 @@ fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
     }
     // JUnit of the finished job
     let resp = ureq::get(&format!("{}jobs/{b}/junit/", m.base))
+        .set("Authorization", &format!("Token {USER}"))
         .call()
         .expect("junit");
     assert_eq!(resp.content_type(), "application/xml");
@@ -750,14 +859,14 @@ fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
     let (s, r) = post(
         &m,
         "jobs/validate/",
-        None,
+        Some(USER),
         json!({"definition": demo_job()}),
     );
     assert_eq!((s, r["message"].as_str()), (200, Some("Job valid.")), "{r}");
     let (s, r) = post(
         &m,
         "jobs/validate/",
-        None,
+        Some(USER),
         json!({"definition": "job_name: x\ntimeouts: 3\n"}),
     );
     assert_eq!(s, 200, "{r}");
@@ -767,6 +876,6 @@ fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
             .is_some_and(|t| t.starts_with("Job invalid: ")),
         "{r}"
     );
-    let (s, _) = post(&m, "jobs/validate/", None, json!({}));
+    let (s, _) = post(&m, "jobs/validate/", Some(USER), json!({}));
     assert_eq!(s, 400);
 }

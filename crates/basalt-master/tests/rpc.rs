@@ -20,12 +20,17 @@ struct Master {
 }
 
 fn start() -> Master {
+    start_with(false)
+}
+
+/// [`start`], serving reads without credentials when `anonymous_read` (`--anonymous-read`).
+fn start_with(anonymous_read: bool) -> Master {
     let dir = tempfile::tempdir().expect("temporary directory");
     let state_dir = dir.path().to_path_buf();
     let store = Store::open(&state_dir.join("basalt.db")).expect("store");
     store.add_token("admin", true, ADMIN).expect("admin token");
     store.add_token("alice", false, USER).expect("user token");
-    let served = master::serve(state_dir.clone(), store);
+    let served = master::serve_with(state_dir.clone(), store, anonymous_read);
     Master {
         rpc: format!("http://{}/RPC2", served.addr),
         state_dir,
@@ -102,12 +107,11 @@ fn credentials_faults_and_admin_methods() {
         let r = xmlrpc::parse_response(body.as_bytes()).expect("a fault document");
         assert_eq!(code(r), -32700, "{bad:?}");
     }
-    assert_eq!(code(call(&m, None, "no.such.method", &[])), -32601);
-    // writes: 401 without credentials, 403 for a non-admin, 400 for bad input
-    assert_eq!(
-        code(call(&m, None, "scheduler.jobs.submit", &[s("x")])),
-        401
-    );
+    assert_eq!(code(call(&m, alice(), "no.such.method", &[])), -32601);
+    // writes: 401 without credentials (HTTP 401 without anonymous reads), 403 for a
+    // non-admin, 400 for bad input
+    let (status, _) = post(&m, None, &xmlrpc::call("scheduler.jobs.submit", &[s("x")]));
+    assert_eq!(status, 401);
     let add_worker = [s("w1"), s("first"), Value::Bool(false)];
     assert_eq!(
         code(call(&m, alice(), "scheduler.workers.add", &add_worker)),
@@ -216,18 +220,19 @@ fn credentials_faults_and_admin_methods() {
     assert_eq!(
         call(
             &m,
-            None,
+            alice(),
             "scheduler.devices.get_dictionary",
             &[s("qemu-01"), Value::Bool(false), Value::Nil]
         ),
         Ok(Value::Base64(dict.as_bytes().to_vec()))
     );
-    // reads, anonymous
+    // reads
     assert_eq!(
-        call(&m, None, "scheduler.workers.list", &[Value::Bool(false)]),
+        call(&m, alice(), "scheduler.workers.list", &[Value::Bool(false)]),
         Ok(Value::Array(vec![s("w1")]))
     );
-    let Ok(Value::Array(devices)) = call(&m, None, "scheduler.devices.list", &[Value::Bool(false)])
+    let Ok(Value::Array(devices)) =
+        call(&m, alice(), "scheduler.devices.list", &[Value::Bool(false)])
     else {
         panic!("a list")
     };
@@ -242,13 +247,13 @@ fn credentials_faults_and_admin_methods() {
             ("pipeline", Value::Bool(true)),
         ])]
     );
-    let Ok(Value::Struct(d)) = call(&m, None, "scheduler.devices.show", &[s("qemu-01")]) else {
+    let Ok(Value::Struct(d)) = call(&m, alice(), "scheduler.devices.show", &[s("qemu-01")]) else {
         panic!("a struct")
     };
     assert!(d.contains(&("worker".into(), s("w1"))));
     assert!(d.contains(&("has_device_dict".into(), Value::Bool(true))));
     assert_eq!(
-        code(call(&m, None, "scheduler.devices.show", &[s("nope")])),
+        code(call(&m, alice(), "scheduler.devices.show", &[s("nope")])),
         404
     );
 
@@ -256,7 +261,7 @@ fn credentials_faults_and_admin_methods() {
     assert_eq!(
         call(
             &m,
-            None,
+            alice(),
             "scheduler.jobs.validate",
             &[s(&demo_job()), Value::Bool(false)]
         ),
@@ -264,7 +269,7 @@ fn credentials_faults_and_admin_methods() {
     );
     let Ok(Value::Struct(invalid)) = call(
         &m,
-        None,
+        alice(),
         "scheduler.jobs.validate",
         &[s("job_name: x\nactions: 3\n"), Value::Bool(true)],
     ) else {
@@ -286,7 +291,7 @@ fn credentials_faults_and_admin_methods() {
     let Ok(Value::Int(id)) = call(&m, alice(), "scheduler.jobs.submit", &[s(&demo_job())]) else {
         panic!("a job id")
     };
-    let Ok(Value::Struct(job)) = call(&m, None, "scheduler.jobs.show", &[s(&id.to_string())])
+    let Ok(Value::Struct(job)) = call(&m, alice(), "scheduler.jobs.show", &[s(&id.to_string())])
     else {
         panic!("a struct")
     };
@@ -298,15 +303,15 @@ fn credentials_faults_and_admin_methods() {
         matches!(job.iter().find(|(k, _)| k == "submit_time"), Some((_, Value::DateTime(t))) if t.len() == 17)
     );
     assert_eq!(
-        call(&m, None, "scheduler.jobs.definition", &[Value::Int(id)]),
+        call(&m, alice(), "scheduler.jobs.definition", &[Value::Int(id)]),
         Ok(s(&demo_job()))
     );
     assert_eq!(
-        code(call(&m, None, "scheduler.jobs.show", &[s("12.1")])),
+        code(call(&m, alice(), "scheduler.jobs.show", &[s("12.1")])),
         404
     );
     assert_eq!(
-        code(call(&m, None, "scheduler.jobs.show", &[Value::Int(999)])),
+        code(call(&m, alice(), "scheduler.jobs.show", &[Value::Int(999)])),
         404
     );
     // someone else's job: 403; one's own: canceled
@@ -327,11 +332,11 @@ fn credentials_faults_and_admin_methods() {
         call(&m, alice(), "scheduler.jobs.cancel", &[Value::Int(id)]),
         Ok(Value::Bool(true))
     );
-    let Ok(Value::Struct(job)) = call(&m, None, "scheduler.jobs.show", &[Value::Int(id)]) else {
+    let Ok(Value::Struct(job)) = call(&m, alice(), "scheduler.jobs.show", &[Value::Int(id)]) else {
         panic!("a struct")
     };
     assert!(job.contains(&("health".into(), s("Canceled"))), "{job:?}");
-    let list = |params: &[Value]| match call(&m, None, "scheduler.jobs.list", params) {
+    let list = |params: &[Value]| match call(&m, alice(), "scheduler.jobs.list", params) {
         Ok(Value::Array(jobs)) => jobs
             .iter()
             .map(|j| match j {
@@ -356,7 +361,7 @@ fn credentials_faults_and_admin_methods() {
         vec![id]
     );
     assert_eq!(
-        code(call(&m, None, "scheduler.jobs.list", &[s("bogus")])),
+        code(call(&m, alice(), "scheduler.jobs.list", &[s("bogus")])),
         400
     );
 }
@@ -373,7 +378,7 @@ fn logs_are_streamed_by_line_range() {
     assert_eq!(
         call(
             &m,
-            None,
+            alice(),
             "scheduler.jobs.logs",
             &[Value::Int(id), Value::Int(0), Value::Nil]
         ),
@@ -401,7 +406,7 @@ fn logs_are_streamed_by_line_range() {
     };
     let logs = |start: i64, end: Value| match call(
         &m,
-        None,
+        alice(),
         "scheduler.jobs.logs",
         &[s(&id.to_string()), Value::Int(start), end],
     ) {
@@ -420,16 +425,107 @@ fn logs_are_streamed_by_line_range() {
     assert!(logs(29_999, Value::Int(40_000)).1 == text(&records[29_999..]));
     assert!(logs(30_000, Value::Nil).1.is_empty());
     assert_eq!(
-        code(call(&m, None, "scheduler.jobs.logs", &[Value::Int(999)])),
+        code(call(&m, alice(), "scheduler.jobs.logs", &[Value::Int(999)])),
         404
     );
     assert_eq!(
         code(call(
             &m,
-            None,
+            alice(),
             "scheduler.jobs.logs",
             &[Value::Int(id), Value::Int(-1)]
         )),
         400
     );
+}
+
+/// A worker, the qemu type and a job, registered by the admin; the job's id.
+fn small_lab(m: &Master) -> i64 {
+    call(m, admin(), "scheduler.workers.add", &[s("w1")]).expect("worker");
+    call(m, admin(), "scheduler.device_types.add", &[s("qemu")]).expect("type");
+    let Ok(Value::Int(id)) = call(m, admin(), "scheduler.jobs.submit", &[s(&demo_job())]) else {
+        panic!("a job id")
+    };
+    id
+}
+
+/// Read calls of a small lab ([`small_lab`]).
+fn reads(id: i64) -> Vec<(&'static str, Vec<Value>)> {
+    vec![
+        ("scheduler.workers.list", vec![Value::Bool(false)]),
+        ("scheduler.workers.show", vec![s("w1")]),
+        ("scheduler.devices.list", vec![Value::Bool(false)]),
+        ("scheduler.device_types.list", vec![]),
+        ("scheduler.jobs.list", vec![]),
+        ("scheduler.jobs.show", vec![Value::Int(id)]),
+        ("scheduler.jobs.definition", vec![Value::Int(id)]),
+        (
+            "scheduler.jobs.logs",
+            vec![Value::Int(id), Value::Int(0), Value::Nil],
+        ),
+        ("scheduler.jobs.validate", vec![s(&demo_job())]),
+    ]
+}
+
+#[test]
+fn anonymous_calls_are_refused_by_default() {
+    let m = start();
+    let id = small_lab(&m);
+    for (method, params) in reads(id) {
+        let (status, body) = post(&m, None, &xmlrpc::call(method, &params));
+        assert_eq!(status, 401, "anonymous {method}: {body}");
+        assert!(
+            call(&m, alice(), method, &params).is_ok(),
+            "{method} with a token"
+        );
+    }
+    // introspection stays open: lavacli asks for the version before every command
+    assert_eq!(call(&m, None, "system.version", &[]), Ok(s("2024.01")));
+    assert!(matches!(
+        call(&m, None, "system.listMethods", &[]),
+        Ok(Value::Array(_))
+    ));
+    assert_eq!(call(&m, None, "system.whoami", &[]), Ok(Value::Nil));
+    let (status, _) = post(&m, None, &xmlrpc::call("no.such.method", &[]));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn anonymous_reads_when_configured() {
+    let m = start_with(true);
+    let id = small_lab(&m);
+    for (method, params) in reads(id) {
+        assert!(
+            call(&m, None, method, &params).is_ok(),
+            "anonymous {method}"
+        );
+    }
+    assert_eq!(
+        call(&m, None, "scheduler.workers.list", &[Value::Bool(false)]),
+        Ok(Value::Array(vec![s("w1")]))
+    );
+    // writes still need a token, admin methods an admin's
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.submit", &[s(&demo_job())])),
+        401
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.jobs.cancel", &[Value::Int(id)])),
+        401
+    );
+    assert_eq!(
+        code(call(&m, None, "scheduler.workers.add", &[s("w2")])),
+        401
+    );
+    assert_eq!(
+        code(call(&m, alice(), "scheduler.workers.add", &[s("w2")])),
+        403
+    );
+    // credentials that are not valid are refused whatever the method
+    let (status, _) = post(
+        &m,
+        Some(("alice", "nope")),
+        &xmlrpc::call("scheduler.workers.list", &[]),
+    );
+    assert_eq!(status, 401);
 }

@@ -74,6 +74,7 @@ async fn lab(n: usize) -> Lab {
             device_types: vec![common::repo().join("config/device-types")],
             version: basalt_proto::ProtocolVersion::CURRENT,
             required_capabilities: basalt_proto::Capabilities::new(),
+            anonymous_read: false,
         },
         store,
     )

@@ -29,8 +29,15 @@ impl Drop for Served {
     }
 }
 
-/// Serves `store` with its state (keys, logs) in `state_dir`.
+/// Serves `store` with its state (keys, logs) in `state_dir`, reads needing a token (the
+/// default).
+#[allow(dead_code)] // not every test binary that includes this module calls each
 pub fn serve(state_dir: PathBuf, store: Store) -> Served {
+    serve_with(state_dir, store, false)
+}
+
+/// Serves `store`, reads without a token when `anonymous_read` (`--anonymous-read`).
+pub fn serve_with(state_dir: PathBuf, store: Store, anonymous_read: bool) -> Served {
     std::fs::create_dir_all(state_dir.join("certs/workers")).expect("certs/workers");
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -49,6 +56,7 @@ pub fn serve(state_dir: PathBuf, store: Store) -> Served {
                 device_types: Vec::new(),
                 version: basalt_proto::ProtocolVersion::CURRENT,
                 required_capabilities: basalt_proto::Capabilities::new(),
+                anonymous_read,
             };
             let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
