@@ -49,6 +49,7 @@ PKGS=(
   socat ser2net pdudaemon telnet     # consoles and power
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards
+  u-boot-tools                       # mkimage: the uImage headers basalt writes are compared with its (unit tests)
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url
