@@ -135,9 +135,12 @@ pub fn unpack(
             }
             Err(_) if cancel.is_set() => return Err(TreeError::Cancelled),
             Err(e) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
                 return Err(TreeError::Refused(format!(
-                    "member '{name}' cannot be unpacked: {e}"
-                )))
+                    "member '{name}' cannot be unpacked: {e}{cause}"
+                )));
             }
         }
     }
@@ -171,6 +174,9 @@ mod tests {
         h.set_entry_type(ty);
         h.set_size(size);
         h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
         h
     }
 

@@ -358,3 +358,448 @@ pub(crate) async fn apply_overlay(
     ));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::action::{ActionNode, Ctx};
+    use crate::run::testing::{fixture, run_tree, Fixture};
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    /// A gzip-, xz-, bzip2- or zstd-compressed tar of `members` (name, data; a name ending in
+    /// `/` is a directory); `raw_name` writes a member name as is (`..` included).
+    fn tarball(dir: &Path, name: &str, members: &[(&str, &[u8])], compress: &str) -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            if n.ends_with('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, n, &[][..]).unwrap();
+            } else {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                if n.contains("..") {
+                    h.as_old_mut().name[..n.len()].copy_from_slice(n.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *data).unwrap();
+                } else {
+                    b.append_data(&mut h, n, *data).unwrap();
+                }
+            }
+        }
+        let plain = b.into_inner().unwrap();
+        let data = match compress {
+            "gz" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&plain).unwrap();
+                e.finish().unwrap()
+            }
+            "xz" => {
+                let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+                e.write_all(&plain).unwrap();
+                e.finish().unwrap()
+            }
+            "bz2" => {
+                let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+                e.write_all(&plain).unwrap();
+                e.finish().unwrap()
+            }
+            "zstd" => zstd::encode_all(&plain[..], 1).unwrap(),
+            _ => plain,
+        };
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    const TESTS: &str = "
+- test:
+    timeout: {minutes: 1}
+    definitions:
+    - from: inline
+      name: smoke
+      path: inline/smoke.yaml
+      repository:
+        metadata: {format: Lava-Test Test Definition 1.0, name: smoke}
+        run: {steps: [echo hi]}
+";
+
+    /// The job's fixture, with the export table and exportfs in `dir`.
+    fn setup(device: &str, job: &str, dir: &Path) -> Fixture {
+        let mut f = fixture(device, job, Vec::new());
+        std::fs::create_dir_all(&f.ctx.workdir).unwrap();
+        std::fs::create_dir_all(&f.ctx.tftp_root).unwrap();
+        f.ctx.limits.tftp_user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        f.ctx.limits.exports = crate::host::exports::ExportTable {
+            file: dir.join("exports"),
+            exportfs: format!("sh -c 'echo ran >> {}/exportfs.calls'", dir.display()),
+        };
+        std::fs::write(dir.join("exports"), "# the lab's\n/srv/keep *(ro)\n").unwrap();
+        f
+    }
+
+    async fn cleanup(ctx: &mut Ctx, node: &ActionNode) {
+        for c in &node.children {
+            Box::pin(cleanup(ctx, c)).await;
+        }
+        node.action.cleanup(ctx, node).await;
+    }
+
+    fn tmp() -> PathBuf {
+        crate::host::tempdir::tempdir_in(&std::env::temp_dir(), "basalt-nfs-test-").unwrap()
+    }
+
+    /// tftp + u-boot `commands: nfs`: the root unpacked (xz), the modules (gz) and the overlay
+    /// in it, exported while the job runs, `{NFSROOTFS}` / `{NFS_SERVER_IP}` in the boot
+    /// commands, and the entry and the directory gone after cleanup; a zImage on a device with
+    /// bootz stays as it is.
+    #[tokio::test]
+    async fn tftp_nfsrootfs_is_unpacked_exported_and_released() {
+        let dir = tmp();
+        let rootfs = tarball(
+            &dir,
+            "rootfs.tar.xz",
+            &[
+                ("./etc/", b""),
+                ("./etc/hostname", b"board\n"),
+                ("./bin/sh", b"#!"),
+            ],
+            "xz",
+        );
+        let modules = tarball(
+            &dir,
+            "modules.tar.gz",
+            &[("lib/modules/6.1/kernel/x.ko", b"ko")],
+            "gz",
+        );
+        std::fs::write(dir.join("zImage"), b"kernel").unwrap();
+        let job = format!(
+            "device_type: beaglebone-black
+job_name: nfs
+timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    to: tftp
+    os: debian
+    kernel: {{url: 'file://{d}/zImage', type: zimage}}
+    nfsrootfs: {{url: 'file://{r}', compression: xz}}
+    modules: {{url: 'file://{m}', compression: gz}}
+- boot:
+    method: u-boot
+    commands: nfs
+    prompts: ['/ # ']
+{TESTS}",
+            d = dir.display(),
+            r = rootfs.display(),
+            m = modules.display()
+        );
+        let mut f = setup("bbb-01", &job, &dir);
+        let deploy = &f.pipeline.actions[0];
+        let ran = run_tree(&mut f.ctx, &deploy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ran.contains(&"extract-nfsrootfs"), "{ran:?}");
+        let nfs = f.ctx.nfs.clone().expect("an NFS root");
+        let root = PathBuf::from(&nfs.path);
+        assert!(root.starts_with(&f.ctx.workdir));
+        assert_eq!(
+            std::fs::read(root.join("etc/hostname")).unwrap(),
+            b"board\n"
+        );
+        assert_eq!(
+            std::fs::read(root.join("lib/modules/6.1/kernel/x.ko")).unwrap(),
+            b"ko"
+        );
+        assert!(root.join("lava-7/bin/lava-test-case").is_file());
+        let table = std::fs::read_to_string(dir.join("exports")).unwrap();
+        assert!(
+            table.starts_with("# the lab's\n/srv/keep *(ro)\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!(
+                "{} *(rw,no_root_squash,no_all_squash,async,no_subtree_check) # basalt job 7",
+                root.display()
+            )),
+            "{table}"
+        );
+        // the kernel stays a zImage (bbb has bootz)
+        assert!(f.ctx.downloads["kernel"].ends_with("zImage"));
+        // the boot commands
+        let boot = &f.pipeline.actions[1];
+        let overlay = boot
+            .children
+            .iter()
+            .find(|n| n.name() == "bootloader-overlay")
+            .unwrap();
+        overlay.action.run(&mut f.ctx, overlay).await.unwrap();
+        let want = format!("nfsroot=192.0.2.1:{},tcp,hard", root.display());
+        assert!(
+            f.ctx.boot_commands.iter().any(|c| c.contains(&want)),
+            "{:?}",
+            f.ctx.boot_commands
+        );
+        assert!(f.ctx.boot_commands.iter().any(|c| c.starts_with("bootz ")));
+        cleanup(&mut f.ctx, &deploy).await;
+        assert_eq!(
+            std::fs::read_to_string(dir.join("exports")).unwrap(),
+            "# the lab's\n/srv/keep *(ro)\n"
+        );
+        assert!(!root.exists());
+        let calls = std::fs::read_to_string(dir.join("exportfs.calls")).unwrap();
+        assert_eq!(calls.lines().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A rootfs with a member that leaves its directory fails the job's deploy (a job error)
+    /// with nothing exported, and cleanup still removes what was unpacked; every compression.
+    #[tokio::test]
+    async fn a_bad_rootfs_fails_and_is_cleaned_up() {
+        for compress in ["gz", "bz2", "zstd", "none"] {
+            let dir = tmp();
+            let rootfs = tarball(
+                &dir,
+                "rootfs.tar",
+                &[("etc/ok", b"1"), ("etc/../../escape", b"x")],
+                compress,
+            );
+            let c = if compress == "none" {
+                String::new()
+            } else {
+                format!(", compression: {compress}")
+            };
+            let job = format!(
+                "device_type: beaglebone-black
+job_name: nfs
+timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    to: tftp
+    os: debian
+    nfsrootfs: {{url: 'file://{r}'{c}}}
+",
+                r = rootfs.display()
+            );
+            let mut f = setup("bbb-01", &job, &dir);
+            let deploy = &f.pipeline.actions[0];
+            let e = run_tree(&mut f.ctx, &deploy).await.unwrap_err();
+            assert_eq!(e.kind, crate::action::ErrorType::Job, "{compress}: {e}");
+            assert!(e.message.contains("etc/../../escape"), "{e}");
+            let local = f.ctx.nfs.as_ref().and_then(|n| n.local.clone()).unwrap();
+            assert!(local.join("etc/ok").exists(), "{compress}");
+            assert!(!f.ctx.workdir.join("escape").exists());
+            cleanup(&mut f.ctx, &deploy).await;
+            assert!(!local.exists());
+            assert_eq!(
+                std::fs::read_to_string(dir.join("exports")).unwrap(),
+                "# the lab's\n/srv/keep *(ro)\n"
+            );
+            assert!(!dir.join("exportfs.calls").exists());
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    /// persistent_nfs: no extraction, no export; its address in the boot commands.
+    #[tokio::test]
+    async fn persistent_nfs_gives_the_placeholders() {
+        let dir = tmp();
+        std::fs::write(dir.join("zImage"), b"kernel").unwrap();
+        let job = format!(
+            "device_type: beaglebone-black
+job_name: nfs
+timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    to: tftp
+    os: debian
+    kernel: {{url: 'file://{d}/zImage', type: zimage}}
+    persistent_nfs: {{address: '10.0.0.5:/srv/roots/bbb'}}
+- boot:
+    method: u-boot
+    commands: nfs
+    prompts: ['/ # ']
+",
+            d = dir.display()
+        );
+        let mut f = setup("bbb-01", &job, &dir);
+        let deploy = &f.pipeline.actions[0];
+        run_tree(&mut f.ctx, &deploy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let boot = &f.pipeline.actions[1];
+        let overlay = boot
+            .children
+            .iter()
+            .find(|n| n.name() == "bootloader-overlay")
+            .unwrap();
+        overlay.action.run(&mut f.ctx, overlay).await.unwrap();
+        assert!(
+            f.ctx
+                .boot_commands
+                .iter()
+                .any(|c| c.contains("nfsroot=10.0.0.5:/srv/roots/bbb,tcp,hard")),
+            "{:?}",
+            f.ctx.boot_commands
+        );
+        cleanup(&mut f.ctx, &deploy).await;
+        assert!(!dir.join("exportfs.calls").exists());
+        assert_eq!(
+            super::parse_nfs_address("nfs://h/p/q"),
+            Some(("h".into(), "/p/q".into()))
+        );
+        assert_eq!(super::parse_nfs_address("h:/a b"), None);
+        assert_eq!(super::parse_nfs_address("h:/a';reboot"), None);
+        assert_eq!(super::parse_nfs_address(":/a"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A ramdisk with a U-Boot header and the overlay and modules: the header comes off, the
+    /// segments go on, a new header (mkimage's layout, type ramdisk) goes back; an `image`
+    /// kernel on a device without booti becomes a uImage for bootm at the bootm address.
+    #[tokio::test]
+    async fn ramdisk_and_kernel_headers_are_native() {
+        use crate::host::uimage::{check_header, wrap_file, Header, ImageType};
+        let dir = tmp();
+        std::fs::write(dir.join("raw.cpio"), b"070701 not really a cpio").unwrap();
+        let h = Header::new(ImageType::Ramdisk, "arm", 0, 0).unwrap();
+        wrap_file(&h, &dir.join("raw.cpio"), &dir.join("initrd.uimg")).unwrap();
+        std::fs::write(dir.join("Image"), b"arm64 kernel").unwrap();
+        let modules = tarball(&dir, "modules.tar", &[("lib/modules/m.ko", b"ko")], "none");
+        let job = format!(
+            "device_type: beaglebone-black
+job_name: ramdisk
+timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    to: tftp
+    os: oe
+    kernel: {{url: 'file://{d}/Image', type: image}}
+    ramdisk: {{url: 'file://{d}/initrd.uimg', header: u-boot}}
+    modules: {{url: 'file://{m}'}}
+- boot:
+    method: u-boot
+    commands: ramdisk
+    prompts: ['/ # ']
+{TESTS}",
+            d = dir.display(),
+            m = modules.display()
+        );
+        let mut f = setup("bbb-01", &job, &dir);
+        let deploy = &f.pipeline.actions[0];
+        let ran = run_tree(&mut f.ctx, &deploy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ran.contains(&"uboot-prepare-kernel"), "{ran:?}");
+        let rd = std::fs::read(&f.ctx.downloads["ramdisk"]).unwrap();
+        let size = check_header(&rd).unwrap();
+        assert_eq!(size as usize, rd.len() - 64);
+        assert_eq!(rd[30], 3, "type ramdisk");
+        assert_eq!(rd[29], 2, "arch arm");
+        assert!(rd[64..].starts_with(b"070701 not really a cpio"));
+        let body = String::from_utf8_lossy(&rd[64..]).into_owned();
+        assert!(body.contains("lib/modules/m.ko") && body.contains("lava-test-case"));
+        assert_eq!(
+            rd[64..]
+                .windows(4)
+                .filter(|w| *w == [0x27, 0x05, 0x19, 0x56])
+                .count(),
+            0
+        );
+        let k = &f.ctx.downloads["kernel"];
+        assert!(k.ends_with("uImage"), "{k:?}");
+        let kd = std::fs::read(k).unwrap();
+        check_header(&kd).unwrap();
+        assert_eq!(kd[30], 2, "type kernel");
+        assert_eq!(
+            &kd[16..24],
+            &[0x82, 0, 0, 0, 0x82, 0, 0, 0],
+            "load and entry"
+        );
+        assert_eq!(&kd[64..], b"arm64 kernel");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// deploy nfs + boot qemu-nfs: the root exported, QEMU's command line with the kernel and
+    /// LAVA's `-append`, the nfsrootfs image_arg left out.
+    #[tokio::test]
+    async fn qemu_nfs_command_line_and_export() {
+        let dir = tmp();
+        let rootfs = tarball(&dir, "root.tar.zst", &[("etc/hostname", b"q\n")], "zstd");
+        std::fs::write(dir.join("vmlinuz"), b"k").unwrap();
+        let job = format!(
+            "device_type: qemu
+job_name: qemu-nfs
+timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
+priority: medium
+visibility: public
+context: {{arch: amd64}}
+actions:
+- deploy:
+    to: nfs
+    os: debian
+    images:
+      nfsrootfs:
+        image_arg: 'nfsroot={{NFS_SERVER_IP}}:{{nfsrootfs}},tcp,hard'
+        url: 'file://{r}'
+        compression: zstd
+      kernel:
+        url: 'file://{d}/vmlinuz'
+        image_arg: -kernel {{kernel}}
+- boot:
+    method: qemu-nfs
+    prompts: ['/ # ']
+{TESTS}",
+            d = dir.display(),
+            r = rootfs.display()
+        );
+        let mut f = setup("qemu-amd64", &job, &dir);
+        let deploy = &f.pipeline.actions[0];
+        assert_eq!(deploy.name(), "deploy-qemu-nfs");
+        let ran = run_tree(&mut f.ctx, &deploy)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            ran.contains(&"qemu-nfs-deploy") && ran.contains(&"apply-overlay-tftp"),
+            "{ran:?}"
+        );
+        let root = PathBuf::from(&f.ctx.nfs.as_ref().unwrap().path);
+        assert!(root.join("lava-7/bin/lava-test-case").is_file());
+        assert!(std::fs::read_to_string(dir.join("exports"))
+            .unwrap()
+            .contains(&format!("{} *(rw,", root.display())));
+        let argv = crate::actions::boot::qemu::command_line(&f.ctx, true).unwrap();
+        let at = argv.iter().position(|a| a == "-append").expect("-append");
+        let append = &argv[at + 1];
+        assert!(append.contains("root=/dev/nfs"), "{append}");
+        assert!(
+            append.contains(&format!("nfsroot=192.0.2.1:{},tcp,hard", root.display())),
+            "{append}"
+        );
+        assert!(append.contains("ip=dhcp"), "{append}");
+        assert!(argv.iter().any(|a| a == "-kernel"));
+        assert!(!argv.iter().any(|a| a.starts_with("nfsroot=")), "{argv:?}");
+        cleanup(&mut f.ctx, &deploy).await;
+        assert!(!root.exists());
+        assert!(!std::fs::read_to_string(dir.join("exports"))
+            .unwrap()
+            .contains("basalt job"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
