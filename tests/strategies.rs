@@ -149,5 +149,8 @@ fn every_strategy_validate_accepts_has_a_runner() {
     );
     // NFS roots run (deploy nfs + boot qemu-nfs); what is refused as not supported yet
     // (secondary media) is printed above: the project's devices may have none of it
-    assert!(has("qemu-amd64", "nfs+qemu-nfs+definitions"), "{accepted:#?}");
+    assert!(
+        has("qemu-amd64", "nfs+qemu-nfs+definitions"),
+        "{accepted:#?}"
+    );
 }

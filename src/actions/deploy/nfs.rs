@@ -506,7 +506,7 @@ actions:
         );
         let mut f = setup("bbb-01", &job, &dir);
         let deploy = &f.pipeline.actions[0];
-        let ran = run_tree(&mut f.ctx, &deploy)
+        let ran = run_tree(&mut f.ctx, deploy)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(ran.contains(&"extract-nfsrootfs"), "{ran:?}");
@@ -551,7 +551,7 @@ actions:
             f.ctx.boot_commands
         );
         assert!(f.ctx.boot_commands.iter().any(|c| c.starts_with("bootz ")));
-        cleanup(&mut f.ctx, &deploy).await;
+        cleanup(&mut f.ctx, deploy).await;
         assert_eq!(
             std::fs::read_to_string(dir.join("exports")).unwrap(),
             "# the lab's\n/srv/keep *(ro)\n"
@@ -595,13 +595,13 @@ actions:
             );
             let mut f = setup("bbb-01", &job, &dir);
             let deploy = &f.pipeline.actions[0];
-            let e = run_tree(&mut f.ctx, &deploy).await.unwrap_err();
+            let e = run_tree(&mut f.ctx, deploy).await.unwrap_err();
             assert_eq!(e.kind, crate::action::ErrorType::Job, "{compress}: {e}");
             assert!(e.message.contains("etc/../../escape"), "{e}");
             let local = f.ctx.nfs.as_ref().and_then(|n| n.local.clone()).unwrap();
             assert!(local.join("etc/ok").exists(), "{compress}");
             assert!(!f.ctx.workdir.join("escape").exists());
-            cleanup(&mut f.ctx, &deploy).await;
+            cleanup(&mut f.ctx, deploy).await;
             assert!(!local.exists());
             assert_eq!(
                 std::fs::read_to_string(dir.join("exports")).unwrap(),
@@ -638,7 +638,7 @@ actions:
         );
         let mut f = setup("bbb-01", &job, &dir);
         let deploy = &f.pipeline.actions[0];
-        run_tree(&mut f.ctx, &deploy)
+        run_tree(&mut f.ctx, deploy)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let boot = &f.pipeline.actions[1];
@@ -656,7 +656,7 @@ actions:
             "{:?}",
             f.ctx.boot_commands
         );
-        cleanup(&mut f.ctx, &deploy).await;
+        cleanup(&mut f.ctx, deploy).await;
         assert!(!dir.join("exportfs.calls").exists());
         assert_eq!(
             super::parse_nfs_address("nfs://h/p/q"),
@@ -703,7 +703,7 @@ actions:
         );
         let mut f = setup("bbb-01", &job, &dir);
         let deploy = &f.pipeline.actions[0];
-        let ran = run_tree(&mut f.ctx, &deploy)
+        let ran = run_tree(&mut f.ctx, deploy)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(ran.contains(&"uboot-prepare-kernel"), "{ran:?}");
@@ -772,7 +772,7 @@ actions:
         let mut f = setup("qemu-amd64", &job, &dir);
         let deploy = &f.pipeline.actions[0];
         assert_eq!(deploy.name(), "deploy-qemu-nfs");
-        let ran = run_tree(&mut f.ctx, &deploy)
+        let ran = run_tree(&mut f.ctx, deploy)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -795,7 +795,7 @@ actions:
         assert!(append.contains("ip=dhcp"), "{append}");
         assert!(argv.iter().any(|a| a == "-kernel"));
         assert!(!argv.iter().any(|a| a.starts_with("nfsroot=")), "{argv:?}");
-        cleanup(&mut f.ctx, &deploy).await;
+        cleanup(&mut f.ctx, deploy).await;
         assert!(!root.exists());
         assert!(!std::fs::read_to_string(dir.join("exports"))
             .unwrap()
