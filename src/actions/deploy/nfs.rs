@@ -612,13 +612,18 @@ actions:
         }
     }
 
-    /// persistent_nfs: no extraction, no export; its address in the boot commands.
+    /// persistent_nfs (and nfs_url): no extraction, no export; its address in the boot
+    /// commands.
     #[tokio::test]
     async fn persistent_nfs_gives_the_placeholders() {
-        let dir = tmp();
-        std::fs::write(dir.join("zImage"), b"kernel").unwrap();
-        let job = format!(
-            "device_type: beaglebone-black
+        for (key, addr) in [
+            ("persistent_nfs", "{address: '10.0.0.5:/srv/roots/bbb'}"),
+            ("nfs_url", "'10.0.0.5:/srv/roots/bbb'"),
+        ] {
+            let dir = tmp();
+            std::fs::write(dir.join("zImage"), b"kernel").unwrap();
+            let job = format!(
+                "device_type: beaglebone-black
 job_name: nfs
 timeouts: {{job: {{minutes: 2}}, action: {{seconds: 20}}}}
 priority: medium
@@ -628,36 +633,38 @@ actions:
     to: tftp
     os: debian
     kernel: {{url: 'file://{d}/zImage', type: zimage}}
-    persistent_nfs: {{address: '10.0.0.5:/srv/roots/bbb'}}
+    {key}: {addr}
 - boot:
     method: u-boot
     commands: nfs
     prompts: ['/ # ']
 ",
-            d = dir.display()
-        );
-        let mut f = setup("bbb-01", &job, &dir);
-        let deploy = &f.pipeline.actions[0];
-        run_tree(&mut f.ctx, deploy)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let boot = &f.pipeline.actions[1];
-        let overlay = boot
-            .children
-            .iter()
-            .find(|n| n.name() == "bootloader-overlay")
-            .unwrap();
-        overlay.action.run(&mut f.ctx, overlay).await.unwrap();
-        assert!(
-            f.ctx
-                .boot_commands
+                d = dir.display()
+            );
+            let mut f = setup("bbb-01", &job, &dir);
+            let deploy = &f.pipeline.actions[0];
+            run_tree(&mut f.ctx, deploy)
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let boot = &f.pipeline.actions[1];
+            let overlay = boot
+                .children
                 .iter()
-                .any(|c| c.contains("nfsroot=10.0.0.5:/srv/roots/bbb,tcp,hard")),
-            "{:?}",
-            f.ctx.boot_commands
-        );
-        cleanup(&mut f.ctx, deploy).await;
-        assert!(!dir.join("exportfs.calls").exists());
+                .find(|n| n.name() == "bootloader-overlay")
+                .unwrap();
+            overlay.action.run(&mut f.ctx, overlay).await.unwrap();
+            assert!(
+                f.ctx
+                    .boot_commands
+                    .iter()
+                    .any(|c| c.contains("nfsroot=10.0.0.5:/srv/roots/bbb,tcp,hard")),
+                "{key}: {:?}",
+                f.ctx.boot_commands
+            );
+            cleanup(&mut f.ctx, deploy).await;
+            assert!(!dir.join("exportfs.calls").exists());
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
         assert_eq!(
             super::parse_nfs_address("nfs://h/p/q"),
             Some(("h".into(), "/p/q".into()))
@@ -665,7 +672,6 @@ actions:
         assert_eq!(super::parse_nfs_address("h:/a b"), None);
         assert_eq!(super::parse_nfs_address("h:/a';reboot"), None);
         assert_eq!(super::parse_nfs_address(":/a"), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A ramdisk with a U-Boot header and the overlay and modules: the header comes off, the
