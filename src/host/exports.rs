@@ -379,13 +379,23 @@ impl Exports {
             quote_path(path)?,
             options.join(",")
         );
-        let mut text = std::mem::take(&mut self.text);
+        let mut text = self.text.clone();
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         text.push_str(&line);
-        *self = parse(&text, "exports")?;
-        Ok(())
+        let new = parse(&text, "exports")?;
+        // a last line that ends in a backslash would swallow the new one
+        match new.entries.last() {
+            Some(e) if e.path == path && e.basalt_tag() == Some(tag) => {
+                *self = new;
+                Ok(())
+            }
+            _ => Err(ExportsError::BadPath(
+                path.into(),
+                "the table's last line continues (ends with a backslash)",
+            )),
+        }
     }
 
     /// Removes the entries of `path` that basalt added; returns whether there was one.
@@ -406,9 +416,14 @@ impl Exports {
             at = s.end;
         }
         text.push_str(&self.text[at..]);
-        // what is left parsed before; it parses again
-        *self = parse(&text, "exports").unwrap_or_default();
-        true
+        // whole logical lines went: what is left parses again (else nothing changes)
+        match parse(&text, "exports") {
+            Ok(t) => {
+                *self = t;
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -646,6 +661,12 @@ mod tests {
         assert!(t.remove("/tmp/job 8"));
         assert_eq!(t.text(), format!("{SAMPLE}\n"));
         assert!(quote_path("/a\"b").is_err());
+        let mut cont = parse("/a h \\", "x").unwrap();
+        assert!(matches!(
+            cont.add("1", "/job/1", "*", JOB_OPTIONS),
+            Err(ExportsError::BadPath(..))
+        ));
+        assert_eq!(cont.text(), "/a h \\");
         assert!(quote_path("rel").is_err());
     }
 
