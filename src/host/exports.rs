@@ -455,6 +455,28 @@ impl ExportTable {
         Ok(removed)
     }
 
+    /// Removes the entries basalt added for directories that are gone (a job whose basalt was
+    /// killed before its cleanup); returns their paths. Blocking.
+    pub fn remove_stale(&self) -> Result<Vec<String>, ExportsError> {
+        let mut gone = Vec::new();
+        let changed = self.change(|t| {
+            gone = t
+                .entries()
+                .iter()
+                .filter(|e| e.basalt_tag().is_some() && !Path::new(&e.path).exists())
+                .map(|e| e.path.clone())
+                .collect();
+            for p in &gone {
+                t.remove(p);
+            }
+            Ok(!gone.is_empty())
+        })?;
+        if changed {
+            self.exportfs()?;
+        }
+        Ok(gone)
+    }
+
     /// Reads the table under the lock, changes it with `f` and, when `f` says so, writes it
     /// back atomically.
     fn change(
@@ -719,6 +741,31 @@ mod tests {
             std::fs::read_to_string(dir.join("exports")).unwrap(),
             "/a h(rw\n"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_entries_of_gone_jobs_are_swept() {
+        let dir =
+            crate::host::tempdir::tempdir_in(&std::env::temp_dir(), "basalt-exports-").unwrap();
+        let live = dir.join("live");
+        std::fs::create_dir(&live).unwrap();
+        let admin = "/srv/gone-but-the-lab's *(ro)\n";
+        std::fs::write(dir.join("exports"), admin.replace('\'', "")).unwrap();
+        let t = table(&dir);
+        t.add("1", &live).unwrap();
+        t.add("2", &dir.join("gone")).unwrap();
+        assert_eq!(
+            t.remove_stale().unwrap(),
+            [dir.join("gone").display().to_string()]
+        );
+        let text = std::fs::read_to_string(dir.join("exports")).unwrap();
+        assert!(text.starts_with("/srv/gone-but-the-labs *(ro)\n"), "{text}");
+        assert!(
+            text.contains("# basalt job 1") && !text.contains("# basalt job 2"),
+            "{text}"
+        );
+        assert!(t.remove_stale().unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

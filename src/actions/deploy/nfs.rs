@@ -200,10 +200,21 @@ pub(crate) async fn extract_nfsrootfs(ctx: &mut Ctx, node: &ActionNode) -> Resul
         n.path = root.display().to_string();
     }
     let (table, tag, r) = (ctx.limits.exports.clone(), ctx.job_id.clone(), root.clone());
-    ctx.tasks
-        .run(move |_| table.add(&tag, &r))
+    let stale = ctx
+        .tasks
+        .run(move |_| -> Result<Vec<String>, ExportsError> {
+            // entries of jobs whose basalt was killed before its cleanup go first
+            let stale = table.remove_stale()?;
+            table.add(&tag, &r)?;
+            Ok(stale)
+        })
         .await?
         .map_err(exports_err)?;
+    for s in stale {
+        ctx.log.warning(format!(
+            "removed a stale NFS export of a job that is gone: {s}"
+        ));
+    }
     if let Some(n) = ctx.nfs.as_mut() {
         n.exported = Some(root.clone());
     }
