@@ -50,6 +50,7 @@ PKGS=(
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards
   passt                              # a real U-Boot's network, in a private namespace (tests/real_uboot.rs)
+  u-boot-tools                       # mkimage: the uImage headers basalt writes are compared with its (unit tests)
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url

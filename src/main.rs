@@ -236,6 +236,7 @@ impl WorkerArgs {
             max_log_bytes: self.max_log_bytes,
             file_roots: self.allow_file_root.clone(),
             tftp_user: self.tftp_user.clone(),
+            ..Default::default()
         }
     }
 }

@@ -147,8 +147,10 @@ fn every_strategy_validate_accepts_has_a_runner() {
         accepted.keys().any(|d| d.starts_with("basalt-board")),
         "{accepted:#?}"
     );
+    // NFS roots run (deploy nfs + boot qemu-nfs); what is refused as not supported yet
+    // (secondary media) is printed above: the project's devices may have none of it
     assert!(
-        refused_not_yet > 0,
-        "no strategy was refused as not supported yet"
+        has("qemu-amd64", "nfs+qemu-nfs+definitions"),
+        "{accepted:#?}"
     );
 }

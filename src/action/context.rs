@@ -39,6 +39,20 @@ pub struct TestRun {
     pub testdef: Option<crate::job::testdef::TestDef>,
 }
 
+/// The job's NFS root: where the device mounts it from, and what basalt holds for it.
+#[derive(Clone, Debug, Default)]
+pub struct NfsRoot {
+    /// The NFS server as the device sees it; `None`: the worker (`server_ip`).
+    pub server: Option<String>,
+    /// The path the server exports (`{NFSROOTFS}`).
+    pub path: String,
+    /// The directory basalt unpacked the root in, removed at the end of the job; `None` for a
+    /// persistent NFS root, which is not basalt's.
+    pub local: Option<PathBuf>,
+    /// The directory of the export table's entry for the job, removed at the end of the job.
+    pub exported: Option<PathBuf>,
+}
+
 /// Everything the actions of one job share. One per job; passed by `&mut` down the pipeline.
 pub struct Ctx {
     pub job: Job,
@@ -84,6 +98,8 @@ pub struct Ctx {
     pub tftp_gid: Option<u32>,
     /// How the job's processes are confined; `None`: they are not.
     pub confinement: Option<JobConfinement>,
+    /// The NFS root of the job's deploy (`nfsrootfs`, `persistent_nfs`, `nfs_url`).
+    pub nfs: Option<NfsRoot>,
 }
 
 /// Where a job runs on the worker: what [`Ctx::new`] needs besides the job and the device.
@@ -133,6 +149,7 @@ impl Ctx {
             tasks: blocking::Tasks::default(),
             tftp_gid: None,
             confinement: place.confinement,
+            nfs: None,
         }
     }
 

@@ -29,6 +29,10 @@ pub struct Limits {
     pub file_roots: Vec<PathBuf>,
     /// The user the TFTP server runs as: the job's TFTP directory is readable by its group only.
     pub tftp_user: String,
+    /// The NFS server's export table a job's NFS root is added to (`BASALT_EXPORTS_FILE`,
+    /// default `/etc/exports`) and the command that makes the server read it again
+    /// (`BASALT_EXPORTFS`, default `exportfs -ra`): `host::exports`.
+    pub exports: crate::host::exports::ExportTable,
 }
 
 impl Default for Limits {
@@ -38,6 +42,13 @@ impl Default for Limits {
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             file_roots: Vec::new(),
             tftp_user: DEFAULT_TFTP_USER.into(),
+            exports: crate::host::exports::ExportTable {
+                file: std::env::var_os("BASALT_EXPORTS_FILE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/etc/exports")),
+                exportfs: std::env::var("BASALT_EXPORTFS")
+                    .unwrap_or_else(|_| "exportfs -ra".into()),
+            },
         }
     }
 }

@@ -3,7 +3,9 @@
 //! actions or pipelines.
 
 pub mod blocking;
+pub mod exports;
 pub mod http;
 pub mod limits;
 pub mod output;
 pub mod tempdir;
+pub mod uimage;

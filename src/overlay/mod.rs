@@ -4,6 +4,7 @@
 
 pub mod cpio;
 pub mod ext;
+pub mod rootfs;
 pub mod tarball;
 pub mod tree;
 

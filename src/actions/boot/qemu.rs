@@ -39,18 +39,22 @@ fn split(opt: &str) -> Result<Vec<String>, ActionError> {
 }
 
 /// The QEMU command line: device `command` + `options` + `extra`, then every image's
-/// `image_arg` with `{label}` replaced by the downloaded file.
-pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
-    let params = ctx
+/// `image_arg` with `{label}` replaced by the downloaded file. For `qemu-nfs` (`nfs`), the
+/// device's `qemu-nfs` parameters, and instead of the `nfsrootfs` image's argument the kernel
+/// command line LAVA gives: `-append "console=… root=/dev/nfs nfsroot=SERVER:ROOT,… ip=…"`
+/// from the method's `append` (`console`, `root`, `nfsrootargs`, `ipargs`), with
+/// `{NFS_SERVER_IP}` and `{NFSROOTFS}` the job's NFS root.
+pub fn command_line(ctx: &Ctx, nfs: bool) -> Result<Vec<String>, ActionError> {
+    let method = ctx
         .device
-        .boot_method("qemu")
-        .and_then(|m| m.get("parameters"))
-        .ok_or_else(|| {
-            ActionError::job(format!(
-                "device '{}' has no qemu parameters",
-                ctx.device.hostname
-            ))
-        })?;
+        .boot_method(if nfs { "qemu-nfs" } else { "qemu" })
+        .or_else(|| ctx.device.boot_method("qemu"));
+    let params = method.and_then(|m| m.get("parameters")).ok_or_else(|| {
+        ActionError::job(format!(
+            "device '{}' has no qemu parameters",
+            ctx.device.hostname
+        ))
+    })?;
     let command = params
         .get("command")
         .and_then(Node::scalar_text)
@@ -78,6 +82,9 @@ pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
             continue;
         };
         for (label, img) in &d.images {
+            if nfs && label == "nfsrootfs" {
+                continue;
+            }
             let Some(arg) = &img.image_arg else { continue };
             let mut words = split(arg)?;
             for w in &mut words {
@@ -102,7 +109,38 @@ pub fn command_line(ctx: &Ctx) -> Result<Vec<String>, ActionError> {
             argv.extend(words);
         }
     }
+    if nfs {
+        argv.push("-append".into());
+        argv.push(nfs_append(ctx, params)?);
+    }
     Ok(argv)
+}
+
+/// The kernel command line of a `qemu-nfs` boot.
+fn nfs_append(ctx: &Ctx, params: &Node) -> Result<String, ActionError> {
+    let nfs = ctx.nfs.as_ref().ok_or_else(|| {
+        ActionError::job(
+            "a qemu-nfs boot needs an NFS root: deploy to: nfs with an nfsrootfs first",
+        )
+    })?;
+    let server = nfs.server.clone().unwrap_or_else(|| ctx.server_ip.clone());
+    let append = params.get("append");
+    let get = |k: &str| append.and_then(|a| a.get(k)).and_then(Node::scalar_text);
+    let mut parts = Vec::new();
+    if let Some(c) = get("console") {
+        parts.push(format!("console={c}"));
+    }
+    parts.push(format!(
+        "root={}",
+        get("root").unwrap_or_else(|| "/dev/nfs".into())
+    ));
+    let nfsroot = get("nfsrootargs")
+        .unwrap_or_else(|| "nfsroot={NFS_SERVER_IP}:{NFSROOTFS},tcp,hard".into())
+        .replace("{NFS_SERVER_IP}", &server)
+        .replace("{NFSROOTFS}", &nfs.path);
+    parts.push(nfsroot);
+    parts.push(get("ipargs").unwrap_or_else(|| "ip=dhcp".into()));
+    Ok(parts.join(" "))
 }
 
 /// `execute-qemu`: start QEMU with its serial console on stdio and open the session.
@@ -133,10 +171,14 @@ impl Action for ExecuteQemu {
         }
         Ok(())
     }
-    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+    async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         // a retry starts it again: the old console goes first
         ctx.session = None;
-        let argv = command_line(ctx)?;
+        let nfs = matches!(
+            ctx.block(node),
+            Some(ActionBlock::Boot(b)) if b.method == crate::job::BootMethod::QemuNfs
+        );
+        let argv = command_line(ctx, nfs)?;
         ctx.log
             .info(format!("boot command: {}", shell_words::join(&argv)));
         let policy = ctx.qemu_policy()?;

@@ -218,6 +218,20 @@ action! {
     }
 }
 
+/// The U-Boot command that boots a kernel of type `kind` on `device`, as LAVA's
+/// `map_kernel_uboot`: `bootz` / `booti` when the device has their addresses
+/// (`parameters.bootz` / `parameters.booti`), else `bootm` (the kernel is then wrapped as a
+/// uImage by `uboot-prepare-kernel`).
+pub(crate) fn boot_command(
+    device: &crate::device::Device,
+    kind: Option<KernelType>,
+) -> &'static str {
+    match kind.map(KernelType::bootx) {
+        Some(b @ ("bootz" | "booti")) if device.node.path(&["parameters", b]).is_some() => b,
+        _ => "bootm",
+    }
+}
+
 /// `bootloader-overlay`: the boot commands with the deployed files' names and addresses.
 fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let boot = ctx.boot_block(node)?;
@@ -238,7 +252,7 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let kernel_type = deploy
         .and_then(|d| d.images.iter().find(|(k, _)| k == "kernel"))
         .and_then(|(_, i)| i.kernel_type);
-    let bootx = kernel_type.map(KernelType::bootx).unwrap_or("bootm");
+    let bootx = boot_command(&ctx.device, kernel_type);
     let rel = |key: &str| -> Option<String> {
         let p = ctx.downloads.get(key)?;
         let r = p.strip_prefix(&ctx.tftp_root).ok()?;
@@ -283,6 +297,13 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         ("TEE_ADDR", tee.and(addr("tee"))),
         ("BOOTX", Some(bootx_line)),
         ("LAVA_JOB_ID", Some(ctx.job_id.clone())),
+        ("NFSROOTFS", ctx.nfs.as_ref().map(|n| n.path.clone())),
+        (
+            "NFS_SERVER_IP",
+            ctx.nfs
+                .as_ref()
+                .map(|n| n.server.clone().unwrap_or_else(|| ctx.server_ip.clone())),
+        ),
         ("LAVA_DISPATCHER_IP", Some(ctx.server_ip.clone())),
     ];
     ctx.boot_commands = substitute(&list, &values);

@@ -5,7 +5,7 @@ use super::download::download;
 use super::overlay::add_overlay;
 use super::require;
 use super::tmpfs::DEVICE_ENV;
-use crate::action::{action, group, Action, ActionNode, Builder, Nothing, PipelineError, Scope};
+use crate::action::{action, group, Action, ActionNode, Builder, PipelineError, Scope};
 use crate::job::parse::TFTP_IMAGE_KEYS;
 use crate::job::Deploy;
 
@@ -33,14 +33,7 @@ pub(crate) fn pipeline(
     );
     b.child(s, prep, Optional::ExtractNfsRootfs);
     b.child(s, prep, Optional::ParsePersistentNfs);
-    b.child(
-        s,
-        prep,
-        Nothing {
-            name: "extract-overlay-ramdisk",
-            description: "unpack the ramdisk to add the overlay",
-        },
-    );
+    b.child(s, prep, ExtractOverlayRamdisk);
     b.child(s, prep, Optional::ExtractModules);
     if ov {
         b.child(s, prep, APPLY_OVERLAY_TFTP);
@@ -56,25 +49,11 @@ pub(crate) fn pipeline(
             group("prepare-kernel", "convert the kernel for the bootloader"),
         );
         if b.device.has_boot_method("u-boot") {
-            b.child(
-                s,
-                pk,
-                Nothing {
-                    name: "uboot-prepare-kernel",
-                    description: "wrap the kernel with mkimage if U-Boot needs it",
-                },
-            );
+            b.child(s, pk, UbootPrepareKernel);
         }
     }
     b.child(s, prep, Optional::ConfigurePreseedFile);
-    b.child(
-        s,
-        prep,
-        Nothing {
-            name: "compress-ramdisk",
-            description: "repack the ramdisk (with a U-Boot header if asked)",
-        },
-    );
+    b.child(s, prep, CompressRamdisk);
     if ov {
         b.child(s, &mut node, DEVICE_ENV);
     }
@@ -91,6 +70,25 @@ action! {
     /// `apply-overlay-tftp`: the test overlay goes into the staged ramdisk.
     pub struct ApplyOverlayTftp = "apply-overlay-tftp", "unpack the overlay into the ramdisk or NFS root";
     run(ctx, node) { run_apply_overlay(ctx, node).await }
+}
+
+action! {
+    /// `extract-overlay-ramdisk`: a ramdisk with a U-Boot header loses it, so that modules and
+    /// the overlay can be appended (`compress-ramdisk` puts one back if the device wants it).
+    pub struct ExtractOverlayRamdisk = "extract-overlay-ramdisk", "take the U-Boot header off the ramdisk";
+    run(ctx, node) { run_extract_ramdisk(ctx, node).await }
+}
+
+action! {
+    /// `uboot-prepare-kernel`: a kernel U-Boot can only `bootm` is wrapped as a uImage.
+    pub struct UbootPrepareKernel = "uboot-prepare-kernel", "wrap the kernel as a uImage if U-Boot boots it with bootm";
+    run(ctx, node) { run_prepare_kernel(ctx, node).await }
+}
+
+action! {
+    /// `compress-ramdisk`: the ramdisk gets a U-Boot header when the device wants one.
+    pub struct CompressRamdisk = "compress-ramdisk", "repack the ramdisk (with a U-Boot header if the device wants one)";
+    run(ctx, node) { run_compress_ramdisk(ctx, node).await }
 }
 
 /// `apply-overlay-tftp`, for the strategies that share it.
@@ -125,7 +123,17 @@ impl Action for Optional {
         }
     }
     async fn run(&self, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
-        run_optional(self, ctx, node)
+        match self {
+            Optional::ExtractNfsRootfs => super::nfs::extract_nfsrootfs(ctx, node).await,
+            Optional::ParsePersistentNfs => super::nfs::parse_persistent_nfs(ctx, node),
+            Optional::ExtractModules => run_extract_modules(ctx, node).await,
+            Optional::ConfigurePreseedFile => run_optional(self, ctx, node),
+        }
+    }
+    async fn cleanup(&self, ctx: &mut Ctx, _node: &ActionNode) {
+        if matches!(self, Optional::ExtractNfsRootfs) {
+            super::nfs::release(ctx).await;
+        }
     }
 }
 
@@ -134,7 +142,7 @@ impl Action for Optional {
 use crate::action::{ActionError, Ctx};
 use crate::error::io_err;
 use crate::host::tempdir::tempdir_in;
-use crate::job::{ActionBlock, DeployTo};
+use crate::job::ActionBlock;
 
 /// The deploy block of a node.
 fn deploy_of<'c>(ctx: &'c Ctx, node: &ActionNode) -> Option<&'c Deploy> {
@@ -219,66 +227,174 @@ fn run_tftp_dir(ctx: &mut Ctx) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Runs an [`Optional`] step.
+/// Runs an [`Optional`] step basalt does not do: fine when the job does not need it.
 fn run_optional(step: &Optional, ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let needs =
         |key: &str| deploy_of(ctx, node).is_some_and(|d| d.images.iter().any(|(k, _)| k == key));
-    let missing = match step {
-        Optional::ExtractNfsRootfs if needs("nfsrootfs") => Some("an NFS root filesystem"),
-        Optional::ExtractModules if needs("modules") => Some("kernel modules"),
-        Optional::ConfigurePreseedFile if needs("preseed") => Some("a preseed file"),
-        Optional::ParsePersistentNfs
-            if deploy_of(ctx, node).is_some_and(|d| d.persistent_nfs.is_some()) =>
-        {
-            Some("a persistent NFS root")
-        }
-        _ => None,
-    };
-    match missing {
-        Some(what) => Err(ActionError::job(format!(
-            "{}: deploying {what} is not possible on this worker yet",
+    if matches!(step, Optional::ConfigurePreseedFile) && needs("preseed") {
+        return Err(ActionError::job(format!(
+            "{}: deploying a preseed file is not possible on this worker yet",
             node.name()
-        ))),
-        None => {
-            ctx.log
-                .debug(format!("{}: nothing to do for this job", node.name()));
-            Ok(())
-        }
+        )));
+    }
+    ctx.log
+        .debug(format!("{}: nothing to do for this job", node.name()));
+    Ok(())
+}
+
+/// The image `key` of the node's deploy block.
+fn image<'c>(ctx: &'c Ctx, node: &ActionNode, key: &str) -> Option<&'c crate::job::ImageRef> {
+    deploy_of(ctx, node)?
+        .images
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, i)| i)
+}
+
+/// The device's `actions.deploy.parameters.<key>`.
+fn deploy_param<'c>(ctx: &'c Ctx, key: &str) -> Option<&'c crate::yaml::Node> {
+    ctx.device
+        .node
+        .path(&["actions", "deploy", "parameters", key])
+}
+
+/// The device wants ramdisks with a U-Boot header (`add_header: u-boot`).
+fn wants_header(ctx: &Ctx) -> bool {
+    deploy_param(ctx, "add_header").and_then(crate::yaml::Node::as_str) == Some("u-boot")
+}
+
+/// `mkimage_arch` of the device (U-Boot's architecture name), `arm` when unset.
+fn uimage_arch(ctx: &Ctx) -> String {
+    deploy_param(ctx, "mkimage_arch")
+        .and_then(crate::yaml::Node::scalar_text)
+        .unwrap_or_else(|| "arm".into())
+}
+
+fn uimage_err(what: &str, e: crate::host::uimage::UImageError) -> ActionError {
+    use crate::host::uimage::UImageError as U;
+    match e {
+        U::Io(io) => io_err(what, io),
+        U::UnknownArch(_) => ActionError::infra(format!("{what}: the device's mkimage_arch: {e}")),
+        other => ActionError::job(format!("{what}: {other}")),
     }
 }
 
-/// `apply-overlay-tftp`: the test overlay goes into the ramdisk (a raw cpio, or one with a
-/// U-Boot header, which is taken off and put back with mkimage when the device wants it).
+/// `extract-overlay-ramdisk`: the U-Boot header comes off a ramdisk marked `header: u-boot`
+/// (or that has a valid one).
+async fn run_extract_ramdisk(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let Some(path) = ctx.downloads.get("ramdisk").cloned() else {
+        ctx.log.debug("no ramdisk in this deploy");
+        return Ok(());
+    };
+    let marked = image(ctx, node, "ramdisk").is_some_and(|i| i.header.as_deref() == Some("u-boot"));
+    let p = path.clone();
+    let stripped = ctx
+        .tasks
+        .run(move |cancel| strip_uboot_header(&p, marked, cancel))
+        .await??;
+    if stripped {
+        stage_file(ctx, &path)?;
+        ctx.log.info("took the U-Boot header off the ramdisk");
+    }
+    Ok(())
+}
+
+/// `extract-modules`: the `modules` tarball goes into the NFS root (unpacked at its top, as
+/// LAVA does) and into the ramdisk (as one more cpio segment), unless the image says
+/// `install_modules: false`.
+async fn run_extract_modules(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    let Some(modules) = ctx.downloads.get("modules").cloned() else {
+        ctx.log
+            .debug(format!("{}: no modules in this deploy", node.name()));
+        return Ok(());
+    };
+    let (into_nfs, into_ramdisk) = {
+        let wanted =
+            |key: &str| image(ctx, node, key).is_some_and(|i| i.install_modules != Some(false));
+        (wanted("nfsrootfs"), wanted("ramdisk"))
+    };
+    let mut done = false;
+    if let Some(root) = ctx
+        .nfs
+        .as_ref()
+        .and_then(|n| n.local.as_ref().map(|_| n.path.clone()))
+    {
+        if into_nfs {
+            let (m, r, budget) = (
+                modules.clone(),
+                std::path::PathBuf::from(&root),
+                ctx.budget.clone(),
+            );
+            let u = ctx
+                .tasks
+                .run(move |cancel| crate::overlay::rootfs::unpack_file(&m, &r, cancel, &budget))
+                .await?
+                .map_err(|e| e.into_action("modules"))?;
+            ctx.log.info(format!(
+                "unpacked the modules ({} files) into the NFS root",
+                u.entries
+            ));
+            done = true;
+        }
+    }
+    if let Some(ramdisk) = ctx.downloads.get("ramdisk").cloned() {
+        if into_ramdisk {
+            let stage = tempdir_in(&ctx.workdir, "modules-").map_err(|e| io_err("modules", e))?;
+            let (m, st, rd, budget) = (
+                modules.clone(),
+                stage.clone(),
+                ramdisk.clone(),
+                ctx.budget.clone(),
+            );
+            let r = ctx
+                .tasks
+                .run(move |cancel| -> Result<u64, ActionError> {
+                    crate::overlay::rootfs::unpack_file(&m, &st, cancel, &budget)
+                        .map_err(|e| e.into_action("modules"))?;
+                    crate::actions::deploy::download::append_cpio_segment(&rd, &st, cancel)
+                        .map_err(|e| e.into_action("modules into the ramdisk"))
+                })
+                .await?;
+            let _ = std::fs::remove_dir_all(&stage);
+            let n = r?;
+            stage_file(ctx, &ramdisk)?;
+            ctx.log
+                .info(format!("added the modules ({n} bytes) to the ramdisk"));
+            done = true;
+        }
+    }
+    if !done {
+        ctx.log.debug("modules: no NFS root or ramdisk takes them");
+    }
+    Ok(())
+}
+
+/// `apply-overlay-tftp`: the test overlay goes into the NFS root (unpacked into it) or the
+/// ramdisk (one more cpio segment; its U-Boot header came off in `extract-overlay-ramdisk`).
 async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let Some(root) = ctx.overlay_root.clone() else {
         return Ok(());
     };
-    let Some(d) = deploy_of(ctx, node) else {
+    if deploy_of(ctx, node).is_none() {
         return Err(ActionError::bug("apply-overlay-tftp outside a deploy"));
-    };
-    if d.to != DeployTo::Tftp {
-        return Err(ActionError::job("the test overlay can only go into a tftp ramdisk on this worker yet (not into an NFS root)"));
     }
-    if d.images
-        .iter()
-        .any(|(k, i)| k == "ramdisk" && i.install_overlay == Some(false))
-    {
+    if let Some(nfs) = ctx.nfs.clone() {
+        return super::nfs::apply_overlay(ctx, node, &nfs, &root).await;
+    }
+    if image(ctx, node, "ramdisk").is_some_and(|i| i.install_overlay == Some(false)) {
         ctx.log
             .debug("ramdisk with install_overlay: false: the overlay is not added to it");
         return Ok(());
     }
-    let header_uboot = d
-        .images
-        .iter()
-        .any(|(k, i)| k == "ramdisk" && i.header.as_deref() == Some("u-boot"));
     let Some(path) = ctx.downloads.get("ramdisk").cloned() else {
-        return Err(ActionError::job("the test overlay needs a ramdisk in this tftp deploy (or an NFS root, which this worker cannot use yet)"));
+        return Err(ActionError::job(
+            "the test overlay needs a ramdisk or an NFS root in this deploy",
+        ));
     };
     let (p, root_dir) = (path.clone(), root.clone());
     let n = ctx
         .tasks
-        .run(move |cancel| -> Result<u64, ActionError> {
-            strip_uboot_header(&p, header_uboot, cancel)?;
+        .run(move |cancel| {
             crate::actions::deploy::download::append_cpio_segment(&p, &root_dir, cancel)
                 .map_err(|e| e.into_action("ramdisk"))
         })
@@ -287,55 +403,107 @@ async fn run_apply_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), Actio
     ctx.overlay_applied = true;
     ctx.log
         .info(format!("added the test overlay ({n} bytes) to the ramdisk"));
-    let add_header = ctx
-        .device
-        .node
-        .path(&["actions", "deploy", "parameters", "add_header"])
-        .and_then(crate::yaml::Node::as_str)
-        == Some("u-boot");
-    if add_header {
-        let arch = ctx
-            .device
-            .node
-            .path(&["actions", "deploy", "parameters", "mkimage_arch"])
-            .and_then(crate::yaml::Node::as_str)
-            .unwrap_or("arm")
-            .to_string();
-        let out = path.with_extension("uboot");
-        let mut cmd = tokio::process::Command::new("mkimage");
-        cmd.args(["-A", &arch, "-T", "ramdisk", "-C", "none", "-d"])
-            .arg(&path)
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true);
-        // the ramdisk is the job's: mkimage runs confined, writing only next to it
-        let dir = path.parent().unwrap_or(&ctx.workdir).to_path_buf();
-        let cannot =
-            |e: std::io::Error| ActionError::infra_from("mkimage (package u-boot-tools)", e);
-        let status = basalt_hal::confine::spawn(cmd, &ctx.policy(&[&dir], false, &[]))
-            .map_err(cannot)?
-            .wait()
-            .await
-            .map_err(cannot)?;
-        if !status.success() {
-            return Err(ActionError::infra(format!("mkimage failed: {status}")));
-        }
-        std::fs::rename(&out, &path).map_err(|e| io_err("ramdisk", e))?;
-        stage_file(ctx, &path)?;
+    Ok(())
+}
+
+/// `compress-ramdisk`: a U-Boot ramdisk header (type ramdisk, the device's `mkimage_arch`),
+/// written natively, when the device says `add_header: u-boot`.
+async fn run_compress_ramdisk(ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+    use crate::host::uimage::{Header, ImageType};
+    let Some(path) = ctx.downloads.get("ramdisk").cloned() else {
+        return Ok(());
+    };
+    if !wants_header(ctx) {
+        return Ok(());
     }
+    let header = Header::new(ImageType::Ramdisk, &uimage_arch(ctx), 0, 0)
+        .map_err(|e| uimage_err("ramdisk", e))?;
+    let out = path.with_extension("uboot");
+    let (p, o) = (path.clone(), out.clone());
+    let n = ctx
+        .tasks
+        .run(move |_| crate::host::uimage::wrap_file(&header, &p, &o))
+        .await?
+        .map_err(|e| uimage_err("ramdisk", e))?;
+    std::fs::rename(&out, &path).map_err(|e| io_err("ramdisk", e))?;
+    stage_file(ctx, &path)?;
+    ctx.log
+        .info(format!("added a U-Boot header to the ramdisk ({n} bytes)"));
+    Ok(())
+}
+
+/// A number of the device dictionary (`0x82000000` or decimal).
+fn address(n: &crate::yaml::Node) -> Option<u32> {
+    let t = n.scalar_text()?;
+    let t = t.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
+
+/// `uboot-prepare-kernel`, as LAVA's: a kernel whose type U-Boot boots with `bootm` only
+/// (no `bootz`/`booti` addresses in the device) is wrapped as a uImage (type kernel, the
+/// device's `mkimage_arch`), loaded at `parameters.text_offset` or the `bootm` kernel
+/// address, entry there (64 bytes on with `use_xip`).
+async fn run_prepare_kernel(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    use crate::host::uimage::{Header, ImageType};
+    let Some(kind) = image(ctx, node, "kernel").and_then(|i| i.kernel_type) else {
+        return Ok(());
+    };
+    let Some(kernel) = ctx.downloads.get("kernel").cloned() else {
+        return Ok(());
+    };
+    let boot = crate::actions::boot::uboot::boot_command(&ctx.device, Some(kind));
+    if kind == crate::job::KernelType::UImage || boot != "bootm" {
+        ctx.log.debug(format!(
+            "the {kind:?} kernel is booted with {boot}: no conversion"
+        ));
+        return Ok(());
+    }
+    let params = &ctx.device.node;
+    let load = params
+        .path(&["parameters", "text_offset"])
+        .or_else(|| params.path(&["parameters", "bootm", "kernel"]))
+        .and_then(address)
+        .ok_or_else(|| {
+            ActionError::job(format!(
+                "device '{}' has no bootm kernel address (parameters.bootm.kernel) to load a uImage at",
+                ctx.device.hostname
+            ))
+        })?;
+    let xip = deploy_param(ctx, "use_xip").and_then(crate::yaml::Node::as_bool) == Some(true);
+    let entry = if xip { load.wrapping_add(64) } else { load };
+    let header = Header::new(ImageType::Kernel, &uimage_arch(ctx), load, entry)
+        .map_err(|e| uimage_err("kernel", e))?;
+    let out = kernel.with_file_name("uImage");
+    let (k, o) = (kernel.clone(), out.clone());
+    ctx.tasks
+        .run(move |_| crate::host::uimage::wrap_file(&header, &k, &o))
+        .await?
+        .map_err(|e| uimage_err("kernel", e))?;
+    stage_file(ctx, &out)?;
+    if out != kernel {
+        let _ = std::fs::remove_file(&kernel);
+    }
+    ctx.log.info(format!(
+        "wrapped the kernel as a uImage for bootm (load 0x{load:08x}, entry 0x{entry:08x})"
+    ));
+    ctx.downloads.insert("kernel".into(), out);
     Ok(())
 }
 
 /// Takes a U-Boot header (64 bytes) off the ramdisk `path`, streaming; a ramdisk marked
-/// `header: u-boot` must have one. Blocking.
+/// `header: u-boot` must have one. Returns whether there was one. Blocking.
 fn strip_uboot_header(
     path: &std::path::Path,
     marked: bool,
     cancel: &crate::host::blocking::Cancel,
-) -> Result<(), ActionError> {
+) -> Result<bool, ActionError> {
+    use crate::host::uimage::{check_header, HEADER_LEN};
     use std::io::{Read, Seek, Write};
     let mut f = crate::overlay::tree::open_file(path).map_err(|e| io_err("ramdisk", e))?;
-    let mut head = [0u8; 64];
+    let mut head = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < head.len() {
         match f.read(&mut head[got..]).map_err(|e| io_err("ramdisk", e))? {
@@ -343,21 +511,21 @@ fn strip_uboot_header(
             n => got += n,
         }
     }
-    let len = f.metadata().map_err(|e| io_err("ramdisk", e))?.len();
-    let is_uimage = len > 64 && got == 64 && head[..4] == [0x27, 0x05, 0x19, 0x56];
-    if !is_uimage {
-        if marked {
-            return Err(ActionError::job(
-                "ramdisk marked 'header: u-boot' has no U-Boot header",
-            ));
+    match check_header(&head[..got]) {
+        Ok(_) => {}
+        Err(e) if marked => {
+            return Err(ActionError::job(format!(
+                "ramdisk marked 'header: u-boot': {e}"
+            )))
         }
-        return Ok(());
+        Err(_) => return Ok(false),
     }
-    f.seek(std::io::SeekFrom::Start(64))
+    f.seek(std::io::SeekFrom::Start(HEADER_LEN as u64))
         .map_err(|e| io_err("ramdisk", e))?;
     let tmp = path.with_extension("noheader");
     let mut out = std::fs::File::create(&tmp).map_err(|e| io_err("ramdisk", e))?;
     crate::host::blocking::copy(&mut f, &mut out, cancel).map_err(|e| io_err("ramdisk", e))?;
     out.flush().map_err(|e| io_err("ramdisk", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err("ramdisk", e))
+    std::fs::rename(&tmp, path).map_err(|e| io_err("ramdisk", e))?;
+    Ok(true)
 }
