@@ -11,4 +11,4 @@
 
 pub mod tftp;
 
-pub use tftp::{TftpConfig, TftpServer, TftpStats};
+pub use tftp::{TftpConfig, TftpServer, TftpStats, TftpThread};

@@ -119,6 +119,7 @@ pub struct TftpStats {
     refused: AtomicU64,
     given_up: AtomicU64,
     aborted: AtomicU64,
+    resent: AtomicU64,
 }
 
 impl TftpStats {
@@ -141,6 +142,10 @@ impl TftpStats {
     /// Transfers the client ended with an error packet, or a socket error ended.
     pub fn aborted(&self) -> u64 {
         self.aborted.load(Ordering::SeqCst)
+    }
+    /// Windows sent again: after a timeout, a gap the client reported or a duplicate ACK.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(Ordering::SeqCst)
     }
 }
 
@@ -241,7 +246,7 @@ impl TftpServer {
                 peers.clone(),
             );
             transfers.spawn(async move {
-                let end = transfer(local, peer, request, &root, &config).await;
+                let end = transfer(local, peer, request, &root, &config, &stats).await;
                 let counter = match end {
                     End::Completed => &stats.completed,
                     End::Refused => &stats.refused,
@@ -254,6 +259,67 @@ impl TftpServer {
                     p.remove(&peer);
                 }
             });
+        }
+    }
+}
+
+/// A [`TftpServer`] on a thread of its own (with its own current-thread runtime, so that
+/// nothing a job or a daemon does on its runtime delays a transfer); it stops when dropped.
+pub struct TftpThread {
+    addr: SocketAddr,
+    stats: Arc<TftpStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TftpThread {
+    /// Binds `addr` to serve `root` and starts serving on a new thread; binding errors are
+    /// returned here.
+    pub fn start(addr: SocketAddr, root: &Path, config: TftpConfig) -> io::Result<TftpThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let server = rt.block_on(TftpServer::bind(addr, root, config))?;
+        let (addr, stats) = (server.local_addr()?, server.stats());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("basalt-tftp".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    tokio::select! {
+                        r = server.serve() => if let Err(e) = r {
+                            eprintln!("basalt: the TFTP server on {addr} stopped: {e}");
+                        },
+                        _ = rx => {}
+                    }
+                })
+            })?;
+        Ok(TftpThread {
+            addr,
+            stats,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<TftpStats> {
+        self.stats.clone()
+    }
+}
+
+impl Drop for TftpThread {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -553,14 +619,23 @@ impl Source {
                 if !have {
                     let want = (total - off).min(READ_CHUNK.max(len) as u64) as usize;
                     let mut b = std::mem::take(buf);
-                    let f = file.clone();
-                    let (b, r) = tokio::task::spawn_blocking(move || {
-                        b.resize(want, 0);
-                        let r = read_full_at(&f, &mut b, off);
-                        (b, r)
-                    })
-                    .await
-                    .map_err(io::Error::other)?;
+                    b.resize(want, 0);
+                    // what the page cache has is read here, without blocking; the rest (a
+                    // disk read) on a blocking thread: a thread hop per chunk costs
+                    // milliseconds on a loaded host
+                    let cached = read_cached_at(file, &mut b, off);
+                    let (b, r) = if cached == want {
+                        (b, Ok(want))
+                    } else {
+                        let f = file.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let r = read_full_at(&f, &mut b[cached..], off + cached as u64)
+                                .map(|n| n + cached);
+                            (b, r)
+                        })
+                        .await
+                        .map_err(io::Error::other)?
+                    };
                     *buf = b;
                     *buf_off = off;
                     let got = r?;
@@ -577,6 +652,36 @@ impl Source {
             }
         }
     }
+}
+
+/// Reads what the page cache holds of `[off, off + b.len())` without waiting for the disk
+/// (`preadv2(RWF_NOWAIT)`); 0 where the kernel or the file system cannot.
+fn read_cached_at(f: &File, b: &mut [u8], off: u64) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n = 0;
+    while n < b.len() {
+        let iov = libc::iovec {
+            iov_base: b[n..].as_mut_ptr().cast(),
+            iov_len: b.len() - n,
+        };
+        // SAFETY: one iovec over the unread part of `b`, which outlives the call
+        let r = unsafe {
+            libc::preadv2(
+                f.as_raw_fd(),
+                &iov,
+                1,
+                (off + n as u64) as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match r {
+            0 => break,
+            r if r > 0 => n += r as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    n
 }
 
 fn read_full_at(f: &File, b: &mut [u8], off: u64) -> io::Result<usize> {
@@ -612,6 +717,7 @@ async fn transfer(
     req: Request,
     root: &Root,
     config: &TftpConfig,
+    stats: &TftpStats,
 ) -> End {
     let Ok(socket) = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await else {
         return End::Aborted;
@@ -678,6 +784,8 @@ async fn transfer(
     let mut dup_resent = false;
     let mut packet = Vec::with_capacity(4 + blksize);
     let mut rbuf = vec![0u8; 1024];
+    let timer = tokio::time::sleep(timeout);
+    tokio::pin!(timer);
     loop {
         // send what the window allows (only the OACK until it is acknowledged)
         let limit = if base == 0 {
@@ -709,21 +817,28 @@ async fn transfer(
             }
             next += 1;
         }
-        // wait for an ACK; duplicates and stray packets do not move the deadline
-        let deadline = Instant::now() + timeout;
+        // wait for an ACK; duplicates and stray packets do not move the deadline (one timer
+        // for the whole transfer, reset here: cheaper than a new one per window)
+        timer.as_mut().reset(Instant::now() + timeout);
         loop {
-            let n = match tokio::time::timeout_at(deadline, socket.recv(&mut rbuf)).await {
-                Err(_) => {
+            let r = tokio::select! {
+                biased;
+                r = socket.recv(&mut rbuf) => Some(r),
+                _ = timer.as_mut() => None,
+            };
+            let n = match r {
+                None => {
                     timeouts += 1;
                     if timeouts > config.retries {
                         return End::GivenUp;
                     }
                     next = base;
+                    stats.resent.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Ok(Err(e)) if is_transient(&e) => continue,
-                Ok(Err(_)) => return End::Aborted,
-                Ok(Ok(n)) => n,
+                Some(Err(e)) if is_transient(&e) => continue,
+                Some(Err(_)) => return End::Aborted,
+                Some(Ok(n)) => n,
             };
             match parse_reply(&rbuf[..n]) {
                 Reply::Ack(a) => {
@@ -738,12 +853,17 @@ async fn transfer(
                         if window > 1 && !dup_resent {
                             dup_resent = true;
                             next = base;
+                            stats.resent.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         continue;
                     }
                     if acked >= last {
                         return End::Completed;
+                    }
+                    if acked + 1 < next {
+                        // the client saw a gap: the window goes again from after its ACK
+                        stats.resent.fetch_add(1, Ordering::Relaxed);
                     }
                     base = acked + 1;
                     next = base;

@@ -58,6 +58,8 @@ pub struct Fetched {
     pub oack: Option<Vec<(String, String)>>,
     /// DATA packets received (dropped ones included).
     pub data_packets: u64,
+    /// Times the client timed out and sent its last ACK (or the request) again.
+    pub resent: u64,
 }
 
 #[derive(Debug)]
@@ -150,10 +152,18 @@ pub async fn fetch(server: SocketAddr, path: &[u8], opts: &Opts) -> Result<Fetch
             Ok::<_, io::Error>(())
         }
     };
+    let timer = tokio::time::sleep(opts.retransmit);
+    tokio::pin!(timer);
     loop {
-        let r = tokio::time::timeout(opts.retransmit, sock.recv_from(&mut buf)).await;
+        let r = tokio::select! {
+            biased;
+            r = sock.recv_from(&mut buf) => Some(r),
+            _ = timer.as_mut() => None,
+        };
         let (n, from) = match r {
-            Err(_) => {
+            None => {
+                timer.as_mut().reset(Instant::now() + opts.retransmit);
+                out.resent += 1;
                 if progress.elapsed() > opts.give_up {
                     return Err(ClientError::TimedOut);
                 }
@@ -165,8 +175,9 @@ pub async fn fetch(server: SocketAddr, path: &[u8], opts: &Opts) -> Result<Fetch
                 }
                 continue;
             }
-            Ok(r) => r?,
+            Some(r) => r?,
         };
+        timer.as_mut().reset(Instant::now() + opts.retransmit);
         if from.ip() != server.ip() || peer.is_some_and(|p| p != from) {
             continue;
         }
