@@ -32,7 +32,7 @@ enum Command {
     /// Print the pipeline of a job on a device as YAML: level, name, description, timeout.
     Describe(DescribeArgs),
     /// Run a job on a device, like LAVA's lava-run. Exit 0 Complete, 1 Incomplete, 2 invalid.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The demo: a lab on this machine (basalt-master, a worker, a QEMU board and basalt-board
     /// boards), the demo jobs submitted through the master, a log followed live, the results.
     /// `--local`: one job run directly, as `basalt run` does.

@@ -255,14 +255,7 @@ fn demo_job_on_basalt_board_through_telnet() {
 /// tftpd-hpa: the board's U-Boot fetches kernel, ramdisk and dtb from it.
 #[test]
 fn demo_job_with_basalts_own_tftp_server() {
-    let o = run_on_board_terminal(
-        &[],
-        &uboot_boot(""),
-        &demo_test_block(),
-        true,
-        true,
-        |_| {},
-    );
+    let o = run_on_board_terminal(&[], &uboot_boot(""), &demo_test_block(), true, true, |_| {});
     assert_eq!(
         o.code,
         Some(0),
@@ -275,7 +268,10 @@ fn demo_job_with_basalts_own_tftp_server() {
         "{:?}",
         o.results
     );
-    assert!(o.log.contains("Bytes transferred"), "the board fetched files over TFTP");
+    assert!(
+        o.log.contains("Bytes transferred"),
+        "the board fetched files over TFTP"
+    );
 }
 
 #[test]

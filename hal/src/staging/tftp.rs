@@ -383,8 +383,7 @@ fn parse_request(p: &[u8]) -> Result<Request, (u16, String)> {
         return Err((ERR_NOT_FOUND, "no file name".into()));
     }
     let mut options = Vec::new();
-    loop {
-        let Some(name) = fields.next() else { break };
+    while let Some(name) = fields.next() {
         let Some(value) = fields.next() else {
             return Err(illegal("malformed request: option without a value"));
         };
@@ -817,9 +816,13 @@ async fn transfer(
             }
             next += 1;
         }
-        // wait for an ACK; duplicates and stray packets do not move the deadline (one timer
-        // for the whole transfer, reset here: cheaper than a new one per window)
-        timer.as_mut().reset(Instant::now() + timeout);
+        // wait for an ACK until `timeout` after the window went out; duplicates and stray
+        // packets do not move that deadline. One timer for the whole transfer, moved only
+        // when it fires early (a timer reset per packet costs more than the packet)
+        let deadline = Instant::now() + timeout;
+        if timer.is_elapsed() {
+            timer.as_mut().reset(deadline);
+        }
         loop {
             let r = tokio::select! {
                 biased;
@@ -827,6 +830,10 @@ async fn transfer(
                 _ = timer.as_mut() => None,
             };
             let n = match r {
+                None if Instant::now() < deadline => {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
                 None => {
                     timeouts += 1;
                     if timeouts > config.retries {
@@ -889,7 +896,7 @@ mod tests {
 
     #[test]
     fn requests_parse_and_bad_ones_are_refused() {
-        let r = parse_request(b"\0\x01a/b\0OCTET\0blksize\01468\0tsize\00\0").unwrap();
+        let r = parse_request(b"\0\x01a/b\0OCTET\0blksize\x001468\0tsize\x000\0").unwrap();
         assert_eq!(r.filename, b"a/b");
         assert!(!r.netascii);
         assert_eq!(r.options.len(), 2);
@@ -944,7 +951,7 @@ mod tests {
     #[test]
     fn options_are_capped() {
         let req = parse_request(
-            b"\0\x01f\0octet\0BLKSIZE\099999\0windowsize\01000\0timeout\00\0tsize\00\0x\0y\0",
+            b"\0\x01f\0octet\0BLKSIZE\x0099999\0windowsize\x001000\0timeout\x000\0tsize\x000\0x\0y\0",
         )
         .unwrap();
         let g = negotiate(&req, 42, &TftpConfig::default());
