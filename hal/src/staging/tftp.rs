@@ -39,13 +39,15 @@
 //! which job (it knows client addresses, not jobs), so a board could read another job's
 //! files only by guessing that directory's name.
 //!
-//! Why not the `async-tftp` crate (0.4.2, which was read for this): it brings a runtime of
-//! its own (`async-executor`, `async-io`'s reactor thread and the `blocking` thread pool, one
-//! pool hop per block read from a file) beside the worker's tokio, its windows are
-//! strictly stop-and-wait with no early resend on a duplicate ACK, and a per-job view needs
-//! the same path checks written here either way; this module is a few hundred lines on
-//! tokio's UDP socket, with no new dependency, and its throughput is measured against
-//! tftpd-hpa by `hal/benches/tftp.rs`.
+//! Why not the `async-tftp` crate (0.4.2, whose source was read for this): it brings a
+//! runtime of its own (`async-executor`, `async-io`'s reactor thread and the `blocking`
+//! thread pool: its directory handler reads files through `blocking::Unblock`, a pool hop per
+//! 8 KiB) beside the worker's tokio; a duplicate ACK never triggers an early resend of a
+//! window, so a client that reports a lost first block waits for the full timeout (3 s by
+//! default, 100 retries: a vanished client holds its transfer for minutes); and a per-job view
+//! needs the same path checks as here either way, through its `Handler`. This module is a few
+//! hundred lines on tokio's UDP socket with no new dependency, and `hal/benches/tftp.rs`
+//! measures it against tftpd-hpa.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
