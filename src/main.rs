@@ -32,7 +32,7 @@ enum Command {
     /// Print the pipeline of a job on a device as YAML: level, name, description, timeout.
     Describe(DescribeArgs),
     /// Run a job on a device, like LAVA's lava-run. Exit 0 Complete, 1 Incomplete, 2 invalid.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The demo: a lab on this machine (basalt-master, a worker, a QEMU board and basalt-board
     /// boards), the demo jobs submitted through the master, a log followed live, the results.
     /// `--local`: one job run directly, as `basalt run` does.
@@ -185,6 +185,11 @@ struct WorkerArgs {
     /// Root directory of the TFTP server the devices fetch from (tftp deploys stage there).
     #[arg(long = "tftp-root", value_name = "DIR", default_value = "/srv/tftp")]
     tftp_root: PathBuf,
+    /// Serve the TFTP root with basalt's own read-only TFTP server on ADDR:PORT during the
+    /// job (for a `basalt run` with no TFTP server on the host; the server runs as basalt's
+    /// user, so --tftp-user is basalt's own).
+    #[arg(long = "tftp-listen", value_name = "ADDR:PORT")]
+    tftp_listen: Option<std::net::SocketAddr>,
     /// This worker's IP address as the devices see it (`{SERVER_IP}` in boot commands).
     #[arg(long = "server-ip", value_name = "IP", default_value = "127.0.0.1")]
     server_ip: String,
@@ -217,6 +222,7 @@ impl Default for WorkerArgs {
         let limits = basalt::host::limits::Limits::default();
         WorkerArgs {
             tftp_root: PathBuf::from("/srv/tftp"),
+            tftp_listen: None,
             server_ip: "127.0.0.1".into(),
             tftp_user: limits.tftp_user,
             max_job_bytes: limits.max_job_bytes,
@@ -756,6 +762,32 @@ fn run_loaded(
                 .with_context(|| format!("--job-user {}", worker.job_user))?,
         )
     };
+    let mut limits = worker.limits();
+    // basalt's own TFTP server, for this job only: it reads the job's files as basalt's user
+    let _tftp = match worker.tftp_listen {
+        Some(addr) => {
+            let server = basalt_hal::staging::TftpThread::start(
+                addr,
+                &worker.tftp_root,
+                basalt_hal::staging::TftpConfig::default(),
+            )
+            .with_context(|| format!("--tftp-listen {addr}"))?;
+            let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .context("looking up basalt's own user")?;
+            limits.tftp_user = me.name;
+            if !worker.log_stdout {
+                eprintln!(
+                    "basalt: serving {} over TFTP on {} (read-only)",
+                    worker.tftp_root.display(),
+                    server.local_addr()
+                );
+            }
+            Some(server)
+        }
+        None => None,
+    };
     let opts = basalt::run::RunOptions {
         output_dir: output_dir.to_path_buf(),
         job_id: job_id.to_string(),
@@ -767,7 +799,7 @@ fn run_loaded(
         tmp_root: std::env::temp_dir(),
         tftp_root: worker.tftp_root.clone(),
         server_ip: worker.server_ip.clone(),
-        limits: worker.limits(),
+        limits,
         job_user,
         log_channel: None,
         log_stdout: worker.log_stdout,

@@ -114,7 +114,7 @@ fn run_on_board(
     test_block: &str,
     board_check: impl FnOnce(&Board),
 ) -> Outcome {
-    run_on_board_terminal(flags, boot_block, test_block, true, board_check)
+    run_on_board_terminal(flags, boot_block, test_block, true, false, board_check)
 }
 
 /// [`run_on_board`], with the terminal output unless `quiet`.
@@ -123,11 +123,28 @@ fn run_on_board_terminal(
     boot_block: &str,
     test_block: &str,
     quiet: bool,
+    own_tftp: bool,
     board_check: impl FnOnce(&Board),
 ) -> Outcome {
     let (_, initrd) = fixtures_amd64();
-    let tftpd = Tftpd::start();
-    let port = tftpd.port.to_string();
+    // tftpd-hpa, or basalt's own server (`basalt run --tftp-listen`) on a free port
+    let (tftpd, own_root, port) = if own_tftp {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        (None, Some(tempfile::tempdir().unwrap()), port)
+    } else {
+        let t = Tftpd::start();
+        let port = t.port;
+        (Some(t), None, port)
+    };
+    let served = match (&tftpd, &own_root) {
+        (Some(t), _) => t.dir.path().to_path_buf(),
+        (None, Some(d)) => d.path().to_path_buf(),
+        (None, None) => unreachable!(),
+    };
+    let port = port.to_string();
     let mut all = vec!["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"];
     all.extend_from_slice(flags);
     let board = Board::start_with_console(&["--telnet", "0"], &all);
@@ -149,29 +166,28 @@ fn run_on_board_terminal(
         initrd.display(),
         dtb.display()
     );
-    let tftp_root = tftpd.dir.path().display().to_string();
+    let tftp_root = served.display().to_string();
     let types = concat!(env!("CARGO_MANIFEST_DIR"), "/config/device-types");
-    let (code, out, log, terminal) = basalt_run_terminal(
-        &job,
-        &dict,
-        tmp.path(),
-        &[
-            "--device-types",
-            types,
-            "--tftp-root",
-            &tftp_root,
-            "--server-ip",
-            "127.0.0.1",
-        ],
-        quiet,
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--device-types",
+        types,
+        "--tftp-root",
+        &tftp_root,
+        "--server-ip",
+        "127.0.0.1",
+    ];
+    if own_tftp {
+        args.extend(["--tftp-listen", &listen]);
+    }
+    let (code, out, log, terminal) = basalt_run_terminal(&job, &dict, tmp.path(), &args, quiet);
     let results = if out.join("results.yaml").exists() {
         results(&out)
     } else {
         Vec::new()
     };
     board_check(&board);
-    let left: Vec<_> = std::fs::read_dir(tftpd.dir.path()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(&served).unwrap().collect();
     assert!(left.is_empty(), "TFTP staging left behind: {left:?}");
     Outcome {
         code,
@@ -233,6 +249,29 @@ fn demo_job_on_basalt_board_through_telnet() {
     );
     assert!(o.log.contains("Hit any key to stop autoboot"));
     assert!(o.out.join("description.yaml").is_file());
+}
+
+/// The same job with basalt's own TFTP server (`basalt run --tftp-listen`) instead of
+/// tftpd-hpa: the board's U-Boot fetches kernel, ramdisk and dtb from it.
+#[test]
+fn demo_job_with_basalts_own_tftp_server() {
+    let o = run_on_board_terminal(&[], &uboot_boot(""), &demo_test_block(), true, true, |_| {});
+    assert_eq!(
+        o.code,
+        Some(0),
+        "job should be Complete; log tail:\n{}",
+        tail(&o.log)
+    );
+    assert_eq!(
+        find(&o.results, "0_smoke", "uname").map(|x| x.2.as_str()),
+        Some("pass"),
+        "{:?}",
+        o.results
+    );
+    assert!(
+        o.log.contains("Bytes transferred"),
+        "the board fetched files over TFTP"
+    );
 }
 
 #[test]
@@ -504,6 +543,7 @@ fn secrets_never_reach_a_log_even_echoed_slowly_in_pieces() {
         ],
         &boot,
         &test,
+        false,
         false,
         |_| {},
     );

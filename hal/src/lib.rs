@@ -6,6 +6,7 @@
 //! | [`console::Session`] | the expect engine over a console stream | — |
 //! | [`power::Power`] | on / off / reset | shell commands, pdudaemon HTTP, QEMU QMP |
 //! | [`emulator::QemuProcess`] | QEMU started from an argv, console on its stdio, killed with its group | — |
+//! | [`staging::TftpServer`] | what boards fetch while they boot: a read-only TFTP server for the jobs' directories | — |
 //! | [`confine`] | how the processes of a job are started: confined (user, mount, PID and network namespaces) or supervised, and killed with basalt | — |
 //!
 //! The pipeline sees these traits only; a backend never knows about jobs. The simulated board
@@ -18,3 +19,4 @@ pub mod confine;
 pub mod console;
 pub mod emulator;
 pub mod power;
+pub mod staging;

@@ -14,7 +14,12 @@ pub fn tempdir_in(root: &Path, prefix: &str) -> std::io::Result<PathBuf> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let p = root.join(format!("{prefix}{pid}.{start}-{nanos:x}-{n}"));
+        // 64 random bits too: a job's TFTP directory is served to any board that names it,
+        // so its name must not be guessable (docs/admin.md#tftp)
+        let p = root.join(format!(
+            "{prefix}{pid}.{start}-{nanos:x}{:016x}-{n}",
+            random()
+        ));
         match std::fs::create_dir(&p) {
             Ok(()) => {
                 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +31,18 @@ pub fn tempdir_in(root: &Path, prefix: &str) -> std::io::Result<PathBuf> {
         }
     }
     Err(std::io::Error::other("cannot create a temporary directory"))
+}
+
+/// 64 bits from the kernel's random source (0 if it cannot give them).
+fn random() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        0
+    }
 }
 
 /// A process's start time (clock ticks since boot, `/proc/PID/stat` field 22): with the pid,
@@ -45,7 +62,9 @@ fn owner_of(name: &str, prefix: &str) -> Option<(u32, u64)> {
     let (n, nanos, owner) = (parts.next()?, parts.next()?, parts.next()?);
     parts.next()?;
     n.parse::<u32>().ok()?;
-    u32::from_str_radix(nanos, 16).ok()?;
+    if nanos.is_empty() || !nanos.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     let (pid, start) = owner.split_once('.')?;
     Some((pid.parse().ok()?, start.parse().ok()?))
 }

@@ -39,6 +39,11 @@ struct Args {
     /// The TFTP server's root (passed to every job).
     #[arg(long = "tftp-root", value_name = "DIR")]
     tftp_root: Option<PathBuf>,
+    /// Serve --tftp-root (default /srv/tftp) with basalt's own read-only TFTP server on
+    /// ADDR:PORT (default: off, a TFTP server of the host serves it). The jobs then stage
+    /// their files for the worker's own user (`--tftp-user`).
+    #[arg(long = "tftp-listen", value_name = "ADDR:PORT")]
+    tftp_listen: Option<std::net::SocketAddr>,
     /// This worker's address as its devices see it (passed to every job).
     #[arg(long = "server-ip", value_name = "IP")]
     server_ip: Option<String>,
@@ -75,6 +80,45 @@ fn main() -> ExitCode {
         job_args.push("--tftp-root".to_string());
         job_args.push(t.display().to_string());
     }
+    // basalt's TFTP server, for as long as the worker runs (dropped at its end)
+    let _tftp = match args.tftp_listen {
+        Some(addr) => {
+            let root = args
+                .tftp_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/srv/tftp"));
+            let server = match basalt_hal::staging::TftpThread::start(
+                addr,
+                &root,
+                basalt_hal::staging::TftpConfig::default(),
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(&format!("--tftp-listen {addr}: {e}")),
+            };
+            eprintln!(
+                "basalt-worker: serving {} over TFTP on {} (read-only)",
+                root.display(),
+                server.local_addr()
+            );
+            if args.tftp_root.is_none() {
+                job_args.push("--tftp-root".to_string());
+                job_args.push(root.display().to_string());
+            }
+            // the jobs' directories must be readable by the worker's user, not tftpd-hpa's
+            if !args.job_arg.iter().any(|a| a.starts_with("--tftp-user")) {
+                let me = nix::unistd::User::from_uid(nix::unistd::geteuid());
+                match me {
+                    Ok(Some(u)) => {
+                        job_args.push("--tftp-user".to_string());
+                        job_args.push(u.name);
+                    }
+                    _ => return fail("looking up the worker's own user for --tftp-user"),
+                }
+            }
+            Some(server)
+        }
+        None => None,
+    };
     if let Some(ip) = &args.server_ip {
         job_args.push("--server-ip".to_string());
         job_args.push(ip.clone());
