@@ -1,6 +1,7 @@
 //! A lab on this machine, from basalt's binaries: `basalt-master` (SQLite store), workers
-//! (`basalt-worker`), `basalt-board` devices with the TFTP server their U-Boot fetches from,
-//! and QEMU devices, all registered through the master's REST API as an admin would. It is what
+//! (`basalt-worker`, each serving its TFTP root with basalt's own server, `--tftp-listen`),
+//! `basalt-board` devices whose U-Boot fetches from their worker's TFTP server, and QEMU
+//! devices, all registered through the master's REST API as an admin would. It is what
 //! `basalt demo` runs and what the lab's tests and benchmarks start. Every process it starts is
 //! stopped (by its PID) when the [`LocalLab`] is dropped, on every path.
 
@@ -41,7 +42,8 @@ pub struct WorkerSpec {
 /// What to set up.
 #[derive(Clone, Debug)]
 pub struct Spec {
-    /// Where everything goes: `master/`, `workers/NAME/`, `tftp/`, `boards/`, `logs/`.
+    /// Where everything goes: `master/`, `workers/NAME/` (with its `tftp/` root), `boards/`,
+    /// `logs/`.
     pub dir: PathBuf,
     /// Where `basalt`, `basalt-master`, `basalt-worker` and `basalt-board` are.
     pub bin_dir: PathBuf,
@@ -135,11 +137,12 @@ pub struct LocalLab {
     pub devices: Vec<LabDevice>,
     http: u16,
     workers_port: u16,
-    // dropped in this order: workers (their jobs end), then the master, boards, TFTP
+    // dropped in this order: workers (their jobs end, their TFTP servers stop), the master, boards
     workers: Vec<Daemon>,
     master: Option<Daemon>,
     boards: Vec<Daemon>,
-    _tftpd: Option<Daemon>,
+    /// The UDP port of each worker's own TFTP server (`--tftp-listen`), for its boards.
+    tftp_ports: std::collections::BTreeMap<String, u16>,
 }
 
 fn free_tcp_port() -> Result<u16, LabError> {
@@ -191,8 +194,8 @@ fn quoted(p: &Path) -> Result<String, LabError> {
 }
 
 impl LocalLab {
-    /// Starts the master, the TFTP server and boards, registers workers and devices, starts the
-    /// workers and waits until they are online.
+    /// Starts the master and the boards, registers workers and devices, starts the workers
+    /// (with their TFTP servers) and waits until they are online.
     pub fn start(spec: Spec) -> Result<LocalLab, LabError> {
         for bin in ["basalt", "basalt-master", "basalt-worker", "basalt-board"] {
             let b = spec.bin_dir.join(bin);
@@ -203,7 +206,7 @@ impl LocalLab {
                 )));
             }
         }
-        for d in ["master", "workers", "tftp", "boards", "logs"] {
+        for d in ["master", "workers", "boards", "logs"] {
             let p = spec.dir.join(d);
             std::fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
         }
@@ -216,18 +219,19 @@ impl LocalLab {
             workers: Vec::new(),
             master: None,
             boards: Vec::new(),
-            _tftpd: None,
+            tftp_ports: std::collections::BTreeMap::new(),
             spec,
         };
         lab.url = format!("http://127.0.0.1:{}", lab.http);
         lab.start_master()?;
         lab.token = lab.add_token("admin", true)?;
         let boards: usize = lab.spec.workers.iter().map(|w| w.boards).sum();
-        let tftp_port = if boards > 0 {
-            Some(lab.start_tftpd()?)
-        } else {
-            None
-        };
+        // each worker with boards serves its own TFTP root with basalt's server
+        for w in &lab.spec.workers {
+            if w.boards > 0 {
+                lab.tftp_ports.insert(w.name.clone(), free_udp_port()?);
+            }
+        }
         let client = lab.client();
         let post = |path: &str, body: serde_json::Value| client.post(path, &body).map(|_| ());
         if boards > 0 {
@@ -249,7 +253,7 @@ impl LocalLab {
             }
             for i in 1..=w.boards {
                 let hostname = format!("{}-board-{i}", w.name);
-                let port = tftp_port.unwrap_or(0);
+                let port = lab.tftp_ports.get(&w.name).copied().unwrap_or(0);
                 let dictionary = lab.start_board(&hostname, port)?;
                 lab.add_device(&hostname, "basalt-board", &w.name, &dictionary)?;
             }
@@ -442,33 +446,6 @@ impl LocalLab {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    fn start_tftpd(&mut self) -> Result<u16, LabError> {
-        let tftpd = ["/usr/sbin/in.tftpd", "/sbin/in.tftpd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .ok_or_else(|| {
-                LabError::Setup(
-                    "in.tftpd is not installed: run scripts/install-deps.sh (package tftpd-hpa)"
-                        .into(),
-                )
-            })?;
-        let root = self.spec.dir.join("tftp");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(format!("{}", root.display())))?;
-        let port = free_udp_port()?;
-        let d = Daemon::spawn(
-            "in.tftpd",
-            Command::new(tftpd)
-                .args(["-L", "-u", crate::host::limits::DEFAULT_TFTP_USER])
-                .args(["-a", &format!("127.0.0.1:{port}"), "-s"])
-                .arg(&root),
-            &self.logs_dir().join("tftpd.log"),
-        )?;
-        self._tftpd = Some(d);
-        Ok(port)
-    }
-
     /// Starts a `basalt-board` and returns its device dictionary.
     fn start_board(&mut self, hostname: &str, tftp_port: u16) -> Result<String, LabError> {
         let dir = self.spec.dir.join("boards").join(hostname);
@@ -566,6 +543,9 @@ impl LocalLab {
                 .map_err(io(format!("admitting {}", public.display())))?;
         }
         let log = self.logs_dir().join(format!("worker-{name}.log"));
+        let tftp_root = dir.join("tftp");
+        std::fs::create_dir_all(&tftp_root)
+            .map_err(io(format!("creating {}", tftp_root.display())))?;
         let d = Daemon::spawn(
             name,
             Command::new(self.bin("basalt-worker"))
@@ -583,7 +563,14 @@ impl LocalLab {
                 .arg("--basalt")
                 .arg(self.bin("basalt"))
                 .arg("--tftp-root")
-                .arg(self.spec.dir.join("tftp"))
+                .arg(&tftp_root)
+                .args(
+                    self.tftp_ports
+                        .get(name)
+                        .map(|p| ["--tftp-listen".to_string(), format!("127.0.0.1:{p}")])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--server-ip", "127.0.0.1"])
                 .args(self.spec.keep_job_dirs.then_some("--keep-job-dirs")),
             &log,

@@ -512,7 +512,7 @@ fn relative_path(root: &Path, name: &[u8]) -> Result<PathBuf, (u16, String)> {
     let path = Path::new(OsStr::from_bytes(name));
     let rel = if path.is_absolute() {
         path.strip_prefix(root)
-            .map_err(|_| refuse("access violation: absolute path outside the TFTP root"))?
+            .map_err(|_| refuse("Access violation: absolute path outside the TFTP root"))?
     } else {
         path
     };
@@ -521,14 +521,14 @@ fn relative_path(root: &Path, name: &[u8]) -> Result<PathBuf, (u16, String)> {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
-            Component::ParentDir => return Err(refuse("access violation: '..' in the path")),
+            Component::ParentDir => return Err(refuse("Access violation: '..' in the path")),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(refuse("access violation: absolute path"))
+                return Err(refuse("Access violation: absolute path"))
             }
         }
     }
     if out.as_os_str().is_empty() {
-        return Err(refuse("access violation: the TFTP root is not a file"));
+        return Err(refuse("Access violation: the TFTP root is not a file"));
     }
     Ok(out)
 }
@@ -551,7 +551,7 @@ fn open_beneath(root: &Root, rel: &Path) -> Result<(File, u64), (u16, String)> {
         .metadata()
         .map_err(|e| (ERR_UNDEFINED, format!("cannot read the file: {e}")))?;
     if !meta.is_file() {
-        return Err((ERR_ACCESS, "access violation: not a regular file".into()));
+        return Err((ERR_ACCESS, "Access violation: not a regular file".into()));
     }
     Ok((file, meta.len()))
 }
@@ -574,12 +574,14 @@ fn open_checked(root: &Root, rel: &Path) -> Result<File, (u16, String)> {
 fn open_error(e: nix::errno::Errno) -> (u16, String) {
     use nix::errno::Errno;
     match e {
-        Errno::ENOENT | Errno::ENOTDIR => (ERR_NOT_FOUND, "file not found".into()),
+        // RFC 1350's text, as tftpd-hpa sends it: U-Boot prints the server's message and
+        // LAVA's device types match on it (`error-messages: File not found`)
+        Errno::ENOENT | Errno::ENOTDIR => (ERR_NOT_FOUND, "File not found".into()),
         Errno::EXDEV | Errno::ELOOP => (
             ERR_ACCESS,
-            "access violation: the path leaves the TFTP root".into(),
+            "Access violation: the path leaves the TFTP root".into(),
         ),
-        Errno::EACCES | Errno::EPERM => (ERR_ACCESS, "access violation: permission denied".into()),
+        Errno::EACCES | Errno::EPERM => (ERR_ACCESS, "Access violation: permission denied".into()),
         e => (ERR_UNDEFINED, format!("cannot open the file: {e}")),
     }
 }
