@@ -132,10 +132,7 @@ fn a_sata_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
     let board_dir = dir.join("board");
     let extra = vec![
         "-drive".to_string(),
-        format!(
-            "if=none,id=medium,format=raw,file={}",
-            medium.display()
-        ),
+        format!("if=none,id=medium,format=raw,file={}", medium.display()),
         "-device".to_string(),
         format!("virtio-blk-pci,drive=medium,serial={SERIAL}"),
     ];

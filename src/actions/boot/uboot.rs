@@ -245,7 +245,11 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let bootx = kernel_type.map(KernelType::bootx).unwrap_or("bootm");
     let rel = |key: &str| -> Option<String> {
         if let Some(m) = &media {
-            return m.files.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+            return m
+                .files
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone());
         }
         let p = ctx.downloads.get(key)?;
         let r = p.strip_prefix(&ctx.tftp_root).ok()?;
@@ -316,10 +320,13 @@ struct Media {
 /// The medium of the last usb/sata deploy before boot block `block`, if it was the last deploy
 /// and the boot names the files on it.
 fn secondary_media(ctx: &Ctx, block: usize, boot: &crate::job::Boot) -> Option<Media> {
-    let d = ctx.job.actions[..block].iter().rev().find_map(|a| match a {
-        ActionBlock::Deploy(d) => Some(d),
-        _ => None,
-    })?;
+    let d = ctx.job.actions[..block]
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            ActionBlock::Deploy(d) => Some(d),
+            _ => None,
+        })?;
     if !matches!(d.to, DeployTo::Usb | DeployTo::Sata) {
         return None;
     }
@@ -335,7 +342,11 @@ fn secondary_media(ctx: &Ctx, block: usize, boot: &crate::job::Boot) -> Option<M
         .and_then(Node::scalar_text)
         .unwrap_or_else(|| "0".into());
     let part = text("boot_part")
-        .or_else(|| entry.and_then(|e| e.get("boot_part")).and_then(Node::scalar_text))
+        .or_else(|| {
+            entry
+                .and_then(|e| e.get("boot_part"))
+                .and_then(Node::scalar_text)
+        })
         .unwrap_or_else(|| "1".into());
     let files = ["kernel", "ramdisk", "dtb"]
         .into_iter()

@@ -115,7 +115,8 @@ fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
 
 /// The byte offset and length of partition `index` (from 0) of the MBR of `image`.
 pub fn mbr_partition(image: &Path, index: i64) -> Result<(u64, u64), String> {
-    let mbr = read_at(image, 0, 512).map_err(|e| format!("cannot read its partition table: {e}"))?;
+    let mbr =
+        read_at(image, 0, 512).map_err(|e| format!("cannot read its partition table: {e}"))?;
     if mbr[510..512] != [0x55, 0xaa] {
         return Err("it has no MBR partition table (no 0x55AA signature)".into());
     }
@@ -373,7 +374,10 @@ fn shell_prompts(ctx: &Ctx, node: &ActionNode, d: &Deploy) -> Vec<String> {
 }
 
 /// The sha256 and size of `path` (blocking).
-fn sha256_file(path: &Path, cancel: &crate::host::blocking::Cancel) -> std::io::Result<(String, u64)> {
+fn sha256_file(
+    path: &Path,
+    cancel: &crate::host::blocking::Cancel,
+) -> std::io::Result<(String, u64)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
@@ -418,8 +422,10 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         .run(move |cancel| sha256_file(&at, cancel))
         .await?
         .map_err(|e| ActionError::infra_from(format!("cannot read {}", image.display()), e))?;
-    ctx.log
-        .debug(format!("image {}: {size} bytes, sha256 {sha256}", image.display()));
+    ctx.log.debug(format!(
+        "image {}: {size} bytes, sha256 {sha256}",
+        image.display()
+    ));
     if ctx.file_server.is_none() {
         let ip = ctx.server_ip.clone();
         let server = crate::host::http::FileServer::start(&ip)
@@ -456,7 +462,13 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         report("media", "missing")
     );
     ctx.session()?.send_line(&cmd, delay).await?;
-    let m = expect(ctx, &[marker("media", "present|missing")], left(), "dd-image: the medium").await?;
+    let m = expect(
+        ctx,
+        &[marker("media", "present|missing")],
+        left(),
+        "dd-image: the medium",
+    )
+    .await?;
     if m.first().map(String::as_str) != Some("present") {
         let listing = "the device's /dev/disk/by-id";
         return Err(ActionError::infra(format!(
@@ -471,7 +483,13 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         .info(format!("writing {url} to {device}: {download} | {writer}"));
     let cmd = format!("{download} | {writer}; {}", report("write", "$?"));
     ctx.session()?.send_line(&cmd, delay).await?;
-    let m = expect(ctx, &[marker("write", "[0-9]+")], left(), "dd-image: writing the medium").await?;
+    let m = expect(
+        ctx,
+        &[marker("write", "[0-9]+")],
+        left(),
+        "dd-image: writing the medium",
+    )
+    .await?;
     let code = m.first().cloned().unwrap_or_default();
     if code != "0" {
         return Err(ActionError::infra(format!(
@@ -483,7 +501,10 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     // 3. read back what was written, past the page cache
     let cmd = format!(
         "sync; echo 3 > /proc/sys/vm/drop_caches; {}",
-        report("sha256", &format!("\"$(head -c {size} {qdev} | sha256sum)\""))
+        report(
+            "sha256",
+            &format!("\"$(head -c {size} {qdev} | sha256sum)\"")
+        )
     );
     ctx.session()?.send_line(&cmd, delay).await?;
     let m = expect(
