@@ -550,6 +550,151 @@ async fn expect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::testing::{fixture_at, run_tree, Fixture};
+    use basalt_hal::console::fake::{FakeConsole, Step};
+
+    const JOB: &str = "
+device_type: beaglebone-black
+job_name: usb over fakes
+timeouts: {job: {minutes: 2}, action: {seconds: 20}}
+priority: medium
+visibility: public
+actions:
+- deploy:
+    to: tftp
+    os: oe
+    kernel: {url: 'file:///k', type: zimage}
+    ramdisk: {url: 'file:///r'}
+- boot:
+    method: u-boot
+    commands: ramdisk
+    prompts: ['/ # ']
+- deploy:
+    to: usb
+    os: oe
+    device: stick
+    image: {url: 'file:///disk.img'}
+- boot:
+    method: u-boot
+    commands: usb
+    kernel: /boot/zImage
+    ramdisk: /boot/initrd
+    dtb: /boot/board.dtb
+    kernel_type: zimage
+    root_uuid: UUID=1234
+    boot_part: 2
+    prompts: ['/ # ']
+";
+
+    /// The job on a BeagleBone Black with a USB stick `stick`.
+    fn bbb_with_a_stick() -> (Fixture, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dict = dir.path().join("bbb-usb.jinja2");
+        std::fs::write(
+            &dict,
+            "{% extends 'beaglebone-black.jinja2' %}\n\
+             {% set connection_command = 'telnet 127.0.0.1 7001' %}\n\
+             {% set hard_reset_command = 'true' %}\n\
+             {% set usb_label = 'stick' %}\n{% set usb_uuid = 'usb-Fake_Stick_42-0:0' %}\n\
+             {% set usb_device_id = 1 %}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (fixture_at(&dict, JOB, Vec::new()), dir)
+    }
+
+    /// The shell of the running system answering dd-image: the medium is there, the writer
+    /// exits 0, the read-back has `sha256`.
+    fn shell(sha256: &str) -> FakeConsole {
+        FakeConsole::new(vec![
+            Step::wait_for("test -b '/dev/disk/by-id/usb-Fake_Stick_42-0:0'"),
+            Step::print("\r\nbasalt-dd-media=present\r\n/ # "),
+            Step::wait_for("| dd of='/dev/disk/by-id/usb-Fake_Stick_42-0:0' bs=4M"),
+            Step::print("\r\n1+0 records out\r\nbasalt-dd-write=0\r\n/ # "),
+            Step::wait_for("head -c 5 '/dev/disk/by-id/usb-Fake_Stick_42-0:0' | sha256sum"),
+            Step::print(&format!("\r\nbasalt-dd-sha256={sha256}  -\r\n/ # ")),
+        ])
+    }
+
+    async fn dd_image_over(sha256: &str) -> (Result<Vec<&'static str>, ActionError>, String) {
+        let (mut f, _dir) = bbb_with_a_stick();
+        let deploy = f.pipeline.actions[2].clone();
+        assert_eq!(deploy.name(), "storage-deploy");
+        let dd = deploy
+            .children
+            .iter()
+            .find(|n| n.name() == "dd-image")
+            .cloned()
+            .unwrap_or_else(|| panic!("no dd-image"));
+        let ctx = &mut f.ctx;
+        ctx.server_ip = "127.0.0.1".into();
+        let image = ctx.workdir.join("downloads/image/disk.img");
+        std::fs::create_dir_all(image.parent().unwrap_or(&ctx.workdir))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&image, b"hello").unwrap_or_else(|e| panic!("{e}"));
+        ctx.downloads.insert(IMAGE.into(), image);
+        let console = shell(sha256);
+        let stream = basalt_hal::console::Console::connect(&console)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ctx.session = Some(crate::action::context::open_session(
+            &ctx.log, stream, "fake",
+        ));
+        let r = run_tree(ctx, &dd).await;
+        (r, console.received())
+    }
+
+    const HELLO_SHA256: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[tokio::test]
+    async fn dd_image_writes_by_the_stable_id_and_verifies() {
+        let (r, sent) = dd_image_over(HELLO_SHA256).await;
+        r.unwrap_or_else(|e| panic!("{e}"));
+        assert!(sent.contains("wget -q -O - 'http://127.0.0.1:"), "{sent}");
+        assert!(sent.contains("echo 3 > /proc/sys/vm/drop_caches"), "{sent}");
+    }
+
+    #[tokio::test]
+    async fn a_read_back_that_differs_is_the_medium_s_fault() {
+        let (r, _) = dd_image_over(&"0".repeat(64)).await;
+        let e = r.expect_err("a mismatch fails");
+        assert_eq!(e.kind, crate::error::ErrorType::Infrastructure);
+        assert_eq!(e.cause(), FailureCause::Infrastructure);
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(e.to_string().contains("dd-image"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_usb_boot_loads_from_the_medium() {
+        let (mut f, _dir) = bbb_with_a_stick();
+        let boot = f.pipeline.actions[3].clone();
+        let overlay = boot
+            .children
+            .iter()
+            .find(|n| n.name() == "bootloader-overlay")
+            .cloned()
+            .unwrap_or_else(|| panic!("no bootloader-overlay"));
+        overlay
+            .action
+            .run(&mut f.ctx, &overlay)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cmds = f.ctx.boot_commands.join("\n");
+        assert!(cmds.contains("usb start"), "{cmds}");
+        assert!(
+            cmds.contains("load usb 1:2 0x82000000 /boot/zImage"),
+            "{cmds}"
+        );
+        assert!(
+            cmds.contains("load usb 1:2 0x83000000 /boot/initrd"),
+            "{cmds}"
+        );
+        assert!(
+            cmds.contains("load usb 1:2 0x88000000 /boot/board.dtb"),
+            "{cmds}"
+        );
+        assert!(cmds.contains("root=UUID=1234"), "{cmds}");
+        assert!(cmds.contains("bootz 0x82000000 0x83000000"), "{cmds}");
+    }
 
     #[test]
     fn quotes_for_the_shell() {
