@@ -453,11 +453,11 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         .replace("{DEVICE}", &sh_quote(&device));
     let qdev = sh_quote(&device);
     let delay = Duration::from_millis(ctx.device.character_delays.test_ms);
-    let mut prompt_pats: Vec<_> = prompts.iter().map(|p| pattern(p)).collect();
+    let prompt_pats: Vec<_> = prompts.iter().map(|p| pattern(p)).collect();
 
     // 1. the medium is there
     let cmd = format!(
-        "test -b {qdev} && {} || {}",
+        "test -b {qdev} && {} || {{ ls -l /dev/disk/by-id/; {}; }}",
         report("media", "present"),
         report("media", "missing")
     );
@@ -470,9 +470,8 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     )
     .await?;
     if m.first().map(String::as_str) != Some("present") {
-        let listing = "the device's /dev/disk/by-id";
         return Err(ActionError::infra(format!(
-            "dd-image: the medium {device} is not there on the running system (see {listing})"
+            "dd-image: the medium {device} is not there on the running system (its /dev/disk/by-id is listed above)"
         ))
         .caused_by(FailureCause::Infrastructure));
     }
@@ -515,7 +514,6 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     )
     .await?;
     let got = m.first().cloned().unwrap_or_default();
-    prompt_pats.truncate(prompts.len());
     expect(ctx, &prompt_pats, left(), "dd-image: the shell prompt").await?;
     if got != sha256 {
         return Err(ActionError::infra(format!(
