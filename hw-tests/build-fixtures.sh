@@ -381,7 +381,13 @@ build_arm64() {
   fi
   step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
   step_cached "busybox arm64" "$OUT/arm64/busybox" fetch_busybox_arm64
-  step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64
+  if ! step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64; then
+    # the cached kernel's package left the archive: take the current kernel and its modules
+    echo "$BASALT_TAG: the modules of $(cat "$OUT/arm64/kernel-release") are gone; fetching the current kernel" >&2
+    rm -f "$OUT/arm64/Image"
+    step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
+    step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64
+  fi
   initramfs_step arm64 "$OUT/arm64/busybox" "$OUT/arm64/modules"
 }
 ARM64_OK=0
