@@ -202,12 +202,18 @@ fetch_busybox_arm64() {
   mv "$w/bin/busybox" "$OUT/arm64/busybox"
 }
 
-# The arm64 kernel's drivers for QEMU virt's virtio PCI network and disk are modules: the
-# initramfs loads them (in this order: each after what it needs), so that the booted system
-# reaches the worker (wget) and its second disk (deploy usb/sata).
+# The arm64 kernel's drivers for QEMU virt's virtio PCI network and disk and for USB storage
+# behind EHCI are modules: the initramfs loads them (in this order: each after what it needs,
+# busybox's insmod resolves nothing), so that the booted system reaches the worker (wget) and
+# its second disk (deploy usb/sata).
 ARM64_MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev
   drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
-  drivers/block/virtio_blk"
+  drivers/block/virtio_blk
+  drivers/usb/common/usb-common drivers/usb/core/usbcore drivers/usb/host/ehci-hcd
+  drivers/usb/host/ehci-pci drivers/scsi/scsi_common drivers/scsi/scsi_mod
+  crypto/crct10dif_common crypto/crct10dif_generic lib/crc-t10dif lib/crc64
+  crypto/crc64_rocksoft_generic lib/crc64-rocksoft block/t10-pi drivers/scsi/sd_mod
+  drivers/usb/storage/usb-storage"
 
 fetch_modules_arm64() {
   local d=$OUT/arm64/modules pkg w=$WORK/m-arm64 m members=()
@@ -252,8 +258,27 @@ echo "basalt-initramfs: $(uname -srm) up $(cut -d' ' -f1 /proc/uptime) s, cmdlin
 stty cols 1024 rows 50 2>/dev/null
 # kernel modules the fixture carries (arm64: virtio PCI, network, disk), in order
 for m in $(cat /lib/modules/load 2>/dev/null); do insmod "/lib/modules/$m.ko"; done
-# udev's stable names of the disks, from sysfs (no udev here): virtio disks by serial
+# udev's stable names of the disks, from sysfs (no udev here): virtio disks by serial,
+# USB disks as usb-<vendor>_<model>_<serial>-<target>:<lun>
 mkdir -p /dev/disk/by-id
+# usb-storage finds its disks asynchronously (after its 1 s delay_use): with an EHCI
+# controller, wait for a disk, at most 5 s
+if ls /sys/bus/pci/drivers/ehci-pci/ 2>/dev/null | grep -q :; then
+  i=0
+  while [ $i -lt 50 ] && ! ls /sys/block | grep -q '^sd'; do i=$((i + 1)); sleep 0.1; done
+fi
+for d in /sys/block/sd*; do
+  [ -e "$d/device/vendor" ] || continue
+  dev=$(readlink -f "$d/device"); u=$dev
+  while [ "$u" != /sys ] && [ -n "$u" ] && [ ! -e "$u/serial" ]; do u=${u%/*}; done
+  [ -e "$u/serial" ] || continue
+  v=$(echo $(cat "$d/device/vendor") | tr ' ' _); m=$(echo $(cat "$d/device/model") | tr ' ' _)
+  lun=${dev##*/}; id="usb-${v}_${m}_$(cat "$u/serial")-${lun#*:*:}"
+  ln -sf "../../${d##*/}" "/dev/disk/by-id/$id"
+  for p in "$d/${d##*/}"*; do
+    [ -e "$p/partition" ] && ln -sf "../../${p##*/}" "/dev/disk/by-id/$id-part$(cat "$p/partition")"
+  done
+done
 for s in /sys/block/*/serial; do
   [ -s "$s" ] || continue
   d=${s%/serial}; d=${d##*/}
@@ -375,6 +400,10 @@ initramfs_step amd64 /bin/busybox
 
 build_arm64() {
   mkdir -p "$OUT/arm64"
+  # a changed module list is fetched again
+  local m want=
+  for m in $ARM64_MODULES; do want="$want${m##*/}"$'\n'; done
+  [ "$(cat "$OUT/arm64/modules/load" 2>/dev/null)"$'\n' = "$want" ] || rm -f "$OUT/arm64/modules/load"
   if [ "$FORCE" = 1 ] || [ ! -s "$OUT/arm64/Image" ] || [ ! -s "$OUT/arm64/busybox" ] ||
     [ ! -s "$OUT/arm64/modules/load" ]; then
     apt_ready

@@ -1,14 +1,15 @@
-//! Secondary media on a real U-Boot (LAVA's deploy `to: sata` / `dd-image` /
-//! `apply-overlay-image`, boot `commands: sata`): the board of tests/real_uboot.rs (the rig:
-//! tests/common/uboot.rs) with a second disk, a virtio-blk disk with the serial
-//! `basalt-sata-0` (Debian's qemu_arm64 U-Boot has no XHCI driver, its SCSI/AHCI needs six Linux
-//! modules: virtio-blk is the disk both U-Boot, `virtio scan`, and the fixture's kernel, one
-//! module, read). The job boots the busybox initramfs over TFTP (namespace `primary`), writes a
-//! disk image (an MBR with one ext2 partition holding the kernel and the initramfs) onto the
-//! disk by its stable id `/dev/disk/by-id/virtio-basalt-sata-0` (the fixture's init makes the
-//! link from sysfs, as udev names it), verifies it, and boots U-Boot's `sata` commands from it
-//! (namespace `medium`), where the test shell runs. A writer that changes the bytes makes the
-//! read-back differ: an Incomplete job, `dd-image` named, the cause infrastructure.
+//! Secondary media on a real U-Boot (LAVA's deploy `to: usb` / `to: sata`, `dd-image`,
+//! `apply-overlay-image`, boot `commands: usb`): the board of tests/real_uboot.rs (the rig:
+//! tests/common/uboot.rs) with two more disks: a USB stick behind QEMU's EHCI controller
+//! (`usb-storage`, serial `basalt-usb-0`: Debian's qemu_arm64 U-Boot has no XHCI driver, its
+//! EHCI one reads it) and a virtio-blk disk (serial `basalt-sata-0`, U-Boot's `virtio`
+//! interface as the `sata` medium). The job boots the busybox initramfs over TFTP (namespace
+//! `primary`), writes a disk image (an MBR with one ext2 partition holding the kernel and the
+//! initramfs) onto the stick by its stable id `/dev/disk/by-id/usb-QEMU_QEMU_HARDDISK_basalt-usb-0-0:0`
+//! (the fixture's init makes the links from sysfs, as udev names them), verifies it, and boots
+//! the device type's `usb` commands from it (namespace `medium`), where the test shell runs. A
+//! sata deploy whose writer changes the bytes makes the read-back differ: an Incomplete job,
+//! `dd-image` named, the cause infrastructure.
 
 mod common;
 #[path = "common/uboot.rs"]
@@ -19,7 +20,9 @@ use rig::{dictionary_with, run, start_tftpd, Board, Netns, U_BOOT};
 use std::path::Path;
 use std::process::Command;
 
-const SERIAL: &str = "basalt-sata-0";
+const USB_SERIAL: &str = "basalt-usb-0";
+const USB_ID: &str = "usb-QEMU_QEMU_HARDDISK_basalt-usb-0-0:0";
+const SATA_SERIAL: &str = "basalt-sata-0";
 /// Where the partition starts (sectors of 512 bytes): 1 MiB.
 const START: u64 = 2048;
 
@@ -63,9 +66,9 @@ fn disk_image(dir: &Path, files: &[&Path]) -> std::path::PathBuf {
     disk
 }
 
-/// The job: boot the initramfs over TFTP, write `disk` onto the medium (with `writer`, the
-/// deploy's extra keys), boot from it, test.
-fn job(disk: &Path, writer: &str) -> String {
+/// The job: boot the initramfs over TFTP, write `disk` onto the `iface` medium (with
+/// `writer`, the deploy's extra keys), boot from it (`commands: <iface>`), test.
+fn job(iface: &str, disk: &Path, writer: &str) -> String {
     let fixtures = common::fixtures_dir().join("arm64");
     let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
     format!(
@@ -76,16 +79,16 @@ fn job(disk: &Path, writer: &str) -> String {
          - deploy:\n    namespace: primary\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{kernel}\n      type: image\n    \
          ramdisk:\n      url: file://{initrd}\n\
          - boot:\n    namespace: primary\n    method: u-boot\n    commands: ramdisk\n    prompts:\n    - '/ # '\n\
-         - deploy:\n    namespace: medium\n    to: sata\n    os: oe\n    device: medium\n    \
+         - deploy:\n    namespace: medium\n    to: {iface}\n    os: oe\n    device: {iface}-medium\n    \
          image:\n      url: file://{disk}\n      root_partition: 0\n{writer}\
-         - boot:\n    namespace: medium\n    method: u-boot\n    commands: sata\n    \
+         - boot:\n    namespace: medium\n    method: u-boot\n    commands: {iface}\n    \
          kernel: /Image\n    ramdisk: /initramfs.cpio.gz\n    kernel_type: image\n    root_uuid: /dev/vda1\n    boot_part: 1\n    \
          prompts:\n    - '/ # '\n    transfer_overlay:\n      download_command: wget -q\n      unpack_command: tar -C / -xzf\n\
          - test:\n    namespace: medium\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
          path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
          format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
          run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
-         - lava-test-case medium --shell test -b /dev/disk/by-id/virtio-{SERIAL}\n",
+         - lava-test-case medium --shell test -b /dev/disk/by-id/{USB_ID}\n",
         kernel = kernel.display(),
         initrd = initrd.display(),
         disk = disk.display(),
@@ -109,7 +112,7 @@ fn partition_listing(dir: &Path, medium: &Path, len: u64) -> String {
 }
 
 #[test]
-fn a_sata_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
+fn a_usb_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
     let fixtures = common::fixtures_dir().join("arm64");
     let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
     assert!(
@@ -124,30 +127,46 @@ fn a_sata_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
     start_tftpd(&mut ns, &tftp_root);
     let disk = disk_image(dir, &[&kernel, &initrd]);
     let disk_len = std::fs::metadata(&disk).expect("disk").len();
-    // the medium: blank, larger than the image
-    let medium = dir.join("medium.raw");
-    std::fs::File::create(&medium)
-        .and_then(|f| f.set_len(disk_len + (16 << 20)))
-        .expect("the medium");
+    // the media: blank, larger than the image
+    let blank = |name: &str| {
+        let p = dir.join(name);
+        std::fs::File::create(&p)
+            .and_then(|f| f.set_len(disk_len + (16 << 20)))
+            .expect("a medium");
+        p
+    };
+    let (usb, sata) = (blank("usb.raw"), blank("sata.raw"));
     let board_dir = dir.join("board");
-    let extra = vec![
-        "-drive".to_string(),
-        format!("if=none,id=medium,format=raw,file={}", medium.display()),
+    let drive = |id: &str, file: &Path| {
+        [
+            "-drive".to_string(),
+            format!("if=none,id={id},format=raw,file={}", file.display()),
+        ]
+    };
+    let mut extra = vec!["-device".to_string(), "usb-ehci,id=ehci".to_string()];
+    extra.extend(drive("usb", &usb));
+    extra.extend([
         "-device".to_string(),
-        format!("virtio-blk-pci,drive=medium,serial={SERIAL}"),
-    ];
+        format!("usb-storage,bus=ehci.0,drive=usb,serial={USB_SERIAL}"),
+    ]);
+    extra.extend(drive("sata", &sata));
+    extra.extend([
+        "-device".to_string(),
+        format!("virtio-blk-pci,drive=sata,serial={SATA_SERIAL}"),
+    ]);
     let board = Board::start_with(&board_dir, &ns, Path::new(U_BOOT), &extra);
     let dict = dictionary_with(
         &board_dir,
         &board,
         &format!(
-            "{{% set sata_uuid = 'virtio-{SERIAL}' %}}\n{{% set sata_label = 'medium' %}}\n\
+            "{{% set usb_uuid = '{USB_ID}' %}}\n{{% set usb_label = 'usb-medium' %}}\n\
+             {{% set sata_uuid = 'virtio-{SATA_SERIAL}' %}}\n{{% set sata_label = 'sata-medium' %}}\n\
              {{% set sata_interface = 'virtio' %}}\n"
         ),
     );
     let console = || std::fs::read_to_string(board_dir.join("console.log")).unwrap_or_default();
 
-    let ok = run(&ns, dir, "sata", &dict, &job(&disk, ""), &tftp_root);
+    let ok = run(&ns, dir, "usb", &dict, &job("usb", &disk, ""), &tftp_root);
     assert_eq!(
         ok.code,
         Some(0),
@@ -173,18 +192,18 @@ fn a_sata_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
         "dd-image verified the medium"
     );
     assert!(
-        ok.log.contains("load virtio 0:1"),
+        ok.log.contains("load usb 0:1"),
         "U-Boot loaded from the medium"
     );
     // apply-overlay-image put the overlay into the partition that was written
-    let listing = partition_listing(dir, &medium, disk_len - START * 512);
+    let listing = partition_listing(dir, &usb, disk_len - START * 512);
     assert!(
         listing.contains("/lava-"),
         "the overlay is on the medium: {listing}"
     );
-    eprintln!("real U-Boot, sata job: {:?}", ok.took);
+    eprintln!("real U-Boot, usb job: {:?}", ok.took);
 
-    // a writer that changes bytes: the read-back differs (a smaller image: the job never boots
+    // a sata deploy with a writer that changes bytes: the read-back differs (a smaller image: the job never boots
     // from it, and reading back is slow under emulation, ~2 MB/s)
     let small_dir = dir.join("small");
     std::fs::create_dir_all(&small_dir).expect("dir");
@@ -195,6 +214,7 @@ fn a_sata_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
         "bad-writer",
         &dict,
         &job(
+            "sata",
             &small,
             "    writer:\n      tool: tr\n      options: e E | dd of={DEVICE} bs=4M\n      prompt: records out\n",
         ),
