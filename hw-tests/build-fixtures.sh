@@ -5,7 +5,10 @@
 #   amd64/bzImage            the same kernel as Debian ships it (XZ bzImage; U-Boot zboot)
 #   amd64/initramfs.cpio.gz  busybox initramfs: root shell on the console, prompt '/ # '
 #   arm64/Image              Debian bookworm arm64 kernel (uncompressed Image)  [optional]
-#   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64          [optional]
+#   arm64/modules/           the kernel's virtio PCI/net/blk and EHCI/USB-storage modules (load: their order)
+#   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64 and those modules  [optional]
+#                            (its init loads them, makes /dev/disk/by-id links from sysfs and,
+#                            with ip=dhcp on the command line, asks DHCP for eth0)
 #   env                      KEY=VALUE lines (shell-sourceable) naming the files above
 #
 # Usage: hw-tests/build-fixtures.sh [--force] [--check]
