@@ -403,11 +403,19 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         _ => return Err(ActionError::bug("dd-image outside a deploy block")),
     };
     let device = media_path(&ctx.device, &d).map_err(ActionError::job)?;
-    let image = ctx
-        .downloads
-        .get(IMAGE)
-        .cloned()
-        .ok_or_else(|| ActionError::bug("dd-image: no image was downloaded"))?;
+    // `image:` or `images: {image: ...}`; else the deploy's first image
+    let key = d
+        .images
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| *k == IMAGE)
+        .or_else(|| d.images.first().map(|(k, _)| k.as_str()))
+        .unwrap_or(IMAGE)
+        .to_string();
+    let image =
+        ctx.downloads.get(&key).cloned().ok_or_else(|| {
+            ActionError::bug(format!("dd-image: image '{key}' was not downloaded"))
+        })?;
     let prompts = shell_prompts(ctx, node, &d);
     if prompts.is_empty() {
         return Err(ActionError::job(
@@ -433,7 +441,11 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
             .map_err(|e| ActionError::infra_from(format!("cannot serve files on {ip}"), e))?;
         ctx.file_server = Some(server);
     }
-    let name = format!("{}-{IMAGE}", ctx.job_id.replace(['/', ' '], "_"));
+    let name = format!(
+        "{}-{}",
+        ctx.job_id.replace(['/', ' '], "_"),
+        key.replace(['/', ' '], "_")
+    );
     let url = ctx
         .file_server
         .as_ref()
