@@ -5,7 +5,10 @@
 #   amd64/bzImage            the same kernel as Debian ships it (XZ bzImage; U-Boot zboot)
 #   amd64/initramfs.cpio.gz  busybox initramfs: root shell on the console, prompt '/ # '
 #   arm64/Image              Debian bookworm arm64 kernel (uncompressed Image)  [optional]
-#   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64          [optional]
+#   arm64/modules/           the kernel's virtio PCI/net/blk and EHCI/USB-storage modules (load: their order)
+#   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64 and those modules  [optional]
+#                            (its init loads them, makes /dev/disk/by-id links from sysfs and,
+#                            with ip=dhcp on the command line, asks DHCP for eth0)
 #   env                      KEY=VALUE lines (shell-sourceable) naming the files above
 #
 # Usage: hw-tests/build-fixtures.sh [--force] [--check]
@@ -202,6 +205,33 @@ fetch_busybox_arm64() {
   mv "$w/bin/busybox" "$OUT/arm64/busybox"
 }
 
+# The arm64 kernel's drivers for QEMU virt's virtio PCI network and disk and for USB storage
+# behind EHCI are modules: the initramfs loads them (in this order: each after what it needs,
+# busybox's insmod resolves nothing), so that the booted system reaches the worker (wget) and
+# its second disk (deploy usb/sata).
+ARM64_MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev
+  drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
+  drivers/block/virtio_blk
+  drivers/usb/common/usb-common drivers/usb/core/usbcore drivers/usb/host/ehci-hcd
+  drivers/usb/host/ehci-pci drivers/scsi/scsi_common drivers/scsi/scsi_mod
+  crypto/crct10dif_common crypto/crct10dif_generic lib/crc-t10dif lib/crc64
+  crypto/crc64_rocksoft_generic lib/crc64-rocksoft block/t10-pi drivers/scsi/sd_mod
+  drivers/usb/storage/usb-storage"
+
+fetch_modules_arm64() {
+  local d=$OUT/arm64/modules pkg w=$WORK/m-arm64 m members=()
+  # the modules of the kernel the fixtures hold (kernel-release), not of a newer one
+  pkg=linux-image-$(cat "$OUT/arm64/kernel-release")
+  for m in $ARM64_MODULES; do members+=("./lib/modules/*/kernel/$m.ko"); done
+  fetch_deb "$w" "$pkg:arm64" "${members[@]}"
+  rm -rf "$d" && mkdir -p "$d"
+  for m in $ARM64_MODULES; do
+    mv "$w"/lib/modules/*/kernel/"$m.ko" "$d/"
+    basename "$m" >>"$d/load.tmp"
+  done
+  mv "$d/load.tmp" "$d/load" # last: its presence marks the step as done
+}
+
 # --- initramfs -------------------------------------------------------------------
 
 init_script() {
@@ -229,6 +259,43 @@ hostname basalt-dut
 echo "basalt-initramfs: $(uname -srm) up $(cut -d' ' -f1 /proc/uptime) s, cmdline: $(cat /proc/cmdline)"
 # a serial line has no size: a wide one keeps the shell from re-drawing long command lines
 stty cols 1024 rows 50 2>/dev/null
+# kernel modules the fixture carries (arm64: virtio PCI, network, disk), in order
+for m in $(cat /lib/modules/load 2>/dev/null); do insmod "/lib/modules/$m.ko"; done
+# udev's stable names of the disks, from sysfs (no udev here): virtio disks by serial,
+# USB disks as usb-<vendor>_<model>_<serial>-<target>:<lun>
+mkdir -p /dev/disk/by-id
+# usb-storage finds its disks asynchronously (after its 1 s delay_use): with an EHCI
+# controller, wait for a disk, at most 5 s
+if ls /sys/bus/pci/drivers/ehci-pci/ 2>/dev/null | grep -q :; then
+  i=0
+  while [ $i -lt 50 ] && ! ls /sys/block | grep -q '^sd'; do i=$((i + 1)); sleep 0.1; done
+fi
+for d in /sys/block/sd*; do
+  [ -e "$d/device/vendor" ] || continue
+  dev=$(readlink -f "$d/device"); u=$dev
+  while [ "$u" != /sys ] && [ -n "$u" ] && [ ! -e "$u/serial" ]; do u=${u%/*}; done
+  [ -e "$u/serial" ] || continue
+  v=$(echo $(cat "$d/device/vendor") | tr ' ' _); m=$(echo $(cat "$d/device/model") | tr ' ' _)
+  lun=${dev##*/}; id="usb-${v}_${m}_$(cat "$u/serial")-${lun#*:*:}"
+  ln -sf "../../${d##*/}" "/dev/disk/by-id/$id"
+  for p in "$d/${d##*/}"*; do
+    [ -e "$p/partition" ] && ln -sf "../../${p##*/}" "/dev/disk/by-id/$id-part$(cat "$p/partition")"
+  done
+done
+for s in /sys/block/*/serial; do
+  [ -s "$s" ] || continue
+  d=${s%/serial}; d=${d##*/}
+  ln -sf "../../$d" "/dev/disk/by-id/virtio-$(cat "$s")"
+  for p in /sys/block/$d/$d*; do
+    [ -e "$p/partition" ] && ln -sf "../../${p##*/}" "/dev/disk/by-id/virtio-$(cat "$s")-part$(cat "$p/partition")"
+  done
+done
+# a kernel command line with ip=dhcp and a network card: ask for an address
+if grep -q 'ip=dhcp' /proc/cmdline && [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 5 -s /etc/udhcpc.script >/dev/null 2>&1 &&
+    echo "basalt-initramfs: eth0 $(ip -4 -o addr show eth0 | awk '{print $4}')"
+fi
 cd /
 # the shell is respawned: `exit` must not panic the kernel
 while true; do
@@ -245,9 +312,23 @@ export PS1='/ # '
 PROFILE
 }
 
-# build_initramfs BUSYBOX OUTPUT
+# busybox udhcpc's script: configure the address and the default route it was given
+udhcpc_script() {
+  cat <<'UDHCPC'
+#!/bin/sh
+case $1 in
+  bound | renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+    ;;
+esac
+UDHCPC
+}
+
+# build_initramfs BUSYBOX OUTPUT [MODULES-DIR]
 build_initramfs() {
-  local bb=$1 out=$2 r=$WORK/rootfs.$$
+  local bb=$1 out=$2 mods=${3:-} r=$WORK/rootfs.$$
   rm -rf "$r"
   mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,mnt,var/log}
   install -m 0755 "$bb" "$r/bin/busybox"
@@ -255,6 +336,12 @@ build_initramfs() {
   init_script >"$r/init"
   chmod 0755 "$r/init"
   profile_script >"$r/etc/profile"
+  udhcpc_script >"$r/etc/udhcpc.script"
+  chmod 0755 "$r/etc/udhcpc.script"
+  if [ -n "$mods" ]; then
+    mkdir -p "$r/lib/modules"
+    cp "$mods"/*.ko "$mods/load" "$r/lib/modules/"
+  fi
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
   printf 'root:x:0:\ntty:x:5:\n' >"$r/etc/group"
   echo basalt-dut >"$r/etc/hostname"
@@ -272,7 +359,14 @@ build_initramfs() {
 
 # Rebuild an initramfs when its busybox or the files written above change.
 initramfs_key() {
-  { sha256sum <"$1"; init_script; profile_script; declare -f build_initramfs; } | sha256sum | cut -c1-64
+  {
+    sha256sum <"$1"
+    [ -z "${2:-}" ] || cat "$2/load" "$2"/*.ko | sha256sum
+    init_script
+    profile_script
+    udhcpc_script
+    declare -f build_initramfs
+  } | sha256sum | cut -c1-64
 }
 
 # step_cached LABEL DONE-FILE CMD... : run CMD unless DONE-FILE exists (or --force)
@@ -288,12 +382,12 @@ step_cached() {
 }
 
 initramfs_step() {
-  local arch=$1 bb=$2 out=$OUT/$1/initramfs.cpio.gz key
-  key=$(initramfs_key "$bb")
+  local arch=$1 bb=$2 mods=${3:-} out=$OUT/$1/initramfs.cpio.gz key
+  key=$(initramfs_key "$bb" "$mods")
   if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ]; then
     basalt_require_root # the initramfs has a device node (/dev/console)
     rm -f "$out.key"
-    basalt_step "initramfs $arch" build_initramfs "$bb" "$out"
+    basalt_step "initramfs $arch" build_initramfs "$bb" "$out" "$mods"
     echo "$key" >"$out.key"
   else
     printf '%s: %-28s cached\n' "$BASALT_TAG" "initramfs $arch"
@@ -309,12 +403,24 @@ initramfs_step amd64 /bin/busybox
 
 build_arm64() {
   mkdir -p "$OUT/arm64"
-  if [ "$FORCE" = 1 ] || [ ! -s "$OUT/arm64/Image" ] || [ ! -s "$OUT/arm64/busybox" ]; then
+  # a changed module list is fetched again
+  local m want=
+  for m in $ARM64_MODULES; do want="$want${m##*/}"$'\n'; done
+  [ "$(cat "$OUT/arm64/modules/load" 2>/dev/null)"$'\n' = "$want" ] || rm -f "$OUT/arm64/modules/load"
+  if [ "$FORCE" = 1 ] || [ ! -s "$OUT/arm64/Image" ] || [ ! -s "$OUT/arm64/busybox" ] ||
+    [ ! -s "$OUT/arm64/modules/load" ]; then
     apt_ready
   fi
   step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
   step_cached "busybox arm64" "$OUT/arm64/busybox" fetch_busybox_arm64
-  initramfs_step arm64 "$OUT/arm64/busybox"
+  if ! step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64; then
+    # the cached kernel's package left the archive: take the current kernel and its modules
+    echo "$BASALT_TAG: the modules of $(cat "$OUT/arm64/kernel-release") are gone; fetching the current kernel" >&2
+    rm -f "$OUT/arm64/Image"
+    step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
+    step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64
+  fi
+  initramfs_step arm64 "$OUT/arm64/busybox" "$OUT/arm64/modules"
 }
 ARM64_OK=0
 if [ "$ARM64" != 0 ]; then

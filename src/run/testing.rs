@@ -21,12 +21,18 @@ pub(crate) struct Fixture {
 /// `job` (YAML) on `config/devices/<device>.jinja2`, its log in memory with `secrets`.
 pub(crate) fn fixture(device: &str, job: &str, secrets: Vec<String>) -> Fixture {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let device = Device::load(
+    fixture_at(
         &config.join(format!("devices/{device}.jinja2")),
-        &[config.join("device-types")],
-        &BTreeMap::new(),
+        job,
+        secrets,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `job` on the device dictionary `dict` (rendered with `config/device-types`).
+pub(crate) fn fixture_at(dict: &Path, job: &str, secrets: Vec<String>) -> Fixture {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let device = Device::load(dict, &[config.join("device-types")], &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("{e}"));
     let (job, _) = crate::job::parse_job("test.yaml", job).unwrap_or_else(|e| panic!("{e}"));
     let pipeline =
         crate::pipeline::build_pipeline(&job, &device).unwrap_or_else(|e| panic!("{e:?}"));

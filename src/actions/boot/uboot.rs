@@ -245,15 +245,26 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
             .warning("Using boot commands supplied in the job definition, not the device's");
     }
     let block = node.block.unwrap_or(0);
+    let media = secondary_media(ctx, block, &boot);
     let deploy = ctx.job.actions[..block].iter().rev().find_map(|a| match a {
         ActionBlock::Deploy(d) if d.to == DeployTo::Tftp => Some(d),
         _ => None,
     });
-    let kernel_type = deploy
-        .and_then(|d| d.images.iter().find(|(k, _)| k == "kernel"))
-        .and_then(|(_, i)| i.kernel_type);
+    let kernel_type = match &media {
+        Some(m) => m.kernel_type,
+        None => deploy
+            .and_then(|d| d.images.iter().find(|(k, _)| k == "kernel"))
+            .and_then(|(_, i)| i.kernel_type),
+    };
     let bootx = boot_command(&ctx.device, kernel_type);
     let rel = |key: &str| -> Option<String> {
+        if let Some(m) = &media {
+            return m
+                .files
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone());
+        }
         let p = ctx.downloads.get(key)?;
         let r = p.strip_prefix(&ctx.tftp_root).ok()?;
         Some(r.to_string_lossy().into_owned())
@@ -296,6 +307,8 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         ("DTB_ADDR", dtb.and(dtb_addr)),
         ("TEE_ADDR", tee.and(addr("tee"))),
         ("BOOTX", Some(bootx_line)),
+        ("ROOT", media.as_ref().and_then(|m| m.root.clone())),
+        ("ROOT_PART", media.as_ref().map(|m| m.root_part.clone())),
         ("LAVA_JOB_ID", Some(ctx.job_id.clone())),
         ("NFSROOTFS", ctx.nfs.as_ref().map(|n| n.path.clone())),
         (
@@ -311,6 +324,67 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         ctx.log.debug(format!("boot command: {c}"));
     }
     Ok(())
+}
+
+/// A boot from the secondary medium an earlier `usb`/`sata` deploy wrote (LAVA's
+/// `uboot-from-media`): the files on it and where they are, from the boot block.
+struct Media {
+    /// `kernel`, `ramdisk`, `dtb`: paths on the medium's boot partition.
+    files: Vec<(&'static str, String)>,
+    kernel_type: Option<KernelType>,
+    /// `{ROOT}`: the boot block's `root_uuid`.
+    root: Option<String>,
+    /// `{ROOT_PART}`: `<device_id>:<boot_part>`.
+    root_part: String,
+}
+
+/// The medium of the last usb/sata deploy before boot block `block`, if it was the last deploy
+/// and the boot names the files on it.
+fn secondary_media(ctx: &Ctx, block: usize, boot: &crate::job::Boot) -> Option<Media> {
+    let d = ctx.job.actions[..block]
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            ActionBlock::Deploy(d) => Some(d),
+            _ => None,
+        })?;
+    if !matches!(d.to, DeployTo::Usb | DeployTo::Sata) {
+        return None;
+    }
+    let text = |k: &str| boot.node.get(k).and_then(Node::scalar_text);
+    let entry = ctx.device.node.path(&[
+        "parameters",
+        "media",
+        d.to.name(),
+        d.media_device.as_deref().unwrap_or_default(),
+    ]);
+    let device_id = entry
+        .and_then(|e| e.get("device_id"))
+        .and_then(Node::scalar_text)
+        .unwrap_or_else(|| "0".into());
+    let part = text("boot_part")
+        .or_else(|| {
+            entry
+                .and_then(|e| e.get("boot_part"))
+                .and_then(Node::scalar_text)
+        })
+        .unwrap_or_else(|| "1".into());
+    let files = ["kernel", "ramdisk", "dtb"]
+        .into_iter()
+        .filter_map(|k| text(k).map(|v| (k, v)))
+        .collect();
+    let kernel_type = match text("kernel_type").as_deref() {
+        Some("image") => Some(KernelType::Image),
+        Some("zimage") => Some(KernelType::ZImage),
+        Some("uimage") => Some(KernelType::UImage),
+        _ => None,
+    };
+    Some(Media {
+        files,
+        kernel_type,
+        root: text("root_uuid"),
+        root_part: format!("{device_id}:{part}"),
+    })
 }
 
 fn error_patterns(ctx: &Ctx) -> Vec<(String, basalt_hal::console::expect::Regex)> {
