@@ -16,7 +16,7 @@ mod common;
 mod rig;
 
 use common::TempDir;
-use rig::{dictionary_with, run, start_tftpd, Board, Netns, U_BOOT};
+use rig::{dictionary_with, run, Board, Netns, U_BOOT};
 use std::path::Path;
 use std::process::Command;
 
@@ -123,8 +123,7 @@ fn a_usb_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
     let dir = tmp.path();
     let tftp_root = dir.join("tftp");
     std::fs::create_dir_all(&tftp_root).expect("tftp root");
-    let mut ns = Netns::start(dir);
-    start_tftpd(&mut ns, &tftp_root);
+    let ns = Netns::start(dir);
     let disk = disk_image(dir, &[&kernel, &initrd]);
     let disk_len = std::fs::metadata(&disk).expect("disk").len();
     // the media: blank, larger than the image

@@ -1,7 +1,8 @@
 //! A real U-Boot: QEMU's arm64 `virt` machine with Debian's `u-boot-qemu`, its network through
 //! passt inside a private network namespace (nothing can leave it: its only interfaces are
-//! `lo` and a veth pair with no peer outside), the TFTP server on the namespace's loopback
-//! at the guest's gateway address 10.0.2.2 (the rig: tests/common/uboot.rs). `basalt run` stages the kernel and the
+//! `lo` and a veth pair with no peer outside), basalt's own TFTP server (`basalt run
+//! --tftp-listen`) on the namespace's loopback at the guest's gateway address 10.0.2.2 (the
+//! rig: tests/common/uboot.rs). `basalt run` stages the kernel and the
 //! busybox initramfs, powers the board through QMP, interrupts U-Boot and types the device
 //! type's `ramdisk` commands; `booti` is given U-Boot's own copy of QEMU's device tree
 //! (`${fdtcontroladdr}`: a tree dumped with `-machine dumpdtb` does not boot this kernel);
@@ -14,7 +15,7 @@ mod common;
 mod rig;
 
 use common::TempDir;
-use rig::{dictionary, run, start_tftpd, Board, Netns, U_BOOT};
+use rig::{dictionary, run, Board, Netns, U_BOOT};
 use std::path::Path;
 
 /// A tftp deploy of the arm64 kernel and initramfs, then `boot` (the boot block's keys after
@@ -50,9 +51,8 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
     let dir = tmp.path();
     let tftp_root = dir.join("tftp");
     std::fs::create_dir_all(&tftp_root).expect("tftp root");
-    let mut ns = Netns::start(dir);
+    let ns = Netns::start(dir);
     // the TFTP server, on the namespace's loopback: what the board reaches as 10.0.2.2
-    start_tftpd(&mut ns, &tftp_root);
     let board_dir = dir.join("board");
     let board = Board::start(&board_dir, &ns, Path::new(U_BOOT));
     let dict = dictionary(&board_dir, &board);

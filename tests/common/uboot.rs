@@ -5,7 +5,8 @@
 //!
 //! The namespace's loopback also has 10.0.2.2, the guest's gateway, and passt runs with
 //! `--no-map-gw`: what the guest sends to 10.0.2.2 reaches the servers listening on that
-//! address in the namespace (the TFTP server, basalt's HTTP file server at `--server-ip`).
+//! address in the namespace (basalt's own TFTP server, `basalt run --tftp-listen`, and its
+//! HTTP file server at `--server-ip`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -298,6 +299,8 @@ pub fn run(ns: &Netns, dir: &Path, name: &str, dict: &Path, job: &str, tftp_root
         .arg("--tftp-root")
         .arg(tftp_root)
         .args(["--server-ip", SERVER_IP])
+        // basalt's own TFTP server, for the job, on the worker's address
+        .args(["--tftp-listen", &format!("{SERVER_IP}:69")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
@@ -313,16 +316,4 @@ pub fn run(ns: &Netns, dir: &Path, name: &str, dict: &Path, job: &str, tftp_root
         out,
         took: t0.elapsed(),
     }
-}
-
-/// Starts the TFTP server (tftpd-hpa) in `ns`, serving `root` at the worker's address.
-pub fn start_tftpd(ns: &mut Netns, root: &Path) {
-    let tftpd = ns
-        .command("in.tftpd")
-        .args(["-L", "-u", "tftp", "-a", &format!("{SERVER_IP}:69"), "-s"])
-        .arg(root)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("in.tftpd (tftpd-hpa)");
-    ns.keep(tftpd);
 }
