@@ -179,13 +179,8 @@ fn a_usb_deploy_is_written_verified_and_booted_and_a_bad_writer_is_caught() {
             .join("\n")
     );
     let rows = common::results(&ok.out);
-    let result = |case: &str| {
-        rows.iter()
-            .find(|r| r.0 == "0_smoke" && r.1 == case)
-            .map(|r| r.2.clone())
-    };
-    assert_eq!(result("arch").as_deref(), Some("pass"), "{rows:?}");
-    assert_eq!(result("medium").as_deref(), Some("pass"), "{rows:?}");
+    assert_eq!(ok.smoke("arch").as_deref(), Some("pass"), "{rows:?}");
+    assert_eq!(ok.smoke("medium").as_deref(), Some("pass"), "{rows:?}");
     assert!(
         ok.log.contains("written and verified"),
         "dd-image verified the medium"

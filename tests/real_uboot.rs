@@ -75,13 +75,8 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         console()
     );
     let rows = common::results(&ok.out);
-    let result = |case: &str| {
-        rows.iter()
-            .find(|r| r.0 == "0_smoke" && r.1 == case)
-            .map(|r| r.2.clone())
-    };
-    assert_eq!(result("arch").as_deref(), Some("pass"), "{rows:?}");
-    assert_eq!(result("must-fail").as_deref(), Some("fail"), "{rows:?}");
+    assert_eq!(ok.smoke("arch").as_deref(), Some("pass"), "{rows:?}");
+    assert_eq!(ok.smoke("must-fail").as_deref(), Some("fail"), "{rows:?}");
     assert!(
         ok.log.contains("Starting kernel"),
         "U-Boot started the kernel"

@@ -18,8 +18,9 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 /// `'value'` with embedded single quotes escaped (LAVA writes the value verbatim; escaping
-/// keeps a quote in a parameter from breaking the script).
-fn single_quoted(s: &str) -> String {
+/// keeps a quote in a parameter from breaking the script). Always quoted, unlike
+/// [`sh_quote`]: also what the secondary-media commands on the device use.
+pub fn single_quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 

@@ -251,6 +251,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// The result of test case `case` of the smoke definition (`0_smoke`), if reported.
+    pub fn smoke(&self, case: &str) -> Option<String> {
+        crate::common::results(&self.out)
+            .into_iter()
+            .find(|r| r.0 == "0_smoke" && r.1 == case)
+            .map(|r| r.2)
+    }
+
     /// The job's own result (`lava`/`job`): its error message and cause.
     pub fn job_error(&self) -> (String, String) {
         let text = std::fs::read_to_string(self.out.join("results.yaml")).unwrap_or_default();

@@ -502,7 +502,7 @@ impl Engine {
         );
         for (id, device) in start_again {
             match self.start_message(id, &device) {
-                Ok(start) => {
+                Ok((start, _)) => {
                     self.log(format!("job {id}: Start sent again to worker {worker}"));
                     self.link.send(&conn, MasterMsg::Start(start));
                 }
@@ -744,13 +744,7 @@ impl Engine {
 
     /// Renders the device for the job and sends the Start to the device's worker.
     fn start(&mut self, id: u64, hostname: &str) -> Result<(), String> {
-        let start = self.start_message(id, hostname)?;
-        let worker = self
-            .store
-            .device(hostname)
-            .map_err(|e| e.to_string())?
-            .ok_or("no such device")?
-            .worker;
+        let (start, worker) = self.start_message(id, hostname)?;
         let session = self
             .sessions
             .get(&worker)
@@ -763,8 +757,9 @@ impl Engine {
         Ok(())
     }
 
-    /// The Start of job `id` on device `hostname`: the job and the device rendered for it.
-    fn start_message(&self, id: u64, hostname: &str) -> Result<Start, String> {
+    /// The Start of job `id` on device `hostname` (the job and the device rendered for it),
+    /// and the device's worker.
+    fn start_message(&self, id: u64, hostname: &str) -> Result<(Start, String), String> {
         let job = self
             .store
             .job(id)
@@ -788,13 +783,14 @@ impl Engine {
         )
         .map_err(|e| e.to_string())?;
         let timeout = parsed.timeouts.job.map(|t| t.secs).unwrap_or(86_400);
-        Ok(Start {
+        let start = Start {
             job_id: JobId(id),
             device: hostname.into(),
             definition: job.definition,
             device_config: rendered,
             job_timeout_secs: timeout,
             health_check: job.health_check,
-        })
+        };
+        Ok((start, device.worker))
     }
 }

@@ -18,6 +18,7 @@ use crate::action::context::pattern;
 use crate::action::{group, Action, ActionError, ActionNode, Builder, Check, Ctx, FailureCause};
 use crate::action::{PipelineError, Scope};
 use crate::job::{ActionBlock, Deploy};
+use crate::overlay::single_quoted;
 use crate::yaml::Node;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -281,11 +282,6 @@ fn report(name: &str, value: &str) -> String {
     format!("printf 'basalt-dd-%s=%s\\n' {name} {value}")
 }
 
-/// Single-quotes `s` for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// The `/dev/disk/by-id/...` path of the deploy's medium.
 fn media_path(device: &crate::device::Device, d: &Deploy) -> Result<String, String> {
     let iface = d.to.name();
@@ -456,14 +452,14 @@ async fn dd_image(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         .as_ref()
         .and_then(tool_line)
         .unwrap_or_else(|| "wget -q -O - {DOWNLOAD_URL}".into())
-        .replace("{DOWNLOAD_URL}", &sh_quote(&url));
+        .replace("{DOWNLOAD_URL}", &single_quoted(&url));
     let writer = d
         .writer
         .as_ref()
         .and_then(tool_line)
         .unwrap_or_else(|| "dd of={DEVICE} bs=4M".into())
-        .replace("{DEVICE}", &sh_quote(&device));
-    let qdev = sh_quote(&device);
+        .replace("{DEVICE}", &single_quoted(&device));
+    let qdev = single_quoted(&device);
     let delay = Duration::from_millis(ctx.device.character_delays.test_ms);
     let prompt_pats: Vec<_> = prompts.iter().map(|p| pattern(p)).collect();
 
@@ -708,8 +704,8 @@ actions:
 
     #[test]
     fn quotes_for_the_shell() {
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(single_quoted("a b"), "'a b'");
+        assert_eq!(single_quoted("it's"), "'it'\\''s'");
     }
 
     #[test]
