@@ -8,7 +8,11 @@
 #   arm64/modules/           the kernel's virtio PCI/net/blk and EHCI/USB-storage modules (load: their order)
 #   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64 and those modules  [optional]
 #                            (its init loads them, makes /dev/disk/by-id links from sysfs and,
-#                            with ip=dhcp on the command line, asks DHCP for eth0)
+#                            with ip=dhcp on the command line, asks DHCP for eth0; with
+#                            root=/dev/nfs nfsroot=SERVER:PATH[,opts] it mounts that over
+#                            NFSv4 and switch_roots into it)
+#   arm64/nfsrootfs.tar.gz   an NFS root: the same busybox tree without the modules, with the
+#                            marker file /etc/basalt-nfsroot  [optional]
 #   env                      KEY=VALUE lines (shell-sourceable) naming the files above
 #
 # Usage: hw-tests/build-fixtures.sh [--force] [--check]
@@ -38,7 +42,7 @@ for arg in "$@"; do
     --force) FORCE=1 ;;
     --check) CHECK=1 ;;
     -h | --help)
-      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) basalt_die "unknown argument: $arg (see --help)" ;;
@@ -208,7 +212,8 @@ fetch_busybox_arm64() {
 # The arm64 kernel's drivers for QEMU virt's virtio PCI network and disk and for USB storage
 # behind EHCI are modules: the initramfs loads them (in this order: each after what it needs,
 # busybox's insmod resolves nothing), so that the booted system reaches the worker (wget) and
-# its second disk (deploy usb/sata).
+# its second disk (deploy usb/sata), and the NFSv4 client for an NFS root (sunrpc .. nfsv4:
+# the order of `modinfo -F depends`).
 ARM64_MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev
   drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
   drivers/block/virtio_blk
@@ -216,7 +221,9 @@ ARM64_MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_mo
   drivers/usb/host/ehci-pci drivers/scsi/scsi_common drivers/scsi/scsi_mod
   crypto/crct10dif_common crypto/crct10dif_generic lib/crc-t10dif lib/crc64
   crypto/crc64_rocksoft_generic lib/crc64-rocksoft block/t10-pi drivers/scsi/sd_mod
-  drivers/usb/storage/usb-storage"
+  drivers/usb/storage/usb-storage
+  net/sunrpc/sunrpc fs/netfs/netfs fs/fscache/fscache fs/nfs_common/grace fs/lockd/lockd
+  fs/nfs/nfs net/dns_resolver/dns_resolver fs/nfs/nfsv4"
 
 fetch_modules_arm64() {
   local d=$OUT/arm64/modules pkg w=$WORK/m-arm64 m members=()
@@ -240,9 +247,11 @@ init_script() {
 # /init of basalt's test initramfs (hw-tests/build-fixtures.sh): PID 1.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
 /bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-if ! mount -t devtmpfs devtmpfs /dev 2>/dev/null; then
+# mounted already when this is the NFS root's /init after switch_root (moved there)
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+if ! mounted /dev && ! mount -t devtmpfs devtmpfs /dev 2>/dev/null; then
   mount -t tmpfs -o mode=0755 tmpfs /dev
   mknod -m 600 /dev/console c 5 1
   mknod -m 666 /dev/null c 1 3
@@ -250,17 +259,22 @@ if ! mount -t devtmpfs devtmpfs /dev 2>/dev/null; then
   mdev -s
 fi
 mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
-mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=0755 tmpfs /run
+mounted /dev/pts || mount -t devpts -o gid=5,mode=0620 devpts /dev/pts
+mounted /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
+mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
+# the root's filesystem type: rootfs (this initramfs) or nfs4 (its NFS root, below)
+ROOTFS_TYPE=$(awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)
 exec </dev/console >/dev/console 2>&1
 hostname basalt-dut
 echo "basalt-initramfs: $(uname -srm) up $(cut -d' ' -f1 /proc/uptime) s, cmdline: $(cat /proc/cmdline)"
 # a serial line has no size: a wide one keeps the shell from re-drawing long command lines
 stty cols 1024 rows 50 2>/dev/null
 # kernel modules the fixture carries (arm64: virtio PCI, network, disk), in order
-for m in $(cat /lib/modules/load 2>/dev/null); do insmod "/lib/modules/$m.ko"; done
+case $ROOTFS_TYPE in
+  nfs*) ;; # loaded by the initramfs before
+  *) for m in $(cat /lib/modules/load 2>/dev/null); do insmod "/lib/modules/$m.ko"; done ;;
+esac
 # udev's stable names of the disks, from sysfs (no udev here): virtio disks by serial,
 # USB disks as usb-<vendor>_<model>_<serial>-<target>:<lun>
 mkdir -p /dev/disk/by-id
@@ -290,11 +304,34 @@ for s in /sys/block/*/serial; do
     [ -e "$p/partition" ] && ln -sf "../../${p##*/}" "/dev/disk/by-id/virtio-$(cat "$s")-part$(cat "$p/partition")"
   done
 done
-# a kernel command line with ip=dhcp and a network card: ask for an address
-if grep -q 'ip=dhcp' /proc/cmdline && [ -e /sys/class/net/eth0 ]; then
+# an NFS root: what LAVA's u-boot `nfs` commands pass (root=/dev/nfs nfsroot=SERVER:PATH[,opts])
+NFSROOT=
+if grep -qw 'root=/dev/nfs' /proc/cmdline; then
+  NFSROOT=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^nfsroot=//p' | tail -n 1)
+fi
+case $ROOTFS_TYPE in nfs*) NFSROOT= ;; esac
+# a kernel command line with ip=dhcp (or an NFS root) and a network card: ask for an address
+if { grep -q 'ip=dhcp' /proc/cmdline || [ -n "$NFSROOT" ]; } && [ -e /sys/class/net/eth0 ] &&
+  ! ip -4 -o addr show eth0 | grep -q inet; then
   ip link set eth0 up
   udhcpc -i eth0 -n -q -t 5 -s /etc/udhcpc.script >/dev/null 2>&1 &&
     echo "basalt-initramfs: eth0 $(ip -4 -o addr show eth0 | awk '{print $4}')"
+fi
+# mount the NFS root over NFSv4 (no rpcbind, no mountd: the kernel is given the server's
+# address itself) and run its /init; the options of NFS v2/v3 are left out
+if [ -n "$NFSROOT" ]; then
+  srv=${NFSROOT%%:*} rest=${NFSROOT#*:}
+  path=${rest%%,*} opts=vers=4.1
+  case $rest in *,*) for o in $(echo "${rest#*,}" | tr ',' ' '); do
+    case $o in vers=* | nfsvers=* | v2 | v3 | v4* | udp | mountport=* | mountproto=*) ;; *) opts=$opts,$o ;; esac
+  done ;; esac
+  mkdir -p /newroot
+  if mount -t nfs4 -o "$opts,addr=$srv" "$srv:$path" /newroot; then
+    echo "basalt-initramfs: root $srv:$path over NFS ($opts)"
+    for d in dev proc sys run tmp; do mkdir -p "/newroot/$d" && mount --move "/$d" "/newroot/$d"; done
+    exec switch_root /newroot /init
+  fi
+  echo "basalt-initramfs: cannot mount the NFS root $srv:$path ($opts); staying in the initramfs"
 fi
 cd /
 # the shell is respawned: `exit` must not panic the kernel
@@ -326,9 +363,9 @@ esac
 UDHCPC
 }
 
-# build_initramfs BUSYBOX OUTPUT [MODULES-DIR]
+# build_initramfs BUSYBOX OUTPUT [MODULES-DIR [NFSROOT-TAR]]
 build_initramfs() {
-  local bb=$1 out=$2 mods=${3:-} r=$WORK/rootfs.$$
+  local bb=$1 out=$2 mods=${3:-} nfsroot=${4:-} r=$WORK/rootfs.$$
   rm -rf "$r"
   mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,mnt,var/log}
   install -m 0755 "$bb" "$r/bin/busybox"
@@ -350,6 +387,16 @@ build_initramfs() {
   mknod -m 600 "$r/dev/console" c 5 1
   chmod 1777 "$r/tmp"
   chmod 0700 "$r/root"
+  if [ -n "$nfsroot" ]; then
+    # the same tree as an NFS root, without the modules (the initramfs loaded them) and with
+    # a marker that tells a test it runs there
+    echo "basalt NFS root (hw-tests/build-fixtures.sh)" >"$r/etc/basalt-nfsroot"
+    find "$r" -exec touch -h -d @0 {} +
+    tar -C "$r" --exclude=./lib/modules --exclude=./dev/console --sort=name --owner=0 \
+      --group=0 --numeric-owner --mtime=@0 -cf - . | gzip -9 -n >"$nfsroot.tmp"
+    mv "$nfsroot.tmp" "$nfsroot"
+    rm "$r/etc/basalt-nfsroot"
+  fi
   find "$r" -exec touch -h -d @0 {} +
   (cd "$r" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
     cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$out.tmp"
@@ -381,13 +428,15 @@ step_cached() {
   basalt_step "$label" "$@"
 }
 
+# initramfs_step ARCH BUSYBOX [MODULES-DIR [NFSROOT-TAR]]
 initramfs_step() {
-  local arch=$1 bb=$2 mods=${3:-} out=$OUT/$1/initramfs.cpio.gz key
+  local arch=$1 bb=$2 mods=${3:-} nfsroot=${4:-} out=$OUT/$1/initramfs.cpio.gz key
   key=$(initramfs_key "$bb" "$mods")
-  if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ]; then
+  if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ] ||
+    { [ -n "$nfsroot" ] && [ ! -s "$nfsroot" ]; }; then
     basalt_require_root # the initramfs has a device node (/dev/console)
     rm -f "$out.key"
-    basalt_step "initramfs $arch" build_initramfs "$bb" "$out" "$mods"
+    basalt_step "initramfs $arch" build_initramfs "$bb" "$out" "$mods" "$nfsroot"
     echo "$key" >"$out.key"
   else
     printf '%s: %-28s cached\n' "$BASALT_TAG" "initramfs $arch"
@@ -420,7 +469,7 @@ build_arm64() {
     step_cached "kernel arm64" "$OUT/arm64/Image" build_kernel_arm64
     step_cached "modules arm64" "$OUT/arm64/modules/load" fetch_modules_arm64
   fi
-  initramfs_step arm64 "$OUT/arm64/busybox" "$OUT/arm64/modules"
+  initramfs_step arm64 "$OUT/arm64/busybox" "$OUT/arm64/modules" "$OUT/arm64/nfsrootfs.tar.gz"
 }
 ARM64_OK=0
 if [ "$ARM64" != 0 ]; then
@@ -454,6 +503,7 @@ UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on 
   if [ "$ARM64_OK" = 1 ]; then
     echo "BASALT_KERNEL_ARM64=$OUT/arm64/Image"
     echo "BASALT_INITRD_ARM64=$OUT/arm64/initramfs.cpio.gz"
+    echo "BASALT_NFSROOTFS_ARM64=$OUT/arm64/nfsrootfs.tar.gz"
     echo "BASALT_KERNEL_RELEASE_ARM64=$(cat "$OUT/arm64/kernel-release")"
   fi
   [ ! -f "$UBOOT_ARM64" ] || echo "BASALT_UBOOT_ARM64=$UBOOT_ARM64"
