@@ -50,6 +50,7 @@ PKGS=(
   tftpd-hpa tftp-hpa                 # TFTP, for comparison with basalt's own server
   u-boot-qemu                        # U-Boot for qemu boards
   passt                              # a real U-Boot's network, in a private namespace (tests/real_uboot.rs)
+  nfs-ganesha nfs-ganesha-vfs        # a userspace NFSv4 server in that namespace (tests/real_uboot_nfs.rs)
   u-boot-tools                       # mkimage: the uImage headers basalt writes are compared with its (unit tests)
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
@@ -63,7 +64,7 @@ OPTIONAL_PKGS=()
 BPO_PKGS=(qemu-system-x86 qemu-system-arm)
 BPO_MIN_VERSION=1:8.0
 # Packages whose daemons must not be started by the install.
-SERVICES=(tftpd-hpa ser2net pdudaemon postgresql)
+SERVICES=(tftpd-hpa ser2net pdudaemon postgresql nfs-ganesha)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVED=$POLICY.basalt-saved

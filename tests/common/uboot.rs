@@ -290,6 +290,20 @@ impl Run {
 
 /// `basalt run` of `job` on `dict` with the TFTP root `tftp_root`; the output in `dir/name`.
 pub fn run(ns: &Netns, dir: &Path, name: &str, dict: &Path, job: &str, tftp_root: &Path) -> Run {
+    run_with_env(ns, dir, name, dict, job, tftp_root, &[])
+}
+
+/// The same with `env` set for `basalt run` (`TMPDIR`: where its jobs' staging goes;
+/// `BASALT_EXPORTS_FILE` / `BASALT_EXPORTFS`: its NFS export table).
+pub fn run_with_env(
+    ns: &Netns,
+    dir: &Path,
+    name: &str,
+    dict: &Path,
+    job: &str,
+    tftp_root: &Path,
+    env: &[(&str, String)],
+) -> Run {
     let job_file = dir.join(format!("{name}.yaml"));
     std::fs::write(&job_file, job).expect("the job");
     let out = dir.join(name);
@@ -309,6 +323,7 @@ pub fn run(ns: &Netns, dir: &Path, name: &str, dict: &Path, job: &str, tftp_root
         .args(["--server-ip", SERVER_IP])
         // basalt's own TFTP server, for the job, on the worker's address
         .args(["--tftp-listen", &format!("{SERVER_IP}:69")])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
@@ -323,5 +338,64 @@ pub fn run(ns: &Netns, dir: &Path, name: &str, dict: &Path, job: &str, tftp_root
         log: std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default(),
         out,
         took: t0.elapsed(),
+    }
+}
+
+/// A userspace NFSv4 server (nfs-ganesha, its VFS backend) in the namespace, bound to
+/// [`SERVER_IP`]: `export` is served read-write (no root squash) at the same path in NFSv4's
+/// pseudo filesystem, so that a client mounts any directory below it by its real path. NFSv4
+/// only (no rpcbind, no mountd, no NLM), no grace period; its config, pid, log and recovery
+/// directory under `dir`. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Ganesha {
+    _proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Ganesha {
+    pub fn start(ns: &Netns, dir: &Path, export: &Path) -> Ganesha {
+        let g = dir.join("ganesha");
+        std::fs::create_dir_all(g.join("recovery")).expect("ganesha's directory");
+        let (conf, log, pid) = (
+            g.join("ganesha.conf"),
+            g.join("ganesha.log"),
+            g.join("ganesha.pid"),
+        );
+        std::fs::write(
+            &conf,
+            format!(
+                "NFS_CORE_PARAM {{\n  Protocols = 4;\n  NFS_Port = 2049;\n  Bind_addr = {SERVER_IP};\n  \
+                 Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
+                 NFSv4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{rec}\";\n  \
+                 Only_Numeric_Owners = true;\n}}\n\
+                 EXPORT {{\n  Export_Id = 1;\n  Path = \"{e}\";\n  Pseudo = \"{e}\";\n  Access_Type = RW;\n  \
+                 Squash = No_Root_Squash;\n  Protocols = 4;\n  Transports = TCP;\n  SecType = sys;\n  \
+                 FSAL {{ Name = VFS; }}\n}}\n\
+                 LOG {{ Default_Log_Level = EVENT; }}\n",
+                rec = g.join("recovery").display(),
+                e = export.display(),
+            ),
+        )
+        .expect("ganesha.conf");
+        let child = ns
+            .command("ganesha.nfsd")
+            .arg("-F")
+            .arg("-L")
+            .arg(&log)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&pid)
+            .args(["-N", "NIV_EVENT"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ganesha.nfsd (nfs-ganesha, scripts/install-deps.sh)");
+        let proc = Proc(child);
+        let started = || std::fs::read_to_string(&log).unwrap_or_default();
+        wait_for("ganesha's start", Duration::from_secs(20), || {
+            started().contains("NFS SERVER INITIALIZED")
+        });
+        Ganesha { _proc: proc, log }
     }
 }
