@@ -218,6 +218,13 @@ pub fn dictionary(dir: &Path, board: &Board) -> PathBuf {
 
 /// The same with `extra` dictionary lines (`{% set ... %}`).
 pub fn dictionary_with(dir: &Path, board: &Board, extra: &str) -> PathBuf {
+    dictionary_for(dir, board, "booti", extra)
+}
+
+/// The dictionary with load addresses for `bootx` (`booti`, or `bootm`: then an `image`
+/// kernel is wrapped as a uImage and booted with bootm, as LAVA's uboot-prepare-kernel does
+/// on a device without booti addresses) and `extra` lines.
+pub fn dictionary_for(dir: &Path, board: &Board, bootx: &str, extra: &str) -> PathBuf {
     let power = power_script(dir, &board.qmp);
     let dict = dir.join("qemu-arm64-uboot.jinja2");
     std::fs::write(
@@ -226,9 +233,9 @@ pub fn dictionary_with(dir: &Path, board: &Board, extra: &str) -> PathBuf {
             "{{% extends 'u-boot.jinja2' %}}\n\
              {{% set console_device = 'ttyAMA0' %}}\n\
              {{% set bootloader_prompt = '=>' %}}\n\
-             {{% set booti_kernel_addr = '0x40400000' %}}\n\
-             {{% set booti_dtb_addr = '${{fdtcontroladdr}}' %}}\n\
-             {{% set booti_ramdisk_addr = '0x44000000' %}}\n\
+             {{% set {bootx}_kernel_addr = '0x40400000' %}}\n\
+             {{% set {bootx}_dtb_addr = '${{fdtcontroladdr}}' %}}\n\
+             {{% set {bootx}_ramdisk_addr = '0x44000000' %}}\n\
              {{% set uboot_ramdisk_format = 'raw' %}}\n\
              {{% set connection_command = 'telnet 127.0.0.1 {port}' %}}\n\
              {{% set power_on_command = '{p} on' %}}\n\
