@@ -67,6 +67,19 @@ fn a_real_u_boot_boots_an_nfs_root_served_by_ganesha() {
     std::fs::create_dir_all(&work).expect("work dir");
     let ns = Netns::start(dir);
     let ganesha = Ganesha::start(&ns, dir, &work);
+    // NFS over TCP on the board's side of the namespace only
+    let listening = ns
+        .command("ss")
+        .args(["-Hltun", "sport = :2049"])
+        .output()
+        .expect("ss (iproute2)");
+    let listening = String::from_utf8_lossy(&listening.stdout).into_owned();
+    assert!(
+        listening.lines().count() == 1
+            && listening.starts_with("tcp")
+            && listening.contains("10.0.2.2]:2049"),
+        "ganesha listens on 10.0.2.2:2049 (TCP) only: {listening}"
+    );
     let board_dir = dir.join("board");
     let board = Board::start(&board_dir, &ns, Path::new(U_BOOT));
     let dict = dictionary(&board_dir, &board);

@@ -371,7 +371,7 @@ impl Ganesha {
             &conf,
             format!(
                 "NFS_CORE_PARAM {{\n  Protocols = 4;\n  NFS_Port = 2049;\n  Bind_addr = {SERVER_IP};\n  \
-                 Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
+                 Enable_NLM = false;\n  Enable_RQUOTA = false;\n  Enable_UDP = false;\n}}\n\
                  NFSv4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{rec}\";\n  \
                  Only_Numeric_Owners = true;\n}}\n\
                  EXPORT {{\n  Export_Id = 1;\n  Path = \"{e}\";\n  Pseudo = \"{e}\";\n  Access_Type = RW;\n  \
