@@ -1,6 +1,7 @@
-//! The rig of the real-U-Boot tests (tests/real_uboot.rs, tests/real_media.rs): a private
-//! network namespace with passt, QEMU's arm64 `virt` board with U-Boot in it, powered through
-//! QMP, and `basalt run` inside the namespace. Included by each test with
+//! The rig of the real-U-Boot tests (tests/real_uboot.rs, tests/real_media.rs,
+//! tests/real_uboot_nfs.rs): a private network namespace with passt, QEMU's arm64 `virt`
+//! board with U-Boot in it, powered through QMP, `basalt run` inside the namespace and, for
+//! NFS roots, nfs-ganesha there too. Included by each test with
 //! `#[path = "common/uboot.rs"] mod rig;` (next to `mod common;`).
 //!
 //! The namespace's loopback also has 10.0.2.2, the guest's gateway, and passt runs with
