@@ -803,6 +803,7 @@ fn run_loaded(
         job_user,
         log_channel: None,
         log_stdout: worker.log_stdout,
+        coordinator: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -52,7 +52,13 @@ pub(super) async fn run_pipeline(
         // failed write of the log or the results (disk full, read-only) ends the job at once:
         // it would run blind.
         let log = ctx.log.clone();
-        let main_actions = run_main(ctx, main, &mut started);
+        let main_actions = async {
+            if let Err(e) = multinode_set_up(ctx).await {
+                ctx.log.error(format!("{e}"));
+                return (Some(e), Some("lava-multinode set-up".to_string()));
+            }
+            run_main(ctx, main, &mut started).await
+        };
         tokio::select! {
             r = main_actions => r,
             sig = cancelled() => (
@@ -89,6 +95,27 @@ pub(super) async fn run_pipeline(
     }
     ctx.release_all().await;
     (error, failed)
+}
+
+/// A MultiNode sub-job's start (LAVA's `MultinodeProtocol.set_up`): the group's data, then a
+/// delayed start's wait for `lava_start`.
+async fn multinode_set_up(ctx: &mut Ctx) -> Result<(), ActionError> {
+    use crate::protocols::multinode::CoordinatorError;
+    let Some(mn) = &mut ctx.multinode else {
+        return Ok(());
+    };
+    let roles = mn.set_up(&ctx.log).await.map_err(|e| match e {
+        CoordinatorError::Timeout => ActionError::timeout(format!(
+            "lava-multinode: the group did not start in time ({e})"
+        )),
+        CoordinatorError::Nack => ActionError::infra(format!("lava-multinode set-up: {e}")),
+        CoordinatorError::Io(_) => ActionError::infra(format!("lava-multinode set-up: {e}")),
+    })?;
+    // the scheduler injects the roles; a job run without them takes the coordinator's
+    if mn.facts.roles.is_empty() {
+        mn.facts.roles = roles;
+    }
+    Ok(())
 }
 
 /// The actions before `finalize`; stops at the first failure.
