@@ -264,6 +264,15 @@ fn sub_job(rig: &Rig, role: &str, protocol: &str, steps: &[&str]) -> String {
     )
 }
 
+/// [`sub_job`] with `calls` (the boot block's `protocols.lava-multinode` list, indented as
+/// YAML under it) added to the boot block.
+fn with_boot_calls(job: &str, calls: &str) -> String {
+    job.replace(
+        "    method: u-boot\n",
+        &format!("    method: u-boot\n    protocols:\n      lava-multinode:\n{calls}"),
+    )
+}
+
 /// Runs `text` as job `id` on the rig's board with `coordinator`.
 async fn run(
     rig: &Rig,
@@ -522,5 +531,45 @@ async fn a_sub_job_without_a_coordinator_fails_at_once() {
         result(&r, "lava", "tftp-deploy"),
         None,
         "no action ran: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_waits_at_its_start_and_keeps_the_value_it_asked_for() {
+    let tftp = Tftpd::start();
+    let group = Group::new(2);
+    group.register("501", "server");
+    let server = group.client("501", "server");
+    server
+        .send(
+            "ipv4",
+            [("ipv4".to_string(), "10.0.0.9".to_string())].into(),
+        )
+        .await
+        .unwrap();
+    let c = rig(&tftp, "mn-action");
+    let job = with_boot_calls(
+        &sub_job(
+            &c,
+            "client",
+            "    sub_id: 1\n    group_size: 2\n    roles:\n      '501': server\n      '502': client\n",
+            &["lava-test-case sync --shell lava-sync after_boot"],
+        ),
+        "      - action: uboot-action\n        request: lava-wait\n        messageID: ipv4\n        message:\n          ipv4: $IPV4\n        timeout:\n          seconds: 20\n",
+    );
+    let run_client = run(&c, &tftp, "502", &job, Some(group.client("502", "client")));
+    let server_sync = async { server.sync("after_boot", Duration::from_secs(60)).await };
+    let ((o, out), synced) = tokio::join!(run_client, server_sync);
+    assert!(o.complete, "{:?}\n{}", o.error, tail(&out));
+    assert_eq!(synced, Ok(()));
+    let log = std::fs::read_to_string(out.join("output.yaml")).unwrap();
+    let start = log.find("start: 2 uboot-action").expect("the boot ran");
+    let call = log
+        .find("Making protocol call for uboot-action using lava-multinode: lava-wait ipv4")
+        .expect("the call was made");
+    assert!(start < call, "made at the start of the named action");
+    assert!(
+        log.contains(r#"Setting namespace data key ipv4 to {\"ipv4\": \"10.0.0.9\"}"#),
+        "the value is kept"
     );
 }
