@@ -573,3 +573,56 @@ async fn an_action_waits_at_its_start_and_keeps_the_value_it_asked_for() {
         "the value is kept"
     );
 }
+
+/// `basalt run --coordinator` of the corpus client sub-job: the flag reaches
+/// `connect_coordinator`, whose client is not linked in this build, so the set-up's
+/// `group_data` fails and the job ends Incomplete before its first action; without the flag
+/// the job says it needs one.
+#[test]
+fn basalt_run_takes_the_coordinator_flags() {
+    let corpus = common::corpus();
+    let job = corpus.join("jobs/multinode/dispatcher/kvm-multinode-client.yaml");
+    let dict = corpus.join("devices/dictionaries/kvm01.jinja2");
+    let types = corpus.join("devices/device-types");
+    let tmp = TempDir::new("mn-cli");
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "secret\n").unwrap();
+    let run = |extra: &[&std::ffi::OsStr], out: &str| {
+        let out = tmp.path().join(out);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_basalt"))
+            .arg("run")
+            .arg("-q")
+            .arg(&job)
+            .arg("--device")
+            .arg(&dict)
+            .arg("--device-types")
+            .arg(&types)
+            .arg("--output-dir")
+            .arg(&out)
+            .args(["--job-id", "124", "--no-confine", "--tftp-root"])
+            .arg(tmp.path().join("tftp"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(out.join("output.yaml")).unwrap_or_default();
+        (o.status.code(), log)
+    };
+    let (code, log) = run(
+        &[
+            "--coordinator".as_ref(),
+            "127.0.0.1:3079".as_ref(),
+            "--coordinator-token-file".as_ref(),
+            token.as_os_str(),
+        ],
+        "with",
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("coordinator client not linked in this build"),
+        "{log}"
+    );
+    assert!(!log.contains("start: 1 deployimages"), "no action ran");
+    let (code, log) = run(&[], "without");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("no coordinator was given"), "{log}");
+}
