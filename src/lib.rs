@@ -13,6 +13,7 @@
 //! | 5 | `actions` | the strategies, one module per LAVA strategy (`deploy/tftp.rs` is `tftp-deploy`), and their `registry` |
 //! | 4 | `action` | the `Action` trait, the pipeline tree, the job's context `Ctx`, the node builder |
 //! | 3 | `log` | the job log (`output.yaml`, `results.yaml`, the terminal, a channel, a stream) |
+//! | 3 | `protocols` | `lava-multinode`: the sub-job's MultiNode facts and its coordinator |
 //! | 2 | `device`, `overlay`, `testshell` | the board built from a device (`device::board`), the test overlay, the test shell's scripts |
 //! | 1 | `host` | what the worker host gives a job: output directory, limits, blocking pool, file server, temporary directories |
 //! | 0 | `error` | action errors |
@@ -32,6 +33,7 @@ pub mod lab;
 pub mod log;
 pub mod overlay;
 pub mod pipeline;
+pub mod protocols;
 pub mod run;
 pub mod testshell;
 

@@ -170,6 +170,16 @@ struct RunArgs {
     /// Show only the final summary.
     #[arg(short, long)]
     quiet: bool,
+    /// The MultiNode group's coordinator (LAVA's lava-coordinator protocol), for a sub-job.
+    #[arg(long = "coordinator", value_name = "HOST:PORT")]
+    coordinator: Option<String>,
+    /// A file holding the token the coordinator asks for (first line).
+    #[arg(
+        long = "coordinator-token-file",
+        value_name = "FILE",
+        requires = "coordinator"
+    )]
+    coordinator_token_file: Option<PathBuf>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -727,6 +737,7 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let dev = a.device.device.as_deref().context("run needs --device")?;
+    let coordinator = coordinator(a, &job)?;
     run_loaded(
         &a.job,
         job,
@@ -736,7 +747,47 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
         &a.job_id,
         quiet,
         &a.worker,
+        coordinator,
     )
+}
+
+/// The coordinator of `--coordinator` for a MultiNode sub-job (`None` for other jobs: the
+/// flag is ignored); the token from `--coordinator-token-file`.
+fn coordinator(
+    a: &RunArgs,
+    job: &Job,
+) -> Result<Option<std::sync::Arc<dyn basalt::protocols::multinode::Coordinator>>> {
+    use basalt::protocols::multinode::{connect_coordinator, CoordinatorIdentity, Facts};
+    let Some(addr) = &a.coordinator else {
+        return Ok(None);
+    };
+    let Some(facts) = Facts::of(job).map_err(anyhow::Error::msg)? else {
+        return Ok(None);
+    };
+    let token = match &a.coordinator_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--coordinator-token-file {}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let identity = CoordinatorIdentity {
+        group_name: facts.group,
+        client_name: a.job_id.clone(),
+        role: facts.role,
+        hostname,
+    };
+    Ok(Some(connect_coordinator(addr.clone(), identity, token)))
 }
 
 /// Runs a loaded job and prints the results; the exit code says Complete / Incomplete.
@@ -750,6 +801,7 @@ fn run_loaded(
     job_id: &str,
     quiet: bool,
     worker: &WorkerArgs,
+    coordinator: Option<std::sync::Arc<dyn basalt::protocols::multinode::Coordinator>>,
 ) -> Result<ExitCode> {
     let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
@@ -803,6 +855,7 @@ fn run_loaded(
         job_user,
         log_channel: None,
         log_stdout: worker.log_stdout,
+        coordinator,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1076,6 +1129,7 @@ fn demo_local(a: &DemoArgs) -> Result<ExitCode> {
         "1",
         a.quiet,
         &WorkerArgs::default(),
+        None,
     )
 }
 
@@ -1226,6 +1280,7 @@ fn demo_board(a: &DemoArgs, initrd: &Path) -> Result<ExitCode> {
         "1",
         a.quiet,
         &worker,
+        None,
     );
     drop(board);
     code

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["host"],
     &["device", "overlay", "testshell"],
-    &["log"],
+    &["log", "protocols"],
     &["action"],
     &["actions"],
     &["pipeline", "run", "client"],

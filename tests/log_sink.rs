@@ -53,6 +53,7 @@ async fn a_channel_sink_gets_every_record_of_output_yaml_in_order() {
         job_user: None,
         log_channel: Some(tx),
         log_stdout: false,
+        coordinator: None,
     };
     let outcome = run_job(job, device, &pipeline, &opts)
         .await

@@ -100,6 +100,8 @@ pub struct Ctx {
     pub confinement: Option<JobConfinement>,
     /// The NFS root of the job's deploy (`nfsrootfs`, `persistent_nfs`, `nfs_url`).
     pub nfs: Option<NfsRoot>,
+    /// A MultiNode sub-job's group side: its facts, coordinator and received values.
+    pub multinode: Option<crate::protocols::multinode::MultiNode>,
 }
 
 /// Where a job runs on the worker: what [`Ctx::new`] needs besides the job and the device.
@@ -150,6 +152,7 @@ impl Ctx {
             tftp_gid: None,
             confinement: place.confinement,
             nfs: None,
+            multinode: None,
         }
     }
 

@@ -52,7 +52,13 @@ pub(super) async fn run_pipeline(
         // failed write of the log or the results (disk full, read-only) ends the job at once:
         // it would run blind.
         let log = ctx.log.clone();
-        let main_actions = run_main(ctx, main, &mut started);
+        let main_actions = async {
+            if let Err(e) = multinode_set_up(ctx).await {
+                ctx.log.error(format!("{e}"));
+                return (Some(e), Some("lava-multinode set-up".to_string()));
+            }
+            run_main(ctx, main, &mut started).await
+        };
         tokio::select! {
             r = main_actions => r,
             sig = cancelled() => (
@@ -89,6 +95,127 @@ pub(super) async fn run_pipeline(
     }
     ctx.release_all().await;
     (error, failed)
+}
+
+/// A MultiNode sub-job's start (LAVA's `MultinodeProtocol.set_up`): the group's data, then a
+/// delayed start's wait for `lava_start`.
+async fn multinode_set_up(ctx: &mut Ctx) -> Result<(), ActionError> {
+    use crate::protocols::multinode::CoordinatorError;
+    let Some(mn) = &mut ctx.multinode else {
+        return Ok(());
+    };
+    let roles = mn.set_up(&ctx.log).await.map_err(|e| match e {
+        CoordinatorError::Timeout => ActionError::timeout(format!(
+            "lava-multinode: the group did not start in time ({e})"
+        )),
+        CoordinatorError::Nack => ActionError::infra(format!("lava-multinode set-up: {e}")),
+        CoordinatorError::Io(_) => ActionError::infra(format!("lava-multinode set-up: {e}")),
+    })?;
+    // the scheduler injects the roles; a job run without them takes the coordinator's
+    if mn.facts.roles.is_empty() {
+        mn.facts.roles = roles;
+    }
+    Ok(())
+}
+
+/// The protocol calls the block of `node` asks this action to make at its start (LAVA's
+/// `Action.call_protocols`, lava-formats.md §4.5): `protocols: {lava-multinode: [{action,
+/// request, messageID, message, timeout}]}`. The values a wait's `message` asks for with
+/// `$NAME` are kept as the job's `lava-multinode` data under the message id.
+async fn call_protocols(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+    use crate::protocols::multinode::{collate, ApiCall, CoordinatorError, Message};
+    let Some(calls) = node
+        .block
+        .and_then(|b| ctx.job.actions.get(b))
+        .and_then(|a| a.common().protocols.as_ref())
+        .and_then(|p| p.get("lava-multinode"))
+        .and_then(Node::as_seq)
+    else {
+        return Ok(());
+    };
+    let name = node.name();
+    let calls: Vec<Node> = calls
+        .iter()
+        .filter(|c| c.get("action").and_then(Node::as_str) == Some(name))
+        .cloned()
+        .collect();
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let Some(mn) = &mut ctx.multinode else {
+        return Err(ActionError::job(format!(
+            "{name}: lava-multinode protocol calls in a job that is not a MultiNode sub-job"
+        )));
+    };
+    for c in &calls {
+        let id = c
+            .get("messageID")
+            .and_then(Node::scalar_text)
+            .ok_or_else(|| ActionError::job(format!("{name}: protocol call without messageID")))?;
+        let message: Message = c
+            .get("message")
+            .and_then(Node::as_map)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, v)| Some((k.scalar_text()?, v.scalar_text().unwrap_or_default())))
+            .collect();
+        let request = c.get("request").and_then(Node::as_str).unwrap_or("");
+        let call = match request {
+            "lava-send" => ApiCall::Send {
+                id: id.clone(),
+                message: message.clone(),
+            },
+            "lava-wait" => ApiCall::Wait { id: id.clone() },
+            "lava-wait-all" => ApiCall::WaitAll {
+                id: id.clone(),
+                role: c.get("role").and_then(Node::scalar_text),
+            },
+            "lava-sync" => ApiCall::Sync { id: id.clone() },
+            other => {
+                return Err(ActionError::job(format!(
+                    "{name}: unsupported lava-multinode request '{other}'"
+                )))
+            }
+        };
+        let timeout = c
+            .get("timeout")
+            .map(duration_of)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(mn.facts.timeout);
+        ctx.log.info(format!(
+            "Making protocol call for {name} using lava-multinode: {request} {id}"
+        ));
+        let replies = mn
+            .call(&ctx.log, &call, timeout)
+            .await
+            .map_err(|e| match e {
+                CoordinatorError::Timeout => {
+                    ActionError::timeout(format!("{name}: lava-multinode {request} '{id}': {e}"))
+                }
+                _ => ActionError::infra(format!("{name}: lava-multinode {request} '{id}': {e}")),
+            })?;
+        let values = collate(&message, &replies);
+        if !values.is_empty() {
+            ctx.log
+                .info(format!("Setting namespace data key {id} to {values:?}"));
+            mn.data.insert(id, values);
+        }
+    }
+    Ok(())
+}
+
+/// A LAVA timeout mapping (`{minutes: 5}`) as a duration.
+fn duration_of(n: &Node) -> Duration {
+    let secs: i64 = [
+        ("days", 86_400),
+        ("hours", 3_600),
+        ("minutes", 60),
+        ("seconds", 1),
+    ]
+    .iter()
+    .filter_map(|(k, m)| n.get(k).and_then(Node::as_i64).map(|v| v.max(0) * m))
+    .sum();
+    Duration::from_secs(secs.max(0) as u64)
 }
 
 /// The actions before `finalize`; stops at the first failure.
@@ -183,6 +310,7 @@ fn run_node<'a>(ctx: &'a mut Ctx, node: &'a ActionNode, ran: &'a mut Started) ->
             let remaining = deadline.saturating_duration_since(Instant::now());
             let work = async {
                 ran.add(node);
+                call_protocols(ctx, node).await?;
                 node.action.run(ctx, node).await?;
                 for child in &node.children {
                     run_node(ctx, child, ran).await?;

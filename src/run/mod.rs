@@ -28,6 +28,7 @@ use crate::device::Device;
 use crate::job::Job;
 use crate::log::{JobLog, Verbosity};
 use crate::pipeline::Pipeline;
+use crate::protocols::multinode::{Facts, MultiNode};
 use crate::yaml::{emit_document, Node};
 use basalt_hal::confine::{self, Confinement, JobUser};
 use basalt_hal::emulator::Qemu;
@@ -58,6 +59,9 @@ pub struct RunOptions {
     /// Also writes every record to stdout as it is logged, one `output.yaml` line each (a
     /// worker's job process: `basalt run --log-stdout`).
     pub log_stdout: bool,
+    /// The MultiNode group's coordinator, for a sub-job (`basalt run --coordinator`); a
+    /// sub-job without one fails at once.
+    pub coordinator: Option<std::sync::Arc<dyn crate::protocols::multinode::Coordinator>>,
 }
 
 /// How the job ended.
@@ -118,7 +122,9 @@ pub async fn run_job(
         confinement,
         deadline: start + Duration::from_secs(job_secs),
     };
+    let (multinode, multinode_error) = multinode_of(&job, opts);
     let mut ctx = Ctx::new(job, device, log.clone(), place);
+    ctx.multinode = multinode;
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
         env!("CARGO_PKG_VERSION"),
@@ -143,8 +149,12 @@ pub async fn run_job(
         Err(e) => Some(ActionError::infra(format!("the device's board: {e}")).with_source(e)),
     };
     let stream_gone = opts.log_stdout.then(watch_stdout);
-    let (mut error, failed) =
-        exec::run_pipeline(&mut ctx, pipeline, board_error, stream_gone).await;
+    let early = multinode_error.or(board_error);
+    let (mut error, failed) = exec::run_pipeline(&mut ctx, pipeline, early, stream_gone).await;
+    // The group is told this sub-job is done on every path (failures and cancel too).
+    if let Some(mn) = &ctx.multinode {
+        mn.finalise(&log).await;
+    }
     // Blocking work of a cancelled action stops at its next check: wait for it before its
     // directories go.
     if !ctx.tasks.wait_idle(Duration::from_secs(1)).await {
@@ -211,6 +221,32 @@ pub async fn run_job(
         results,
         duration: start.elapsed(),
     })
+}
+
+/// The MultiNode side of a sub-job, or why the job cannot run: a sub-job needs a coordinator
+/// and a usable `protocols.lava-multinode` block.
+fn multinode_of(job: &Job, opts: &RunOptions) -> (Option<MultiNode>, Option<ActionError>) {
+    match Facts::of(job) {
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(ActionError::job(e.to_string()))),
+        Ok(Some(facts)) => match &opts.coordinator {
+            Some(c) => (
+                Some(MultiNode {
+                    facts,
+                    coordinator: c.clone(),
+                    data: Default::default(),
+                }),
+                None,
+            ),
+            None => (
+                None,
+                Some(ActionError::infra(format!(
+                    "this job is a MultiNode sub-job (group {}, role {}) but no coordinator was given (basalt run --coordinator HOST:PORT)",
+                    facts.group, facts.role
+                ))),
+            ),
+        },
+    }
 }
 
 /// Fires when stdout's reader is gone (a worker's job process whose worker died): the job is

@@ -29,3 +29,19 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("lava-add-keys", include_str!("scripts/lava-add-keys")),
     ("lava-add-sources", include_str!("scripts/lava-add-sources")),
 ];
+
+/// `(file name, body)` of the MultiNode helpers (LAVA's `multi_node/`), installed for a
+/// MultiNode sub-job only; the overlay writes each one's variables above its body.
+pub const MULTINODE_SCRIPTS: &[(&str, &str)] = &[
+    (
+        "lava-multi-node.lib",
+        include_str!("scripts/lava-multi-node.lib"),
+    ),
+    ("lava-send", include_str!("scripts/lava-send")),
+    ("lava-wait", include_str!("scripts/lava-wait")),
+    ("lava-wait-all", include_str!("scripts/lava-wait-all")),
+    ("lava-sync", include_str!("scripts/lava-sync")),
+    ("lava-group", include_str!("scripts/lava-group")),
+    ("lava-role", include_str!("scripts/lava-role")),
+    ("lava-self", include_str!("scripts/lava-self")),
+];

@@ -41,14 +41,7 @@ pub(crate) fn overlay(b: &Builder<'_>, s: &Scope<'_>, parent: Option<&ActionNode
             },
         );
     }
-    b.child(
-        s,
-        &mut ov,
-        Nothing {
-            name: "lava-multinode-overlay",
-            description: "add the MultiNode helper scripts to the overlay",
-        },
-    );
+    b.child(s, &mut ov, MultinodeOverlay);
     let td = b.child(
         s,
         &mut ov,
@@ -104,6 +97,53 @@ impl Action for LavaOverlay {
     async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
         run_lava_overlay(ctx)
     }
+}
+
+/// `lava-multinode-overlay`: a MultiNode sub-job's helpers (`lava-send`, `lava-wait`, ...) in
+/// `bin/`, with the group, this job's role and id written into them; nothing for other jobs.
+#[derive(Debug)]
+pub struct MultinodeOverlay;
+
+#[async_trait::async_trait]
+impl Action for MultinodeOverlay {
+    fn name(&self) -> &'static str {
+        "lava-multinode-overlay"
+    }
+    fn description(&self) -> &'static str {
+        "add the MultiNode helper scripts to the overlay"
+    }
+    async fn run(&self, ctx: &mut Ctx, _node: &ActionNode) -> Result<(), ActionError> {
+        run_multinode_overlay(ctx)
+    }
+}
+
+fn run_multinode_overlay(ctx: &mut Ctx) -> Result<(), ActionError> {
+    let Some(mn) = &ctx.multinode else {
+        return Ok(());
+    };
+    let bin = base_dir(ctx)?.join("bin");
+    let q = crate::overlay::single_quoted;
+    let group = q(&mn.facts.group_text());
+    let shebang = format!("#!{}\n\n", ctx.sh_cmd());
+    let common = format!(
+        "LAVA_TEST_BIN={}\nLAVA_MULTI_NODE_CACHE={}\nLAVA_MULTI_NODE_DEBUG='yes'\n",
+        q(&format!("{}/bin", ctx.results_dir())),
+        q("/tmp/lava_multi_node_cache.txt")
+    );
+    for (name, body) in crate::testshell::scripts::MULTINODE_SCRIPTS {
+        let vars = match *name {
+            "lava-group" => format!("LAVA_GROUP={group}\n"),
+            "lava-role" => format!("TARGET_ROLE={}\nLAVA_GROUP={group}\n", q(&mn.facts.role)),
+            "lava-self" => format!("LAVA_HOSTNAME={}\n", q(&ctx.job_id)),
+            _ => common.clone(),
+        };
+        write_file(&bin.join(name), &format!("{shebang}{vars}{body}"), 0o755)?;
+    }
+    ctx.log.debug(format!(
+        "MultiNode helpers added to the overlay: role {}, group {}",
+        mn.facts.role, mn.facts.group
+    ));
+    Ok(())
 }
 
 /// `git-repo-action` / `inline-repo-action` / `url-repo-action`: one definition's files.

@@ -3,6 +3,7 @@
 
 pub mod interactive;
 pub mod monitor;
+pub mod multinode;
 pub mod shell;
 
 use crate::action::{retry, Action, ActionNode, Builder, Scope};

@@ -2,7 +2,7 @@
 //! signals it prints into results, until `<LAVA_TEST_RUNNER EXIT>`.
 
 use crate::action::context::{literal, pattern};
-use crate::action::{action, ActionError, ActionNode, Builder, Ctx, NotYet};
+use crate::action::{action, ActionError, ActionNode, Builder, Ctx};
 use crate::action::{PipelineError, Scope, TestRun};
 use crate::job::{ActionBlock, Test, TestKind};
 
@@ -14,14 +14,7 @@ pub(crate) fn pipeline(
     _t: &Test,
 ) -> Result<ActionNode, PipelineError> {
     if b.is_multinode() {
-        return Ok(b.node(
-            s,
-            None,
-            NotYet {
-                name: "multinode-test",
-                description: "run test definitions with MultiNode synchronisation",
-            },
-        ));
+        return Ok(b.node(s, None, super::multinode::MultinodeTest));
     }
     Ok(super::retried(
         b,
@@ -35,7 +28,7 @@ pub(crate) fn pipeline(
 action! {
     /// `lava-test-shell`: the test runner of the block's stage, its signals as results.
     pub struct TestShell = "lava-test-shell", "run the test runner and collect results from the console";
-    run(ctx, node) { run(ctx, node).await }
+    run(ctx, node) { run(ctx, node, false).await }
 }
 
 use crate::testshell::signals::{self, Signal, TestResult};
@@ -72,8 +65,13 @@ fn fix(result: &str, fixup: &[(String, String)]) -> String {
         .unwrap_or_else(|| result.to_string())
 }
 
-/// Runs the test stage of the block.
-async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
+/// Runs the test stage of the block; with `multinode`, also answers the MultiNode API calls the
+/// helpers print (`multinode-test`).
+pub(super) async fn run(
+    ctx: &mut Ctx,
+    node: &ActionNode,
+    multinode: bool,
+) -> Result<(), ActionError> {
     let block = node
         .block
         .ok_or_else(|| ActionError::bug("test shell outside a test block"))?;
@@ -132,12 +130,14 @@ async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
     let exit = literal(signals::RUNNER_EXIT);
     let install_fail = literal(signals::RUNNER_INSTALL_FAIL);
     let signal = pattern(signals::SIGNAL_PATTERN);
+    let api = multinode.then(|| pattern(super::multinode::API_PATTERN));
     let mut current: Option<Current> = None;
     let mut set: Option<String> = None;
     let mut starttc: Option<u64> = None;
     let mut install_failed = false;
     loop {
         let mut pats = vec![exit.clone(), install_fail.clone(), signal.clone()];
+        pats.extend(api.clone());
         if let Some(p) = current.as_ref().and_then(|c| c.parse.clone()) {
             pats.push(p);
         }
@@ -159,6 +159,14 @@ async fn run(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
                 let sig =
                     signals::parse(name, params).map_err(|e| ActionError::test(e.to_string()))?;
                 handle(ctx, sig, &runs, &mut current, &mut set, &mut starttc)?;
+            }
+            3 if api.is_some() => {
+                let (name, params) = (
+                    m.group(1).unwrap_or("").to_string(),
+                    m.group(2).unwrap_or("").to_string(),
+                );
+                let def = current.as_ref().map(|c| c.run.id.clone());
+                super::multinode::api_call(ctx, node, &name, &params, def.as_deref()).await?;
             }
             _ => {
                 let Some(c) = current.as_mut() else { continue };
