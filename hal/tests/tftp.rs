@@ -439,3 +439,31 @@ async fn replies_come_from_the_address_the_request_was_sent_to() {
         assert!(r.data == data, "{ip}");
     }
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_its_transfers() {
+    // a client that never acknowledges, and a timeout far longer than the test waits
+    let lab = lab(TftpConfig {
+        timeout: Duration::from_secs(30),
+        ..TftpConfig::default()
+    })
+    .await;
+    put(&lab.root, "basalt-job/f", &pattern(100_000, 11));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(
+        &tftp_client::rrq(b"basalt-job/f", &Opts::default()),
+        lab.addr,
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    assert_eq!(lab.stats.active(), 1);
+    lab.task.abort();
+    assert!(wait_until_async(Duration::from_secs(3), || lab.stats.active() == 0).await);
+    assert_eq!(lab.stats.aborted(), 1);
+}

@@ -53,7 +53,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -262,7 +262,7 @@ impl TftpServer {
             self.stats.active.fetch_add(1, Ordering::SeqCst);
             // the reply comes from the address the request was sent to (a listener on
             // 0.0.0.0 learns it from IP_PKTINFO), else the client drops it
-            let from = dst.unwrap_or(local.ip());
+            let from = dst.unwrap_or(SocketAddr::new(local.ip(), 0));
             // frees the transfer's place when the thread ends, or when it could not start
             let slot = Slot {
                 stats: self.stats.clone(),
@@ -276,7 +276,9 @@ impl TftpServer {
                 .stack_size(TRANSFER_STACK)
                 .spawn(move || {
                     let stats = &slot.stats;
-                    let end = transfer(from, peer, request, &root, &config, stats, &stop_flag);
+                    // the listener's own address when that one cannot be bound (it can)
+                    let binds = [from, SocketAddr::new(local.ip(), 0)];
+                    let end = transfer(&binds, peer, request, &root, &config, stats, &stop_flag);
                     let counter = match end {
                         End::Completed => &stats.completed,
                         End::Refused => &stats.refused,
@@ -328,7 +330,7 @@ fn recv_request(
     socket: &UdpSocket,
     buf: &mut [u8],
     cmsg: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+) -> io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
     use std::os::fd::AsRawFd;
     let mut iov = [io::IoSliceMut::new(buf)];
@@ -366,12 +368,18 @@ fn recv_request(
                     } else {
                         to
                     };
-                    dst = Some(IpAddr::V4(to));
+                    dst = Some(SocketAddr::new(IpAddr::V4(to), 0));
                 }
                 ControlMessageOwned::Ipv6PacketInfo(i) => {
                     let to = Ipv6Addr::from(i.ipi6_addr.s6_addr);
+                    // a link-local address is bound with the interface it came in on
+                    let scope = if to.is_unicast_link_local() {
+                        i.ipi6_ifindex
+                    } else {
+                        0
+                    };
                     if !to.is_multicast() {
-                        dst = Some(IpAddr::V6(to));
+                        dst = Some(SocketAddr::V6(SocketAddrV6::new(to, 0, 0, scope)));
                     }
                 }
                 _ => {}
@@ -783,12 +791,12 @@ fn to_netascii(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Serves one read request from a socket of its own, bound to `from` (the address the
-/// request was sent to) and connected to the client; runs on a thread of its own with
+/// Serves one read request from a socket of its own, bound to the first of `binds` that can
+/// be (the address the request was sent to) and connected to the client; runs on a thread of its own with
 /// blocking I/O, so a lock-step block costs one `send` and one `recv` and no wakeup of a
 /// runtime. It ends when `stop` is set, within [`STOP_TICK`].
 fn transfer(
-    from: IpAddr,
+    binds: &[SocketAddr],
     peer: SocketAddr,
     req: Request,
     root: &Root,
@@ -796,7 +804,7 @@ fn transfer(
     stats: &TftpStats,
     stop: &AtomicBool,
 ) -> End {
-    let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(from, 0)) else {
+    let Ok(socket) = std::net::UdpSocket::bind(binds) else {
         return End::Aborted;
     };
     if socket.connect(peer).is_err() {
