@@ -8,9 +8,17 @@
 //! tftp-hpa and tftpd-hpa do, so files of any size go through. Unknown options are ignored
 //! (left out of the OACK), as RFC 2347 says.
 //!
-//! Each transfer has a socket of its own (its TID), bound to the listening address with port
-//! 0 and connected to the client: packets from other ports never reach it. A window of blocks
-//! goes out, then the server waits for an ACK:
+//! Each transfer has a socket of its own (its TID), bound with port 0 to the address the
+//! request was sent to (on a listener bound to `0.0.0.0` or `::`, learnt from the request's
+//! `IP_PKTINFO` / `IPV6_PKTINFO`: a multi-address host replies from the address the client
+//! used, which clients check) and connected to the client: packets from other ports never
+//! reach it. The listener runs on tokio; each transfer runs on a thread of its own with a
+//! blocking `std` socket, because a lock-step transfer is one round trip per block and its
+//! throughput is the latency of that round trip: a blocking `recv` is woken by the kernel
+//! directly, where a runtime adds an `EAGAIN` `recv`, an `epoll_wait` and a task wakeup per
+//! block (at blksize 512 that made basalt slower than tftpd-hpa, which forks a process per
+//! transfer). The file is read 256 KiB at a time, the packet buffer reused. A window of
+//! blocks goes out, then the server waits for an ACK:
 //! - an ACK of the last block of the window moves the window on;
 //! - an ACK inside the window (the client saw a gap, RFC 7440 §4) restarts the window after
 //!   the acknowledged block;
@@ -20,7 +28,8 @@
 //! - no ACK within the timeout (the client's `timeout` option, else
 //!   [`TftpConfig::timeout`]) sends the window again; after [`TftpConfig::retries`] timeouts
 //!   in a row without progress the transfer is given up (the client vanished) and its socket
-//!   closed.
+//!   closed. A waiting transfer wakes every quarter of its timeout (at most every 200 ms) to
+//!   look at its deadline and whether the server was stopped.
 //!
 //! Writes (WRQ) are refused with "access violation": the server is read-only by design. Like
 //! every TFTP server it is unauthenticated: anyone who can reach its address may read what is
@@ -46,8 +55,8 @@
 //! window, so a client that reports a lost first block waits for the full timeout (3 s by
 //! default, 100 retries: a vanished client holds its transfer for minutes); and a per-job view
 //! needs the same path checks as here either way, through its `Handler`. This module is a few
-//! hundred lines on tokio's UDP socket with no new dependency, and `hal/benches/tftp.rs`
-//! measures it against tftpd-hpa.
+//! hundred lines on tokio's and std's UDP sockets (and `nix` for `recvmsg`) with no new
+//! dependency, and `hal/benches/tftp.rs` measures it against tftpd-hpa.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -214,8 +223,9 @@ impl TftpServer {
         self.stats.clone()
     }
 
-    /// Serves until the future is dropped (which ends every transfer) or the listening socket
-    /// fails. No request, however malformed, ends it.
+    /// Serves until the future is dropped (which ends every transfer, each within 200 ms or
+    /// a quarter of its timeout) or the listening socket fails. No request, however
+    /// malformed, ends it.
     pub async fn serve(self) -> io::Result<()> {
         let peers: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
         let local = self.socket.local_addr()?;
