@@ -6,7 +6,9 @@
 //! -s ROOT`), and are killed by PID at the end. A server's CPU time is its process's user +
 //! system time (children included: tftpd-hpa forks one per transfer) from `/proc/PID/stat`.
 //! `BENCH_TFTP_MIB` changes the size of the single transfers (default 64), `BENCH_TFTP_RUNS`
-//! the runs of each case (default 3: the best is shown, the servers alternate).
+//! the runs of each case (default 3: the best is shown, each run's rate and server CPU seconds
+//! below it, the servers alternate), `BENCH_TFTP_CASES=512,8192` runs only those lock-step
+//! blksizes.
 
 #[path = "../tests/common/tftp_client.rs"]
 mod tftp_client;
@@ -122,9 +124,18 @@ fn main() {
     println!("TFTP over loopback: {mib} MiB per transfer (20 clients: 32 MiB each), MiB/s, best of {runs} runs, the servers alternating");
     println!("{:<34} {:>12} {:>12}", "case", basalt.name, hpa.name);
     let mut resent = [0u64; 2];
-    for (blksize, window) in [(512u16, 1u16), (1468, 1), (8192, 1), (1468, 16)] {
+    // BENCH_TFTP_CASES=512,8192: only those single-transfer blksizes (lock-step), no 20 clients
+    let only: Option<Vec<u16>> = std::env::var("BENCH_TFTP_CASES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
+    let cases = [(512u16, 1u16), (1468, 1), (8192, 1), (1468, 16)];
+    let cases = cases
+        .into_iter()
+        .filter(|(b, w)| only.as_ref().is_none_or(|o| *w == 1 && o.contains(b)));
+    for (blksize, window) in cases {
         let mut row = format!("{:<34}", format!("blksize {blksize} windowsize {window}"));
         let mut best = [(0f64, false); 2];
+        let (mut rates, mut cpus) = ([vec![], vec![]], [vec![], vec![]]);
         for _ in 0..runs {
             for (k, s) in servers.iter().enumerate() {
                 let o = Opts {
@@ -134,11 +145,13 @@ fn main() {
                     retransmit: Duration::from_secs(1),
                     ..Opts::default()
                 };
-                let t = Instant::now();
-                let r = rt
-                    .block_on(fetch(s.addr, b"basalt-bench/big", &o))
-                    .expect("transfer");
-                let secs = t.elapsed().as_secs_f64();
+                let ((r, secs), cpu) = with_cpu(s, || {
+                    let t = Instant::now();
+                    let r = rt
+                        .block_on(fetch(s.addr, b"basalt-bench/big", &o))
+                        .expect("transfer");
+                    (r, t.elapsed().as_secs_f64())
+                });
                 assert_eq!((r.len, r.fnv), big, "{}: wrong data", s.name);
                 let granted = r
                     .oack
@@ -146,6 +159,8 @@ fn main() {
                     .is_some_and(|o| o.iter().any(|(k, _)| k == "windowsize"));
                 resent[k] += r.resent;
                 let rate = mib as f64 / secs;
+                rates[k].push(format!("{rate:.0}"));
+                cpus[k].push(format!("{cpu:.2}"));
                 if rate > best[k].0 {
                     best[k] = (rate, window > 1 && !granted);
                 }
@@ -156,8 +171,15 @@ fn main() {
             row += &format!(" {:>12}", format!("{rate:.1}{note}"));
         }
         println!("{row}");
+        println!(
+            "{:<34} {} / {}",
+            "  each run MiB/s (server CPU s)",
+            runs_of(&rates[0], &cpus[0]),
+            runs_of(&rates[1], &cpus[1])
+        );
     }
-    for window in [1u16, 16] {
+    let twenty: &[u16] = if only.is_some() { &[] } else { &[1, 16] };
+    for &window in twenty {
         let mut row = format!(
             "{:<34}",
             format!("20 clients, blksize 1468 window {window}")
@@ -195,45 +217,62 @@ fn twenty_clients(
     window: u16,
     small: (u64, u64),
 ) -> (f64, f64) {
+    let ((results, secs), cpu) = with_cpu(s, || {
+        let t = Instant::now();
+        let results = rt.block_on(async {
+            let tasks: Vec<_> = (0..20)
+                .map(|_| {
+                    let addr = s.addr;
+                    tokio::spawn(async move {
+                        let o = Opts {
+                            blksize: Some(1468),
+                            windowsize: (window > 1).then_some(window),
+                            keep: false,
+                            retransmit: Duration::from_secs(1),
+                            give_up: Duration::from_secs(60),
+                            ..Opts::default()
+                        };
+                        fetch(addr, b"basalt-bench/small", &o).await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("client task"));
+            }
+            out
+        });
+        (results, t.elapsed().as_secs_f64())
+    });
+    for r in results {
+        let r = r.expect("transfer");
+        assert_eq!((r.len, r.fnv), small, "{}: wrong data", s.name);
+    }
+    (secs, cpu)
+}
+
+/// Runs `f` and measures the server's CPU seconds meanwhile (its own and its children's).
+fn with_cpu<T>(s: &Server, f: impl FnOnce() -> T) -> (T, f64) {
     let own0 = s.own_ticks();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let (pid, stop) = (s.child.id(), stop.clone());
         std::thread::spawn(move || sample_children(pid, stop))
     };
-    let t = Instant::now();
-    let results = rt.block_on(async {
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let addr = s.addr;
-                tokio::spawn(async move {
-                    let o = Opts {
-                        blksize: Some(1468),
-                        windowsize: (window > 1).then_some(window),
-                        keep: false,
-                        retransmit: Duration::from_secs(1),
-                        give_up: Duration::from_secs(60),
-                        ..Opts::default()
-                    };
-                    fetch(addr, b"basalt-bench/small", &o).await
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.expect("client task"));
-        }
-        out
-    });
-    let secs = t.elapsed().as_secs_f64();
+    let out = f();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let children = sampler.join().unwrap_or(0);
-    let cpu = (s.own_ticks() - own0 + children) as f64 / hz();
-    for r in results {
-        let r = r.expect("transfer");
-        assert_eq!((r.len, r.fnv), small, "{}: wrong data", s.name);
-    }
-    (secs, cpu)
+    (out, (s.own_ticks() - own0 + children) as f64 / hz())
+}
+
+/// `rate (cpu)` of each run.
+fn runs_of(rates: &[String], cpus: &[String]) -> String {
+    let each: Vec<String> = rates
+        .iter()
+        .zip(cpus)
+        .map(|(r, c)| format!("{r} ({c})"))
+        .collect();
+    each.join(" ")
 }
 
 /// Writes `len` bytes of a pattern; returns (length, checksum).

@@ -398,3 +398,72 @@ async fn a_vanished_client_is_given_up_after_its_timeout() {
     let r = fetch(lab.addr, b"basalt-job/f", &opts()).await.unwrap();
     assert_eq!(r.data.len(), 100_000);
 }
+
+#[tokio::test]
+async fn replies_come_from_the_address_the_request_was_sent_to() {
+    // a listener on every address (an ephemeral port, answering loopback clients only: no
+    // packet leaves the host), reached at two loopback addresses
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(3000, 9);
+    put(dir.path(), "basalt-job/f", &data);
+    let server = TftpServer::bind("0.0.0.0:0".parse().unwrap(), dir.path(), fast())
+        .await
+        .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let task = tokio::spawn(server.serve());
+    struct Abort(tokio::task::JoinHandle<std::io::Result<()>>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _task = Abort(task);
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let server: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        // the first packet's source: what a client (U-Boot among them) checks
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.send_to(&tftp_client::rrq(b"basalt-job/f", &Opts::default()), server)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "{ip}");
+        assert_eq!(n, 516);
+        assert_eq!(from.ip().to_string(), ip, "the reply's source");
+        assert_ne!(from.port(), port, "a transfer port of its own");
+        // and a whole transfer (the client drops packets from any other address)
+        let r = fetch(server, b"basalt-job/f", &opts()).await.unwrap();
+        assert!(r.data == data, "{ip}");
+    }
+}
+
+#[tokio::test]
+async fn stopping_the_server_ends_its_transfers() {
+    // a client that never acknowledges, and a timeout far longer than the test waits
+    let lab = lab(TftpConfig {
+        timeout: Duration::from_secs(30),
+        ..TftpConfig::default()
+    })
+    .await;
+    put(&lab.root, "basalt-job/f", &pattern(100_000, 11));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(
+        &tftp_client::rrq(b"basalt-job/f", &Opts::default()),
+        lab.addr,
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    assert_eq!(lab.stats.active(), 1);
+    lab.task.abort();
+    assert!(wait_until_async(Duration::from_secs(3), || lab.stats.active() == 0).await);
+    assert_eq!(lab.stats.aborted(), 1);
+}

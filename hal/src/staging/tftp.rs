@@ -8,9 +8,17 @@
 //! tftp-hpa and tftpd-hpa do, so files of any size go through. Unknown options are ignored
 //! (left out of the OACK), as RFC 2347 says.
 //!
-//! Each transfer has a socket of its own (its TID), bound to the listening address with port
-//! 0 and connected to the client: packets from other ports never reach it. A window of blocks
-//! goes out, then the server waits for an ACK:
+//! Each transfer has a socket of its own (its TID), bound with port 0 to the address the
+//! request was sent to (on a listener bound to `0.0.0.0` or `::`, learnt from the request's
+//! `IP_PKTINFO` / `IPV6_PKTINFO`: a multi-address host replies from the address the client
+//! used, which clients check) and connected to the client: packets from other ports never
+//! reach it. The listener runs on tokio; each transfer runs on a thread of its own with a
+//! blocking `std` socket, because a lock-step transfer is one round trip per block and its
+//! throughput is the latency of that round trip: a blocking `recv` is woken by the kernel
+//! directly, where a runtime adds an `EAGAIN` `recv`, an `epoll_wait` and a task wakeup per
+//! block (at blksize 512 that made basalt slower than tftpd-hpa, which forks a process per
+//! transfer). The file is read 256 KiB at a time, the packet buffer reused. A window of
+//! blocks goes out, then the server waits for an ACK:
 //! - an ACK of the last block of the window moves the window on;
 //! - an ACK inside the window (the client saw a gap, RFC 7440 §4) restarts the window after
 //!   the acknowledged block;
@@ -20,7 +28,8 @@
 //! - no ACK within the timeout (the client's `timeout` option, else
 //!   [`TftpConfig::timeout`]) sends the window again; after [`TftpConfig::retries`] timeouts
 //!   in a row without progress the transfer is given up (the client vanished) and its socket
-//!   closed.
+//!   closed. A waiting transfer wakes every quarter of its timeout (at most every 200 ms) to
+//!   look at its deadline and whether the server was stopped.
 //!
 //! Writes (WRQ) are refused with "access violation": the server is read-only by design. Like
 //! every TFTP server it is unauthenticated: anyone who can reach its address may read what is
@@ -46,24 +55,23 @@
 //! window, so a client that reports a lost first block waits for the full timeout (3 s by
 //! default, 100 retries: a vanished client holds its transfer for minutes); and a per-job view
 //! needs the same path checks as here either way, through its `Handler`. This module is a few
-//! hundred lines on tokio's UDP socket with no new dependency, and `hal/benches/tftp.rs`
-//! measures it against tftpd-hpa.
+//! hundred lines on tokio's and std's UDP sockets (and `nix` for `recvmsg`) with no new
+//! dependency, and `hal/benches/tftp.rs` measures it against tftpd-hpa.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 /// TFTP opcodes (RFC 1350, 2347).
 const RRQ: u16 = 1;
@@ -83,6 +91,10 @@ const ERR_ILLEGAL: u16 = 4;
 pub const MAX_BLKSIZE: u16 = 65464;
 /// Bytes read from a file at a time (rounded to whole blocks).
 const READ_CHUNK: usize = 256 * 1024;
+/// How often a waiting transfer looks whether the server was stopped.
+const STOP_TICK: Duration = Duration::from_millis(200);
+/// Stack of a transfer's thread: its buffers are on the heap.
+const TRANSFER_STACK: usize = 256 * 1024;
 /// A netascii transfer is converted in memory: larger files are refused.
 const MAX_NETASCII: u64 = 64 * 1024 * 1024;
 
@@ -182,6 +194,17 @@ impl TftpServer {
         let socket = UdpSocket::bind(addr)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("TFTP server on {addr}: {e}")))?;
+        // the local address of each request, so that its transfer replies from it
+        let pktinfo = if addr.is_ipv4() {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
+        } else {
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::Ipv6RecvPacketInfo,
+                &true,
+            )
+        };
+        pktinfo.map_err(|e| io::Error::other(format!("TFTP server on {addr}: IP_PKTINFO: {e}")))?;
         Ok(TftpServer {
             socket,
             root: Arc::new(Root { fd, path }),
@@ -200,22 +223,28 @@ impl TftpServer {
         self.stats.clone()
     }
 
-    /// Serves until the future is dropped (which ends every transfer) or the listening socket
-    /// fails. No request, however malformed, ends it.
+    /// Serves until the future is dropped (which ends every transfer, each within 200 ms or
+    /// a quarter of its timeout) or the listening socket fails. No request, however
+    /// malformed, ends it.
     pub async fn serve(self) -> io::Result<()> {
-        let mut transfers = JoinSet::new();
         let peers: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
         let local = self.socket.local_addr()?;
+        // dropping this future (or an error) tells every transfer thread to end
+        let stop = StopOnDrop(Arc::default());
         let mut buf = vec![0u8; 65536];
+        let mut cmsg = nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo);
         loop {
-            let (n, peer) = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    // ICMP errors of earlier sends and the like: not the server's end
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => return Err(e),
-                },
-                Some(_) = transfers.join_next(), if !transfers.is_empty() => continue,
+            let r = self
+                .socket
+                .async_io(tokio::io::Interest::READABLE, || {
+                    recv_request(&self.socket, &mut buf, &mut cmsg)
+                })
+                .await;
+            let (n, peer, dst) = match r {
+                Ok(x) => x,
+                // ICMP errors of earlier sends and the like: not the server's end
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return Err(e),
             };
             let request = match parse_request(&buf[..n]) {
                 Ok(r) => r,
@@ -229,7 +258,7 @@ impl TftpServer {
             if peers.lock().is_ok_and(|p| p.contains(&peer)) {
                 continue;
             }
-            if transfers.len() >= self.config.max_transfers {
+            if self.stats.active() >= self.config.max_transfers as u64 {
                 self.stats.refused.fetch_add(1, Ordering::SeqCst);
                 let _ = self
                     .socket
@@ -241,28 +270,134 @@ impl TftpServer {
                 p.insert(peer);
             }
             self.stats.active.fetch_add(1, Ordering::SeqCst);
-            let (root, config, stats, peers) = (
-                self.root.clone(),
-                self.config.clone(),
-                self.stats.clone(),
-                peers.clone(),
-            );
-            transfers.spawn(async move {
-                let end = transfer(local, peer, request, &root, &config, &stats).await;
-                let counter = match end {
-                    End::Completed => &stats.completed,
-                    End::Refused => &stats.refused,
-                    End::GivenUp => &stats.given_up,
-                    End::Aborted => &stats.aborted,
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                stats.active.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(mut p) = peers.lock() {
-                    p.remove(&peer);
-                }
-            });
+            // the reply comes from the address the request was sent to (a listener on
+            // 0.0.0.0 learns it from IP_PKTINFO), else the client drops it
+            let from = dst.unwrap_or(SocketAddr::new(local.ip(), 0));
+            // frees the transfer's place when the thread ends, or when it could not start
+            let slot = Slot {
+                stats: self.stats.clone(),
+                peers: peers.clone(),
+                peer,
+            };
+            let (root, config, stop_flag) =
+                (self.root.clone(), self.config.clone(), stop.0.clone());
+            let spawned = std::thread::Builder::new()
+                .name("basalt-tftp-xfer".into())
+                .stack_size(TRANSFER_STACK)
+                .spawn(move || {
+                    let stats = &slot.stats;
+                    // the listener's own address when that one cannot be bound (it can)
+                    let binds = [from, SocketAddr::new(local.ip(), 0)];
+                    let end = transfer(&binds, peer, request, &root, &config, stats, &stop_flag);
+                    let counter = match end {
+                        End::Completed => &stats.completed,
+                        End::Refused => &stats.refused,
+                        End::GivenUp => &stats.given_up,
+                        End::Aborted => &stats.aborted,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    drop(slot);
+                });
+            if spawned.is_err() {
+                self.stats.refused.fetch_add(1, Ordering::SeqCst);
+                let _ = self
+                    .socket
+                    .send_to(&error_packet(ERR_UNDEFINED, "server busy, try again"), peer)
+                    .await;
+            }
         }
     }
+}
+
+/// A running transfer's place in the server: given back when dropped.
+struct Slot {
+    stats: Arc<TftpStats>,
+    peers: Arc<Mutex<HashSet<SocketAddr>>>,
+    peer: SocketAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stats.active.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut p) = self.peers.lock() {
+            p.remove(&self.peer);
+        }
+    }
+}
+
+/// Set when [`TftpServer::serve`] ends: the transfer threads see it and end too.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Receives one datagram on the listening socket: its length, its sender and, when the
+/// kernel says (IP_PKTINFO / IPV6_PKTINFO), the local address it was sent to.
+fn recv_request(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    let peer = match msg.address {
+        Some(a) => {
+            if let Some(v4) = a.as_sockaddr_in() {
+                SocketAddr::V4((*v4).into())
+            } else if let Some(v6) = a.as_sockaddr_in6() {
+                SocketAddr::V6((*v6).into())
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "not an IP sender",
+                ));
+            }
+        }
+        None => return Err(io::Error::new(io::ErrorKind::Interrupted, "no sender")),
+    };
+    let mut dst = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::Ipv4PacketInfo(i) => {
+                    let to = Ipv4Addr::from(u32::from_be(i.ipi_addr.s_addr));
+                    // a broadcast cannot be replied from: the address the kernel would use
+                    let to = if to.is_broadcast() || to.is_multicast() {
+                        Ipv4Addr::from(u32::from_be(i.ipi_spec_dst.s_addr))
+                    } else {
+                        to
+                    };
+                    dst = Some(SocketAddr::new(IpAddr::V4(to), 0));
+                }
+                ControlMessageOwned::Ipv6PacketInfo(i) => {
+                    let to = Ipv6Addr::from(i.ipi6_addr.s6_addr);
+                    // a link-local address is bound with the interface it came in on
+                    let scope = if to.is_unicast_link_local() {
+                        i.ipi6_ifindex
+                    } else {
+                        0
+                    };
+                    if !to.is_multicast() {
+                        dst = Some(SocketAddr::V6(SocketAddrV6::new(to, 0, 0, scope)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let n = msg.bytes;
+    Ok((n, peer, dst))
 }
 
 /// A [`TftpServer`] on a thread of its own (with its own current-thread runtime, so that
@@ -598,9 +733,10 @@ enum End {
 
 /// Where a transfer's blocks come from.
 enum Source {
-    /// An octet transfer: read from the file in chunks, off the runtime's thread.
+    /// An octet transfer: read from the file [`READ_CHUNK`] bytes at a time (one `pread`
+    /// per chunk, not per block).
     File {
-        file: Arc<File>,
+        file: File,
         buf: Vec<u8>,
         buf_off: u64,
     },
@@ -610,7 +746,7 @@ enum Source {
 
 impl Source {
     /// Bytes `[off, off + len)` (clipped to the end), reading more of the file if needed.
-    async fn slice(&mut self, off: u64, len: usize, total: u64) -> io::Result<&[u8]> {
+    fn slice(&mut self, off: u64, len: usize, total: u64) -> io::Result<&[u8]> {
         let len = (total.saturating_sub(off)).min(len as u64) as usize;
         match self {
             Source::Memory(m) => {
@@ -621,27 +757,9 @@ impl Source {
                 let have = off >= *buf_off && off + len as u64 <= *buf_off + buf.len() as u64;
                 if !have {
                     let want = (total - off).min(READ_CHUNK.max(len) as u64) as usize;
-                    let mut b = std::mem::take(buf);
-                    b.resize(want, 0);
-                    // what the page cache has is read here, without blocking; the rest (a
-                    // disk read) on a blocking thread: a thread hop per chunk costs
-                    // milliseconds on a loaded host
-                    let cached = read_cached_at(file, &mut b, off);
-                    let (b, r) = if cached == want {
-                        (b, Ok(want))
-                    } else {
-                        let f = file.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let r = read_full_at(&f, &mut b[cached..], off + cached as u64)
-                                .map(|n| n + cached);
-                            (b, r)
-                        })
-                        .await
-                        .map_err(io::Error::other)?
-                    };
-                    *buf = b;
+                    buf.resize(want, 0);
                     *buf_off = off;
-                    let got = r?;
+                    let got = read_full_at(file, buf, off)?;
                     buf.truncate(got);
                     if got < len {
                         return Err(io::Error::new(
@@ -655,36 +773,6 @@ impl Source {
             }
         }
     }
-}
-
-/// Reads what the page cache holds of `[off, off + b.len())` without waiting for the disk
-/// (`preadv2(RWF_NOWAIT)`); 0 where the kernel or the file system cannot.
-fn read_cached_at(f: &File, b: &mut [u8], off: u64) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut n = 0;
-    while n < b.len() {
-        let iov = libc::iovec {
-            iov_base: b[n..].as_mut_ptr().cast(),
-            iov_len: b.len() - n,
-        };
-        // SAFETY: one iovec over the unread part of `b`, which outlives the call
-        let r = unsafe {
-            libc::preadv2(
-                f.as_raw_fd(),
-                &iov,
-                1,
-                (off + n as u64) as libc::off_t,
-                libc::RWF_NOWAIT,
-            )
-        };
-        match r {
-            0 => break,
-            r if r > 0 => n += r as usize,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => break,
-        }
-    }
-    n
 }
 
 fn read_full_at(f: &File, b: &mut [u8], off: u64) -> io::Result<usize> {
@@ -713,49 +801,48 @@ fn to_netascii(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Serves one read request from a socket of its own.
-async fn transfer(
-    local: SocketAddr,
+/// Serves one read request from a socket of its own, bound to the first of `binds` that can
+/// be (the address the request was sent to) and connected to the client; runs on a thread of its own with
+/// blocking I/O, so a lock-step block costs one `send` and one `recv` and no wakeup of a
+/// runtime. It ends when `stop` is set, within [`STOP_TICK`].
+fn transfer(
+    binds: &[SocketAddr],
     peer: SocketAddr,
     req: Request,
     root: &Root,
     config: &TftpConfig,
     stats: &TftpStats,
+    stop: &AtomicBool,
 ) -> End {
-    let Ok(socket) = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await else {
+    let Ok(socket) = std::net::UdpSocket::bind(binds) else {
         return End::Aborted;
     };
-    if socket.connect(peer).await.is_err() {
+    if socket.connect(peer).is_err() {
         return End::Aborted;
     }
     let refuse = |(code, msg): (u16, String)| {
-        let p = error_packet(code, &msg);
-        let s = &socket;
-        async move {
-            let _ = s.send(&p).await;
-            End::Refused
-        }
+        let _ = socket.send(&error_packet(code, &msg));
+        End::Refused
     };
     let rel = match relative_path(&root.path, &req.filename) {
         Ok(r) => r,
-        Err(e) => return refuse(e).await,
+        Err(e) => return refuse(e),
     };
     let (file, size) = match open_beneath(root, &rel) {
         Ok(x) => x,
-        Err(e) => return refuse(e).await,
+        Err(e) => return refuse(e),
     };
     let (mut source, total) = if req.netascii {
         if size > MAX_NETASCII {
             return refuse((
                 ERR_UNDEFINED,
                 "file too large for netascii: use octet".into(),
-            ))
-            .await;
+            ));
         }
         let mut data = vec![0u8; size as usize];
         match read_full_at(&file, &mut data, 0) {
             Ok(n) => data.truncate(n),
-            Err(e) => return refuse((ERR_UNDEFINED, format!("cannot read the file: {e}"))).await,
+            Err(e) => return refuse((ERR_UNDEFINED, format!("cannot read the file: {e}"))),
         }
         let m = to_netascii(&data);
         let len = m.len() as u64;
@@ -763,7 +850,7 @@ async fn transfer(
     } else {
         (
             Source::File {
-                file: Arc::new(file),
+                file,
                 buf: Vec::new(),
                 buf_off: 0,
             },
@@ -778,6 +865,12 @@ async fn transfer(
         .timeout
         .map(|t| Duration::from_secs(u64::from(t)))
         .unwrap_or(config.timeout);
+    // the socket wakes at least every tick to see `stop` and the deadline: a timeout is
+    // counted against the deadline (at most a quarter late), not per wakeup
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), STOP_TICK);
+    if socket.set_read_timeout(Some(tick)).is_err() {
+        return End::Aborted;
+    }
     // blocks 1..=last; the last one is shorter than blksize (maybe empty)
     let last = (total / blksize as u64) as i64 + 1;
     // block 0 is the OACK, when there is one
@@ -786,10 +879,11 @@ async fn transfer(
     let mut timeouts = 0u32;
     let mut dup_resent = false;
     let mut packet = Vec::with_capacity(4 + blksize);
-    let mut rbuf = vec![0u8; 1024];
-    let timer = tokio::time::sleep(timeout);
-    tokio::pin!(timer);
+    let mut rbuf = [0u8; 1024];
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return End::Aborted;
+        }
         // send what the window allows (only the OACK until it is acknowledged)
         let limit = if base == 0 {
             0
@@ -801,11 +895,9 @@ async fn transfer(
                 oack.as_deref().unwrap_or_default()
             } else {
                 let off = (next - 1) as u64 * blksize as u64;
-                let data = match source.slice(off, blksize, total).await {
+                let data = match source.slice(off, blksize, total) {
                     Ok(d) => d,
-                    Err(e) => {
-                        return refuse((ERR_UNDEFINED, format!("cannot read the file: {e}"))).await
-                    }
+                    Err(e) => return refuse((ERR_UNDEFINED, format!("cannot read the file: {e}"))),
                 };
                 packet.clear();
                 packet.extend_from_slice(&DATA.to_be_bytes());
@@ -813,7 +905,7 @@ async fn transfer(
                 packet.extend_from_slice(data);
                 &packet
             };
-            match socket.send(bytes).await {
+            match socket.send(bytes) {
                 Ok(_) => {}
                 Err(e) if is_transient(&e) => {}
                 Err(_) => return End::Aborted,
@@ -821,35 +913,34 @@ async fn transfer(
             next += 1;
         }
         // wait for an ACK until `timeout` after the window went out; duplicates and stray
-        // packets do not move that deadline. One timer for the whole transfer, moved only
-        // when it fires early (a timer reset per packet costs more than the packet)
+        // packets do not move that deadline
         let deadline = Instant::now() + timeout;
-        if timer.is_elapsed() {
-            timer.as_mut().reset(deadline);
-        }
         loop {
-            let r = tokio::select! {
-                biased;
-                r = socket.recv(&mut rbuf) => Some(r),
-                _ = timer.as_mut() => None,
-            };
-            let n = match r {
-                None if Instant::now() < deadline => {
-                    timer.as_mut().reset(deadline);
+            // checked after every wakeup: packets that are ignored must not hold it off
+            if Instant::now() >= deadline {
+                timeouts += 1;
+                if timeouts > config.retries {
+                    return End::GivenUp;
+                }
+                next = base;
+                stats.resent.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            let n = match socket.recv(&mut rbuf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return End::Aborted;
+                    }
                     continue;
                 }
-                None => {
-                    timeouts += 1;
-                    if timeouts > config.retries {
-                        return End::GivenUp;
-                    }
-                    next = base;
-                    stats.resent.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Some(Err(e)) if is_transient(&e) => continue,
-                Some(Err(_)) => return End::Aborted,
-                Some(Ok(n)) => n,
+                Err(e) if is_transient(&e) => continue,
+                Err(_) => return End::Aborted,
             };
             match parse_reply(&rbuf[..n]) {
                 Reply::Ack(a) => {
@@ -884,9 +975,7 @@ async fn transfer(
                 }
                 Reply::Error => return End::Aborted,
                 Reply::Other => {
-                    let _ = socket
-                        .send(&error_packet(ERR_ILLEGAL, "expected an ACK"))
-                        .await;
+                    let _ = socket.send(&error_packet(ERR_ILLEGAL, "expected an ACK"));
                     return End::Refused;
                 }
             }
