@@ -95,6 +95,8 @@ fn snapshot(jobs: usize, devices: usize, seed: u64) -> Snapshot {
                 priority: Priority::new(rng.below(101) as u8).unwrap_or_default(),
                 submit_time: rng.below(10_000_000),
                 health_check: rng.below(100) == 0,
+                worker: None,
+                group: None,
             }
         })
         .collect();
