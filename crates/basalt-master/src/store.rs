@@ -1637,6 +1637,7 @@ mod tests {
     }
 
     on_both!(
+        a_group_is_stored_and_scheduled_all_or_nothing,
         a_job_goes_through_its_states_and_frees_its_device,
         the_snapshot_feeds_the_scheduler,
         references_and_duplicates_are_refused_by_name,
@@ -1826,6 +1827,76 @@ mod tests {
             priority: Priority::MEDIUM,
             health_check: false,
         }
+    }
+
+    fn a_group_is_stored_and_scheduled_all_or_nothing(db: &Db) {
+        let s = lab(db);
+        let member = |role: &str, worker: Option<&str>| {
+            (
+                job(),
+                GroupMember {
+                    role: role.into(),
+                    essential: role == "server",
+                    worker: worker.map(str::to_string),
+                },
+            )
+        };
+        let g = NewGroup {
+            target_group: "g-1".into(),
+            multinode_definition: "job_name: mn\n".into(),
+            jobs: vec![member("server", None), member("client", Some("w1"))],
+        };
+        let ids = s.submit_group(&g, 1000).unwrap();
+        assert_eq!(ids.len(), 2);
+        let group = s.group("g-1").unwrap();
+        let subs: Vec<(&str, &str, bool)> = group
+            .iter()
+            .map(|j| {
+                let g = j.group.as_ref().unwrap();
+                (g.sub_id.as_str(), g.role.as_str(), g.essential)
+            })
+            .collect();
+        let (a, b) = (format!("{}.0", ids[0]), format!("{}.1", ids[0]));
+        assert_eq!(subs, [(a.as_str(), "server", true), (b.as_str(), "client", false)]);
+        assert_eq!(group[1].requested_worker.as_deref(), Some("w1"));
+        assert_eq!(group[0].group.as_ref().unwrap().multinode_definition, "job_name: mn\n");
+        assert_eq!(group[0].group.as_ref().unwrap().size, 2);
+        let snap = s.snapshot().unwrap();
+        assert!(snap.jobs.iter().all(|j| j.group
+            == Some(GroupRef {
+                name: "g-1".into(),
+                size: 2
+            })));
+        assert!(snap.jobs.iter().any(|j| j.worker.as_deref() == Some("w1")));
+        let (n, listed) = s
+            .query_jobs(&JobQuery {
+                target_group: Some("g-1".into()),
+                ..JobQuery::default()
+            })
+            .unwrap();
+        assert_eq!((n, listed.len()), (2, 2));
+        // a device that does not exist: nothing of the group moves
+        let bad = [
+            (ids[0], "qemu-01".to_string(), "a".to_string()),
+            (ids[1], "nope".to_string(), "b".to_string()),
+        ];
+        assert!(s.schedule_group(&bad).is_err());
+        assert_eq!(s.job(ids[0]).unwrap().unwrap().state, JobState::Submitted);
+        assert_eq!(s.device("qemu-01").unwrap().unwrap().current_job, None);
+        // one device for two sub-jobs: refused too
+        let twice = [
+            (ids[0], "qemu-01".to_string(), "a".to_string()),
+            (ids[1], "qemu-01".to_string(), "b".to_string()),
+        ];
+        assert!(s.schedule_group(&twice).is_err());
+        assert_eq!(s.job(ids[1]).unwrap().unwrap().state, JobState::Submitted);
+        s.schedule_group(&twice[..1]).unwrap();
+        let j = s.job(ids[0]).unwrap().unwrap();
+        assert_eq!((j.state, j.definition.as_str()), (JobState::Scheduled, "a"));
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().current_job,
+            Some(ids[0])
+        );
     }
 
     fn a_job_goes_through_its_states_and_frees_its_device(db: &Db) {
