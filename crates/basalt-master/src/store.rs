@@ -1857,9 +1857,15 @@ mod tests {
             })
             .collect();
         let (a, b) = (format!("{}.0", ids[0]), format!("{}.1", ids[0]));
-        assert_eq!(subs, [(a.as_str(), "server", true), (b.as_str(), "client", false)]);
+        assert_eq!(
+            subs,
+            [(a.as_str(), "server", true), (b.as_str(), "client", false)]
+        );
         assert_eq!(group[1].requested_worker.as_deref(), Some("w1"));
-        assert_eq!(group[0].group.as_ref().unwrap().multinode_definition, "job_name: mn\n");
+        assert_eq!(
+            group[0].group.as_ref().unwrap().multinode_definition,
+            "job_name: mn\n"
+        );
         assert_eq!(group[0].group.as_ref().unwrap().size, 2);
         let snap = s.snapshot().unwrap();
         assert!(snap.jobs.iter().all(|j| j.group
