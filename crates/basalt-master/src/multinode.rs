@@ -106,6 +106,9 @@ fn str_list(n: Option<&Node>) -> Vec<String> {
     }
 }
 
+/// A role while splitting: its name, count, sub-job top level (no actions yet), definition.
+type RoleJob<'n> = (String, u32, Vec<(Node, Node)>, &'n Node);
+
 /// Splits `submission` into its sub-jobs for group `target_group`, as LAVA does.
 pub fn split(submission: &Node, target_group: &str) -> Result<Split, SplitError> {
     get_map(submission, "a job definition")?;
@@ -128,7 +131,7 @@ pub fn split(submission: &Node, target_group: &str) -> Result<Split, SplitError>
 
     // per role: name, count, the sub-job's top-level mapping (without actions)
     let mut group_size: u64 = 0;
-    let mut per_role: Vec<(String, u32, Vec<(Node, Node)>, &Node)> = Vec::new();
+    let mut per_role: Vec<RoleJob> = Vec::new();
     for (name, value) in roles {
         let name = name
             .scalar_text()

@@ -512,9 +512,7 @@ impl<'a> Pass<'a> {
                 .into_iter()
                 .collect(),
             Target::DeviceType(t) => {
-                let Some(&t) = self.types.get(t.as_str()) else {
-                    return None;
-                };
+                let &t = self.types.get(t.as_str())?;
                 (0..self.devs.len())
                     .filter(|&d| self.devs[d].device_type == Some(t))
                     .map(index)

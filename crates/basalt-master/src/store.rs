@@ -349,8 +349,8 @@ pub struct Job {
     pub results: Option<String>,
     /// Only a device of this worker will do (a MultiNode role's `worker:`).
     pub requested_worker: Option<String>,
-    /// A MultiNode sub-job's group.
-    pub group: Option<JobGroup>,
+    /// A MultiNode sub-job's group (boxed: most jobs have none).
+    pub group: Option<Box<JobGroup>>,
 }
 
 /// Why a job did not complete: basalt's cause, and LAVA's error type and message when known.
@@ -1144,14 +1144,14 @@ impl Store {
             failure_cause: r.opt_text(18)?.as_deref().and_then(FailureCause::from_name),
             requested_worker: r.opt_text(19)?,
             group: match r.opt_text(20)? {
-                Some(target_group) => Some(JobGroup {
+                Some(target_group) => Some(Box::new(JobGroup {
                     target_group,
                     sub_id: r.opt_text(21)?.unwrap_or_default(),
                     role: r.opt_text(22)?.unwrap_or_default(),
                     size: u32::try_from(r.opt_uint(23)?.unwrap_or(0)).unwrap_or(u32::MAX),
                     essential: r.bool(24)?,
                     multinode_definition: r.opt_text(25)?.unwrap_or_default(),
-                }),
+                })),
                 None => None,
             },
         })
