@@ -532,9 +532,22 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
                 println!("{job}");
             } else if let Some(m) = job.as_object() {
                 for (k, v) in m {
-                    if k != "definition" && k != "original_definition" {
+                    if !matches!(
+                        k.as_str(),
+                        "definition" | "original_definition" | "multinode_definition"
+                    ) {
                         println!("{k:<22} {}", cell(Some(v)));
                     }
+                }
+                // a MultiNode sub-job: its group, LAVA's N.M ids with roles and states
+                if let Some(group) = m.get("target_group").and_then(|g| g.as_str()) {
+                    let rows = c.list(&format!("jobs/?target_group={group}&ordering=id"))?;
+                    println!("\nMultiNode group {group}:");
+                    print_rows(
+                        &rows,
+                        &["sub_id", "id", "role", "state", "health", "actual_device"],
+                        false,
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! One scheduling pass over large snapshots (10,000 jobs on 1,000 devices, and 100,000 on
-//! 10,000), timed and printed as a table; the goal is ≤ 20 ms for the first.
+//! 10,000, and 10,000 with a third of them in MultiNode groups of 3), timed and printed as a
+//! table; the goal is ≤ 20 ms for the first.
 //! Run: `cargo bench -p basalt-master --bench scheduler`.
 
 use std::time::{Duration, Instant};
@@ -95,6 +96,8 @@ fn snapshot(jobs: usize, devices: usize, seed: u64) -> Snapshot {
                 priority: Priority::new(rng.below(101) as u8).unwrap_or_default(),
                 submit_time: rng.below(10_000_000),
                 health_check: rng.below(100) == 0,
+                worker: None,
+                group: None,
             }
         })
         .collect();
@@ -111,11 +114,45 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     println!(
-        "{:>8} {:>8} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9}",
-        "jobs", "devices", "assigned", "of hc", "needs hc", "min ms", "median ms", "max ms"
+        "{:>8} {:>8} {:>6} {:>8} {:>6} {:>8} {:>9} {:>9} {:>9}",
+        "jobs",
+        "devices",
+        "groups",
+        "assigned",
+        "of hc",
+        "needs hc",
+        "min ms",
+        "median ms",
+        "max ms"
     );
-    for (jobs, devices, runs) in [(10_000, 1_000, 50), (100_000, 10_000, 10)] {
-        let snap = snapshot(jobs, devices, 16);
+    for (jobs, devices, runs, groups) in [
+        (10_000, 1_000, 50, false),
+        (100_000, 10_000, 10, false),
+        (10_000, 1_000, 50, true),
+    ] {
+        let mut snap = snapshot(jobs, devices, 16);
+        if groups {
+            // every third test job from the start, in threes: a group of one type
+            let mut members = snap
+                .jobs
+                .iter_mut()
+                .filter(|j| !j.health_check)
+                .step_by(3)
+                .collect::<Vec<_>>();
+            for (n, chunk) in members.chunks_mut(3).enumerate() {
+                let target = chunk[0].target.clone();
+                let (priority, submit_time) = (chunk[0].priority, chunk[0].submit_time);
+                for j in chunk.iter_mut() {
+                    j.target = target.clone();
+                    j.priority = priority;
+                    j.submit_time = submit_time;
+                    j.group = Some(basalt_master::scheduler::GroupRef {
+                        name: format!("group-{n}"),
+                        size: 3,
+                    });
+                }
+            }
+        }
         let mut times = Vec::with_capacity(runs);
         let mut result = schedule(&snap);
         for _ in 0..runs {
@@ -125,9 +162,10 @@ fn main() {
         }
         times.sort_unstable();
         println!(
-            "{:>8} {:>8} {:>8} {:>6} {:>8} {:>9.2} {:>9.2} {:>9.2}",
+            "{:>8} {:>8} {:>6} {:>8} {:>6} {:>8} {:>9.2} {:>9.2} {:>9.2}",
             jobs,
             devices,
+            if groups { "1/3" } else { "-" },
             result.assignments.len(),
             result.assignments.iter().filter(|a| a.health_check).count(),
             result.needs_health_check.len(),

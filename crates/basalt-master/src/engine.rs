@@ -12,8 +12,9 @@
 use crate::link::{Conn, LinkEvent, WorkerLink};
 use crate::logs::JobLogFile;
 use crate::model::{DeviceHealth, JobHealth, JobState, Priority, WorkerState};
+use crate::multinode;
 use crate::scheduler::{schedule, Target};
-use crate::store::{Failure, NewJob, Store, StoreError};
+use crate::store::{Failure, GroupMember, Job, NewGroup, NewJob, Store, StoreError};
 use basalt_link::cert::Keypair;
 use basalt_proto::{
     negotiate, require_capabilities, Cancel, Capabilities, End, EndAck, FailureCause, HeartbeatAck,
@@ -44,6 +45,9 @@ pub struct Config {
     /// Reads (REST GETs, XML-RPC read methods) without credentials are served
     /// (`--anonymous-read`); off: every API request but the version needs a valid token.
     pub anonymous_read: bool,
+    /// The MultiNode coordinator as workers reach it ("HOST:PORT", `--coordinator` or
+    /// `--coordinator-public`): given in the Start of every MultiNode sub-job.
+    pub coordinator: String,
 }
 
 /// Why a request failed.
@@ -58,7 +62,11 @@ pub enum EngineError {
 }
 
 enum Request {
-    Submit(String, String, oneshot::Sender<Result<u64, EngineError>>),
+    Submit(
+        String,
+        String,
+        oneshot::Sender<Result<Vec<u64>, EngineError>>,
+    ),
     Cancel(u64, oneshot::Sender<Result<bool, EngineError>>),
     /// The devices changed outside the engine (the API registered one): schedule again.
     Schedule,
@@ -75,8 +83,22 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Submits a job definition (YAML) as `submitter`; returns its id.
+    /// Submits a job definition (YAML) as `submitter`; returns its id (a MultiNode
+    /// submission: its first sub-job's; [`Handle::submit_all`] gives every one).
     pub async fn submit(&self, submitter: &str, definition: &str) -> Result<u64, EngineError> {
+        let ids = self.submit_all(submitter, definition).await?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| EngineError::Invalid("no job was created".into()))
+    }
+
+    /// Submits a job definition (YAML) as `submitter`; returns the ids of the jobs made: one,
+    /// or a MultiNode submission's sub-jobs in sub_id order.
+    pub async fn submit_all(
+        &self,
+        submitter: &str,
+        definition: &str,
+    ) -> Result<Vec<u64>, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Submit(submitter.into(), definition.into(), tx))
@@ -133,6 +155,8 @@ struct Engine {
     started: Instant,
     /// Events since a pass was asked for ([`Engine::schedule`]); `None`: no pass is due.
     schedule_due: Option<u32>,
+    /// Why the master canceled a MultiNode sub-job with its group: the comment its end gets.
+    group_reasons: BTreeMap<u64, String>,
 }
 
 /// A due scheduling pass waits for the event queues to drain, but for no more events than
@@ -162,6 +186,7 @@ pub fn start(
         logs: logs.clone(),
         started: Instant::now(),
         schedule_due: None,
+        group_reasons: BTreeMap::new(),
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -228,15 +253,18 @@ impl Engine {
         }
     }
 
-    fn submit(&mut self, submitter: &str, definition: &str) -> Result<u64, EngineError> {
+    fn submit(&mut self, submitter: &str, definition: &str) -> Result<Vec<u64>, EngineError> {
         let (job, _) = basalt_model::job::parse_job("job.yaml", definition)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if job.multinode.as_ref().is_some_and(|m| !m.roles.is_empty()) {
+            return self.submit_multinode(submitter, definition);
+        }
         let target = match (&job.device, &job.device_type) {
             (Some(d), _) => Target::Device(d.clone()),
             (None, Some(t)) => Target::DeviceType(t.clone()),
             (None, None) => {
                 return Err(EngineError::Invalid(
-                    "a job needs a device_type (MultiNode jobs are not scheduled yet)".into(),
+                    "a job needs a device_type (or MultiNode roles)".into(),
                 ))
             }
         };
@@ -252,26 +280,164 @@ impl Engine {
             },
             now_ms(),
         )?;
-        Ok(id)
+        Ok(vec![id])
     }
 
+    /// A MultiNode submission: split into its sub-jobs (LAVA's `split_multinode_yaml`),
+    /// checked against the lab (enough non-retired devices for every role), stored as a group.
+    fn submit_multinode(
+        &mut self,
+        submitter: &str,
+        definition: &str,
+    ) -> Result<Vec<u64>, EngineError> {
+        let invalid = |e: String| EngineError::Invalid(e);
+        let doc = basalt_model::yaml::load(definition).map_err(|e| invalid(e.to_string()))?;
+        let target_group = multinode::new_target_group()
+            .map_err(|e| invalid(format!("no random group name: {e}")))?;
+        let split = multinode::split(&doc, &target_group).map_err(|e| invalid(e.to_string()))?;
+        multinode::check_supported(&split).map_err(|e| invalid(e.to_string()))?;
+        self.check_devices_available(&split)?;
+        let mut jobs = Vec::with_capacity(split.jobs.len());
+        for sub in &split.jobs {
+            let text = basalt_model::yaml::emit_document(&sub.definition);
+            let (parsed, _) = basalt_model::job::parse_job_as(
+                &format!("{}.yaml", sub.role),
+                &text,
+                basalt_model::job::Reading::Dispatch,
+            )
+            .map_err(|e| invalid(format!("role '{}': {e}", sub.role)))?;
+            let target = match (&sub.device, &sub.device_type) {
+                (Some(d), _) => Target::Device(d.clone()),
+                (None, Some(t)) => Target::DeviceType(t.clone()),
+                (None, None) => {
+                    return Err(invalid(format!("role '{}' has no device_type", sub.role)))
+                }
+            };
+            jobs.push((
+                NewJob {
+                    submitter: submitter.into(),
+                    description: parsed.job_name.clone(),
+                    definition: text,
+                    target,
+                    tags: sub.tags.clone(),
+                    priority: Priority::new(parsed.priority).unwrap_or_default(),
+                    health_check: false,
+                },
+                GroupMember {
+                    role: sub.role.clone(),
+                    essential: sub.essential,
+                    worker: sub.worker.clone(),
+                },
+            ));
+        }
+        let ids = self.store.submit_group(
+            &NewGroup {
+                target_group,
+                multinode_definition: definition.into(),
+                jobs,
+            },
+            now_ms(),
+        )?;
+        Ok(ids)
+    }
+
+    /// LAVA's DevicesUnavailableException: every role needs as many non-retired devices of
+    /// its type (with its tags, its device or worker pin) as its sub-jobs, and every type as
+    /// many as the group asks of it.
+    fn check_devices_available(&self, split: &multinode::Split) -> Result<(), EngineError> {
+        let devices = self.store.devices()?;
+        let usable: Vec<_> = devices
+            .iter()
+            .filter(|d| d.health != DeviceHealth::Retired)
+            .collect();
+        let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut per_role: BTreeMap<&str, usize> = BTreeMap::new();
+        for j in &split.jobs {
+            *per_role.entry(j.role.as_str()).or_default() += 1;
+            if let Some(t) = &j.device_type {
+                *per_type.entry(t.as_str()).or_default() += 1;
+            }
+        }
+        for (role, want) in per_role {
+            let Some(j) = split.jobs.iter().find(|j| j.role == role) else {
+                continue;
+            };
+            let have = usable
+                .iter()
+                .filter(|d| Some(&d.device_type) == j.device_type.as_ref())
+                .filter(|d| j.device.as_ref().is_none_or(|h| *h == d.hostname))
+                .filter(|d| j.worker.as_ref().is_none_or(|w| *w == d.worker))
+                .filter(|d| j.tags.iter().all(|t| d.tags.contains(t)))
+                .count();
+            if have < want {
+                return Err(EngineError::Invalid(format!(
+                    "not enough devices for role '{role}': it needs {want} {} device(s){}{}, the lab has {have}",
+                    j.device_type.as_deref().unwrap_or("?"),
+                    if j.tags.is_empty() { String::new() } else { format!(" with tags {}", j.tags.join(", ")) },
+                    j.device.as_ref().map(|d| format!(" ({d})")).unwrap_or_default(),
+                )));
+            }
+        }
+        for (t, want) in per_type {
+            let have = usable.iter().filter(|d| d.device_type == t).count();
+            if have < want {
+                return Err(EngineError::Invalid(format!(
+                    "not enough devices of type '{t}': the group needs {want}, the lab has {have}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels a job; a MultiNode sub-job cancels its whole group (as LAVA's `TestJob.cancel`).
     fn cancel(&mut self, id: u64) -> Result<bool, EngineError> {
         let Some(job) = self.store.job(id)? else {
             return Err(EngineError::Invalid(format!("no job {id}")));
         };
+        if let Some(g) = &job.group {
+            if job.state == JobState::Finished {
+                return Ok(false);
+            }
+            let why = format!(
+                "canceled with its MultiNode group: sub-job {} ({}, {}) was canceled",
+                id, g.sub_id, g.role
+            );
+            for member in self.store.group(&g.target_group)? {
+                if member.id != id && member.state != JobState::Finished {
+                    self.group_reasons.insert(member.id, why.clone());
+                }
+            }
+            let r = self.cancel_one(job.clone());
+            for member in self.store.group(&g.target_group)? {
+                if member.id != id {
+                    let _ = self.cancel_one(member);
+                }
+            }
+            self.schedule();
+            return r;
+        }
+        self.cancel_one(job)
+    }
+
+    /// Cancels one job: a queued one ends Canceled at once, a started one is told to stop.
+    fn cancel_one(&mut self, job: Job) -> Result<bool, EngineError> {
+        let id = job.id;
         match job.state {
             JobState::Finished => Ok(false),
             JobState::Submitted => {
+                let mut failure = Failure::canceled();
+                failure.message = self.group_reasons.remove(&id);
                 self.store.finish_job(
                     id,
                     JobHealth::Canceled,
-                    Some(&Failure::canceled()),
+                    Some(&failure),
                     None,
                     None,
                     now_ms(),
                 )?;
                 Ok(true)
             }
+            JobState::Canceling => Ok(true),
             _ => {
                 self.store.job_canceling(id)?;
                 if let Some(worker) = job
@@ -547,6 +713,7 @@ impl Engine {
         } else {
             DeviceHealth::Bad
         });
+        let reason = self.group_reasons.remove(&id);
         let failure = (health != JobHealth::Complete).then(|| Failure {
             cause: end.cause.unwrap_or_else(|| {
                 end.error_type
@@ -554,7 +721,7 @@ impl Engine {
                     .map_or(FailureCause::Infrastructure, FailureCause::from_error_type)
             }),
             error_type: end.error_type.as_ref().map(|t| t.name().to_string()),
-            message: end.error_msg.clone(),
+            message: reason.or_else(|| end.error_msg.clone()),
         });
         let r = self.store.finish_job(
             id,
@@ -572,7 +739,56 @@ impl Engine {
         self.owners.remove(&id);
         self.link
             .send(conn, MasterMsg::EndAck(EndAck { job_id: end.job_id }));
+        self.end_group_after(id, health);
         self.schedule();
+    }
+
+    /// After sub-job `id` ended with `health`: LAVA ends the whole group when a sub-job fails
+    /// or is canceled before the group is running (some other sub-job not Running yet), or
+    /// when an essential role's sub-job fails; the others are canceled with a comment saying
+    /// why, their boards freed as they end.
+    fn end_group_after(&mut self, id: u64, health: JobHealth) {
+        if health == JobHealth::Complete {
+            return;
+        }
+        let Some(job) = self.store.job(id).ok().flatten() else {
+            return;
+        };
+        let Some(g) = job.group else {
+            return;
+        };
+        let Ok(members) = self.store.group(&g.target_group) else {
+            return;
+        };
+        let others: Vec<Job> = members.into_iter().filter(|m| m.id != id).collect();
+        let not_running = others.iter().any(|m| {
+            matches!(
+                m.state,
+                JobState::Submitted | JobState::Scheduling | JobState::Scheduled
+            )
+        });
+        if !not_running && !g.essential {
+            return;
+        }
+        let why = if g.essential && !not_running {
+            format!(
+                "canceled with its MultiNode group: the essential sub-job {id} ({}, {}) ended {health}",
+                g.sub_id, g.role
+            )
+        } else {
+            format!(
+                "canceled with its MultiNode group: sub-job {id} ({}, {}) ended {health} before the group was running",
+                g.sub_id, g.role
+            )
+        };
+        for m in others {
+            if matches!(m.state, JobState::Finished | JobState::Canceling) {
+                continue;
+            }
+            self.log(format!("job {}: {why}", m.id));
+            self.group_reasons.insert(m.id, why.clone());
+            let _ = self.cancel_one(m);
+        }
     }
 
     /// Workers silent for MISSED_HEARTBEATS intervals are offline; their jobs are lost. So are
@@ -666,9 +882,11 @@ impl Engine {
         self.open_logs.remove(&id);
         self.pending_ends.remove(&id);
         self.owners.remove(&id);
+        self.group_reasons.remove(&id);
         if let Some(d) = device {
             self.queue_health_check(&d);
         }
+        self.end_group_after(id, JobHealth::Incomplete);
     }
 
     /// Asks for a scheduling pass: it runs once the events already queued are handled (or
@@ -686,7 +904,22 @@ impl Engine {
         for hostname in &plan.needs_health_check {
             self.queue_health_check(hostname);
         }
+        let mut groups: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        for a in &plan.assignments {
+            if let Some(g) = &a.group {
+                groups
+                    .entry(g.clone())
+                    .or_default()
+                    .push((a.job, a.device.clone()));
+            }
+        }
+        for (name, members) in groups {
+            self.start_group(&name, &members);
+        }
         for a in plan.assignments {
+            if a.group.is_some() {
+                continue;
+            }
             if let Err(e) = self.start(a.job, &a.device) {
                 self.log(format!("job {}: cannot start on {}: {e}", a.job, a.device));
                 let _ = self.store.finish_job(
@@ -742,6 +975,97 @@ impl Engine {
         );
     }
 
+    /// Starts a whole MultiNode group at once: the roles map `{"<job id>": "<role>"}` goes
+    /// into every sub-job's definition, all are Scheduled on their devices in one transaction,
+    /// then each worker gets its Start. If one sub-job cannot start (its device does not
+    /// render, its worker is not connected), none does: the group ends Incomplete.
+    fn start_group(&mut self, name: &str, members: &[(u64, String)]) {
+        let group = match self.store.group(name) {
+            Ok(g) => g,
+            Err(e) => {
+                self.log(format!("MultiNode group {name}: {e}"));
+                return;
+            }
+        };
+        let roles: Vec<(u64, String)> = group
+            .iter()
+            .filter_map(|j| j.group.as_ref().map(|g| (j.id, g.role.clone())))
+            .collect();
+        let mut starts = Vec::with_capacity(members.len());
+        let mut failed: Option<(u64, String)> = None;
+        for (id, device) in members {
+            let r = group
+                .iter()
+                .find(|j| j.id == *id)
+                .ok_or_else(|| "not in its group".to_string())
+                .and_then(|j| {
+                    let definition = multinode::inject_roles(&j.definition, &roles)
+                        .map_err(|e| e.to_string())?;
+                    let mut job = j.clone();
+                    job.definition = definition;
+                    let (start, worker) = self.start_for(job, device)?;
+                    if !self.sessions.contains_key(&worker) {
+                        return Err(format!("worker '{worker}' is not connected"));
+                    }
+                    Ok((start, worker))
+                });
+            match r {
+                Ok(s) => starts.push(s),
+                Err(e) => {
+                    failed = Some((*id, e));
+                    break;
+                }
+            }
+        }
+        if let Some((id, e)) = failed {
+            self.log(format!(
+                "MultiNode group {name}: job {id} cannot start: {e}"
+            ));
+            let now = now_ms();
+            for j in &group {
+                if j.state == JobState::Finished {
+                    continue;
+                }
+                let message = if j.id == id {
+                    e.clone()
+                } else {
+                    format!("its MultiNode group could not start: sub-job {id} cannot start: {e}")
+                };
+                let _ = self.store.finish_job(
+                    j.id,
+                    JobHealth::Incomplete,
+                    Some(&Failure::new(
+                        FailureCause::Infrastructure,
+                        "Infrastructure",
+                        &message,
+                    )),
+                    None,
+                    None,
+                    now,
+                );
+            }
+            return;
+        }
+        let rows: Vec<(u64, String, String)> = starts
+            .iter()
+            .map(|(s, _)| (s.job_id.0, s.device.clone(), s.definition.clone()))
+            .collect();
+        if let Err(e) = self.store.schedule_group(&rows) {
+            self.log(format!("MultiNode group {name}: cannot schedule it: {e}"));
+            return;
+        }
+        for (start, worker) in starts {
+            self.owners.insert(start.job_id.0, worker.clone());
+            if let Some(session) = self.sessions.get(&worker) {
+                self.link.send(&session.conn, MasterMsg::Start(start));
+            }
+        }
+        self.log(format!(
+            "MultiNode group {name}: {} sub-job(s) started",
+            rows.len()
+        ));
+    }
+
     /// Renders the device for the job and sends the Start to the device's worker.
     fn start(&mut self, id: u64, hostname: &str) -> Result<(), String> {
         let (start, worker) = self.start_message(id, hostname)?;
@@ -765,6 +1089,12 @@ impl Engine {
             .job(id)
             .map_err(|e| e.to_string())?
             .ok_or("no such job")?;
+        self.start_for(job, hostname)
+    }
+
+    /// The Start of `job` on device `hostname`, and the device's worker.
+    fn start_for(&self, job: Job, hostname: &str) -> Result<(Start, String), String> {
+        let id = job.id;
         let device = self
             .store
             .device(hostname)
@@ -773,8 +1103,14 @@ impl Engine {
         let dictionary = device
             .dictionary
             .ok_or_else(|| format!("device '{hostname}' has no dictionary"))?;
-        let (parsed, _) =
-            basalt_model::job::parse_job("job.yaml", &job.definition).map_err(|e| e.to_string())?;
+        // a sub-job is read as the dispatcher reads it (LAVA's server refuses one submitted)
+        let reading = if job.group.is_some() {
+            basalt_model::job::Reading::Dispatch
+        } else {
+            basalt_model::job::Reading::Submission
+        };
+        let (parsed, _) = basalt_model::job::parse_job_as("job.yaml", &job.definition, reading)
+            .map_err(|e| e.to_string())?;
         let rendered = basalt_model::device::render::render_str(
             hostname,
             &dictionary,
@@ -790,6 +1126,7 @@ impl Engine {
             device_config: rendered,
             job_timeout_secs: timeout,
             health_check: job.health_check,
+            coordinator: job.group.is_some().then(|| self.config.coordinator.clone()),
         };
         Ok((start, device.worker))
     }

@@ -463,7 +463,13 @@ fn job_json(j: &Job) -> Value {
         "priority": j.priority.value(),
         "definition": j.definition,
         "original_definition": j.definition,
-        "multinode_definition": "",
+        "multinode_definition": j.group.as_ref().map_or("", |g| g.multinode_definition.as_str()),
+        // LAVA's TestJob fields of a MultiNode sub-job: "<first id>.<n>", the group's uuid
+        "sub_id": j.group.as_ref().map_or("", |g| g.sub_id.as_str()),
+        "target_group": j.group.as_ref().map(|g| g.target_group.as_str()),
+        "is_multinode": j.group.is_some(),
+        // basalt's: the sub-job's role
+        "role": j.group.as_ref().map(|g| g.role.as_str()),
         "failure_tags": [],
         // LAVA's server keeps the dispatcher's error of an Incomplete job here
         "failure_comment": j.error_msg,
@@ -526,10 +532,10 @@ async fn submit(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (submitter, _) = user(&h, &headers)?;
     let s: Submission = body(&bytes)?;
-    let id = h.submit(&submitter, &s.definition).await?;
+    let ids = h.submit_all(&submitter, &s.definition).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "message": "job submitted", "job_ids": [id] })),
+        Json(json!({ "message": "job submitted", "job_ids": ids })),
     ))
 }
 
@@ -632,6 +638,7 @@ async fn jobs(
         submitted_after: time_param(&q, "submit_time__gt")?,
         started_after: time_param(&q, "start_time__gt")?,
         ended_after: time_param(&q, "end_time__gt")?,
+        target_group: q.get("target_group").cloned(),
         order,
         descending,
         limit: paging.0,

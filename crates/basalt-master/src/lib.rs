@@ -13,6 +13,7 @@ pub mod http;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod multinode;
 pub mod notify;
 pub mod results;
 pub mod rpc;

@@ -61,6 +61,14 @@ struct Cli {
     /// The wait before a callback's second try, in milliseconds (doubled before each further).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     callback_backoff_ms: u64,
+    /// The MultiNode coordinator's address (LAVA's port 3079): given to the workers of
+    /// MultiNode sub-jobs, which pass it to `basalt run --coordinator`.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:3079")]
+    coordinator: String,
+    /// The coordinator's address as workers reach it, when it differs from `--coordinator`
+    /// (the address it binds).
+    #[arg(long, value_name = "HOST:PORT")]
+    coordinator_public: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -205,6 +213,10 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
             .map(|c| basalt_proto::Capability::new(c.clone()))
             .collect(),
         anonymous_read: cli.anonymous_read,
+        coordinator: cli
+            .coordinator_public
+            .clone()
+            .unwrap_or_else(|| cli.coordinator.clone()),
     };
     let (handle, endpoint) = engine::start(config, store)?;
     let listener = tokio::net::TcpListener::bind(&cli.http)

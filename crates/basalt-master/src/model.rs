@@ -71,7 +71,8 @@ lava_enum! {
     JobState {
         /// Queued, waiting for a device (the only state the scheduler picks from).
         Submitted = 0,
-        /// A MultiNode sub-job holding its device until the whole group has devices.
+        /// A MultiNode sub-job holding its device until the whole group has devices (LAVA's;
+        /// basalt schedules a group whole in one pass, so its sub-jobs go straight to Scheduled).
         Scheduling = 1,
         /// Given a device (now Reserved); waiting for the worker to start it.
         Scheduled = 2,

@@ -329,8 +329,21 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             a.at_most(1)?;
             let (user, _) = who.user()?;
             let definition = a.str(0, "definition")?;
-            let id = h.submit(user, definition).await?;
-            Ok(Value::Int(id as i64))
+            let ids = h.submit_all(user, definition).await?;
+            // LAVA: a job's id, or a MultiNode submission's sub_ids ("12.0", "12.1", ...)
+            match ids.as_slice() {
+                [id] if h.store.job(*id)?.is_some_and(|j| j.group.is_none()) => {
+                    Ok(Value::Int(*id as i64))
+                }
+                _ => {
+                    let mut subs = Vec::with_capacity(ids.len());
+                    for id in &ids {
+                        let sub = h.store.job(*id)?.and_then(|j| j.group).map(|g| g.sub_id);
+                        subs.push(Value::str(sub.unwrap_or_else(|| id.to_string())));
+                    }
+                    Ok(Value::Array(subs))
+                }
+            }
         }
         "scheduler.jobs.show" => {
             a.at_most(1)?;

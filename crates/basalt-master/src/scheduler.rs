@@ -22,9 +22,16 @@
 //!   (so tagged devices stay free for jobs that need them), then the one idle longest (LAVA
 //!   shuffles devices to spread the wear; this does it deterministically), then by hostname.
 //! - Each device takes at most one job per pass; jobs without a device stay queued.
+//! - A job may be pinned to a worker ([`QueuedJob::worker`], a MultiNode role's `worker:`).
+//! - A MultiNode group ([`QueuedJob::group`]) is all or nothing: at its first member's rank,
+//!   every member of the group must get a device in this pass, or none does (no sub-job holds
+//!   a board while the others wait), and a group with members missing from the queue is not
+//!   scheduled. Members are placed most constrained first (a device pin, then a worker pin,
+//!   then most tags), each on its best free device; this greedy choice can miss a placement
+//!   that exists when roles' tag sets overlap in odd ways (LAVA's per-device loop misses more).
 //!
-//! Not modelled yet: MultiNode groups (all-or-nothing), LAVA's per-worker `job_limit`,
-//! `requested_worker`, submit permissions and device-configuration validity.
+//! Not modelled yet: LAVA's per-worker `job_limit`, submit permissions and
+//! device-configuration validity.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections;
@@ -60,6 +67,21 @@ pub struct QueuedJob {
     pub submit_time: u64,
     /// A health check: assigned before test jobs, to a device that needs a check.
     pub health_check: bool,
+    /// Only a device of this worker will do (LAVA's `requested_worker`).
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// The MultiNode group the job is a sub-job of.
+    #[serde(default)]
+    pub group: Option<GroupRef>,
+}
+
+/// A sub-job's group, as the scheduler sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupRef {
+    /// The group's name (`target_group`).
+    pub name: String,
+    /// How many sub-jobs it has (`group_size`): all must be queued to schedule it.
+    pub size: u32,
 }
 
 /// What a job asks for.
@@ -117,6 +139,10 @@ pub struct Assignment {
     pub device: String,
     /// The job is a health check.
     pub health_check: bool,
+    /// The MultiNode group (`target_group`) of a sub-job: all of a group's assignments come
+    /// in the same pass, one after the other.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// What one pass decided.
@@ -364,8 +390,39 @@ impl<'a> Pass<'a> {
         let mut job_sets: HashMap<Vec<u32>, u32> = HashMap::default();
         let mut memo: HashMap<(u32, u32), Candidates> = HashMap::default();
         let mut buf = Vec::new();
+        let mut members: HashMap<&str, Vec<u32>> = HashMap::default();
+        for &j in &self.tests {
+            if let Some(g) = &snap.jobs[j as usize].group {
+                members.entry(g.name.as_str()).or_default().push(j);
+            }
+        }
+        let mut groups_done: HashSet<&str> = HashSet::default();
         for k in 0..self.tests.len() {
             let job = &snap.jobs[self.tests[k] as usize];
+            if let Some(g) = &job.group {
+                if groups_done.insert(g.name.as_str()) {
+                    let jobs = members.remove(g.name.as_str()).unwrap_or_default();
+                    if jobs.len() == g.size as usize {
+                        for d in self.place_group(&g.name, &jobs) {
+                            if let Some(t) = self.devs[d as usize].device_type {
+                                free[t as usize] = free[t as usize].saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            if job.worker.is_some() {
+                if !self.assigned.contains(&job.id) {
+                    if let Some(d) = self.best_device(job, &mut buf) {
+                        if let Some(t) = self.devs[d as usize].device_type {
+                            free[t as usize] = free[t as usize].saturating_sub(1);
+                        }
+                        self.assign(job.id, d, false);
+                    }
+                }
+                continue;
+            }
             match &job.target {
                 Target::Device(h) => {
                     let Some(&d) = self.hostnames.get(h.as_str()) else {
@@ -439,6 +496,97 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// The best free device for test job `job` by a scan of every device (groups and
+    /// worker pins; the pools serve the common case), or `None`.
+    fn best_device(&self, job: &QueuedJob, buf: &mut Vec<u32>) -> Option<u32> {
+        if !self.job_tags(&job.tags, buf) {
+            return None;
+        }
+        let devices = &self.snap.devices;
+        let mut best: Option<u32> = None;
+        let candidates: Vec<u32> = match &job.target {
+            Target::Device(h) => self
+                .hostnames
+                .get(h.as_str())
+                .copied()
+                .into_iter()
+                .collect(),
+            Target::DeviceType(t) => {
+                let &t = self.types.get(t.as_str())?;
+                (0..self.devs.len())
+                    .filter(|&d| self.devs[d].device_type == Some(t))
+                    .map(index)
+                    .collect()
+            }
+        };
+        for d in candidates {
+            if !self.fits(d, Role::Any, buf) {
+                continue;
+            }
+            if job
+                .worker
+                .as_ref()
+                .is_some_and(|w| *w != devices[d as usize].worker)
+            {
+                continue;
+            }
+            let this = (self.devs[d as usize].tags.len(), d);
+            let better = best.is_none_or(|b| {
+                device_order(devices, this, (self.devs[b as usize].tags.len(), b)) == Ordering::Less
+            });
+            if better {
+                best = Some(d);
+            }
+        }
+        best
+    }
+
+    /// Places every member of group `name` (job indices `jobs`) on a device, or none;
+    /// returns the devices taken.
+    fn place_group(&mut self, name: &str, jobs: &[u32]) -> Vec<u32> {
+        let snap = self.snap;
+        let mut order: Vec<&QueuedJob> = jobs.iter().map(|&j| &snap.jobs[j as usize]).collect();
+        if order.iter().any(|j| self.assigned.contains(&j.id)) {
+            return Vec::new();
+        }
+        order.sort_by_key(|j| {
+            (
+                !matches!(j.target, Target::Device(_)),
+                j.worker.is_none(),
+                Reverse(j.tags.len()),
+                j.id,
+            )
+        });
+        let mut buf = Vec::new();
+        let mut placed: Vec<(u64, u32)> = Vec::with_capacity(order.len());
+        for job in &order {
+            match self.best_device(job, &mut buf) {
+                Some(d) => {
+                    self.taken[d as usize] = true;
+                    placed.push((job.id, d));
+                }
+                None => {
+                    for (_, d) in placed {
+                        self.taken[d as usize] = false;
+                    }
+                    return Vec::new();
+                }
+            }
+        }
+        // assignments in the members' rank order (sub_id order)
+        placed.sort_unstable();
+        for &(id, d) in &placed {
+            self.assigned.insert(id);
+            self.out.assignments.push(Assignment {
+                job: id,
+                device: self.hostname(d).to_owned(),
+                health_check: false,
+                group: Some(name.to_owned()),
+            });
+        }
+        placed.into_iter().map(|(_, d)| d).collect()
+    }
+
     /// Whether device `d` is free, may take a job of `role` and has every tag in `tags`.
     fn fits(&self, d: u32, role: Role, tags: &[u32]) -> bool {
         let dev = &self.devs[d as usize];
@@ -470,6 +618,7 @@ impl<'a> Pass<'a> {
             job,
             device: self.hostname(d).to_owned(),
             health_check,
+            group: None,
         });
     }
 

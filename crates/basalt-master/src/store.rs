@@ -19,7 +19,7 @@ mod db;
 use crate::model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
 };
-use crate::scheduler::{DeviceInfo, DeviceTypeInfo, QueuedJob, Snapshot, Target};
+use crate::scheduler::{DeviceInfo, DeviceTypeInfo, GroupRef, QueuedJob, Snapshot, Target};
 use basalt_proto::FailureCause;
 use db::{args, Backend, PgClient, Row};
 use std::path::Path;
@@ -247,6 +247,26 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: "ALTER TABLE jobs ADD COLUMN failure_cause TEXT;",
         postgres: "ALTER TABLE jobs ADD COLUMN failure_cause TEXT;",
     },
+    // 4: MultiNode: a sub-job's group (LAVA's TestJob.target_group, sub_id "<first id>.<n>",
+    // its role, multinode_definition: the submission as sent) and a role's worker pin
+    Migration {
+        sqlite: "ALTER TABLE jobs ADD COLUMN requested_worker TEXT;
+         ALTER TABLE jobs ADD COLUMN target_group TEXT;
+         ALTER TABLE jobs ADD COLUMN sub_id TEXT;
+         ALTER TABLE jobs ADD COLUMN role TEXT;
+         ALTER TABLE jobs ADD COLUMN group_size INTEGER;
+         ALTER TABLE jobs ADD COLUMN essential INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN multinode_definition TEXT;
+         CREATE INDEX jobs_target_group ON jobs(target_group);",
+        postgres: "ALTER TABLE jobs ADD COLUMN requested_worker TEXT;
+         ALTER TABLE jobs ADD COLUMN target_group TEXT;
+         ALTER TABLE jobs ADD COLUMN sub_id TEXT;
+         ALTER TABLE jobs ADD COLUMN role TEXT;
+         ALTER TABLE jobs ADD COLUMN group_size BIGINT;
+         ALTER TABLE jobs ADD COLUMN essential BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN multinode_definition TEXT;
+         CREATE INDEX jobs_target_group ON jobs(target_group);",
+    },
 ];
 
 /// PostgreSQL's schema version: one row, created before the first migration.
@@ -266,6 +286,41 @@ pub struct NewJob {
     pub tags: Vec<String>,
     pub priority: Priority,
     pub health_check: bool,
+}
+
+/// A MultiNode submission's group, to store: its sub-jobs in LAVA's order (sub_id 0..).
+#[derive(Clone, Debug)]
+pub struct NewGroup {
+    /// The group's name (a uuid4).
+    pub target_group: String,
+    /// The submission as sent.
+    pub multinode_definition: String,
+    pub jobs: Vec<(NewJob, GroupMember)>,
+}
+
+/// What a sub-job of a [`NewGroup`] has beyond a [`NewJob`].
+#[derive(Clone, Debug)]
+pub struct GroupMember {
+    pub role: String,
+    /// The role's `essential: true`: its failure ends the group.
+    pub essential: bool,
+    /// The role's `worker:` pin.
+    pub worker: Option<String>,
+}
+
+/// A stored sub-job's group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobGroup {
+    /// The group's name (`target_group`, a uuid4).
+    pub target_group: String,
+    /// LAVA's display id: `"<first sub-job id>.<n>"`.
+    pub sub_id: String,
+    pub role: String,
+    /// How many sub-jobs the group has.
+    pub size: u32,
+    pub essential: bool,
+    /// The MultiNode submission as sent.
+    pub multinode_definition: String,
 }
 
 /// A stored job.
@@ -292,6 +347,10 @@ pub struct Job {
     pub failure_cause: Option<FailureCause>,
     /// The `results.yaml` text the worker sent.
     pub results: Option<String>,
+    /// Only a device of this worker will do (a MultiNode role's `worker:`).
+    pub requested_worker: Option<String>,
+    /// A MultiNode sub-job's group (boxed: most jobs have none).
+    pub group: Option<Box<JobGroup>>,
 }
 
 /// Why a job did not complete: basalt's cause, and LAVA's error type and message when known.
@@ -337,6 +396,8 @@ pub struct JobQuery {
     pub submitted_after: Option<u64>,
     pub started_after: Option<u64>,
     pub ended_after: Option<u64>,
+    /// Only the sub-jobs of this MultiNode group.
+    pub target_group: Option<String>,
     pub order: JobOrder,
     pub descending: bool,
     pub limit: u32,
@@ -354,6 +415,7 @@ impl Default for JobQuery {
             submitted_after: None,
             started_after: None,
             ended_after: None,
+            target_group: None,
             order: JobOrder::Id,
             descending: true,
             limit: 50,
@@ -972,9 +1034,89 @@ impl Store {
         Ok(id)
     }
 
+    /// Stores a MultiNode group's sub-jobs in one transaction; returns their ids in sub_id
+    /// order (each sub-job's LAVA id is `"<first id>.<n>"`).
+    pub fn submit_group(&self, g: &NewGroup, now: u64) -> Result<Vec<u64>, StoreError> {
+        let size = g.jobs.len() as i64;
+        let mut db = self.db();
+        let ids = transaction(&mut db, |db| {
+            let mut ids = Vec::with_capacity(g.jobs.len());
+            for (j, m) in &g.jobs {
+                let (dt, dev) = match &j.target {
+                    Target::DeviceType(t) => (Some(t.as_str()), None),
+                    Target::Device(d) => (None, Some(d.as_str())),
+                };
+                let row = db.query_opt(
+                    "INSERT INTO jobs (submitter, description, definition, requested_device_type, requested_device,
+                                       tags, priority, health_check, state, health, submit_time,
+                                       requested_worker, target_group, role, group_size, essential,
+                                       multinode_definition)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                     RETURNING id",
+                    args![
+                        &j.submitter,
+                        &j.description,
+                        &j.definition,
+                        dt,
+                        dev,
+                        tags_text(&j.tags),
+                        j.priority.value(),
+                        j.health_check,
+                        JobState::Submitted.code(),
+                        JobHealth::Unknown.code(),
+                        now as i64,
+                        m.worker.as_deref(),
+                        &g.target_group,
+                        &m.role,
+                        size,
+                        m.essential,
+                        &g.multinode_definition
+                    ],
+                )?;
+                match row {
+                    Some(r) => ids.push(r.uint(0)?),
+                    None => {
+                        return Err(StoreError::Column {
+                            column: 0,
+                            expected: "the new job's id",
+                            found: "no row".into(),
+                        })
+                    }
+                }
+            }
+            let first = ids.first().copied().unwrap_or(0);
+            for (n, id) in ids.iter().enumerate() {
+                db.execute(
+                    "UPDATE jobs SET sub_id = ?2 WHERE id = ?1",
+                    args![*id as i64, format!("{first}.{n}")],
+                )?;
+            }
+            Ok(ids)
+        })?;
+        let changed: Vec<Changed> = ids.iter().map(|&id| Changed::Job(id)).collect();
+        self.publish(&mut db, &changed);
+        Ok(ids)
+    }
+
+    /// The sub-jobs of MultiNode group `target_group`, in sub_id order.
+    pub fn group(&self, target_group: &str) -> Result<Vec<Job>, StoreError> {
+        self.db()
+            .query(
+                &format!(
+                    "SELECT {} FROM jobs WHERE target_group = ?1 ORDER BY id",
+                    Self::JOB_COLUMNS
+                ),
+                args![target_group],
+            )?
+            .iter()
+            .map(Self::job_row)
+            .collect()
+    }
+
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
-        error_type, error_msg, results, failure_cause";
+        error_type, error_msg, results, failure_cause, requested_worker, target_group, sub_id, role,
+        group_size, essential, multinode_definition";
 
     fn job_row(r: &Row) -> Result<Job, StoreError> {
         let target = match (r.opt_text(5)?, r.opt_text(4)?) {
@@ -1000,6 +1142,18 @@ impl Store {
             error_msg: r.opt_text(16)?,
             results: r.opt_text(17)?,
             failure_cause: r.opt_text(18)?.as_deref().and_then(FailureCause::from_name),
+            requested_worker: r.opt_text(19)?,
+            group: match r.opt_text(20)? {
+                Some(target_group) => Some(Box::new(JobGroup {
+                    target_group,
+                    sub_id: r.opt_text(21)?.unwrap_or_default(),
+                    role: r.opt_text(22)?.unwrap_or_default(),
+                    size: u32::try_from(r.opt_uint(23)?.unwrap_or(0)).unwrap_or(u32::MAX),
+                    essential: r.bool(24)?,
+                    multinode_definition: r.opt_text(25)?.unwrap_or_default(),
+                })),
+                None => None,
+            },
         })
     }
 
@@ -1072,6 +1226,10 @@ impl Store {
                 conds.push(format!("{column} > ?{}", vals.len()));
             }
         }
+        if let Some(g) = &q.target_group {
+            vals.push(db::Value::from(g.clone()));
+            conds.push(format!("target_group = ?{}", vals.len()));
+        }
         let filter = if conds.is_empty() {
             String::new()
         } else {
@@ -1089,6 +1247,7 @@ impl Store {
         let mut db = self.db();
         // filtered by state and health only (or not at all): the triggers' counters know
         let counted = q.ids.is_none()
+            && q.target_group.is_none()
             && q.id_after.is_none()
             && q.submitted_after.is_none()
             && q.started_after.is_none()
@@ -1136,6 +1295,40 @@ impl Store {
             Ok(())
         })?;
         self.publish(&mut db, &[Changed::Job(id), Changed::Device(device.into())]);
+        Ok(())
+    }
+
+    /// A whole MultiNode group goes to its devices at once: each sub-job gets its device
+    /// (Reserved) and its definition with the group's roles, and is Scheduled; all or none.
+    pub fn schedule_group(&self, jobs: &[(u64, String, String)]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        transaction(&mut db, |db| {
+            for (id, device, definition) in jobs {
+                let n = db.execute(
+                    "UPDATE jobs SET state = ?2, actual_device = ?3, definition = ?4 WHERE id = ?1 AND state = ?5",
+                    args![
+                        *id as i64,
+                        JobState::Scheduled.code(),
+                        device.as_str(),
+                        definition.as_str(),
+                        JobState::Submitted.code()
+                    ],
+                )?;
+                found(n, "queued job", id.to_string())?;
+                let n = db.execute(
+                    "UPDATE devices SET state = ?2, current_job = ?3 WHERE hostname = ?1 AND current_job IS NULL",
+                    args![device.as_str(), DeviceState::Reserved.code(), *id as i64],
+                )?;
+                found(n, "free device", device.clone())?;
+            }
+            Ok(())
+        })?;
+        let mut changed = Vec::new();
+        for (id, device, _) in jobs {
+            changed.push(Changed::Job(*id));
+            changed.push(Changed::Device(device.clone()));
+        }
+        self.publish(&mut db, &changed);
         Ok(())
     }
 
@@ -1309,7 +1502,7 @@ impl Store {
         let jobs = db
             .query(
                 "SELECT id, requested_device_type, requested_device, tags, priority, submit_time,
-                        health_check
+                        health_check, requested_worker, target_group, group_size
                  FROM jobs WHERE state = ?1",
                 args![JobState::Submitted.code()],
             )?
@@ -1326,6 +1519,14 @@ impl Store {
                     priority: Priority::new(r.code(4)?).unwrap_or_default(),
                     submit_time: r.uint(5)?,
                     health_check: r.bool(6)?,
+                    worker: r.opt_text(7)?,
+                    group: match r.opt_text(8)? {
+                        Some(name) => Some(GroupRef {
+                            name,
+                            size: u32::try_from(r.opt_uint(9)?.unwrap_or(0)).unwrap_or(u32::MAX),
+                        }),
+                        None => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -1436,6 +1637,7 @@ mod tests {
     }
 
     on_both!(
+        a_group_is_stored_and_scheduled_all_or_nothing,
         a_job_goes_through_its_states_and_frees_its_device,
         the_snapshot_feeds_the_scheduler,
         references_and_duplicates_are_refused_by_name,
@@ -1625,6 +1827,82 @@ mod tests {
             priority: Priority::MEDIUM,
             health_check: false,
         }
+    }
+
+    fn a_group_is_stored_and_scheduled_all_or_nothing(db: &Db) {
+        let s = lab(db);
+        let member = |role: &str, worker: Option<&str>| {
+            (
+                job(),
+                GroupMember {
+                    role: role.into(),
+                    essential: role == "server",
+                    worker: worker.map(str::to_string),
+                },
+            )
+        };
+        let g = NewGroup {
+            target_group: "g-1".into(),
+            multinode_definition: "job_name: mn\n".into(),
+            jobs: vec![member("server", None), member("client", Some("w1"))],
+        };
+        let ids = s.submit_group(&g, 1000).unwrap();
+        assert_eq!(ids.len(), 2);
+        let group = s.group("g-1").unwrap();
+        let subs: Vec<(&str, &str, bool)> = group
+            .iter()
+            .map(|j| {
+                let g = j.group.as_ref().unwrap();
+                (g.sub_id.as_str(), g.role.as_str(), g.essential)
+            })
+            .collect();
+        let (a, b) = (format!("{}.0", ids[0]), format!("{}.1", ids[0]));
+        assert_eq!(
+            subs,
+            [(a.as_str(), "server", true), (b.as_str(), "client", false)]
+        );
+        assert_eq!(group[1].requested_worker.as_deref(), Some("w1"));
+        assert_eq!(
+            group[0].group.as_ref().unwrap().multinode_definition,
+            "job_name: mn\n"
+        );
+        assert_eq!(group[0].group.as_ref().unwrap().size, 2);
+        let snap = s.snapshot().unwrap();
+        assert!(snap.jobs.iter().all(|j| j.group
+            == Some(GroupRef {
+                name: "g-1".into(),
+                size: 2
+            })));
+        assert!(snap.jobs.iter().any(|j| j.worker.as_deref() == Some("w1")));
+        let (n, listed) = s
+            .query_jobs(&JobQuery {
+                target_group: Some("g-1".into()),
+                ..JobQuery::default()
+            })
+            .unwrap();
+        assert_eq!((n, listed.len()), (2, 2));
+        // a device that does not exist: nothing of the group moves
+        let bad = [
+            (ids[0], "qemu-01".to_string(), "a".to_string()),
+            (ids[1], "nope".to_string(), "b".to_string()),
+        ];
+        assert!(s.schedule_group(&bad).is_err());
+        assert_eq!(s.job(ids[0]).unwrap().unwrap().state, JobState::Submitted);
+        assert_eq!(s.device("qemu-01").unwrap().unwrap().current_job, None);
+        // one device for two sub-jobs: refused too
+        let twice = [
+            (ids[0], "qemu-01".to_string(), "a".to_string()),
+            (ids[1], "qemu-01".to_string(), "b".to_string()),
+        ];
+        assert!(s.schedule_group(&twice).is_err());
+        assert_eq!(s.job(ids[1]).unwrap().unwrap().state, JobState::Submitted);
+        s.schedule_group(&twice[..1]).unwrap();
+        let j = s.job(ids[0]).unwrap().unwrap();
+        assert_eq!((j.state, j.definition.as_str()), (JobState::Scheduled, "a"));
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().current_job,
+            Some(ids[0])
+        );
     }
 
     fn a_job_goes_through_its_states_and_frees_its_device(db: &Db) {

@@ -61,6 +61,7 @@ on_both!(
     binary_makes_tokens_serves_and_stops_on_sigterm,
     results_are_served_as_lavas_test_cases,
     jobs_are_filtered_and_ordered_as_lava_does,
+    a_multinode_submission_answers_every_id_and_lists_its_group,
 );
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -878,4 +879,63 @@ fn jobs_are_filtered_and_ordered_as_lava_does(backend: Backend) {
     );
     let (s, _) = post(&m, "jobs/validate/", Some(USER), json!({}));
     assert_eq!(s, 400);
+}
+
+fn a_multinode_submission_answers_every_id_and_lists_its_group(backend: Backend) {
+    let m = start(backend);
+    register(&m);
+    let (s, d) = post(
+        &m,
+        "devices/",
+        Some(ADMIN),
+        json!({"hostname": "qemu-02", "device_type": "qemu", "worker_host": "w1"}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let definition = "job_name: mn
+visibility: public
+timeouts: {job: {minutes: 5}}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: qemu, count: 1, tags: [fast]}
+      client: {device_type: qemu, count: 1}
+actions:
+- boot: {role: [server, client], method: qemu, media: tmpfs, prompts: ['# ']}
+";
+    let (s, r) = post(&m, "jobs/", Some(USER), json!({ "definition": definition }));
+    assert_eq!(s, 201, "{r}");
+    let ids: Vec<u64> = r["job_ids"]
+        .as_array()
+        .expect("job_ids")
+        .iter()
+        .map(|i| i.as_u64().expect("an id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{r}");
+    let (_, job) = get(&m, &format!("jobs/{}/", ids[1]));
+    assert_eq!(job["is_multinode"], json!(true), "{job}");
+    assert_eq!(job["sub_id"], json!(format!("{}.1", ids[0])));
+    assert_eq!(job["role"], json!("client"));
+    assert_eq!(job["multinode_definition"], json!(definition));
+    let group = job["target_group"].as_str().expect("a target_group");
+    assert_eq!(group.len(), 36, "a uuid: {group}");
+    let (_, single) = post(&m, "jobs/", Some(USER), json!({"definition": demo_job()}));
+    let single = single["job_ids"][0].as_u64().expect("an id");
+    let (_, s) = get(&m, &format!("jobs/{single}/"));
+    assert_eq!(
+        (
+            &s["is_multinode"],
+            &s["sub_id"],
+            &s["multinode_definition"],
+            &s["target_group"]
+        ),
+        (&json!(false), &json!(""), &json!(""), &Value::Null)
+    );
+    let (_, page) = get(&m, &format!("jobs/?target_group={group}&ordering=id"));
+    let listed: Vec<u64> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|j| j["id"].as_u64().expect("an id"))
+        .collect();
+    assert_eq!((page["count"].as_u64(), listed), (Some(2), ids));
 }

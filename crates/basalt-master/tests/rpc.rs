@@ -529,3 +529,37 @@ fn anonymous_reads_when_configured() {
     );
     assert_eq!(status, 401);
 }
+
+#[test]
+fn a_multinode_submission_answers_its_sub_ids() {
+    let m = start();
+    small_lab(&m);
+    for hostname in ["qemu-01", "qemu-02"] {
+        let add = [
+            s(hostname),
+            s("qemu"),
+            s("w1"),
+            Value::Nil,
+            Value::Nil,
+            Value::Bool(true),
+            Value::Nil,
+        ];
+        call(&m, admin(), "scheduler.devices.add", &add).expect("device");
+    }
+    let definition = "job_name: mn
+visibility: public
+timeouts: {job: {minutes: 5}}
+protocols:
+  lava-multinode:
+    roles:
+      server: {device_type: qemu, count: 1}
+      client: {device_type: qemu, count: 1}
+actions:
+- boot: {role: [server, client], method: qemu, media: tmpfs, prompts: ['# ']}
+";
+    let Ok(Value::Array(ids)) = call(&m, alice(), "scheduler.jobs.submit", &[s(definition)]) else {
+        panic!("a list of sub_ids")
+    };
+    // the demo job of small_lab is job 1: the group is 2 and 3
+    assert_eq!(ids, [s("2.0"), s("2.1")]);
+}

@@ -370,6 +370,10 @@ pub struct Start {
     /// A health check (its outcome sets the device's health).
     #[serde(default)]
     pub health_check: bool,
+    /// A MultiNode sub-job: the coordinator ("HOST:PORT" as the worker reaches it), passed to
+    /// `basalt run --coordinator` (protocol 1.2).
+    #[serde(default)]
+    pub coordinator: Option<String>,
 }
 
 /// Cancel a job: the worker runs its cleanup and sends End (Incomplete, Canceled).

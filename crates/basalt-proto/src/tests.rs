@@ -119,6 +119,7 @@ fn master_samples() -> Vec<MasterMsg> {
             device_config: "actions:\n  boot:\n    methods: {qemu: {}}\n".to_owned(),
             job_timeout_secs: 600,
             health_check: true,
+            coordinator: Some("127.0.0.1:3079".into()),
         }
         .into(),
         Cancel { job_id: JobId(43) }.into(),

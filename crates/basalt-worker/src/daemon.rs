@@ -428,6 +428,7 @@ async fn run_job(
         definition: start.definition,
         device: start.device_config,
         dir: config.state_dir.join(format!("job-{id}")),
+        coordinator: start.coordinator,
     };
     let mut job = match JobProcess::start(&config.basalt, &spec, &config.job_args) {
         Ok(j) => j,

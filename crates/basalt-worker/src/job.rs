@@ -31,6 +31,36 @@ pub struct JobSpec {
     pub device: String,
     /// The job's directory on the worker (created; holds the job, the device and `out/`).
     pub dir: PathBuf,
+    /// A MultiNode sub-job's coordinator ("HOST:PORT", from the Start): `--coordinator`.
+    pub coordinator: Option<String>,
+}
+
+/// The arguments of `basalt` for `spec` (its job, device and output paths given): `run`,
+/// the paths, the job id, `--coordinator` for a MultiNode sub-job, then the worker's `args`.
+pub fn run_args(
+    spec: &JobSpec,
+    job: &Path,
+    device: &Path,
+    out: &Path,
+    args: &[String],
+) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        job.into(),
+        "--device".into(),
+        device.into(),
+        "--output-dir".into(),
+        out.into(),
+        "--job-id".into(),
+        spec.job_id.to_string().into(),
+        "--log-stdout".into(),
+    ];
+    if let Some(c) = &spec.coordinator {
+        v.push("--coordinator".into());
+        v.push(c.into());
+    }
+    v.extend(args.iter().map(Into::into));
+    v
 }
 
 /// How the job's process ended.
@@ -91,16 +121,7 @@ impl JobProcess {
         std::fs::write(&job, &spec.definition).map_err(io("job.yaml"))?;
         std::fs::write(&device, &spec.device).map_err(io("device.yaml"))?;
         let mut cmd = Command::new(basalt);
-        cmd.arg("run")
-            .arg(&job)
-            .arg("--device")
-            .arg(&device)
-            .arg("--output-dir")
-            .arg(&out)
-            .arg("--job-id")
-            .arg(spec.job_id.to_string())
-            .arg("--log-stdout")
-            .args(args)
+        cmd.args(run_args(spec, &job, &device, &out, args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -229,5 +250,59 @@ fn exit_of(status: ExitStatus) -> Exit {
             Some(s) => format!("killed by signal {s}"),
             None => "ended without a status".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(coordinator: Option<&str>) -> JobSpec {
+        JobSpec {
+            job_id: 124,
+            definition: String::new(),
+            device: String::new(),
+            dir: PathBuf::from("/w/job-124"),
+            coordinator: coordinator.map(str::to_string),
+        }
+    }
+
+    fn args(spec: &JobSpec) -> Vec<String> {
+        run_args(
+            spec,
+            Path::new("/w/job.yaml"),
+            Path::new("/w/device.yaml"),
+            Path::new("/w/out"),
+            &["--tftp-root".into(), "/t".into()],
+        )
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+    }
+
+    #[test]
+    fn a_multinode_sub_job_gets_its_coordinator() {
+        let a = args(&spec(Some("10.0.0.1:3079")));
+        assert_eq!(
+            a,
+            [
+                "run",
+                "/w/job.yaml",
+                "--device",
+                "/w/device.yaml",
+                "--output-dir",
+                "/w/out",
+                "--job-id",
+                "124",
+                "--log-stdout",
+                "--coordinator",
+                "10.0.0.1:3079",
+                "--tftp-root",
+                "/t"
+            ]
+        );
+        let single = args(&spec(None));
+        assert!(!single.iter().any(|a| a == "--coordinator"), "{single:?}");
+        assert_eq!(single.len(), 11);
     }
 }

@@ -204,6 +204,7 @@ fn a_job_log_arrives_exactly_once_across_a_master_restart() {
         device_config,
         job_timeout_secs: 300,
         health_check: false,
+        coordinator: None,
     };
     let store = dir.path().join("master/jobs/21");
     let mut log = JobLogFile::open(&store).unwrap();
@@ -277,6 +278,7 @@ fn a_canceled_job_ends_incomplete_canceled() {
         device_config,
         job_timeout_secs: 300,
         health_check: false,
+        coordinator: None,
     };
     let mut log = JobLogFile::open(&dir.path().join("master/jobs/22")).unwrap();
     let mut started = false;

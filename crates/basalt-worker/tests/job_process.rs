@@ -31,6 +31,7 @@ fn spec(dir: &Path, id: u64, extra_step: Option<&str>) -> JobSpec {
         definition,
         device,
         dir: dir.join(format!("job-{id}")),
+        coordinator: None,
     }
 }
 

@@ -75,6 +75,7 @@ async fn lab(n: usize) -> Lab {
             version: basalt_proto::ProtocolVersion::CURRENT,
             required_capabilities: basalt_proto::Capabilities::new(),
             anonymous_read: false,
+            coordinator: "127.0.0.1:3079".into(),
         },
         store,
     )

@@ -38,6 +38,8 @@ fn job(id: u64, device_type: &str) -> QueuedJob {
         priority: Priority::MEDIUM,
         submit_time: id,
         health_check: false,
+        worker: None,
+        group: None,
     }
 }
 
@@ -227,11 +229,13 @@ fn health_checks_go_first_even_before_higher_priority_jobs() {
                 job: 2,
                 device: "b1".to_owned(),
                 health_check: true,
+                group: None,
             },
             Assignment {
                 job: 1,
                 device: "b2".to_owned(),
                 health_check: false,
+                group: None,
             },
         ]
     );
@@ -627,4 +631,141 @@ fn random_snapshots_keep_the_invariants() {
         checks > 30 && tests > 200 && needs > 50,
         "{checks} {tests} {needs}"
     );
+}
+
+/// Job `id` as member of group `name` of `size` sub-jobs.
+fn member(mut j: QueuedJob, name: &str, size: u32) -> QueuedJob {
+    j.group = Some(GroupRef {
+        name: name.to_owned(),
+        size,
+    });
+    j
+}
+
+#[test]
+fn a_group_needing_three_boards_with_two_free_holds_nothing() {
+    let s = snap(
+        (1..=3).map(|i| member(job(i, "qemu"), "g", 3)).collect(),
+        vec![dev("q1", "qemu", &[]), dev("q2", "qemu", &[])],
+    );
+    assert_eq!(pairs(&s), []);
+    // a single-node job behind it still takes a board: the group holds none
+    let mut s = s;
+    s.jobs.push(job(9, "qemu"));
+    assert_eq!(pairs(&s), [(9, "q1".to_owned())]);
+}
+
+#[test]
+fn a_group_with_three_boards_free_is_scheduled_in_one_pass() {
+    let s = snap(
+        (1..=3).map(|i| member(job(i, "qemu"), "g", 3)).collect(),
+        vec![
+            dev("q1", "qemu", &[]),
+            dev("q2", "qemu", &[]),
+            dev("q3", "qemu", &[]),
+        ],
+    );
+    let out = schedule(&s);
+    let got: Vec<(u64, &str, Option<&str>)> = out
+        .assignments
+        .iter()
+        .map(|a| (a.job, a.device.as_str(), a.group.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "q1", Some("g")),
+            (2, "q2", Some("g")),
+            (3, "q3", Some("g"))
+        ]
+    );
+}
+
+#[test]
+fn a_group_missing_a_member_is_not_scheduled() {
+    let s = snap(
+        (1..=2).map(|i| member(job(i, "qemu"), "g", 3)).collect(),
+        vec![
+            dev("q1", "qemu", &[]),
+            dev("q2", "qemu", &[]),
+            dev("q3", "qemu", &[]),
+        ],
+    );
+    assert_eq!(pairs(&s), []);
+}
+
+#[test]
+fn group_members_get_the_tags_and_pins_they_ask_for() {
+    // the tagged role goes first so that the untagged one does not take its board
+    let mut w2 = dev("b2", "bbb", &[]);
+    w2.worker = "w2".to_owned();
+    let s = Snapshot {
+        device_types: types(&[("qemu", false), ("bbb", false)]),
+        ..snap(
+            vec![
+                member(job(1, "qemu"), "g", 3),
+                member(with_tags(job(2, "qemu"), &["usb"]), "g", 3),
+                {
+                    let mut j = member(job(3, "bbb"), "g", 3);
+                    j.worker = Some("w2".to_owned());
+                    j
+                },
+            ],
+            vec![
+                dev("q1", "qemu", &["usb"]),
+                dev("q2", "qemu", &[]),
+                dev("b1", "bbb", &[]),
+                w2,
+            ],
+        )
+    };
+    assert_eq!(
+        pairs(&s),
+        [
+            (1, "q2".to_owned()),
+            (2, "q1".to_owned()),
+            (3, "b2".to_owned())
+        ]
+    );
+    // a tag no free board has: the whole group waits
+    let mut s2 = s.clone();
+    s2.jobs[1].tags = vec!["sata".to_owned()];
+    assert_eq!(pairs(&s2), []);
+    // a device pin on a busy board: the whole group waits
+    let mut s3 = s.clone();
+    s3.jobs[0].target = Target::Device("q2".to_owned());
+    s3.devices[1].state = DeviceState::Running;
+    assert_eq!(pairs(&s3), []);
+}
+
+#[test]
+fn two_groups_compete_and_the_first_in_rank_wins_whole() {
+    // three boards: group a (2) and group b (2) cannot both run; a ranks first (priority)
+    let mut jobs: Vec<QueuedJob> = vec![
+        member(job(1, "qemu"), "b", 2),
+        member(job(2, "qemu"), "b", 2),
+        member(job(3, "qemu"), "a", 2),
+        member(job(4, "qemu"), "a", 2),
+    ];
+    jobs[2].priority = Priority::HIGH;
+    jobs[3].priority = Priority::HIGH;
+    let s = snap(
+        jobs,
+        vec![
+            dev("q1", "qemu", &[]),
+            dev("q2", "qemu", &[]),
+            dev("q3", "qemu", &[]),
+        ],
+    );
+    let out = schedule(&s);
+    let got: Vec<(u64, Option<&str>)> = out
+        .assignments
+        .iter()
+        .map(|a| (a.job, a.group.as_deref()))
+        .collect();
+    assert_eq!(got, [(3, Some("a")), (4, Some("a"))]);
+    // with four boards both run
+    let mut s = s;
+    s.devices.push(dev("q4", "qemu", &[]));
+    assert_eq!(schedule(&s).assignments.len(), 4);
 }
