@@ -123,6 +123,13 @@ pub enum Json {
     Object(Vec<(String, Json)>),
 }
 
+/// An empty object (what a Python `setdefault(key, {})` starts from).
+impl Default for Json {
+    fn default() -> Self {
+        Json::Object(Vec::new())
+    }
+}
+
 impl Json {
     /// Parses a JSON text.
     pub fn parse(bytes: &[u8]) -> Result<Json, FrameError> {
