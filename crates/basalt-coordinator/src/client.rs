@@ -91,10 +91,7 @@ impl Client {
     /// Sends `message` under `message_id` to the group.
     pub async fn send(&self, message_id: &str, message: Message) -> Result<(), ClientError> {
         let message = Json::object(message.into_iter().map(|(k, v)| (k, Json::Str(v))));
-        let keys = vec![
-            ("messageID", Json::str(message_id)),
-            ("message", message),
-        ];
+        let keys = vec![("messageID", Json::str(message_id)), ("message", message)];
         self.call("lava_send", keys, SYSTEM_TIMEOUT).await.map(drop)
     }
 
@@ -123,14 +120,19 @@ impl Client {
 
     /// Blocks until every client of the group called sync with `message_id`.
     pub async fn sync(&self, message_id: &str, timeout: Duration) -> Result<(), ClientError> {
-        let keys = vec![("messageID", Json::str(message_id)), ("message", Json::Null)];
+        let keys = vec![
+            ("messageID", Json::str(message_id)),
+            ("message", Json::Null),
+        ];
         self.call("lava_sync", keys, timeout).await.map(drop)
     }
 
     /// Tells the coordinator this client is done with the group.
     pub async fn clear_group(&self, group_size: u32) -> Result<(), ClientError> {
         let keys = vec![("group_size", Json::Int(group_size.into()))];
-        self.call("clear_group", keys, SYSTEM_TIMEOUT).await.map(drop)
+        self.call("clear_group", keys, SYSTEM_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// The base message (in LAVA's key order), `request`, the call's keys, basalt's keys.
@@ -145,7 +147,10 @@ impl Client {
         let mut pairs: Vec<(String, Json)> = vec![
             ("port".into(), Json::Int(port.into())),
             ("blocksize".into(), Json::Int(4096)),
-            ("poll_delay".into(), Json::Int(self.poll_delay.as_secs().into())),
+            (
+                "poll_delay".into(),
+                Json::Int(self.poll_delay.as_secs().into()),
+            ),
             ("host".into(), Json::str(host)),
             ("hostname".into(), Json::str(&id.hostname)),
             ("client_name".into(), Json::str(&id.client_name)),
@@ -176,7 +181,9 @@ impl Client {
         let mut retry = self.poll_delay.max(Duration::from_millis(50));
         loop {
             let now = Instant::now();
-            let Some(remaining) = deadline.checked_duration_since(now).filter(|d| !d.is_zero())
+            let Some(remaining) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
             else {
                 return Err(ClientError::Timeout);
             };
@@ -231,7 +238,8 @@ impl Client {
             // closed without a reply (LAVA's server drops what it cannot read)
             return Err(Exchange::Failed(format!("no reply: {e}")));
         }
-        let chars = parse_header(&header, MAX_REPLY).map_err(|e| Exchange::Failed(e.to_string()))?;
+        let chars =
+            parse_header(&header, MAX_REPLY).map_err(|e| Exchange::Failed(e.to_string()))?;
         let mut body = Vec::new();
         let mut buf = [0u8; 4096];
         let n = loop {
@@ -275,7 +283,9 @@ fn replies(reply: Reply) -> Result<Replies, ClientError> {
             .into_iter()
             .map(|(sender, m)| {
                 let m = match m {
-                    Json::Object(pairs) => pairs.iter().map(|(k, v)| (k.clone(), text_of(v))).collect(),
+                    Json::Object(pairs) => {
+                        pairs.iter().map(|(k, v)| (k.clone(), text_of(v))).collect()
+                    }
                     _ => Message::new(),
                 };
                 (sender, m)

@@ -183,14 +183,12 @@ impl Coordinator {
                 message_id,
                 waitrole,
             } => lava_wait_all(group, &client, req.role.as_deref(), message_id, waitrole),
-            Call::LavaWait { message_id } => match group
-                .messages
-                .get(&client)
-                .and_then(|m| m.get(message_id))
-            {
-                Some(m) => Reply::Message(m.clone()),
-                None => Reply::Wait,
-            },
+            Call::LavaWait { message_id } => {
+                match group.messages.get(&client).and_then(|m| m.get(message_id)) {
+                    Some(m) => Reply::Message(m.clone()),
+                    None => Reply::Wait,
+                }
+            }
             Call::LavaSend {
                 message_id,
                 message,
@@ -401,11 +399,14 @@ mod tests {
         let mut c = Coordinator::new();
         assert_eq!(c.handle(&req("1", "server", "group_data", "")), Reply::Wait);
         assert_eq!(c.handle(&req("2", "client", "group_data", "")), Reply::Wait);
-        assert_eq!(c.handle(&req("3", "server", "group_data", "")), Reply::GroupData(vec![
-            ("1".into(), "server".into()),
-            ("3".into(), "server".into()),
-            ("2".into(), "client".into()),
-        ]));
+        assert_eq!(
+            c.handle(&req("3", "server", "group_data", "")),
+            Reply::GroupData(vec![
+                ("1".into(), "server".into()),
+                ("3".into(), "server".into()),
+                ("2".into(), "client".into()),
+            ])
+        );
     }
 
     #[test]
@@ -427,7 +428,14 @@ mod tests {
         }
         let wa = req("2", "client", "lava_wait_all", r#", "messageID": "m""#);
         assert_eq!(c.handle(&wa), Reply::Nack);
-        let send = |n: &str| req(n, "x", "lava_send", r#", "messageID": "m", "message": {"k": "v"}"#);
+        let send = |n: &str| {
+            req(
+                n,
+                "x",
+                "lava_send",
+                r#", "messageID": "m", "message": {"k": "v"}"#,
+            )
+        };
         assert_eq!(c.handle(&send("1")), Reply::Ack);
         assert_eq!(c.handle(&wa), Reply::Wait);
         c.handle(&send("2"));
@@ -437,23 +445,43 @@ mod tests {
             r#"{"response": "ack", "message": {"1": {"k": "v"}, "2": {"k": "v"}, "3": {"k": "v"}}}"#
         );
         // with a role: the first client of that role has sent it
-        let wr = req("2", "client", "lava_wait_all", r#", "messageID": "m", "waitrole": "server""#);
+        let wr = req(
+            "2",
+            "client",
+            "lava_wait_all",
+            r#", "messageID": "m", "waitrole": "server""#,
+        );
         assert!(matches!(c.handle(&wr), Reply::Message(_)));
-        let unknown = req("2", "client", "lava_wait_all", r#", "messageID": "m", "waitrole": "nope""#);
+        let unknown = req(
+            "2",
+            "client",
+            "lava_wait_all",
+            r#", "messageID": "m", "waitrole": "nope""#,
+        );
         assert_eq!(c.handle(&unknown), Reply::Nack);
     }
 
     #[test]
     fn sync_is_reusable_after_all_collected() {
         let mut c = Coordinator::new();
-        let sync = |n: &str| req(n, "r", "lava_sync", r#", "messageID": "s", "message": null"#);
+        let sync = |n: &str| {
+            req(
+                n,
+                "r",
+                "lava_sync",
+                r#", "messageID": "s", "message": null"#,
+            )
+        };
         for round in 0..2 {
             for n in ["1", "2"] {
                 assert_eq!(c.handle(&sync(n)), Reply::Wait, "round {round}");
             }
             assert_eq!(c.handle(&sync("3")), Reply::Wait);
             for n in ["1", "2", "3"] {
-                assert_eq!(msg(&c.handle(&sync(n))), r#"{"response": "ack", "message": "s"}"#);
+                assert_eq!(
+                    msg(&c.handle(&sync(n))),
+                    r#"{"response": "ack", "message": "s"}"#
+                );
             }
         }
     }
@@ -485,10 +513,18 @@ mod tests {
         assert_eq!(c.hold(8, sync("1")), None);
         assert_eq!(c.hold(9, sync("2")), None);
         assert!(c.take_released().is_empty());
-        c.handle(&req("1", "r", "lava_send", r#", "messageID": "ip", "message": {"a": "b"}"#));
+        c.handle(&req(
+            "1",
+            "r",
+            "lava_send",
+            r#", "messageID": "ip", "message": {"a": "b"}"#,
+        ));
         assert_eq!(
             c.take_released(),
-            vec![(7, Reply::Message(Json::parse(br#"{"1": {"a": "b"}}"#).unwrap()))]
+            vec![(
+                7,
+                Reply::Message(Json::parse(br#"{"1": {"a": "b"}}"#).unwrap())
+            )]
         );
         // the last arrival is answered at once and releases the others
         assert_eq!(c.hold(10, sync("3")), Some(Reply::Message(Json::str("s"))));
@@ -496,7 +532,10 @@ mod tests {
         assert_eq!(ids, vec![8, 9]);
         assert_eq!(c.held(), 0);
         // forgetting
-        assert_eq!(c.hold(11, req("2", "r", "lava_wait", r#", "messageID": "x""#)), None);
+        assert_eq!(
+            c.hold(11, req("2", "r", "lava_wait", r#", "messageID": "x""#)),
+            None
+        );
         assert!(c.forget(11));
         assert!(!c.forget(11));
     }
@@ -506,9 +545,16 @@ mod tests {
         let mut c = Coordinator::new();
         let r = Request::from_json(&Json::parse(br#"{"request": "group_data"}"#).unwrap());
         assert_eq!(c.handle(&r), Reply::Nack);
-        let r = Request::from_json(&Json::parse(br#"{"client_name": "1", "group_name": "g", "group_size": 2}"#).unwrap());
+        let r = Request::from_json(
+            &Json::parse(br#"{"client_name": "1", "group_name": "g", "group_size": 2}"#).unwrap(),
+        );
         assert_eq!(c.handle(&r), Reply::Nack);
-        let r = Request::from_json(&Json::parse(br#"{"client_name": "1", "group_name": "g", "group_size": 2, "request": "x"}"#).unwrap());
+        let r = Request::from_json(
+            &Json::parse(
+                br#"{"client_name": "1", "group_name": "g", "group_size": 2, "request": "x"}"#,
+            )
+            .unwrap(),
+        );
         assert_eq!(c.handle(&r), Reply::Nack);
         assert_eq!(c.handle(&req("1", "r", "bogus", "")), Reply::Nack);
     }

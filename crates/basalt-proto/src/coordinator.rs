@@ -461,7 +461,10 @@ impl Request {
             group_size,
             timeout,
             basalt_hold: matches!(j.get("basalt_hold"), Some(Json::Bool(true))),
-            basalt_token: j.get("basalt_token").and_then(Json::as_str).map(String::from),
+            basalt_token: j
+                .get("basalt_token")
+                .and_then(Json::as_str)
+                .map(String::from),
             call,
         }
     }
@@ -470,7 +473,10 @@ impl Request {
     pub fn holdable(&self) -> bool {
         matches!(
             self.call,
-            Call::GroupData | Call::LavaWait { .. } | Call::LavaWaitAll { .. } | Call::LavaSync { .. }
+            Call::GroupData
+                | Call::LavaWait { .. }
+                | Call::LavaWaitAll { .. }
+                | Call::LavaSync { .. }
         )
     }
 }
@@ -514,7 +520,9 @@ impl Reply {
 
     /// The framed bytes of the reply (empty for [`Reply::Close`]).
     pub fn to_frame(&self) -> Vec<u8> {
-        self.to_json().map(|j| frame(&j.dumps())).unwrap_or_default()
+        self.to_json()
+            .map(|j| frame(&j.dumps()))
+            .unwrap_or_default()
     }
 
     /// Reads a reply (what a client receives).
@@ -563,18 +571,39 @@ mod tests {
     fn frames_like_lava() {
         let f = Reply::Wait.to_frame();
         assert_eq!(f, b"00000014{\"response\": \"wait\"}".to_vec());
-        assert_eq!(decode_frame(&f, 100).unwrap().dumps(), "{\"response\": \"wait\"}");
+        assert_eq!(
+            decode_frame(&f, 100).unwrap().dumps(),
+            "{\"response\": \"wait\"}"
+        );
         assert_eq!(Reply::Close.to_frame(), Vec::<u8>::new());
     }
 
     #[test]
     fn bad_frames_are_errors() {
-        assert!(matches!(parse_header(b"0000zz14", 99), Err(FrameError::BadHeader(_))));
-        assert!(matches!(parse_header(b"FFFFFFFF", 99), Err(FrameError::TooLong { .. })));
-        assert!(matches!(decode_frame(b"0000", 99), Err(FrameError::Truncated { .. })));
-        assert!(matches!(decode_frame(b"00000005{\"a\"", 99), Err(FrameError::Truncated { .. })));
-        assert!(matches!(decode_frame(b"00000003{]}", 99), Err(FrameError::BadJson(_))));
-        assert!(matches!(decode_frame(b"00000002\xff\xfe", 99), Err(FrameError::NotUtf8)));
+        assert!(matches!(
+            parse_header(b"0000zz14", 99),
+            Err(FrameError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse_header(b"FFFFFFFF", 99),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert!(matches!(
+            decode_frame(b"0000", 99),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode_frame(b"00000005{\"a\"", 99),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode_frame(b"00000003{]}", 99),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(
+            decode_frame(b"00000002\xff\xfe", 99),
+            Err(FrameError::NotUtf8)
+        ));
         // characters, not bytes
         assert_eq!(body_len("é}".as_bytes(), 2), Ok(Some(3)));
         assert_eq!(body_len("é".as_bytes()[..1].as_ref(), 1), Ok(None));
