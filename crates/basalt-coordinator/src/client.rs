@@ -178,7 +178,9 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         let deadline = Instant::now() + timeout;
-        let mut retry = self.poll_delay.max(Duration::from_millis(50));
+        // after a refused or reset connection: soon at first (a reset comes from a busy
+        // server's full accept queue), then less often while the server is not up
+        let mut retry = Duration::from_millis(50);
         loop {
             let now = Instant::now();
             let Some(remaining) = deadline
@@ -235,8 +237,9 @@ impl Client {
         }
         let mut header = [0u8; HEADER_LEN];
         if let Err(e) = stream.read_exact(&mut header).await {
-            // closed without a reply (LAVA's server drops what it cannot read)
-            return Err(Exchange::Failed(format!("no reply: {e}")));
+            // reset or closed without a reply (LAVA's single-threaded server, its one-deep
+            // accept queue full): LAVA's client retries on any socket error, so does this one
+            return Err(Exchange::Unreachable(format!("no reply: {e}")));
         }
         let chars =
             parse_header(&header, MAX_REPLY).map_err(|e| Exchange::Failed(e.to_string()))?;

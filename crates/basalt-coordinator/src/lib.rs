@@ -17,7 +17,7 @@ pub mod tcp;
 pub use basalt_proto::coordinator::Identity;
 pub use client::{Client, ClientError, Message, Replies};
 pub use server::Coordinator;
-pub use tcp::{serve, Config};
+pub use tcp::{serve, serve_on, Config};
 
 /// LAVA's default coordinator port.
 pub const DEFAULT_PORT: u16 = 3079;

@@ -106,6 +106,11 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
     }
 }
 
+/// Binds `addr` ("HOST:PORT") and serves there (for `basalt coordinator` and the master).
+pub async fn serve_on(addr: &str, config: Config) -> std::io::Result<()> {
+    serve(TcpListener::bind(addr).await?, config).await
+}
+
 /// Why a connection ended without a reply.
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
