@@ -46,7 +46,6 @@ struct Waits {
 #[derive(Debug)]
 struct Held {
     id: HoldId,
-    group: String,
     request: Request,
 }
 
@@ -54,7 +53,11 @@ struct Held {
 #[derive(Debug, Default)]
 pub struct Coordinator {
     groups: HashMap<String, Group>,
-    held: Vec<Held>,
+    /// group name → its held requests, in arrival order (a change is evaluated against
+    /// its own group's only)
+    held: HashMap<String, Vec<Held>>,
+    /// held id → its group
+    held_group: HashMap<HoldId, String>,
     released: Vec<(HoldId, Reply)>,
 }
 
@@ -82,11 +85,11 @@ impl Coordinator {
         let group = request.group_name.clone();
         let kept = match (&reply, &group) {
             (Reply::Wait, Some(g)) if request.holdable() => {
-                self.held.push(Held {
-                    id,
-                    group: g.clone(),
-                    request,
-                });
+                self.held_group.insert(id, g.clone());
+                self.held
+                    .entry(g.clone())
+                    .or_default()
+                    .push(Held { id, request });
                 true
             }
             _ => false,
@@ -108,9 +111,16 @@ impl Coordinator {
     /// Drops a held request (its client left, or its hold timed out). `false` if it is not
     /// held (any more): its reply is then among the released ones.
     pub fn forget(&mut self, id: HoldId) -> bool {
-        let before = self.held.len();
-        self.held.retain(|h| h.id != id);
-        before != self.held.len()
+        let Some(group) = self.held_group.remove(&id) else {
+            return false;
+        };
+        if let Some(list) = self.held.get_mut(&group) {
+            list.retain(|h| h.id != id);
+            if list.is_empty() {
+                self.held.remove(&group);
+            }
+        }
+        true
     }
 
     /// The held requests answered since the last call, with their replies.
@@ -120,7 +130,7 @@ impl Coordinator {
 
     /// How many requests are held.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.held_group.len()
     }
 
     /// Whether a group exists (it is deleted once all its clients cleared it).
@@ -131,19 +141,19 @@ impl Coordinator {
     /// Evaluates the held requests of `group` again until none is released any more (each
     /// released one may change the state, as a sync's collection does).
     fn release(&mut self, group: String) {
+        let Some(mut list) = self.held.remove(&group) else {
+            return;
+        };
         loop {
             let mut changed = false;
             let mut i = 0;
-            while i < self.held.len() {
-                if self.held[i].group != group {
-                    i += 1;
-                    continue;
-                }
-                let reply = self.evaluate(&self.held[i].request.clone());
+            while i < list.len() {
+                let reply = self.evaluate(&list[i].request);
                 if reply == Reply::Wait {
                     i += 1;
                 } else {
-                    let h = self.held.remove(i);
+                    let h = list.remove(i);
+                    self.held_group.remove(&h.id);
                     self.released.push((h.id, reply));
                     changed = true;
                 }
@@ -151,6 +161,9 @@ impl Coordinator {
             if !changed {
                 break;
             }
+        }
+        if !list.is_empty() {
+            self.held.insert(group, list);
         }
     }
 
@@ -538,6 +551,30 @@ mod tests {
         );
         assert!(c.forget(11));
         assert!(!c.forget(11));
+    }
+
+    #[test]
+    fn groups_are_independent() {
+        let mut c = Coordinator::new();
+        let in_group = |g: &str, n: &str, request: &str, extra: &str| {
+            let mut r = req(n, "r", request, extra);
+            r.group_name = Some(g.into());
+            r.group_size = Some(1);
+            r
+        };
+        assert_eq!(
+            c.hold(1, in_group("a", "1", "lava_wait", r#", "messageID": "m""#)),
+            None
+        );
+        assert_eq!(
+            c.hold(2, in_group("b", "1", "lava_wait", r#", "messageID": "m""#)),
+            None
+        );
+        c.handle(&in_group("b", "1", "lava_send", r#", "messageID": "m""#));
+        let released: Vec<_> = c.take_released().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(released, vec![2]);
+        assert_eq!(c.held(), 1);
+        assert!(c.has_group("a") && c.has_group("b"));
     }
 
     #[test]
