@@ -11,11 +11,11 @@
 #   the machine ships qemu-utils 10.x from backports, which bookworm's
 #   qemu-system 7.2 would remove. Backports and the package lists live in a
 #   private APT configuration (scripts/lib/apt.sh); /etc/apt is not changed.
-# * The services of tftpd-hpa, ser2net, pdudaemon and postgresql are not started: during the
+# * The services of tftpd-hpa, ser2net, pdudaemon, postgresql and lava-coordinator are not started: during the
 #   install /usr/sbin/policy-rc.d must answer 101 ("action forbidden"). An existing
 #   policy that already does so is kept; otherwise a temporary one is put in place
 #   and the previous state restored afterwards (also after an interrupted run).
-#   On a host running systemd the four services are also left disabled. (The tests start
+#   On a host running systemd the five services are also left disabled. (The tests start
 #   a PostgreSQL cluster of their own, scripts/lib/postgres.sh.)
 # * Output: one line per step; apt's output goes to target/logs/install-deps.log.
 set -euo pipefail
@@ -57,6 +57,7 @@ PKGS=(
   git curl ca-certificates           # test definitions from git / url
   python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators (tests)
   python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
+  lava-coordinator                   # Debian's MultiNode coordinator: interop tests and benchmark
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=()
@@ -64,7 +65,7 @@ OPTIONAL_PKGS=()
 BPO_PKGS=(qemu-system-x86 qemu-system-arm)
 BPO_MIN_VERSION=1:8.0
 # Packages whose daemons must not be started by the install.
-SERVICES=(tftpd-hpa ser2net pdudaemon postgresql nfs-ganesha)
+SERVICES=(tftpd-hpa ser2net pdudaemon postgresql nfs-ganesha lava-coordinator)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVED=$POLICY.basalt-saved

@@ -46,6 +46,22 @@ enum Command {
     Devices(DevicesArgs),
     /// Workers of a master.
     Workers(WorkersArgs),
+    /// LAVA's MultiNode coordinator on TCP (LAVA's wire protocol, so LAVA's dispatchers can
+    /// use it; basalt's clients are answered without polling). Runs until interrupted.
+    Coordinator(CoordinatorArgs),
+}
+
+#[derive(Args)]
+struct CoordinatorArgs {
+    /// The address to listen on (LAVA's port is 3079).
+    #[arg(long, default_value = "127.0.0.1:3079", value_name = "HOST:PORT")]
+    listen: String,
+    /// A file holding a token: requests must then carry it (`basalt_token`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The poll delay polling (LAVA) clients should use, in seconds (logged only).
+    #[arg(long, default_value_t = 3)]
+    poll_delay: u32,
 }
 
 /// Where the master is (also `$BASALT_URL`, `$BASALT_TOKEN`).
@@ -316,6 +332,39 @@ fn one_malloc_arena() {
     }
 }
 
+/// `basalt coordinator`: serves until Ctrl-C (or SIGINT).
+fn coordinator(a: &CoordinatorArgs) -> Result<ExitCode> {
+    let token = match &a.token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?;
+            let t = t.trim().to_string();
+            anyhow::ensure!(!t.is_empty(), "the token file {} is empty", f.display());
+            Some(t)
+        }
+        None => None,
+    };
+    let config = basalt_coordinator::Config {
+        token,
+        poll_delay: a.poll_delay,
+        ..basalt_coordinator::Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        eprintln!("basalt coordinator: listening on {}", a.listen);
+        tokio::select! {
+            r = basalt_coordinator::serve_on(&a.listen, config) => {
+                r.with_context(|| format!("serving on {}", a.listen))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     one_malloc_arena();
     let cli = Cli::parse();
@@ -328,6 +377,7 @@ fn main() -> ExitCode {
         Command::Jobs(a) => jobs(&a),
         Command::Devices(a) => devices(&a),
         Command::Workers(a) => workers(&a),
+        Command::Coordinator(a) => coordinator(&a),
     };
     match result {
         Ok(code) => code,

@@ -6,12 +6,14 @@
 //! - [`capability`]: what a worker can do, and [`require_capabilities`];
 //! - [`message`]: [`WorkerMsg`] (worker → master) and [`MasterMsg`] (master → worker);
 //! - [`failure`]: [`FailureCause`], basalt's failure taxonomy;
-//! - [`codec`]: [`encode`] and [`decode`], one JSON object per ZeroMQ message.
+//! - [`codec`]: [`encode`] and [`decode`], one JSON object per ZeroMQ message;
+//! - [`coordinator`]: LAVA's MultiNode coordinator frames, requests and replies.
 
 #![forbid(unsafe_code)]
 
 pub mod capability;
 pub mod codec;
+pub mod coordinator;
 pub mod failure;
 pub mod message;
 pub mod version;
