@@ -134,6 +134,7 @@ fn main() {
         keep_job_dirs: false,
         events: false,
         anonymous_read: false,
+        coordinator: None,
     });
     let lab = match lab {
         Ok(l) => l,

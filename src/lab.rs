@@ -60,6 +60,10 @@ pub struct Spec {
     /// The master serves reads without a token (`basalt-master --anonymous-read`; off: every
     /// API request but the version needs one, as [`LocalLab::client`] sends).
     pub anonymous_read: bool,
+    /// An external MultiNode coordinator ("HOST:PORT", e.g. a `basalt coordinator` or LAVA's
+    /// lava-coordinator): the master runs none of its own (`--no-coordinator`) and gives this
+    /// one to its workers. `None`: the master's own, on a free port.
+    pub coordinator: Option<String>,
 }
 
 /// A device of the lab.
@@ -137,6 +141,8 @@ pub struct LocalLab {
     pub devices: Vec<LabDevice>,
     http: u16,
     workers_port: u16,
+    /// The master's MultiNode coordinator (`--coordinator 127.0.0.1:PORT`).
+    coordinator_port: u16,
     // dropped in this order: workers (their jobs end, their TFTP servers stop), the master, boards
     workers: Vec<Daemon>,
     master: Option<Daemon>,
@@ -216,6 +222,7 @@ impl LocalLab {
             devices: Vec::new(),
             http: free_tcp_port()?,
             workers_port: free_tcp_port()?,
+            coordinator_port: free_tcp_port()?,
             workers: Vec::new(),
             master: None,
             boards: Vec::new(),
@@ -330,6 +337,17 @@ impl LocalLab {
                 &format!("tcp://127.0.0.1:{}", self.workers_port),
             ])
             .args(["--heartbeat-secs", &self.spec.heartbeat_secs.to_string()])
+            .args(match &self.spec.coordinator {
+                Some(external) => vec![
+                    "--no-coordinator".to_string(),
+                    "--coordinator-public".into(),
+                    external.clone(),
+                ],
+                None => vec![
+                    "--coordinator".into(),
+                    format!("127.0.0.1:{}", self.coordinator_port),
+                ],
+            })
             .args(
                 self.spec
                     .events

@@ -333,7 +333,7 @@ fn one_malloc_arena() {
 }
 
 /// `basalt coordinator`: serves until Ctrl-C (or SIGINT).
-fn coordinator(a: &CoordinatorArgs) -> Result<ExitCode> {
+fn serve_coordinator(a: &CoordinatorArgs) -> Result<ExitCode> {
     let token = match &a.token_file {
         Some(f) => {
             let t = std::fs::read_to_string(f)
@@ -377,7 +377,7 @@ fn main() -> ExitCode {
         Command::Jobs(a) => jobs(&a),
         Command::Devices(a) => devices(&a),
         Command::Workers(a) => workers(&a),
-        Command::Coordinator(a) => coordinator(&a),
+        Command::Coordinator(a) => serve_coordinator(&a),
     };
     match result {
         Ok(code) => code,
@@ -1064,6 +1064,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
         keep_job_dirs: false,
         events: false,
         anonymous_read: false,
+        coordinator: None,
     };
     println!(
         "lab: starting basalt-master, worker rack-1 and its boards in {}",

@@ -194,6 +194,7 @@ fn each_failure_class_is_told_apart_in_results_api_events_and_callbacks() {
         keep_job_dirs: false,
         events: true,
         anonymous_read: false,
+        coordinator: None,
     })
     .expect("the lab starts");
     let c = lab.client();

@@ -64,6 +64,7 @@ fn a_job_submitted_with_the_cli_runs_on_the_lab() {
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(["--workers", &format!("tcp://127.0.0.1:{workers}")])
             .args(["--heartbeat-secs", "1"])
+            .args(["--coordinator", "127.0.0.1:0"])
             .arg("--device-types")
             .arg(repo.join("config/device-types"))
             .stderr(Stdio::null())

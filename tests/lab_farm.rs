@@ -34,6 +34,7 @@ fn lab(tmp: &common::TempDir, workers: Vec<WorkerSpec>) -> LocalLab {
         keep_job_dirs: true,
         events: false,
         anonymous_read: false,
+        coordinator: None,
     })
     .expect("the lab starts")
 }

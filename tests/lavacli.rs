@@ -106,6 +106,7 @@ fn lab(tmp: &common::TempDir) -> LocalLab {
         keep_job_dirs: false,
         events: false,
         anonymous_read: false,
+        coordinator: None,
     })
     .expect("the lab starts")
 }
@@ -128,6 +129,7 @@ fn lavacli_reads_anonymously_from_a_master_that_allows_it() {
         keep_job_dirs: false,
         events: false,
         anonymous_read: true,
+        coordinator: None,
     })
     .expect("the lab starts");
     lab.client()

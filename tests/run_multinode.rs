@@ -574,10 +574,10 @@ async fn an_action_waits_at_its_start_and_keeps_the_value_it_asked_for() {
     );
 }
 
-/// `basalt run --coordinator` of the corpus client sub-job: the flag reaches
-/// `connect_coordinator`, whose client is not linked in this build, so the set-up's
-/// `group_data` fails and the job ends Incomplete before its first action; without the flag
-/// the job says it needs one.
+/// `basalt run --coordinator` of the corpus client sub-job against basalt's coordinator
+/// protected by a token the job's token file does not hold: the set-up's `group_data` is
+/// refused (nack) and the job ends Incomplete before its first action; without the flag the
+/// job says it needs one.
 #[test]
 fn basalt_run_takes_the_coordinator_flags() {
     let corpus = common::corpus();
@@ -587,6 +587,19 @@ fn basalt_run_takes_the_coordinator_flags() {
     let tmp = TempDir::new("mn-cli");
     let token = tmp.path().join("token");
     std::fs::write(&token, "secret\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = basalt_coordinator::tcp::Config {
+        token: Some("another".into()),
+        ..Default::default()
+    };
+    let _server = rt.spawn(basalt_coordinator::tcp::serve(
+        rt.block_on(async { tokio::net::TcpListener::from_std(listener) })
+            .unwrap(),
+        config,
+    ));
     let run = |extra: &[&std::ffi::OsStr], out: &str| {
         let out = tmp.path().join(out);
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_basalt"))
@@ -610,17 +623,14 @@ fn basalt_run_takes_the_coordinator_flags() {
     let (code, log) = run(
         &[
             "--coordinator".as_ref(),
-            "127.0.0.1:3079".as_ref(),
+            addr.as_ref(),
             "--coordinator-token-file".as_ref(),
             token.as_os_str(),
         ],
         "with",
     );
     assert_eq!(code, Some(1), "{log}");
-    assert!(
-        log.contains("coordinator client not linked in this build"),
-        "{log}"
-    );
+    assert!(log.contains("nack"), "{log}");
     assert!(!log.contains("start: 1 deployimages"), "no action ran");
     let (code, log) = run(&[], "without");
     assert_eq!(code, Some(1), "{log}");

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One message: key -> value.
-pub type Message = BTreeMap<String, String>;
-/// Replies to a wait: sender client -> its message.
-pub type Replies = BTreeMap<String, Message>;
+/// One message (key -> value) and the replies to a wait (sender client -> its message), as
+/// the coordinator client has them.
+pub use basalt_coordinator::{Message, Replies};
 
 /// LAVA's `LAVA_MULTINODE_SYSTEM_TIMEOUT`: how long `group_data` and `clear_group` may take.
 pub const SYSTEM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,72 +65,65 @@ impl std::fmt::Debug for dyn Coordinator {
     }
 }
 
-/// Who this sub-job is to the coordinator (LAVA's base message keys).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CoordinatorIdentity {
-    /// `target_group`.
-    pub group_name: String,
-    /// The sub-job's numeric job id.
-    pub client_name: String,
-    pub role: String,
-    /// The worker's host name.
-    pub hostname: String,
-}
+/// Who this sub-job is to the coordinator (LAVA's base message keys: `target_group`, the
+/// numeric job id, the role, the worker's host name).
+pub use basalt_coordinator::Identity as CoordinatorIdentity;
 
-/// The coordinator at `addr` ("HOST:PORT") for `identity`. The TCP client lives in the
-/// `basalt-coordinator` crate, which this build does not link: every call of the coordinator
-/// returned here fails with [`CoordinatorError::Io`].
+/// The coordinator at `addr` ("HOST:PORT") for `identity`: LAVA's wire protocol through
+/// `basalt_coordinator::Client`, which holds its waits on basalt's coordinator and polls
+/// LAVA's.
 pub fn connect_coordinator(
     addr: String,
     identity: CoordinatorIdentity,
     token: Option<String>,
 ) -> Arc<dyn Coordinator> {
-    Arc::new(Unlinked {
-        _addr: addr,
-        _identity: identity,
-        _token: token,
-    })
+    Arc::new(Remote(basalt_coordinator::Client::new(
+        addr, identity, token,
+    )))
 }
 
-/// The stand-in for the coordinator client until it is linked in.
-struct Unlinked {
-    _addr: String,
-    _identity: CoordinatorIdentity,
-    _token: Option<String>,
-}
+/// [`Coordinator`] over the TCP client.
+struct Remote(basalt_coordinator::Client);
 
-fn unlinked() -> CoordinatorError {
-    CoordinatorError::Io("coordinator client not linked in this build".into())
+impl From<basalt_coordinator::ClientError> for CoordinatorError {
+    fn from(e: basalt_coordinator::ClientError) -> CoordinatorError {
+        use basalt_coordinator::ClientError as E;
+        match e {
+            E::Nack => CoordinatorError::Nack,
+            E::Timeout => CoordinatorError::Timeout,
+            e @ (E::TooLong(_) | E::Io(_)) => CoordinatorError::Io(e.to_string()),
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl Coordinator for Unlinked {
+impl Coordinator for Remote {
     async fn group_data(
         &self,
-        _: u32,
-        _: Duration,
+        group_size: u32,
+        timeout: Duration,
     ) -> Result<BTreeMap<String, String>, CoordinatorError> {
-        Err(unlinked())
+        Ok(self.0.group_data(group_size, timeout).await?)
     }
-    async fn send(&self, _: &str, _: Message) -> Result<(), CoordinatorError> {
-        Err(unlinked())
+    async fn send(&self, message_id: &str, message: Message) -> Result<(), CoordinatorError> {
+        Ok(self.0.send(message_id, message).await?)
     }
-    async fn wait(&self, _: &str, _: Duration) -> Result<Replies, CoordinatorError> {
-        Err(unlinked())
+    async fn wait(&self, message_id: &str, timeout: Duration) -> Result<Replies, CoordinatorError> {
+        Ok(self.0.wait(message_id, timeout).await?)
     }
     async fn wait_all(
         &self,
-        _: &str,
-        _: Option<&str>,
-        _: Duration,
+        message_id: &str,
+        role: Option<&str>,
+        timeout: Duration,
     ) -> Result<Replies, CoordinatorError> {
-        Err(unlinked())
+        Ok(self.0.wait_all(message_id, role, timeout).await?)
     }
-    async fn sync(&self, _: &str, _: Duration) -> Result<(), CoordinatorError> {
-        Err(unlinked())
+    async fn sync(&self, message_id: &str, timeout: Duration) -> Result<(), CoordinatorError> {
+        Ok(self.0.sync(message_id, timeout).await?)
     }
-    async fn clear_group(&self, _: u32) -> Result<(), CoordinatorError> {
-        Err(unlinked())
+    async fn clear_group(&self, group_size: u32) -> Result<(), CoordinatorError> {
+        Ok(self.0.clear_group(group_size).await?)
     }
 }
 

@@ -99,6 +99,7 @@ impl Master {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--http", "127.0.0.1:0", "--workers", "tcp://127.0.0.1:*"])
+            .args(["--coordinator", "127.0.0.1:0"])
             .args(["--heartbeat-secs", &HEARTBEAT_SECS.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

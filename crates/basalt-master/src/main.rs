@@ -69,6 +69,14 @@ struct Cli {
     /// (the address it binds).
     #[arg(long, value_name = "HOST:PORT")]
     coordinator_public: Option<String>,
+    /// Runs no coordinator: MultiNode sub-jobs use the one at `--coordinator-public` (or
+    /// `--coordinator`), e.g. a `basalt coordinator` shared by several masters or LAVA's.
+    #[arg(long)]
+    no_coordinator: bool,
+    /// The coordinator answers only requests carrying this token (the file's first line);
+    /// workers pass it with `--job-arg=--coordinator-token-file=FILE`.
+    #[arg(long, value_name = "FILE")]
+    coordinator_token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -213,10 +221,19 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
             .map(|c| basalt_proto::Capability::new(c.clone()))
             .collect(),
         anonymous_read: cli.anonymous_read,
-        coordinator: cli
-            .coordinator_public
-            .clone()
-            .unwrap_or_else(|| cli.coordinator.clone()),
+        coordinator: String::new(),
+    };
+    // the coordinator's address for the workers: the public one, else where it is bound
+    // (`--coordinator 127.0.0.1:0` takes a free port)
+    let (_coordinator, bound) = if cli.no_coordinator {
+        (None, cli.coordinator.clone())
+    } else {
+        let (task, addr) = coordinator(&cli).await?;
+        (Some(task), addr.to_string())
+    };
+    let config = Config {
+        coordinator: cli.coordinator_public.clone().unwrap_or(bound),
+        ..config
     };
     let (handle, endpoint) = engine::start(config, store)?;
     let listener = tokio::net::TcpListener::bind(&cli.http)
@@ -229,6 +246,49 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         .map_err(io_error(addr))?;
     eprintln!("basalt-master: stopped");
     Ok(())
+}
+
+/// The MultiNode coordinator on `--coordinator`, served until the returned task is dropped
+/// (it aborts on drop), and the address it is bound to.
+async fn coordinator(cli: &Cli) -> Result<(AbortOnDrop, std::net::SocketAddr), MasterError> {
+    let token = match &cli.coordinator_token_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(io_error(f.display()))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&cli.coordinator)
+        .await
+        .map_err(io_error(format!("--coordinator {}", cli.coordinator)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_error(format!("--coordinator {}", cli.coordinator)))?;
+    let protected = if token.is_some() {
+        ", token protected"
+    } else {
+        ""
+    };
+    eprintln!("basalt-master: MultiNode coordinator on {addr}{protected}");
+    let config = basalt_coordinator::tcp::Config {
+        token,
+        ..Default::default()
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = basalt_coordinator::tcp::serve(listener, config).await {
+            eprintln!("basalt-master: the coordinator stopped: {e}");
+        }
+    });
+    Ok((AbortOnDrop(task), addr))
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Completes on SIGINT or SIGTERM (or at once when neither can be listened for).

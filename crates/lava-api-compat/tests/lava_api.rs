@@ -120,6 +120,7 @@ fn lava_api_crate_reads_and_drives_a_basalt_lab() {
         keep_job_dirs: false,
         events: false,
         anonymous_read: false,
+        coordinator: None,
     })
     .expect("the lab starts");
     // a device with tags, of a type no job asks for
