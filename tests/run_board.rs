@@ -150,6 +150,22 @@ fn run_on_board_terminal(
     let board = Board::start_with_console(&["--telnet", "0"], &all);
     let tmp = TempDir::new("board");
     let dict = board_device(&board, tmp.path());
+    // a boot block marked `# with dtbo`: two device tree overlays, applied by the board
+    let dtbo = boot_block.contains("# with dtbo\n");
+    let mut dtbo_keys = String::new();
+    if dtbo {
+        let mut text = std::fs::read_to_string(&dict).unwrap();
+        text.push_str("{% set enable_dtbo_support = true %}\n");
+        std::fs::write(&dict, text).unwrap();
+        dtbo_keys.push_str("    dtbo:\n");
+        for name in ["uart.dtbo", "leds.dtbo"] {
+            let path = tmp.path().join(name);
+            let mut blob = vec![0xd0, 0x0d, 0xfe, 0xed];
+            blob.resize(256, 0);
+            std::fs::write(&path, blob).unwrap();
+            dtbo_keys.push_str(&format!("    - url: file://{}\n", path.display()));
+        }
+    }
     // A dummy kernel and dtb (the board checks that something was loaded), and the real
     // initramfs that becomes the board's root.
     let kernel = tmp.path().join("Image");
@@ -160,7 +176,7 @@ fn run_on_board_terminal(
     let job = format!(
         "device_type: basalt-board\njob_name: demo on basalt-board\ntimeouts:\n  job:\n    minutes: 5\n  action:\n    minutes: 1\n\
          visibility: public\npriority: medium\nactions:\n\
-         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n{ramdisk_extra}    dtb:\n      url: file://{}\n\
+         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    ramdisk:\n      url: file://{}\n{ramdisk_extra}    dtb:\n      url: file://{}\n{dtbo_keys}\
          {boot_block}{test_block}",
         kernel.display(),
         initrd.display(),
@@ -272,6 +288,43 @@ fn demo_job_with_basalts_own_tftp_server() {
         o.log.contains("Bytes transferred"),
         "the board fetched files over TFTP"
     );
+}
+
+/// `dtbo:` overlays on a device with `enable_dtbo_support`: each staged under `dtbo<i>/`,
+/// loaded at the dtbo address and applied to the resized base tree, in order.
+#[test]
+fn device_tree_overlays_are_loaded_and_applied_in_order() {
+    let o = run_on_board(
+        &[],
+        &uboot_boot("    # with dtbo\n"),
+        &demo_test_block(),
+        |_| {},
+    );
+    assert_eq!(o.code, Some(0), "log tail:\n{}", tail(&o.log));
+    let sent: Vec<&str> = o
+        .log
+        .lines()
+        .filter_map(|l| l.split("boot command: ").nth(1))
+        .map(|c| c.strip_suffix("\"}").unwrap_or(c))
+        .collect();
+    let fdt: Vec<&&str> = sent
+        .iter()
+        .filter(|c| c.starts_with("fdt ") || c.contains("dtbo"))
+        .collect();
+    assert_eq!(fdt.len(), 6, "{sent:?}");
+    assert!(fdt[0].starts_with("fdt addr 0x"), "{fdt:?}");
+    assert_eq!(*fdt[1], "fdt resize 1048576", "{fdt:?}");
+    for (i, name) in [(0, "uart.dtbo"), (1, "leds.dtbo")] {
+        let load = fdt[2 + 2 * i];
+        let apply = fdt[3 + 2 * i];
+        assert!(
+            load.starts_with("tftp 0x") && load.ends_with(&format!("/dtbo{i}/{name}")),
+            "{fdt:?}"
+        );
+        let addr = load.split(' ').nth(1).unwrap_or("");
+        assert_eq!(*apply, format!("fdt apply {addr}"), "{fdt:?}");
+    }
+    assert!(!o.log.contains("FDT_ERR"), "the board applied both");
 }
 
 #[test]

@@ -65,6 +65,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("echo", "echo args to console"),
     ("env", "environment handling commands"),
     ("false", "do nothing, unsuccessfully"),
+    ("fdt", "flattened device tree utility commands"),
     ("help", "print command description/usage"),
     ("printenv", "print environment variables"),
     ("reset", "Perform RESET of the CPU"),
@@ -85,6 +86,7 @@ fn usage(cmd: &str) -> &'static str {
         "setenv" => "setenv [-f] name value ...\n    - [forcibly] set environment variable 'name' to 'value ...'\nsetenv [-f] name\n    - [forcibly] delete environment variable 'name'",
         "printenv" => "printenv [-a]\n    - print [all] values of all environment variables\nprintenv name ...\n    - print value of environment variable 'name'",
         "tftpboot" => "tftpboot [loadAddress] [[hostIPaddr:]bootfilename]",
+        "fdt" => "fdt addr [-c] [-q] <addr> [<size>]  - Set the [control] fdt location to <addr>\nfdt apply <addr>                    - Apply overlay to the DT\nfdt resize [<extrasize>]            - Resize fdt to size + padding to 4k addr + some optional <extrasize> if needed",
         "dhcp" => "dhcp [loadAddress] [[hostIPaddr:]bootfilename]",
         "booti" => "booti [addr [initrd[:size]] [fdt]]\n    - boot Linux 'Image' stored at 'addr'\n\tThe argument 'initrd' is optional and specifies the address\n\tof an initrd in memory. The optional parameter ':size' allows\n\tspecifying the size of a RAW initrd.\n\tSince booting a Linux kernel requires a flat device-tree, a\n\tthird argument providing the address of the device-tree blob\n\tis required. To boot a kernel with a device-tree blob but\n\twithout an initrd image, use a '-' for the initrd argument.",
         "bootz" => "bootz [addr [initrd[:size]] [fdt]]\n    - boot Linux zImage stored in memory",
@@ -500,12 +502,60 @@ impl UBoot {
             }
             "dhcp" => self.dhcp(ctx, args).await,
             "tftpboot" => self.tftpboot(ctx, args).await,
+            "fdt" => self.fdt(ctx, args).await,
             "booti" | "bootz" | "bootm" => self.boot_kernel(ctx, cmd, args).await,
             _ => {
                 ctx.puts(&format!("Unknown command '{name}' - try 'help'\n"))
                     .await;
                 Flow::Status(false)
             }
+        }
+    }
+
+    /// `fdt addr`, `fdt resize`, `fdt apply`: the working tree is set, given room, and device
+    /// tree overlays (blobs with the FDT magic) applied to it, with U-Boot's messages.
+    async fn fdt(&mut self, ctx: &mut Ctx<'_>, args: &[String]) -> Flow {
+        const NO_ADDR: &str = "No FDT memory address configured. Please configure\nthe FDT address via \"fdt addr <address>\" command.\nAborting!\n";
+        let addr = args.get(1).and_then(|a| parse_hex(a));
+        match args.first().map(String::as_str) {
+            Some("addr") => {
+                let Some(a) = addr else {
+                    return self.show_usage(ctx, "fdt").await;
+                };
+                if self.memory.at(a).is_none() {
+                    ctx.puts("libfdt fdt_check_header(): FDT_ERR_BADMAGIC\n")
+                        .await;
+                    return Flow::Status(false);
+                }
+                self.env.insert("fdtaddr".into(), format!("{a:x}"));
+                Flow::Status(true)
+            }
+            Some("resize") => {
+                if self.hex_var("fdtaddr").is_none() {
+                    ctx.puts(NO_ADDR).await;
+                    return Flow::Status(false);
+                }
+                Flow::Status(true)
+            }
+            Some("apply") => {
+                if self.hex_var("fdtaddr").is_none() {
+                    ctx.puts(NO_ADDR).await;
+                    return Flow::Status(false);
+                }
+                let Some(a) = addr else {
+                    return self.show_usage(ctx, "fdt").await;
+                };
+                let overlay = self
+                    .memory
+                    .at(a)
+                    .is_some_and(|d| be32(d, 0) == Some(FDT_MAGIC));
+                if !overlay {
+                    ctx.puts("failed on fdt_overlay_apply(): FDT_ERR_BADMAGIC\nbase fdt does did not have a /__symbols__ node\nmake sure you've compiled with -@\n").await;
+                    return Flow::Status(false);
+                }
+                Flow::Status(true)
+            }
+            _ => self.show_usage(ctx, "fdt").await,
         }
     }
 

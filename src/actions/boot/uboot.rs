@@ -276,6 +276,13 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
             .and_then(Node::scalar_text)
     };
     let (kernel, ramdisk, dtb, tee) = (rel("kernel"), rel("ramdisk"), rel("dtb"), rel("tee"));
+    // the deploy's device tree overlays, in order (`dtbo0`, `dtbo1`, ...)
+    let dtbos: Vec<String> = (0..)
+        .map(|i| rel(&format!("dtbo{i}")))
+        .take_while(Option::is_some)
+        .flatten()
+        .collect();
+    let list = expand_dtbo_commands(ctx, &list, &dtbos);
     let add_header = ctx
         .device
         .node
@@ -304,7 +311,16 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         ("TEE", tee.clone()),
         ("KERNEL_ADDR", kernel_addr),
         ("RAMDISK_ADDR", ramdisk_addr),
-        ("DTB_ADDR", dtb.and(dtb_addr)),
+        ("DTB_ADDR", dtb.clone().and(dtb_addr.clone())),
+        ("DTB_BASE_ADDR", dtb.and(dtb_addr)),
+        (
+            "DTB_BASE_RESIZE",
+            ctx.device
+                .node
+                .path(&["parameters", "dtb_base_resize"])
+                .and_then(Node::scalar_text),
+        ),
+        ("DTBO_ADDR", addr("dtbo")),
         ("TEE_ADDR", tee.and(addr("tee"))),
         ("BOOTX", Some(bootx_line)),
         ("ROOT", media.as_ref().and_then(|m| m.root.clone())),
@@ -324,6 +340,39 @@ fn run_overlay(ctx: &mut Ctx, node: &ActionNode) -> Result<(), ActionError> {
         ctx.log.debug(format!("boot command: {c}"));
     }
     Ok(())
+}
+
+/// LAVA's default `apply_dtbo_commands` (base-uboot.jinja2): each overlay loaded at the same
+/// address and applied in turn.
+const APPLY_DTBO_COMMANDS: [&str; 2] = ["tftp {DTBO_ADDR} {DTBO}", "fdt apply {DTBO_ADDR}"];
+
+/// `{APPLY_DTBO_COMMANDS}` replaced by the device's `apply_dtbo_commands` once per overlay,
+/// `{DTBO}` naming it; without overlays the line goes, and with it the `fdt` lines that only
+/// prepare their application.
+fn expand_dtbo_commands(ctx: &Ctx, list: &[String], dtbos: &[String]) -> Vec<String> {
+    const PH: &str = "{APPLY_DTBO_COMMANDS}";
+    if !list.iter().any(|l| l.contains(PH)) {
+        return list.to_vec();
+    }
+    let apply: Vec<String> = param(ctx, "apply_dtbo_commands")
+        .and_then(Node::as_seq)
+        .map(|s| s.iter().filter_map(Node::scalar_text).collect())
+        .unwrap_or_else(|| APPLY_DTBO_COMMANDS.map(str::to_string).to_vec());
+    let mut out = Vec::with_capacity(list.len() + dtbos.len() * apply.len());
+    for line in list {
+        if line.contains(PH) {
+            for dtbo in dtbos {
+                out.extend(apply.iter().map(|a| a.replace("{DTBO}", dtbo)));
+            }
+        } else if dtbos.is_empty()
+            && (line.contains("{DTB_BASE_ADDR}") || line.contains("{DTB_BASE_RESIZE}"))
+        {
+            continue;
+        } else {
+            out.push(line.clone());
+        }
+    }
+    out
 }
 
 /// A boot from the secondary medium an earlier `usb`/`sata` deploy wrote (LAVA's

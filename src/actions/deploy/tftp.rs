@@ -23,6 +23,10 @@ pub(crate) fn pipeline(
             download(b, s, &mut node, key, img)?;
         }
     }
+    // device tree overlays (`dtbo:` list), after the other files, in order
+    for (key, img) in d.images.iter().filter(|(k, _)| is_dtbo(k)) {
+        download(b, s, &mut node, key, img)?;
+    }
     let prep = b.child(
         s,
         &mut node,
@@ -58,6 +62,12 @@ pub(crate) fn pipeline(
         b.child(s, &mut node, DEVICE_ENV);
     }
     Ok(node)
+}
+
+/// Whether image `key` is one of the deploy's device tree overlays (`dtbo0`, `dtbo1`, ...).
+pub(crate) fn is_dtbo(key: &str) -> bool {
+    key.strip_prefix("dtbo")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 action! {

@@ -328,8 +328,12 @@ pub(super) fn read_deploy(r: &mut Report, n: &Node, path: &str) -> Option<Deploy
             if to == DeployTo::Tftp {
                 if let Some(d) = f.opt("dtbo") {
                     let dpath = f.sub("dtbo");
+                    // LAVA stages overlay i under `dtbo<i>/` and applies them in order
                     for (i, item) in list(r, d, &dpath).iter().enumerate() {
-                        read_image(r, item, &index(&dpath, i), ImageKind::Plain);
+                        if let Some(img) = read_image(r, item, &index(&dpath, i), ImageKind::Plain)
+                        {
+                            images.push((format!("dtbo{i}"), img));
+                        }
                     }
                 }
                 if let Some(x) = f.opt("extra_files") {
