@@ -285,6 +285,12 @@ impl LocalLab {
         Ok(lab)
     }
 
+    /// The master's URL (`http://127.0.0.1:PORT`) and the admin token, for `basalt ... --url
+    /// URL --token TOKEN`.
+    pub fn url_and_token(&self) -> (&str, &str) {
+        (&self.url, &self.token)
+    }
+
     /// A client of the master's API with the admin token.
     pub fn client(&self) -> Client {
         Client::new(&self.url, Some(self.token.clone()))

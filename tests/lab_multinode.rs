@@ -249,6 +249,28 @@ fn run_talking_group(lab: &LocalLab, late_type: &str) {
             assert!(passed(&r, case), "{id} {case}: {r:?}");
         }
     }
+    // `basalt jobs show` lists the group with LAVA's N.M ids and the roles
+    let (url, token) = lab.url_and_token();
+    let shown = std::process::Command::new(common::bin_dir().join("basalt"))
+        .args([
+            "jobs",
+            "show",
+            &late.to_string(),
+            "--url",
+            url,
+            "--token",
+            token,
+        ])
+        .output()
+        .expect("basalt jobs show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("MultiNode group"), "{shown}");
+    for n in 0..3 {
+        assert!(shown.contains(&format!("{}.{n}", ids[0])), "{shown}");
+    }
+    for role in ["server", "client", "late"] {
+        assert!(shown.contains(role), "{shown}");
+    }
     // the late client's first action began only after the server sent lava_start
     let sent = when(&c, server, "LAVA_SEND lava_start").expect("the server's lava_start");
     let deployed = when(&c, late, "start: 1 ").expect("the late client's first action");
