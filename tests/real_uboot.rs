@@ -15,35 +15,8 @@ mod common;
 mod rig;
 
 use common::TempDir;
-use rig::{dictionary, run, Board, Netns, U_BOOT};
+use rig::{dictionary, run, smoke_job, Board, Netns, U_BOOT};
 use std::path::Path;
-
-/// A tftp deploy of the arm64 kernel and initramfs, then `boot` (the boot block's keys after
-/// `method: u-boot`), then the smoke test.
-fn job(boot: &str) -> String {
-    let fixtures = common::fixtures_dir().join("arm64");
-    let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
-    assert!(
-        kernel.is_file() && initrd.is_file(),
-        "arm64 fixtures missing: hw-tests/build-fixtures.sh"
-    );
-    format!(
-        "device_type: qemu-arm64-uboot\njob_name: real u-boot\n\
-         timeouts:\n  job:\n    minutes: 8\n  action:\n    minutes: 3\n  actions:\n    \
-         bootloader-interrupt:\n      seconds: 15\n\
-         visibility: public\npriority: medium\nactions:\n\
-         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    \
-         ramdisk:\n      url: file://{}\n\
-         - boot:\n    method: u-boot\n{boot}    prompts:\n    - '/ # '\n\
-         - test:\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
-         path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
-         format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
-         run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
-         - lava-test-case must-fail --shell false\n",
-        kernel.display(),
-        initrd.display(),
-    )
-}
 
 #[test]
 fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
@@ -64,7 +37,7 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         dir,
         "ramdisk",
         &dict,
-        &job("    commands: ramdisk\n"),
+        &smoke_job("real u-boot", "    commands: ramdisk\n"),
         &tftp_root,
     );
     assert_eq!(
@@ -93,7 +66,7 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         dir,
         "missing",
         &dict,
-        &job("    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
+        &smoke_job("real u-boot", "    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
               - tftp {KERNEL_ADDR} {KERNEL}.missing\n    - booti {KERNEL_ADDR} - ${fdtcontroladdr}\n"),
         &tftp_root,
     );
@@ -113,7 +86,7 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         dir,
         "wrong-address",
         &dict,
-        &job("    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
+        &smoke_job("real u-boot", "    commands:\n    - setenv autoload no\n    - dhcp\n    - setenv serverip {SERVER_IP}\n    \
               - tftp {KERNEL_ADDR} {KERNEL}\n    - booti 0x48000000 - ${fdtcontroladdr}\n"),
         &tftp_root,
     );
@@ -140,7 +113,7 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         dir,
         "silent",
         &dead_dict,
-        &job("    commands: ramdisk\n"),
+        &smoke_job("real u-boot", "    commands: ramdisk\n"),
         &tftp_root,
     );
     assert_eq!(silent.code, Some(1), "{}", silent.tail());

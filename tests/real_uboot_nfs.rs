@@ -19,7 +19,9 @@ mod common;
 mod rig;
 
 use common::TempDir;
-use rig::{dictionary, dictionary_for, run, run_with_env, Board, Ganesha, Netns, U_BOOT};
+use rig::{
+    dictionary, dictionary_for, run, run_with_env, smoke_job, Board, Ganesha, Netns, U_BOOT,
+};
 use std::path::Path;
 
 /// A tftp deploy of the arm64 kernel, initramfs and NFS root, a u-boot `commands: nfs` boot,
@@ -148,32 +150,6 @@ fn a_real_u_boot_boots_an_nfs_root_served_by_ganesha() {
     drop(ganesha);
 }
 
-/// A tftp deploy of the arm64 kernel (`type: image`) and initramfs, `commands: ramdisk`.
-fn bootm_job() -> String {
-    let fixtures = common::fixtures_dir().join("arm64");
-    let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
-    assert!(
-        kernel.is_file() && initrd.is_file(),
-        "arm64 fixtures missing: hw-tests/build-fixtures.sh"
-    );
-    format!(
-        "device_type: qemu-arm64-uboot\njob_name: real u-boot, bootm\n\
-         timeouts:\n  job:\n    minutes: 8\n  action:\n    minutes: 3\n  actions:\n    \
-         bootloader-interrupt:\n      seconds: 15\n\
-         visibility: public\npriority: medium\nactions:\n\
-         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    \
-         ramdisk:\n      url: file://{}\n\
-         - boot:\n    method: u-boot\n    commands: ramdisk\n    prompts:\n    - '/ # '\n\
-         - test:\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
-         path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
-         format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
-         run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
-         - lava-test-case must-fail --shell false\n",
-        kernel.display(),
-        initrd.display(),
-    )
-}
-
 #[test]
 fn a_real_u_boot_boots_the_uimage_basalt_wraps_with_bootm() {
     let tmp = TempDir::new("real-uboot-bootm");
@@ -185,7 +161,14 @@ fn a_real_u_boot_boots_the_uimage_basalt_wraps_with_bootm() {
     let board = Board::start(&board_dir, &ns, Path::new(U_BOOT));
     let dict = dictionary_for(&board_dir, &board, "bootm", "");
     let console = || std::fs::read_to_string(board_dir.join("console.log")).unwrap_or_default();
-    let ok = run(&ns, dir, "bootm", &dict, &bootm_job(), &tftp_root);
+    let ok = run(
+        &ns,
+        dir,
+        "bootm",
+        &dict,
+        &smoke_job("real u-boot, bootm", "    commands: ramdisk\n"),
+        &tftp_root,
+    );
     assert_eq!(
         ok.code,
         Some(0),

@@ -407,3 +407,30 @@ impl Ganesha {
         Ganesha { _proc: proc, log }
     }
 }
+
+/// A job named `name`: a tftp deploy of the arm64 kernel and initramfs, then `boot` (the boot block's keys after
+/// `method: u-boot`), then the smoke test.
+pub fn smoke_job(name: &str, boot: &str) -> String {
+    let fixtures = crate::common::fixtures_dir().join("arm64");
+    let (kernel, initrd) = (fixtures.join("Image"), fixtures.join("initramfs.cpio.gz"));
+    assert!(
+        kernel.is_file() && initrd.is_file(),
+        "arm64 fixtures missing: hw-tests/build-fixtures.sh"
+    );
+    format!(
+        "device_type: qemu-arm64-uboot\njob_name: {name}\n\
+         timeouts:\n  job:\n    minutes: 8\n  action:\n    minutes: 3\n  actions:\n    \
+         bootloader-interrupt:\n      seconds: 15\n\
+         visibility: public\npriority: medium\nactions:\n\
+         - deploy:\n    to: tftp\n    os: oe\n    kernel:\n      url: file://{}\n      type: image\n    \
+         ramdisk:\n      url: file://{}\n\
+         - boot:\n    method: u-boot\n{boot}    prompts:\n    - '/ # '\n\
+         - test:\n    timeout:\n      minutes: 3\n    definitions:\n    - from: inline\n      name: smoke\n      \
+         path: inline/smoke.yaml\n      repository:\n        metadata:\n          \
+         format: Lava-Test Test Definition 1.0\n          name: smoke\n          description: smoke\n        \
+         run:\n          steps:\n          - lava-test-case arch --shell test \"$(uname -m)\" = aarch64\n          \
+         - lava-test-case must-fail --shell false\n",
+        kernel.display(),
+        initrd.display(),
+    )
+}
