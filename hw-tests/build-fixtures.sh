@@ -13,6 +13,9 @@
 #                            NFSv4 and switch_roots into it)
 #   arm64/nfsrootfs.tar.gz   an NFS root: the same busybox tree without the modules, with the
 #                            marker file /etc/basalt-nfsroot  [optional]
+#   armhf/zImage             Debian bookworm armhf (armmp) kernel, a zImage (U-Boot bootz)  [optional]
+#   armhf/modules/           its virtio MMIO/PCI, net and blk modules (load: their order)
+#   armhf/initramfs.cpio.gz  the same initramfs with busybox-static:armhf and those modules  [optional]
 #   env                      KEY=VALUE lines (shell-sourceable) naming the files above
 #
 # Usage: hw-tests/build-fixtures.sh [--force] [--check]
@@ -21,8 +24,9 @@
 # Environment:
 #   BASALT_FIXTURES        output directory (default: <repo>/target/fixtures)
 #   BASALT_FIXTURES_ARM64  auto (default: build, a failure only warns) | 1 (required) | 0 (skip)
-#   BASALT_KERNEL_PKG_AMD64 / _ARM64   a given linux-image-* package instead of the
-#                          one bookworm's linux-image-amd64 / -arm64 depends on
+#   BASALT_FIXTURES_ARMHF  the same for the armhf set
+#   BASALT_KERNEL_PKG_AMD64 / _ARM64 / _ARMHF   a given linux-image-* package instead of the
+#                          one bookworm's linux-image-amd64 / -arm64 / -armmp depends on
 # Needs scripts/install-deps.sh's packages, and root when something is to be built
 # (apt, device node in the initramfs); with everything cached it runs as any user.
 # Kernels are never installed: `apt-get download` + dpkg-deb, into the cache only.
@@ -42,7 +46,7 @@ for arg in "$@"; do
     --force) FORCE=1 ;;
     --check) CHECK=1 ;;
     -h | --help)
-      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) basalt_die "unknown argument: $arg (see --help)" ;;
@@ -50,6 +54,8 @@ for arg in "$@"; do
 done
 ARM64=${BASALT_FIXTURES_ARM64:-auto}
 case $ARM64 in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_ARM64 must be auto, 0 or 1" ;; esac
+ARMHF=${BASALT_FIXTURES_ARMHF:-auto}
+case $ARMHF in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_ARMHF must be auto, 0 or 1" ;; esac
 
 OUT=${BASALT_FIXTURES:-$REPO/target/fixtures}
 mkdir -p "$OUT"
@@ -86,18 +92,19 @@ apt_ready() {
   LISTS_READY=1
 }
 
-# kernel_pkg ARCH -> the linux-image-<abi>-ARCH package that linux-image-ARCH depends on
+# kernel_pkg ARCH [FLAVOUR] -> the linux-image-<abi>-FLAVOUR package that
+# linux-image-FLAVOUR (FLAVOUR: ARCH unless given, e.g. armmp for armhf) depends on
 kernel_pkg() {
-  local arch=$1 override
+  local arch=$1 flavour=${2:-$1} override
   override=BASALT_KERNEL_PKG_${arch^^}
   if [ -n "${!override:-}" ]; then
     echo "${!override}"
     return
   fi
   local pkg
-  pkg=$(apt-cache show --no-all-versions "linux-image-$arch:$arch" |
+  pkg=$(apt-cache show --no-all-versions "linux-image-$flavour:$arch" |
     sed -n 's/^Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ :].*//' |
-    awk -v re="^linux-image-[0-9].*-$arch\$" '$0 ~ re && !found { print; found = 1 }')
+    awk -v re="^linux-image-[0-9].*-$flavour\$" '$0 ~ re && !found { print; found = 1 }')
   [ -n "$pkg" ] && echo "$pkg"
 }
 
@@ -225,19 +232,64 @@ ARM64_MODULES="drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_mo
   net/sunrpc/sunrpc fs/netfs/netfs fs/fscache/fscache fs/nfs_common/grace fs/lockd/lockd
   fs/nfs/nfs net/dns_resolver/dns_resolver fs/nfs/nfsv4"
 
-fetch_modules_arm64() {
-  local d=$OUT/arm64/modules pkg w=$WORK/m-arm64 m members=()
-  # the modules of the kernel the fixtures hold (kernel-release), not of a newer one
-  pkg=linux-image-$(cat "$OUT/arm64/kernel-release")
-  for m in $ARM64_MODULES; do members+=("./lib/modules/*/kernel/$m.ko"); done
-  fetch_deb "$w" "$pkg:arm64" "${members[@]}"
+# fetch_modules ARCH MODULES: the modules (paths under kernel/, no .ko) of the kernel the
+# fixtures hold (ARCH/kernel-release, not a newer one) into ARCH/modules, `load` their order
+fetch_modules() {
+  local arch=$1 list=$2 d=$OUT/$1/modules pkg w=$WORK/m-$1 m members=()
+  pkg=linux-image-$(cat "$OUT/$arch/kernel-release")
+  for m in $list; do members+=("./lib/modules/*/kernel/$m.ko"); done
+  fetch_deb "$w" "$pkg:$arch" "${members[@]}"
   rm -rf "$d" && mkdir -p "$d"
-  for m in $ARM64_MODULES; do
+  for m in $list; do
     mv "$w"/lib/modules/*/kernel/"$m.ko" "$d/"
     basename "$m" >>"$d/load.tmp"
   done
   mv "$d/load.tmp" "$d/load" # last: its presence marks the step as done
 }
+
+fetch_modules_arm64() { fetch_modules arm64 "$ARM64_MODULES"; }
+
+# The armhf (armmp) kernel: the same zImage Debian installs (XZ-compressed, booted by
+# U-Boot's bootz), for QEMU's 32-bit arm `virt` board.
+build_kernel_armhf() {
+  local d=$OUT/armhf pkg w=$WORK/k-armhf
+  pkg=$(kernel_pkg armhf armmp) || {
+    echo "cannot find bookworm's armhf (armmp) kernel package"
+    return 1
+  }
+  echo "kernel package: $pkg"
+  fetch_deb "$w" "$pkg:armhf" './boot/vmlinuz-*' './boot/config-*'
+  # a zImage: magic 0x016f2818 (little-endian) at 0x24
+  [ "$(od -An -tx1 -j36 -N4 "$(echo "$w"/boot/vmlinuz-*)" | tr -d ' ')" = 18286f01 ] || {
+    echo "armhf vmlinuz is not a zImage"
+    return 1
+  }
+  mkdir -p "$d"
+  mv "$w"/boot/config-* "$d/config"
+  echo "${pkg#linux-image-}" >"$d/kernel-release"
+  mv "$w"/boot/vmlinuz-* "$d/zImage"
+}
+
+fetch_busybox_armhf() {
+  local w=$WORK/bb-armhf
+  fetch_deb "$w" busybox-static:armhf ./bin/busybox
+  # ELF, e_machine 40 (EM_ARM) at offset 18
+  [ "$(od -An -tx1 -j18 -N2 "$w/bin/busybox" | tr -d ' ')" = 2800 ] || {
+    echo "busybox-static:armhf is not an arm binary"
+    return 1
+  }
+  mkdir -p "$OUT/armhf"
+  mv "$w/bin/busybox" "$OUT/armhf/busybox"
+}
+
+# The armmp kernel has virtio itself built in but its transports (MMIO, PCI: QEMU virt's
+# virtio-net-pci sits behind the built-in generic PCI host), virtio_net and virtio_blk as
+# modules: loaded in this order (each after what it needs, `modinfo -F depends`).
+ARMHF_MODULES="drivers/virtio/virtio_mmio drivers/virtio/virtio_pci_legacy_dev
+  drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci net/core/failover
+  drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk"
+
+fetch_modules_armhf() { fetch_modules armhf "$ARMHF_MODULES"; }
 
 # --- initramfs -------------------------------------------------------------------
 
@@ -471,27 +523,57 @@ build_arm64() {
   fi
   initramfs_step arm64 "$OUT/arm64/busybox" "$OUT/arm64/modules" "$OUT/arm64/nfsrootfs.tar.gz"
 }
-ARM64_OK=0
-if [ "$ARM64" != 0 ]; then
-  # in a subshell with `set -e` (a failure there stops only the arm64 part); not
-  # as `if build_arm64`, which would turn `set -e` off inside it
+# optional_set ARCH MODE : run build_ARCH unless MODE is 0; SET_OK=1 when it built (0 when
+# it failed or was skipped). MODE 1: a failure is fatal, auto: it only warns. Not to be called
+# as a condition (`if`, `&&`): that would turn `set -e` off inside build_ARCH.
+optional_set() {
+  local arch=$1 mode=$2 rc
+  SET_OK=0
+  [ "$mode" != 0 ] || return 0
+  # in a subshell with `set -e` (a failure there stops only this part); not
+  # as `if build_ARCH`, which would turn `set -e` off inside it
   set +e
   (
     set -e
-    build_arm64
+    "build_$arch"
   )
   rc=$?
   set -e
   if [ "$rc" = 0 ]; then
-    ARM64_OK=1
-  elif [ "$ARM64" = 1 ]; then
-    basalt_die "arm64 fixtures failed (BASALT_FIXTURES_ARM64=1)"
+    SET_OK=1
+  elif [ "$mode" = 1 ]; then
+    basalt_die "$arch fixtures failed (BASALT_FIXTURES_${arch^^}=1)"
   else
-    echo "$BASALT_TAG: WARNING: arm64 fixtures failed; going on without them" >&2
+    echo "$BASALT_TAG: WARNING: $arch fixtures failed; going on without them" >&2
   fi
-fi
+}
+optional_set arm64 "$ARM64"
+ARM64_OK=$SET_OK
+
+build_armhf() {
+  mkdir -p "$OUT/armhf"
+  local m want=
+  for m in $ARMHF_MODULES; do want="$want${m##*/}"$'\n'; done
+  [ "$(cat "$OUT/armhf/modules/load" 2>/dev/null)"$'\n' = "$want" ] || rm -f "$OUT/armhf/modules/load"
+  if [ "$FORCE" = 1 ] || [ ! -s "$OUT/armhf/zImage" ] || [ ! -s "$OUT/armhf/busybox" ] ||
+    [ ! -s "$OUT/armhf/modules/load" ]; then
+    apt_ready
+  fi
+  step_cached "kernel armhf" "$OUT/armhf/zImage" build_kernel_armhf
+  step_cached "busybox armhf" "$OUT/armhf/busybox" fetch_busybox_armhf
+  if ! step_cached "modules armhf" "$OUT/armhf/modules/load" fetch_modules_armhf; then
+    echo "$BASALT_TAG: the modules of $(cat "$OUT/armhf/kernel-release") are gone; fetching the current kernel" >&2
+    rm -f "$OUT/armhf/zImage"
+    step_cached "kernel armhf" "$OUT/armhf/zImage" build_kernel_armhf
+    step_cached "modules armhf" "$OUT/armhf/modules/load" fetch_modules_armhf
+  fi
+  initramfs_step armhf "$OUT/armhf/busybox" "$OUT/armhf/modules"
+}
+optional_set armhf "$ARMHF"
+ARMHF_OK=$SET_OK
 
 UBOOT_ARM64=/usr/lib/u-boot/qemu_arm64/u-boot.bin
+UBOOT_ARM=/usr/lib/u-boot/qemu_arm/u-boot.bin
 UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on zboot
 {
   echo "# written by hw-tests/build-fixtures.sh; KEY=VALUE lines, shell-sourceable"
@@ -506,7 +588,13 @@ UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on 
     echo "BASALT_NFSROOTFS_ARM64=$OUT/arm64/nfsrootfs.tar.gz"
     echo "BASALT_KERNEL_RELEASE_ARM64=$(cat "$OUT/arm64/kernel-release")"
   fi
+  if [ "$ARMHF_OK" = 1 ]; then
+    echo "BASALT_KERNEL_ARMHF=$OUT/armhf/zImage"
+    echo "BASALT_INITRD_ARMHF=$OUT/armhf/initramfs.cpio.gz"
+    echo "BASALT_KERNEL_RELEASE_ARMHF=$(cat "$OUT/armhf/kernel-release")"
+  fi
   [ ! -f "$UBOOT_ARM64" ] || echo "BASALT_UBOOT_ARM64=$UBOOT_ARM64"
+  [ ! -f "$UBOOT_ARM" ] || echo "BASALT_UBOOT_ARM=$UBOOT_ARM"
   [ ! -f "$UBOOT_X86" ] || echo "BASALT_UBOOT_X86=$UBOOT_X86"
   echo "# the initramfs shell's prompt (PS1) and its first console line"
   echo "BASALT_INITRD_PROMPT='/ # '"

@@ -3,7 +3,9 @@
 #
 #   ./scripts/test.sh               all steps, in this order:
 #       deps      scripts/install-deps.sh        (root; a quick no-op when all is installed)
-#       fixtures  hw-tests/build-fixtures.sh     (kernels + initramfs, cached in target/fixtures)
+#       fixtures  hw-tests/build-fixtures.sh     (kernels + initramfs, cached in target/fixtures;
+#                                                 amd64, and the optional arm64 and armhf sets:
+#                                                 BASALT_FIXTURES_ARM64 / _ARMHF=1 make one required)
 #       fmt       cargo fmt --all -- --check
 #       clippy    cargo clippy --all-targets --workspace -- -D warnings
 #       build     cargo build --workspace --all-targets

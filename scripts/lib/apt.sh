@@ -8,8 +8,8 @@
 #     -t bookworm-backports), for qemu-system 10.x: bookworm's qemu-system 7.2
 #     would remove the qemu-utils 10.x from backports that the machine ships
 #     (qemu-utils 10 Breaks: qemu-system-common << 8.0);
-#   * the arm64 architecture, so that `apt-get download pkg:arm64` works for the
-#     arm64 fixtures, without `dpkg --add-architecture`.
+#   * the arm64 and armhf architectures, so that `apt-get download pkg:arm64` (or
+#     `pkg:armhf`) works for the arm64 / armhf fixtures, without `dpkg --add-architecture`.
 
 BASALT_APT_DIR=${BASALT_APT_DIR:-/var/cache/basalt/apt}
 # Re-run `apt-get update` when the private lists are older than this (seconds).
@@ -20,9 +20,12 @@ basalt_apt_init() {
   mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/sources.list.d"
   host=$(dpkg --print-architecture)
   archs="\"$host\";"
-  [ "$host" = arm64 ] || archs="$archs \"arm64\";"
+  local extra=arm64,armhf a2
+  for a2 in arm64 armhf; do [ "$host" = "$a2" ] || archs="$archs \"$a2\";"; done
+  [ "$host" != arm64 ] || extra=armhf
+  [ "$host" != armhf ] || extra=arm64
   local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-  local opts="arch=${host},arm64 signed-by=$keyring"
+  local opts="arch=${host},$extra signed-by=$keyring"
   cat >"$a/sources.list.new" <<SRC
 deb [$opts] $mirror/debian bookworm main
 deb [$opts] $mirror/debian bookworm-updates main
@@ -45,7 +48,13 @@ Dpkg::Options { "--force-confdef"; "--force-confold"; };
 CONF
   local f
   for f in sources.list apt.conf; do
-    if cmp -s "$a/$f.new" "$a/$f"; then rm -f "$a/$f.new"; else mv "$a/$f.new" "$a/$f"; fi
+    if cmp -s "$a/$f.new" "$a/$f"; then
+      rm -f "$a/$f.new"
+    else
+      # a changed source or architecture: the lists no longer match it (update them)
+      mv "$a/$f.new" "$a/$f"
+      rm -f "$a/lists/.basalt-updated"
+    fi
   done
   export APT_CONFIG=$a/apt.conf DEBIAN_FRONTEND=noninteractive
 }

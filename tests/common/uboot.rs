@@ -1,6 +1,6 @@
 //! The rig of the real-U-Boot tests (tests/real_uboot.rs, tests/real_media.rs,
-//! tests/real_uboot_nfs.rs): a private network namespace with passt, QEMU's arm64 `virt`
-//! board with U-Boot in it, powered through QMP, `basalt run` inside the namespace and, for
+//! tests/real_uboot_nfs.rs, tests/real_uboot_bootz.rs): a private network namespace with
+//! passt, QEMU's arm64 (or 32-bit arm) `virt` board with U-Boot in it, powered through QMP, `basalt run` inside the namespace and, for
 //! NFS roots, nfs-ganesha there too. Included by each test with
 //! `#[path = "common/uboot.rs"] mod rig;` (next to `mod common;`).
 //!
@@ -128,7 +128,7 @@ impl Drop for Netns {
     }
 }
 
-/// The arm64 board: QEMU `virt` with U-Boot, held powered off (`-S`) until QMP says `cont`,
+/// The board: QEMU `virt` with U-Boot, held powered off (`-S`) until QMP says `cont`,
 /// its console a telnet server on 127.0.0.1, its network passt's socket.
 pub struct Board {
     _qemu: Proc,
@@ -138,6 +138,27 @@ pub struct Board {
 
 pub const QEMU_MACHINE: &[&str] = &["-M", "virt", "-cpu", "cortex-a57", "-m", "1024"];
 
+/// Which QEMU runs the board and as what machine.
+pub struct Machine {
+    pub qemu: &'static str,
+    pub args: &'static [&'static str],
+}
+
+/// The arm64 `virt` board (Debian's qemu_arm64 U-Boot).
+pub const ARM64: Machine = Machine {
+    qemu: "qemu-system-aarch64",
+    args: QEMU_MACHINE,
+};
+
+/// The 32-bit arm `virt` board (Debian's qemu_arm U-Boot, its RAM from 0x40000000): a
+/// Cortex-A15 with 512 MiB, all of it the armmp kernel's lowmem (its 3G/1G split maps
+/// ~760 MiB). `highmem` may stay on: U-Boot and the (non-LPAE) kernel both use virt's PCI
+/// window below 4 GiB and leave the one above alone (tried with and without `highmem=off`).
+pub const ARM: Machine = Machine {
+    qemu: "qemu-system-arm",
+    args: &["-M", "virt", "-cpu", "cortex-a15", "-m", "512"],
+};
+
 impl Board {
     /// A board in `dir` running `firmware` (U-Boot, or a blank image: a dead bootloader).
     pub fn start(dir: &Path, ns: &Netns, firmware: &Path) -> Board {
@@ -146,13 +167,24 @@ impl Board {
 
     /// The same with `extra` QEMU arguments (a second disk).
     pub fn start_with(dir: &Path, ns: &Netns, firmware: &Path, extra: &[String]) -> Board {
+        Board::start_on(&ARM64, dir, ns, firmware, extra)
+    }
+
+    /// A board of `machine` (arm64 or 32-bit arm `virt`), with `extra` QEMU arguments.
+    pub fn start_on(
+        machine: &Machine,
+        dir: &Path,
+        ns: &Netns,
+        firmware: &Path,
+        extra: &[String],
+    ) -> Board {
         std::fs::create_dir_all(dir).expect("the board's directory");
         let port = free_port();
         let qmp = dir.join("qmp.sock");
         let log = std::fs::File::create(dir.join("qemu.log")).expect("qemu.log");
         let qemu = ns
-            .command("qemu-system-aarch64")
-            .args(QEMU_MACHINE)
+            .command(machine.qemu)
+            .args(machine.args)
             .arg("-bios")
             .arg(firmware)
             .args(["-S", "-display", "none", "-monitor", "none"])
@@ -175,7 +207,7 @@ impl Board {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("qemu-system-aarch64 (scripts/install-deps.sh)");
+            .expect("qemu-system-aarch64 / -arm (scripts/install-deps.sh)");
         let qemu = Proc(qemu);
         wait_for("QEMU's QMP socket", Duration::from_secs(20), || {
             qmp.exists()
@@ -212,6 +244,17 @@ pub fn power_script(dir: &Path, qmp: &Path) -> PathBuf {
 
 pub const U_BOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 
+/// Debian's U-Boot for QEMU's 32-bit arm `virt` board.
+pub const U_BOOT_ARM: &str = "/usr/lib/u-boot/qemu_arm/u-boot.bin";
+
+/// A device dictionary's load addresses for one boot command (`booti`, `bootz`, `bootm`).
+pub struct LoadAddresses<'a> {
+    pub bootx: &'a str,
+    pub kernel: &'a str,
+    pub ramdisk: &'a str,
+    pub dtb: &'a str,
+}
+
 /// The device dictionary of `board` (in `dir`), powered by its QMP script.
 pub fn dictionary(dir: &Path, board: &Board) -> PathBuf {
     dictionary_with(dir, board, "")
@@ -226,17 +269,40 @@ pub fn dictionary_with(dir: &Path, board: &Board, extra: &str) -> PathBuf {
 /// kernel is wrapped as a uImage and booted with bootm, as LAVA's uboot-prepare-kernel does
 /// on a device without booti addresses) and `extra` lines.
 pub fn dictionary_for(dir: &Path, board: &Board, bootx: &str, extra: &str) -> PathBuf {
+    let addresses = LoadAddresses {
+        bootx,
+        kernel: "0x40400000",
+        ramdisk: "0x44000000",
+        dtb: "${fdtcontroladdr}",
+    };
+    dictionary_named(dir, board, "qemu-arm64-uboot", &addresses, extra)
+}
+
+/// The dictionary `dir/<name>.jinja2` of `board` with `addresses` and `extra` lines.
+pub fn dictionary_named(
+    dir: &Path,
+    board: &Board,
+    name: &str,
+    addresses: &LoadAddresses,
+    extra: &str,
+) -> PathBuf {
     let power = power_script(dir, &board.qmp);
-    let dict = dir.join("qemu-arm64-uboot.jinja2");
+    let dict = dir.join(format!("{name}.jinja2"));
+    let LoadAddresses {
+        bootx,
+        kernel,
+        ramdisk,
+        dtb,
+    } = addresses;
     std::fs::write(
         &dict,
         format!(
             "{{% extends 'u-boot.jinja2' %}}\n\
              {{% set console_device = 'ttyAMA0' %}}\n\
              {{% set bootloader_prompt = '=>' %}}\n\
-             {{% set {bootx}_kernel_addr = '0x40400000' %}}\n\
-             {{% set {bootx}_dtb_addr = '${{fdtcontroladdr}}' %}}\n\
-             {{% set {bootx}_ramdisk_addr = '0x44000000' %}}\n\
+             {{% set {bootx}_kernel_addr = '{kernel}' %}}\n\
+             {{% set {bootx}_dtb_addr = '{dtb}' %}}\n\
+             {{% set {bootx}_ramdisk_addr = '{ramdisk}' %}}\n\
              {{% set uboot_ramdisk_format = 'raw' %}}\n\
              {{% set connection_command = 'telnet 127.0.0.1 {port}' %}}\n\
              {{% set power_on_command = '{p} on' %}}\n\
