@@ -48,6 +48,8 @@ pub struct Config {
     /// The MultiNode coordinator as workers reach it ("HOST:PORT", `--coordinator` or
     /// `--coordinator-public`): given in the Start of every MultiNode sub-job.
     pub coordinator: String,
+    /// The token the coordinator requires (`None`: it takes requests without one).
+    pub coordinator_token: Option<String>,
 }
 
 /// Why a request failed.
@@ -1127,6 +1129,11 @@ impl Engine {
             job_timeout_secs: timeout,
             health_check: job.health_check,
             coordinator: job.group.is_some().then(|| self.config.coordinator.clone()),
+            coordinator_token: job
+                .group
+                .is_some()
+                .then(|| self.config.coordinator_token.clone())
+                .flatten(),
         };
         Ok((start, device.worker))
     }

@@ -73,10 +73,15 @@ struct Cli {
     /// `--coordinator`), e.g. a `basalt coordinator` shared by several masters or LAVA's.
     #[arg(long)]
     no_coordinator: bool,
-    /// The coordinator answers only requests carrying this token (the file's first line);
-    /// workers pass it with `--job-arg=--coordinator-token-file=FILE`.
+    /// The coordinator's token (the file's first line) instead of a random one made at start;
+    /// with `--no-coordinator`, the token of the external coordinator. Workers get it in each
+    /// MultiNode sub-job's Start.
     #[arg(long, value_name = "FILE")]
     coordinator_token_file: Option<PathBuf>,
+    /// The coordinator takes requests without a token, as LAVA's does (for LAVA's own
+    /// dispatchers, which cannot send one): protect it with its listen address instead.
+    #[arg(long, conflicts_with = "coordinator_token_file")]
+    coordinator_open: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -222,17 +227,28 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
             .collect(),
         anonymous_read: cli.anonymous_read,
         coordinator: String::new(),
+        coordinator_token: None,
+    };
+    // the coordinator's token: the file's, else a new one (none when it is open)
+    let token = match &cli.coordinator_token_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(io_error(f.display()))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None if cli.coordinator_open || cli.no_coordinator => None,
+        None => Some(new_token()?),
     };
     // the coordinator's address for the workers: the public one, else where it is bound
     // (`--coordinator 127.0.0.1:0` takes a free port)
     let (_coordinator, bound) = if cli.no_coordinator {
         (None, cli.coordinator.clone())
     } else {
-        let (task, addr) = coordinator(&cli).await?;
+        let (task, addr) = coordinator(&cli, token.clone()).await?;
         (Some(task), addr.to_string())
     };
     let config = Config {
         coordinator: cli.coordinator_public.clone().unwrap_or(bound),
+        coordinator_token: token,
         ..config
     };
     let (handle, endpoint) = engine::start(config, store)?;
@@ -248,16 +264,12 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
     Ok(())
 }
 
-/// The MultiNode coordinator on `--coordinator`, served until the returned task is dropped
+/// The MultiNode coordinator on `--coordinator` taking `token`, served until the returned task is dropped
 /// (it aborts on drop), and the address it is bound to.
-async fn coordinator(cli: &Cli) -> Result<(AbortOnDrop, std::net::SocketAddr), MasterError> {
-    let token = match &cli.coordinator_token_file {
-        Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(io_error(f.display()))?;
-            Some(text.lines().next().unwrap_or("").trim().to_string())
-        }
-        None => None,
-    };
+async fn coordinator(
+    cli: &Cli,
+    token: Option<String>,
+) -> Result<(AbortOnDrop, std::net::SocketAddr), MasterError> {
     let listener = tokio::net::TcpListener::bind(&cli.coordinator)
         .await
         .map_err(io_error(format!("--coordinator {}", cli.coordinator)))?;
@@ -267,7 +279,7 @@ async fn coordinator(cli: &Cli) -> Result<(AbortOnDrop, std::net::SocketAddr), M
     let protected = if token.is_some() {
         ", token protected"
     } else {
-        ""
+        ", open (no token)"
     };
     eprintln!("basalt-master: MultiNode coordinator on {addr}{protected}");
     let config = basalt_coordinator::tcp::Config {

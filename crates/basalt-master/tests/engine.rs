@@ -78,6 +78,7 @@ fn config(dir: &std::path::Path, heartbeat: Duration) -> Config {
         required_capabilities: basalt_proto::Capabilities::new(),
         anonymous_read: false,
         coordinator: "127.0.0.1:3079".into(),
+        coordinator_token: None,
     }
 }
 

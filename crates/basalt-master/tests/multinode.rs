@@ -83,6 +83,7 @@ fn rig(store: Arc<Store>) -> Rig {
         required_capabilities: basalt_proto::Capabilities::new(),
         anonymous_read: false,
         coordinator: "10.0.0.1:3079".into(),
+        coordinator_token: Some("t0ken".into()),
     };
     let master = config.key.public;
     let (handle, endpoint) = engine::start(config, store.clone()).unwrap();
@@ -235,6 +236,7 @@ async fn a_group_starts_together_with_its_roles_and_the_coordinator() {
     );
     for s in &starts {
         assert_eq!(s.coordinator.as_deref(), Some("10.0.0.1:3079"));
+        assert_eq!(s.coordinator_token.as_deref(), Some("t0ken"), "its token");
         let doc = basalt_model::yaml::load(&s.definition).unwrap();
         let p = doc.path(&["protocols", "lava-multinode"]).unwrap();
         let map = p.get("roles").unwrap().as_map().unwrap();

@@ -374,6 +374,10 @@ pub struct Start {
     /// `basalt run --coordinator` (protocol 1.2).
     #[serde(default)]
     pub coordinator: Option<String>,
+    /// The coordinator's token, when it takes only requests that carry one (the master's own
+    /// does by default): `basalt run --coordinator-token-file`. A secret: never logged.
+    #[serde(default)]
+    pub coordinator_token: Option<String>,
 }
 
 /// Cancel a job: the worker runs its cleanup and sends End (Incomplete, Canceled).

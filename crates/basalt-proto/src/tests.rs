@@ -120,6 +120,7 @@ fn master_samples() -> Vec<MasterMsg> {
             job_timeout_secs: 600,
             health_check: true,
             coordinator: Some("127.0.0.1:3079".into()),
+            coordinator_token: Some("t0ken".into()),
         }
         .into(),
         Cancel { job_id: JobId(43) }.into(),

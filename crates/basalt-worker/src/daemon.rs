@@ -429,6 +429,7 @@ async fn run_job(
         device: start.device_config,
         dir: config.state_dir.join(format!("job-{id}")),
         coordinator: start.coordinator,
+        coordinator_token: start.coordinator_token,
     };
     let mut job = match JobProcess::start(&config.basalt, &spec, &config.job_args) {
         Ok(j) => j,

@@ -33,7 +33,13 @@ pub struct JobSpec {
     pub dir: PathBuf,
     /// A MultiNode sub-job's coordinator ("HOST:PORT", from the Start): `--coordinator`.
     pub coordinator: Option<String>,
+    /// Its token (from the Start): written to `coordinator.token` in the job's directory
+    /// (mode 0600) for `--coordinator-token-file`, never on a command line.
+    pub coordinator_token: Option<String>,
 }
+
+/// The file in the job's directory that holds the coordinator's token.
+const TOKEN_FILE: &str = "coordinator.token";
 
 /// The arguments of `basalt` for `spec` (its job, device and output paths given): `run`,
 /// the paths, the job id, `--coordinator` for a MultiNode sub-job, then the worker's `args`.
@@ -58,6 +64,10 @@ pub fn run_args(
     if let Some(c) = &spec.coordinator {
         v.push("--coordinator".into());
         v.push(c.into());
+        if spec.coordinator_token.is_some() {
+            v.push("--coordinator-token-file".into());
+            v.push(spec.dir.join(TOKEN_FILE).into());
+        }
     }
     v.extend(args.iter().map(Into::into));
     v
@@ -120,6 +130,18 @@ impl JobProcess {
         let out = spec.dir.join("out");
         std::fs::write(&job, &spec.definition).map_err(io("job.yaml"))?;
         std::fs::write(&device, &spec.device).map_err(io("device.yaml"))?;
+        if let Some(token) = &spec.coordinator_token {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(spec.dir.join(TOKEN_FILE))
+                .and_then(|mut f| f.write_all(token.as_bytes()))
+                .map_err(io(TOKEN_FILE))?;
+        }
         let mut cmd = Command::new(basalt);
         cmd.args(run_args(spec, &job, &device, &out, args))
             .stdin(Stdio::null())
@@ -264,6 +286,7 @@ mod tests {
             device: String::new(),
             dir: PathBuf::from("/w/job-124"),
             coordinator: coordinator.map(str::to_string),
+            coordinator_token: None,
         }
     }
 
@@ -304,5 +327,29 @@ mod tests {
         let single = args(&spec(None));
         assert!(!single.iter().any(|a| a == "--coordinator"), "{single:?}");
         assert_eq!(single.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_token_goes_in_a_private_file_not_on_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = JobSpec {
+            dir: dir.path().join("job-124"),
+            coordinator_token: Some("s3cret".into()),
+            ..spec(Some("10.0.0.1:3079"))
+        };
+        let a = args(&spec);
+        assert!(!a.iter().any(|x| x.contains("s3cret")), "{a:?}");
+        let file = spec.dir.join(TOKEN_FILE);
+        let at = a
+            .iter()
+            .position(|x| x == "--coordinator-token-file")
+            .unwrap();
+        assert_eq!(a[at + 1], file.to_string_lossy());
+        // the true binary: it starts and the file is written before it runs
+        let _job = JobProcess::start(Path::new("/bin/true"), &spec, &[]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cret");
     }
 }

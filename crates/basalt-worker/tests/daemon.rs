@@ -205,6 +205,7 @@ fn a_job_log_arrives_exactly_once_across_a_master_restart() {
         job_timeout_secs: 300,
         health_check: false,
         coordinator: None,
+        coordinator_token: None,
     };
     let store = dir.path().join("master/jobs/21");
     let mut log = JobLogFile::open(&store).unwrap();
@@ -279,6 +280,7 @@ fn a_canceled_job_ends_incomplete_canceled() {
         job_timeout_secs: 300,
         health_check: false,
         coordinator: None,
+        coordinator_token: None,
     };
     let mut log = JobLogFile::open(&dir.path().join("master/jobs/22")).unwrap();
     let mut started = false;

@@ -32,6 +32,7 @@ fn spec(dir: &Path, id: u64, extra_step: Option<&str>) -> JobSpec {
         device,
         dir: dir.join(format!("job-{id}")),
         coordinator: None,
+        coordinator_token: None,
     }
 }
 

@@ -76,6 +76,7 @@ async fn lab(n: usize) -> Lab {
             required_capabilities: basalt_proto::Capabilities::new(),
             anonymous_read: false,
             coordinator: "127.0.0.1:3079".into(),
+            coordinator_token: None,
         },
         store,
     )

@@ -58,6 +58,7 @@ pub fn serve_with(state_dir: PathBuf, store: Store, anonymous_read: bool) -> Ser
                 required_capabilities: basalt_proto::Capabilities::new(),
                 anonymous_read,
                 coordinator: "127.0.0.1:3079".into(),
+                coordinator_token: None,
             };
             let (handle, _endpoint) = engine::start(config, Arc::new(store)).expect("engine");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
