@@ -338,8 +338,13 @@ fn serve_coordinator(a: &CoordinatorArgs) -> Result<ExitCode> {
         Some(f) => {
             let t = std::fs::read_to_string(f)
                 .with_context(|| format!("reading the token file {}", f.display()))?;
-            let t = t.trim().to_string();
-            anyhow::ensure!(!t.is_empty(), "the token file {} is empty", f.display());
+            // its first line, as `basalt run --coordinator-token-file` and the master read it
+            let t = t.lines().next().unwrap_or("").trim().to_string();
+            anyhow::ensure!(
+                !t.is_empty(),
+                "the token file {}: its first line is empty",
+                f.display()
+            );
             Some(t)
         }
         None => None,

@@ -122,6 +122,8 @@ enum MasterError {
     Link(#[from] basalt_master::link::LinkError),
     #[error("no random bytes from the system: {0}")]
     Random(getrandom::Error),
+    #[error("--coordinator-token-file {0}: its first line is empty")]
+    EmptyToken(String),
     #[error(transparent)]
     Events(#[from] basalt_master::events::EventsError),
     #[error(transparent)]
@@ -233,7 +235,11 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
     let token = match &cli.coordinator_token_file {
         Some(f) => {
             let text = std::fs::read_to_string(f).map_err(io_error(f.display()))?;
-            Some(text.lines().next().unwrap_or("").trim().to_string())
+            let token = text.lines().next().unwrap_or("").trim();
+            if token.is_empty() {
+                return Err(MasterError::EmptyToken(f.display().to_string()));
+            }
+            Some(token.to_string())
         }
         None if cli.coordinator_open || cli.no_coordinator => None,
         None => Some(new_token()?),
