@@ -40,13 +40,7 @@ fn tftp_deploys_boot_through_a_real_u_boot_and_its_faults_are_told_apart() {
         &smoke_job("real u-boot", "    commands: ramdisk\n"),
         &tftp_root,
     );
-    assert_eq!(
-        ok.code,
-        Some(0),
-        "Complete; log tail:\n{}\nconsole:\n{}",
-        ok.tail(),
-        console()
-    );
+    ok.assert_complete(&console());
     let rows = common::results(&ok.out);
     assert_eq!(ok.smoke("arch").as_deref(), Some("pass"), "{rows:?}");
     assert_eq!(ok.smoke("must-fail").as_deref(), Some("fail"), "{rows:?}");

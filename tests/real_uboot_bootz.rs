@@ -71,13 +71,7 @@ fn a_zimage_boots_with_bootz_through_a_real_u_boot() {
         &job("    commands: ramdisk\n"),
         &tftp_root,
     );
-    assert_eq!(
-        ok.code,
-        Some(0),
-        "Complete; log tail:\n{}\nconsole:\n{}",
-        ok.tail(),
-        console()
-    );
+    ok.assert_complete(&console());
     let rows = common::results(&ok.out);
     assert_eq!(ok.smoke("arch").as_deref(), Some("pass"), "{rows:?}");
     assert_eq!(ok.smoke("net").as_deref(), Some("pass"), "{rows:?}");

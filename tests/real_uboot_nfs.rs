@@ -169,13 +169,7 @@ fn a_real_u_boot_boots_the_uimage_basalt_wraps_with_bootm() {
         &smoke_job("real u-boot, bootm", "    commands: ramdisk\n"),
         &tftp_root,
     );
-    assert_eq!(
-        ok.code,
-        Some(0),
-        "Complete; log tail:\n{}\nconsole:\n{}",
-        ok.tail(),
-        console()
-    );
+    ok.assert_complete(&console());
     let rows = common::results(&ok.out);
     assert_eq!(ok.smoke("arch").as_deref(), Some("pass"), "{rows:?}");
     assert_eq!(ok.smoke("must-fail").as_deref(), Some("fail"), "{rows:?}");

@@ -356,6 +356,16 @@ impl Run {
         (field("error_msg"), field("cause"))
     }
 
+    /// Asserts the job ended Complete; if not, shows the log's tail and the board's `console`.
+    pub fn assert_complete(&self, console: &str) {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "Complete; log tail:\n{}\nconsole:\n{console}",
+            self.tail()
+        );
+    }
+
     pub fn tail(&self) -> String {
         let lines: Vec<&str> = self.log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
