@@ -88,10 +88,7 @@ pub fn render_str(
     dirs: &[PathBuf],
     context: &BTreeMap<String, Node>,
 ) -> Result<String, RenderError> {
-    let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_keep_trailing_newline(false);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    let mut env = environment();
     let search = dirs.to_vec();
     env.set_loader(move |name: &str| {
         if name.contains("..") || name.starts_with('/') {
@@ -113,22 +110,6 @@ pub fn render_str(
         }
         Ok(super::builtin::device_type(name).map(str::to_string))
     });
-    env.add_filter("shlex_quote", |v: minijinja::Value| {
-        shlex_quote(&value_text(&v))
-    });
-    env.add_filter("yaml_quote", |v: minijinja::Value| {
-        crate::yaml::quote_str(&value_text(&v))
-    });
-    env.add_filter(
-        "qemu_guest_fs_interface",
-        |arch: minijinja::Value, iface: Option<minijinja::Value>| -> String {
-            match iface {
-                Some(i) if i.is_true() => value_text(&i),
-                _ if X86_ARCHS.contains(&value_text(&arch).as_str()) => "ide".into(),
-                _ => "virtio".into(),
-            }
-        },
-    );
     let device_type = extends_target(text).unwrap_or_default();
     // A job's context reaches the template only through LAVA's context variables, each
     // checked as the value it names: a job never sets a command, binary or path the host
@@ -149,6 +130,96 @@ pub fn render_str(
         .map_err(|e| RenderError::Template(describe(&e)))?;
     tmpl.render(&ctx)
         .map_err(|e| RenderError::Template(describe(&e)))
+}
+
+/// A Jinja2 environment configured as LAVA configures it (`trim_blocks`, Python's string
+/// methods, LAVA's filters), without a loader.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("shlex_quote", |v: minijinja::Value| {
+        shlex_quote(&value_text(&v))
+    });
+    env.add_filter("yaml_quote", |v: minijinja::Value| {
+        crate::yaml::quote_str(&value_text(&v))
+    });
+    env.add_filter(
+        "qemu_guest_fs_interface",
+        |arch: minijinja::Value, iface: Option<minijinja::Value>| -> String {
+            match iface {
+                Some(i) if i.is_true() => value_text(&i),
+                _ if X86_ARCHS.contains(&value_text(&arch).as_str()) => "ide".into(),
+                _ => "virtio".into(),
+            }
+        },
+    );
+    env
+}
+
+/// The variables a dictionary sets itself (its top-level `{% set %}` lines), evaluated by
+/// Jinja2 without its device-type template: the template it extends is taken as empty, so a
+/// dictionary's own variables can be read (basalt's admin tools' `ser2net_device`, ...) on a
+/// host that does not have the device types, and whatever the template would do with them.
+/// Values are YAML nodes: a string, an integer, a boolean, a list ...
+pub fn dictionary_variables(
+    hostname: &str,
+    text: &str,
+) -> Result<BTreeMap<String, Node>, RenderError> {
+    let mut env = environment();
+    env.set_loader(|_name: &str| Ok(Some(String::new())));
+    let mut ctx = BTreeMap::new();
+    ctx.insert("scheduled_device_name", minijinja::Value::from(hostname));
+    ctx.insert(
+        "scheduled_device_type",
+        minijinja::Value::from(extends_target(text).unwrap_or_default()),
+    );
+    let tmpl = env
+        .template_from_named_str(hostname, text)
+        .map_err(|e| RenderError::Template(describe(&e)))?;
+    let rendered = tmpl
+        .render_captured(&ctx)
+        .map_err(|e| RenderError::Template(describe(&e)))?;
+    let state = rendered.state();
+    Ok(state
+        .exports()
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), from_jinja(&state.lookup(name)?))))
+        .collect())
+}
+
+/// A Jinja2 value as a YAML node (what cannot be data, a macro or a callable, is null).
+fn from_jinja(v: &minijinja::Value) -> Node {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => Node::null(),
+        ValueKind::Bool => Node::new(Value::Bool(v.is_true())),
+        ValueKind::Number => match i64::try_from(v.clone()) {
+            Ok(i) => Node::new(Value::Int(i)),
+            Err(_) => f64::try_from(v.clone())
+                .map(|f| Node::new(Value::Float(f)))
+                .unwrap_or_else(|_| Node::str(v.to_string())),
+        },
+        ValueKind::String => Node::str(v.as_str().unwrap_or_default()),
+        ValueKind::Seq | ValueKind::Iterable => Node::new(Value::Seq(
+            v.try_iter()
+                .map(|items| items.map(|i| from_jinja(&i)).collect())
+                .unwrap_or_default(),
+        )),
+        ValueKind::Map => Node::new(Value::Map(
+            v.try_iter()
+                .map(|keys| {
+                    keys.map(|k| {
+                        let item = v.get_item(&k).unwrap_or_default();
+                        (from_jinja(&k), from_jinja(&item))
+                    })
+                    .collect()
+                })
+                .unwrap_or_default(),
+        )),
+        _ => Node::null(),
+    }
 }
 
 fn value_text(v: &minijinja::Value) -> String {
@@ -235,5 +306,28 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("leaves"), "{err}");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_dictionarys_own_variables_are_read_without_its_template() {
+        let text = "{# a board #}\n{% extends 'no-such-type.jinja2' %}\n\
+                    {% set ser2net_device = '/dev/rack-usb01' %}\n\
+                    {% set ser2net_port = 7001 %}\n{% set baud_rate = 115200 %}\n\
+                    {% set fast = true %}\n{% set opts = ['-a', 'b'] %}\n\
+                    {% set name = scheduled_device_name ~ '-con' %}\n\
+                    {% block body %}{% set inner = 1 %}{% endblock %}\n";
+        let vars = dictionary_variables("bbb-01", text).unwrap();
+        assert_eq!(vars["ser2net_device"].as_str(), Some("/dev/rack-usb01"));
+        assert_eq!(vars["ser2net_port"].as_i64(), Some(7001));
+        assert_eq!(vars["baud_rate"].as_i64(), Some(115200));
+        assert_eq!(vars["fast"].as_bool(), Some(true));
+        assert_eq!(vars["opts"].as_seq().map(|s| s.len()), Some(2));
+        assert_eq!(vars["name"].as_str(), Some("bbb-01-con"));
+        assert!(
+            !vars.contains_key("inner"),
+            "a block's sets are the template's: {vars:?}"
+        );
+        let err = dictionary_variables("bad", "{% set x = %}\n").unwrap_err();
+        assert!(err.to_string().starts_with("bad:1: "), "{err}");
     }
 }
