@@ -6,6 +6,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
+//! | 7 | `admin` | the lab admin's tools for a worker host: `basalt ser2net generate` (`admin::ser2net`) |
 //! | 7 | `lab` | a lab on this machine from basalt's binaries (master, workers, boards): `basalt demo`, the lab tests |
 //! | 6 | `client` | a client of a LAVA REST API v0.2 (the master's): `basalt jobs`, `devices`, `workers` |
 //! | 6 | `run` | the executor: runs a pipeline's actions by their trait, with timeouts, retries, finalize and cleanup; `run_job` |
@@ -25,6 +26,7 @@
 
 pub mod action;
 pub mod actions;
+pub mod admin;
 pub mod client;
 pub mod device;
 pub mod error;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["action"],
     &["actions"],
     &["pipeline", "run", "client"],
-    &["lab"],
+    &["lab", "admin"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
