@@ -44,6 +44,9 @@ enum Command {
     Jobs(JobsArgs),
     /// Devices of a master.
     Devices(DevicesArgs),
+    /// ser2net 4 for a worker's serial consoles (docs/admin.md, "Serial consoles with ser2net").
+    #[command(subcommand)]
+    Ser2net(Ser2netCommand),
     /// Workers of a master.
     Workers(WorkersArgs),
     /// LAVA's MultiNode coordinator on TCP (LAVA's wire protocol, so LAVA's dispatchers can
@@ -66,7 +69,7 @@ struct CoordinatorArgs {
 
 /// Where the master is (also `$BASALT_URL`, `$BASALT_TOKEN`).
 #[derive(Args)]
-struct ServerArgs {
+struct MasterArgs {
     /// The master's HTTP address.
     #[arg(
         long,
@@ -78,6 +81,13 @@ struct ServerArgs {
     /// An API token (`basalt-master token add USER`); reads work without one.
     #[arg(long, global = true, env = "BASALT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// The master, and how to print its answers.
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    master: MasterArgs,
     /// Print JSON as the API gives it, not a table.
     #[arg(long, global = true)]
     json: bool,
@@ -141,6 +151,50 @@ enum DevicesCommand {
     List,
     /// Show one device.
     Show { hostname: String },
+}
+
+#[derive(Subcommand)]
+enum Ser2netCommand {
+    /// Print a ser2net configuration (YAML) serving each device's `ser2net_device` on a telnet
+    /// port, and on stderr each dictionary's `connection_command` line. Devices without
+    /// `ser2net_device` are skipped (listed on stderr).
+    Generate(Box<Ser2netArgs>),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("devices").required(true).args(["dictionaries", "worker"]))]
+struct Ser2netArgs {
+    /// A device dictionary (repeatable); the device's hostname is the file's stem.
+    #[arg(long = "dictionary", value_name = "FILE")]
+    dictionaries: Vec<PathBuf>,
+    /// The devices of this worker on the master (--url, --token), with their dictionaries.
+    #[arg(long, value_name = "NAME", conflicts_with = "dictionaries")]
+    worker: Option<String>,
+    #[command(flatten)]
+    master: MasterArgs,
+    /// The first port for devices without `ser2net_port`, given in hostname order.
+    #[arg(long, value_name = "PORT", default_value_t = basalt::admin::ser2net::DEFAULT_BASE_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    base_port: u16,
+    /// The address ser2net listens on (anyone who reaches it types on the consoles).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+    /// The address in `connection_command` (default: --address; 127.0.0.1 for 0.0.0.0).
+    #[arg(long, value_name = "IP")]
+    connect_address: Option<std::net::IpAddr>,
+    /// Trace every console into DIR/HOSTNAME.trace (what the board printed and what was
+    /// typed, with a timestamp at each connection).
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
+    /// Write the configuration to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write the `connection_command` lines to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    connection_commands: Option<PathBuf>,
+    /// Set `connection_command` in the --dictionary files themselves (the line replaced or
+    /// added after `extends`; nothing else changes).
+    #[arg(long, requires = "dictionaries")]
+    update_dictionaries: bool,
 }
 
 #[derive(Args)]
@@ -382,6 +436,7 @@ fn main() -> ExitCode {
         Command::Jobs(a) => jobs(&a),
         Command::Devices(a) => devices(&a),
         Command::Workers(a) => workers(&a),
+        Command::Ser2net(Ser2netCommand::Generate(a)) => ser2net_generate(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };
     match result {
@@ -393,8 +448,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn client_of(s: &ServerArgs) -> basalt::client::Client {
-    basalt::client::Client::new(&s.url, s.token.clone())
+fn client_of(m: &MasterArgs) -> basalt::client::Client {
+    basalt::client::Client::new(&m.url, m.token.clone())
 }
 
 /// A JSON value as a table cell.
@@ -537,7 +592,7 @@ fn print_results(c: &basalt::client::Client, id: u64, json: bool) -> Result<()> 
 }
 
 fn jobs(a: &JobsArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let c = client_of(&a.server.master);
     match &a.command {
         JobsCommand::Submit {
             files,
@@ -627,7 +682,7 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
 }
 
 fn devices(a: &DevicesArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let c = client_of(&a.server.master);
     match &a.command {
         DevicesCommand::List => {
             let rows = c.list("devices/")?;
@@ -646,11 +701,54 @@ fn devices(a: &DevicesArgs) -> Result<ExitCode> {
 }
 
 fn workers(a: &WorkersArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let c = client_of(&a.server.master);
     match &a.command {
         WorkersCommand::List => {
             let rows = c.list("workers/")?;
             print_rows(&rows, &["hostname", "state", "health"], a.server.json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `basalt ser2net generate`: the configuration on stdout (or --output), the connection
+/// commands and what was skipped on stderr.
+fn ser2net_generate(a: &Ser2netArgs) -> Result<ExitCode> {
+    use basalt::admin::ser2net as s2n;
+    let (dicts, skipped) = match &a.worker {
+        Some(w) => s2n::dictionaries_of_worker(&client_of(&a.master), &a.master.url, w)?,
+        None => (
+            a.dictionaries
+                .iter()
+                .map(|p| s2n::Dictionary::from_file(p))
+                .collect::<Result<Vec<_>, _>>()?,
+            Vec::new(),
+        ),
+    };
+    let settings = s2n::Settings {
+        address: a.address,
+        connect_address: a.connect_address,
+        base_port: a.base_port,
+        trace: a.trace.clone(),
+    };
+    let g = s2n::generate(&dicts, skipped, &settings)?;
+    for k in &g.plan.skipped {
+        eprintln!("skipped {}: {}", k.hostname, k.why);
+    }
+    for w in &g.warnings {
+        eprintln!("warning: {w}");
+    }
+    match &a.output {
+        Some(f) => s2n::write_atomically(f, &g.yaml)?,
+        None => print!("{}", g.yaml),
+    }
+    match &a.connection_commands {
+        Some(f) => s2n::write_atomically(f, &g.commands)?,
+        None => eprint!("{}", g.commands),
+    }
+    if a.update_dictionaries {
+        for p in s2n::update_dictionaries(&g.plan, &dicts, &settings)? {
+            eprintln!("updated {}", p.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -80,6 +80,8 @@ pub enum Ser2netError {
     },
     #[error("{hostname}: no free port left between --base-port {base} and 65535")]
     NoPortLeft { hostname: String, base: u16 },
+    #[error("none of the {devices} devices sets ser2net_device: nothing for ser2net to serve")]
+    NothingToServe { devices: usize },
     #[error("--trace {dir}: {message}")]
     TraceDir { dir: String, message: String },
     #[error("worker {worker}: {source}")]
@@ -396,6 +398,95 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// What `basalt ser2net generate` makes of a worker's dictionaries.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub plan: Plan,
+    /// The ser2net configuration.
+    pub yaml: String,
+    /// `HOSTNAME: {% set connection_command = ... %}` lines.
+    pub commands: String,
+    /// What the admin should know (a listening address open to others, a missing trace
+    /// directory).
+    pub warnings: Vec<String>,
+}
+
+/// The configuration of the consoles of `dicts`; `skipped` are devices already left out
+/// (no dictionary on the master). No console at all is an error: there is nothing to serve.
+pub fn generate(
+    dicts: &[Dictionary],
+    skipped: Vec<Skipped>,
+    s: &Settings,
+) -> Result<Generated, Ser2netError> {
+    let devices = dicts.len() + skipped.len();
+    let mut plan = Plan::new(dicts, s.base_port)?;
+    plan.skipped.extend(skipped);
+    plan.skipped.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    if plan.consoles.is_empty() {
+        return Err(Ser2netError::NothingToServe { devices });
+    }
+    let yaml = plan.yaml(s)?;
+    let commands = plan.connection_command_lines(s);
+    let mut warnings = Vec::new();
+    if !s.address.is_loopback() {
+        warnings.push(format!(
+            "ser2net will listen on {}: whoever reaches those ports types on the boards' consoles",
+            s.address
+        ));
+    }
+    if let Some(dir) = &s.trace {
+        if !dir.is_dir() {
+            warnings.push(format!(
+                "--trace {}: no such directory here; create it where ser2net runs, or it traces nothing",
+                dir.display()
+            ));
+        }
+    }
+    Ok(Generated {
+        plan,
+        yaml,
+        commands,
+        warnings,
+    })
+}
+
+/// Sets the `connection_command` of every local dictionary file of `plan`
+/// ([`with_connection_command`]); all are checked before any is written, each write is
+/// atomic. Returns the files that changed.
+pub fn update_dictionaries(
+    plan: &Plan,
+    dicts: &[Dictionary],
+    s: &Settings,
+) -> Result<Vec<PathBuf>, Ser2netError> {
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+    for c in &plan.consoles {
+        let Some(d) = dicts.iter().find(|d| d.hostname == c.hostname) else {
+            continue;
+        };
+        let Some(path) = &d.path else {
+            continue;
+        };
+        let command = plan.connection_command(c, s);
+        match with_connection_command(&d.hostname, &d.origin, &d.text, &command) {
+            Ok(new) if new != d.text => changes.push((path, new)),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => {}
+        1 => return Err(errors.remove(0)),
+        _ => return Err(Ser2netError::Several(errors)),
+    }
+    let mut changed = Vec::new();
+    for (path, text) in changes {
+        write_atomically(path, &text)?;
+        changed.push(path.clone());
+    }
+    Ok(changed)
 }
 
 /// `{% set connection_command = 'COMMAND' %}` (the command holds no quote: addresses and
