@@ -193,7 +193,7 @@ struct Ser2netArgs {
     connection_commands: Option<PathBuf>,
     /// Set `connection_command` in the --dictionary files themselves (the line replaced or
     /// added after `extends`; nothing else changes).
-    #[arg(long, requires = "dictionaries")]
+    #[arg(long, conflicts_with = "worker")]
     update_dictionaries: bool,
 }
 

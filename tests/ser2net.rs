@@ -383,3 +383,86 @@ fn the_example_configuration_is_what_generate_makes_of_the_example_devices() {
         args.join(" ")
     );
 }
+
+#[test]
+fn the_devices_of_a_worker_are_read_from_the_master() {
+    let tmp = TempDir::new("ser2net-master");
+    let spec = basalt::lab::Spec {
+        dir: tmp.path().join("lab"),
+        bin_dir: common::bin_dir(),
+        fixtures: common::fixtures_dir(),
+        workers: ["rack-1", "rack-2"]
+            .into_iter()
+            .map(|name| basalt::lab::WorkerSpec {
+                name: name.into(),
+                boards: 0,
+                qemu: 1,
+            })
+            .collect(),
+        heartbeat_secs: 1,
+        bootdelay: 1,
+        keep_job_dirs: false,
+        events: false,
+        anonymous_read: false,
+        coordinator: None,
+    };
+    let lab = basalt::lab::LocalLab::start(spec).expect("the lab starts");
+    let c = lab.client();
+    c.post(
+        "devicetypes/",
+        &serde_json::json!({"name": "beaglebone-black"}),
+    )
+    .unwrap();
+    // rack-1: a board with a serial console, one with no dictionary; rack-2: another board
+    for (hostname, worker, device) in [
+        ("bbb-01", "rack-1", Some("/dev/serial/basalt/bbb-01")),
+        ("bbb-02", "rack-1", None),
+        ("bbb-03", "rack-2", Some("/dev/serial/basalt/bbb-03")),
+    ] {
+        c.post(
+            "devices/",
+            &serde_json::json!({"hostname": hostname, "device_type": "beaglebone-black", "worker_host": worker}),
+        )
+        .unwrap();
+        if let Some(device) = device {
+            let dictionary = format!(
+                "{{% extends 'beaglebone-black.jinja2' %}}\n{{% set ser2net_device = '{device}' %}}\n"
+            );
+            c.post(
+                &format!("devices/{hostname}/dictionary/"),
+                &serde_json::json!({ "dictionary": dictionary }),
+            )
+            .unwrap();
+        }
+    }
+    let (url, token) = lab.url_and_token();
+    let (ok, stdout, stderr) = generate(
+        tmp.path(),
+        &["--worker", "rack-1", "--url", url, "--token", token],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "# bbb-01, from {url}/api/v0.2/devices/bbb-01/dictionary/\nconnection: &bbb-01\n  accepter: telnet(rfc2217),tcp,127.0.0.1,7001\n  connector: serialdev,/dev/serial/basalt/bbb-01,115200n81,local\n"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("bbb-03"), "rack-2's device: {stdout}");
+    assert_eq!(stdout.matches("connection: &").count(), 1, "{stdout}");
+    for line in [
+        "skipped bbb-02: it has no device dictionary on the master\n",
+        "skipped rack-1-qemu-1: ",
+        "bbb-01: {% set connection_command = 'telnet 127.0.0.1 7001' %}\n",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing: {stderr}");
+    }
+    // --update-dictionaries is for local files only
+    let (ok, _, stderr) = generate(
+        tmp.path(),
+        &["--worker", "rack-1", "--url", url, "--update-dictionaries"],
+    );
+    assert!(
+        !ok && stderr.contains("cannot be used with '--update-dictionaries'"),
+        "{stderr}"
+    );
+}

@@ -39,17 +39,17 @@ const BAUD_RATES: &[u32] = &[
 /// Why no configuration could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum Ser2netError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: cannot write: {source}")]
+    #[error("{path}: cannot write")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("{origin}: {source}")]
+    #[error("{origin}: Jinja2 does not read it")]
     Dictionary { origin: String, source: RenderError },
     /// A dictionary variable with a value ser2net cannot use.
     #[error("{origin}: {name}: {message}")]
@@ -84,7 +84,7 @@ pub enum Ser2netError {
     NothingToServe { devices: usize },
     #[error("--trace {dir}: {message}")]
     TraceDir { dir: String, message: String },
-    #[error("worker {worker}: {source}")]
+    #[error("worker {worker}: the master does not give its devices")]
     Master { worker: String, source: ClientError },
     #[error("{url}: {message}")]
     Answer { url: String, message: String },
@@ -96,8 +96,20 @@ pub enum Ser2netError {
         line: String,
     },
     /// Several of the above, one per line.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(|e| chain(e)).collect::<Vec<_>>().join("\n"))]
     Several(Vec<Ser2netError>),
+}
+
+/// An error and its sources, `: `-separated (what `{:#}` of anyhow shows).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 /// A device dictionary to read: its device's hostname, where it came from and its text.
@@ -1065,12 +1077,12 @@ connection: &zcu-01
             ),
             (
                 "{% set ser2net_device = '/dev/ttyUSB0' %}\n{% set ser2net_port = %}\n",
-                "devices/x.jinja2: x:3: unexpected end of block",
+                "devices/x.jinja2: Jinja2 does not read it: x:3: unexpected end of block",
             ),
         ];
         for (sets, message) in cases {
             let e = Plan::new(&[dict("x", sets)], 7001).unwrap_err();
-            assert_eq!(e.to_string(), message, "{sets}");
+            assert_eq!(chain(&e), message, "{sets}");
         }
         let baud = Plan::new(
             &[dict(
