@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["log", "protocols"],
     &["action"],
     &["actions"],
-    &["pipeline", "run", "client"],
+    &["pipeline", "run", "client", "admin"],
     &["lab"],
 ];
 
