@@ -482,18 +482,38 @@ impl Default for Udevadm {
     }
 }
 
+/// Why a udevadm command did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UdevadmError {
+    /// There is no udevadm to run.
+    Absent(String),
+    /// It ran and failed, or could not be started: what it said.
+    Failed(String),
+}
+
+impl UdevadmError {
+    fn message(self) -> String {
+        match self {
+            UdevadmError::Absent(m) | UdevadmError::Failed(m) => m,
+        }
+    }
+}
+
 impl Udevadm {
-    /// Runs `udevadm ARGS`; `Err` says why it could not run or what it said when it failed.
-    fn run(&self, args: &[&str]) -> Result<(), String> {
+    /// Runs `udevadm ARGS`.
+    fn run(&self, args: &[&str]) -> Result<(), UdevadmError> {
         let out = Command::new(&self.program)
             .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    format!("'{}' is not installed (not found on PATH)", self.program.display())
+                    UdevadmError::Absent(format!(
+                        "'{}' is not installed (not found on PATH)",
+                        self.program.display()
+                    ))
                 } else {
-                    format!("cannot run '{}': {e}", self.program.display())
+                    UdevadmError::Failed(format!("cannot run '{}': {e}", self.program.display()))
                 }
             })?;
         if out.status.success() {
@@ -501,43 +521,49 @@ impl Udevadm {
         }
         let said = String::from_utf8_lossy(&out.stderr);
         let said = said.trim();
-        Err(format!(
+        Err(UdevadmError::Failed(format!(
             "'{} {}' failed ({}){}{}",
             self.program.display(),
             args.join(" "),
             out.status,
             if said.is_empty() { "" } else { ": " },
             said
-        ))
+        )))
     }
 
-    /// Whether this udevadm has `verify` (systemd ≥ 253).
-    pub fn has_verify(&self) -> bool {
-        self.run(&["verify", "--help"]).is_ok()
+    /// `Ok` when this udevadm has `verify` (systemd ≥ 253), else why not.
+    fn verify_support(&self) -> Result<(), String> {
+        match self.run(&["verify", "--help"]) {
+            Ok(()) => Ok(()),
+            Err(UdevadmError::Absent(m)) => Err(m),
+            Err(UdevadmError::Failed(_)) => {
+                Err("this udevadm has no 'verify' (systemd < 253)".to_string())
+            }
+        }
     }
 
     /// `udevadm verify FILE`.
-    pub fn verify(&self, file: &Path) -> Result<(), String> {
+    fn verify(&self, file: &Path) -> Result<(), String> {
         let f = file.to_string_lossy();
-        self.run(&["verify", &f])
+        self.run(&["verify", &f]).map_err(UdevadmError::message)
     }
 }
 
 /// How the rules were checked, for the user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Checked {
     /// basalt's parser and `udevadm verify`.
     UdevadmVerify,
-    /// basalt's parser only: this udevadm has no `verify` (or there is no udevadm).
-    Parser,
+    /// basalt's parser only, with why `udevadm verify` was not used.
+    Parser(String),
 }
 
 /// Checks generated rules: they parse back to themselves, and `udevadm verify` accepts them
 /// where it exists.
 pub fn check(text: &str, rules: &[GeneratedRule], udevadm: &Udevadm) -> Result<Checked, UdevError> {
     round_trip(text, rules)?;
-    if !udevadm.has_verify() {
-        return Ok(Checked::Parser);
+    if let Err(why) = udevadm.verify_support() {
+        return Ok(Checked::Parser(why));
     }
     let mut tmp = tempfile::Builder::new()
         .prefix("basalt-udev-")
@@ -599,10 +625,12 @@ pub fn install(text: &str, target: &Target, udevadm: &Udevadm) -> Result<PathBuf
         file: file.clone(),
         why,
     };
-    udevadm.run(&["control", "--reload"]).map_err(failed)?;
+    udevadm
+        .run(&["control", "--reload"])
+        .map_err(|e| failed(e.message()))?;
     udevadm
         .run(&["trigger", "--subsystem-match=tty", "--action=add"])
-        .map_err(failed)?;
+        .map_err(|e| failed(e.message()))?;
     Ok(path)
 }
 
@@ -693,8 +721,8 @@ pub fn generate_command(
         "basalt udev: {} rules, checked with {}",
         generated.rules.len(),
         match checked {
-            Checked::UdevadmVerify => "basalt's parser and udevadm verify",
-            Checked::Parser => "basalt's parser (this host's udevadm has no verify: systemd < 253)",
+            Checked::UdevadmVerify => "basalt's parser and udevadm verify".to_string(),
+            Checked::Parser(why) => format!("basalt's parser ({why})"),
         }
     );
     match &o.install {
