@@ -713,7 +713,10 @@ fn udev(c: &UdevCommand) -> Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&found.devices)?);
             } else if found.devices.is_empty() {
-                println!("no USB serial adapters and no other USB devices ({})", inv.describe());
+                println!(
+                    "no USB serial adapters and no other USB devices ({})",
+                    inv.describe()
+                );
             } else {
                 print_rows(&udev::list_rows(&found), udev::LIST_COLUMNS, false);
             }

@@ -193,7 +193,9 @@ fn the_worker_links_no_libudev() {
         .unwrap();
     let udev = hal.lines().find(|l| l.starts_with("udev ")).unwrap();
     assert!(udev.contains("optional = true"), "{udev}");
-    assert!(!hal.lines().any(|l| l.starts_with("default") && l.contains("usb-inventory")));
+    assert!(!hal
+        .lines()
+        .any(|l| l.starts_with("default") && l.contains("usb-inventory")));
     let worker = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/basalt-worker/Cargo.toml"),
     )
@@ -203,9 +205,11 @@ fn the_worker_links_no_libudev() {
         .find(|l| l.starts_with("basalt-hal "))
         .unwrap();
     assert!(!hal_dep.contains("usb-inventory"), "{hal_dep}");
-    assert!(deps("crates/basalt-worker/Cargo.toml").iter().all(|(n, _)| n != "udev"));
-    let cli = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .unwrap();
+    assert!(deps("crates/basalt-worker/Cargo.toml")
+        .iter()
+        .all(|(n, _)| n != "udev"));
+    let cli =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
     assert!(cli
         .lines()
         .any(|l| l.starts_with("basalt-hal ") && l.contains("usb-inventory")));

@@ -69,7 +69,10 @@ fn the_seeds_four_ftdi_adapters_give_the_seeds_four_rules() {
     let want: BTreeSet<String> = SEED.iter().map(|s| s.to_string()).collect();
     assert_eq!(got, want, "{out}");
     assert!(out.starts_with(udev::MARKER), "{out}");
-    assert!(err.contains("/dev/rack-usb01 -> /dev/ttyUSB1 (0403:6001 serial ST167569"), "{err}");
+    assert!(
+        err.contains("/dev/rack-usb01 -> /dev/ttyUSB1 (0403:6001 serial ST167569"),
+        "{err}"
+    );
     assert!(!err.contains("warning"), "{err}");
 }
 
@@ -184,17 +187,29 @@ fn list_shows_recorded_devices_and_its_json_reads_back() {
     assert!(lines[1].starts_with("/dev/ttyACM0 "), "{table}");
     assert!(lines[9].starts_with("/dev/bus/usb/001/005 "), "{table}");
     let ch340 = lines.iter().find(|l| l.contains("1a86:7523")).unwrap();
-    for cell in ["/dev/ttyUSB4", "USB Serial", "1-3.1", "pci-0000:00:14.0-usb-0:3.1:1.0", "ch341"] {
+    for cell in [
+        "/dev/ttyUSB4",
+        "USB Serial",
+        "1-3.1",
+        "pci-0000:00:14.0-usb-0:3.1:1.0",
+        "ch341",
+    ] {
         assert!(ch340.contains(cell), "{ch340}");
     }
     // --json is the fixture format: generating from it gives the same rules
-    let out = basalt(&["udev", "list", "--from", f.to_str().unwrap(), "--json"], None);
+    let out = basalt(
+        &["udev", "list", "--from", f.to_str().unwrap(), "--json"],
+        None,
+    );
     assert!(out.status.success());
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("adapters.json");
     std::fs::write(&json, &out.stdout).unwrap();
     let from_yaml = rule_lines(&generate("lab-mixed.yaml", &[]).0);
-    let out = basalt(&["udev", "generate", "--from", json.to_str().unwrap()], None);
+    let out = basalt(
+        &["udev", "generate", "--from", json.to_str().unwrap()],
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(rule_lines(&text(&out.stdout)), from_yaml);
 }
@@ -207,14 +222,18 @@ fn list_and_generate_run_on_this_host() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(
-        table.starts_with("devnode ") || table.starts_with("no USB serial adapters and no other USB devices ("),
+        table.starts_with("devnode ")
+            || table.starts_with("no USB serial adapters and no other USB devices ("),
         "{table}"
     );
     let out = basalt(&["udev", "list", "--json"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.is_array());
-    eprintln!("this host: {} USB records", v.as_array().map_or(0, |a| a.len()));
+    eprintln!(
+        "this host: {} USB records",
+        v.as_array().map_or(0, |a| a.len())
+    );
     let out = basalt(&["udev", "generate"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rules = text(&out.stdout);
@@ -252,7 +271,17 @@ fn bad_fixture_files_say_where() {
     let out = basalt(&["udev", "generate", "--from", "/nonexistent/a.yaml"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).starts_with("basalt: /nonexistent/a.yaml: No such file"));
-    let out = basalt(&["udev", "generate", "--from", data("seed-ftdi.yaml").to_str().unwrap(), "--prefix", "../etc/x"], None);
+    let out = basalt(
+        &[
+            "udev",
+            "generate",
+            "--from",
+            data("seed-ftdi.yaml").to_str().unwrap(),
+            "--prefix",
+            "../etc/x",
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--prefix '../etc/x' is not a relative name below /dev"));
 }
@@ -324,7 +353,10 @@ fn install_writes_the_file_and_has_udev_reload_it() {
     let file = dir.path().join("99-basalt-serial.rules");
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.starts_with(udev::MARKER), "{written}");
-    assert!(written.contains(" --install --rules-dir "), "the header has the command: {written}");
+    assert!(
+        written.contains(" --install --rules-dir "),
+        "the header has the command: {written}"
+    );
     let got: BTreeSet<String> = rule_lines(&written).into_iter().collect();
     assert_eq!(got, SEED.iter().map(|s| s.to_string()).collect());
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
@@ -337,10 +369,20 @@ fn install_writes_the_file_and_has_udev_reload_it() {
             "trigger --subsystem-match=tty --action=add"
         ]
     );
-    assert!(err.contains("checked with basalt's parser (this udevadm has no 'verify' (systemd < 253))"), "{err}");
-    assert!(err.contains(&format!("installed {}", file.display())), "{err}");
+    assert!(
+        err.contains("checked with basalt's parser (this udevadm has no 'verify' (systemd < 253))"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("installed {}", file.display())),
+        "{err}"
+    );
     // no temporary file left behind
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     // basalt's own file is rewritten without --force; --rules-file names another
     let out = install(dir.path(), &udevadm, &["--rules-file", "90-lab.rules"]);
@@ -350,7 +392,9 @@ fn install_writes_the_file_and_has_udev_reload_it() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = install(dir.path(), &udevadm, &["--rules-file", "../x.rules"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--rules-file '../x.rules' is not a file name ending in .rules"));
+    assert!(
+        text(&out.stderr).contains("--rules-file '../x.rules' is not a file name ending in .rules")
+    );
 }
 
 #[test]
@@ -360,7 +404,10 @@ fn install_uses_udevadm_verify_where_it_exists() {
     let out = install(dir.path(), &udevadm, &[]);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("checked with basalt's parser and udevadm verify"), "{err}");
+    assert!(
+        err.contains("checked with basalt's parser and udevadm verify"),
+        "{err}"
+    );
     assert_eq!(
         udevadm.calls(),
         [
@@ -376,19 +423,28 @@ fn install_uses_udevadm_verify_where_it_exists() {
 fn install_refuses_to_overwrite_a_file_basalt_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("99-basalt-serial.rules");
-    let mine = "# the admin's own rules\nSUBSYSTEM==\"tty\", ATTRS{serial}==\"X\", SYMLINK+=\"mine\"\n";
+    let mine =
+        "# the admin's own rules\nSUBSYSTEM==\"tty\", ATTRS{serial}==\"X\", SYMLINK+=\"mine\"\n";
     std::fs::write(&file, mine).unwrap();
     let udevadm = FakeUdevadm::new(1, 0);
     let out = install(dir.path(), &udevadm, &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("{} was not written by basalt", file.display())), "{err}");
+    assert!(
+        err.contains(&format!("{} was not written by basalt", file.display())),
+        "{err}"
+    );
     assert!(err.contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), mine);
-    assert!(!udevadm.calls().iter().any(|c| c.starts_with("control") || c.starts_with("trigger")));
+    assert!(!udevadm
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("control") || c.starts_with("trigger")));
     let out = install(dir.path(), &udevadm, &["--force"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(std::fs::read_to_string(&file).unwrap().starts_with(udev::MARKER));
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .starts_with(udev::MARKER));
 }
 
 #[test]
@@ -399,7 +455,13 @@ fn install_says_when_udevadm_fails_or_is_absent() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let file = dir.path().join("99-basalt-serial.rules");
-    assert!(err.contains(&format!("{} is written, but udev has not loaded it", file.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is written, but udev has not loaded it",
+            file.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("control --reload' failed"), "{err}");
     assert!(err.contains("Failed to send reload request"), "{err}");
     assert!(file.is_file());
@@ -409,8 +471,14 @@ fn install_says_when_udevadm_fails_or_is_absent() {
     let out = install(dir.path(), &none, &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("'udevadm' is not installed (not found on PATH)"), "{err}");
-    assert!(err.contains("checked with basalt's parser ('udevadm' is not installed"), "{err}");
+    assert!(
+        err.contains("'udevadm' is not installed (not found on PATH)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("checked with basalt's parser ('udevadm' is not installed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -421,7 +489,12 @@ fn install_with_no_adapters_leaves_the_file_alone() {
     let udevadm = FakeUdevadm::new(1, 0);
     let out = basalt(
         &[
-            "udev", "generate", "--from", empty.to_str().unwrap(), "--install", "--rules-dir",
+            "udev",
+            "generate",
+            "--from",
+            empty.to_str().unwrap(),
+            "--install",
+            "--rules-dir",
             dir.path().to_str().unwrap(),
         ],
         Some(&udevadm.path()),

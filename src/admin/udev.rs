@@ -458,7 +458,10 @@ pub fn round_trip(text: &str, rules: &[GeneratedRule]) -> Result<(), UdevError> 
             .filter(|k| k.name == "SYMLINK" && k.op == Op::Add)
             .map(|k| k.value.as_str())
             .collect();
-        if matches != g.matches || symlinks != [g.symlink.as_str()] || p.keys.len() != g.matches.len() + 1 {
+        if matches != g.matches
+            || symlinks != [g.symlink.as_str()]
+            || p.keys.len() != g.matches.len() + 1
+        {
             return Err(UdevError::Mismatch(format!(
                 "line {}: {:?} {:?}",
                 p.line, matches, symlinks
@@ -570,8 +573,7 @@ pub fn check(text: &str, rules: &[GeneratedRule], udevadm: &Udevadm) -> Result<C
         .suffix(".rules")
         .tempfile()
         .map_err(io(Path::new("a temporary file")))?;
-    tmp.write_all(text.as_bytes())
-        .map_err(io(&tmp.path().to_path_buf()))?;
+    tmp.write_all(text.as_bytes()).map_err(io(tmp.path()))?;
     udevadm.verify(tmp.path()).map_err(UdevError::Verify)?;
     Ok(Checked::UdevadmVerify)
 }
@@ -694,7 +696,11 @@ pub fn generate_command(
         }
     }
     let text = render(
-        &header(&o.command_line, std::time::SystemTime::now(), &inv.describe()),
+        &header(
+            &o.command_line,
+            std::time::SystemTime::now(),
+            &inv.describe(),
+        ),
         &generated.rules,
     );
     let checked = check(&text, &generated.rules, udevadm)?;
@@ -767,10 +773,17 @@ mod tests {
 
     #[test]
     fn prefixes_are_checked() {
-        for ok in ["rack-usb", "serial/basalt/rack-usb", "serial/basalt/", "a.b_c"] {
+        for ok in [
+            "rack-usb",
+            "serial/basalt/rack-usb",
+            "serial/basalt/",
+            "a.b_c",
+        ] {
             assert!(check_prefix(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/dev/x", "../x", "a/../b", "a//b", "x$y", "x\"y", "a b", "./x"] {
+        for bad in [
+            "", "/dev/x", "../x", "a/../b", "a//b", "x$y", "x\"y", "a b", "./x",
+        ] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
     }
@@ -799,7 +812,11 @@ mod tests {
     fn ports_that_cannot_be_told_apart_get_no_rule() {
         // two ports of one interface (a usb-serial driver with several ports per interface)
         let g = generate(
-            &[tty(Some("S1"), "1-1", "00"), tty(Some("S1"), "1-1", "00"), tty(Some("S2"), "1-2", "00")],
+            &[
+                tty(Some("S1"), "1-1", "00"),
+                tty(Some("S1"), "1-1", "00"),
+                tty(Some("S2"), "1-2", "00"),
+            ],
             "p",
         )
         .unwrap();
@@ -813,9 +830,15 @@ mod tests {
     fn a_mismatch_is_caught() {
         let g = generate(&[tty(Some("S1"), "1-1", "00")], "p").unwrap();
         let text = render("", &g.rules).replace("S1", "S2");
-        assert!(matches!(round_trip(&text, &g.rules), Err(UdevError::Mismatch(_))));
+        assert!(matches!(
+            round_trip(&text, &g.rules),
+            Err(UdevError::Mismatch(_))
+        ));
         let text = render("", &g.rules).replace("SYMLINK+=", "SYMLINK=");
-        assert!(matches!(round_trip(&text, &g.rules), Err(UdevError::Mismatch(_))));
+        assert!(matches!(
+            round_trip(&text, &g.rules),
+            Err(UdevError::Mismatch(_))
+        ));
     }
 
     #[test]
@@ -826,7 +849,12 @@ mod tests {
             "udev",
         );
         assert!(h.starts_with(MARKER));
-        assert!(h.contains(" at 2026-08-21T16:25:29Z from udev:\n#   basalt udev generate --prefix x?\n"), "{h}");
+        assert!(
+            h.contains(
+                " at 2026-08-21T16:25:29Z from udev:\n#   basalt udev generate --prefix x?\n"
+            ),
+            "{h}"
+        );
         assert!(h.lines().all(|l| l.starts_with('#')));
         assert_eq!(rules::parse(&h).unwrap(), vec![]);
     }

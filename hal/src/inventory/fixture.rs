@@ -146,12 +146,20 @@ mod tests {
         let e = err("- subsystem: tty\n  vendor_id: [1\n");
         assert!(e.starts_with("a.yaml:2:"), "{e}");
         let e = err("- subsystem: tty\n  vendor_id: 0403\n  port: 1-1\n");
-        assert!(e.starts_with("a.yaml:3:3: missing field `product_id`"), "{e}");
+        assert!(
+            e.starts_with("a.yaml:3:3: missing field `product_id`"),
+            "{e}"
+        );
         let e = err("subsystem: tty\n");
-        assert!(e.contains("a.yaml:1:1:") && e.contains("list of device records"), "{e}");
+        assert!(
+            e.contains("a.yaml:1:1:") && e.contains("list of device records"),
+            "{e}"
+        );
         // the second record is wrong: its own position
-        let e = err("- {subsystem: tty, vendor_id: '0403', product_id: '6001', port: 1-1}\n\
-                     - subsystem: tty\n  vendor_id: 0403\n  product_id: 6001\n  port: usb1\n");
+        let e = err(
+            "- {subsystem: tty, vendor_id: '0403', product_id: '6001', port: 1-1}\n\
+                     - subsystem: tty\n  vendor_id: 0403\n  product_id: 6001\n  port: usb1\n",
+        );
         assert_eq!(
             e,
             "a.yaml:2:3: device 2: port 'usb1' is not a USB bus-port path (e.g. '1-1.4')"

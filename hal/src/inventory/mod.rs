@@ -91,7 +91,10 @@ impl UsbDevice {
                 self.subsystem
             ));
         }
-        for (key, v) in [("vendor_id", &self.vendor_id), ("product_id", &self.product_id)] {
+        for (key, v) in [
+            ("vendor_id", &self.vendor_id),
+            ("product_id", &self.product_id),
+        ] {
             if !is_hex(v, 4) {
                 return Err(format!(
                     "{key} '{v}' is not four lowercase hexadecimal digits (e.g. '0403')"

@@ -538,7 +538,10 @@ mod tests {
 
     #[test]
     fn enc_values_are_decoded() {
-        assert_eq!(decode_udev_enc("FT232R\\x20USB\\x20UART"), "FT232R USB UART");
+        assert_eq!(
+            decode_udev_enc("FT232R\\x20USB\\x20UART"),
+            "FT232R USB UART"
+        );
         assert_eq!(decode_udev_enc("a\\xZZb\\x"), "a\\xZZb\\x");
     }
 
@@ -546,7 +549,9 @@ mod tests {
     fn this_hosts_inventory_reads() {
         // the real libudev on this machine's /sys: it may have no USB at all (a container),
         // but every record it gives must be valid
-        let inv = UdevInventory::new().scan().expect("libudev lists this host's devices");
+        let inv = UdevInventory::new()
+            .scan()
+            .expect("libudev lists this host's devices");
         for d in &inv.devices {
             assert_eq!(d.check(), Ok(()), "{d:?}");
         }

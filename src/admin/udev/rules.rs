@@ -411,7 +411,12 @@ mod tests {
             .collect()
     }
 
-    fn k(name: &str, attr: Option<&str>, op: Op, value: &str) -> (String, Option<String>, Op, String) {
+    fn k(
+        name: &str,
+        attr: Option<&str>,
+        op: Op,
+        value: &str,
+    ) -> (String, Option<String>, Op, String) {
         (name.into(), attr.map(String::from), op, value.into())
     }
 
@@ -444,7 +449,13 @@ mod tests {
         let ops: Vec<Op> = r[0].keys.iter().map(|k| k.op).collect();
         assert_eq!(
             ops,
-            [Op::NoMatch, Op::Remove, Op::AssignFinal, Op::Assign, Op::Match]
+            [
+                Op::NoMatch,
+                Op::Remove,
+                Op::AssignFinal,
+                Op::Assign,
+                Op::Match
+            ]
         );
     }
 
@@ -483,15 +494,15 @@ mod tests {
             "1:16: 'ATTRS' does not take '=' (it takes == !=)"
         );
         assert_eq!(e("ATTRS==\"x\"\n"), "1:1: 'ATTRS' needs an {attribute}");
-        assert_eq!(e("KERNEL{x}==\"x\"\n"), "1:1: 'KERNEL' takes no {attribute}");
+        assert_eq!(
+            e("KERNEL{x}==\"x\"\n"),
+            "1:1: 'KERNEL' takes no {attribute}"
+        );
         assert_eq!(
             e("KERNEL==ttyUSB0\n"),
             "1:9: the value of 'KERNEL' must be double-quoted"
         );
-        assert_eq!(
-            e("A==\"x\"\n"),
-            "1:1: unknown key 'A'"
-        );
+        assert_eq!(e("A==\"x\"\n"), "1:1: unknown key 'A'");
         assert_eq!(
             e("KERNEL==\"ttyUSB0\n"),
             "1:9: the value's quote is never closed"
@@ -509,14 +520,21 @@ mod tests {
             "1:9: unknown escape '\\q' in an e\"...\" value"
         );
         assert_eq!(e("ENV{X=\"1\"\n"), "1:4: 'ENV{' has no closing '}'");
-        assert_eq!(e("  , ==\"1\"\n"), "1:5: expected a key (SUBSYSTEM, ATTRS{...}, SYMLINK, ...)");
+        assert_eq!(
+            e("  , ==\"1\"\n"),
+            "1:5: expected a key (SUBSYSTEM, ATTRS{...}, SYMLINK, ...)"
+        );
     }
 
     #[test]
     fn the_rules_this_host_ships_parse() {
         // Debian's own rules files, where the host has them: real-world syntax
         let mut files = 0;
-        for dir in ["/lib/udev/rules.d", "/usr/lib/udev/rules.d", "/etc/udev/rules.d"] {
+        for dir in [
+            "/lib/udev/rules.d",
+            "/usr/lib/udev/rules.d",
+            "/etc/udev/rules.d",
+        ] {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
