@@ -219,31 +219,34 @@ pub trait UsbInventory {
     fn scan(&self) -> Result<Inventory, InventoryError>;
 }
 
+/// An FTDI FT232R cable on port 4 of the hub on port 1 of the xHCI controller at
+/// 0000:00:14.0, as the backends' tests expect it.
+#[cfg(test)]
+pub(crate) fn ft232r() -> UsbDevice {
+    UsbDevice {
+        devnode: Some("/dev/ttyUSB0".into()),
+        subsystem: TTY.into(),
+        vendor_id: "0403".into(),
+        product_id: "6001".into(),
+        vendor: Some("FTDI".into()),
+        product: Some("FT232R USB UART".into()),
+        serial: Some("ST167569".into()),
+        interface: Some("00".into()),
+        port: "1-1.4".into(),
+        id_path: Some("pci-0000:00:14.0-usb-0:1.4:1.0".into()),
+        driver: Some("ftdi_sio".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ftdi() -> UsbDevice {
-        UsbDevice {
-            devnode: Some("/dev/ttyUSB0".into()),
-            subsystem: TTY.into(),
-            vendor_id: "0403".into(),
-            product_id: "6001".into(),
-            vendor: Some("FTDI".into()),
-            product: None,
-            serial: Some("ST167569".into()),
-            interface: Some("00".into()),
-            port: "1-1.4".into(),
-            id_path: None,
-            driver: Some("ftdi_sio".into()),
-        }
-    }
-
     #[test]
     fn records_are_checked() {
-        assert_eq!(ftdi().check(), Ok(()));
+        assert_eq!(ft232r().check(), Ok(()));
         let bad = |f: fn(&mut UsbDevice)| {
-            let mut d = ftdi();
+            let mut d = ft232r();
             f(&mut d);
             d.check().unwrap_err()
         };
@@ -260,14 +263,14 @@ mod tests {
 
     #[test]
     fn serial_ports_come_first() {
-        let mut other = ftdi();
+        let mut other = ft232r();
         other.subsystem = USB.into();
         other.devnode = Some("/dev/bus/usb/001/002".into());
-        let mut second = ftdi();
+        let mut second = ft232r();
         second.devnode = Some("/dev/ttyUSB1".into());
-        let inv = Inventory::new(vec![other.clone(), second.clone(), ftdi()]);
-        assert_eq!(inv.devices, vec![ftdi(), second, other]);
+        let inv = Inventory::new(vec![other.clone(), second.clone(), ft232r()]);
+        assert_eq!(inv.devices, vec![ft232r(), second, other]);
         assert_eq!(inv.serial_ports().count(), 2);
-        assert_eq!(ftdi().usb_id(), "0403:6001");
+        assert_eq!(ft232r().usb_id(), "0403:6001");
     }
 }

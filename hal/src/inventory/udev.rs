@@ -361,6 +361,7 @@ fn path_id(chain: &[(String, String)]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ft232r;
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -410,22 +411,6 @@ mod tests {
             interface_driver: Some("ftdi_sio".into()),
             interface_drivers: vec![],
             chain: ft232r_chain(),
-        }
-    }
-
-    fn ft232r() -> UsbDevice {
-        UsbDevice {
-            devnode: Some("/dev/ttyUSB0".into()),
-            subsystem: TTY.into(),
-            vendor_id: "0403".into(),
-            product_id: "6001".into(),
-            vendor: Some("FTDI".into()),
-            product: Some("FT232R USB UART".into()),
-            serial: Some("ST167569".into()),
-            interface: Some("00".into()),
-            port: "1-1.4".into(),
-            id_path: Some("pci-0000:00:14.0-usb-0:1.4:1.0".into()),
-            driver: Some("ftdi_sio".into()),
         }
     }
 
