@@ -527,6 +527,16 @@ mod tests {
     }
 
     #[test]
+    fn no_input_panics() {
+        // every prefix of rules full of edge cases: an error or rules, never a panic
+        let tricky = "KERNEL==\"é\\\"\", ENV{Ä}=e\"\\x4\\xé\\\", ATTRS{a}==\"b\" \\\n# c\n\tSYMLINK+=\"ü\"\r\nGOTO=\"x\"{}==,\"";
+        for (i, _) in tricky.char_indices() {
+            let _ = parse(&tricky[..i]);
+            let _ = parse(&tricky[i..]);
+        }
+    }
+
+    #[test]
     fn the_rules_this_host_ships_parse() {
         // Debian's own rules files, where the host has them: real-world syntax
         let mut files = 0;
