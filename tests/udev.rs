@@ -158,6 +158,18 @@ fn generated_rules_parse_back_to_what_they_were_generated_from() {
     }
 }
 
+#[test]
+fn the_hand_written_example_parses() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("udev-rules/99-basalt-serial.rules.example");
+    let example = std::fs::read_to_string(&f).unwrap();
+    let parsed = rules::parse(&example).unwrap_or_else(|e| panic!("{}:{e}", f.display()));
+    assert_eq!(parsed.len(), 3);
+    assert!(parsed
+        .iter()
+        .all(|r| r.keys.iter().any(|k| k.name == "SYMLINK")));
+    udevadm_verify(&example);
+}
+
 /// `udevadm verify` on `rules`, where this host's udev has it (systemd ≥ 253).
 fn udevadm_verify(rules: &str) {
     let help = Command::new("udevadm").args(["verify", "--help"]).output();
