@@ -422,10 +422,10 @@ fn main() -> ExitCode {
         Command::Run(a) => run(&a),
         Command::Demo(a) => demo(&a),
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
+        Command::Udev(c) => udev(&c),
         Command::Jobs(a) => jobs(&a),
         Command::Devices(a) => devices(&a),
         Command::Workers(a) => workers(&a),
-        Command::Udev(c) => udev(&c),
         Command::Coordinator(a) => serve_coordinator(&a),
     };
     match result {
@@ -700,6 +700,22 @@ fn workers(a: &WorkersArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `basalt keys generate NAME --dir DIR`: prints the two paths and the public key.
+fn keys_generate(name: &str, dir: &Path) -> Result<ExitCode> {
+    let kp = basalt_link::cert::Keypair::generate();
+    let (public, secret) = kp.write(dir, name).map_err(|e| match &e {
+        basalt_link::cert::CertError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            anyhow::anyhow!("{e} (keys are never overwritten: remove the old files first)")
+        }
+        _ => anyhow::anyhow!("{e}"),
+    })?;
+    println!("public key  {}: {}", public.display(), kp.public);
+    println!("secret key  {} (keep it private)", secret.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `basalt udev list` and `basalt udev generate` (the work is in `basalt::admin::udev`).
 fn udev(c: &UdevCommand) -> Result<ExitCode> {
     use basalt::admin::udev;
@@ -748,22 +764,6 @@ fn udev(c: &UdevCommand) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `basalt keys generate NAME --dir DIR`: prints the two paths and the public key.
-fn keys_generate(name: &str, dir: &Path) -> Result<ExitCode> {
-    let kp = basalt_link::cert::Keypair::generate();
-    let (public, secret) = kp.write(dir, name).map_err(|e| match &e {
-        basalt_link::cert::CertError::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
-            anyhow::anyhow!("{e} (keys are never overwritten: remove the old files first)")
-        }
-        _ => anyhow::anyhow!("{e}"),
-    })?;
-    println!("public key  {}: {}", public.display(), kp.public);
-    println!("secret key  {} (keep it private)", secret.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,8 +15,8 @@ const LAYERS: &[&[&str]] = &[
     &["log", "protocols"],
     &["action"],
     &["actions"],
-    &["pipeline", "run", "client", "admin"],
-    &["lab"],
+    &["pipeline", "run", "client"],
+    &["lab", "admin"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
