@@ -49,6 +49,9 @@ enum Command {
     Ser2net(Ser2netCommand),
     /// Workers of a master.
     Workers(WorkersArgs),
+    /// Stable /dev names for this host's USB serial adapters: udev rules from the USB inventory.
+    #[command(subcommand)]
+    Udev(UdevCommand),
     /// LAVA's MultiNode coordinator on TCP (LAVA's wire protocol, so LAVA's dispatchers can
     /// use it; basalt's clients are answered without polling). Runs until interrupted.
     Coordinator(CoordinatorArgs),
@@ -223,6 +226,46 @@ enum KeysCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum UdevCommand {
+    /// List the USB serial adapters (one line per port) and the other USB devices.
+    List {
+        /// Print the records as JSON (what `generate --from` reads back).
+        #[arg(long)]
+        json: bool,
+        /// Read recorded devices (a YAML or JSON list) instead of this host's.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
+    /// One udev rule per USB serial port, a /dev/PREFIXNN symlink each, numbered in
+    /// serial-number order (then by USB port); printed, or installed with --install.
+    Generate(UdevGenerateArgs),
+}
+
+#[derive(Args)]
+struct UdevGenerateArgs {
+    /// The symlinks' name below /dev, before the two-digit number.
+    #[arg(long, default_value = basalt::admin::udev::DEFAULT_PREFIX)]
+    prefix: String,
+    /// Read recorded devices (a YAML or JSON list, as `basalt udev list --json` prints)
+    /// instead of this host's.
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// Write the rules file (atomically), then run `udevadm control --reload` and `udevadm
+    /// trigger --subsystem-match=tty --action=add`.
+    #[arg(long)]
+    install: bool,
+    /// Where --install writes.
+    #[arg(long, value_name = "DIR", default_value = basalt::admin::udev::DEFAULT_RULES_DIR)]
+    rules_dir: PathBuf,
+    /// The file --install writes in --rules-dir.
+    #[arg(long, value_name = "NAME", default_value = basalt::admin::udev::DEFAULT_RULES_FILE)]
+    rules_file: String,
+    /// With --install: overwrite the file even if basalt did not write it.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -433,6 +476,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run(&a),
         Command::Demo(a) => demo(&a),
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
+        Command::Udev(c) => udev(&c),
         Command::Jobs(a) => jobs(&a),
         Command::Devices(a) => devices(&a),
         Command::Workers(a) => workers(&a),
@@ -767,6 +811,57 @@ fn keys_generate(name: &str, dir: &Path) -> Result<ExitCode> {
     })?;
     println!("public key  {}: {}", public.display(), kp.public);
     println!("secret key  {} (keep it private)", secret.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `basalt udev list` and `basalt udev generate` (the work is in `basalt::admin::udev`).
+fn udev(c: &UdevCommand) -> Result<ExitCode> {
+    use basalt::admin::udev;
+    match c {
+        UdevCommand::List { json, from } => {
+            let inv = udev::inventory(from.as_deref());
+            let found = inv.scan()?;
+            for s in &found.skipped {
+                eprintln!("basalt udev: skipped {s}");
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&found.devices)?);
+            } else if found.devices.is_empty() {
+                println!(
+                    "no USB serial adapters and no other USB devices ({})",
+                    inv.describe()
+                );
+            } else {
+                print_rows(&udev::list_rows(&found), udev::LIST_COLUMNS, false);
+            }
+        }
+        UdevCommand::Generate(a) => {
+            let o = udev::GenerateOptions {
+                prefix: a.prefix.clone(),
+                from: a.from.clone(),
+                install: a.install.then(|| udev::Target {
+                    dir: a.rules_dir.clone(),
+                    file: a.rules_file.clone(),
+                    force: a.force,
+                }),
+                command_line: shell_words::join(std::env::args()),
+            };
+            match udev::generate_command(
+                &o,
+                &udev::Udevadm::default(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ) {
+                Ok(()) => {}
+                // installed, but udev was not told: not an input error
+                Err(e @ udev::UdevError::Udevadm { .. }) => {
+                    eprintln!("basalt: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -186,6 +186,36 @@ fn the_worker_links_no_http_server_and_no_database() {
 }
 
 #[test]
+fn the_worker_links_no_libudev() {
+    // the HAL's USB inventory (libudev) is a feature the `basalt` CLI enables; the worker's
+    // HAL, built alone (`cargo build -p basalt-worker`), has none of it
+    let hal = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("hal/Cargo.toml"))
+        .unwrap();
+    let udev = hal.lines().find(|l| l.starts_with("udev ")).unwrap();
+    assert!(udev.contains("optional = true"), "{udev}");
+    assert!(!hal
+        .lines()
+        .any(|l| l.starts_with("default") && l.contains("usb-inventory")));
+    let worker = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/basalt-worker/Cargo.toml"),
+    )
+    .unwrap();
+    let hal_dep = worker
+        .lines()
+        .find(|l| l.starts_with("basalt-hal "))
+        .unwrap();
+    assert!(!hal_dep.contains("usb-inventory"), "{hal_dep}");
+    assert!(deps("crates/basalt-worker/Cargo.toml")
+        .iter()
+        .all(|(n, _)| n != "udev"));
+    let cli =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(cli
+        .lines()
+        .any(|l| l.starts_with("basalt-hal ") && l.contains("usb-inventory")));
+}
+
+#[test]
 fn the_crates_depend_one_way() {
     let forbidden: &[(&str, &[&str])] = &[
         ("crates/basalt-model/Cargo.toml", &["basalt", "basalt-hal"]),
