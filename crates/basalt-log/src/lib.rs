@@ -11,7 +11,7 @@
 //! shell in a terminal service): it counts only when stderr goes nowhere (closed or
 //! `/dev/null`, `StandardError=null`), where the records would otherwise be lost.
 //!
-//! The filter is `tracing-subscriber`'s `Targets` (`info`, `warn,basalt_worker=debug`): the
+//! On stderr the line is [`terminal`]'s. The filter is `tracing-subscriber`'s `Targets` (`info`, `warn,basalt_worker=debug`): the
 //! `RUST_LOG` syntax without its span and regex directives, which would link a regex engine
 //! into the lean worker.
 
@@ -22,6 +22,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+pub mod terminal;
 
 /// The journal's socket for native records (systemd's fixed path; `tracing-journald` uses it).
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -161,6 +163,7 @@ pub fn init(name: &str, filter: &str) -> Result<Sink, LogError> {
         .is_some_and(|e| e.kind == StderrKind::Terminal);
     let terminal = tracing_subscriber::fmt::layer()
         .compact()
+        .fmt_fields(terminal::Fields::default())
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     tracing_subscriber::registry()
