@@ -75,7 +75,10 @@ mod tests {
 
     impl std::io::Write for Buffer {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(b);
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -95,19 +98,34 @@ mod tests {
             .with_writer(move || out.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(job_id = 42u64, worker = "rack-1", seq = 7u64, "job 42 on worker rack-1: lost");
-            tracing::info!("workers on tcp://127.0.0.1:5556, API on http://127.0.0.1:8080/api/v0.2/");
+            tracing::warn!(
+                job_id = 42u64,
+                worker = "rack-1",
+                seq = 7u64,
+                "job 42 on worker rack-1: lost"
+            );
+            tracing::info!(
+                "workers on tcp://127.0.0.1:5556, API on http://127.0.0.1:8080/api/v0.2/"
+            );
             tracing::info!(device = "qemu-1", "a \x1b[31mred\x1b[0m job");
         });
         let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with(" WARN "), "{text}");
-        assert!(lines[0].ends_with(": job 42 on worker rack-1: lost seq=7"), "{text}");
-        assert!(!text.contains("job_id") && !text.contains("worker=") && !text.contains("device="), "{text}");
+        assert!(
+            lines[0].ends_with(": job 42 on worker rack-1: lost seq=7"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("job_id") && !text.contains("worker=") && !text.contains("device="),
+            "{text}"
+        );
         // the text tests and scripts look for, whole at the end of its line
         assert!(
-            lines[1].ends_with(": workers on tcp://127.0.0.1:5556, API on http://127.0.0.1:8080/api/v0.2/"),
+            lines[1].ends_with(
+                ": workers on tcp://127.0.0.1:5556, API on http://127.0.0.1:8080/api/v0.2/"
+            ),
             "{text}"
         );
         // a control character from a job never reaches the terminal as such
