@@ -34,11 +34,8 @@ pub const DEFAULT_FILTER: &str = "info";
 /// Why logging could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("log filter '{filter}': {source} (expected LEVEL or TARGET=LEVEL,..., e.g. 'info' or 'warn,basalt_worker=debug')")]
-    Filter {
-        filter: String,
-        source: tracing_subscriber::filter::ParseError,
-    },
+    #[error("log filter '{filter}': {reason} (expected LEVEL or TARGET=LEVEL,..., e.g. 'info' or 'warn,basalt_worker=debug')")]
+    Filter { filter: String, reason: String },
     #[error("a log subscriber is already set: {0}")]
     Init(#[from] tracing_subscriber::util::TryInitError),
 }
@@ -141,10 +138,7 @@ pub fn choose(s: &Surroundings) -> Sink {
 /// `filter` ([`DEFAULT_FILTER`] syntax), and says where it sends. A journal that refuses the
 /// first record (no journald listening) falls back to stderr, with a warning there.
 pub fn init(name: &str, filter: &str) -> Result<Sink, LogError> {
-    let targets: Targets = filter.parse().map_err(|source| LogError::Filter {
-        filter: filter.to_string(),
-        source,
-    })?;
+    let targets = parse_filter(filter)?;
     let surroundings = Surroundings::of_this_process();
     let refused = match choose(&surroundings) {
         Sink::Journal => match journal(name) {
@@ -173,6 +167,24 @@ pub fn init(name: &str, filter: &str) -> Result<Sink, LogError> {
         tracing::warn!("the journal ({JOURNAL_SOCKET}) refused a record ({e}): logging to stderr");
     }
     Ok(Sink::Terminal { ansi })
+}
+
+/// `filter` as `Targets`. A target is a Rust path (`basalt_worker::daemon`): anything else (a
+/// file name in `BASALT_LOG` left by a script) is refused rather than taken as a target that
+/// matches nothing, which would log nothing at all.
+pub fn parse_filter(filter: &str) -> Result<Targets, LogError> {
+    let error = |reason: String| LogError::Filter {
+        filter: filter.to_string(),
+        reason,
+    };
+    for directive in filter.split(',') {
+        let target = directive.split_once('=').map_or(directive, |(t, _)| t);
+        let path = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-';
+        if target.is_empty() && !directive.is_empty() || !target.chars().all(path) {
+            return Err(error(format!("'{directive}' is not LEVEL or TARGET=LEVEL")));
+        }
+    }
+    filter.parse().map_err(|e| error(format!("{e}")))
 }
 
 /// The journald layer: fields without a prefix (`job_id` is `JOB_ID`), syslog's priorities
@@ -276,6 +288,29 @@ mod tests {
             ..Surroundings::default()
         };
         assert_eq!(choose(&tty), Sink::Terminal { ansi: true });
+    }
+
+    #[test]
+    fn filters_are_levels_and_rust_targets() {
+        for good in [
+            "info",
+            "off",
+            "warn,basalt_worker=debug",
+            "basalt_master::engine=trace",
+            "basalt_worker",
+            "3",
+        ] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "/var/log/x.log",
+            "info,target/logs/a.log",
+            "=info",
+            "a b=info",
+            "info,x=loud",
+        ] {
+            assert!(parse_filter(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
