@@ -300,6 +300,7 @@ fn master_key(state_dir: &Path) -> Result<Keypair, MasterError> {
 
 /// Runs the engine and the API until SIGINT or SIGTERM.
 async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterError> {
+    let stop = stop_signal();
     let config = Config {
         state_dir: cli.state_dir.clone(),
         workers: cli.workers.clone(),
@@ -348,7 +349,7 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         .map_err(io_error(&cli.http))?;
     let addr = listener.local_addr().map_err(io_error(&cli.http))?;
     tracing::info!("workers on {endpoint}, API on http://{addr}/api/v0.2/");
-    http::serve(listener, handle, stop_signal())
+    http::serve(listener, handle, stop)
         .await
         .map_err(io_error(addr))?;
     tracing::info!("stopped");
@@ -394,18 +395,23 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Completes on SIGINT or SIGTERM (or at once when neither can be listened for).
-async fn stop_signal() {
+/// Completes on SIGINT or SIGTERM (or at once when neither can be listened for). The handlers
+/// are in place when this returns, before the master says it listens: a SIGTERM right after
+/// that line stops it cleanly.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot listen for SIGINT/SIGTERM");
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = signals else {
+            tracing::error!("cannot listen for SIGINT/SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

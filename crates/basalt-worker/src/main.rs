@@ -220,27 +220,32 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("starting the async runtime: {e}")),
     };
-    let result = rt.block_on(basalt_worker::daemon::run(config, stop_signal()));
+    let result = rt.block_on(async { basalt_worker::daemon::run(config, stop_signal()).await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
 }
 
-/// Resolves at SIGINT or SIGTERM.
-async fn stop_signal() {
+/// Resolves at SIGINT or SIGTERM. The handlers are in place when this returns (in the
+/// runtime), before the daemon logs its start: a SIGTERM right after that line stops it
+/// cleanly.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => {}
-                _ = t.recv() => {}
+    );
+    async move {
+        match signals {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }
 
