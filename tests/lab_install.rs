@@ -251,7 +251,7 @@ fn the_environment_files_name_every_option_and_nothing_else() {
         let mut known: Vec<String> = help
             .split("[env: ")
             .skip(1)
-            .filter_map(|s| s.split(|c| c == '=' || c == ']').next())
+            .filter_map(|s| s.split(['=', ']']).next())
             .map(str::to_string)
             .collect();
         known.sort();
