@@ -14,7 +14,7 @@ use basalt_master::engine::{self, Config};
 use basalt_master::http;
 use basalt_master::store::Store;
 use clap::builder::NonEmptyStringValueParser as NonEmpty;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,12 +148,10 @@ struct Cli {
     )]
     coordinator_token_file: Option<PathBuf>,
     /// The coordinator takes requests without a token, as LAVA's does (for LAVA's own
-    /// dispatchers, which cannot send one): protect it with its listen address instead.
-    #[arg(
-        long,
-        conflicts_with = "coordinator_token_file",
-        env = "BASALT_MASTER_COORDINATOR_OPEN"
-    )]
+    /// dispatchers, which cannot send one): protect it with its listen address instead. Not
+    /// with `--coordinator-token-file` (checked after parsing: clap would count
+    /// `BASALT_MASTER_COORDINATOR_OPEN=false` as given).
+    #[arg(long, env = "BASALT_MASTER_COORDINATOR_OPEN")]
     coordinator_open: bool,
     /// What is logged: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
     /// `TARGET=LEVEL,...` (`warn,basalt_master::engine=debug`); to the journal under systemd,
@@ -221,6 +219,14 @@ fn io_error(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Mast
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.coordinator_open && cli.coordinator_token_file.is_some() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--coordinator-open cannot be used with --coordinator-token-file",
+            )
+            .exit();
+    }
     if let Err(e) = basalt_log::init("basalt-master", &cli.log_level) {
         eprintln!("basalt-master: --log-level: {e}");
         return ExitCode::from(2);
