@@ -58,6 +58,7 @@ PKGS=(
   python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators (tests)
   python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
   lava-coordinator                   # Debian's MultiNode coordinator: interop tests and benchmark
+  systemd                            # systemd-analyze verify of the lab's units (tests/lab_install.rs)
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=()

@@ -394,7 +394,7 @@ impl LocalLab {
         let log = std::fs::read_to_string(self.logs_dir().join("master.log")).ok()?;
         log.lines()
             .rev()
-            .find_map(|l| l.strip_prefix("basalt-master: events on "))
+            .find_map(|l| l.split_once(": events on ").map(|(_, e)| e))
             .map(|e| e.trim().to_string())
     }
 

@@ -235,7 +235,7 @@ impl Engine {
     }
 
     fn log(&self, what: String) {
-        eprintln!("basalt-master: {what}");
+        tracing::info!("{what}");
     }
 
     fn on_request(&mut self, r: Request) {
@@ -461,7 +461,7 @@ impl Engine {
         match ev {
             LinkEvent::Auth(d) => self.log(format!("workers link: {d:?}")),
             LinkEvent::Garbage { worker, error, .. } => {
-                self.log(format!("worker {worker}: unreadable message: {error}"))
+                tracing::warn!(worker = %worker, "worker {worker}: unreadable message: {error}")
             }
             LinkEvent::Message { conn, worker, msg } => self.on_message(conn, worker, msg),
         }
@@ -503,7 +503,7 @@ impl Engine {
                     Ok(c) => (c.seq, false),
                     Err(crate::logs::LogError::Gap { .. }) => (log.commit().seq, true),
                     Err(e) => {
-                        self.log(format!("job {id}: storing its log: {e}"));
+                        tracing::error!(job_id = id, "job {id}: storing its log: {e}");
                         return;
                     }
                 };
@@ -569,7 +569,7 @@ impl Engine {
                     self.open_logs.insert(id, f);
                 }
                 Err(e) => {
-                    eprintln!("basalt-master: job {id}: opening its log: {e}");
+                    tracing::error!(job_id = id, "job {id}: opening its log: {e}");
                     return None;
                 }
             }
@@ -583,14 +583,14 @@ impl Engine {
                 "this connection's key is admitted as worker '{worker}', but its hello says '{}'",
                 h.name
             );
-            self.log(reason.clone());
+            tracing::warn!(worker = %worker, "{reason}");
             self.link
                 .send(&conn, MasterMsg::Refused(Refused { reason }));
             return;
         }
         if let Err(e) = negotiate(self.config.version, h.version) {
             let reason = e.to_string();
-            self.log(format!("worker {worker}: {reason}"));
+            tracing::warn!(worker = %worker, "worker {worker}: {reason}");
             self.link
                 .send(&conn, MasterMsg::Refused(Refused { reason }));
             return;
@@ -599,7 +599,7 @@ impl Engine {
             require_capabilities(&worker, &self.config.required_capabilities, &h.capabilities)
         {
             let reason = e.to_string();
-            self.log(format!("worker {worker}: {reason}"));
+            tracing::warn!(worker = %worker, "worker {worker}: {reason}");
             self.link
                 .send(&conn, MasterMsg::Refused(Refused { reason }));
             return;
@@ -734,7 +734,7 @@ impl Engine {
             now_ms(),
         );
         if let Err(e) = r {
-            self.log(format!("job {id}: storing its end: {e}"));
+            tracing::error!(job_id = id, "job {id}: storing its end: {e}");
             return;
         }
         self.open_logs.remove(&id);
@@ -810,7 +810,7 @@ impl Engine {
             let _ = self
                 .store
                 .set_worker_state(&worker, WorkerState::Offline, now_ms());
-            self.log(format!("worker {worker} lost (no heartbeat for {limit:?})"));
+            tracing::warn!(worker = %worker, "worker {worker} lost (no heartbeat for {limit:?})");
             for id in self.jobs_on(&worker) {
                 self.lose_job(id, &worker, "worker lost");
                 lost_any = true;
@@ -854,7 +854,7 @@ impl Engine {
     /// Ends a job whose worker lost it: Incomplete (Infrastructure), its device Unknown with a
     /// health check queued (when its type has one) for when the worker is back.
     fn lose_job(&mut self, id: u64, worker: &str, why: &str) {
-        self.log(format!("job {id} on worker {worker}: {why}"));
+        tracing::warn!(job_id = id, worker = %worker, "job {id} on worker {worker}: {why}");
         let device = self
             .store
             .job(id)
@@ -923,7 +923,7 @@ impl Engine {
                 continue;
             }
             if let Err(e) = self.start(a.job, &a.device) {
-                self.log(format!("job {}: cannot start on {}: {e}", a.job, a.device));
+                tracing::warn!(job_id = a.job, device = %a.device, "job {}: cannot start on {}: {e}", a.job, a.device);
                 let _ = self.store.finish_job(
                     a.job,
                     JobHealth::Incomplete,
@@ -943,7 +943,7 @@ impl Engine {
             if let Ok(snapshot) = self.store.snapshot() {
                 for a in schedule(&snapshot).assignments {
                     if let Err(e) = self.start(a.job, &a.device) {
-                        self.log(format!("job {}: cannot start: {e}", a.job));
+                        tracing::warn!(job_id = a.job, "job {}: cannot start: {e}", a.job);
                     }
                 }
             }

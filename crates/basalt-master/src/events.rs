@@ -118,7 +118,7 @@ fn run(socket: &zmq::Socket, prefix: &str, rx: &mpsc::Receiver<Msg>) {
         let frames = frames(prefix, &change, &node);
         if let Err(e) = socket.send_multipart(frames.iter(), zmq::DONTWAIT) {
             // PUB drops for slow subscribers itself; an error here is the socket's own
-            eprintln!("basalt-master: events: not sent: {e}");
+            tracing::warn!("events: not sent: {e}");
         }
     }
 }

@@ -2,7 +2,10 @@
 //! LAVA's REST API), and `token add`, which makes API tokens. The command line is the one in
 //! the lab's contract (DESIGN.md): `--state-dir DIR [--http ADDR:PORT] [--workers URL]`, and
 //! `--database URL` for a PostgreSQL store instead of SQLite's `basalt.db`, and
-//! `--anonymous-read` to serve reads without a token (off by default).
+//! `--anonymous-read` to serve reads without a token (off by default). Every option can come
+//! from the environment instead, `BASALT_MASTER_<OPTION>` (`--state-dir` is
+//! `BASALT_MASTER_STATE_DIR`; the log filter is `BASALT_LOG`), which is how the systemd unit's
+//! environment file sets them (docs/config.md).
 
 #![forbid(unsafe_code)]
 
@@ -10,7 +13,8 @@ use basalt_link::cert::Keypair;
 use basalt_master::engine::{self, Config};
 use basalt_master::http;
 use basalt_master::store::Store;
-use clap::{Parser, Subcommand};
+use clap::builder::NonEmptyStringValueParser as NonEmpty;
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,67 +25,145 @@ use std::time::Duration;
 #[command(name = "basalt-master", version)]
 struct Cli {
     /// The master's state: certs/, basalt.db, jobs/ (logs); created on first start.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "BASALT_MASTER_STATE_DIR")]
     state_dir: PathBuf,
     /// A PostgreSQL database for the store (postgres://user:password@host:port/db) instead of
     /// the SQLite file basalt.db in the state directory.
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BASALT_MASTER_DATABASE",
+        hide_env_values = true,
+        value_parser = NonEmpty::new(),
+    )]
     database: Option<String>,
     /// Where the REST API listens.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080",
+        env = "BASALT_MASTER_HTTP",
+        value_parser = NonEmpty::new(),
+    )]
     http: String,
     /// The ZeroMQ endpoint the workers connect to.
-    #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:5556")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "tcp://127.0.0.1:5556",
+        env = "BASALT_MASTER_WORKERS",
+        value_parser = NonEmpty::new(),
+    )]
     workers: String,
     /// A device-type template directory, searched before basalt's built-in ones (repeatable).
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BASALT_MASTER_DEVICE_TYPES",
+        value_delimiter = ':'
+    )]
     device_types: Vec<PathBuf>,
     /// How often workers send heartbeats, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5,
+        env = "BASALT_MASTER_HEARTBEAT_SECS"
+    )]
     heartbeat_secs: u64,
     /// A capability every worker must offer (repeatable: `qemu`, `tftp`, `u-boot`, ...); a
     /// worker lacking one is refused at its hello, with the reason.
-    #[arg(long = "require-capability", value_name = "NAME")]
+    #[arg(
+        long = "require-capability",
+        value_name = "NAME",
+        env = "BASALT_MASTER_REQUIRE_CAPABILITY",
+        value_delimiter = ',',
+        value_parser = NonEmpty::new(),
+    )]
     require_capability: Vec<String>,
     /// Publish LAVA's events (read-only, plaintext ZeroMQ PUB, as LAVA's) on this endpoint,
     /// e.g. tcp://127.0.0.1:5500; off unless given.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "BASALT_MASTER_EVENTS", value_parser = NonEmpty::new())]
     events: Option<String>,
     /// The events' topic prefix (LAVA's EVENT_TOPIC).
-    #[arg(long, value_name = "PREFIX", default_value = basalt_master::events::DEFAULT_PREFIX)]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = basalt_master::events::DEFAULT_PREFIX,
+        env = "BASALT_MASTER_EVENT_PREFIX",
+        value_parser = NonEmpty::new(),
+    )]
     event_prefix: String,
     /// Serve reads without credentials (REST GETs, XML-RPC's read methods), as LAVA can be
     /// configured to; off by default: every API request but the version needs a valid token.
     /// Writes always need a token, admin actions an admin's.
-    #[arg(long)]
+    #[arg(long, env = "BASALT_MASTER_ANONYMOUS_READ")]
     anonymous_read: bool,
     /// Tries per notify callback.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        env = "BASALT_MASTER_CALLBACK_ATTEMPTS"
+    )]
     callback_attempts: u32,
     /// The wait before a callback's second try, in milliseconds (doubled before each further).
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        env = "BASALT_MASTER_CALLBACK_BACKOFF_MS"
+    )]
     callback_backoff_ms: u64,
     /// The MultiNode coordinator's address (LAVA's port 3079): given to the workers of
     /// MultiNode sub-jobs, which pass it to `basalt run --coordinator`.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:3079")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:3079",
+        env = "BASALT_MASTER_COORDINATOR",
+        value_parser = NonEmpty::new(),
+    )]
     coordinator: String,
     /// The coordinator's address as workers reach it, when it differs from `--coordinator`
     /// (the address it binds).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "BASALT_MASTER_COORDINATOR_PUBLIC",
+        value_parser = NonEmpty::new(),
+    )]
     coordinator_public: Option<String>,
     /// Runs no coordinator: MultiNode sub-jobs use the one at `--coordinator-public` (or
     /// `--coordinator`), e.g. a `basalt coordinator` shared by several masters or LAVA's.
-    #[arg(long)]
+    #[arg(long, env = "BASALT_MASTER_NO_COORDINATOR")]
     no_coordinator: bool,
     /// The coordinator's token (the file's first line) instead of a random one made at start;
     /// with `--no-coordinator`, the token of the external coordinator. Workers get it in each
     /// MultiNode sub-job's Start.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BASALT_MASTER_COORDINATOR_TOKEN_FILE"
+    )]
     coordinator_token_file: Option<PathBuf>,
     /// The coordinator takes requests without a token, as LAVA's does (for LAVA's own
-    /// dispatchers, which cannot send one): protect it with its listen address instead.
-    #[arg(long, conflicts_with = "coordinator_token_file")]
+    /// dispatchers, which cannot send one): protect it with its listen address instead. Not
+    /// with `--coordinator-token-file` (checked after parsing: clap would count
+    /// `BASALT_MASTER_COORDINATOR_OPEN=false` as given).
+    #[arg(long, env = "BASALT_MASTER_COORDINATOR_OPEN")]
     coordinator_open: bool,
+    /// What is logged: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
+    /// `TARGET=LEVEL,...` (`warn,basalt_master::engine=debug`); to the journal under systemd,
+    /// else to stderr (docs/config.md).
+    #[arg(
+        long,
+        value_name = "FILTER",
+        default_value = basalt_log::DEFAULT_FILTER,
+        env = "BASALT_LOG",
+        value_parser = NonEmpty::new(),
+    )]
+    log_level: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -137,10 +219,22 @@ fn io_error(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Mast
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.coordinator_open && cli.coordinator_token_file.is_some() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--coordinator-open cannot be used with --coordinator-token-file",
+            )
+            .exit();
+    }
+    if let Err(e) = basalt_log::init("basalt-master", &cli.log_level) {
+        eprintln!("basalt-master: --log-level: {e}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("basalt-master: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -172,7 +266,7 @@ fn run(cli: Cli) -> Result<(), MasterError> {
             let _publisher = match &cli.events {
                 Some(url) => {
                     let p = basalt_master::events::Publisher::start(url, &cli.event_prefix)?;
-                    eprintln!("basalt-master: events on {}", p.endpoint());
+                    tracing::info!("events on {}", p.endpoint());
                     store = store.observe(p.observer());
                     Some(p)
                 }
@@ -206,15 +300,13 @@ fn master_key(state_dir: &Path) -> Result<Keypair, MasterError> {
     }
     let key = Keypair::generate();
     key.write(&certs, "master")?;
-    eprintln!(
-        "basalt-master: new master key {}",
-        certs.join("master.key").display()
-    );
+    tracing::info!("new master key {}", certs.join("master.key").display());
     Ok(key)
 }
 
 /// Runs the engine and the API until SIGINT or SIGTERM.
 async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterError> {
+    let stop = stop_signal();
     let config = Config {
         state_dir: cli.state_dir.clone(),
         workers: cli.workers.clone(),
@@ -262,11 +354,11 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         .await
         .map_err(io_error(&cli.http))?;
     let addr = listener.local_addr().map_err(io_error(&cli.http))?;
-    eprintln!("basalt-master: workers on {endpoint}, API on http://{addr}/api/v0.2/");
-    http::serve(listener, handle, stop_signal())
+    tracing::info!("workers on {endpoint}, API on http://{addr}/api/v0.2/");
+    http::serve(listener, handle, stop)
         .await
         .map_err(io_error(addr))?;
-    eprintln!("basalt-master: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -287,14 +379,14 @@ async fn coordinator(
     } else {
         ", open (no token)"
     };
-    eprintln!("basalt-master: MultiNode coordinator on {addr}{protected}");
+    tracing::info!("MultiNode coordinator on {addr}{protected}");
     let config = basalt_coordinator::tcp::Config {
         token,
         ..Default::default()
     };
     let task = tokio::spawn(async move {
         if let Err(e) = basalt_coordinator::tcp::serve(listener, config).await {
-            eprintln!("basalt-master: the coordinator stopped: {e}");
+            tracing::error!("the coordinator stopped: {e}");
         }
     });
     Ok((AbortOnDrop(task), addr))
@@ -309,18 +401,23 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Completes on SIGINT or SIGTERM (or at once when neither can be listened for).
-async fn stop_signal() {
+/// Completes on SIGINT or SIGTERM (or at once when neither can be listened for). The handlers
+/// are in place when this returns, before the master says it listens: a SIGTERM right after
+/// that line stops it cleanly.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        eprintln!("basalt-master: cannot listen for SIGINT/SIGTERM");
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = signals else {
+            tracing::error!("cannot listen for SIGINT/SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

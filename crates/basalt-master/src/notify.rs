@@ -167,26 +167,29 @@ fn on_job(config: &NotifyConfig, job: Job) {
         return;
     }
     if let Some(kind) = &notify.kind {
-        eprintln!(
-            "basalt-master: job {}: notify criteria type {kind} is not supported: not sent",
+        tracing::warn!(
+            job_id = job.id,
+            "job {}: notify criteria type {kind} is not supported: not sent",
             job.id
         );
         return;
     }
     for r in &notify.recipients {
-        eprintln!(
-            "basalt-master: job {}: notification to {r} not sent: no SMTP relay or IRC configured",
+        tracing::warn!(
+            job_id = job.id,
+            "job {}: notification to {r} not sent: no SMTP relay or IRC configured",
             job.id
         );
     }
     for cb in notify.callbacks {
         let config = config.clone();
+        let id = job.id;
         let job = job.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("callback-{}", job.id))
+            .name(format!("callback-{id}"))
             .spawn(move || deliver(&config, &job, &cb));
         if let Err(e) = spawned {
-            eprintln!("basalt-master: job callback not sent: no thread: {e}");
+            tracing::error!(job_id = id, "job {id}: callback not sent: no thread: {e}");
         }
     }
 }
@@ -463,15 +466,17 @@ fn deliver(config: &NotifyConfig, job: &Job, cb: &Callback) {
         match send(&agent, &url, cb, &body) {
             Ok(()) => return,
             Err(e) if attempt < attempts => {
-                eprintln!(
-                    "basalt-master: job {}: callback {url_shown}: {e} (try {attempt} of {attempts}, again in {wait:?})",
+                tracing::warn!(
+                    job_id = job.id,
+                    "job {}: callback {url_shown}: {e} (try {attempt} of {attempts}, again in {wait:?})",
                     job.id
                 );
                 std::thread::sleep(wait);
                 wait = wait.saturating_mul(2);
             }
-            Err(e) => eprintln!(
-                "basalt-master: job {}: callback {url_shown}: {e}: given up after {attempts} tries",
+            Err(e) => tracing::error!(
+                job_id = job.id,
+                "job {}: callback {url_shown}: {e}: given up after {attempts} tries",
                 job.id
             ),
         }

@@ -717,7 +717,7 @@ impl Store {
             match change {
                 Ok(Some(change)) => self.observers.iter().for_each(|o| o(&change)),
                 Ok(None) => {}
-                Err(e) => eprintln!("basalt-master: store: a committed change not reported: {e}"),
+                Err(e) => tracing::error!("store: a committed change not reported: {e}"),
             }
         }
     }

@@ -91,8 +91,11 @@ impl Held {
 const BATCH_EVERY: Duration = Duration::from_millis(20);
 /// The heartbeat until the master's Welcome says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long a canceled job has to finalize before its process group is killed.
+/// How long a canceled job has to finalize before its process group is killed (the systemd
+/// unit's `TimeoutStopSec` leaves room for it).
 const CANCEL_GRACE: Duration = Duration::from_secs(60);
+/// How long past its timeout a job's process may run before it is taken as hung.
+const HUNG_MARGIN_SECS: u64 = 120;
 
 /// Runs the daemon until `shutdown` resolves (then running jobs are canceled and their ends
 /// sent) or the master refuses this worker.
@@ -115,15 +118,18 @@ pub async fn run(
     batches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut stopping = false;
-    eprintln!(
-        "basalt-worker {}: connecting to {} as {}",
-        config.name, config.master, config.key.public
+    tracing::info!(
+        worker = %config.name,
+        "worker {}: connecting to {} as {}",
+        config.name,
+        config.master,
+        config.key.public
     );
     loop {
         tokio::select! {
             _ = &mut shutdown, if !stopping => {
                 stopping = true;
-                eprintln!("basalt-worker {}: stopping: canceling {} job(s)", config.name, jobs.len());
+                tracing::info!(worker = %config.name, "worker {}: stopping: canceling {} job(s)", config.name, jobs.len());
                 for held in jobs.values_mut() {
                     if let Some(c) = held.cancel.take() {
                         let _ = c.send(());
@@ -137,8 +143,8 @@ pub async fn run(
                     }
                 }
                 LinkEvent::Connected => link.send(hello(&config, &jobs)),
-                LinkEvent::Garbage(e) => eprintln!("basalt-worker: a message from the master could not be read: {e}"),
-                LinkEvent::Handshake(h) => eprintln!("basalt-worker: the master's end of the link: {h:?}"),
+                LinkEvent::Garbage(e) => tracing::warn!("a message from the master could not be read: {e}"),
+                LinkEvent::Handshake(h) => tracing::info!("the master's end of the link: {h:?}"),
             },
             Some(event) = job_rx.recv() => on_job(event, &link, &mut jobs, max_batch),
             // only while there are jobs: an idle worker sleeps until the master or a heartbeat
@@ -191,8 +197,9 @@ fn on_master(
                 }));
                 return Some(DaemonError::Refused(e.to_string()));
             }
-            eprintln!(
-                "basalt-worker {}: admitted (protocol {}), {} job(s) to resume",
+            tracing::info!(
+                worker = %config.name,
+                "worker {}: admitted (protocol {}), {} job(s) to resume",
                 config.name,
                 w.version,
                 w.resume.len()
@@ -423,6 +430,7 @@ async fn run_job(
     events: mpsc::UnboundedSender<JobEvent>,
 ) {
     let id = start.job_id;
+    let device = start.device.clone();
     let spec = JobSpec {
         job_id: id.0,
         definition: start.definition,
@@ -434,13 +442,15 @@ async fn run_job(
     let mut job = match JobProcess::start(&config.basalt, &spec, &config.job_args) {
         Ok(j) => j,
         Err(e) => {
+            tracing::error!(job_id = id.0, %device, "job {id} on {device}: cannot start: {e}");
             let _ = events.send(JobEvent::Failed(id, e.to_string()));
             return;
         }
     };
+    tracing::info!(job_id = id.0, %device, "job {id} on {device}: started");
     // the dispatcher keeps the job's timeout; past it and a margin, the process is hung
     let hung = tokio::time::sleep(Duration::from_secs(
-        start.job_timeout_secs.saturating_add(120),
+        start.job_timeout_secs.saturating_add(HUNG_MARGIN_SECS),
     ));
     tokio::pin!(hung);
     let mut cancel_sent = false;
@@ -454,19 +464,29 @@ async fn run_job(
             },
             _ = &mut canceled, if !cancel_sent => {
                 cancel_sent = true;
+                tracing::info!(job_id = id.0, %device, "job {id} on {device}: canceling ({CANCEL_GRACE:?} to finish)");
                 job.cancel(CANCEL_GRACE).await;
             }
             _ = &mut hung, if !cancel_sent => {
                 cancel_sent = true;
+                tracing::warn!(job_id = id.0, %device, "job {id} on {device}: hung (no end {HUNG_MARGIN_SECS} s past its timeout): killed");
                 job.cancel(Duration::from_secs(5)).await;
             }
         }
     }
     match job.wait().await {
         Ok(end) => {
+            let how = match &end.exit {
+                Exit::Complete => "Complete".to_string(),
+                Exit::Incomplete => "Incomplete".to_string(),
+                Exit::Invalid => "refused by the dispatcher (Incomplete)".to_string(),
+                Exit::Crashed(how) => format!("crashed, {how} (Incomplete)"),
+            };
+            tracing::info!(job_id = id.0, %device, "job {id} on {device}: {how}");
             let _ = events.send(JobEvent::Ended(id, end));
         }
         Err(e) => {
+            tracing::error!(job_id = id.0, %device, "job {id} on {device}: {e}");
             let _ = events.send(JobEvent::Failed(id, e.to_string()));
         }
     }

@@ -1,7 +1,11 @@
-//! `basalt-worker`: the lean worker daemon (see the crate documentation).
+//! `basalt-worker`: the lean worker daemon (see the crate documentation). Every option can
+//! come from the environment instead, `BASALT_WORKER_<OPTION>` (`--master-key` is
+//! `BASALT_WORKER_MASTER_KEY`; the log filter is `BASALT_LOG`), which is how the systemd
+//! unit's environment file sets them (docs/config.md).
 
 use basalt_link::cert::{read_public, Keypair};
 use basalt_proto::{Capabilities, Capability};
+use clap::builder::NonEmptyStringValueParser as NonEmpty;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,55 +15,114 @@ use std::process::ExitCode;
 #[command(version)]
 struct Args {
     /// This worker's name (the master admits it under the name of its key file).
-    #[arg(long)]
+    #[arg(long, env = "BASALT_WORKER_NAME", value_parser = NonEmpty::new())]
     name: String,
     /// The master's workers endpoint.
-    #[arg(long, value_name = "tcp://HOST:PORT")]
+    #[arg(
+        long,
+        value_name = "tcp://HOST:PORT",
+        env = "BASALT_WORKER_MASTER",
+        value_parser = NonEmpty::new()
+    )]
     master: String,
     /// The master's public key (`master.key`): the worker talks to that master only.
-    #[arg(long = "master-key", value_name = "FILE.key")]
+    #[arg(
+        long = "master-key",
+        value_name = "FILE.key",
+        env = "BASALT_WORKER_MASTER_KEY"
+    )]
     master_key: PathBuf,
     /// This worker's keypair (`NAME.key_secret`, from `basalt keys generate`).
-    #[arg(long, value_name = "FILE.key_secret")]
+    #[arg(long, value_name = "FILE.key_secret", env = "BASALT_WORKER_KEY")]
     key: PathBuf,
     /// Where the jobs' directories are kept until the master has their logs.
     #[arg(
         long = "state-dir",
         value_name = "DIR",
-        default_value = "/var/lib/basalt-worker"
+        default_value = "/var/lib/basalt-worker",
+        env = "BASALT_WORKER_STATE_DIR"
     )]
     state_dir: PathBuf,
     /// Keep each job's directory (`job-ID/` in the state directory: its output.yaml and
     /// results.yaml) after the master has its log, instead of removing it.
-    #[arg(long = "keep-job-dirs")]
+    #[arg(long = "keep-job-dirs", env = "BASALT_WORKER_KEEP_JOB_DIRS")]
     keep_job_dirs: bool,
     /// The dispatcher run per job (default: `basalt` next to this binary, else on PATH).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "BASALT_WORKER_BASALT")]
     basalt: Option<PathBuf>,
     /// The TFTP server's root (passed to every job).
-    #[arg(long = "tftp-root", value_name = "DIR")]
+    #[arg(
+        long = "tftp-root",
+        value_name = "DIR",
+        env = "BASALT_WORKER_TFTP_ROOT"
+    )]
     tftp_root: Option<PathBuf>,
     /// Serve --tftp-root (default /srv/tftp) with basalt's own read-only TFTP server on
     /// ADDR:PORT (default: off, a TFTP server of the host serves it). The jobs then stage
     /// their files for the worker's own user (`--tftp-user`).
-    #[arg(long = "tftp-listen", value_name = "ADDR:PORT")]
+    #[arg(
+        long = "tftp-listen",
+        value_name = "ADDR:PORT",
+        env = "BASALT_WORKER_TFTP_LISTEN"
+    )]
     tftp_listen: Option<std::net::SocketAddr>,
     /// This worker's address as its devices see it (passed to every job).
-    #[arg(long = "server-ip", value_name = "IP")]
+    #[arg(
+        long = "server-ip",
+        value_name = "IP",
+        env = "BASALT_WORKER_SERVER_IP",
+        value_parser = NonEmpty::new()
+    )]
     server_ip: Option<String>,
-    /// Where job file:// URLs and local git repositories may point (repeatable).
-    #[arg(long = "allow-file-root", value_name = "DIR")]
+    /// Where job file:// URLs and local git repositories may point (repeatable; in the
+    /// environment, separated by `:`).
+    #[arg(
+        long = "allow-file-root",
+        value_name = "DIR",
+        env = "BASALT_WORKER_ALLOW_FILE_ROOT",
+        value_delimiter = ':'
+    )]
     allow_file_root: Vec<PathBuf>,
-    /// Another argument for every `basalt run` (repeatable), e.g. `--job-arg=--no-confine`.
-    #[arg(long = "job-arg", value_name = "ARG", allow_hyphen_values = true)]
+    /// Other arguments for every `basalt run` (repeatable; split at spaces), e.g.
+    /// `--job-arg=--no-confine`, `--job-arg '--job-user basalt-job'`.
+    #[arg(
+        long = "job-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        env = "BASALT_WORKER_JOB_ARG",
+        value_delimiter = ' ',
+        value_parser = NonEmpty::new()
+    )]
     job_arg: Vec<String>,
-    /// A capability to announce (repeatable; default: qemu, tftp, u-boot, pdudaemon).
-    #[arg(long = "capability", value_name = "NAME")]
+    /// A capability to announce (repeatable; in the environment, separated by `,`; default:
+    /// qemu, tftp, u-boot, pdudaemon).
+    #[arg(
+        long = "capability",
+        value_name = "NAME",
+        env = "BASALT_WORKER_CAPABILITY",
+        value_delimiter = ',',
+        value_parser = NonEmpty::new()
+    )]
     capability: Vec<String>,
+    /// What is logged: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
+    /// `TARGET=LEVEL,...` (`warn,basalt_worker::daemon=debug`); to the journal under systemd,
+    /// else to stderr (docs/config.md).
+    #[arg(
+        long,
+        value_name = "FILTER",
+        default_value = basalt_log::DEFAULT_FILTER,
+        env = "BASALT_LOG",
+        value_parser = NonEmpty::new()
+    )]
+    log_level: String,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = basalt_log::init("basalt-worker", &args.log_level) {
+        eprintln!("basalt-worker: --log-level: {e}");
+        return ExitCode::from(2);
+    }
     let key = match Keypair::read(&args.key) {
         Ok(k) => k,
         Err(e) => return fail(&e.to_string()),
@@ -95,8 +158,8 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(&format!("--tftp-listen {addr}: {e}")),
             };
-            eprintln!(
-                "basalt-worker: serving {} over TFTP on {} (read-only)",
+            tracing::info!(
+                "serving {} over TFTP on {} (read-only)",
                 root.display(),
                 server.local_addr()
             );
@@ -157,31 +220,36 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("starting the async runtime: {e}")),
     };
-    let result = rt.block_on(basalt_worker::daemon::run(config, stop_signal()));
+    let result = rt.block_on(async { basalt_worker::daemon::run(config, stop_signal()).await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
 }
 
-/// Resolves at SIGINT or SIGTERM.
-async fn stop_signal() {
+/// Resolves at SIGINT or SIGTERM. The handlers are in place when this returns (in the
+/// runtime), before the daemon logs its start: a SIGTERM right after that line stops it
+/// cleanly.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => {}
-                _ = t.recv() => {}
+    );
+    async move {
+        match signals {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }
 
 fn fail(msg: &str) -> ExitCode {
-    eprintln!("basalt-worker: {msg}");
+    tracing::error!("{msg}");
     ExitCode::from(2)
 }
