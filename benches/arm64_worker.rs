@@ -1,0 +1,216 @@
+//! The arm64 worker beside the x86 one: stripped sizes of `basalt-worker` and `basalt` (the
+//! two binaries a worker host needs), and the worker's idle RSS, connected to a master
+//! ([`basalt::lab::LocalLab`]), no job. The arm64 worker runs here under qemu-user
+//! (`qemu-aarch64-static -L` the arm64 sysroot), so its process's VmRSS is qemu's: qemu-user's
+//! own code, heap and translated-code cache plus the guest's memory. To tell them apart the
+//! bench also measures an idle trivial arm64 program (a C `pause()`, built with
+//! aarch64-linux-gnu-gcc) under the same qemu, and prints the difference as the worker's own
+//! estimate: what it would use on an arm64 host, give or take the translation cache's growth
+//! with the worker's code.
+//!
+//!     cargo build --release --workspace && scripts/build-arm64.sh --release
+//!     cargo bench --bench arm64_worker
+//!
+//! The arm64 release binaries must be built first (the bench says so and fails otherwise);
+//! `BASALT_ARM64_BIN_DIR` and `BASALT_ARM64_SYSROOT` say where they and the sysroot are.
+
+mod common;
+
+use basalt::lab::{LocalLab, Spec, WorkerCommand, WorkerSpec};
+use common::{rss_mib, stripped_mib};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// LAVA's Python worker and dispatcher, per job on x86 (measured when basalt's issues were
+/// written: `lava-run` of the demo job).
+const LAVA_MIB: f64 = 112.0;
+
+/// A process stopped (SIGKILL) and reaped when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fail(what: &str) -> ! {
+    eprintln!("arm64_worker: {what}");
+    std::process::exit(1)
+}
+
+/// `name` in PATH.
+fn in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// RSS of `pid` once it has settled: the largest of a few samples 0.5 s apart.
+fn settled_rss(pid: i32) -> f64 {
+    (0..4)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(500));
+            rss_mib(pid)
+        })
+        .fold(f64::NAN, f64::max)
+}
+
+/// An idle trivial arm64 program under qemu-user: qemu-user's own share.
+fn qemu_baseline(qemu: &Path, sysroot: &Path, scratch: &Path) -> f64 {
+    let src = scratch.join("pause.c");
+    let bin = scratch.join("pause");
+    if std::fs::write(&src, "#include <unistd.h>\nint main(void) { pause(); return 0; }\n").is_err()
+    {
+        return f64::NAN;
+    }
+    let built = Command::new("aarch64-linux-gnu-gcc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("arm64_worker: aarch64-linux-gnu-gcc could not build the trivial program");
+        return f64::NAN;
+    }
+    let child = Command::new(qemu)
+        .arg("-L")
+        .arg(sysroot)
+        .arg(&bin)
+        .stdin(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => {
+            let g = Guard(c);
+            settled_rss(g.0.id() as i32)
+        }
+        Err(e) => {
+            eprintln!("arm64_worker: {}: {e}", qemu.display());
+            f64::NAN
+        }
+    }
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| fail("no target directory"));
+    let arm64_dir = std::env::var_os("BASALT_ARM64_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            bin_dir
+                .parent()
+                .map(|t| t.join("aarch64-unknown-linux-gnu/release"))
+                .unwrap_or_default()
+        });
+    let sysroot = std::env::var_os("BASALT_ARM64_SYSROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/basalt/arm64-sysroot"));
+    for b in ["basalt-worker", "basalt"] {
+        if !arm64_dir.join(b).is_file() {
+            fail(&format!(
+                "{} is missing: run scripts/build-arm64.sh --release",
+                arm64_dir.join(b).display()
+            ));
+        }
+    }
+    if !bin_dir.join("basalt-worker").is_file() {
+        fail("the x86 basalt-worker is missing: cargo build --release --workspace");
+    }
+    let qemu = in_path("qemu-aarch64-static")
+        .unwrap_or_else(|| fail("qemu-aarch64-static is missing: scripts/install-deps.sh"));
+    let tmp = std::env::temp_dir().join(format!("basalt-bench-arm64-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        fail(&format!("{}: {e}", tmp.display()));
+    }
+    let command = WorkerCommand::qemu_user(&qemu, &sysroot, &arm64_dir, &tmp.join("arm64"))
+        .unwrap_or_else(|e| fail(&format!("the arm64 worker's command: {e}")));
+    let worker = |name: &str, command: Option<WorkerCommand>| WorkerSpec {
+        name: name.into(),
+        boards: 0,
+        qemu: 0,
+        command,
+    };
+    let lab = LocalLab::start(Spec {
+        dir: tmp.join("lab"),
+        bin_dir: bin_dir.clone(),
+        fixtures: repo.join("target/fixtures"),
+        workers: vec![worker("x86", None), worker("arm64", Some(command))],
+        heartbeat_secs: 1,
+        bootdelay: 1,
+        keep_job_dirs: false,
+        events: false,
+        anonymous_read: false,
+        coordinator: None,
+    })
+    .unwrap_or_else(|e| fail(&format!("the lab: {e}")));
+    // online; a few heartbeats later
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = |name: &str| lab.worker_pid(name).map(settled_rss).unwrap_or(f64::NAN);
+    let (x86_rss, arm64_rss) = (rss("x86"), rss("arm64"));
+    drop(lab);
+    let baseline = qemu_baseline(&qemu, &sysroot, &tmp);
+    let size = |strip: &str, dir: &Path, bin: &str| stripped_mib(strip, &dir.join(bin), &tmp);
+    let x86_worker = size("strip", &bin_dir, "basalt-worker");
+    let x86_basalt = size("strip", &bin_dir, "basalt");
+    let arm_worker = size("aarch64-linux-gnu-strip", &arm64_dir, "basalt-worker");
+    let arm_basalt = size("aarch64-linux-gnu-strip", &arm64_dir, "basalt");
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    println!(
+        "{:<52} | {:>8} | {:>8} | goal",
+        "measure (MiB)", "x86_64", "arm64"
+    );
+    println!("{:-<52}-|-{:->8}-|-{:->8}-|------", "", "", "");
+    let row = |m: &str, x: f64, a: f64, goal: &str| {
+        let cell = |v: f64| {
+            if v.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{v:.1}")
+            }
+        };
+        println!("{m:<52} | {:>8} | {:>8} | {goal}", cell(x), cell(a));
+    };
+    row("basalt-worker stripped", x86_worker, arm_worker, "<= 8");
+    row("basalt (the dispatcher) stripped", x86_basalt, arm_basalt, "");
+    row(
+        "worker idle RSS, connected (arm64: the qemu process)",
+        x86_rss,
+        arm64_rss,
+        "<= 8",
+    );
+    row(
+        "  qemu-user alone: a trivial arm64 program, idle",
+        f64::NAN,
+        baseline,
+        "",
+    );
+    row(
+        "  the worker's own (qemu process minus qemu alone)",
+        x86_rss,
+        arm64_rss - baseline,
+        "<= 8",
+    );
+    row(
+        "LAVA's Python worker + dispatcher, per job (x86)",
+        LAVA_MIB,
+        f64::NAN,
+        "(LAVA, x86: >= 112)",
+    );
+    println!(
+        "\narm64 runs under {} here: its VmRSS includes qemu-user's own code, heap and \
+         translated-code cache; the difference with an idle trivial arm64 program under the \
+         same qemu is the worker's own estimate.",
+        qemu.display()
+    );
+}
