@@ -47,21 +47,30 @@ cross_arm64_missing() {
   MISSING_ARM64=() MISSING_ARM64_SYSROOT=()
   cross_arm64_wanted || return 0
   local -A have=()
-  local p s host
+  local p s stamp
   while read -r p s; do
     [ "$s" != ii ] || have[$p]=1
   done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${ARM64_HOST_PKGS[@]}" 2>/dev/null || true)
   for p in "${ARM64_HOST_PKGS[@]}"; do
     [ -n "${have[$p]:-}" ] || MISSING_ARM64+=("$p")
   done
-  host=$(head -n 1 "$BASALT_ARM64_SYSROOT/$ARM64_SYSROOT_STAMP" 2>/dev/null || true)
-  [ "$host" = "$(_cross_arm64_request)" ] || MISSING_ARM64_SYSROOT=(arm64-sysroot)
+  stamp=$(head -n 1 "$BASALT_ARM64_SYSROOT/$ARM64_SYSROOT_STAMP" 2>/dev/null || true)
+  # shellcheck disable=SC2034 # read by install-deps.sh
+  [ "$stamp" = "$(_cross_arm64_request)" ] || MISSING_ARM64_SYSROOT=(arm64-sysroot)
 }
 
 # Makes the sysroot afresh (beside it, then in its place). Needs the private APT
 # configuration (basalt_apt_init: APT_CONFIG).
 cross_arm64_sysroot() {
-  local root=$BASALT_ARM64_SYSROOT work=$BASALT_ARM64_SYSROOT.work
+  local root=${BASALT_ARM64_SYSROOT%/} work=${BASALT_ARM64_SYSROOT%/}.work
+  # it is replaced as a whole: only a directory of its own
+  case $root in
+    /?*) ;;
+    *) basalt_die "BASALT_ARM64_SYSROOT must be an absolute path other than /: '$BASALT_ARM64_SYSROOT'" ;;
+  esac
+  if [ -e "$root" ] && [ ! -f "$root/$ARM64_SYSROOT_STAMP" ] && [ -n "$(ls -A "$root" 2>/dev/null)" ]; then
+    basalt_die "$root exists and is not an arm64 sysroot made here (no $ARM64_SYSROOT_STAMP): choose another BASALT_ARM64_SYSROOT"
+  fi
   rm -rf "$work" "$root.new"
   mkdir -p "$work/archives/partial" "$work/state" "$root.new"
   : >"$work/state/status"
@@ -94,6 +103,7 @@ CONF
   done < <(find "$root.new" -type l -lname '/*' -print0)
   {
     _cross_arm64_request
+    # shellcheck disable=SC2016 # dpkg-deb's format, not the shell's
     for deb in "$work"/archives/*.deb; do dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb"; done
   } >"$root.new/$ARM64_SYSROOT_STAMP"
   rm -rf "$root" "$work"
