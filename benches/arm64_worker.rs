@@ -2,11 +2,15 @@
 //! two binaries a worker host needs), and the worker's idle RSS, connected to a master
 //! ([`basalt::lab::LocalLab`]), no job. The arm64 worker runs here under qemu-user
 //! (`qemu-aarch64-static -L` the arm64 sysroot), so its process's VmRSS is qemu's: qemu-user's
-//! own code, heap and translated-code cache plus the guest's memory. To tell them apart the
-//! bench also measures an idle trivial arm64 program (a C `pause()`, built with
-//! aarch64-linux-gnu-gcc) under the same qemu, and prints the difference as the worker's own
-//! estimate: what it would use on an arm64 host, give or take the translation cache's growth
-//! with the worker's code.
+//! own code, heap and translated-code cache plus the guest's memory. Two ways to tell them
+//! apart:
+//! - the guest's own memory: qemu runs the worker with its guest address space at a fixed
+//!   place (`-B GUEST_BASE -R GUEST_SIZE`), and the bench sums the RSS of the mappings there
+//!   (`/proc/PID/smaps`): the arm64 worker's code, libraries, heap and stacks, what it would
+//!   use on an arm64 host;
+//! - the difference with an idle trivial arm64 program (a C `pause()`, built with
+//!   aarch64-linux-gnu-gcc) under the same qemu: an upper bound, as it also counts qemu's
+//!   translated code for the worker's code and its per-thread state.
 //!
 //!     cargo build --release --workspace && scripts/build-arm64.sh --release
 //!     cargo bench --bench arm64_worker
@@ -25,6 +29,39 @@ use std::time::Duration;
 /// LAVA's Python worker and dispatcher, per job on x86 (measured when basalt's issues were
 /// written: `lava-run` of the demo job).
 const LAVA_MIB: f64 = 112.0;
+
+/// Where qemu-user puts the arm64 worker's guest address space (`-B`), and its size (`-R`).
+const GUEST_BASE: u64 = 0x2000_0000_0000;
+const GUEST_SIZE: u64 = 0x80_0000_0000;
+
+/// RSS of the mappings of `pid` that start in `[lo, hi)`, in MiB; NaN when smaps cannot be read.
+fn rss_in_range_mib(pid: i32, lo: u64, hi: u64) -> f64 {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return f64::NAN;
+    };
+    let mut inside = false;
+    let mut kib = 0u64;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, _)) = first.split_once('-') {
+            if let Ok(start) = u64::from_str_radix(a, 16) {
+                inside = (lo..hi).contains(&start);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                kib += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        }
+    }
+    kib as f64 / 1024.0
+}
 
 /// A process stopped (SIGKILL) and reaped when dropped.
 struct Guard(Child);
@@ -132,8 +169,18 @@ fn main() {
     if let Err(e) = std::fs::create_dir_all(&tmp) {
         fail(&format!("{}: {e}", tmp.display()));
     }
-    let command = WorkerCommand::qemu_user(&qemu, &sysroot, &arm64_dir, &tmp.join("arm64"))
+    let mut command = WorkerCommand::qemu_user(&qemu, &sysroot, &arm64_dir, &tmp.join("arm64"))
         .unwrap_or_else(|e| fail(&format!("the arm64 worker's command: {e}")));
+    // the guest's address space where the bench can find it
+    command.command.splice(
+        1..1,
+        [
+            "-B".into(),
+            format!("{GUEST_BASE:#x}").into(),
+            "-R".into(),
+            format!("{GUEST_SIZE:#x}").into(),
+        ],
+    );
     let worker = |name: &str, command: Option<WorkerCommand>| WorkerSpec {
         name: name.into(),
         boards: 0,
@@ -157,6 +204,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let rss = |name: &str| lab.worker_pid(name).map(settled_rss).unwrap_or(f64::NAN);
     let (x86_rss, arm64_rss) = (rss("x86"), rss("arm64"));
+    let guest = lab
+        .worker_pid("arm64")
+        .map(|pid| rss_in_range_mib(pid, GUEST_BASE, GUEST_BASE + GUEST_SIZE))
+        .unwrap_or(f64::NAN);
     drop(lab);
     let baseline = qemu_baseline(&qemu, &sysroot, &tmp);
     let size = |strip: &str, dir: &Path, bin: &str| stripped_mib(strip, &dir.join(bin), &tmp);
@@ -187,6 +238,12 @@ fn main() {
         "worker idle RSS, connected (arm64: the qemu process)",
         x86_rss,
         arm64_rss,
+        "",
+    );
+    row(
+        "  the worker's own: its guest address space's RSS",
+        x86_rss,
+        guest,
         "<= 8",
     );
     row(
@@ -196,10 +253,10 @@ fn main() {
         "",
     );
     row(
-        "  the worker's own (qemu process minus qemu alone)",
-        x86_rss,
+        "  qemu process minus qemu alone (upper bound)",
+        f64::NAN,
         arm64_rss - baseline,
-        "<= 8",
+        "",
     );
     row(
         "LAVA's Python worker + dispatcher, per job (x86)",
@@ -208,9 +265,12 @@ fn main() {
         "(LAVA, x86: >= 112)",
     );
     println!(
-        "\narm64 runs under {} here: its VmRSS includes qemu-user's own code, heap and \
-         translated-code cache; the difference with an idle trivial arm64 program under the \
-         same qemu is the worker's own estimate.",
+        "\narm64 runs under {} here: the qemu process's VmRSS includes qemu-user's own code, \
+         heap, per-thread state and translated-code cache. The worker's own is the RSS of its \
+         guest address space (qemu -B {GUEST_BASE:#x} -R {GUEST_SIZE:#x}: code, libraries, \
+         heap, stacks), what it would use on an arm64 host; the difference with an idle \
+         trivial arm64 program under the same qemu also counts qemu's translations of the \
+         worker's code.",
         qemu.display()
     );
 }
