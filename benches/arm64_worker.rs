@@ -12,6 +12,8 @@
 //!   aarch64-linux-gnu-gcc) under the same qemu: an upper bound, as it also counts qemu's
 //!   translated code for the worker's code and its per-thread state.
 //!
+//! Run it with:
+//!
 //!     cargo build --release --workspace && scripts/build-arm64.sh --release
 //!     cargo bench --bench arm64_worker
 //!
@@ -101,7 +103,11 @@ fn settled_rss(pid: i32) -> f64 {
 fn qemu_baseline(qemu: &Path, sysroot: &Path, scratch: &Path) -> f64 {
     let src = scratch.join("pause.c");
     let bin = scratch.join("pause");
-    if std::fs::write(&src, "#include <unistd.h>\nint main(void) { pause(); return 0; }\n").is_err()
+    if std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(void) { pause(); return 0; }\n",
+    )
+    .is_err()
     {
         return f64::NAN;
     }
@@ -233,7 +239,12 @@ fn main() {
         println!("{m:<52} | {:>8} | {:>8} | {goal}", cell(x), cell(a));
     };
     row("basalt-worker stripped", x86_worker, arm_worker, "<= 8");
-    row("basalt (the dispatcher) stripped", x86_basalt, arm_basalt, "");
+    row(
+        "basalt (the dispatcher) stripped",
+        x86_basalt,
+        arm_basalt,
+        "",
+    );
     row(
         "worker idle RSS, connected (arm64: the qemu process)",
         x86_rss,

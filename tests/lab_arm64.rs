@@ -143,13 +143,9 @@ fn the_arm64_worker_runs_a_board_job_to_complete() {
     let Some(a) = arm64() else { return };
     common::fixtures_amd64();
     let tmp = common::TempDir::new("lab-arm64");
-    let mut command = WorkerCommand::qemu_user(
-        &a.qemu,
-        &a.sysroot,
-        &a.bin_dir,
-        &tmp.path().join("arm64"),
-    )
-    .expect("the arm64 worker's command");
+    let mut command =
+        WorkerCommand::qemu_user(&a.qemu, &a.sysroot, &a.bin_dir, &tmp.path().join("arm64"))
+            .expect("the arm64 worker's command");
     let script = std::fs::read_to_string(&command.basalt).expect("the basalt script");
     assert!(
         script.contains(&*a.bin_dir.join("basalt").to_string_lossy()) && script.contains("\"$@\""),
@@ -233,7 +229,11 @@ fn the_arm64_worker_runs_a_board_job_to_complete() {
             .map(|t| t["result"].clone())
     };
     assert_eq!(result("job"), Some("pass".into()), "lava/job in {tests:?}");
-    assert_eq!(result("uname"), Some("pass".into()), "0_smoke/uname in {tests:?}");
+    assert_eq!(
+        result("uname"),
+        Some("pass".into()),
+        "0_smoke/uname in {tests:?}"
+    );
     // the job ran in the arm64 basalt, started once through the script
     let started = std::fs::read_to_string(&runs).unwrap_or_default();
     assert_eq!(started.lines().count(), 1, "basalt starts: {started:?}");
