@@ -22,7 +22,7 @@
 
 mod common;
 
-use basalt::lab::{LocalLab, Spec, WorkerCommand, WorkerSpec};
+use basalt::lab::{Arm64Build, LocalLab, Spec, WorkerCommand, WorkerSpec};
 use common::{rss_mib, stripped_mib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -78,15 +78,6 @@ impl Drop for Guard {
 fn fail(what: &str) -> ! {
     eprintln!("arm64_worker: {what}");
     std::process::exit(1)
-}
-
-/// `name` in PATH.
-fn in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// RSS of `pid` once it has settled: the largest of a few samples 0.5 s apart.
@@ -146,36 +137,26 @@ fn main() {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| fail("no target directory"));
-    let arm64_dir = std::env::var_os("BASALT_ARM64_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            bin_dir
-                .parent()
-                .map(|t| t.join("aarch64-unknown-linux-gnu/release"))
-                .unwrap_or_default()
-        });
-    let sysroot = std::env::var_os("BASALT_ARM64_SYSROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/basalt/arm64-sysroot"));
-    for b in ["basalt-worker", "basalt"] {
-        if !arm64_dir.join(b).is_file() {
-            fail(&format!(
-                "{} is missing: run scripts/build-arm64.sh --release",
-                arm64_dir.join(b).display()
-            ));
-        }
+    let arm64 = Arm64Build::locate(&bin_dir);
+    let missing = arm64.missing();
+    if !missing.is_empty() {
+        fail(&format!(
+            "missing: {} (the release build: scripts/build-arm64.sh --release)",
+            missing.join("; ")
+        ));
     }
     if !bin_dir.join("basalt-worker").is_file() {
         fail("the x86 basalt-worker is missing: cargo build --release --workspace");
     }
-    let qemu = in_path("qemu-aarch64-static")
-        .unwrap_or_else(|| fail("qemu-aarch64-static is missing: scripts/install-deps.sh"));
+    let qemu = arm64.qemu.clone().unwrap_or_default();
+    let (sysroot, arm64_dir) = (&arm64.sysroot, &arm64.bin_dir);
     let tmp = std::env::temp_dir().join(format!("basalt-bench-arm64-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     if let Err(e) = std::fs::create_dir_all(&tmp) {
         fail(&format!("{}: {e}", tmp.display()));
     }
-    let mut command = WorkerCommand::qemu_user(&qemu, &sysroot, &arm64_dir, &tmp.join("arm64"))
+    let mut command = arm64
+        .worker_command(&tmp.join("arm64"))
         .unwrap_or_else(|e| fail(&format!("the arm64 worker's command: {e}")));
     // the guest's address space where the bench can find it
     command.command.splice(
@@ -215,12 +196,12 @@ fn main() {
         .map(|pid| rss_in_range_mib(pid, GUEST_BASE, GUEST_BASE + GUEST_SIZE))
         .unwrap_or(f64::NAN);
     drop(lab);
-    let baseline = qemu_baseline(&qemu, &sysroot, &tmp);
+    let baseline = qemu_baseline(&qemu, sysroot, &tmp);
     let size = |strip: &str, dir: &Path, bin: &str| stripped_mib(strip, &dir.join(bin), &tmp);
     let x86_worker = size("strip", &bin_dir, "basalt-worker");
     let x86_basalt = size("strip", &bin_dir, "basalt");
-    let arm_worker = size("aarch64-linux-gnu-strip", &arm64_dir, "basalt-worker");
-    let arm_basalt = size("aarch64-linux-gnu-strip", &arm64_dir, "basalt");
+    let arm_worker = size("aarch64-linux-gnu-strip", arm64_dir, "basalt-worker");
+    let arm_basalt = size("aarch64-linux-gnu-strip", arm64_dir, "basalt");
     let _ = std::fs::remove_dir_all(&tmp);
 
     println!(

@@ -90,6 +90,81 @@ impl WorkerCommand {
     }
 }
 
+/// The arm64 build of `scripts/build-arm64.sh`, its sysroot and qemu-user: what runs an arm64
+/// worker on this (x86) host.
+#[derive(Clone, Debug)]
+pub struct Arm64Build {
+    /// `basalt-worker` and `basalt` for arm64: `BASALT_ARM64_BIN_DIR`, else
+    /// `target/aarch64-unknown-linux-gnu/PROFILE` beside the host's `target/PROFILE`.
+    pub bin_dir: PathBuf,
+    /// The arm64 loader and libraries: `BASALT_ARM64_SYSROOT`, else
+    /// `/var/cache/basalt/arm64-sysroot` (made by `scripts/install-deps.sh`).
+    pub sysroot: PathBuf,
+    /// `qemu-aarch64-static`, from PATH.
+    pub qemu: Option<PathBuf>,
+}
+
+impl Arm64Build {
+    /// Where they are, for the host's binaries in `host_bin_dir` (`target/debug` or
+    /// `target/release`: the arm64 build of the same profile).
+    pub fn locate(host_bin_dir: &Path) -> Arm64Build {
+        let bin_dir = std::env::var_os("BASALT_ARM64_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let profile = host_bin_dir.file_name().unwrap_or_default();
+                host_bin_dir
+                    .parent()
+                    .unwrap_or(host_bin_dir)
+                    .join("aarch64-unknown-linux-gnu")
+                    .join(profile)
+            });
+        let sysroot = std::env::var_os("BASALT_ARM64_SYSROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/basalt/arm64-sysroot"));
+        let qemu = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("qemu-aarch64-static"))
+                .find(|p| p.is_file())
+        });
+        Arm64Build {
+            bin_dir,
+            sysroot,
+            qemu,
+        }
+    }
+
+    /// What is missing to run it, each with what makes it; empty when nothing is.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.qemu.is_none() {
+            missing.push("qemu-aarch64-static in PATH (scripts/install-deps.sh)".to_string());
+        }
+        if !self.sysroot.join("lib/ld-linux-aarch64.so.1").exists() {
+            missing.push(format!(
+                "the arm64 sysroot {} (scripts/install-deps.sh)",
+                self.sysroot.display()
+            ));
+        }
+        for b in ["basalt-worker", "basalt"] {
+            let p = self.bin_dir.join(b);
+            if !p.is_file() {
+                missing.push(format!("{} (scripts/build-arm64.sh)", p.display()));
+            }
+        }
+        missing
+    }
+
+    /// The arm64 worker under qemu-user ([`WorkerCommand::qemu_user`], its script in
+    /// `script_dir`).
+    pub fn worker_command(&self, script_dir: &Path) -> Result<WorkerCommand, LabError> {
+        let qemu = self
+            .qemu
+            .as_deref()
+            .ok_or_else(|| LabError::Setup("qemu-aarch64-static is not in PATH".into()))?;
+        WorkerCommand::qemu_user(qemu, &self.sysroot, &self.bin_dir, script_dir)
+    }
+}
+
 /// What to set up.
 #[derive(Clone, Debug)]
 pub struct Spec {

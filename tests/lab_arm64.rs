@@ -14,7 +14,7 @@
 
 mod common;
 
-use basalt::lab::{LocalLab, Spec, WorkerCommand, WorkerSpec};
+use basalt::lab::{Arm64Build, LocalLab, Spec, WorkerSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,8 +25,7 @@ const EM_AARCH64: u16 = 183;
 /// What the arm64 tests run: qemu-user, the sysroot and the arm64 binaries.
 struct Arm64 {
     qemu: PathBuf,
-    sysroot: PathBuf,
-    bin_dir: PathBuf,
+    build: Arm64Build,
 }
 
 fn required() -> bool {
@@ -34,53 +33,15 @@ fn required() -> bool {
     set("BASALT_REQUIRE_ARM64") || set("CI")
 }
 
-/// `name` in PATH.
-fn in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The arm64 setup, or `None` (the test skips) when something is missing and it is not
 /// [`required`]; when it is, the test fails naming what is missing.
 fn arm64() -> Option<Arm64> {
-    let bin_dir = std::env::var_os("BASALT_ARM64_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            common::bin_dir()
-                .parent()
-                .map(|t| t.join("aarch64-unknown-linux-gnu/debug"))
-                .unwrap_or_default()
-        });
-    let sysroot = std::env::var_os("BASALT_ARM64_SYSROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/basalt/arm64-sysroot"));
-    let qemu = in_path("qemu-aarch64-static");
-    let mut missing = Vec::new();
-    if qemu.is_none() {
-        missing.push("qemu-aarch64-static (scripts/install-deps.sh)".to_string());
-    }
-    if !sysroot.join("lib/ld-linux-aarch64.so.1").exists() {
-        missing.push(format!(
-            "the arm64 sysroot {} (scripts/install-deps.sh)",
-            sysroot.display()
-        ));
-    }
-    for b in ["basalt-worker", "basalt"] {
-        if !bin_dir.join(b).is_file() {
-            missing.push(format!(
-                "{} (scripts/build-arm64.sh)",
-                bin_dir.join(b).display()
-            ));
-        }
-    }
-    match (qemu, missing.is_empty()) {
+    let build = Arm64Build::locate(&common::bin_dir());
+    let missing = build.missing();
+    match (&build.qemu, missing.is_empty()) {
         (Some(qemu), true) => Some(Arm64 {
-            qemu,
-            sysroot,
-            bin_dir,
+            qemu: qemu.clone(),
+            build,
         }),
         _ if required() => panic!(
             "the arm64 worker test is required (BASALT_REQUIRE_ARM64 or CI) but lacks: {}",
@@ -111,7 +72,7 @@ fn elf_machine(path: &Path) -> u16 {
 fn the_arm64_worker_says_its_version_under_qemu_user() {
     let Some(a) = arm64() else { return };
     for (bin, name) in [("basalt-worker", "basalt-worker"), ("basalt", "basalt")] {
-        let path = a.bin_dir.join(bin);
+        let path = a.build.bin_dir.join(bin);
         assert_eq!(
             elf_machine(&path),
             EM_AARCH64,
@@ -120,7 +81,7 @@ fn the_arm64_worker_says_its_version_under_qemu_user() {
         );
         let out = Command::new(&a.qemu)
             .arg("-L")
-            .arg(&a.sysroot)
+            .arg(&a.build.sysroot)
             .arg(&path)
             .arg("--version")
             .output()
@@ -143,12 +104,14 @@ fn the_arm64_worker_runs_a_board_job_to_complete() {
     let Some(a) = arm64() else { return };
     common::fixtures_amd64();
     let tmp = common::TempDir::new("lab-arm64");
-    let mut command =
-        WorkerCommand::qemu_user(&a.qemu, &a.sysroot, &a.bin_dir, &tmp.path().join("arm64"))
-            .expect("the arm64 worker's command");
+    let mut command = a
+        .build
+        .worker_command(&tmp.path().join("arm64"))
+        .expect("the arm64 worker's command");
     let script = std::fs::read_to_string(&command.basalt).expect("the basalt script");
     assert!(
-        script.contains(&*a.bin_dir.join("basalt").to_string_lossy()) && script.contains("\"$@\""),
+        script.contains(&*a.build.bin_dir.join("basalt").to_string_lossy())
+            && script.contains("\"$@\""),
         "the script runs the arm64 basalt with the worker's arguments: {script}"
     );
     // the worker's --basalt: the lab's script, each start counted
