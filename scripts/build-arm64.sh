@@ -9,8 +9,8 @@
 # Needs what scripts/install-deps.sh installs (the cross compiler, and the arm64
 # libraries in the sysroot $BASALT_ARM64_SYSROOT, default /var/cache/basalt/arm64-sysroot)
 # and the Rust target: added with rustup when missing (rustup target add
-# aarch64-unknown-linux-gnu). The linker and pkg-config settings are in .cargo/config.toml
-# (for the default sysroot; another BASALT_ARM64_SYSROOT is given to cargo here).
+# aarch64-unknown-linux-gnu). The linker is named in .cargo/config.toml (with the default
+# sysroot's settings, for cargo called by hand); the sysroot's are given to cargo here.
 # Prints where the binaries are, and how to run them here with qemu-user.
 # docs/arm64.md has the rest: what the arm64 host needs at run time.
 set -euo pipefail
@@ -22,7 +22,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/scripts/lib/cross-arm64.sh"
 BASALT_TAG=build-arm64
 TARGET=aarch64-unknown-linux-gnu
-DEFAULT_SYSROOT=/var/cache/basalt/arm64-sysroot
 
 PROFILE=debug
 CHECK=0
@@ -61,13 +60,12 @@ fi
 
 ARGS=(build --target "$TARGET" -p basalt-worker -p basalt --bin basalt-worker --bin basalt)
 [ "$PROFILE" = debug ] || ARGS+=(--release)
-if [ "$BASALT_ARM64_SYSROOT" != "$DEFAULT_SYSROOT" ]; then
-  # RUSTFLAGS replaces the target's rustflags of .cargo/config.toml; the environment's
-  # pkg-config variables win over its [env]
-  export RUSTFLAGS="-C link-arg=--sysroot=$BASALT_ARM64_SYSROOT"
-  export PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu=$BASALT_ARM64_SYSROOT
-  export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=$BASALT_ARM64_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$BASALT_ARM64_SYSROOT/usr/share/pkgconfig
-fi
+# The sysroot, as .cargo/config.toml has it for the default one: RUSTFLAGS (with --target,
+# for the arm64 crates only) replaces the config's target rustflags, and the environment's
+# pkg-config variables win over its [env].
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C link-arg=--sysroot=$BASALT_ARM64_SYSROOT"
+export PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu=$BASALT_ARM64_SYSROOT
+export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=$BASALT_ARM64_SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$BASALT_ARM64_SYSROOT/usr/share/pkgconfig
 cd "$REPO"
 START=$(basalt_now)
 echo "$BASALT_TAG: cargo ${ARGS[*]}"
