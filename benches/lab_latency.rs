@@ -15,7 +15,10 @@
 //! The master's share at scale (200 simulated workers) is `cargo bench -p basalt-master
 //! --bench lab`.
 
+mod common;
+
 use basalt::lab::{LocalLab, Spec, WorkerSpec};
+use common::{rss_mib, stripped_mib};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,19 +56,6 @@ fn idle_cpu_percent(pid: Option<i32>, secs: u64) -> f64 {
     };
     cpu_ticks(pid)
         .map(|b| (b - a) as f64 / hz / secs as f64 * 100.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn rss_mib(pid: i32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(String::from))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
 
@@ -128,6 +118,7 @@ fn main() {
             name: "w1".into(),
             boards: 1,
             qemu: 0,
+            command: None,
         }],
         heartbeat_secs: 5,
         bootdelay: 1,
@@ -212,18 +203,7 @@ fn main() {
     let _ = follower.wait();
     delays.sort_by(f64::total_cmp);
 
-    let worker_bin = bin_dir.join("basalt-worker");
-    let stripped = tmp.join("basalt-worker.stripped");
-    let size = Command::new("strip")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&worker_bin)
-        .status()
-        .ok()
-        .filter(|s| s.success())
-        .and_then(|_| std::fs::metadata(&stripped).ok())
-        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
-        .unwrap_or(f64::NAN);
+    let size = stripped_mib("strip", &bin_dir.join("basalt-worker"), &tmp);
     drop(lab);
     let _ = std::fs::remove_dir_all(&tmp);
 

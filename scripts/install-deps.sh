@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            install what is missing (quick no-op when all is there)
 #   scripts/install-deps.sh --check    only report what is missing (exit 1 if anything is)
 #   scripts/install-deps.sh --update   refresh the package lists even if they are fresh
+#   scripts/install-deps.sh --no-arm64 leave out the arm64 cross build's packages
 #
 # * Idempotent: it first asks dpkg-query; apt-get runs only for missing packages.
 # * qemu-system-x86 / qemu-system-arm come from bookworm-backports (qemu 10.x):
@@ -17,6 +18,10 @@
 #   and the previous state restored afterwards (also after an interrupted run).
 #   On a host running systemd the five services are also left disabled. (The tests start
 #   a PostgreSQL cluster of their own, scripts/lib/postgres.sh.)
+# * The arm64 cross build (scripts/build-arm64.sh): the cross compiler,
+#   qemu-user-static, and the arm64 libraries in a sysroot of their own
+#   (/var/cache/basalt/arm64-sysroot, not multiarch: nothing on the host is upgraded;
+#   scripts/lib/cross-arm64.sh says why).
 # * Output: one line per step; apt's output goes to target/logs/install-deps.log.
 set -euo pipefail
 
@@ -25,16 +30,20 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$REPO/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/apt.sh
 . "$REPO/scripts/lib/apt.sh"
+# shellcheck source=scripts/lib/cross-arm64.sh
+. "$REPO/scripts/lib/cross-arm64.sh"
 BASALT_TAG=install-deps
 
 MODE=install
 FORCE_UPDATE=0
+ARM64=1
 for arg in "$@"; do
   case $arg in
     --check) MODE=check ;;
     --update) FORCE_UPDATE=1 ;;
+    --no-arm64) ARM64=0 ;;
     -h | --help)
-      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) basalt_die "unknown argument: $arg (see --help)" ;;
@@ -96,16 +105,26 @@ optional_available() {
   [ -n "$cand" ] && [ "$cand" != "(none)" ]
 }
 
-MISSING=() MISSING_BPO=() MISSING_OPT=()
+MISSING=() MISSING_BPO=() MISSING_OPT=() MISSING_ARM64=() MISSING_ARM64_SYSROOT=()
 compute_missing() {
   query_dpkg
-  MISSING=() MISSING_BPO=() MISSING_OPT=()
+  MISSING=() MISSING_BPO=() MISSING_OPT=() MISSING_ARM64=() MISSING_ARM64_SYSROOT=()
+  [ "$ARM64" = 0 ] || cross_arm64_missing
   local p
   for p in "${PKGS[@]}"; do installed "$p" || MISSING+=("$p"); done
   for p in "${BPO_PKGS[@]}"; do bpo_ok "$p" || MISSING_BPO+=("$p"); done
   for p in "${OPTIONAL_PKGS[@]}"; do
     installed "$p" || ! optional_available "$p" || MISSING_OPT+=("$p")
   done
+}
+all_missing() {
+  local all=("${MISSING[@]}" "${MISSING_BPO[@]}" "${MISSING_OPT[@]}" "${MISSING_ARM64[@]}" "${MISSING_ARM64_SYSROOT[@]}")
+  echo "${all[*]}"
+}
+n_missing() {
+  local all
+  read -r -a all <<<"$(all_missing)"
+  echo "${#all[@]}"
 }
 
 # --- policy-rc.d: no service starts during the install -----------------------
@@ -153,24 +172,31 @@ policy_guard() {
 
 apt_install() { apt-get install -y -q "$@"; }
 
-# Install, and when that fails on lists that were not refreshed in this run
-# (e.g. a package version vanished from the mirror), refresh them and retry once.
-install_step() {
+# Run a step that downloads, and when it fails on lists that were not refreshed in this
+# run (e.g. a package version vanished from the mirror), refresh them and retry once.
+retry_step() {
   local label=$1
   shift
-  if ! basalt_step "$label" apt_install "$@"; then
+  if ! basalt_step "$label" "$@"; then
     basalt_apt_updated_since "$RUN_START" && return 1
     echo "$BASALT_TAG: refreshing the package lists and retrying" >&2
     basalt_step apt-update basalt_apt_update || return 1
-    basalt_step "$label (retry)" apt_install "$@" || return 1
+    basalt_step "$label (retry)" "$@" || return 1
   fi
+}
+install_step() {
+  local label=$1
+  shift
+  retry_step "$label" apt_install "$@"
 }
 
 summary() {
   local q
   q=$(qemu-system-x86_64 --version 2>/dev/null | awk 'NR == 1 { print $4 }')
-  printf '%s: all %d packages present (qemu %s)\n' "$BASALT_TAG" \
-    "$((${#PKGS[@]} + ${#BPO_PKGS[@]} + ${#OPTIONAL_PKGS[@]}))" "${q:-?}"
+  local sysroot=
+  [ "$ARM64" = 0 ] || ! cross_arm64_wanted || sysroot=", arm64 sysroot $BASALT_ARM64_SYSROOT"
+  printf '%s: all %d packages present (qemu %s%s)\n' "$BASALT_TAG" \
+    "$((${#PKGS[@]} + ${#BPO_PKGS[@]} + ${#OPTIONAL_PKGS[@]} + ARM64 * ${#ARM64_HOST_PKGS[@]}))" "${q:-?}" "$sysroot"
 }
 
 # --- main ----------------------------------------------------------------------
@@ -178,18 +204,18 @@ summary() {
 command -v dpkg-query >/dev/null || basalt_die "needs a Debian system (dpkg-query not found)"
 compute_missing
 if [ "$MODE" = check ]; then
-  if [ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ]; then
+  if [ "$(n_missing)" -eq 0 ]; then
     summary
     exit 0
   fi
-  echo "$BASALT_TAG: missing: ${MISSING[*]} ${MISSING_BPO[*]} ${MISSING_OPT[*]}"
+  echo "$BASALT_TAG: missing: $(all_missing)"
   exit 1
 fi
 
 # An earlier run that was killed may have left its temporary policy behind.
 [ "$(id -u)" -ne 0 ] || policy_restore
 
-if [ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ] && [ "$FORCE_UPDATE" = 0 ]; then
+if [ "$(n_missing)" -eq 0 ] && [ "$FORCE_UPDATE" = 0 ]; then
   summary
   exit 0
 fi
@@ -199,10 +225,10 @@ RUN_START=$(date +%s)
 mkdir -p "$REPO/target/logs"
 BASALT_LOG=$REPO/target/logs/install-deps.log
 : >"$BASALT_LOG"
-if [ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ]; then
+if [ "$(n_missing)" -eq 0 ]; then
   echo "$BASALT_TAG: nothing to install; refreshing the package lists (log: $BASALT_LOG)"
 else
-  echo "$BASALT_TAG: to install: ${MISSING[*]} ${MISSING_BPO[*]} ${MISSING_OPT[*]} (log: $BASALT_LOG)"
+  echo "$BASALT_TAG: to install: $(all_missing) (log: $BASALT_LOG)"
 fi
 
 basalt_apt_init
@@ -219,6 +245,10 @@ policy_guard
   install_step "install bookworm packages" "${MISSING[@]}" "${MISSING_OPT[@]}"
 [ ${#MISSING_BPO[@]} -eq 0 ] ||
   install_step "install qemu (backports)" -t bookworm-backports "${MISSING_BPO[@]}"
+[ ${#MISSING_ARM64[@]} -eq 0 ] ||
+  install_step "install arm64 cross tools" "${MISSING_ARM64[@]}"
+[ ${#MISSING_ARM64_SYSROOT[@]} -eq 0 ] ||
+  retry_step "arm64 sysroot" cross_arm64_sysroot
 policy_restore
 trap - EXIT
 
@@ -240,8 +270,8 @@ compute_missing
 for p in "${OPTIONAL_PKGS[@]}"; do
   installed "$p" || echo "$BASALT_TAG: optional $p is not in the archive: skipped"
 done
-[ $((${#MISSING[@]} + ${#MISSING_BPO[@]} + ${#MISSING_OPT[@]})) -eq 0 ] ||
-  basalt_die "still missing after the install: ${MISSING[*]} ${MISSING_BPO[*]} ${MISSING_OPT[*]} (see $BASALT_LOG)"
+[ "$(n_missing)" -eq 0 ] ||
+  basalt_die "still missing after the install: $(all_missing) (see $BASALT_LOG)"
 for s in in.tftpd ser2net pdudaemon; do
   if pgrep -x "$s" >/dev/null 2>&1; then echo "$BASALT_TAG: WARNING: $s is running" >&2; fi
 done

@@ -37,6 +37,132 @@ pub struct WorkerSpec {
     pub boards: usize,
     /// QEMU devices (`NAME-qemu-N`, device type `qemu`).
     pub qemu: usize,
+    /// How this worker is started, when not as [`Spec::bin_dir`]'s `basalt-worker` running
+    /// its jobs with that `basalt` (e.g. binaries of another architecture under qemu-user).
+    pub command: Option<WorkerCommand>,
+}
+
+/// Another build of the worker: its command line, before the worker's own arguments, and
+/// the `basalt` it runs each job with (`basalt-worker --basalt`).
+#[derive(Clone, Debug)]
+pub struct WorkerCommand {
+    /// The program and its first arguments, e.g. `qemu-aarch64-static -L SYSROOT
+    /// .../aarch64-unknown-linux-gnu/debug/basalt-worker`.
+    pub command: Vec<std::ffi::OsString>,
+    /// An executable the worker starts as it would start `basalt` (a script that runs an
+    /// arm64 `basalt` through qemu-user, say).
+    pub basalt: PathBuf,
+}
+
+impl WorkerCommand {
+    /// A worker built for another architecture, run by qemu-user without binfmt_misc:
+    /// `QEMU -L SYSROOT BIN_DIR/basalt-worker` (`qemu` e.g. `qemu-aarch64-static`; the
+    /// sysroot has the target's loader and libraries), and for its jobs a script
+    /// `script_dir/basalt` that runs `BIN_DIR/basalt` the same way, its arguments passed on.
+    pub fn qemu_user(
+        qemu: &Path,
+        sysroot: &Path,
+        bin_dir: &Path,
+        script_dir: &Path,
+    ) -> Result<WorkerCommand, LabError> {
+        use std::os::unix::fs::PermissionsExt;
+        let script = script_dir.join("basalt");
+        let text = format!(
+            "#!/bin/sh\nexec {} -L {} {} \"$@\"\n",
+            quoted(qemu)?,
+            quoted(sysroot)?,
+            quoted(&bin_dir.join("basalt"))?
+        );
+        std::fs::create_dir_all(script_dir)
+            .map_err(io(format!("creating {}", script_dir.display())))?;
+        std::fs::write(&script, text).map_err(io(format!("writing {}", script.display())))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("chmod {}", script.display())))?;
+        Ok(WorkerCommand {
+            command: vec![
+                qemu.into(),
+                "-L".into(),
+                sysroot.into(),
+                bin_dir.join("basalt-worker").into(),
+            ],
+            basalt: script,
+        })
+    }
+}
+
+/// The arm64 build of `scripts/build-arm64.sh`, its sysroot and qemu-user: what runs an arm64
+/// worker on this (x86) host.
+#[derive(Clone, Debug)]
+pub struct Arm64Build {
+    /// `basalt-worker` and `basalt` for arm64: `BASALT_ARM64_BIN_DIR`, else
+    /// `target/aarch64-unknown-linux-gnu/PROFILE` beside the host's `target/PROFILE`.
+    pub bin_dir: PathBuf,
+    /// The arm64 loader and libraries: `BASALT_ARM64_SYSROOT`, else
+    /// `/var/cache/basalt/arm64-sysroot` (made by `scripts/install-deps.sh`).
+    pub sysroot: PathBuf,
+    /// `qemu-aarch64-static`, from PATH.
+    pub qemu: Option<PathBuf>,
+}
+
+impl Arm64Build {
+    /// Where they are, for the host's binaries in `host_bin_dir` (`target/debug` or
+    /// `target/release`: the arm64 build of the same profile).
+    pub fn locate(host_bin_dir: &Path) -> Arm64Build {
+        let bin_dir = std::env::var_os("BASALT_ARM64_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let profile = host_bin_dir.file_name().unwrap_or_default();
+                host_bin_dir
+                    .parent()
+                    .unwrap_or(host_bin_dir)
+                    .join("aarch64-unknown-linux-gnu")
+                    .join(profile)
+            });
+        let sysroot = std::env::var_os("BASALT_ARM64_SYSROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/basalt/arm64-sysroot"));
+        let qemu = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("qemu-aarch64-static"))
+                .find(|p| p.is_file())
+        });
+        Arm64Build {
+            bin_dir,
+            sysroot,
+            qemu,
+        }
+    }
+
+    /// What is missing to run it, each with what makes it; empty when nothing is.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.qemu.is_none() {
+            missing.push("qemu-aarch64-static in PATH (scripts/install-deps.sh)".to_string());
+        }
+        if !self.sysroot.join("lib/ld-linux-aarch64.so.1").exists() {
+            missing.push(format!(
+                "the arm64 sysroot {} (scripts/install-deps.sh)",
+                self.sysroot.display()
+            ));
+        }
+        for b in ["basalt-worker", "basalt"] {
+            let p = self.bin_dir.join(b);
+            if !p.is_file() {
+                missing.push(format!("{} (scripts/build-arm64.sh)", p.display()));
+            }
+        }
+        missing
+    }
+
+    /// The arm64 worker under qemu-user ([`WorkerCommand::qemu_user`], its script in
+    /// `script_dir`).
+    pub fn worker_command(&self, script_dir: &Path) -> Result<WorkerCommand, LabError> {
+        let qemu = self
+            .qemu
+            .as_deref()
+            .ok_or_else(|| LabError::Setup("qemu-aarch64-static is not in PATH".into()))?;
+        WorkerCommand::qemu_user(qemu, &self.sysroot, &self.bin_dir, script_dir)
+    }
 }
 
 /// What to set up.
@@ -183,17 +309,18 @@ fn wait_for(
     }
 }
 
-/// A path for a device dictionary's command line: quoted for the shell-words split.
+/// A path for a command line (a device dictionary's, split with shell-words, or a `sh`
+/// script's): quoted.
 fn quoted(p: &Path) -> Result<String, LabError> {
     let s = p.to_str().ok_or_else(|| {
         LabError::Setup(format!(
-            "{} is not UTF-8: cannot name it in a dictionary",
+            "{} is not UTF-8: cannot name it in a command line",
             p.display()
         ))
     })?;
     if s.contains('\'') {
         return Err(LabError::Setup(format!(
-            "{s} contains a quote: cannot name it in a dictionary"
+            "{s} contains a quote: cannot name it in a command line"
         )));
     }
     Ok(shell_words::quote(s).into_owned())
@@ -203,7 +330,11 @@ impl LocalLab {
     /// Starts the master and the boards, registers workers and devices, starts the workers
     /// (with their TFTP servers) and waits until they are online.
     pub fn start(spec: Spec) -> Result<LocalLab, LabError> {
-        for bin in ["basalt", "basalt-master", "basalt-worker", "basalt-board"] {
+        let host_worker = spec.workers.iter().any(|w| w.command.is_none());
+        let bins = ["basalt", "basalt-master", "basalt-board"]
+            .into_iter()
+            .chain(host_worker.then_some("basalt-worker"));
+        for bin in bins {
             let b = spec.bin_dir.join(bin);
             if !b.is_file() {
                 return Err(LabError::Setup(format!(
@@ -570,10 +701,26 @@ impl LocalLab {
         let tftp_root = dir.join("tftp");
         std::fs::create_dir_all(&tftp_root)
             .map_err(io(format!("creating {}", tftp_root.display())))?;
+        let custom = self
+            .spec
+            .workers
+            .iter()
+            .find(|w| w.name == name)
+            .and_then(|w| w.command.clone());
+        let (mut cmd, basalt) = match custom {
+            Some(WorkerCommand { command, basalt }) => {
+                let (program, args) = command.split_first().ok_or_else(|| {
+                    LabError::Setup(format!("worker {name}: an empty worker command"))
+                })?;
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                (cmd, basalt)
+            }
+            None => (Command::new(self.bin("basalt-worker")), self.bin("basalt")),
+        };
         let d = Daemon::spawn(
             name,
-            Command::new(self.bin("basalt-worker"))
-                .args(["--name", name])
+            cmd.args(["--name", name])
                 .args([
                     "--master",
                     &format!("tcp://127.0.0.1:{}", self.workers_port),
@@ -585,7 +732,7 @@ impl LocalLab {
                 .arg("--state-dir")
                 .arg(dir.join("state"))
                 .arg("--basalt")
-                .arg(self.bin("basalt"))
+                .arg(basalt)
                 .arg("--tftp-root")
                 .arg(&tftp_root)
                 .args(

@@ -1256,6 +1256,7 @@ fn demo(a: &DemoArgs) -> Result<ExitCode> {
             name: "rack-1".into(),
             boards: usize::from(root),
             qemu: usize::from(qemu),
+            command: None,
         }],
         heartbeat_secs: 2,
         bootdelay: 1,

@@ -188,6 +188,7 @@ fn each_failure_class_is_told_apart_in_results_api_events_and_callbacks() {
             name: "w1".into(),
             boards: 1,
             qemu: 0,
+            command: None,
         }],
         heartbeat_secs: 1,
         bootdelay: 1,

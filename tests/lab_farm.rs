@@ -44,6 +44,7 @@ fn worker(name: &str, boards: usize, qemu: usize) -> WorkerSpec {
         name: name.into(),
         boards,
         qemu,
+        command: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn lab(tmp: &common::TempDir, boards: usize, qemu: usize, coordinator: Option<St
             name: "w1".into(),
             boards,
             qemu,
+            command: None,
         }],
         heartbeat_secs: 1,
         bootdelay: 1,

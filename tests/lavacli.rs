@@ -100,6 +100,7 @@ fn lab(tmp: &common::TempDir) -> LocalLab {
             name: "w1".into(),
             boards: 1,
             qemu: 0,
+            command: None,
         }],
         heartbeat_secs: 1,
         bootdelay: 1,

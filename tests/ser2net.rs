@@ -397,6 +397,7 @@ fn the_devices_of_a_worker_are_read_from_the_master() {
                 name: name.into(),
                 boards: 0,
                 qemu: 1,
+                command: None,
             })
             .collect(),
         heartbeat_secs: 1,

@@ -39,3 +39,37 @@ pub fn usage(log: &str) -> Option<(f64, f64)> {
         .ok()?;
     Some((cpu, rss))
 }
+
+/// A process's resident memory (`VmRSS` from /proc), in MiB; NaN when it cannot be read.
+pub fn rss_mib(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The size of `bin` once stripped by `strip` (`strip`, or `aarch64-linux-gnu-strip` for an
+/// arm64 binary) into `scratch`, in MiB; NaN when that fails.
+pub fn stripped_mib(strip: &str, bin: &std::path::Path, scratch: &std::path::Path) -> f64 {
+    let name = bin
+        .file_name()
+        .map(|n| format!("{}.stripped", n.to_string_lossy()))
+        .unwrap_or_else(|| "stripped".into());
+    let out = scratch.join(name);
+    std::process::Command::new(strip)
+        .arg("-o")
+        .arg(&out)
+        .arg(bin)
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .and_then(|_| std::fs::metadata(&out).ok())
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+        .unwrap_or(f64::NAN)
+}

@@ -114,6 +114,7 @@ fn lava_api_crate_reads_and_drives_a_basalt_lab() {
             name: "w1".into(),
             boards: 1,
             qemu: 0,
+            command: None,
         }],
         heartbeat_secs: 1,
         bootdelay: 1,
