@@ -111,6 +111,7 @@ impl From<EngineError> for Fault {
             EngineError::Invalid(why) => {
                 Fault::BadRequest(format!("Problem with submitted job data: {why}"))
             }
+            EngineError::NotFound(why) => Fault::NotFound(why),
             EngineError::Store(e) => e.into(),
             EngineError::Stopped => Fault::Internal(e.to_string()),
         }
@@ -458,6 +459,7 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             if !h.store.workers()?.iter().any(|w| w.hostname == worker) {
                 return Err(Fault::NotFound(format!("Worker '{worker}' was not found.")));
             }
+            // LAVA's XML-RPC adds a device Unknown unless told otherwise
             h.store.add_device(&Device {
                 hostname: hostname.into(),
                 device_type: device_type.into(),
@@ -466,12 +468,9 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
                 tags: Vec::new(),
                 dictionary: None,
                 state: crate::model::DeviceState::Idle,
-                health: DeviceHealth::Unknown,
+                health: health.unwrap_or(DeviceHealth::Unknown),
                 current_job: None,
             })?;
-            if let Some(health) = health.filter(|x| *x != DeviceHealth::Unknown) {
-                h.store.set_device_health(hostname, health)?;
-            }
             h.reschedule();
             Ok(Value::Nil)
         }

@@ -15,7 +15,9 @@
 //! the sync `postgres` client (a runtime of its own) cannot run. The calls stay sync.
 
 mod db;
+mod lab;
 
+use crate::health::{Denominator, Facts, History, Rule};
 use crate::model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
 };
@@ -24,6 +26,8 @@ use basalt_proto::FailureCause;
 use db::{args, Backend, PgClient, Row};
 use std::path::Path;
 use std::sync::Mutex;
+
+pub use lab::{DeviceChange, DeviceTypeChange, DeviceTypeDetails};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +271,36 @@ const MIGRATIONS: &[Migration] = &[
          ALTER TABLE jobs ADD COLUMN multinode_definition TEXT;
          CREATE INDEX jobs_target_group ON jobs(target_group);",
     },
+    // 5: lab administration: a device type's description and health-check schedule (LAVA's
+    // health_frequency, health_denominator 0 hours / 1 jobs, disable_health_check), LAVA's
+    // aliases, and what a device's schedule counts from (`crate::health::History`): devices
+    // that needed no check before keep needing none until a full period from now has passed
+    Migration {
+        sqlite: "ALTER TABLE device_types ADD COLUMN description TEXT NOT NULL DEFAULT '';
+         ALTER TABLE device_types ADD COLUMN health_frequency INTEGER NOT NULL DEFAULT 24;
+         ALTER TABLE device_types ADD COLUMN health_denominator INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE device_types ADD COLUMN disable_health_check INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE aliases (
+            name TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name) ON DELETE CASCADE
+         );
+         ALTER TABLE devices ADD COLUMN health_checked_at INTEGER;
+         ALTER TABLE devices ADD COLUMN jobs_since_check INTEGER NOT NULL DEFAULT 0;
+         UPDATE devices SET health_checked_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+            WHERE health_check_due = 0;",
+        postgres: "ALTER TABLE device_types ADD COLUMN description TEXT NOT NULL DEFAULT '';
+         ALTER TABLE device_types ADD COLUMN health_frequency BIGINT NOT NULL DEFAULT 24;
+         ALTER TABLE device_types ADD COLUMN health_denominator BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE device_types ADD COLUMN disable_health_check BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE aliases (
+            name TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name) ON DELETE CASCADE
+         );
+         ALTER TABLE devices ADD COLUMN health_checked_at BIGINT;
+         ALTER TABLE devices ADD COLUMN jobs_since_check BIGINT NOT NULL DEFAULT 0;
+         UPDATE devices SET health_checked_at = CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)
+            WHERE health_check_due = 0;",
+    },
 ];
 
 /// PostgreSQL's schema version: one row, created before the first migration.
@@ -487,6 +521,14 @@ pub struct DeviceType {
     pub name: String,
     /// The health-check job definition, if the type has one.
     pub health_check: Option<String>,
+}
+
+/// The scheduler's snapshot and each device's health-check facts ([`Store::lab_snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabSnapshot {
+    pub snapshot: Snapshot,
+    /// One per `snapshot.devices`, in the same order.
+    pub facts: Vec<Facts>,
 }
 
 /// The store.
@@ -874,7 +916,9 @@ impl Store {
         })
     }
 
-    /// Adds a device of a known type on a known worker; it starts Idle with health Unknown.
+    /// Adds a device of a known type on a known worker; it starts Idle with `d.health`, and
+    /// needing a health check (when its type has one) until it passes one or an admin makes it
+    /// Good.
     pub fn add_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut db = self.db();
         for (what, sql, name) in [
@@ -907,7 +951,7 @@ impl Store {
                 tags_text(&d.tags),
                 d.dictionary.as_deref(),
                 DeviceState::Idle.code(),
-                DeviceHealth::Unknown.code()
+                d.health.code()
             ],
         )?;
         inserted(n, "device", d.hostname.as_str())?;
@@ -924,12 +968,14 @@ impl Store {
         found(n, "device", hostname)
     }
 
-    /// Sets a device's health (an admin, or a health check's outcome); Good means no health
-    /// check is due.
+    /// Sets a device's health (an admin's choice) at `now` (ms since the epoch). Good means
+    /// the admin vouches for the device: no check is forced, and a device that never had one
+    /// counts its health-check frequency from `now` ([`crate::health::History`]).
     pub fn set_device_health(
         &self,
         hostname: &str,
         health: DeviceHealth,
+        now: u64,
     ) -> Result<(), StoreError> {
         let mut db = self.db();
         let before = self.before(
@@ -938,9 +984,19 @@ impl Store {
             args![hostname],
         )?;
         let n = db.execute(
-            "UPDATE devices SET health = ?2, health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END
+            "UPDATE devices SET health = ?2,
+                health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END,
+                jobs_since_check = CASE WHEN ?3 = 1 AND health_checked_at IS NULL THEN 0
+                                        ELSE jobs_since_check END,
+                health_checked_at = CASE WHEN ?3 = 1 THEN COALESCE(health_checked_at, ?4)
+                                         ELSE health_checked_at END
              WHERE hostname = ?1",
-            args![hostname, health.code(), health == DeviceHealth::Good],
+            args![
+                hostname,
+                health.code(),
+                health == DeviceHealth::Good,
+                now as i64
+            ],
         )?;
         found(n, "device", hostname)?;
         if before.is_some_and(|b| b != i64::from(health.code())) {
@@ -1348,8 +1404,12 @@ impl Store {
             )?;
             let mut changed = Vec::new();
             if n > 0 {
+                // a test job started: one more since the device's last health check
                 db.execute(
-                    "UPDATE devices SET state = ?2 WHERE current_job = ?1",
+                    "UPDATE devices SET state = ?2,
+                        jobs_since_check = jobs_since_check
+                            + (SELECT 1 - health_check FROM jobs WHERE id = ?1)
+                     WHERE current_job = ?1",
                     args![id as i64, DeviceState::Running.code()],
                 )?;
                 changed.push(Changed::Job(id));
@@ -1385,9 +1445,10 @@ impl Store {
         Ok(())
     }
 
-    /// The job ended: Finished with `health`; its device is Idle again (a health check sets
-    /// the device's health: Good when Complete, Bad otherwise; a job lost with its worker
-    /// leaves the device Unknown).
+    /// The job ended: Finished with `health`; its device is Idle again. `device_health` is
+    /// what the end asks of the device's health (Good or Bad after a health check, Unknown
+    /// after a job lost with its worker), applied as [`crate::health::settle`] says; a health
+    /// check also restarts its device's health-check schedule.
     pub fn finish_job(
         &self,
         id: u64,
@@ -1442,18 +1503,33 @@ impl Store {
                 "UPDATE devices SET state = ?2, current_job = NULL, idle_since = ?3 WHERE current_job = ?1",
                 args![id as i64, DeviceState::Idle.code(), now as i64],
             )?;
-            if let Some(h) = device_health {
-                let device = match db.query_opt(
-                    "SELECT actual_device FROM jobs WHERE id = ?1",
-                    args![id as i64],
-                )? {
-                    Some(r) => r.opt_text(0)?,
-                    None => None,
-                };
-                if let Some(d) = device {
+            let (device, health_check, submitted) = match db.query_opt(
+                "SELECT j.actual_device, j.health_check, j.submit_time, d.health
+                 FROM jobs j JOIN devices d ON d.hostname = j.actual_device WHERE j.id = ?1",
+                args![id as i64],
+            )? {
+                Some(r) => {
+                    let current =
+                        DeviceHealth::from_code(r.code(3)?).unwrap_or(DeviceHealth::Unknown);
+                    (Some((r.text(0)?, current)), r.bool(1)?, r.uint(2)?)
+                }
+                None => (None, false, 0),
+            };
+            if let Some((d, current)) = device {
+                if health_check {
+                    // LAVA's last_health_report_job: the schedule counts from its submit time
                     db.execute(
-                        "UPDATE devices SET health = ?2, health_check_due = ?3 WHERE hostname = ?1",
-                        args![&d, h.code(), h != DeviceHealth::Good],
+                        "UPDATE devices SET health_checked_at = ?2, jobs_since_check = 0,
+                            health_check_due = ?3
+                         WHERE hostname = ?1",
+                        args![&d, submitted as i64, health != JobHealth::Complete],
+                    )?;
+                }
+                let new = device_health.and_then(|h| crate::health::settle(current, h));
+                if let Some(h) = new {
+                    db.execute(
+                        "UPDATE devices SET health = ?2 WHERE hostname = ?1",
+                        args![&d, h.code()],
                     )?;
                     if self.observed()
                         && !changed
@@ -1495,7 +1571,16 @@ impl Store {
     // ---- the scheduler's view ------------------------------------------------------------
 
     /// What the scheduler needs: queued jobs, devices with their workers, device types.
+    /// A device's `health_check_due` here is the stored flag alone (a check is forced); the
+    /// engine adds the device type's schedule with [`Store::lab_snapshot`] and
+    /// [`crate::health::plan`].
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.lab_snapshot().map(|l| l.snapshot)
+    }
+
+    /// The scheduler's snapshot and, for each of its devices (same order), its health-check
+    /// rule and history, read at one moment.
+    pub fn lab_snapshot(&self) -> Result<LabSnapshot, StoreError> {
         let mut db = self.db();
         // only the columns the scheduler reads: the engine takes a snapshot per pass, and a
         // queue's definitions (KiBs each) would be copied out of the database every time
@@ -1530,15 +1615,31 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut facts = Vec::new();
         let devices = db
             .query(
                 "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
-                        d.health_check_due, d.idle_since
-                 FROM devices d JOIN workers w ON w.hostname = d.worker",
+                        d.health_check_due, d.idle_since, d.health_checked_at, d.jobs_since_check,
+                        t.health_frequency, t.health_denominator, t.disable_health_check
+                 FROM devices d JOIN workers w ON w.hostname = d.worker
+                 JOIN device_types t ON t.name = d.device_type",
                 &[],
             )?
             .iter()
             .map(|r| {
+                let forced = r.bool(8)?;
+                facts.push(Facts {
+                    rule: Rule {
+                        frequency: u32::try_from(r.uint(12)?).unwrap_or(u32::MAX),
+                        denominator: Denominator::from_code(r.code(13)?),
+                        disabled: r.bool(14)?,
+                    },
+                    history: History {
+                        forced,
+                        checked_at: r.opt_uint(10)?,
+                        jobs_since: r.uint(11)?,
+                    },
+                });
                 Ok(DeviceInfo {
                     hostname: r.text(0)?,
                     device_type: r.text(1)?,
@@ -1550,14 +1651,14 @@ impl Store {
                         .unwrap_or(WorkerState::Offline),
                     worker_health: WorkerHealth::from_code(r.code(7)?)
                         .unwrap_or(WorkerHealth::Active),
-                    health_check_due: r.bool(8)?,
+                    health_check_due: forced,
                     idle_since: r.uint(9)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let device_types = db
             .query(
-                "SELECT name, health_check IS NOT NULL FROM device_types",
+                "SELECT name, health_check IS NOT NULL AND disable_health_check = 0 FROM device_types",
                 &[],
             )?
             .iter()
@@ -1568,10 +1669,13 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Snapshot {
-            jobs,
-            devices,
-            device_types,
+        Ok(LabSnapshot {
+            snapshot: Snapshot {
+                jobs,
+                devices,
+                device_types,
+            },
+            facts,
         })
     }
 }
@@ -1753,8 +1857,8 @@ mod tests {
             current_job: None,
         })
         .unwrap();
-        s.set_device_health("d1", DeviceHealth::Good).unwrap();
-        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good, 1).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good, 1).unwrap();
         let mut j = job();
         j.tags.clear();
         let id = s.submit(&j, 1000).unwrap();
@@ -1960,7 +2064,8 @@ mod tests {
     fn the_snapshot_feeds_the_scheduler(db: &Db) {
         let s = lab(db);
         s.set_worker_state("w1", WorkerState::Online, 5).unwrap();
-        s.set_device_health("qemu-01", DeviceHealth::Good).unwrap();
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
         let id = s.submit(&job(), 1).unwrap();
         let snapshot = s.snapshot().unwrap();
         assert!(!snapshot.devices[0].health_check_due);
