@@ -148,6 +148,20 @@ impl Handle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Cancels the job of each of `devices` that is Retired (LAVA cancels the job of a device
+    /// an admin retires, or whose worker is retired).
+    pub async fn cancel_jobs_of_retired(&self, devices: &[String]) -> Result<(), EngineError> {
+        for hostname in devices {
+            let Some(d) = self.store.device(hostname)? else {
+                continue;
+            };
+            if let (DeviceHealth::Retired, Some(id)) = (d.health, d.current_job) {
+                self.cancel(id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the scheduler again: the API calls it after registering a device or changing a
     /// dictionary, so a queued job does not wait for the next worker event.
     pub fn reschedule(&self) {

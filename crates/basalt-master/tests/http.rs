@@ -277,7 +277,8 @@ fn registered_lab_is_listed_with_lavas_fields(backend: Backend) {
     assert_eq!(d["hostname"], "qemu-01");
     assert_eq!(d["worker_host"], "w1");
     assert_eq!(d["device_type"], "qemu");
-    assert_eq!(d["health"], "Unknown");
+    // LAVA's default for a new device
+    assert_eq!(d["health"], "Maintenance");
     assert_eq!(d["state"], "Idle");
     // tags by id, as LAVA's, named in tags/
     let fast = http::tag_id("fast");

@@ -215,17 +215,6 @@ fn check_health_check(name: &str, definition: &str) -> ApiResult<()> {
         })
 }
 
-/// Cancels the jobs of `devices` that were just retired (LAVA cancels a retired device's job).
-async fn cancel_jobs_of_retired(h: &Handle, devices: &[String]) -> ApiResult<()> {
-    for hostname in devices {
-        let d = find_device(h, hostname)?;
-        if let (DeviceHealth::Retired, Some(id)) = (d.health, d.current_job) {
-            h.cancel(id).await?;
-        }
-    }
-    Ok(())
-}
-
 // ---- devices ---------------------------------------------------------------------------------
 
 /// `devices/`: Retired devices only with `?all=...` (LAVA's).
@@ -333,7 +322,8 @@ async fn update_device(
     h.store.update_device(&hostname, &change)?;
     if let Some(health) = health {
         h.store.set_device_health(&hostname, health, now_ms())?;
-        cancel_jobs_of_retired(&h, std::slice::from_ref(&hostname)).await?;
+        h.cancel_jobs_of_retired(std::slice::from_ref(&hostname))
+            .await?;
     }
     h.reschedule();
     Ok(Json(device_json(&find_device(&h, &hostname)?)))
@@ -362,7 +352,8 @@ async fn set_health(
     let health = device_health(&r.health)?;
     find_device(&h, &hostname)?;
     h.store.set_device_health(&hostname, health, now_ms())?;
-    cancel_jobs_of_retired(&h, std::slice::from_ref(&hostname)).await?;
+    h.cancel_jobs_of_retired(std::slice::from_ref(&hostname))
+        .await?;
     h.reschedule();
     let why = r.reason.map(|r| format!(" ({r})")).unwrap_or_default();
     Ok(Json(
@@ -611,7 +602,7 @@ async fn update_worker(
     }
     if let Some(name) = &u.health {
         let changed = h.store.set_worker_health(&hostname, worker_health(name)?)?;
-        cancel_jobs_of_retired(&h, &changed).await?;
+        h.cancel_jobs_of_retired(&changed).await?;
         h.reschedule();
     }
     Ok(Json(worker_json(&find_worker(&h, &hostname)?)))
@@ -630,7 +621,7 @@ async fn set_worker_health(
     let health = worker_health(&r.health)?;
     find_worker(&h, &hostname)?;
     let changed = h.store.set_worker_health(&hostname, health)?;
-    cancel_jobs_of_retired(&h, &changed).await?;
+    h.cancel_jobs_of_retired(&changed).await?;
     h.reschedule();
     let devices = if changed.is_empty() {
         String::new()
