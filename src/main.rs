@@ -10,6 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The lab admin's subcommands (`devices`, `workers`, `device-types`).
+mod cli {
+    pub mod admin;
+}
+
 /// Exit status for input that is not valid (LAVA's "invalid job").
 const EXIT_INVALID: u8 = 2;
 
@@ -42,10 +47,12 @@ enum Command {
     Keys(KeysCommand),
     /// Jobs on a master (LAVA's REST API v0.2).
     Jobs(JobsArgs),
-    /// Devices of a master.
-    Devices(DevicesArgs),
-    /// Workers of a master.
-    Workers(WorkersArgs),
+    /// Devices of a master: list, add, dictionaries, health, tags, health checks.
+    Devices(cli::admin::DevicesArgs),
+    /// Workers of a master: list, add (with its keys), health.
+    Workers(cli::admin::WorkersArgs),
+    /// Device types of a master: health checks and their schedule, aliases.
+    DeviceTypes(cli::admin::DeviceTypesArgs),
     /// LAVA's MultiNode coordinator on TCP (LAVA's wire protocol, so LAVA's dispatchers can
     /// use it; basalt's clients are answered without polling). Runs until interrupted.
     Coordinator(CoordinatorArgs),
@@ -75,7 +82,7 @@ struct ServerArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// An API token (`basalt-master token add USER`); reads work without one.
+    /// An API token (`basalt-master token add USER`; `--admin` for the lab's administration).
     #[arg(long, global = true, env = "BASALT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print JSON as the API gives it, not a table.
@@ -125,36 +132,6 @@ enum JobsCommand {
     Results { id: u64 },
     /// Cancel a job.
     Cancel { id: u64 },
-}
-
-#[derive(Args)]
-struct DevicesArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(subcommand)]
-    command: DevicesCommand,
-}
-
-#[derive(Subcommand)]
-enum DevicesCommand {
-    /// List devices.
-    List,
-    /// Show one device.
-    Show { hostname: String },
-}
-
-#[derive(Args)]
-struct WorkersArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(subcommand)]
-    command: WorkersCommand,
-}
-
-#[derive(Subcommand)]
-enum WorkersCommand {
-    /// List workers.
-    List,
 }
 
 #[derive(Subcommand)]
@@ -380,8 +357,9 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(&a),
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
         Command::Jobs(a) => jobs(&a),
-        Command::Devices(a) => devices(&a),
-        Command::Workers(a) => workers(&a),
+        Command::Devices(a) => cli::admin::devices(&a),
+        Command::Workers(a) => cli::admin::workers(&a),
+        Command::DeviceTypes(a) => cli::admin::device_types(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };
     match result {
@@ -624,36 +602,6 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn devices(a: &DevicesArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
-    match &a.command {
-        DevicesCommand::List => {
-            let rows = c.list("devices/")?;
-            print_rows(
-                &rows,
-                &["hostname", "device_type", "worker_host", "state", "health"],
-                a.server.json,
-            );
-        }
-        DevicesCommand::Show { hostname } => {
-            let d = c.get(&format!("devices/{hostname}/"))?;
-            println!("{d}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn workers(a: &WorkersArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
-    match &a.command {
-        WorkersCommand::List => {
-            let rows = c.list("workers/")?;
-            print_rows(&rows, &["hostname", "state", "health"], a.server.json);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `basalt keys generate NAME --dir DIR`: prints the two paths and the public key.

@@ -10,28 +10,37 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Why a dictionary was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug)]
 pub struct DictionaryError {
-    /// What is wrong, with where when known.
-    pub message: String,
+    /// What is wrong.
+    pub detail: String,
     /// Where in the dictionary (1-based line and column), when the error is in it.
     pub position: Option<(usize, usize)>,
 }
+
+impl std::fmt::Display for DictionaryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "line {line}, column {column}: {}", self.detail),
+            None => f.write_str(&self.detail),
+        }
+    }
+}
+
+impl std::error::Error for DictionaryError {}
 
 /// Checks `text`, the dictionary of device `hostname`, against the template directories
 /// `dirs` (before basalt's built-in templates).
 pub fn check(hostname: &str, text: &str, dirs: &[PathBuf]) -> Result<(), DictionaryError> {
     if text.trim().is_empty() {
         return Err(DictionaryError {
-            message: "the dictionary is empty: it needs at least {% extends 'TYPE.jinja2' %}"
-                .into(),
+            detail: "the dictionary is empty: it needs at least {% extends 'TYPE.jinja2' %}".into(),
             position: None,
         });
     }
     if extends_target(text).is_none() {
         return Err(DictionaryError {
-            message: "it extends no device-type template: a dictionary starts with {% extends 'TYPE.jinja2' %}".into(),
+            detail: "it extends no device-type template: a dictionary starts with {% extends 'TYPE.jinja2' %}".into(),
             position: None,
         });
     }
@@ -42,17 +51,17 @@ pub fn check(hostname: &str, text: &str, dirs: &[PathBuf]) -> Result<(), Diction
             message,
             ..
         } => DictionaryError {
-            message: format!("line {line}, column {column}: {message}"),
+            detail: message,
             position: Some((line, column)),
         },
         other => DictionaryError {
-            message: other.to_string(),
+            detail: other.to_string(),
             position: None,
         },
     })?;
     let label = format!("{hostname} (rendered)");
     Device::from_yaml(&label, &rendered, hostname).map_err(|e| DictionaryError {
-        message: format!("it renders to a device that is not valid: {e}"),
+        detail: format!("it renders to a device that is not valid: {e}"),
         position: None,
     })?;
     Ok(())
@@ -83,7 +92,7 @@ mod tests {
         let (line, _) = e.position.expect("a position");
         assert!(line >= 2, "{e}");
         assert!(
-            e.message.starts_with(&format!("line {line}, column ")),
+            e.to_string().starts_with(&format!("line {line}, column ")),
             "{e}"
         );
     }
@@ -91,12 +100,12 @@ mod tests {
     #[test]
     fn a_missing_template_and_an_empty_text_are_refused() {
         let e = check("x", "{% extends 'no-such-type.jinja2' %}\n", &[]).unwrap_err();
-        assert!(e.message.contains("no-such-type"), "{e}");
+        assert!(e.detail.contains("no-such-type"), "{e}");
         let e = check("x", "  \n", &[]).unwrap_err();
-        assert!(e.message.contains("empty"), "{e}");
+        assert!(e.detail.contains("empty"), "{e}");
         // not a dictionary
         let e = check("x", "just: words\n", &[]).unwrap_err();
-        assert!(e.message.contains("extends no device-type template"), "{e}");
+        assert!(e.detail.contains("extends no device-type template"), "{e}");
         // a template that renders to no valid device
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("odd.jinja2"), "actions: [1, 2]\n").unwrap();
@@ -106,6 +115,6 @@ mod tests {
             &[dir.path().to_path_buf()],
         )
         .unwrap_err();
-        assert!(e.message.contains("not valid"), "{e}");
+        assert!(e.detail.contains("not valid"), "{e}");
     }
 }

@@ -196,11 +196,14 @@ fn all_tags(h: &Handle) -> ApiResult<Vec<String>> {
 fn check_dictionary(h: &Handle, hostname: &str, text: &str) -> ApiResult<()> {
     dictionary::check(hostname, text, &h.device_types).map_err(|e| match e.position {
         Some((line, column)) => ApiError::BadAt {
-            message: format!("device {hostname}: dictionary {}", e.message),
+            message: format!(
+                "device {hostname}: dictionary: {} (line {line}, column {column})",
+                e.detail
+            ),
             line,
             column,
         },
-        None => ApiError::BadRequest(format!("device {hostname}: dictionary: {}", e.message)),
+        None => ApiError::BadRequest(format!("device {hostname}: dictionary: {}", e.detail)),
     })
 }
 
