@@ -113,7 +113,8 @@ fn a_job_submitted_with_the_cli_runs_on_the_lab() {
     post(
         &format!("{api}/devices/"),
         &token,
-        serde_json::json!({"hostname": "qemu-1", "device_type": "qemu", "worker_host": "w1"}),
+        serde_json::json!({"hostname": "qemu-1", "device_type": "qemu", "worker_host": "w1",
+                           "health": "Unknown"}),
     );
     let dictionary =
         std::fs::read_to_string(repo.join("config/devices/qemu-amd64.jinja2")).unwrap();

@@ -1137,7 +1137,8 @@ impl Engine {
                 priority: Priority::HIGH,
                 health_check: true,
             },
-            now_ms(),
+            // the device's schedule counts from this time: the clock it is planned by
+            (self.clock)(),
         )?;
         self.log(format!("device {hostname}: health check queued (job {id})"));
         Ok(Some(id))
