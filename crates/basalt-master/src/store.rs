@@ -1751,6 +1751,9 @@ mod tests {
         health_checks_set_the_device_health,
         the_counted_totals_are_the_counted_rows,
         every_state_change_is_observed_once_in_commit_order,
+        the_lab_registry_keeps_aliases_tags_and_worker_health,
+        a_devices_check_history_follows_its_jobs,
+        migration_5_keeps_checked_devices_checked,
     );
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever
@@ -2172,6 +2175,301 @@ mod tests {
             db.open(),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+    }
+
+    fn the_lab_registry_keeps_aliases_tags_and_worker_health(db: &Db) {
+        let s = lab(db);
+        // a type's schedule: LAVA's defaults, then the fields changed
+        let t = s.device_type("qemu").unwrap().unwrap();
+        assert_eq!(t.rule, Rule::default());
+        assert!(s
+            .upsert_device_type(
+                "arm",
+                &DeviceTypeChange {
+                    frequency: Some(3),
+                    denominator: Some(Denominator::Jobs),
+                    health_check: Some(Some("job_name: hc".into())),
+                    ..DeviceTypeChange::default()
+                },
+            )
+            .unwrap());
+        assert!(!s
+            .upsert_device_type(
+                "arm",
+                &DeviceTypeChange {
+                    disabled: Some(true),
+                    ..DeviceTypeChange::default()
+                },
+            )
+            .unwrap());
+        let arm = s.device_type("arm").unwrap().unwrap();
+        assert_eq!(
+            (arm.rule.frequency, arm.rule.denominator, arm.rule.disabled),
+            (3, Denominator::Jobs, true)
+        );
+        assert_eq!(arm.health_check.as_deref(), Some("job_name: hc"));
+        // disabled: the scheduler sees no health check for it
+        let snap = s.snapshot().unwrap();
+        let info = snap.device_types.iter().find(|t| t.name == "arm").unwrap();
+        assert!(!info.health_check);
+        // aliases
+        s.add_alias("aarch64", "arm").unwrap();
+        assert!(matches!(
+            s.add_alias("aarch64", "qemu"),
+            Err(StoreError::Exists { .. })
+        ));
+        assert!(matches!(
+            s.add_alias("qemu", "arm"),
+            Err(StoreError::Exists { .. })
+        ));
+        assert!(matches!(
+            s.add_alias("x", "none"),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(matches!(
+            s.upsert_device_type("aarch64", &DeviceTypeChange::default()),
+            Err(StoreError::Exists { .. })
+        ));
+        assert_eq!(
+            s.resolve_device_type("aarch64").unwrap().as_deref(),
+            Some("arm")
+        );
+        assert_eq!(
+            s.resolve_device_type("arm").unwrap().as_deref(),
+            Some("arm")
+        );
+        assert_eq!(s.resolve_device_type("nothing").unwrap(), None);
+        assert_eq!(s.device_type_details().unwrap()[0].aliases, ["aarch64"]);
+        s.remove_alias("aarch64").unwrap();
+        assert!(matches!(
+            s.remove_alias("aarch64"),
+            Err(StoreError::Missing { .. })
+        ));
+        // tags one at a time, and a device's other fields
+        assert_eq!(s.add_device_tag("qemu-01", "usb").unwrap(), ["fast", "usb"]);
+        assert_eq!(s.add_device_tag("qemu-01", "usb").unwrap(), ["fast", "usb"]);
+        assert_eq!(s.remove_device_tag("qemu-01", "fast").unwrap(), ["usb"]);
+        assert!(s.remove_device_tag("qemu-01", "fast").is_err());
+        s.update_device(
+            "qemu-01",
+            &DeviceChange {
+                description: Some("bench 2".into()),
+                device_type: Some("arm".into()),
+                ..DeviceChange::default()
+            },
+        )
+        .unwrap();
+        let d = s.device("qemu-01").unwrap().unwrap();
+        assert_eq!(
+            (d.description.as_str(), d.device_type.as_str()),
+            ("bench 2", "arm")
+        );
+        assert!(matches!(
+            s.update_device(
+                "qemu-01",
+                &DeviceChange {
+                    worker: Some("nowhere".into()),
+                    ..DeviceChange::default()
+                },
+            ),
+            Err(StoreError::Missing { .. })
+        ));
+        // a worker's health and its devices (LAVA's go_health_*)
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
+        assert!(s
+            .set_worker_health("w1", WorkerHealth::Maintenance)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.set_worker_health("w1", WorkerHealth::Active).unwrap(),
+            ["qemu-01"]
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Unknown
+        );
+        assert_eq!(
+            s.set_worker_health("w1", WorkerHealth::Retired).unwrap(),
+            ["qemu-01"]
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Retired
+        );
+        assert!(s
+            .set_worker_health("w1", WorkerHealth::Active)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.worker("w1").unwrap().unwrap().health,
+            WorkerHealth::Active
+        );
+        assert!(matches!(
+            s.set_worker_health("nobody", WorkerHealth::Active),
+            Err(StoreError::Missing { .. })
+        ));
+        // a lost worker: its Good devices only go to Unknown
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
+        assert_eq!(s.worker_lost("w1").unwrap(), ["qemu-01"]);
+        assert!(s.worker_lost("w1").unwrap().is_empty());
+    }
+
+    fn a_devices_check_history_follows_its_jobs(db: &Db) {
+        let s = lab(db);
+        let facts = |s: &Store| s.lab_snapshot().unwrap().facts[0];
+        // never checked: forced
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: true,
+                checked_at: None,
+                jobs_since: 0
+            }
+        );
+        // an admin's Good: not forced, counted from then
+        s.set_device_health("qemu-01", DeviceHealth::Good, 500)
+            .unwrap();
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: false,
+                checked_at: Some(500),
+                jobs_since: 0
+            }
+        );
+        // test jobs that start count; one that never ran does not
+        for (run, at) in [(true, 1000), (true, 2000), (false, 3000)] {
+            let id = s.submit(&job(), at).unwrap();
+            s.schedule_job(id, "qemu-01").unwrap();
+            if run {
+                s.job_running(id, at + 1).unwrap();
+                s.job_running(id, at + 2).unwrap();
+            }
+            s.finish_job(id, JobHealth::Complete, None, None, None, at + 3)
+                .unwrap();
+        }
+        assert_eq!(facts(&s).history.jobs_since, 2);
+        // a health check: counted from its submit time, whatever it ended with
+        let check = NewJob {
+            health_check: true,
+            target: Target::Device("qemu-01".into()),
+            ..job()
+        };
+        let id = s.submit(&check, 4000).unwrap();
+        s.schedule_job(id, "qemu-01").unwrap();
+        s.job_running(id, 4100).unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Incomplete,
+            None,
+            None,
+            Some(DeviceHealth::Bad),
+            4200,
+        )
+        .unwrap();
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: true,
+                checked_at: Some(4000),
+                jobs_since: 0
+            }
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Bad
+        );
+        // a check's outcome does not take a device out of Maintenance
+        s.set_device_health("qemu-01", DeviceHealth::Maintenance, 4300)
+            .unwrap();
+        let id = s.submit(&check, 5000).unwrap();
+        assert_eq!(s.queued_health_check("qemu-01").unwrap(), Some(id));
+        s.schedule_job(id, "qemu-01").unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Complete,
+            None,
+            None,
+            Some(DeviceHealth::Good),
+            5100,
+        )
+        .unwrap();
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Maintenance
+        );
+        assert_eq!(facts(&s).history.checked_at, Some(5000));
+        assert_eq!(s.queued_health_check("qemu-01").unwrap(), None);
+        // the rule is the device type's
+        assert_eq!(facts(&s).rule, Rule::default());
+    }
+
+    /// Migration 5 on a database at version 4: a device that needed no check keeps needing
+    /// none (its schedule counts from the migration), one never checked still needs one.
+    fn migration_5_keeps_checked_devices_checked(db: &Db) {
+        let before_ms = crate::engine::now_ms();
+        let sql = |text: &str| match db {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("basalt.db"))
+                .and_then(|c| c.execute_batch(text))
+                .map_err(|e| e.to_string()),
+            Db::Postgres(pg) => pg.run(text),
+        };
+        if let Db::Postgres(_) = db {
+            sql(PG_SCHEMA_VERSION).unwrap();
+        }
+        for m in &MIGRATIONS[..4] {
+            sql(match db {
+                Db::Sqlite(_) => m.sqlite,
+                Db::Postgres(_) => m.postgres,
+            })
+            .unwrap();
+        }
+        sql(match db {
+            Db::Sqlite(_) => "PRAGMA user_version = 4",
+            Db::Postgres(_) => "UPDATE schema_version SET version = 4",
+        })
+        .unwrap();
+        sql(
+            "INSERT INTO device_types (name, health_check) VALUES ('qemu', 'job_name: hc');
+             INSERT INTO workers (hostname) VALUES ('w1');
+             INSERT INTO devices (hostname, device_type, worker, health, health_check_due)
+                VALUES ('checked', 'qemu', 'w1', 0, 0), ('never', 'qemu', 'w1', 1, 1);",
+        )
+        .unwrap();
+        let s = db.open().unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let lab = s.lab_snapshot().unwrap();
+        let of = |h: &str| {
+            let i = lab
+                .snapshot
+                .devices
+                .iter()
+                .position(|d| d.hostname == h)
+                .unwrap();
+            lab.facts[i]
+        };
+        let checked = of("checked");
+        assert!(!checked.history.forced);
+        let at = checked
+            .history
+            .checked_at
+            .expect("counted from the migration");
+        assert!(at + 1000 >= before_ms, "{at} vs {before_ms}");
+        assert_eq!(checked.rule, Rule::default());
+        assert!(!crate::health::due(&checked.rule, &checked.history, at + 1));
+        let never = of("never");
+        assert_eq!(
+            never.history,
+            History {
+                forced: true,
+                checked_at: None,
+                jobs_since: 0
+            }
+        );
+        assert_eq!(s.device_type("qemu").unwrap().unwrap().description, "");
+        assert!(s.aliases().unwrap().is_empty());
     }
 
     /// The engine and the API call the store from tokio tasks (the sync PostgreSQL client
