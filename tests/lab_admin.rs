@@ -19,37 +19,11 @@ mod common;
 use basalt::client::Client;
 use basalt::lab::{LocalLab, Spec, WorkerSpec};
 use basalt_link::cert;
+use common::{bin, free_port, Daemon};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin(name: &str) -> PathBuf {
-    let b = common::bin_dir().join(name);
-    assert!(
-        b.is_file(),
-        "{} is missing: cargo build --workspace --bins",
-        b.display()
-    );
-    b
-}
-
-/// A daemon of the test, killed (by its PID) and reaped when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Waits until `cond` holds, within `within`.
 fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {

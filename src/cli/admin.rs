@@ -337,12 +337,21 @@ pub fn devices(a: &DevicesArgs) -> Result<ExitCode> {
 }
 
 fn set_health(c: &Client, hostname: &str, health: &str, reason: &Option<String>) -> Result<()> {
+    post_health(
+        c,
+        &format!("devices/{hostname}/set_health/"),
+        health,
+        reason,
+    )
+}
+
+/// POSTs `{"health", "reason"}` to a `set_health/` path; prints the answer's message.
+fn post_health(c: &Client, path: &str, health: &str, reason: &Option<String>) -> Result<()> {
     let mut body = json!({ "health": health });
     if let Some(r) = reason {
         body["reason"] = json!(r);
     }
-    let r = c.post(&format!("devices/{hostname}/set_health/"), &body)?;
-    println!("{}", message(&r));
+    println!("{}", message(&c.post(path, &body)?));
     Ok(())
 }
 
@@ -407,13 +416,7 @@ pub fn workers(a: &WorkersArgs) -> Result<ExitCode> {
 }
 
 fn worker_health(c: &Client, name: &str, health: &str, reason: &Option<String>) -> Result<()> {
-    let mut body = json!({ "health": health });
-    if let Some(r) = reason {
-        body["reason"] = json!(r);
-    }
-    let r = c.post(&format!("workers/{name}/set_health/"), &body)?;
-    println!("{}", message(&r));
-    Ok(())
+    post_health(c, &format!("workers/{name}/set_health/"), health, reason)
 }
 
 /// `basalt workers add`: the keypair made here and written to `dir` first (nothing is

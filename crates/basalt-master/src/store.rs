@@ -749,8 +749,10 @@ impl Store {
                     .map(|d| d.map(|device| Change::Device { device })),
                 Changed::Worker(hostname) => db
                     .query_opt(
-                        "SELECT hostname, description, state, health, last_seen FROM workers
-                         WHERE hostname = ?1",
+                        &format!(
+                            "SELECT {} FROM workers WHERE hostname = ?1",
+                            Self::WORKER_COLUMNS
+                        ),
                         args![hostname],
                     )
                     .and_then(|r| r.map(|r| Self::worker_row(&r)).transpose())
@@ -898,13 +900,18 @@ impl Store {
     pub fn workers(&self) -> Result<Vec<Worker>, StoreError> {
         self.db()
             .query(
-                "SELECT hostname, description, state, health, last_seen FROM workers ORDER BY hostname",
+                &format!(
+                    "SELECT {} FROM workers ORDER BY hostname",
+                    Self::WORKER_COLUMNS
+                ),
                 &[],
             )?
             .iter()
             .map(Self::worker_row)
             .collect()
     }
+
+    const WORKER_COLUMNS: &'static str = "hostname, description, state, health, last_seen";
 
     fn worker_row(r: &Row) -> Result<Worker, StoreError> {
         Ok(Worker {

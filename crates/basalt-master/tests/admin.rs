@@ -89,26 +89,8 @@ impl Master {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req =
-            ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(10));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Token {t}"));
-        }
-        let result = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = resp.status();
-        let text = resp.into_string().expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let body = body.map(|b| b.to_string());
+        master::request(&self.base, method, path, token, body.as_deref())
     }
 
     /// An admin's request that must succeed with `want`.

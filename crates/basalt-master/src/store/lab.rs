@@ -320,8 +320,10 @@ impl Store {
     pub fn worker(&self, hostname: &str) -> Result<Option<Worker>, StoreError> {
         self.db()
             .query_opt(
-                "SELECT hostname, description, state, health, last_seen FROM workers
-                 WHERE hostname = ?1",
+                &format!(
+                    "SELECT {} FROM workers WHERE hostname = ?1",
+                    Self::WORKER_COLUMNS
+                ),
                 args![hostname],
             )?
             .map(|r| Self::worker_row(&r))

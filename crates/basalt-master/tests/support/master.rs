@@ -103,3 +103,32 @@ pub fn serve_clocked(
         thread: Some(thread),
     }
 }
+
+/// One request to the REST API at `base` (`http://HOST:PORT/api/v0.2/`), with `token` when
+/// given: its status and body (JSON when it is JSON, else a string).
+#[allow(dead_code)] // not every test binary that includes this module calls each
+pub fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Token {t}"));
+    }
+    let result = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, value)
+}
