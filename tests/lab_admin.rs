@@ -85,12 +85,23 @@ fn token_add(state: &Path, user: &str, admin: bool) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The two labs run one after the other: each picks its free ports before its daemons bind
+/// them, and QEMU's software emulation shares two cores.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn device(c: &Client, hostname: &str) -> Value {
     c.get(&format!("devices/{hostname}/")).expect("the device")
 }
 
 #[test]
 fn a_lab_is_registered_and_administered_with_the_cli() {
+    let _one = one_lab();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let job = qemu_job(repo);
     let tmp = common::TempDir::new("lab-admin");
@@ -346,6 +357,7 @@ fn a_lab_is_registered_and_administered_with_the_cli() {
 
 #[test]
 fn a_health_check_runs_when_a_lost_worker_comes_back() {
+    let _one = one_lab();
     common::fixtures_amd64();
     let tmp = common::TempDir::new("lab-admin-lost");
     let mut lab = LocalLab::start(Spec {
@@ -364,7 +376,7 @@ fn a_health_check_runs_when_a_lost_worker_comes_back() {
         anonymous_read: false,
         coordinator: None,
     })
-    .expect("the lab starts");
+    .unwrap_or_else(|e| panic!("the lab does not start: {e}"));
     let c = lab.client();
     c.post(
         "devicetypes/",
