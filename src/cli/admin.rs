@@ -3,7 +3,7 @@
 //! `docs/lab.md`) with the admin token. A worker's keypair is made here, on the admin's
 //! machine: only its public key is sent.
 
-use crate::{client_of, print_rows, ServerArgs};
+use crate::{print_rows, ServerArgs};
 use anyhow::{bail, Context, Result};
 use basalt::client::{Client, ClientError};
 use clap::{Args, Subcommand, ValueEnum};
@@ -228,10 +228,15 @@ enum AliasCommand {
     List,
 }
 
+/// The master's client, and its URL: the one place that reads [`ServerArgs`].
+fn client(s: &ServerArgs) -> (Client, &str) {
+    (Client::new(&s.url, s.token.clone()), &s.url)
+}
+
 // ---- devices ---------------------------------------------------------------------------------
 
 pub fn devices(a: &DevicesArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let (c, _) = client(&a.server);
     match &a.command {
         DevicesCommand::List { all } => {
             let rows = c.list(if *all { "devices/?all=1" } else { "devices/" })?;
@@ -389,7 +394,7 @@ fn at_file(e: ClientError, file: Option<&Path>) -> anyhow::Error {
 // ---- workers ---------------------------------------------------------------------------------
 
 pub fn workers(a: &WorkersArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let (c, url) = client(&a.server);
     match &a.command {
         WorkersCommand::List => {
             let rows = c.list("workers/")?;
@@ -404,7 +409,7 @@ pub fn workers(a: &WorkersArgs) -> Result<ExitCode> {
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{name}-keys")));
-            add_worker(&c, &a.server.url, name, description.as_deref(), &dir)?;
+            add_worker(&c, url, name, description.as_deref(), &dir)?;
         }
         WorkersCommand::Maintenance { name, reason } => {
             worker_health(&c, name, "Maintenance", reason)?
@@ -501,7 +506,7 @@ fn add_worker(
 // ---- device types ----------------------------------------------------------------------------
 
 pub fn device_types(a: &DeviceTypesArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server);
+    let (c, _) = client(&a.server);
     match &a.command {
         DeviceTypesCommand::List => {
             let rows = c.list("devicetypes/")?;

@@ -161,6 +161,26 @@ pub fn render_str(
         .map_err(|e| render_error(&e, hostname, text))
 }
 
+fn value_text(v: &minijinja::Value) -> String {
+    if v.is_undefined() || v.is_none() {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The device type a dictionary extends: `{% extends 'qemu.jinja2' %}` → `qemu`.
+pub fn extends_target(text: &str) -> Option<String> {
+    let start = text.find("extends")?;
+    let rest = &text[start + "extends".len()..];
+    let q = rest.find(['\'', '"'])?;
+    let quote = rest[q..].chars().next()?;
+    let body = &rest[q + 1..];
+    let end = body.find(quote)?;
+    let name = &body[..end];
+    Some(name.strip_suffix(".jinja2").unwrap_or(name).to_string())
+}
+
 /// `e` as a [`RenderError`]: at its line and column when it is in the dictionary `text`
 /// itself (named `hostname`), else described with the template it is in.
 fn render_error(e: &minijinja::Error, hostname: &str, text: &str) -> RenderError {
@@ -183,26 +203,6 @@ fn render_error(e: &minijinja::Error, hostname: &str, text: &str) -> RenderError
         }
     }
     RenderError::Template(describe(e))
-}
-
-fn value_text(v: &minijinja::Value) -> String {
-    if v.is_undefined() || v.is_none() {
-        String::new()
-    } else {
-        v.to_string()
-    }
-}
-
-/// The device type a dictionary extends: `{% extends 'qemu.jinja2' %}` → `qemu`.
-pub fn extends_target(text: &str) -> Option<String> {
-    let start = text.find("extends")?;
-    let rest = &text[start + "extends".len()..];
-    let q = rest.find(['\'', '"'])?;
-    let quote = rest[q..].chars().next()?;
-    let body = &rest[q + 1..];
-    let end = body.find(quote)?;
-    let name = &body[..end];
-    Some(name.strip_suffix(".jinja2").unwrap_or(name).to_string())
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -228,6 +228,32 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_in_the_dictionary_says_its_line_and_column() {
+        let text = "{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n  {% set x = %}\n";
+        match render_str("d1", text, &[], &BTreeMap::new()) {
+            Err(RenderError::At {
+                name,
+                line,
+                column,
+                message,
+            }) => {
+                assert_eq!((name.as_str(), line), ("d1", 3), "{message}");
+                assert!((3..=14).contains(&column), "column {column}: {message}");
+                assert!(!message.starts_with("d1:"), "{message}");
+            }
+            other => panic!("an error at a place, not {other:?}"),
+        }
+        let e = render_str(
+            "d1",
+            "{% extends 'nothing-such.jinja2' %}\n",
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nothing-such"), "{e}");
+    }
 
     #[test]
     fn quotes_like_python() {
@@ -269,31 +295,5 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("leaves"), "{err}");
         std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[test]
-    fn an_error_in_the_dictionary_says_its_line_and_column() {
-        let text = "{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n  {% set x = %}\n";
-        match render_str("d1", text, &[], &BTreeMap::new()) {
-            Err(RenderError::At {
-                name,
-                line,
-                column,
-                message,
-            }) => {
-                assert_eq!((name.as_str(), line), ("d1", 3), "{message}");
-                assert!((3..=14).contains(&column), "column {column}: {message}");
-                assert!(!message.starts_with("d1:"), "{message}");
-            }
-            other => panic!("an error at a place, not {other:?}"),
-        }
-        let e = render_str(
-            "d1",
-            "{% extends 'nothing-such.jinja2' %}\n",
-            &[],
-            &BTreeMap::new(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("nothing-such"), "{e}");
     }
 }
