@@ -1,6 +1,6 @@
 //! A client of a LAVA REST API v0.2 (basalt's master, or LAVA itself): what `basalt jobs`,
-//! `basalt devices` and `basalt workers` call. `Authorization: Token` on every request when a
-//! token is given; pages are followed by their `next` links.
+//! `basalt devices`, `basalt workers` and `basalt device-types` call. `Authorization: Token` on
+//! every request when a token is given; pages are followed by their `next` links.
 
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ pub enum ClientError {
         url: String,
         status: u16,
         message: String,
+        /// Where in what was sent the server says the error is (its `line` and `column`).
+        position: Option<(u64, u64)>,
     },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
@@ -62,18 +64,20 @@ impl Client {
             Ok(resp) => Ok(resp),
             Err(ureq::Error::Status(status, resp)) => {
                 let body = resp.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("message")
-                            .and_then(|m| m.as_str())
-                            .map(str::to_string)
-                    })
+                let json = serde_json::from_str::<serde_json::Value>(&body).ok();
+                let field = |k: &str| json.as_ref().and_then(|v| v.get(k));
+                let message = field("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
                     .unwrap_or(body);
+                let position = field("line")
+                    .and_then(|l| l.as_u64())
+                    .zip(field("column").and_then(|c| c.as_u64()));
                 Err(ClientError::Status {
                     url: url.to_string(),
                     status,
                     message,
+                    position,
                 })
             }
             Err(e) => Err(ClientError::Transport {
@@ -120,15 +124,62 @@ impl Client {
     }
 
     /// `POST`s a JSON body (the admin writes: workers, device types, devices, dictionaries);
-    /// returns the answer.
+    /// returns the answer (`null` when it has no body, as LAVA's 204s).
     pub fn post(
         &self,
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
+        self.send("POST", path, Some(body))
+    }
+
+    /// `PATCH`es a JSON body: the fields given change.
+    pub fn patch(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send("PATCH", path, Some(body))
+    }
+
+    /// `DELETE`s an object; returns the answer (`null` when it has no body).
+    pub fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.send("DELETE", path, None)
+    }
+
+    /// A `GET` whose answer is text (a health check's YAML).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let resp = self.call(&url, self.request("POST", &url).send_json(body))?;
-        resp.into_json().map_err(|e| ClientError::Shape {
+        let resp = self.call(&url, self.request("GET", &url).call())?;
+        resp.into_string().map_err(|e| ClientError::Shape {
+            url,
+            message: e.to_string(),
+        })
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let r = self.request(method, &url);
+        let resp = self.call(
+            &url,
+            match body {
+                Some(b) => r.send_json(b),
+                None => r.call(),
+            },
+        )?;
+        let text = resp.into_string().map_err(|e| ClientError::Shape {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::Shape {
             url,
             message: e.to_string(),
         })

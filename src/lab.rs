@@ -669,7 +669,10 @@ impl LocalLab {
         let c = self.client();
         c.post(
             "devices/",
-            &serde_json::json!({"hostname": hostname, "device_type": device_type, "worker_host": worker}),
+            // Unknown, not LAVA's default Maintenance: in service at once, after a health
+            // check when its type has one
+            &serde_json::json!({"hostname": hostname, "device_type": device_type,
+                                "worker_host": worker, "health": "Unknown"}),
         )?;
         c.post(
             &format!("devices/{hostname}/dictionary/"),

@@ -10,6 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The lab admin's subcommands (`devices`, `workers`, `device-types`).
+mod cli {
+    pub mod admin;
+}
+
 /// Exit status for input that is not valid (LAVA's "invalid job").
 const EXIT_INVALID: u8 = 2;
 
@@ -42,13 +47,15 @@ enum Command {
     Keys(KeysCommand),
     /// Jobs on a master (LAVA's REST API v0.2).
     Jobs(JobsArgs),
-    /// Devices of a master.
-    Devices(DevicesArgs),
+    /// Devices of a master: list, add, dictionaries, health, tags, health checks.
+    Devices(cli::admin::DevicesArgs),
+    /// Workers of a master: list, add (with its keys), health.
+    Workers(cli::admin::WorkersArgs),
+    /// Device types of a master: health checks and their schedule, aliases.
+    DeviceTypes(cli::admin::DeviceTypesArgs),
     /// ser2net 4 for a worker's serial consoles (docs/admin.md, "Serial consoles with ser2net").
     #[command(subcommand)]
     Ser2net(Ser2netCommand),
-    /// Workers of a master.
-    Workers(WorkersArgs),
     /// Stable /dev names for this host's USB serial adapters: udev rules from the USB inventory.
     #[command(subcommand)]
     Udev(UdevCommand),
@@ -81,7 +88,7 @@ struct MasterArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// An API token (`basalt-master token add USER`); reads work without one.
+    /// An API token (`basalt-master token add USER`; `--admin` for the lab's administration).
     #[arg(long, global = true, env = "BASALT_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
@@ -140,22 +147,6 @@ enum JobsCommand {
     Cancel { id: u64 },
 }
 
-#[derive(Args)]
-struct DevicesArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(subcommand)]
-    command: DevicesCommand,
-}
-
-#[derive(Subcommand)]
-enum DevicesCommand {
-    /// List devices.
-    List,
-    /// Show one device.
-    Show { hostname: String },
-}
-
 #[derive(Subcommand)]
 enum Ser2netCommand {
     /// Print a ser2net configuration (YAML) serving each device's `ser2net_device` on a telnet
@@ -198,20 +189,6 @@ struct Ser2netArgs {
     /// added after `extends`; nothing else changes).
     #[arg(long, conflicts_with = "worker")]
     update_dictionaries: bool,
-}
-
-#[derive(Args)]
-struct WorkersArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(subcommand)]
-    command: WorkersCommand,
-}
-
-#[derive(Subcommand)]
-enum WorkersCommand {
-    /// List workers.
-    List,
 }
 
 #[derive(Subcommand)]
@@ -478,8 +455,9 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
         Command::Udev(c) => udev(&c),
         Command::Jobs(a) => jobs(&a),
-        Command::Devices(a) => devices(&a),
-        Command::Workers(a) => workers(&a),
+        Command::Devices(a) => cli::admin::devices(&a),
+        Command::Workers(a) => cli::admin::workers(&a),
+        Command::DeviceTypes(a) => cli::admin::device_types(&a),
         Command::Ser2net(Ser2netCommand::Generate(a)) => ser2net_generate(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };
@@ -723,36 +701,6 @@ fn jobs(a: &JobsArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn devices(a: &DevicesArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server.master);
-    match &a.command {
-        DevicesCommand::List => {
-            let rows = c.list("devices/")?;
-            print_rows(
-                &rows,
-                &["hostname", "device_type", "worker_host", "state", "health"],
-                a.server.json,
-            );
-        }
-        DevicesCommand::Show { hostname } => {
-            let d = c.get(&format!("devices/{hostname}/"))?;
-            println!("{d}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn workers(a: &WorkersArgs) -> Result<ExitCode> {
-    let c = client_of(&a.server.master);
-    match &a.command {
-        WorkersCommand::List => {
-            let rows = c.list("workers/")?;
-            print_rows(&rows, &["hostname", "state", "health"], a.server.json);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `basalt ser2net generate`: the configuration on stdout (or --output), the connection

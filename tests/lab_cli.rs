@@ -5,36 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::{bin, free_port, Daemon};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin(name: &str) -> PathBuf {
-    let basalt = PathBuf::from(env!("CARGO_BIN_EXE_basalt"));
-    let b = basalt.with_file_name(name);
-    assert!(
-        b.is_file(),
-        "{} is missing: cargo build --workspace",
-        b.display()
-    );
-    b
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 fn post(url: &str, token: &str, body: serde_json::Value) {
     let r = ureq::post(url)
@@ -113,7 +87,8 @@ fn a_job_submitted_with_the_cli_runs_on_the_lab() {
     post(
         &format!("{api}/devices/"),
         &token,
-        serde_json::json!({"hostname": "qemu-1", "device_type": "qemu", "worker_host": "w1"}),
+        serde_json::json!({"hostname": "qemu-1", "device_type": "qemu", "worker_host": "w1",
+                           "health": "Unknown"}),
     );
     let dictionary =
         std::fs::read_to_string(repo.join("config/devices/qemu-amd64.jinja2")).unwrap();

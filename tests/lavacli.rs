@@ -310,4 +310,61 @@ fn lavacli_registers_a_device_and_runs_a_job_on_it() {
     );
     let (success, _, stderr) = run(&home, &uri, &["jobs", "show", "999999"]);
     assert!(!success && stderr.contains("404"), "{stderr}");
+
+    // the lab's administration as lavacli sends it
+    ok(
+        &home,
+        &uri,
+        &["devices", "tags", "add", "w2-qemu-1", "fast"],
+    );
+    let tags = ok(&home, &uri, &["devices", "tags", "list", "w2-qemu-1"]);
+    assert!(tags.contains("* fast"), "{tags}");
+    ok(
+        &home,
+        &uri,
+        &["devices", "tags", "delete", "w2-qemu-1", "fast"],
+    );
+    ok(&home, &uri, &["devices", "maintenance", "w2-qemu-1"]);
+    let shown = client.get("devices/w2-qemu-1/").expect("the device");
+    assert_eq!(shown["health"], "Maintenance", "{shown}");
+    ok(
+        &home,
+        &uri,
+        &["devices", "update", "w2-qemu-1", "--health", "GOOD"],
+    );
+    let shown = client.get("devices/w2-qemu-1/").expect("the device");
+    assert_eq!(shown["health"], "Good", "{shown}");
+    let hc = tmp.path().join("qemu-check.yaml");
+    std::fs::write(&hc, lab.qemu_job()).expect("the health check");
+    ok(
+        &home,
+        &uri,
+        &[
+            "device-types",
+            "health-check",
+            "set",
+            "qemu",
+            &hc.to_string_lossy(),
+        ],
+    );
+    let got = ok(
+        &home,
+        &uri,
+        &["device-types", "health-check", "get", "qemu"],
+    );
+    assert_eq!(got.trim_end(), lab.qemu_job().trim_end());
+    ok(
+        &home,
+        &uri,
+        &["device-types", "aliases", "add", "qemu", "kvm"],
+    );
+    let aliases = ok(&home, &uri, &["device-types", "aliases", "list", "qemu"]);
+    assert!(aliases.contains("* kvm"), "{aliases}");
+    ok(
+        &home,
+        &uri,
+        &["workers", "update", "w2", "--health", "MAINTENANCE"],
+    );
+    let w = client.get("workers/w2/").expect("the worker");
+    assert_eq!(w["health"], "Maintenance", "{w}");
 }

@@ -64,6 +64,38 @@ pub fn fixtures_amd64() -> (PathBuf, PathBuf) {
     (k, i)
 }
 
+/// The workspace's binary `name` (built next to basalt: `cargo build --workspace --bins`).
+#[allow(dead_code)] // not every test binary that includes this module calls each
+pub fn bin(name: &str) -> PathBuf {
+    let b = bin_dir().join(name);
+    assert!(
+        b.is_file(),
+        "{} is missing: cargo build --workspace --bins",
+        b.display()
+    );
+    b
+}
+
+/// A daemon a test started: killed (by its PID) and reaped when dropped, on every path.
+#[allow(dead_code)]
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 now.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -55,7 +55,7 @@ fn main() {
     loop {
         assert!(Instant::now() < deadline, "no event within 10 s");
         health = flip(health);
-        store.set_device_health("d1", health).expect("health");
+        store.set_device_health("d1", health, 1).expect("health");
         if sub.poll(zmq::POLLIN, 100).expect("poll") > 0 {
             sub.recv_multipart(0).expect("frames");
             break;
@@ -68,7 +68,7 @@ fn main() {
     for _ in 0..n {
         health = flip(health);
         let t0 = Instant::now();
-        store.set_device_health("d1", health).expect("health");
+        store.set_device_health("d1", health, 1).expect("health");
         assert!(sub.poll(zmq::POLLIN, 5_000).expect("poll") > 0, "an event");
         let frames = sub.recv_multipart(0).expect("frames");
         lat.push(t0.elapsed());

@@ -599,7 +599,8 @@ fn main() {
             let hostname = format!("qemu-{w:03}-{d}");
             api.post(
                 "devices/",
-                json!({"hostname": hostname, "device_type": "qemu", "worker_host": name}),
+                json!({"hostname": hostname, "device_type": "qemu", "worker_host": name,
+                       "health": "Unknown"}),
             );
             api.post(
                 &format!("devices/{hostname}/dictionary/"),

@@ -6,16 +6,23 @@
 //! ("worker lost"), their devices go to health Unknown (and get a health check when their type
 //! has one).
 //!
+//! Health checks on a schedule: before each pass the engine works out which devices' checks
+//! are due by their type's frequency ([`crate::health::plan`], with the engine's [`Clock`])
+//! and sleeps on a tokio timer until the earliest next due time, so a check comes due without
+//! any polling loop. A lost worker's Good devices go to Unknown: they get a check when it is
+//! back.
+//!
 //! The engine is driven through a [`Handle`] (what the HTTP API and the tests call) and the
 //! workers link; it owns the store's writes.
 
+use crate::health;
 use crate::link::{Conn, LinkEvent, WorkerLink};
 use crate::logs::JobLogFile;
 use crate::model::{DeviceHealth, JobHealth, JobState, Priority, WorkerState};
 use crate::multinode;
 use crate::scheduler::{schedule, Target};
 use crate::store::{Failure, GroupMember, Job, NewGroup, NewJob, Store, StoreError};
-use basalt_link::cert::Keypair;
+use basalt_link::cert::{Keypair, PublicKey};
 use basalt_proto::{
     negotiate, require_capabilities, Cancel, Capabilities, End, EndAck, FailureCause, HeartbeatAck,
     HelloRequired, JobId, JobResume, LogAck, MasterMsg, Outcome, ProtocolVersion, Refused, Start,
@@ -61,7 +68,13 @@ pub enum EngineError {
     Invalid(String),
     #[error("the engine is stopped")]
     Stopped,
+    #[error("{0}")]
+    NotFound(String),
 }
+
+/// The time in ms since the epoch, as the engine reads it to decide which health checks are
+/// due ([`start_with_clock`]; the system's clock by default).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 enum Request {
     Submit(
@@ -70,6 +83,8 @@ enum Request {
         oneshot::Sender<Result<Vec<u64>, EngineError>>,
     ),
     Cancel(u64, oneshot::Sender<Result<bool, EngineError>>),
+    /// Queue a health check of a device now.
+    HealthCheck(String, oneshot::Sender<Result<u64, EngineError>>),
     /// The devices changed outside the engine (the API registered one): schedule again.
     Schedule,
 }
@@ -82,6 +97,12 @@ pub struct Handle {
     pub logs: PathBuf,
     /// [`Config::anonymous_read`].
     pub anonymous_read: bool,
+    /// [`Config::device_types`]: what a dictionary is checked against before it is stored.
+    pub device_types: Vec<PathBuf>,
+    /// The master's public key, for the workers registered with the API.
+    pub master_key: PublicKey,
+    /// Where the admitted workers' public keys are (`STATE/certs/workers`).
+    pub admitted: PathBuf,
 }
 
 impl Handle {
@@ -117,6 +138,30 @@ impl Handle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Queues a health check of device `hostname` now (its type's definition, submitted as
+    /// `lava-health`); returns its id, or the id of the check already queued for it.
+    pub async fn health_check(&self, hostname: &str) -> Result<u64, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::HealthCheck(hostname.into(), tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Cancels the job of each of `devices` that is Retired (LAVA cancels the job of a device
+    /// an admin retires, or whose worker is retired).
+    pub async fn cancel_jobs_of_retired(&self, devices: &[String]) -> Result<(), EngineError> {
+        for hostname in devices {
+            let Some(d) = self.store.device(hostname)? else {
+                continue;
+            };
+            if let (DeviceHealth::Retired, Some(id)) = (d.health, d.current_job) {
+                self.cancel(id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the scheduler again: the API calls it after registering a device or changing a
     /// dictionary, so a queued job does not wait for the next worker event.
     pub fn reschedule(&self) {
@@ -129,7 +174,16 @@ impl Handle {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Waits until `at`, or forever when there is no `at`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Now, in ms since the UNIX epoch (the system's clock).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -159,6 +213,10 @@ struct Engine {
     schedule_due: Option<u32>,
     /// Why the master canceled a MultiNode sub-job with its group: the comment its end gets.
     group_reasons: BTreeMap<u64, String>,
+    /// What health checks are planned by.
+    clock: Clock,
+    /// When the next health check comes due by its type's frequency: a pass runs then.
+    health_wake: Option<tokio::time::Instant>,
 }
 
 /// A due scheduling pass waits for the event queues to drain, but for no more events than
@@ -170,13 +228,24 @@ pub fn start(
     config: Config,
     store: Arc<Store>,
 ) -> Result<(Handle, String), crate::link::LinkError> {
+    start_with_clock(config, store, Arc::new(now_ms))
+}
+
+/// [`start`], with health checks planned by `clock` (tests move it on).
+pub fn start_with_clock(
+    config: Config,
+    store: Arc<Store>,
+    clock: Clock,
+) -> Result<(Handle, String), crate::link::LinkError> {
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let admitted = config.state_dir.join("certs/workers");
-    let link = WorkerLink::start(&config.workers, &config.key, admitted, link_tx)?;
+    let link = WorkerLink::start(&config.workers, &config.key, admitted.clone(), link_tx)?;
     let endpoint = link.endpoint().to_string();
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     let logs = config.state_dir.join("jobs");
     let anonymous_read = config.anonymous_read;
+    let device_types = config.device_types.clone();
+    let master_key = config.key.public;
     let engine = Engine {
         config,
         store: store.clone(),
@@ -189,6 +258,8 @@ pub fn start(
         started: Instant::now(),
         schedule_due: None,
         group_reasons: BTreeMap::new(),
+        clock,
+        health_wake: None,
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -197,6 +268,9 @@ pub fn start(
             store,
             logs,
             anonymous_read,
+            device_types,
+            master_key,
+            admitted,
         },
         endpoint,
     ))
@@ -210,7 +284,12 @@ impl Engine {
     ) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         loop {
+            let wake = self.health_wake;
             tokio::select! {
+                _ = sleep_until(wake) => {
+                    self.health_wake = None;
+                    self.schedule();
+                }
                 ev = link.recv() => match ev {
                     Some(ev) => self.on_link(ev),
                     None => return,
@@ -251,8 +330,48 @@ impl Engine {
             Request::Cancel(id, reply) => {
                 let _ = reply.send(self.cancel(id));
             }
+            Request::HealthCheck(hostname, reply) => {
+                let r = self.requested_health_check(&hostname);
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok {
+                    self.schedule();
+                }
+            }
             Request::Schedule => self.schedule(),
         }
+    }
+
+    /// An admin's health check of `hostname`: the one queued for it, or a new one; an error
+    /// when there is no such device or its type has no (enabled) health check.
+    fn requested_health_check(&mut self, hostname: &str) -> Result<u64, EngineError> {
+        let device = self
+            .store
+            .device(hostname)?
+            .ok_or_else(|| EngineError::NotFound(format!("no device {hostname:?}")))?;
+        let t = self
+            .store
+            .device_type(&device.device_type)?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("no device type {:?}", device.device_type))
+            })?;
+        if t.health_check.is_none() {
+            return Err(EngineError::Invalid(format!(
+                "device type '{}' has no health check (set one: basalt device-types add {} --health-check FILE)",
+                t.name, t.name
+            )));
+        }
+        if t.rule.disabled {
+            return Err(EngineError::Invalid(format!(
+                "health checks are disabled for device type '{}'",
+                t.name
+            )));
+        }
+        if let Some(id) = self.store.queued_health_check(hostname)? {
+            return Ok(id);
+        }
+        self.queue_health_check(hostname)?
+            .ok_or_else(|| EngineError::Invalid(format!("device '{hostname}' has no health check")))
     }
 
     fn submit(&mut self, submitter: &str, definition: &str) -> Result<Vec<u64>, EngineError> {
@@ -263,7 +382,7 @@ impl Engine {
         }
         let target = match (&job.device, &job.device_type) {
             (Some(d), _) => Target::Device(d.clone()),
-            (None, Some(t)) => Target::DeviceType(t.clone()),
+            (None, Some(t)) => Target::DeviceType(self.device_type_of(t)?),
             (None, None) => {
                 return Err(EngineError::Invalid(
                     "a job needs a device_type (or MultiNode roles)".into(),
@@ -296,8 +415,14 @@ impl Engine {
         let doc = basalt_model::yaml::load(definition).map_err(|e| invalid(e.to_string()))?;
         let target_group = multinode::new_target_group()
             .map_err(|e| invalid(format!("no random group name: {e}")))?;
-        let split = multinode::split(&doc, &target_group).map_err(|e| invalid(e.to_string()))?;
+        let mut split =
+            multinode::split(&doc, &target_group).map_err(|e| invalid(e.to_string()))?;
         multinode::check_supported(&split).map_err(|e| invalid(e.to_string()))?;
+        for sub in &mut split.jobs {
+            if let Some(t) = &sub.device_type {
+                sub.device_type = Some(self.device_type_of(t)?);
+            }
+        }
         self.check_devices_available(&split)?;
         let mut jobs = Vec::with_capacity(split.jobs.len());
         for sub in &split.jobs {
@@ -341,6 +466,15 @@ impl Engine {
             now_ms(),
         )?;
         Ok(ids)
+    }
+
+    /// The device type a job's `device_type` means: an alias's type (LAVA's `Alias`, resolved
+    /// at submission as LAVA's `_get_device_type` does), else the name as given.
+    fn device_type_of(&self, name: &str) -> Result<String, EngineError> {
+        Ok(self
+            .store
+            .resolve_device_type(name)?
+            .unwrap_or_else(|| name.to_string()))
     }
 
     /// LAVA's DevicesUnavailableException: every role needs as many non-retired devices of
@@ -813,8 +947,16 @@ impl Engine {
             tracing::warn!(worker = %worker, "worker {worker} lost (no heartbeat for {limit:?})");
             for id in self.jobs_on(&worker) {
                 self.lose_job(id, &worker, "worker lost");
-                lost_any = true;
             }
+            match self.store.worker_lost(&worker) {
+                Ok(devices) if !devices.is_empty() => self.log(format!(
+                    "worker {worker}: device(s) {} now Unknown (a health check when it is back)",
+                    devices.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => self.log(format!("worker {worker}: its devices: {e}")),
+            }
+            lost_any = true;
         }
         if self.started.elapsed() > limit {
             let Ok(devices) = self.store.devices() else {
@@ -886,7 +1028,9 @@ impl Engine {
         self.owners.remove(&id);
         self.group_reasons.remove(&id);
         if let Some(d) = device {
-            self.queue_health_check(&d);
+            if let Err(e) = self.queue_health_check(&d) {
+                self.log(format!("device {d}: cannot queue its health check: {e}"));
+            }
         }
         self.end_group_after(id, JobHealth::Incomplete);
     }
@@ -897,14 +1041,35 @@ impl Engine {
         self.schedule_due.get_or_insert(0);
     }
 
+    /// The scheduler's snapshot with each device's health check due or not by its type's
+    /// frequency at the engine's clock; sets when the next one comes due.
+    fn planned_snapshot(&mut self) -> Option<crate::scheduler::Snapshot> {
+        let mut lab = match self.store.lab_snapshot() {
+            Ok(l) => l,
+            Err(e) => {
+                self.log(format!("scheduler: cannot read the store: {e}"));
+                return None;
+            }
+        };
+        let now = (self.clock)();
+        let next = health::plan(&mut lab.snapshot, &lab.facts, now);
+        self.health_wake = next
+            .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now)));
+        Some(lab.snapshot)
+    }
+
     /// One scheduling pass: assignments become Starts; devices needing a health check get one.
     fn schedule_pass(&mut self) {
-        let Ok(snapshot) = self.store.snapshot() else {
+        let Some(snapshot) = self.planned_snapshot() else {
             return;
         };
         let plan = schedule(&snapshot);
         for hostname in &plan.needs_health_check {
-            self.queue_health_check(hostname);
+            if let Err(e) = self.queue_health_check(hostname) {
+                self.log(format!(
+                    "device {hostname}: cannot queue its health check: {e}"
+                ));
+            }
         }
         let mut groups: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
         for a in &plan.assignments {
@@ -940,7 +1105,7 @@ impl Engine {
         }
         if !plan.needs_health_check.is_empty() {
             // the checks just queued can go out now
-            if let Ok(snapshot) = self.store.snapshot() {
+            if let Some(snapshot) = self.planned_snapshot() {
                 for a in schedule(&snapshot).assignments {
                     if let Err(e) = self.start(a.job, &a.device) {
                         tracing::warn!(job_id = a.job, "job {}: cannot start: {e}", a.job);
@@ -950,20 +1115,19 @@ impl Engine {
         }
     }
 
-    fn queue_health_check(&mut self, hostname: &str) {
-        let Ok(Some(device)) = self.store.device(hostname) else {
-            return;
+    /// Submits a health check of `hostname` (its type's definition, as `lava-health`);
+    /// returns its id, `None` when the type has none or disables them.
+    fn queue_health_check(&mut self, hostname: &str) -> Result<Option<u64>, EngineError> {
+        let Some(device) = self.store.device(hostname)? else {
+            return Ok(None);
         };
-        let definition = self
-            .store
-            .device_types()
-            .ok()
-            .and_then(|t| t.into_iter().find(|t| t.name == device.device_type))
-            .and_then(|t| t.health_check);
-        let Some(definition) = definition else {
-            return;
+        let Some(t) = self.store.device_type(&device.device_type)? else {
+            return Ok(None);
         };
-        let _ = self.store.submit(
+        let Some(definition) = t.health_check.filter(|_| !t.rule.disabled) else {
+            return Ok(None);
+        };
+        let id = self.store.submit(
             &NewJob {
                 submitter: "lava-health".into(),
                 description: format!("health check of {hostname}"),
@@ -973,8 +1137,11 @@ impl Engine {
                 priority: Priority::HIGH,
                 health_check: true,
             },
-            now_ms(),
-        );
+            // the device's schedule counts from this time: the clock it is planned by
+            (self.clock)(),
+        )?;
+        self.log(format!("device {hostname}: health check queued (job {id})"));
+        Ok(Some(id))
     }
 
     /// Starts a whole MultiNode group at once: the roles map `{"<job id>": "<role>"}` goes

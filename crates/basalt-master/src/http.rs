@@ -23,7 +23,7 @@
 use crate::engine::{EngineError, Handle};
 use crate::logs::{self, LogError};
 use crate::scheduler::Target;
-use crate::store::{Device, DeviceType, Job, StoreError, Worker};
+use crate::store::{Job, StoreError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -54,6 +54,13 @@ const MAX_LIMIT: u32 = 1000;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 about a place in what was sent: the body also has its `line` and `column`.
+    #[error("{message}")]
+    BadAt {
+        message: String,
+        line: usize,
+        column: usize,
+    },
     #[error("authentication credentials were not provided or are not valid")]
     Unauthorized,
     #[error("you do not have permission to perform this action")]
@@ -69,7 +76,7 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BadAt { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -81,7 +88,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "message": self.to_string() }))).into_response()
+        let body = match &self {
+            ApiError::BadAt { line, column, .. } => {
+                json!({ "message": self.to_string(), "line": line, "column": column })
+            }
+            _ => json!({ "message": self.to_string() }),
+        };
+        (self.status(), Json(body)).into_response()
     }
 }
 
@@ -108,6 +121,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Invalid(why) => ApiError::BadRequest(why),
+            EngineError::NotFound(why) => ApiError::NotFound(why),
             EngineError::Store(e) => e.into(),
             EngineError::Stopped => ApiError::Unavailable(e.to_string()),
         }
@@ -122,6 +136,8 @@ impl From<LogError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+mod admin;
+
 /// The API's routes on the engine's handle, with the body limit.
 pub fn router(handle: Handle) -> Router {
     let api = Router::new()
@@ -133,20 +149,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/{id}/junit/", get(job_junit))
         .route("/jobs/validate/", axum::routing::post(validate))
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
-        .route("/devices/", get(devices).post(add_device))
-        .route("/devices/{hostname}/", get(device))
-        .route(
-            "/devices/{hostname}/set_health/",
-            axum::routing::post(set_health),
-        )
-        .route(
-            "/devices/{hostname}/dictionary/",
-            get(dictionary).post(set_dictionary),
-        )
-        .route("/tags/", get(tags))
-        .route("/tags/{id}/", get(tag))
-        .route("/workers/", get(workers).post(add_worker))
-        .route("/devicetypes/", get(device_types).post(add_device_type))
+        .merge(admin::routes())
         // every route but the version: a token unless anonymous reads are on
         .route_layer(axum::middleware::from_fn_with_state(
             handle.clone(),
@@ -206,7 +209,7 @@ async fn authenticated(
 }
 
 /// The request's user if they are an admin: 401 without a valid token, 403 for a non-admin.
-fn admin(h: &Handle, headers: &HeaderMap) -> ApiResult<String> {
+fn require_admin(h: &Handle, headers: &HeaderMap) -> ApiResult<String> {
     match user(h, headers)? {
         (name, true) => Ok(name),
         (_, false) => Err(ApiError::Forbidden),
@@ -420,24 +423,6 @@ fn tag_ids(tags: &[String]) -> Vec<u32> {
     tags.iter().map(|t| tag_id(t)).collect()
 }
 
-/// Every tag the lab's devices have, by name, once.
-fn all_tags(h: &Handle) -> ApiResult<Vec<String>> {
-    let mut names: Vec<String> = h
-        .store
-        .devices()?
-        .into_iter()
-        .flat_map(|d| d.tags)
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
-/// A tag as LAVA's `tags/` shows it.
-fn tag_json(name: &str) -> Value {
-    json!({ "id": tag_id(name), "name": name, "description": Value::Null })
-}
-
 // ---- shapes ----------------------------------------------------------------------------------
 
 /// A job as LAVA's `jobs/` shows it.
@@ -477,40 +462,6 @@ fn job_json(j: &Job) -> Value {
         "error_type": j.error_type,
         // basalt's: who is at fault (infrastructure, bootloader, kernel, job, test, canceled)
         "failure_cause": j.failure_cause.map(FailureCause::name),
-    })
-}
-
-/// A device as LAVA's `devices/` shows it.
-fn device_json(d: &Device) -> Value {
-    json!({
-        "hostname": d.hostname,
-        "device_type": d.device_type,
-        "worker_host": d.worker,
-        "description": d.description,
-        "tags": tag_ids(&d.tags),
-        "state": d.state.name(),
-        "health": d.health.name(),
-        "current_job": d.current_job,
-    })
-}
-
-/// A worker as LAVA's `workers/` shows it.
-fn worker_json(w: &Worker) -> Value {
-    json!({
-        "hostname": w.hostname,
-        "description": w.description,
-        "state": w.state.name(),
-        "health": w.health.name(),
-        "last_ping": (w.last_seen > 0).then(|| rfc3339(w.last_seen)),
-    })
-}
-
-/// A device type as `devicetypes/` shows it (`health_check`: basalt's, the definition).
-fn device_type_json(t: &DeviceType) -> Value {
-    json!({
-        "name": t.name,
-        "display": true,
-        "health_check": t.health_check,
     })
 }
 
@@ -795,232 +746,6 @@ async fn cancel(
         format!("job {} had already finished", job.id)
     };
     Ok(Json(json!({ "message": message })))
-}
-
-async fn devices(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let mut devices = h.store.devices()?;
-    devices.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    page_of(
-        &headers,
-        "devices/",
-        &q,
-        devices.iter().map(device_json).collect(),
-    )
-}
-
-/// The device `hostname`, or 404.
-fn find_device(h: &Handle, hostname: &str) -> ApiResult<Device> {
-    h.store
-        .device(hostname)?
-        .ok_or_else(|| ApiError::NotFound(format!("no device {hostname:?}")))
-}
-
-async fn device(State(h): State<Handle>, Path(hostname): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(device_json(&find_device(&h, &hostname)?)))
-}
-
-#[derive(Deserialize)]
-struct NewDevice {
-    hostname: String,
-    device_type: String,
-    worker_host: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-async fn add_device(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    admin(&h, &headers)?;
-    let d: NewDevice = body(&bytes)?;
-    check_name("hostname", &d.hostname)?;
-    let device = Device {
-        hostname: d.hostname,
-        device_type: d.device_type,
-        worker: d.worker_host,
-        description: d.description.unwrap_or_default(),
-        tags: d.tags,
-        dictionary: None,
-        state: crate::model::DeviceState::Idle,
-        health: crate::model::DeviceHealth::Unknown,
-        current_job: None,
-    };
-    h.store.add_device(&device)?;
-    h.reschedule();
-    let stored = find_device(&h, &device.hostname)?;
-    Ok((StatusCode::CREATED, Json(device_json(&stored))))
-}
-
-#[derive(Deserialize)]
-struct SetHealth {
-    health: String,
-    /// LAVA records it in the device's log; basalt has none yet and echoes it back.
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-async fn set_health(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Path(hostname): Path<String>,
-    bytes: Bytes,
-) -> ApiResult<Json<Value>> {
-    admin(&h, &headers)?;
-    let r: SetHealth = body(&bytes)?;
-    let health = crate::model::DeviceHealth::from_name(&r.health)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown device health {:?}", r.health)))?;
-    find_device(&h, &hostname)?;
-    h.store.set_device_health(&hostname, health)?;
-    h.reschedule();
-    let why = r.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-    Ok(Json(
-        json!({ "message": format!("device {hostname} health set to {health}{why}") }),
-    ))
-}
-
-async fn dictionary(
-    State(h): State<Handle>,
-    Path(hostname): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let d = find_device(&h, &hostname)?;
-    let text = d
-        .dictionary
-        .ok_or_else(|| ApiError::NotFound(format!("device {hostname:?} has no dictionary")))?;
-    Ok(Json(json!({ "dictionary": text })))
-}
-
-#[derive(Deserialize)]
-struct Dictionary {
-    dictionary: String,
-}
-
-async fn set_dictionary(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Path(hostname): Path<String>,
-    bytes: Bytes,
-) -> ApiResult<Json<Value>> {
-    admin(&h, &headers)?;
-    let d: Dictionary = body(&bytes)?;
-    find_device(&h, &hostname)?;
-    h.store.set_dictionary(&hostname, &d.dictionary)?;
-    h.reschedule();
-    Ok(Json(
-        json!({ "message": format!("device {hostname} dictionary updated") }),
-    ))
-}
-
-async fn tags(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let names = all_tags(&h)?;
-    page_of(
-        &headers,
-        "tags/",
-        &q,
-        names.iter().map(|n| tag_json(n)).collect(),
-    )
-}
-
-async fn tag(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let missing = || ApiError::NotFound(format!("no tag {id:?}"));
-    let want: u32 = id.parse().map_err(|_| missing())?;
-    let name = all_tags(&h)?
-        .into_iter()
-        .find(|n| tag_id(n) == want)
-        .ok_or_else(missing)?;
-    Ok(Json(tag_json(&name)))
-}
-
-async fn workers(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let mut workers = h.store.workers()?;
-    workers.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    page_of(
-        &headers,
-        "workers/",
-        &q,
-        workers.iter().map(worker_json).collect(),
-    )
-}
-
-#[derive(Deserialize)]
-struct NewWorker {
-    hostname: String,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-async fn add_worker(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    admin(&h, &headers)?;
-    let w: NewWorker = body(&bytes)?;
-    check_name("hostname", &w.hostname)?;
-    h.store
-        .add_worker(&w.hostname, w.description.as_deref().unwrap_or(""))?;
-    let stored = h
-        .store
-        .workers()?
-        .into_iter()
-        .find(|x| x.hostname == w.hostname)
-        .ok_or_else(|| ApiError::Internal(format!("worker {:?} not stored", w.hostname)))?;
-    Ok((StatusCode::CREATED, Json(worker_json(&stored))))
-}
-
-async fn device_types(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let mut types = h.store.device_types()?;
-    types.sort_by(|a, b| a.name.cmp(&b.name));
-    page_of(
-        &headers,
-        "devicetypes/",
-        &q,
-        types.iter().map(device_type_json).collect(),
-    )
-}
-
-#[derive(Deserialize)]
-struct NewDeviceType {
-    name: String,
-    #[serde(default)]
-    health_check: Option<String>,
-}
-
-async fn add_device_type(
-    State(h): State<Handle>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    admin(&h, &headers)?;
-    let t: NewDeviceType = body(&bytes)?;
-    check_name("name", &t.name)?;
-    let t = DeviceType {
-        name: t.name,
-        health_check: t.health_check.filter(|d| !d.trim().is_empty()),
-    };
-    h.store.put_device_type(&t)?;
-    // a new health check can go to the devices of the type now
-    h.reschedule();
-    Ok((StatusCode::CREATED, Json(device_type_json(&t))))
 }
 
 /// A name that is part of URL paths ([`crate::model::check_name`]); 400 when it is not one.

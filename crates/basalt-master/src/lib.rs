@@ -1,5 +1,6 @@
 //! basalt's master: LAVA's job, device and worker states ([`model`]), the scheduler
-//! ([`scheduler`]), a pure function over a snapshot of the queue and the devices, the store
+//! ([`scheduler`]), a pure function over a snapshot of the queue and the devices, when health
+//! checks are due ([`health`]), the store
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
 //! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
 //! events ([`events`]) and the job definitions' `notify:` callbacks ([`notify`]).
@@ -7,8 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dictionary;
 pub mod engine;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod link;
 pub mod logs;

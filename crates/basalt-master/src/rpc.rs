@@ -15,6 +15,9 @@
 //! on, the read methods work without credentials. The writes always need a token (fault 401
 //! without one), the admin ones a token of an admin (fault 403).
 //!
+//! The lab administration methods (devices' health and tags, device types' health checks and
+//! schedules, aliases, workers' health) are in [`admin`].
+//!
 //! `system.version` reports [`RPC_VERSION`]: lavacli parses it and picks its call shapes by it,
 //! and 2024.01 makes lavacli use the shapes every method here implements (`workers list` and
 //! `devices list` pass `show_all`, as from 2023.3; `devices update`'s 2025.12 shape, which basalt
@@ -24,7 +27,7 @@ use crate::engine::{EngineError, Handle};
 use crate::logs::LineChunks;
 use crate::model::{DeviceHealth, JobState, WorkerHealth};
 use crate::scheduler::Target;
-use crate::store::{Device, DeviceType, Job, StoreError};
+use crate::store::{Device, Job, StoreError};
 use crate::xmlrpc::{self, Value};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -59,6 +62,22 @@ pub const METHODS: &[&str] = &[
     "scheduler.workers.list",
     "scheduler.workers.show",
     "scheduler.workers.add",
+    "scheduler.devices.update",
+    "scheduler.devices.tags.add",
+    "scheduler.devices.tags.list",
+    "scheduler.devices.tags.delete",
+    "scheduler.device_types.show",
+    "scheduler.device_types.update",
+    "scheduler.device_types.get_health_check",
+    "scheduler.device_types.set_health_check",
+    "scheduler.device_types.aliases.add",
+    "scheduler.device_types.aliases.list",
+    "scheduler.device_types.aliases.delete",
+    "scheduler.aliases.add",
+    "scheduler.aliases.delete",
+    "scheduler.aliases.list",
+    "scheduler.aliases.show",
+    "scheduler.workers.update",
 ];
 
 /// Why a call failed: an XML-RPC fault with LAVA's code.
@@ -111,6 +130,7 @@ impl From<EngineError> for Fault {
             EngineError::Invalid(why) => {
                 Fault::BadRequest(format!("Problem with submitted job data: {why}"))
             }
+            EngineError::NotFound(why) => Fault::NotFound(why),
             EngineError::Store(e) => e.into(),
             EngineError::Stopped => Fault::Internal(e.to_string()),
         }
@@ -118,6 +138,8 @@ impl From<EngineError> for Fault {
 }
 
 type RpcResult<T> = Result<T, Fault>;
+
+mod admin;
 
 /// Who calls.
 enum Caller {
@@ -458,6 +480,7 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             if !h.store.workers()?.iter().any(|w| w.hostname == worker) {
                 return Err(Fault::NotFound(format!("Worker '{worker}' was not found.")));
             }
+            // LAVA's XML-RPC adds a device Unknown unless told otherwise
             h.store.add_device(&Device {
                 hostname: hostname.into(),
                 device_type: device_type.into(),
@@ -466,12 +489,9 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
                 tags: Vec::new(),
                 dictionary: None,
                 state: crate::model::DeviceState::Idle,
-                health: DeviceHealth::Unknown,
+                health: health.unwrap_or(DeviceHealth::Unknown),
                 current_job: None,
             })?;
-            if let Some(health) = health.filter(|x| *x != DeviceHealth::Unknown) {
-                h.store.set_device_health(hostname, health)?;
-            }
             h.reschedule();
             Ok(Value::Nil)
         }
@@ -525,15 +545,18 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             who.admin()?;
             let name = a.str(0, "name")?;
             check_name("name", name)?;
-            if h.store.device_types()?.iter().any(|t| t.name == name) {
+            if h.store.device_type(name)?.is_some() {
                 return Err(Fault::BadRequest(
                     "Bad request: device-type name is already used.".into(),
                 ));
             }
-            h.store.put_device_type(&DeviceType {
-                name: name.into(),
-                health_check: None,
-            })?;
+            let change = crate::store::DeviceTypeChange {
+                description: a.opt_str(1, "description")?.map(str::to_string),
+                frequency: admin::frequency(a, 4)?,
+                denominator: admin::denominator(a, 5)?,
+                ..Default::default()
+            };
+            h.store.upsert_device_type(name, &change)?;
             h.reschedule();
             Ok(Value::Nil)
         }
@@ -607,7 +630,7 @@ async fn dispatch(h: &Handle, who: &Caller, a: &Args<'_>) -> RpcResult<Value> {
             h.store.add_worker(hostname, description)?;
             Ok(Value::Nil)
         }
-        other => Err(Fault::NoMethod(other.to_string())),
+        _ => admin::dispatch(h, who, a).await,
     }
 }
 

@@ -15,7 +15,9 @@
 //! the sync `postgres` client (a runtime of its own) cannot run. The calls stay sync.
 
 mod db;
+mod lab;
 
+use crate::health::{Denominator, Facts, History, Rule};
 use crate::model::{
     DeviceHealth, DeviceState, JobHealth, JobState, Priority, WorkerHealth, WorkerState,
 };
@@ -24,6 +26,8 @@ use basalt_proto::FailureCause;
 use db::{args, Backend, PgClient, Row};
 use std::path::Path;
 use std::sync::Mutex;
+
+pub use lab::{DeviceChange, DeviceTypeChange, DeviceTypeDetails};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +271,36 @@ const MIGRATIONS: &[Migration] = &[
          ALTER TABLE jobs ADD COLUMN multinode_definition TEXT;
          CREATE INDEX jobs_target_group ON jobs(target_group);",
     },
+    // 5: lab administration: a device type's description and health-check schedule (LAVA's
+    // health_frequency, health_denominator 0 hours / 1 jobs, disable_health_check), LAVA's
+    // aliases, and what a device's schedule counts from (`crate::health::History`): devices
+    // that needed no check before keep needing none until a full period from now has passed
+    Migration {
+        sqlite: "ALTER TABLE device_types ADD COLUMN description TEXT NOT NULL DEFAULT '';
+         ALTER TABLE device_types ADD COLUMN health_frequency INTEGER NOT NULL DEFAULT 24;
+         ALTER TABLE device_types ADD COLUMN health_denominator INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE device_types ADD COLUMN disable_health_check INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE aliases (
+            name TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name) ON DELETE CASCADE
+         );
+         ALTER TABLE devices ADD COLUMN health_checked_at INTEGER;
+         ALTER TABLE devices ADD COLUMN jobs_since_check INTEGER NOT NULL DEFAULT 0;
+         UPDATE devices SET health_checked_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+            WHERE health_check_due = 0;",
+        postgres: "ALTER TABLE device_types ADD COLUMN description TEXT NOT NULL DEFAULT '';
+         ALTER TABLE device_types ADD COLUMN health_frequency BIGINT NOT NULL DEFAULT 24;
+         ALTER TABLE device_types ADD COLUMN health_denominator BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE device_types ADD COLUMN disable_health_check BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE aliases (
+            name TEXT PRIMARY KEY,
+            device_type TEXT NOT NULL REFERENCES device_types(name) ON DELETE CASCADE
+         );
+         ALTER TABLE devices ADD COLUMN health_checked_at BIGINT;
+         ALTER TABLE devices ADD COLUMN jobs_since_check BIGINT NOT NULL DEFAULT 0;
+         UPDATE devices SET health_checked_at = CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)
+            WHERE health_check_due = 0;",
+    },
 ];
 
 /// PostgreSQL's schema version: one row, created before the first migration.
@@ -489,6 +523,14 @@ pub struct DeviceType {
     pub health_check: Option<String>,
 }
 
+/// The scheduler's snapshot and each device's health-check facts ([`Store::lab_snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabSnapshot {
+    pub snapshot: Snapshot,
+    /// One per `snapshot.devices`, in the same order.
+    pub facts: Vec<Facts>,
+}
+
 /// The store.
 pub struct Store {
     db: Mutex<Backend>,
@@ -707,8 +749,10 @@ impl Store {
                     .map(|d| d.map(|device| Change::Device { device })),
                 Changed::Worker(hostname) => db
                     .query_opt(
-                        "SELECT hostname, description, state, health, last_seen FROM workers
-                         WHERE hostname = ?1",
+                        &format!(
+                            "SELECT {} FROM workers WHERE hostname = ?1",
+                            Self::WORKER_COLUMNS
+                        ),
                         args![hostname],
                     )
                     .and_then(|r| r.map(|r| Self::worker_row(&r)).transpose())
@@ -856,13 +900,18 @@ impl Store {
     pub fn workers(&self) -> Result<Vec<Worker>, StoreError> {
         self.db()
             .query(
-                "SELECT hostname, description, state, health, last_seen FROM workers ORDER BY hostname",
+                &format!(
+                    "SELECT {} FROM workers ORDER BY hostname",
+                    Self::WORKER_COLUMNS
+                ),
                 &[],
             )?
             .iter()
             .map(Self::worker_row)
             .collect()
     }
+
+    const WORKER_COLUMNS: &'static str = "hostname, description, state, health, last_seen";
 
     fn worker_row(r: &Row) -> Result<Worker, StoreError> {
         Ok(Worker {
@@ -874,7 +923,9 @@ impl Store {
         })
     }
 
-    /// Adds a device of a known type on a known worker; it starts Idle with health Unknown.
+    /// Adds a device of a known type on a known worker; it starts Idle with `d.health`, and
+    /// needing a health check (when its type has one) until it passes one or an admin makes it
+    /// Good.
     pub fn add_device(&self, d: &Device) -> Result<(), StoreError> {
         let mut db = self.db();
         for (what, sql, name) in [
@@ -907,7 +958,7 @@ impl Store {
                 tags_text(&d.tags),
                 d.dictionary.as_deref(),
                 DeviceState::Idle.code(),
-                DeviceHealth::Unknown.code()
+                d.health.code()
             ],
         )?;
         inserted(n, "device", d.hostname.as_str())?;
@@ -924,12 +975,14 @@ impl Store {
         found(n, "device", hostname)
     }
 
-    /// Sets a device's health (an admin, or a health check's outcome); Good means no health
-    /// check is due.
+    /// Sets a device's health (an admin's choice) at `now` (ms since the epoch). Good means
+    /// the admin vouches for the device: no check is forced, and a device that never had one
+    /// counts its health-check frequency from `now` ([`crate::health::History`]).
     pub fn set_device_health(
         &self,
         hostname: &str,
         health: DeviceHealth,
+        now: u64,
     ) -> Result<(), StoreError> {
         let mut db = self.db();
         let before = self.before(
@@ -938,9 +991,19 @@ impl Store {
             args![hostname],
         )?;
         let n = db.execute(
-            "UPDATE devices SET health = ?2, health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END
+            "UPDATE devices SET health = ?2,
+                health_check_due = CASE WHEN ?3 = 1 THEN 0 ELSE health_check_due END,
+                jobs_since_check = CASE WHEN ?3 = 1 AND health_checked_at IS NULL THEN 0
+                                        ELSE jobs_since_check END,
+                health_checked_at = CASE WHEN ?3 = 1 THEN COALESCE(health_checked_at, ?4)
+                                         ELSE health_checked_at END
              WHERE hostname = ?1",
-            args![hostname, health.code(), health == DeviceHealth::Good],
+            args![
+                hostname,
+                health.code(),
+                health == DeviceHealth::Good,
+                now as i64
+            ],
         )?;
         found(n, "device", hostname)?;
         if before.is_some_and(|b| b != i64::from(health.code())) {
@@ -1348,8 +1411,12 @@ impl Store {
             )?;
             let mut changed = Vec::new();
             if n > 0 {
+                // a test job started: one more since the device's last health check
                 db.execute(
-                    "UPDATE devices SET state = ?2 WHERE current_job = ?1",
+                    "UPDATE devices SET state = ?2,
+                        jobs_since_check = jobs_since_check
+                            + (SELECT 1 - health_check FROM jobs WHERE id = ?1)
+                     WHERE current_job = ?1",
                     args![id as i64, DeviceState::Running.code()],
                 )?;
                 changed.push(Changed::Job(id));
@@ -1385,9 +1452,10 @@ impl Store {
         Ok(())
     }
 
-    /// The job ended: Finished with `health`; its device is Idle again (a health check sets
-    /// the device's health: Good when Complete, Bad otherwise; a job lost with its worker
-    /// leaves the device Unknown).
+    /// The job ended: Finished with `health`; its device is Idle again. `device_health` is
+    /// what the end asks of the device's health (Good or Bad after a health check, Unknown
+    /// after a job lost with its worker), applied as [`crate::health::settle`] says; a health
+    /// check also restarts its device's health-check schedule.
     pub fn finish_job(
         &self,
         id: u64,
@@ -1442,18 +1510,33 @@ impl Store {
                 "UPDATE devices SET state = ?2, current_job = NULL, idle_since = ?3 WHERE current_job = ?1",
                 args![id as i64, DeviceState::Idle.code(), now as i64],
             )?;
-            if let Some(h) = device_health {
-                let device = match db.query_opt(
-                    "SELECT actual_device FROM jobs WHERE id = ?1",
-                    args![id as i64],
-                )? {
-                    Some(r) => r.opt_text(0)?,
-                    None => None,
-                };
-                if let Some(d) = device {
+            let (device, health_check, submitted) = match db.query_opt(
+                "SELECT j.actual_device, j.health_check, j.submit_time, d.health
+                 FROM jobs j JOIN devices d ON d.hostname = j.actual_device WHERE j.id = ?1",
+                args![id as i64],
+            )? {
+                Some(r) => {
+                    let current =
+                        DeviceHealth::from_code(r.code(3)?).unwrap_or(DeviceHealth::Unknown);
+                    (Some((r.text(0)?, current)), r.bool(1)?, r.uint(2)?)
+                }
+                None => (None, false, 0),
+            };
+            if let Some((d, current)) = device {
+                if health_check {
+                    // LAVA's last_health_report_job: the schedule counts from its submit time
                     db.execute(
-                        "UPDATE devices SET health = ?2, health_check_due = ?3 WHERE hostname = ?1",
-                        args![&d, h.code(), h != DeviceHealth::Good],
+                        "UPDATE devices SET health_checked_at = ?2, jobs_since_check = 0,
+                            health_check_due = ?3
+                         WHERE hostname = ?1",
+                        args![&d, submitted as i64, health != JobHealth::Complete],
+                    )?;
+                }
+                let new = device_health.and_then(|h| crate::health::settle(current, h));
+                if let Some(h) = new {
+                    db.execute(
+                        "UPDATE devices SET health = ?2 WHERE hostname = ?1",
+                        args![&d, h.code()],
                     )?;
                     if self.observed()
                         && !changed
@@ -1495,7 +1578,16 @@ impl Store {
     // ---- the scheduler's view ------------------------------------------------------------
 
     /// What the scheduler needs: queued jobs, devices with their workers, device types.
+    /// A device's `health_check_due` here is the stored flag alone (a check is forced); the
+    /// engine adds the device type's schedule with [`Store::lab_snapshot`] and
+    /// [`crate::health::plan`].
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.lab_snapshot().map(|l| l.snapshot)
+    }
+
+    /// The scheduler's snapshot and, for each of its devices (same order), its health-check
+    /// rule and history, read at one moment.
+    pub fn lab_snapshot(&self) -> Result<LabSnapshot, StoreError> {
         let mut db = self.db();
         // only the columns the scheduler reads: the engine takes a snapshot per pass, and a
         // queue's definitions (KiBs each) would be copied out of the database every time
@@ -1530,15 +1622,31 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut facts = Vec::new();
         let devices = db
             .query(
                 "SELECT d.hostname, d.device_type, d.tags, d.state, d.health, d.worker, w.state, w.health,
-                        d.health_check_due, d.idle_since
-                 FROM devices d JOIN workers w ON w.hostname = d.worker",
+                        d.health_check_due, d.idle_since, d.health_checked_at, d.jobs_since_check,
+                        t.health_frequency, t.health_denominator, t.disable_health_check
+                 FROM devices d JOIN workers w ON w.hostname = d.worker
+                 JOIN device_types t ON t.name = d.device_type",
                 &[],
             )?
             .iter()
             .map(|r| {
+                let forced = r.bool(8)?;
+                facts.push(Facts {
+                    rule: Rule {
+                        frequency: u32::try_from(r.uint(12)?).unwrap_or(u32::MAX),
+                        denominator: Denominator::from_code(r.code(13)?),
+                        disabled: r.bool(14)?,
+                    },
+                    history: History {
+                        forced,
+                        checked_at: r.opt_uint(10)?,
+                        jobs_since: r.uint(11)?,
+                    },
+                });
                 Ok(DeviceInfo {
                     hostname: r.text(0)?,
                     device_type: r.text(1)?,
@@ -1550,14 +1658,14 @@ impl Store {
                         .unwrap_or(WorkerState::Offline),
                     worker_health: WorkerHealth::from_code(r.code(7)?)
                         .unwrap_or(WorkerHealth::Active),
-                    health_check_due: r.bool(8)?,
+                    health_check_due: forced,
                     idle_since: r.uint(9)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let device_types = db
             .query(
-                "SELECT name, health_check IS NOT NULL FROM device_types",
+                "SELECT name, health_check IS NOT NULL AND disable_health_check = 0 FROM device_types",
                 &[],
             )?
             .iter()
@@ -1568,10 +1676,13 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Snapshot {
-            jobs,
-            devices,
-            device_types,
+        Ok(LabSnapshot {
+            snapshot: Snapshot {
+                jobs,
+                devices,
+                device_types,
+            },
+            facts,
         })
     }
 }
@@ -1647,6 +1758,9 @@ mod tests {
         health_checks_set_the_device_health,
         the_counted_totals_are_the_counted_rows,
         every_state_change_is_observed_once_in_commit_order,
+        the_lab_registry_keeps_aliases_tags_and_worker_health,
+        a_devices_check_history_follows_its_jobs,
+        migration_5_keeps_checked_devices_checked,
     );
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever
@@ -1753,8 +1867,8 @@ mod tests {
             current_job: None,
         })
         .unwrap();
-        s.set_device_health("d1", DeviceHealth::Good).unwrap();
-        s.set_device_health("d1", DeviceHealth::Good).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good, 1).unwrap();
+        s.set_device_health("d1", DeviceHealth::Good, 1).unwrap();
         let mut j = job();
         j.tags.clear();
         let id = s.submit(&j, 1000).unwrap();
@@ -1960,7 +2074,8 @@ mod tests {
     fn the_snapshot_feeds_the_scheduler(db: &Db) {
         let s = lab(db);
         s.set_worker_state("w1", WorkerState::Online, 5).unwrap();
-        s.set_device_health("qemu-01", DeviceHealth::Good).unwrap();
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
         let id = s.submit(&job(), 1).unwrap();
         let snapshot = s.snapshot().unwrap();
         assert!(!snapshot.devices[0].health_check_due);
@@ -2067,6 +2182,301 @@ mod tests {
             db.open(),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+    }
+
+    fn the_lab_registry_keeps_aliases_tags_and_worker_health(db: &Db) {
+        let s = lab(db);
+        // a type's schedule: LAVA's defaults, then the fields changed
+        let t = s.device_type("qemu").unwrap().unwrap();
+        assert_eq!(t.rule, Rule::default());
+        assert!(s
+            .upsert_device_type(
+                "arm",
+                &DeviceTypeChange {
+                    frequency: Some(3),
+                    denominator: Some(Denominator::Jobs),
+                    health_check: Some(Some("job_name: hc".into())),
+                    ..DeviceTypeChange::default()
+                },
+            )
+            .unwrap());
+        assert!(!s
+            .upsert_device_type(
+                "arm",
+                &DeviceTypeChange {
+                    disabled: Some(true),
+                    ..DeviceTypeChange::default()
+                },
+            )
+            .unwrap());
+        let arm = s.device_type("arm").unwrap().unwrap();
+        assert_eq!(
+            (arm.rule.frequency, arm.rule.denominator, arm.rule.disabled),
+            (3, Denominator::Jobs, true)
+        );
+        assert_eq!(arm.health_check.as_deref(), Some("job_name: hc"));
+        // disabled: the scheduler sees no health check for it
+        let snap = s.snapshot().unwrap();
+        let info = snap.device_types.iter().find(|t| t.name == "arm").unwrap();
+        assert!(!info.health_check);
+        // aliases
+        s.add_alias("aarch64", "arm").unwrap();
+        assert!(matches!(
+            s.add_alias("aarch64", "qemu"),
+            Err(StoreError::Exists { .. })
+        ));
+        assert!(matches!(
+            s.add_alias("qemu", "arm"),
+            Err(StoreError::Exists { .. })
+        ));
+        assert!(matches!(
+            s.add_alias("x", "none"),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(matches!(
+            s.upsert_device_type("aarch64", &DeviceTypeChange::default()),
+            Err(StoreError::Exists { .. })
+        ));
+        assert_eq!(
+            s.resolve_device_type("aarch64").unwrap().as_deref(),
+            Some("arm")
+        );
+        assert_eq!(
+            s.resolve_device_type("arm").unwrap().as_deref(),
+            Some("arm")
+        );
+        assert_eq!(s.resolve_device_type("nothing").unwrap(), None);
+        assert_eq!(s.device_type_details().unwrap()[0].aliases, ["aarch64"]);
+        s.remove_alias("aarch64").unwrap();
+        assert!(matches!(
+            s.remove_alias("aarch64"),
+            Err(StoreError::Missing { .. })
+        ));
+        // tags one at a time, and a device's other fields
+        assert_eq!(s.add_device_tag("qemu-01", "usb").unwrap(), ["fast", "usb"]);
+        assert_eq!(s.add_device_tag("qemu-01", "usb").unwrap(), ["fast", "usb"]);
+        assert_eq!(s.remove_device_tag("qemu-01", "fast").unwrap(), ["usb"]);
+        assert!(s.remove_device_tag("qemu-01", "fast").is_err());
+        s.update_device(
+            "qemu-01",
+            &DeviceChange {
+                description: Some("bench 2".into()),
+                device_type: Some("arm".into()),
+                ..DeviceChange::default()
+            },
+        )
+        .unwrap();
+        let d = s.device("qemu-01").unwrap().unwrap();
+        assert_eq!(
+            (d.description.as_str(), d.device_type.as_str()),
+            ("bench 2", "arm")
+        );
+        assert!(matches!(
+            s.update_device(
+                "qemu-01",
+                &DeviceChange {
+                    worker: Some("nowhere".into()),
+                    ..DeviceChange::default()
+                },
+            ),
+            Err(StoreError::Missing { .. })
+        ));
+        // a worker's health and its devices (LAVA's go_health_*)
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
+        assert!(s
+            .set_worker_health("w1", WorkerHealth::Maintenance)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.set_worker_health("w1", WorkerHealth::Active).unwrap(),
+            ["qemu-01"]
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Unknown
+        );
+        assert_eq!(
+            s.set_worker_health("w1", WorkerHealth::Retired).unwrap(),
+            ["qemu-01"]
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Retired
+        );
+        assert!(s
+            .set_worker_health("w1", WorkerHealth::Active)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.worker("w1").unwrap().unwrap().health,
+            WorkerHealth::Active
+        );
+        assert!(matches!(
+            s.set_worker_health("nobody", WorkerHealth::Active),
+            Err(StoreError::Missing { .. })
+        ));
+        // a lost worker: its Good devices only go to Unknown
+        s.set_device_health("qemu-01", DeviceHealth::Good, 1)
+            .unwrap();
+        assert_eq!(s.worker_lost("w1").unwrap(), ["qemu-01"]);
+        assert!(s.worker_lost("w1").unwrap().is_empty());
+    }
+
+    fn a_devices_check_history_follows_its_jobs(db: &Db) {
+        let s = lab(db);
+        let facts = |s: &Store| s.lab_snapshot().unwrap().facts[0];
+        // never checked: forced
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: true,
+                checked_at: None,
+                jobs_since: 0
+            }
+        );
+        // an admin's Good: not forced, counted from then
+        s.set_device_health("qemu-01", DeviceHealth::Good, 500)
+            .unwrap();
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: false,
+                checked_at: Some(500),
+                jobs_since: 0
+            }
+        );
+        // test jobs that start count; one that never ran does not
+        for (run, at) in [(true, 1000), (true, 2000), (false, 3000)] {
+            let id = s.submit(&job(), at).unwrap();
+            s.schedule_job(id, "qemu-01").unwrap();
+            if run {
+                s.job_running(id, at + 1).unwrap();
+                s.job_running(id, at + 2).unwrap();
+            }
+            s.finish_job(id, JobHealth::Complete, None, None, None, at + 3)
+                .unwrap();
+        }
+        assert_eq!(facts(&s).history.jobs_since, 2);
+        // a health check: counted from its submit time, whatever it ended with
+        let check = NewJob {
+            health_check: true,
+            target: Target::Device("qemu-01".into()),
+            ..job()
+        };
+        let id = s.submit(&check, 4000).unwrap();
+        s.schedule_job(id, "qemu-01").unwrap();
+        s.job_running(id, 4100).unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Incomplete,
+            None,
+            None,
+            Some(DeviceHealth::Bad),
+            4200,
+        )
+        .unwrap();
+        assert_eq!(
+            facts(&s).history,
+            History {
+                forced: true,
+                checked_at: Some(4000),
+                jobs_since: 0
+            }
+        );
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Bad
+        );
+        // a check's outcome does not take a device out of Maintenance
+        s.set_device_health("qemu-01", DeviceHealth::Maintenance, 4300)
+            .unwrap();
+        let id = s.submit(&check, 5000).unwrap();
+        assert_eq!(s.queued_health_check("qemu-01").unwrap(), Some(id));
+        s.schedule_job(id, "qemu-01").unwrap();
+        s.finish_job(
+            id,
+            JobHealth::Complete,
+            None,
+            None,
+            Some(DeviceHealth::Good),
+            5100,
+        )
+        .unwrap();
+        assert_eq!(
+            s.device("qemu-01").unwrap().unwrap().health,
+            DeviceHealth::Maintenance
+        );
+        assert_eq!(facts(&s).history.checked_at, Some(5000));
+        assert_eq!(s.queued_health_check("qemu-01").unwrap(), None);
+        // the rule is the device type's
+        assert_eq!(facts(&s).rule, Rule::default());
+    }
+
+    /// Migration 5 on a database at version 4: a device that needed no check keeps needing
+    /// none (its schedule counts from the migration), one never checked still needs one.
+    fn migration_5_keeps_checked_devices_checked(db: &Db) {
+        let before_ms = crate::engine::now_ms();
+        let sql = |text: &str| match db {
+            Db::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("basalt.db"))
+                .and_then(|c| c.execute_batch(text))
+                .map_err(|e| e.to_string()),
+            Db::Postgres(pg) => pg.run(text),
+        };
+        if let Db::Postgres(_) = db {
+            sql(PG_SCHEMA_VERSION).unwrap();
+        }
+        for m in &MIGRATIONS[..4] {
+            sql(match db {
+                Db::Sqlite(_) => m.sqlite,
+                Db::Postgres(_) => m.postgres,
+            })
+            .unwrap();
+        }
+        sql(match db {
+            Db::Sqlite(_) => "PRAGMA user_version = 4",
+            Db::Postgres(_) => "UPDATE schema_version SET version = 4",
+        })
+        .unwrap();
+        sql(
+            "INSERT INTO device_types (name, health_check) VALUES ('qemu', 'job_name: hc');
+             INSERT INTO workers (hostname) VALUES ('w1');
+             INSERT INTO devices (hostname, device_type, worker, health, health_check_due)
+                VALUES ('checked', 'qemu', 'w1', 0, 0), ('never', 'qemu', 'w1', 1, 1);",
+        )
+        .unwrap();
+        let s = db.open().unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let lab = s.lab_snapshot().unwrap();
+        let of = |h: &str| {
+            let i = lab
+                .snapshot
+                .devices
+                .iter()
+                .position(|d| d.hostname == h)
+                .unwrap();
+            lab.facts[i]
+        };
+        let checked = of("checked");
+        assert!(!checked.history.forced);
+        let at = checked
+            .history
+            .checked_at
+            .expect("counted from the migration");
+        assert!(at + 1000 >= before_ms, "{at} vs {before_ms}");
+        assert_eq!(checked.rule, Rule::default());
+        assert!(!crate::health::due(&checked.rule, &checked.history, at + 1));
+        let never = of("never");
+        assert_eq!(
+            never.history,
+            History {
+                forced: true,
+                checked_at: None,
+                jobs_since: 0
+            }
+        );
+        assert_eq!(s.device_type("qemu").unwrap().unwrap().description, "");
+        assert!(s.aliases().unwrap().is_empty());
     }
 
     /// The engine and the API call the store from tokio tasks (the sync PostgreSQL client

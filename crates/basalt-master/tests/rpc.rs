@@ -563,3 +563,220 @@ actions:
     // the demo job of small_lab is job 1: the group is 2 and 3
     assert_eq!(ids, [s("2.0"), s("2.1")]);
 }
+
+/// The lab administration methods lavacli calls: `devices update` (LAVA's positional health,
+/// as `lavacli devices maintenance` sends it), tags, a device type's schedule and health
+/// check, aliases both ways, a worker's health.
+#[test]
+fn devices_types_aliases_and_workers_are_administered() {
+    let m = start();
+    let ok = |method: &str, params: &[Value]| {
+        call(&m, admin(), method, params).unwrap_or_else(|f| panic!("{method}: {f:?}"))
+    };
+    ok("scheduler.workers.add", &[s("w1")]);
+    ok(
+        "scheduler.device_types.add",
+        &[
+            s("qemu"),
+            s("QEMU"),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Int(3),
+            s("jobs"),
+        ],
+    );
+    ok("scheduler.devices.add", &[s("d1"), s("qemu"), s("w1")]);
+    // LAVA's XML-RPC adds a device Unknown
+    let show = |h: &str| ok("scheduler.devices.show", &[s(h)]);
+    let field = |v: &Value, k: &str| match v {
+        Value::Struct(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    assert_eq!(field(&show("d1"), "health"), Some(s("Unknown")));
+    // lavacli devices maintenance: update(name, None, None, None, None, "MAINTENANCE", None)
+    let nil = Value::Nil;
+    ok(
+        "scheduler.devices.update",
+        &[
+            s("d1"),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            s("MAINTENANCE"),
+            nil.clone(),
+        ],
+    );
+    assert_eq!(field(&show("d1"), "health"), Some(s("Maintenance")));
+    ok(
+        "scheduler.devices.update",
+        &[
+            s("d1"),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            s("bench"),
+        ],
+    );
+    assert_eq!(field(&show("d1"), "description"), Some(s("bench")));
+    assert_eq!(
+        field(&show("d1"), "health"),
+        Some(s("Maintenance")),
+        "unchanged"
+    );
+    let bad = [
+        s("d1"),
+        nil.clone(),
+        nil.clone(),
+        nil.clone(),
+        nil.clone(),
+        s("SLEEPY"),
+    ];
+    assert_eq!(
+        code(call(&m, admin(), "scheduler.devices.update", &bad)),
+        400
+    );
+    assert_eq!(
+        code(call(&m, alice(), "scheduler.devices.update", &bad)),
+        403
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.update",
+            &[s("nothing")]
+        )),
+        404
+    );
+    // tags
+    ok("scheduler.devices.tags.add", &[s("d1"), s("usb")]);
+    ok("scheduler.devices.tags.add", &[s("d1"), s("fast")]);
+    assert_eq!(
+        ok("scheduler.devices.tags.list", &[s("d1")]),
+        Value::Array(vec![s("fast"), s("usb")])
+    );
+    ok("scheduler.devices.tags.delete", &[s("d1"), s("usb")]);
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.devices.tags.delete",
+            &[s("d1"), s("usb")]
+        )),
+        404
+    );
+    // a type's schedule and health check
+    let t = ok("scheduler.device_types.show", &[s("qemu")]);
+    assert_eq!(field(&t, "health_frequency"), Some(Value::Int(3)));
+    assert_eq!(field(&t, "health_denominator"), Some(s("jobs")));
+    ok(
+        "scheduler.device_types.update",
+        &[
+            s("qemu"),
+            nil.clone(),
+            nil.clone(),
+            nil.clone(),
+            Value::Int(24),
+            s("hours"),
+            Value::Bool(true),
+        ],
+    );
+    let t = ok("scheduler.device_types.show", &[s("qemu")]);
+    assert_eq!(field(&t, "health_denominator"), Some(s("hours")));
+    assert_eq!(field(&t, "health_disabled"), Some(Value::Bool(true)));
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.device_types.get_health_check",
+            &[s("qemu")]
+        )),
+        404
+    );
+    ok(
+        "scheduler.device_types.set_health_check",
+        &[s("qemu"), s(&demo_job())],
+    );
+    assert_eq!(
+        ok("scheduler.device_types.get_health_check", &[s("qemu")]),
+        Value::Base64(demo_job().into_bytes())
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.device_types.set_health_check",
+            &[s("qemu"), s("[")]
+        )),
+        400
+    );
+    // aliases, from either side
+    ok("scheduler.aliases.add", &[s("kvm"), s("qemu")]);
+    ok("scheduler.device_types.aliases.add", &[s("qemu"), s("x86")]);
+    assert_eq!(
+        ok("scheduler.aliases.list", &[]),
+        Value::Array(vec![s("kvm"), s("x86")])
+    );
+    assert_eq!(
+        ok("scheduler.device_types.aliases.list", &[s("qemu")]),
+        Value::Array(vec![s("kvm"), s("x86")])
+    );
+    assert_eq!(
+        field(&ok("scheduler.aliases.show", &[s("kvm")]), "device_type"),
+        Some(s("qemu"))
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.aliases.add",
+            &[s("qemu"), s("qemu")]
+        )),
+        400
+    );
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.aliases.add",
+            &[s("a"), s("none")]
+        )),
+        400
+    );
+    ok("scheduler.aliases.delete", &[s("kvm")]);
+    ok(
+        "scheduler.device_types.aliases.delete",
+        &[s("qemu"), s("x86")],
+    );
+    assert_eq!(
+        code(call(&m, admin(), "scheduler.aliases.delete", &[s("kvm")])),
+        404
+    );
+    // a worker's health: retired with its devices
+    ok(
+        "scheduler.workers.update",
+        &[s("w1"), s("rack 1"), s("RETIRED")],
+    );
+    assert_eq!(field(&show("d1"), "health"), Some(s("Retired")));
+    let w = ok("scheduler.workers.show", &[s("w1")]);
+    assert_eq!(field(&w, "health"), Some(s("Retired")));
+    assert_eq!(field(&w, "description"), Some(s("rack 1")));
+    assert_eq!(
+        code(call(
+            &m,
+            admin(),
+            "scheduler.workers.update",
+            &[s("w1"), nil, s("ASLEEP")]
+        )),
+        400
+    );
+    let methods = ok("system.listMethods", &[]);
+    let Value::Array(methods) = methods else {
+        panic!("a list")
+    };
+    assert!(methods.contains(&s("scheduler.devices.update")));
+    assert!(methods.contains(&s("scheduler.aliases.add")));
+}

@@ -213,6 +213,49 @@ fn bad_maintenance_retired_and_busy_devices_take_nothing() {
 }
 
 #[test]
+fn a_device_taken_out_leaves_its_jobs_to_the_other_devices_of_its_type() {
+    for health in [
+        DeviceHealth::Maintenance,
+        DeviceHealth::Bad,
+        DeviceHealth::Retired,
+    ] {
+        let mut out = dev("q1", "qemu", &[]);
+        out.health = health;
+        let jobs = vec![job(1, "qemu"), job(2, "qemu")];
+        let s = snap(jobs.clone(), vec![out.clone(), dev("q2", "qemu", &[])]);
+        // one job runs on q2, the other stays queued
+        assert_eq!(pairs(&s), p(&[(1, "q2")]), "{health}");
+        out.health = DeviceHealth::Good;
+        let s = snap(jobs, vec![out, dev("q2", "qemu", &[])]);
+        assert_eq!(
+            pairs(&s),
+            p(&[(1, "q1"), (2, "q2")]),
+            "back to Good: {health}"
+        );
+    }
+}
+
+#[test]
+fn a_check_due_by_its_schedule_goes_before_test_jobs_on_that_device() {
+    // bbb has a health check; b1's is due (the engine worked it out), b2's is not
+    let mut due = dev("b1", "bbb", &[]);
+    due.health_check_due = true;
+    let s = snap(
+        vec![job(1, "bbb"), job(2, "bbb")],
+        vec![due, dev("b2", "bbb", &[])],
+    );
+    let out = schedule(&s);
+    assert_eq!(
+        out.assignments
+            .iter()
+            .map(|a| (a.job, a.device.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "b2")]
+    );
+    assert_eq!(out.needs_health_check, ["b1"]);
+}
+
+#[test]
 fn health_checks_go_first_even_before_higher_priority_jobs() {
     let mut d = dev("b1", "bbb", &[]);
     d.health = DeviceHealth::Unknown;

@@ -44,6 +44,12 @@ impl TestDb {
         &self.url
     }
 
+    /// Runs `sql` in the test's database (a schema made by hand, e.g. an older version's).
+    #[allow(dead_code)] // not every test uses it
+    pub fn run(&self, sql: &str) -> Result<(), String> {
+        admin_sql(&self.url, sql).map_err(|e| e.to_string())
+    }
+
     /// Runs `sql` on the server as the administrator (from the server's own database).
     #[allow(dead_code)] // not every test uses it
     pub fn admin(&self, sql: &str) -> Result<(), postgres::Error> {

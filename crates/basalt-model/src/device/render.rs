@@ -18,6 +18,16 @@ pub enum RenderError {
     },
     #[error("{0}")]
     Template(String),
+    /// An error at a place in the dictionary itself (a syntax error, an unknown filter...).
+    #[error("{name}:{line}:{column}: {message}")]
+    At {
+        /// The dictionary's name (the hostname it was rendered as).
+        name: String,
+        line: usize,
+        /// 1-based, in characters.
+        column: usize,
+        message: String,
+    },
 }
 
 /// Architectures whose QEMU machines have an IDE controller.
@@ -127,9 +137,9 @@ pub fn render_str(
     ctx.insert("scheduled_device_type".into(), device_type.into());
     let tmpl = env
         .template_from_named_str(hostname, text)
-        .map_err(|e| RenderError::Template(describe(&e)))?;
+        .map_err(|e| render_error(&e, hostname, text))?;
     tmpl.render(&ctx)
-        .map_err(|e| RenderError::Template(describe(&e)))
+        .map_err(|e| render_error(&e, hostname, text))
 }
 
 /// A Jinja2 environment configured as LAVA configures it (`trim_blocks`, Python's string
@@ -242,6 +252,30 @@ pub fn extends_target(text: &str) -> Option<String> {
     Some(name.strip_suffix(".jinja2").unwrap_or(name).to_string())
 }
 
+/// `e` as a [`RenderError`]: at its line and column when it is in the dictionary `text`
+/// itself (named `hostname`), else described with the template it is in.
+fn render_error(e: &minijinja::Error, hostname: &str, text: &str) -> RenderError {
+    if let (Some(name), Some(line), Some(range)) = (e.name(), e.line(), e.range()) {
+        if name == hostname {
+            if let Some(before) = text.get(..range.start) {
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                let mut message = describe(e);
+                let prefix = format!("{name}:{line}: ");
+                if let Some(rest) = message.strip_prefix(&prefix) {
+                    message = rest.to_string();
+                }
+                return RenderError::At {
+                    name: name.to_string(),
+                    line,
+                    column,
+                    message,
+                };
+            }
+        }
+    }
+    RenderError::Template(describe(e))
+}
+
 fn describe(e: &minijinja::Error) -> String {
     let mut s = String::new();
     match (e.name(), e.line()) {
@@ -265,6 +299,32 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_in_the_dictionary_says_its_line_and_column() {
+        let text = "{% extends 'qemu.jinja2' %}\n{% set arch = 'amd64' %}\n  {% set x = %}\n";
+        match render_str("d1", text, &[], &BTreeMap::new()) {
+            Err(RenderError::At {
+                name,
+                line,
+                column,
+                message,
+            }) => {
+                assert_eq!((name.as_str(), line), ("d1", 3), "{message}");
+                assert!((3..=14).contains(&column), "column {column}: {message}");
+                assert!(!message.starts_with("d1:"), "{message}");
+            }
+            other => panic!("an error at a place, not {other:?}"),
+        }
+        let e = render_str(
+            "d1",
+            "{% extends 'nothing-such.jinja2' %}\n",
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nothing-such"), "{e}");
+    }
 
     #[test]
     fn quotes_like_python() {
