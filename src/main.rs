@@ -158,8 +158,9 @@ enum Ser2netCommand {
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("devices").required(true).args(["dictionaries", "worker"]))]
 struct Ser2netArgs {
-    /// A device dictionary (repeatable); the device's hostname is the file's stem.
-    #[arg(long = "dictionary", value_name = "FILE")]
+    /// Device dictionaries (one or more, and repeatable: `--dictionary devices/*.jinja2`); a
+    /// device's hostname is its file's stem.
+    #[arg(long = "dictionary", value_name = "FILE", num_args = 1..)]
     dictionaries: Vec<PathBuf>,
     /// The devices of this worker on the master (--url, --token), with their dictionaries.
     #[arg(long, value_name = "NAME", conflicts_with = "dictionaries")]

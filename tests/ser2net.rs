@@ -385,6 +385,28 @@ fn the_example_configuration_is_what_generate_makes_of_the_example_devices() {
 }
 
 #[test]
+fn one_dictionary_flag_takes_the_files_of_a_shell_glob() {
+    let files = [
+        "config/devices/basalt-board-01.jinja2",
+        "config/devices/bbb-01.jinja2",
+        "config/devices/qemu-amd64.jinja2",
+    ];
+    let mut repeated = Vec::new();
+    for f in files {
+        repeated.extend(["--dictionary", f]);
+    }
+    let mut glob = vec!["--dictionary"];
+    glob.extend(files);
+    let (ok, each, stderr) = generate(&repo(), &repeated);
+    assert!(ok, "{stderr}");
+    let (ok, once, stderr) = generate(&repo(), &glob);
+    assert!(ok, "{stderr}");
+    assert_eq!(once, each);
+    assert!(once.contains("connection: &bbb-01"), "{once}");
+    assert!(stderr.contains("skipped qemu-amd64"), "{stderr}");
+}
+
+#[test]
 fn the_devices_of_a_worker_are_read_from_the_master() {
     let tmp = TempDir::new("ser2net-master");
     let spec = basalt::lab::Spec {
