@@ -357,7 +357,7 @@ impl FakeWorker {
                     seen.ended.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            MasterMsg::Cancel(_) | MasterMsg::HeartbeatAck(_) => {}
+            MasterMsg::Cancel(_) | MasterMsg::HeartbeatAck(_) | MasterMsg::Hold(_) => {}
         }
     }
 }

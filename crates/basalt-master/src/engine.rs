@@ -668,6 +668,8 @@ impl Engine {
             WorkerMsg::Goodbye(g) => {
                 self.log(format!("worker {worker} leaves: {}", g.reason));
             }
+            // reservations: not handled yet
+            WorkerMsg::HoldState(_) | WorkerMsg::HoldReply(_) => {}
         }
     }
 
@@ -1301,6 +1303,7 @@ impl Engine {
                 .is_some()
                 .then(|| self.config.coordinator_token.clone())
                 .flatten(),
+            lease: None,
         };
         Ok((start, device.worker))
     }

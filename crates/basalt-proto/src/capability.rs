@@ -33,6 +33,8 @@ impl Capability {
     pub const MULTINODE: Capability = Capability::known("multinode");
     /// Switches power through pdudaemon.
     pub const PDUDAEMON: Capability = Capability::known("pdudaemon");
+    /// Holds boards for reservations (`Start.lease`, `hold` messages; protocol 1.3).
+    pub const RESERVATIONS: Capability = Capability::known("reservations");
 
     /// Every capability basalt's worker knows, in name order.
     pub const KNOWN: &'static [Capability] = &[
@@ -40,6 +42,7 @@ impl Capability {
         Capability::NFS,
         Capability::PDUDAEMON,
         Capability::QEMU,
+        Capability::RESERVATIONS,
         Capability::SATA,
         Capability::TFTP,
         Capability::U_BOOT,

@@ -36,6 +36,8 @@ pub enum WorkerMsg {
     LogBatch(LogBatch),
     End(End),
     Goodbye(Goodbye),
+    HoldState(HoldState),
+    HoldReply(HoldReply),
 }
 
 /// The first message of every connection (and the answer to [`HelloRequired`]): who the
@@ -306,6 +308,7 @@ pub enum MasterMsg {
     LogAck(LogAck),
     EndAck(EndAck),
     HeartbeatAck(HeartbeatAck),
+    Hold(Hold),
 }
 
 /// The master admits a worker: its version, the heartbeat, and what becomes of each job the
@@ -378,6 +381,141 @@ pub struct Start {
     /// does by default): `basalt run --coordinator-token-file`. A secret: never logged.
     #[serde(default)]
     pub coordinator_token: Option<String>,
+    /// A reservation (protocol 1.3, to workers with the `reservations` capability): the
+    /// worker holds the board for the lease's holder (`basalt hold`) instead of running
+    /// `definition` (which is empty then); [`Hold`] messages drive it, [`HoldState`] reports.
+    /// The job ends when the master sends Cancel (release, expiry) or the holder dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// What a worker needs to hold a board for a reservation. Its tokens are secrets: never logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The reservation's id (the same number as the job id; reservations are jobs).
+    pub reservation_id: u64,
+    /// The token that makes a console connection the writer (the lease holder).
+    pub console_token: String,
+    /// The token of a read-only console watcher.
+    pub watch_token: String,
+    /// An OpenSSH public key (`ssh-ed25519 AAAA... comment`) to authorise as the image's
+    /// `ssh_user` when an image with sshd or dropbear is booted.
+    #[serde(default)]
+    pub ssh_public_key: Option<String>,
+    /// The user to log in as over SSH (default `root`).
+    #[serde(default)]
+    pub ssh_user: Option<String>,
+}
+
+/// A request to a held board; the worker answers each with one [`HoldReply`] of the same
+/// `request_id`. Not kept across a reconnect: the master answers its pending requests with an
+/// error when the worker's link drops, and the client retries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub job_id: JobId,
+    /// The master's number for the request, echoed in the reply.
+    pub request_id: u64,
+    pub action: HoldAction,
+}
+
+/// What a [`Hold`] asks of the held board.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum HoldAction {
+    /// Run `definition` (a LAVA job with deploy and boot actions and no test, made by the
+    /// master from the boot request) on the held board, whose console stays the lease's. The
+    /// reply comes at once (accepted); [`HoldState`] says booting, then ready or failed.
+    Boot {
+        definition: String,
+        timeout_secs: u64,
+    },
+    /// Type `command` on the board's shell and wait for it to finish: the reply carries its
+    /// output and exit status. Refused unless the board is ready (booted to a shell).
+    Exec { command: String, timeout_secs: u64 },
+    /// Power the board off (it stays held); a later Boot powers it on again.
+    PowerOff,
+}
+
+/// The answer to one [`Hold`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldReply {
+    pub job_id: JobId,
+    pub request_id: u64,
+    pub result: HoldResult,
+}
+
+/// What came of a [`Hold`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum HoldResult {
+    /// Boot and PowerOff were taken; their progress comes as [`HoldState`].
+    Accepted,
+    /// An Exec's command finished. `output` is what the board printed between the command's
+    /// echo and its end, `\r\n` made `\n`, at most 1 MiB (then `truncated`).
+    Exec {
+        output: String,
+        exit_status: i32,
+        #[serde(default)]
+        truncated: bool,
+    },
+    /// The request was refused or failed; `error` says why (for the client, as is).
+    Error { error: String },
+}
+
+/// Where a held board is; sent when it changes and in answer to a Start for a held job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldState {
+    pub job_id: JobId,
+    pub state: HoldPhase,
+    /// How the holder reaches the board now.
+    #[serde(default)]
+    pub connection: Connection,
+    /// Why, for `failed` (the boot's error as the job log ends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A held board's phase; the master maps it to the reservation's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldPhase {
+    /// The board is held and its console served; nothing booted (or powered off again).
+    Held,
+    /// A Boot runs.
+    Booting,
+    /// The boot reached its shell (or the board needs no boot): commands may run.
+    Ready,
+    /// The last Boot failed; the board is still held (another Boot may be tried).
+    Failed,
+    /// A phase from a newer minor that this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// How the holder reaches a held board: its console over telnet and, when the booted image
+/// runs sshd or dropbear, SSH. Hosts are as the worker was told to advertise them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshEndpoint>,
+}
+
+/// A held board's console: telnet to `host:port`, then send the lease's console token (the
+/// writer) or watch token (read-only) and a newline before anything else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// SSH to a held board: `ssh -p PORT USER@HOST` with the lease's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
 }
 
 /// Cancel a job: the worker runs its cleanup and sends End (Incomplete, Canceled).
@@ -416,8 +554,8 @@ macro_rules! variants {
     };
 }
 
-variants!(WorkerMsg: Hello, Heartbeat, Inventory, Status, LogBatch, End, Goodbye);
-variants!(MasterMsg: Welcome, Refused, HelloRequired, Start, Cancel, LogAck, EndAck, HeartbeatAck);
+variants!(WorkerMsg: Hello, Heartbeat, Inventory, Status, LogBatch, End, Goodbye, HoldState, HoldReply);
+variants!(MasterMsg: Welcome, Refused, HelloRequired, Start, Cancel, LogAck, EndAck, HeartbeatAck, Hold);
 
 /// What the codec needs of a direction's message enum. Sealed: the two enums above only.
 pub trait Message: Serialize + serde::de::DeserializeOwned + private::Sealed {
@@ -445,6 +583,8 @@ const WORKER_TYPES: &[&str] = &[
     "log_batch",
     "end",
     "goodbye",
+    "hold_state",
+    "hold_reply",
 ];
 const MASTER_TYPES: &[&str] = &[
     "welcome",
@@ -455,6 +595,7 @@ const MASTER_TYPES: &[&str] = &[
     "log_ack",
     "end_ack",
     "heartbeat_ack",
+    "hold",
 ];
 
 impl Message for WorkerMsg {
@@ -470,6 +611,8 @@ impl Message for WorkerMsg {
             WorkerMsg::LogBatch(_) => "log_batch",
             WorkerMsg::End(_) => "end",
             WorkerMsg::Goodbye(_) => "goodbye",
+            WorkerMsg::HoldState(_) => "hold_state",
+            WorkerMsg::HoldReply(_) => "hold_reply",
         }
     }
 }
@@ -488,6 +631,7 @@ impl Message for MasterMsg {
             MasterMsg::LogAck(_) => "log_ack",
             MasterMsg::EndAck(_) => "end_ack",
             MasterMsg::HeartbeatAck(_) => "heartbeat_ack",
+            MasterMsg::Hold(_) => "hold",
         }
     }
 }

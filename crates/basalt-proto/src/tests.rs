@@ -121,6 +121,7 @@ fn master_samples() -> Vec<MasterMsg> {
             health_check: true,
             coordinator: Some("127.0.0.1:3079".into()),
             coordinator_token: Some("t0ken".into()),
+            lease: None,
         }
         .into(),
         Cancel { job_id: JobId(43) }.into(),

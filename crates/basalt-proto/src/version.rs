@@ -19,7 +19,7 @@ pub struct ProtocolVersion {
 
 impl ProtocolVersion {
     /// The version this crate speaks; every Hello and Welcome carries it.
-    pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 2 };
+    pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 3 };
 
     /// A version from its two numbers.
     pub const fn new(major: u16, minor: u16) -> ProtocolVersion {

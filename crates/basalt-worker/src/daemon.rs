@@ -276,6 +276,14 @@ fn on_master(
             }
         }
         MasterMsg::HeartbeatAck(_) => {}
+        // reservations: not served by this worker yet (it does not claim the capability)
+        MasterMsg::Hold(h) => link.send(WorkerMsg::HoldReply(basalt_proto::HoldReply {
+            job_id: h.job_id,
+            request_id: h.request_id,
+            result: basalt_proto::HoldResult::Error {
+                error: "this worker does not hold boards for reservations".into(),
+            },
+        })),
     }
     None
 }

@@ -206,6 +206,7 @@ fn a_job_log_arrives_exactly_once_across_a_master_restart() {
         health_check: false,
         coordinator: None,
         coordinator_token: None,
+        lease: None,
     };
     let store = dir.path().join("master/jobs/21");
     let mut log = JobLogFile::open(&store).unwrap();
@@ -281,6 +282,7 @@ fn a_canceled_job_ends_incomplete_canceled() {
         health_check: false,
         coordinator: None,
         coordinator_token: None,
+        lease: None,
     };
     let mut log = JobLogFile::open(&dir.path().join("master/jobs/22")).unwrap();
     let mut started = false;
