@@ -90,6 +90,33 @@ fn worker_samples() -> Vec<WorkerMsg> {
             reason: "shutting down".to_owned(),
         }
         .into(),
+        HoldState {
+            job_id: JobId(44),
+            state: HoldPhase::Ready,
+            connection: Connection {
+                console: Some(ConsoleEndpoint {
+                    host: "127.0.0.1".to_owned(),
+                    port: 7100,
+                }),
+                ssh: Some(SshEndpoint {
+                    host: "127.0.0.1".to_owned(),
+                    port: 7101,
+                    user: "root".to_owned(),
+                }),
+            },
+            reason: Some("none".to_owned()),
+        }
+        .into(),
+        HoldReply {
+            job_id: JobId(44),
+            request_id: 3,
+            result: HoldResult::Exec {
+                output: "hi\n".to_owned(),
+                exit_status: 1,
+                truncated: true,
+            },
+        }
+        .into(),
     ]
 }
 
@@ -121,7 +148,22 @@ fn master_samples() -> Vec<MasterMsg> {
             health_check: true,
             coordinator: Some("127.0.0.1:3079".into()),
             coordinator_token: Some("t0ken".into()),
-            lease: None,
+            lease: Some(Lease {
+                reservation_id: 43,
+                console_token: "c0nsole".into(),
+                watch_token: "w4tch".into(),
+                ssh_public_key: Some("ssh-ed25519 AAAA test".into()),
+                ssh_user: Some("root".into()),
+            }),
+        }
+        .into(),
+        Hold {
+            job_id: JobId(43),
+            request_id: 3,
+            action: HoldAction::Exec {
+                command: "uname -a".into(),
+                timeout_secs: 60,
+            },
         }
         .into(),
         Cancel { job_id: JobId(43) }.into(),
@@ -360,7 +402,7 @@ fn bad_input_gives_errors_that_say_what_is_wrong() {
     assert_eq!(
         unknown.to_string(),
         "unknown worker message type `reboot` (known: hello, heartbeat, inventory, status, \
-         log_batch, end, goodbye)"
+         log_batch, end, goodbye, hold_state, hold_reply)"
     );
     assert_eq!(
         w(br#"{"type":"welcome"}"#).to_string(),

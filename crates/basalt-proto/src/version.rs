@@ -142,6 +142,6 @@ mod tests {
     fn the_current_version_accepts_itself() {
         let c = ProtocolVersion::CURRENT;
         assert_eq!(negotiate(c, c), Ok(c));
-        assert_eq!(c.to_string(), "1.2");
+        assert_eq!(c.to_string(), "1.3");
     }
 }
