@@ -4,6 +4,11 @@
 #   amd64/vmlinux            Debian bookworm kernel as an ELF (PVH) vmlinux, for qemu -kernel
 #   amd64/bzImage            the same kernel as Debian ships it (XZ bzImage; U-Boot zboot)
 #   amd64/initramfs.cpio.gz  busybox initramfs: root shell on the console, prompt '/ # '
+#   amd64/modules/           the kernel's virtio PCI network modules (load: their order)
+#   amd64/dropbear/          Debian's dropbear-bin, openssh-sftp-server and the libraries they load
+#   amd64/initramfs-ssh.cpio.gz  the amd64 initramfs with those modules and dropbear (host keys
+#                            made at build time, /root/.ssh empty); its init brings eth0 up
+#                            (DHCP, else 10.0.2.15/24) and leaves dropbear to basalt  [optional]
 #   arm64/Image              Debian bookworm arm64 kernel (uncompressed Image)  [optional]
 #   arm64/modules/           the kernel's virtio PCI/net/blk and EHCI/USB-storage modules (load: their order)
 #   arm64/initramfs.cpio.gz  the same initramfs with busybox-static:arm64 and those modules  [optional]
@@ -25,6 +30,7 @@
 #   BASALT_FIXTURES        output directory (default: <repo>/target/fixtures)
 #   BASALT_FIXTURES_ARM64  auto (default: build, a failure only warns) | 1 (required) | 0 (skip)
 #   BASALT_FIXTURES_ARMHF  the same for the armhf set
+#   BASALT_FIXTURES_SSH    the same for the amd64 SSH initramfs
 #   BASALT_KERNEL_PKG_AMD64 / _ARM64 / _ARMHF   a given linux-image-* package instead of the
 #                          one bookworm's linux-image-amd64 / -arm64 / -armmp depends on
 # Needs scripts/install-deps.sh's packages, and root when something is to be built
@@ -46,7 +52,7 @@ for arg in "$@"; do
     --force) FORCE=1 ;;
     --check) CHECK=1 ;;
     -h | --help)
-      sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) basalt_die "unknown argument: $arg (see --help)" ;;
@@ -56,6 +62,8 @@ ARM64=${BASALT_FIXTURES_ARM64:-auto}
 case $ARM64 in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_ARM64 must be auto, 0 or 1" ;; esac
 ARMHF=${BASALT_FIXTURES_ARMHF:-auto}
 case $ARMHF in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_ARMHF must be auto, 0 or 1" ;; esac
+SSH=${BASALT_FIXTURES_SSH:-auto}
+case $SSH in auto | 0 | 1) ;; *) basalt_die "BASALT_FIXTURES_SSH must be auto, 0 or 1" ;; esac
 
 OUT=${BASALT_FIXTURES:-$REPO/target/fixtures}
 mkdir -p "$OUT"
@@ -293,6 +301,7 @@ fetch_modules_armhf() { fetch_modules armhf "$ARMHF_MODULES"; }
 
 # --- initramfs -------------------------------------------------------------------
 
+# init_script [EXTRA] : the initramfs's /init; EXTRA (shell text) runs before the shell starts
 init_script() {
   cat <<'INIT'
 #!/bin/sh
@@ -385,6 +394,9 @@ if [ -n "$NFSROOT" ]; then
   fi
   echo "basalt-initramfs: cannot mount the NFS root $srv:$path ($opts); staying in the initramfs"
 fi
+INIT
+  [ -z "${1:-}" ] || printf '%s\n' "$1"
+  cat <<'INIT'
 cd /
 # the shell is respawned: `exit` must not panic the kernel
 while true; do
@@ -415,14 +427,14 @@ esac
 UDHCPC
 }
 
-# build_initramfs BUSYBOX OUTPUT [MODULES-DIR [NFSROOT-TAR]]
-build_initramfs() {
-  local bb=$1 out=$2 mods=${3:-} nfsroot=${4:-} r=$WORK/rootfs.$$
+# rootfs_tree DIR BUSYBOX [MODULES-DIR [INIT-EXTRA]] : the initramfs's tree in DIR (new)
+rootfs_tree() {
+  local r=$1 bb=$2 mods=${3:-} extra=${4:-}
   rm -rf "$r"
   mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,mnt,var/log}
   install -m 0755 "$bb" "$r/bin/busybox"
   ln -s busybox "$r/bin/sh"
-  init_script >"$r/init"
+  init_script "$extra" >"$r/init"
   chmod 0755 "$r/init"
   profile_script >"$r/etc/profile"
   udhcpc_script >"$r/etc/udhcpc.script"
@@ -439,6 +451,21 @@ build_initramfs() {
   mknod -m 600 "$r/dev/console" c 5 1
   chmod 1777 "$r/tmp"
   chmod 0700 "$r/root"
+}
+
+# pack_cpio DIR OUTPUT : DIR as a reproducible gzip'd newc cpio (owner root, times 0)
+pack_cpio() {
+  local r=$1 out=$2
+  find "$r" -exec touch -h -d @0 {} +
+  (cd "$r" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+    cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+# build_initramfs BUSYBOX OUTPUT [MODULES-DIR [NFSROOT-TAR]]
+build_initramfs() {
+  local bb=$1 out=$2 mods=${3:-} nfsroot=${4:-} r=$WORK/rootfs.$$
+  rootfs_tree "$r" "$bb" "$mods"
   if [ -n "$nfsroot" ]; then
     # the same tree as an NFS root, without the modules (the initramfs loaded them) and with
     # a marker that tells a test it runs there
@@ -449,11 +476,152 @@ build_initramfs() {
     mv "$nfsroot.tmp" "$nfsroot"
     rm "$r/etc/basalt-nfsroot"
   fi
-  find "$r" -exec touch -h -d @0 {} +
-  (cd "$r" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-    cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$out.tmp"
-  mv "$out.tmp" "$out"
+  pack_cpio "$r" "$out"
   rm -rf "$r"
+}
+
+# --- the amd64 SSH initramfs ------------------------------------------------------
+#
+# amd64/initramfs-ssh.cpio.gz: the amd64 initramfs plus Debian's dropbear (the image of
+# basalt's SSH tests: reservations, src/hold/ssh.rs). Its init loads the virtio network
+# modules, brings eth0 up (DHCP from QEMU's user networking, else its static 10.0.2.15/24)
+# and does NOT start dropbear: basalt authorises the lease's key first, then starts it
+# (`dropbear -R -p 22`), as it would on any image that ships sshd or dropbear.
+
+# The amd64 kernel's virtio PCI network driver is a module: these, in this order (each after
+# what it needs: `modinfo -F depends`).
+AMD64_MODULES="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev
+  drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci net/core/failover
+  drivers/net/net_failover drivers/net/virtio_net"
+
+fetch_modules_amd64() { fetch_modules amd64 "$AMD64_MODULES"; }
+
+# bookworm's dropbear-bin is linked dynamically: its binaries and every library they load,
+# from the same archive (one glibc: loader and libc), and openssh-sftp-server (dropbear runs
+# /usr/lib/sftp-server for the sftp subsystem, which OpenSSH's scp uses by default).
+# Each entry: PACKAGE MEMBER... (tar wildcards).
+DROPBEAR_DEBS=(
+  "dropbear-bin ./usr/sbin/dropbear ./usr/bin/dbclient ./usr/bin/dropbearkey"
+  "openssh-sftp-server ./usr/lib/openssh/sftp-server ./usr/lib/sftp-server"
+  "libtomcrypt1 ./usr/lib/x86_64-linux-gnu/libtomcrypt.so.1*"
+  "libtommath1 ./usr/lib/x86_64-linux-gnu/libtommath.so.1*"
+  "libgmp10 ./usr/lib/x86_64-linux-gnu/libgmp.so.10*"
+  "zlib1g ./lib/x86_64-linux-gnu/libz.so.1*"
+  "libcrypt1 ./lib/x86_64-linux-gnu/libcrypt.so.1*"
+  "libc6 ./lib/x86_64-linux-gnu/libc.so.6 ./lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 ./lib64/ld-linux-x86-64.so.2"
+)
+DROPBEAR_BINS="usr/sbin/dropbear usr/bin/dbclient usr/bin/dropbearkey usr/lib/openssh/sftp-server"
+
+# run_staged TREE BINARY ARGS... : run TREE/BINARY on the host with TREE's own loader and
+# libraries (the downloaded ones, not the host's)
+run_staged() {
+  local t=$1 bin=$2
+  shift 2
+  "$t/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+    --library-path "$t/lib/x86_64-linux-gnu:$t/usr/lib/x86_64-linux-gnu" "$t/$bin" "$@"
+}
+
+# amd64/dropbear/: the tree above, checked: every library each binary loads is in it
+fetch_dropbear_amd64() {
+  local d=$OUT/amd64/dropbear w=$WORK/dropbear entry parts b
+  rm -rf "$w" && mkdir -p "$w"
+  for entry in "${DROPBEAR_DEBS[@]}"; do
+    read -ra parts <<<"$entry"
+    fetch_deb "$w" "${parts[0]}:amd64" "${parts[@]:1}"
+    echo "${parts[0]} $(apt-cache show --no-all-versions "${parts[0]}:amd64" | sed -n 's/^Version: //p')" >>"$w/versions.tmp"
+  done
+  for b in $DROPBEAR_BINS; do
+    [ -x "$w/$b" ] || {
+      echo "$b missing from the downloaded packages"
+      return 1
+    }
+    # ld.so --list: each library and where it resolved; all must be the tree's
+    "$w/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+      --library-path "$w/lib/x86_64-linux-gnu:$w/usr/lib/x86_64-linux-gnu" --list "$w/$b" |
+      awk -v t="$w/" '/=>/ && index($3, t) != 1 { print "not in the fixture: " $0; bad = 1 } END { exit bad }' || {
+      echo "$b needs a library that DROPBEAR_DEBS lacks"
+      return 1
+    }
+  done
+  run_staged "$w" usr/sbin/dropbear -V 2>&1 | head -n 1
+  rm -rf "$d"
+  mv "$w" "$d"
+  mv "$d/versions.tmp" "$d/versions" # last: its presence marks the step as done
+}
+
+# the SSH image's additions to /init (before its shell starts)
+ssh_init_extra() {
+  cat <<'EXTRA'
+# basalt's SSH initramfs: eth0 by DHCP (QEMU user networking answers at once), else the
+# address QEMU's user networking gives its guest; dropbear is started by basalt (src/hold/ssh.rs)
+ip link set lo up 2>/dev/null
+if [ -e /sys/class/net/eth0 ] && ! ip -4 -o addr show eth0 | grep -q inet; then
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 3 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1 ||
+    { ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 dev eth0; }
+  echo "basalt-initramfs: eth0 $(ip -4 -o addr show eth0 | awk '{print $4}')"
+fi
+EXTRA
+}
+
+# build_initramfs_ssh OUTPUT : the amd64 initramfs with the virtio network modules, dropbear
+# (host keys made here, by the downloaded dropbearkey), /root/.ssh, no authorized key
+build_initramfs_ssh() {
+  local out=$1 r=$WORK/rootfs-ssh.$$ db=$OUT/amd64/dropbear b
+  rootfs_tree "$r" /bin/busybox "$OUT/amd64/modules" "$(ssh_init_extra)"
+  (cd "$db" && find lib lib64 usr -mindepth 1 \( -type f -o -type l \) -print0 |
+    cpio --null -pdm --quiet "$r")
+  mkdir -p "$r/etc/dropbear" "$r/root/.ssh" "$r/var/log"
+  chmod 0700 "$r/root/.ssh"
+  ln -s ../run "$r/var/run"
+  printf '/bin/sh\n' >"$r/etc/shells"
+  printf 'root:*:19000:0:99999:7:::\n' >"$r/etc/shadow"
+  chmod 0600 "$r/etc/shadow"
+  for b in ed25519 ecdsa; do
+    run_staged "$db" usr/bin/dropbearkey -t "$b" -f "$r/etc/dropbear/dropbear_${b}_host_key" >/dev/null
+  done
+  pack_cpio "$r" "$out"
+  rm -rf "$r"
+}
+
+initramfs_ssh_key() {
+  {
+    initramfs_key /bin/busybox "$OUT/amd64/modules"
+    cat "$OUT/amd64/dropbear/versions"
+    ssh_init_extra
+    declare -f build_initramfs_ssh run_staged
+  } | sha256sum | cut -c1-64
+}
+
+initramfs_ssh_step() {
+  local out=$OUT/amd64/initramfs-ssh.cpio.gz key
+  key=$(initramfs_ssh_key)
+  if [ "$FORCE" = 1 ] || [ ! -s "$out" ] || [ "$(cat "$out.key" 2>/dev/null)" != "$key" ]; then
+    basalt_require_root
+    rm -f "$out.key"
+    basalt_step "initramfs-ssh amd64" build_initramfs_ssh "$out"
+    echo "$key" >"$out.key"
+  else
+    printf '%s: %-28s cached\n' "$BASALT_TAG" "initramfs-ssh amd64"
+  fi
+}
+
+build_ssh_amd64() {
+  local m want=
+  for m in $AMD64_MODULES; do want="$want${m##*/}"$'\n'; done
+  [ "$(cat "$OUT/amd64/modules/load" 2>/dev/null)"$'\n' = "$want" ] || rm -f "$OUT/amd64/modules/load"
+  if [ "$FORCE" = 1 ] || [ ! -s "$OUT/amd64/modules/load" ] || [ ! -s "$OUT/amd64/dropbear/versions" ]; then
+    apt_ready
+  fi
+  if ! step_cached "modules amd64" "$OUT/amd64/modules/load" fetch_modules_amd64; then
+    # the cached kernel's package left the archive: take the current kernel and its modules
+    echo "$BASALT_TAG: the modules of $(cat "$OUT/amd64/kernel-release") are gone; fetching the current kernel" >&2
+    rm -f "$OUT/amd64/vmlinux"
+    step_cached "kernel amd64" "$OUT/amd64/vmlinux" build_kernel_amd64
+    step_cached "modules amd64" "$OUT/amd64/modules/load" fetch_modules_amd64
+  fi
+  step_cached "dropbear amd64" "$OUT/amd64/dropbear/versions" fetch_dropbear_amd64
+  initramfs_ssh_step
 }
 
 # Rebuild an initramfs when its busybox or the files written above change.
@@ -464,7 +632,7 @@ initramfs_key() {
     init_script
     profile_script
     udhcpc_script
-    declare -f build_initramfs
+    declare -f build_initramfs rootfs_tree pack_cpio
   } | sha256sum | cut -c1-64
 }
 
@@ -547,6 +715,8 @@ optional_set() {
     echo "$BASALT_TAG: WARNING: $arch fixtures failed; going on without them" >&2
   fi
 }
+optional_set ssh_amd64 "$SSH"
+SSH_OK=$SET_OK
 optional_set arm64 "$ARM64"
 ARM64_OK=$SET_OK
 
@@ -582,6 +752,7 @@ UBOOT_X86=/usr/lib/u-boot/qemu-x86/u-boot.rom # 32-bit: qemu-x86_64's resets on 
   echo "BASALT_BZIMAGE_AMD64=$OUT/amd64/bzImage"
   echo "BASALT_INITRD_AMD64=$OUT/amd64/initramfs.cpio.gz"
   echo "BASALT_KERNEL_RELEASE_AMD64=$(cat "$OUT/amd64/kernel-release")"
+  [ "$SSH_OK" = 0 ] || echo "BASALT_INITRD_SSH_AMD64=$OUT/amd64/initramfs-ssh.cpio.gz"
   if [ "$ARM64_OK" = 1 ]; then
     echo "BASALT_KERNEL_ARM64=$OUT/arm64/Image"
     echo "BASALT_INITRD_ARM64=$OUT/arm64/initramfs.cpio.gz"
