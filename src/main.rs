@@ -316,6 +316,10 @@ struct WorkerArgs {
     /// Do not confine the job's processes (they still die with basalt); a warning is logged.
     #[arg(long = "no-confine")]
     no_confine: bool,
+    /// Forward 127.0.0.1:PORT (loopback only) to port 22 of a QEMU board, on its user-mode
+    /// network (for SSH to a held board; docs/reservations.md). Jobs cannot ask for this.
+    #[arg(long = "ssh-forward", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    ssh_forward: Option<u16>,
 }
 
 impl Default for WorkerArgs {
@@ -332,6 +336,7 @@ impl Default for WorkerArgs {
             job_user: "nobody".into(),
             no_confine: false,
             log_stdout: false,
+            ssh_forward: None,
         }
     }
 }
@@ -1066,6 +1071,7 @@ fn run_loaded(
         log_channel: None,
         log_stdout: worker.log_stdout,
         coordinator,
+        ssh_forward: worker.ssh_forward,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

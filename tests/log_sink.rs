@@ -54,6 +54,7 @@ async fn a_channel_sink_gets_every_record_of_output_yaml_in_order() {
         log_channel: Some(tx),
         log_stdout: false,
         coordinator: None,
+        ssh_forward: None,
     };
     let outcome = run_job(job, device, &pipeline, &opts)
         .await

@@ -299,6 +299,7 @@ async fn run(
         log_channel: None,
         log_stdout: false,
         coordinator,
+        ssh_forward: None,
     };
     let outcome = run_job(job, device, &pipeline, &opts)
         .await

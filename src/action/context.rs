@@ -102,6 +102,9 @@ pub struct Ctx {
     pub nfs: Option<NfsRoot>,
     /// A MultiNode sub-job's group side: its facts, coordinator and received values.
     pub multinode: Option<crate::protocols::multinode::MultiNode>,
+    /// The dispatcher's SSH forward for a QEMU board (`--ssh-forward PORT`): 127.0.0.1:PORT
+    /// to the guest's port 22 ([`crate::actions::boot::qemu_forward`]); never the job's.
+    pub ssh_forward: Option<u16>,
 }
 
 /// Where a job runs on the worker: what [`Ctx::new`] needs besides the job and the device.
@@ -153,6 +156,7 @@ impl Ctx {
             confinement: place.confinement,
             nfs: None,
             multinode: None,
+            ssh_forward: None,
         }
     }
 

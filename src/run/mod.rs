@@ -62,6 +62,9 @@ pub struct RunOptions {
     /// The MultiNode group's coordinator, for a sub-job (`basalt run --coordinator`); a
     /// sub-job without one fails at once.
     pub coordinator: Option<std::sync::Arc<dyn crate::protocols::multinode::Coordinator>>,
+    /// Forward 127.0.0.1:PORT to a QEMU board's port 22 (`basalt run --ssh-forward`,
+    /// [`crate::actions::boot::qemu_forward`]).
+    pub ssh_forward: Option<u16>,
 }
 
 /// How the job ended.
@@ -125,6 +128,7 @@ pub async fn run_job(
     let (multinode, multinode_error) = multinode_of(&job, opts);
     let mut ctx = Ctx::new(job, device, log.clone(), place);
     ctx.multinode = multinode;
+    ctx.ssh_forward = opts.ssh_forward;
     log.info(format!(
         "basalt {}: job '{}' on device '{}' ({})",
         env!("CARGO_PKG_VERSION"),

@@ -3,4 +3,5 @@
 pub mod login;
 pub mod minimal;
 pub mod qemu;
+pub mod qemu_forward;
 pub mod uboot;

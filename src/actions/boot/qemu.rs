@@ -43,7 +43,8 @@ fn split(opt: &str) -> Result<Vec<String>, ActionError> {
 /// device's `qemu-nfs` parameters, and instead of the `nfsrootfs` image's argument the kernel
 /// command line LAVA gives: `-append "console=… root=/dev/nfs nfsroot=SERVER:ROOT,… ip=…"`
 /// from the method's `append` (`console`, `root`, `nfsrootargs`, `ipargs`), with
-/// `{NFS_SERVER_IP}` and `{NFSROOTFS}` the job's NFS root.
+/// `{NFS_SERVER_IP}` and `{NFSROOTFS}` the job's NFS root. Last, the dispatcher's SSH forward
+/// ([`Ctx::ssh_forward`]).
 pub fn command_line(ctx: &Ctx, nfs: bool) -> Result<Vec<String>, ActionError> {
     let method = ctx
         .device
@@ -112,6 +113,11 @@ pub fn command_line(ctx: &Ctx, nfs: bool) -> Result<Vec<String>, ActionError> {
     if nfs {
         argv.push("-append".into());
         argv.push(nfs_append(ctx, params)?);
+    }
+    // the dispatcher's, after the job's arguments were checked: jobs may not forward ports
+    if let Some(port) = ctx.ssh_forward {
+        super::qemu_forward::add_ssh_forward(&mut argv, port)
+            .map_err(|e| ActionError::job(format!("--ssh-forward {port}: {e}")))?;
     }
     Ok(argv)
 }
