@@ -180,12 +180,14 @@ impl Ctx {
     }
 
     /// QEMU's policy: the job's downloads (its images: disks it may write) writable, nothing
-    /// else of the job's directory visible, `/dev/kvm` through the `kvm` group.
+    /// else of the job's directory visible, `/dev/kvm` through the `kvm` group; the host's
+    /// network with an SSH forward (its guest is then `restrict=on`:
+    /// [`crate::actions::boot::qemu_forward`]), so that the forward is on the host's loopback.
     pub fn qemu_policy(&self) -> Result<Policy, ActionError> {
         let downloads = self.workdir.join("downloads");
         std::fs::create_dir_all(&downloads)
             .map_err(|e| ActionError::infra_from(downloads.display(), e))?;
-        Ok(self.policy(&[&downloads], false, &["kvm"]))
+        Ok(self.policy(&[&downloads], self.ssh_forward.is_some(), &["kvm"]))
     }
 
     /// The board's power control; a job error naming what the device lacks.

@@ -116,7 +116,14 @@ pub fn command_line(ctx: &Ctx, nfs: bool) -> Result<Vec<String>, ActionError> {
     }
     // the dispatcher's, after the job's arguments were checked: jobs may not forward ports
     if let Some(port) = ctx.ssh_forward {
-        super::qemu_forward::add_ssh_forward(&mut argv, port)
+        use super::qemu_forward::{add_ssh_forward, Restrict};
+        // a confined QEMU that had no network must not give its guest one now
+        let restrict = if ctx.confinement.as_ref().is_some_and(|c| !c.network) {
+            Restrict::Force
+        } else {
+            Restrict::Keep
+        };
+        add_ssh_forward(&mut argv, port, restrict)
             .map_err(|e| ActionError::job(format!("--ssh-forward {port}: {e}")))?;
     }
     Ok(argv)

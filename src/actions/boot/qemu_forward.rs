@@ -4,9 +4,12 @@
 //! It is the dispatcher's option (`basalt run --ssh-forward PORT`, `basalt hold`), never the
 //! job's: jobs still may not name `hostfwd` ([`crate::job::qemu_args`]), so the forward is
 //! added to the finished command line, after the job's arguments were checked. It only ever
-//! binds 127.0.0.1, and it leaves the back-end's `restrict=` as the device set it (QEMU keeps
-//! explicit forwards with `restrict=on`: the guest still reaches nothing, the host reaches
-//! its port 22).
+//! binds 127.0.0.1. QEMU keeps explicit forwards with `restrict=on` (the guest still reaches
+//! nothing, the host reaches its port 22). A confined QEMU without the network
+//! ([`crate::action::Ctx::qemu_policy`]) runs in a network namespace of its own, where a
+//! forward would be out of the host's reach: with a forward it keeps the host's network, and
+//! its guest is made `restrict=on` ([`Restrict::Force`]), so that the guest still reaches
+//! nothing but the forward gives the host its port 22.
 
 /// Why no forward could be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +26,15 @@ pub enum ForwardError {
     PortZero,
 }
 
+/// Whether the user-mode back-end that gets the forward is made `restrict=on`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restrict {
+    /// As the device set it.
+    Keep,
+    /// `restrict=on`, whatever the device said (it had no network before).
+    Force,
+}
+
 /// The `hostfwd` rule for `port`: host 127.0.0.1 only, guest port 22.
 pub fn hostfwd(port: u16) -> String {
     format!("hostfwd=tcp:127.0.0.1:{port}-:22")
@@ -36,7 +48,11 @@ const NET_OPTIONS: &[&str] = &["-netdev", "--netdev", "-nic", "--nic", "-net", "
 /// the binary first): to the first user-mode back-end (`-netdev user`, `-nic user`, `-net
 /// user`); with none but a legacy `-net nic`, a `-net user,restrict=on` for it; with no
 /// network option at all (QEMU's default card), a `-nic user,restrict=on` instead of it.
-pub fn add_ssh_forward(argv: &mut Vec<String>, port: u16) -> Result<(), ForwardError> {
+pub fn add_ssh_forward(
+    argv: &mut Vec<String>,
+    port: u16,
+    restrict: Restrict,
+) -> Result<(), ForwardError> {
     if port == 0 {
         return Err(ForwardError::PortZero);
     }
@@ -55,6 +71,10 @@ pub fn add_ssh_forward(argv: &mut Vec<String>, port: u16) -> Result<(), ForwardE
         let kind = value.split(',').next().unwrap_or("").to_string();
         match kind.as_str() {
             "user" => {
+                let value = match restrict {
+                    Restrict::Keep => value,
+                    Restrict::Force => restricted(&value),
+                };
                 argv[i + 1] = format!("{value},{rule}");
                 return Ok(());
             }
@@ -90,6 +110,16 @@ pub fn add_ssh_forward(argv: &mut Vec<String>, port: u16) -> Result<(), ForwardE
     Ok(())
 }
 
+/// A user back-end's options with `restrict=on` (any other `restrict=` value removed).
+fn restricted(value: &str) -> String {
+    let mut parts: Vec<&str> = value
+        .split(',')
+        .filter(|p| !p.starts_with("restrict="))
+        .collect();
+    parts.push("restrict=on");
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,7 +134,7 @@ mod tests {
         let mut a = argv(
             "qemu-system-x86_64 -nographic -net nic,model=virtio,macaddr=52:54:00:12:34:58 -net user,restrict=on -m 512",
         );
-        add_ssh_forward(&mut a, 7101).unwrap();
+        add_ssh_forward(&mut a, 7101, Restrict::Keep).unwrap();
         assert_eq!(
             a,
             argv("qemu-system-x86_64 -nographic -net nic,model=virtio,macaddr=52:54:00:12:34:58 -net user,restrict=on,hostfwd=tcp:127.0.0.1:7101-:22 -m 512")
@@ -114,14 +144,14 @@ mod tests {
     #[test]
     fn netdev_and_nic_back_ends() {
         let mut a = argv("q -netdev user,id=n0 -device virtio-net-pci,netdev=n0");
-        add_ssh_forward(&mut a, 2222).unwrap();
+        add_ssh_forward(&mut a, 2222, Restrict::Keep).unwrap();
         assert_eq!(a[2], "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22");
         let mut a = argv("q -nic user,model=e1000");
-        add_ssh_forward(&mut a, 2222).unwrap();
+        add_ssh_forward(&mut a, 2222, Restrict::Keep).unwrap();
         assert_eq!(a[2], "user,model=e1000,hostfwd=tcp:127.0.0.1:2222-:22");
         // only the first user back-end: two forwards of one port would clash
         let mut a = argv("q -net user -net user");
-        add_ssh_forward(&mut a, 2222).unwrap();
+        add_ssh_forward(&mut a, 2222, Restrict::Keep).unwrap();
         assert_eq!(a[2], "user,hostfwd=tcp:127.0.0.1:2222-:22");
         assert_eq!(a[4], "user");
     }
@@ -129,13 +159,13 @@ mod tests {
     #[test]
     fn a_card_without_back_end_or_no_option_gets_a_restricted_user_back_end() {
         let mut a = argv("q -net nic,model=virtio");
-        add_ssh_forward(&mut a, 7000).unwrap();
+        add_ssh_forward(&mut a, 7000, Restrict::Keep).unwrap();
         assert_eq!(
             &a[3..],
             ["-net", "user,restrict=on,hostfwd=tcp:127.0.0.1:7000-:22"]
         );
         let mut a = argv("q -m 512");
-        add_ssh_forward(&mut a, 7000).unwrap();
+        add_ssh_forward(&mut a, 7000, Restrict::Keep).unwrap();
         assert_eq!(
             &a[3..],
             ["-nic", "user,restrict=on,hostfwd=tcp:127.0.0.1:7000-:22"]
@@ -162,13 +192,37 @@ mod tests {
         ] {
             let mut a = argv(cmd);
             let before = a.clone();
-            assert_eq!(add_ssh_forward(&mut a, 7000), Err(want), "{cmd}");
+            assert_eq!(
+                add_ssh_forward(&mut a, 7000, Restrict::Keep),
+                Err(want),
+                "{cmd}"
+            );
             assert_eq!(a, before, "{cmd}: unchanged");
         }
         assert_eq!(
-            add_ssh_forward(&mut argv("q"), 0),
+            add_ssh_forward(&mut argv("q"), 0, Restrict::Keep),
             Err(ForwardError::PortZero)
         );
+    }
+
+    #[test]
+    fn a_forced_restriction_replaces_the_devices() {
+        for (net, want) in [
+            ("user", "user,restrict=on"),
+            ("user,restrict=off", "user,restrict=on"),
+            ("user,restrict=on,id=n", "user,id=n,restrict=on"),
+        ] {
+            let mut a = vec!["q".to_string(), "-net".into(), net.into()];
+            add_ssh_forward(&mut a, 7000, Restrict::Force).unwrap();
+            assert_eq!(
+                a[2],
+                format!("{want},hostfwd=tcp:127.0.0.1:7000-:22"),
+                "{net}"
+            );
+        }
+        let mut a = vec!["q".to_string()];
+        add_ssh_forward(&mut a, 7000, Restrict::Force).unwrap();
+        assert_eq!(a[2], "user,restrict=on,hostfwd=tcp:127.0.0.1:7000-:22");
     }
 
     #[test]
