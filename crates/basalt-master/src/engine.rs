@@ -601,7 +601,11 @@ impl Engine {
                     None,
                     now_ms(),
                 )?;
-                self.after_job_end(id, JobHealth::Canceled, Some("canceled while queued".into()));
+                self.after_job_end(
+                    id,
+                    JobHealth::Canceled,
+                    Some("canceled while queued".into()),
+                );
                 Ok(true)
             }
             JobState::Canceling => Ok(true),

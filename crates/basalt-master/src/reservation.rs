@@ -165,9 +165,15 @@ mod tests {
             assert_eq!(ReservationState::from_name(s.name()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());
         }
-        assert_eq!(ReservationState::from_name("READY"), Some(ReservationState::Ready));
+        assert_eq!(
+            ReservationState::from_name("READY"),
+            Some(ReservationState::Ready)
+        );
         assert_eq!(ReservationState::from_name("gone"), None);
         assert!(ReservationState::Expired.is_final() && !ReservationState::Failed.is_final());
-        assert_eq!(Ending::from_name("expiry").map(Ending::state), Some(ReservationState::Expired));
+        assert_eq!(
+            Ending::from_name("expiry").map(Ending::state),
+            Some(ReservationState::Expired)
+        );
     }
 }

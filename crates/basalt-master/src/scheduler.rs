@@ -431,8 +431,7 @@ impl<'a> Pass<'a> {
                 }
                 continue;
             }
-            if job.worker.is_some() || job.reservation || matches!(job.target, Target::AnyOf(_))
-            {
+            if job.worker.is_some() || job.reservation || matches!(job.target, Target::AnyOf(_)) {
                 if !self.assigned.contains(&job.id) {
                     if let Some(d) = self.best_device(job, &mut buf) {
                         if let Some(t) = self.devs[d as usize].device_type {

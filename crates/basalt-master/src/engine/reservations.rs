@@ -161,10 +161,7 @@ impl Reservation {
 }
 
 impl Handle {
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Call,
-    ) -> Result<T, ReservationError> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Call) -> Result<T, ReservationError> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Reservation(make(tx)))
@@ -195,8 +192,11 @@ impl Handle {
         timeout_secs: u64,
     ) -> Result<ExecOutput, ReservationError> {
         let wait = Duration::from_secs(timeout_secs) + EXEC_MARGIN;
-        match tokio::time::timeout(wait, self.call(|tx| Call::Exec(id, command, timeout_secs, tx)))
-            .await
+        match tokio::time::timeout(
+            wait,
+            self.call(|tx| Call::Exec(id, command, timeout_secs, tx)),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => Err(ReservationError::Timeout(wait)),
@@ -250,7 +250,9 @@ impl Engine {
                     tokio::spawn(async move {
                         let r = match answer(rx, ACCEPT_TIMEOUT).await {
                             Ok(HoldResult::Accepted) => Ok(()),
-                            Ok(HoldResult::Error { error }) => Err(ReservationError::Conflict(error)),
+                            Ok(HoldResult::Error { error }) => {
+                                Err(ReservationError::Conflict(error))
+                            }
                             Ok(other) => Err(ReservationError::Conflict(format!(
                                 "the worker answered a boot with {other:?}"
                             ))),
@@ -312,7 +314,9 @@ impl Engine {
                                     },
                                 )
                                 .map_err(ReservationError::from),
-                            Ok(HoldResult::Error { error }) => Err(ReservationError::Conflict(error)),
+                            Ok(HoldResult::Error { error }) => {
+                                Err(ReservationError::Conflict(error))
+                            }
                             Ok(other) => Err(ReservationError::Conflict(format!(
                                 "the worker answered a power-off with {other:?}"
                             ))),
@@ -358,7 +362,11 @@ impl Engine {
             &lease.lease,
             now_ms(),
         )?;
-        tracing::info!(job_id = id, "reservation {id} queued for {}", lease.lease.holder);
+        tracing::info!(
+            job_id = id,
+            "reservation {id} queued for {}",
+            lease.lease.holder
+        );
         Ok(id)
     }
 
@@ -476,13 +484,7 @@ impl Engine {
         let hostname = r.device.clone().ok_or_else(|| {
             ReservationError::Conflict(format!("reservation {id} has no device yet"))
         })?;
-        let definition = boot_job(
-            &self.store,
-            &self.config.device_types,
-            id,
-            &hostname,
-            &req,
-        )?;
+        let definition = boot_job(&self.store, &self.config.device_types, id, &hostname, &req)?;
         let (tx, rx) = oneshot::channel();
         self.send_hold(
             &r,
@@ -569,14 +571,15 @@ impl Engine {
                 ..ReservationUpdate::default()
             },
         )?;
-        tracing::info!(job_id = id, "reservation {id}: {}", match why {
-            Ending::Expiry => "the lease ran out",
-            _ => "released",
-        });
-        let job = self
-            .store
-            .job(id)?
-            .ok_or(ReservationError::NotFound(id))?;
+        tracing::info!(
+            job_id = id,
+            "reservation {id}: {}",
+            match why {
+                Ending::Expiry => "the lease ran out",
+                _ => "released",
+            }
+        );
+        let job = self.store.job(id)?.ok_or(ReservationError::NotFound(id))?;
         self.cancel_one(job)?;
         // a queued one ended at once
         if self
@@ -649,12 +652,21 @@ impl Engine {
         if !r.booted {
             return None;
         }
-        let t = self.store.device_type(r.device_type.as_deref()?).ok().flatten()?;
+        let t = self
+            .store
+            .device_type(r.device_type.as_deref()?)
+            .ok()
+            .flatten()?;
         (t.health_check.is_some() && !t.rule.disabled).then_some(DeviceHealth::Unknown)
     }
 
     /// The Start of reservation `r` on `hostname`, rendered `device_config`.
-    pub(super) fn lease_start(&self, r: &Reservation, hostname: &str, device_config: String) -> Start {
+    pub(super) fn lease_start(
+        &self,
+        r: &Reservation,
+        hostname: &str,
+        device_config: String,
+    ) -> Start {
         Start {
             job_id: JobId(r.id),
             device: hostname.into(),
@@ -745,9 +757,7 @@ impl Engine {
             HoldPhase::Failed => {
                 u.state = Some(ReservationState::Failed);
                 u.shell = Some(false);
-                u.reason = Some(Some(
-                    s.reason.unwrap_or_else(|| "the boot failed".into()),
-                ));
+                u.reason = Some(Some(s.reason.unwrap_or_else(|| "the boot failed".into())));
             }
             HoldPhase::Unknown => {}
         }
@@ -836,9 +846,8 @@ impl Engine {
             }
         };
         let now = now_ms();
-        self.leases.wake = next.map(|t| {
-            tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
-        });
+        self.leases.wake = next
+            .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now)));
     }
 
     /// The lease timer fired: every lease that ran out is ended.
@@ -898,9 +907,8 @@ impl Engine {
     /// paths of the engine).
     pub(super) fn after_job_end(&mut self, id: u64, health: JobHealth, error: Option<String>) {
         if self.store.is_reservation(id).unwrap_or(false) {
-            let error = (health != JobHealth::Complete).then(|| {
-                error.unwrap_or_else(|| format!("the hold ended {health}"))
-            });
+            let error = (health != JobHealth::Complete)
+                .then(|| error.unwrap_or_else(|| format!("the hold ended {health}")));
             self.reservation_ended(id, error);
         }
     }

@@ -230,13 +230,19 @@ fn priority(v: &Option<Value>) -> ResResult<Priority> {
         None => Ok(Priority::MEDIUM),
         Some(Value::String(s)) => Priority::from_name(s)
             .or_else(|| s.parse().ok().and_then(Priority::new))
-            .ok_or_else(|| ResError::bad(format!("'priority': {s:?} is not low, medium, high or 0 to 100"))),
+            .ok_or_else(|| {
+                ResError::bad(format!(
+                    "'priority': {s:?} is not low, medium, high or 0 to 100"
+                ))
+            }),
         Some(Value::Number(n)) => n
             .as_u64()
             .and_then(|n| u8::try_from(n).ok())
             .and_then(Priority::new)
             .ok_or_else(|| ResError::bad(format!("'priority': {n} is not 0 to 100"))),
-        Some(other) => Err(ResError::bad(format!("'priority': {other} is not a priority"))),
+        Some(other) => Err(ResError::bad(format!(
+            "'priority': {other} is not a priority"
+        ))),
     }
 }
 
@@ -256,7 +262,11 @@ async fn create(
     }
     let device_type = match b.device_type.as_deref().map(str::trim) {
         Some("") => return Err(ResError::bad("'device_type' is empty")),
-        Some(t) => Some(h.store.resolve_device_type(t)?.unwrap_or_else(|| t.to_string())),
+        Some(t) => Some(
+            h.store
+                .resolve_device_type(t)?
+                .unwrap_or_else(|| t.to_string()),
+        ),
         None => None,
     };
     let device = b.device.as_deref().map(str::trim).map(str::to_string);
@@ -304,9 +314,15 @@ async fn create(
             let target = match (&device, &device_type) {
                 (Some(d), _) => Target::Device(d.clone()),
                 (None, Some(t)) => Target::DeviceType(t.clone()),
-                (None, None) => Target::AnyOf(candidates.iter().map(|d| d.hostname.clone()).collect()),
+                (None, None) => {
+                    Target::AnyOf(candidates.iter().map(|d| d.hostname.clone()).collect())
+                }
             };
-            (target, Vec::new(), candidates.first().map(|d| d.hostname.clone()))
+            (
+                target,
+                Vec::new(),
+                candidates.first().map(|d| d.hostname.clone()),
+            )
         }
     };
     // a boot is checked against a device it may get (and again against the one it gets)

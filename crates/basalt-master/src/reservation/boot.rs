@@ -120,7 +120,9 @@ pub fn url(
     }
     if let Some(name) = u.strip_prefix("artifact:") {
         return resolve(name).ok_or_else(|| {
-            BootError::Request(format!("'{field}': no artifact named {name:?} in the store"))
+            BootError::Request(format!(
+                "'{field}': no artifact named {name:?} in the store"
+            ))
         });
     }
     let scheme_ok = ["http://", "https://", "file:///"]
@@ -192,8 +194,7 @@ pub fn definition(
                 "it boots with neither qemu nor u-boot: give LAVA 'actions' for it".into(),
             ));
         }
-        uboot_actions(req, target, &kernel, &ramdisk, &dtb, &rootfs, &prompts)
-            .map_err(on_device)?
+        uboot_actions(req, target, &kernel, &ramdisk, &dtb, &rootfs, &prompts).map_err(on_device)?
     } else if any_image {
         return Err(BootError::Request(
             "a boot needs a 'kernel' or a disk 'image' (or LAVA 'actions')".into(),
@@ -238,7 +239,10 @@ fn qemu_actions(
     let mut images = Map::new();
     if let Some(k) = kernel {
         let append = if image.is_some() {
-            format!("console={},115200 root=/dev/sda rw panic=-1", console(target.arch))
+            format!(
+                "console={},115200 root=/dev/sda rw panic=-1",
+                console(target.arch)
+            )
         } else {
             format!("console={},115200 panic=-1", console(target.arch))
         };
@@ -254,10 +258,7 @@ fn qemu_actions(
         );
     }
     if let Some(d) = dtb {
-        images.insert(
-            "dtb".into(),
-            json!({"url": d, "image_arg": "-dtb {dtb}"}),
-        );
+        images.insert("dtb".into(), json!({"url": d, "image_arg": "-dtb {dtb}"}));
     }
     if let Some(i) = image {
         images.insert(
@@ -350,8 +351,7 @@ fn check(text: &str, target: &BootTarget<'_>) -> Result<(), BootError> {
             ActionBlock::Command(_) => {}
             ActionBlock::Test(_) => {
                 return Err(BootError::Request(
-                    "a boot has deploy, boot and command actions only: run tests with exec"
-                        .into(),
+                    "a boot has deploy, boot and command actions only: run tests with exec".into(),
                 ))
             }
         }
@@ -407,7 +407,11 @@ mod tests {
         )
     }
 
-    fn target<'a>(device: &'a Device, device_type: &'a str, arch: Option<&'a str>) -> BootTarget<'a> {
+    fn target<'a>(
+        device: &'a Device,
+        device_type: &'a str,
+        arch: Option<&'a str>,
+    ) -> BootTarget<'a> {
         BootTarget {
             reservation_id: 41,
             device_type,
@@ -428,7 +432,9 @@ mod tests {
     fn a_kernel_and_ramdisk_boot_in_qemu_from_tmpfs() {
         let d = qemu();
         let text = definition(
-            &req(json!({"kernel": "http://files/vmlinux", "ramdisk": "file:///srv/initrd.cpio.gz"})),
+            &req(
+                json!({"kernel": "http://files/vmlinux", "ramdisk": "file:///srv/initrd.cpio.gz"}),
+            ),
             &target(&d, "qemu", Some("x86_64")),
             &none,
         )
@@ -448,7 +454,9 @@ mod tests {
     fn a_disk_image_boots_in_qemu_and_nowhere_else() {
         let d = qemu();
         let text = definition(
-            &req(json!({"image": "https://ci/disk.img", "timeout_secs": 120, "prompts": ["login:"]})),
+            &req(
+                json!({"image": "https://ci/disk.img", "timeout_secs": 120, "prompts": ["login:"]}),
+            ),
             &target(&d, "qemu", Some("x86_64")),
             &none,
         )
@@ -540,7 +548,9 @@ mod tests {
         assert!(e.to_string().contains("not both"), "{e}");
         // LAVA's verdict on what was written
         let e = definition(
-            &req(json!({"actions": [{"boot": {"method": "qemu", "media": "tmpfs", "no_such_key": 1}}]})),
+            &req(
+                json!({"actions": [{"boot": {"method": "minimal", "prompts": ["# "], "timeout": {"weeks": 1}}}]}),
+            ),
             &target(&d, "qemu", None),
             &none,
         );
@@ -549,14 +559,22 @@ mod tests {
 
     #[test]
     fn urls_are_checked_and_artifacts_resolved() {
-        let resolve = |name: &str| (name == "vmlinux-1").then(|| "http://master/artifacts/vmlinux-1".to_string());
+        let resolve = |name: &str| {
+            (name == "vmlinux-1").then(|| "http://master/artifacts/vmlinux-1".to_string())
+        };
         assert_eq!(
             url("kernel", "artifact:vmlinux-1", &resolve).unwrap(),
             "http://master/artifacts/vmlinux-1"
         );
         let e = url("kernel", "artifact:nope", &resolve).unwrap_err();
         assert!(e.to_string().contains("no artifact named \"nope\""), "{e}");
-        for bad in ["ftp://x/k", "/srv/k", "file://relative", "http://a b", "http://"] {
+        for bad in [
+            "ftp://x/k",
+            "/srv/k",
+            "file://relative",
+            "http://a b",
+            "http://",
+        ] {
             assert!(url("kernel", bad, &resolve).is_err(), "{bad}");
         }
         assert!(serde_json::from_value::<BootRequest>(json!({"kernal": "x"})).is_err());

