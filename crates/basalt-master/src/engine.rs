@@ -560,6 +560,12 @@ impl Engine {
         let Some(job) = self.store.job(id)? else {
             return Err(EngineError::Invalid(format!("no job {id}")));
         };
+        if job.state != JobState::Finished && self.store.is_reservation(id)? {
+            // a reservation's job canceled is the reservation released
+            self.end_lease(id, crate::reservation::Ending::Release)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            return Ok(true);
+        }
         if let Some(g) = &job.group {
             if job.state == JobState::Finished {
                 return Ok(false);

@@ -1827,7 +1827,95 @@ mod tests {
         the_lab_registry_keeps_aliases_tags_and_worker_health,
         a_devices_check_history_follows_its_jobs,
         migration_5_keeps_checked_devices_checked,
+        a_reservation_is_a_job_with_a_lease,
     );
+
+    fn a_reservation_is_a_job_with_a_lease(db: &Db) {
+        use crate::reservation::{Ending, ReservationState};
+        let s = lab(db);
+        let new = NewReservation {
+            holder: "alice".into(),
+            requirements: Some(
+                crate::reservation::requirements::Requirements::parse(
+                    &serde_json::json!({"ram": "1G"}),
+                )
+                .unwrap(),
+            ),
+            lease_secs: 60,
+            console_token: "c".repeat(64),
+            watch_token: "w".repeat(64),
+            ssh_public_key: "ssh-ed25519 AAAA test".into(),
+            ssh_private_key: Some("secret".into()),
+            ssh_user: "root".into(),
+            boot: None,
+        };
+        let job = NewJob {
+            target: Target::AnyOf(vec!["qemu-01".into()]),
+            tags: Vec::new(),
+            ..job()
+        };
+        let id = s.reserve(&job, &new, 1000).unwrap();
+        let plain = s.submit(&job(), 1001).unwrap();
+        assert!(s.is_reservation(id).unwrap() && !s.is_reservation(plain).unwrap());
+        let r = s.reservation(id).unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.expires, r.holder.as_str()),
+            (ReservationState::Queued, 61_000, "alice")
+        );
+        assert_eq!(r.requirements, new.requirements);
+        assert_eq!(r.ssh_private_key.as_deref(), Some("secret"));
+        assert!(!format!("{r:?}").contains("secret"), "Debug hides secrets");
+        assert_eq!(s.job(id).unwrap().unwrap().target, job.target);
+        // the scheduler sees a reservation that may take the listed devices
+        let snap = s.snapshot().unwrap();
+        let q = snap.jobs.iter().find(|j| j.id == id).unwrap();
+        assert!(q.reservation && q.target == Target::AnyOf(vec!["qemu-01".into()]));
+        assert!(!snap.jobs.iter().find(|j| j.id == plain).unwrap().reservation);
+        // leases: the earliest expiry of the live ones, the expired by a time
+        assert_eq!(s.next_expiry().unwrap(), Some(61_000));
+        assert!(s.expired_reservations(60_999).unwrap().is_empty());
+        assert_eq!(s.expired_reservations(61_000).unwrap(), [id]);
+        s.update_reservation(
+            id,
+            &ReservationUpdate {
+                state: Some(ReservationState::Ready),
+                booted: Some(true),
+                ending: Some(Ending::Expiry),
+                connection: Some(basalt_proto::Connection {
+                    console: Some(basalt_proto::ConsoleEndpoint {
+                        host: "127.0.0.1".into(),
+                        port: 7100,
+                    }),
+                    ssh: None,
+                }),
+                ..ReservationUpdate::default()
+            },
+        )
+        .unwrap();
+        let r = s.reservation(id).unwrap().unwrap();
+        assert_eq!((r.state, r.booted, r.ending), (ReservationState::Ready, true, Some(Ending::Expiry)));
+        assert_eq!(r.connection.console.map(|c| c.port), Some(7100));
+        assert_eq!(s.next_expiry().unwrap(), None, "ended by the master");
+        // lists: newest first, by holder and state
+        let (n, list) = s
+            .reservations(&ReservationQuery {
+                holder: Some("alice".into()),
+                state: Some(ReservationState::Ready),
+                limit: 10,
+                offset: 0,
+            })
+            .unwrap();
+        assert_eq!((n, list.len(), list[0].id), (1, 1, id));
+        let (n, _) = s
+            .reservations(&ReservationQuery {
+                holder: Some("bob".into()),
+                limit: 10,
+                ..ReservationQuery::default()
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(s.update_reservation(plain, &ReservationUpdate { booted: Some(true), ..ReservationUpdate::default() }).is_err());
+    }
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever
     /// the jobs went through.

@@ -556,7 +556,7 @@ impl Engine {
     }
 
     /// Ends reservation `id` for `why`: its job is canceled (a queued one at once). Idempotent.
-    fn end_lease(&mut self, id: u64, why: Ending) -> Result<(), ReservationError> {
+    pub(super) fn end_lease(&mut self, id: u64, why: Ending) -> Result<(), ReservationError> {
         let r = self
             .store
             .reservation(id)?
