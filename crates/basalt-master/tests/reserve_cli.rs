@@ -73,8 +73,9 @@ fn the_cli_reserves_boots_runs_and_releases() {
     let run = |args: &[&str]| -> Output {
         Command::new(basalt())
             .arg("reserve")
-            .args(args)
+            // before the subcommand: exec's command takes everything after --
             .args(["--url", &url, "--token", "alice-token"])
+            .args(args)
             .output()
             .expect("basalt runs")
     };
