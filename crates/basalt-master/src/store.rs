@@ -1849,12 +1849,12 @@ mod tests {
             ssh_user: "root".into(),
             boot: None,
         };
-        let job = NewJob {
+        let held = NewJob {
             target: Target::AnyOf(vec!["qemu-01".into()]),
             tags: Vec::new(),
             ..job()
         };
-        let id = s.reserve(&job, &new, 1000).unwrap();
+        let id = s.reserve(&held, &new, 1000).unwrap();
         let plain = s.submit(&job(), 1001).unwrap();
         assert!(s.is_reservation(id).unwrap() && !s.is_reservation(plain).unwrap());
         let r = s.reservation(id).unwrap().unwrap();
@@ -1865,7 +1865,7 @@ mod tests {
         assert_eq!(r.requirements, new.requirements);
         assert_eq!(r.ssh_private_key.as_deref(), Some("secret"));
         assert!(!format!("{r:?}").contains("secret"), "Debug hides secrets");
-        assert_eq!(s.job(id).unwrap().unwrap().target, job.target);
+        assert_eq!(s.job(id).unwrap().unwrap().target, held.target);
         // the scheduler sees a reservation that may take the listed devices
         let snap = s.snapshot().unwrap();
         let q = snap.jobs.iter().find(|j| j.id == id).unwrap();
