@@ -1870,7 +1870,14 @@ mod tests {
         let snap = s.snapshot().unwrap();
         let q = snap.jobs.iter().find(|j| j.id == id).unwrap();
         assert!(q.reservation && q.target == Target::AnyOf(vec!["qemu-01".into()]));
-        assert!(!snap.jobs.iter().find(|j| j.id == plain).unwrap().reservation);
+        assert!(
+            !snap
+                .jobs
+                .iter()
+                .find(|j| j.id == plain)
+                .unwrap()
+                .reservation
+        );
         // leases: the earliest expiry of the live ones, the expired by a time
         assert_eq!(s.next_expiry().unwrap(), Some(61_000));
         assert!(s.expired_reservations(60_999).unwrap().is_empty());
@@ -1893,7 +1900,10 @@ mod tests {
         )
         .unwrap();
         let r = s.reservation(id).unwrap().unwrap();
-        assert_eq!((r.state, r.booted, r.ending), (ReservationState::Ready, true, Some(Ending::Expiry)));
+        assert_eq!(
+            (r.state, r.booted, r.ending),
+            (ReservationState::Ready, true, Some(Ending::Expiry))
+        );
         assert_eq!(r.connection.console.map(|c| c.port), Some(7100));
         assert_eq!(s.next_expiry().unwrap(), None, "ended by the master");
         // lists: newest first, by holder and state
@@ -1914,7 +1924,15 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 0);
-        assert!(s.update_reservation(plain, &ReservationUpdate { booted: Some(true), ..ReservationUpdate::default() }).is_err());
+        assert!(s
+            .update_reservation(
+                plain,
+                &ReservationUpdate {
+                    booted: Some(true),
+                    ..ReservationUpdate::default()
+                }
+            )
+            .is_err());
     }
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever

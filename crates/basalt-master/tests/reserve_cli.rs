@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 /// The `basalt` binary cargo built beside this test's binary.
 fn basalt() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/debug");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/debug");
     let b = dir.join("basalt");
     assert!(
         b.is_file(),
@@ -89,13 +86,7 @@ fn the_cli_reserves_boots_runs_and_releases() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let created: serde_json::Value = serde_json::from_str(&ok(&run(&[
-        "create",
-        "--device",
-        "qemu-01",
-        "--lease",
-        "10m",
-        "--wait",
-        "--json",
+        "create", "--device", "qemu-01", "--lease", "10m", "--wait", "--json",
     ])))
     .expect("JSON");
     assert_eq!(created["state"], "ready", "{created}");
@@ -110,14 +101,24 @@ fn the_cli_reserves_boots_runs_and_releases() {
         "http://127.0.0.1:9/initrd",
         "--wait",
     ]));
-    assert!(booted.contains(&format!("reservation {id}: ready on qemu-01")), "{booted}");
-    assert!(booted.contains("ssh: ssh -p 7101 root@127.0.0.1"), "{booted}");
+    assert!(
+        booted.contains(&format!("reservation {id}: ready on qemu-01")),
+        "{booted}"
+    );
+    assert!(
+        booted.contains("ssh: ssh -p 7101 root@127.0.0.1"),
+        "{booted}"
+    );
     let out = run(&["exec", &id, "--", "uname", "-a"]);
     assert_eq!(ok(&out), "ran: uname -a\n");
     let out = run(&["exec", &id, "--", "false"]);
     assert_eq!(out.status.code(), Some(1), "the command's status");
     let list = ok(&run(&["list"]));
-    assert!(list.lines().any(|l| l.starts_with(&id) && l.contains("ready")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains("ready")),
+        "{list}"
+    );
     let refused = run(&["create", "--require", "ram=64G"]);
     assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr);

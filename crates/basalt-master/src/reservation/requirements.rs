@@ -179,7 +179,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(bad()),
     };
     let mib = (value * factor).round();
-    if !(mib >= 1.0 && mib < 1e15) {
+    if !(1.0..1e15).contains(&mib) {
         return Err(bad());
     }
     Ok(mib as u64)
@@ -187,7 +187,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// MiB as the API shows a size: `2G` when whole GiB, else `512M`.
 pub fn show_mib(mib: u64) -> String {
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{}G", mib / 1024)
     } else {
         format!("{mib}M")
