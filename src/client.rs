@@ -31,9 +31,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the API at `url` (requests time out after 30 s).
     pub fn new(url: &str, token: Option<String>) -> Client {
+        Client::with_timeout(url, token, Duration::from_secs(30))
+    }
+
+    /// A client whose requests may take up to `timeout` (a reservation's exec waits for its
+    /// command).
+    pub fn with_timeout(url: &str, token: Option<String>, timeout: Duration) -> Client {
         let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .redirects(0)
             .build();
         Client {

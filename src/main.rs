@@ -13,6 +13,7 @@ use std::process::ExitCode;
 /// The lab admin's subcommands (`devices`, `workers`, `device-types`).
 mod cli {
     pub mod admin;
+    pub mod reserve;
 }
 
 /// Exit status for input that is not valid (LAVA's "invalid job").
@@ -53,6 +54,8 @@ enum Command {
     Workers(cli::admin::WorkersArgs),
     /// Device types of a master: health checks and their schedule, aliases.
     DeviceTypes(cli::admin::DeviceTypesArgs),
+    /// Reservations on a master: hold a machine, boot it, run commands, release it.
+    Reserve(cli::reserve::ReserveArgs),
     /// ser2net 4 for a worker's serial consoles (docs/admin.md, "Serial consoles with ser2net").
     #[command(subcommand)]
     Ser2net(Ser2netCommand),
@@ -464,6 +467,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => cli::admin::devices(&a),
         Command::Workers(a) => cli::admin::workers(&a),
         Command::DeviceTypes(a) => cli::admin::device_types(&a),
+        Command::Reserve(a) => cli::reserve::reserve(&a),
         Command::Ser2net(Ser2netCommand::Generate(a)) => ser2net_generate(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };

@@ -70,6 +70,7 @@ fn snapshot(jobs: usize, devices: usize, seed: u64) -> Snapshot {
                 worker_health: WorkerHealth::Active,
                 health_check_due: rng.below(25) == 0,
                 idle_since: rng.below(1_000_000),
+                holds: true,
             }
         })
         .collect();
@@ -98,6 +99,7 @@ fn snapshot(jobs: usize, devices: usize, seed: u64) -> Snapshot {
                 health_check: rng.below(100) == 0,
                 worker: None,
                 group: None,
+                reservation: false,
             }
         })
         .collect();

@@ -13,7 +13,14 @@
 //! back.
 //!
 //! The engine is driven through a [`Handle`] (what the HTTP API and the tests call) and the
-//! workers link; it owns the store's writes.
+//! workers link; it owns the store's writes. Reservations (jobs that wait for their holder,
+//! held by workers with the `reservations` capability) are driven in `engine/reservations.rs`.
+
+mod reservations;
+
+pub use reservations::{
+    artifact_url, boot_job, ExecOutput, NewLease, ReservationError, EXEC_MARGIN,
+};
 
 use crate::health;
 use crate::link::{Conn, LinkEvent, WorkerLink};
@@ -57,7 +64,12 @@ pub struct Config {
     pub coordinator: String,
     /// The token the coordinator requires (`None`: it takes requests without one).
     pub coordinator_token: Option<String>,
+    /// The longest lease a reservation may have (`--max-lease`), and ask for at a renewal.
+    pub max_lease: Duration,
 }
+
+/// The default of [`Config::max_lease`]: a day.
+pub const DEFAULT_MAX_LEASE: Duration = Duration::from_secs(86_400);
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +99,8 @@ enum Request {
     HealthCheck(String, oneshot::Sender<Result<u64, EngineError>>),
     /// The devices changed outside the engine (the API registered one): schedule again.
     Schedule,
+    /// A reservation call (`engine/reservations.rs`).
+    Reservation(reservations::Call),
 }
 
 /// What the API and the tests call; cheap to clone.
@@ -103,6 +117,8 @@ pub struct Handle {
     pub master_key: PublicKey,
     /// Where the admitted workers' public keys are (`STATE/certs/workers`).
     pub admitted: PathBuf,
+    /// [`Config::max_lease`].
+    pub max_lease: Duration,
 }
 
 impl Handle {
@@ -194,6 +210,8 @@ pub fn now_ms() -> u64 {
 struct Session {
     conn: Conn,
     last_seen: Instant,
+    /// What its hello offered (`reservations`: it holds boards).
+    capabilities: Capabilities,
 }
 
 struct Engine {
@@ -217,6 +235,8 @@ struct Engine {
     clock: Clock,
     /// When the next health check comes due by its type's frequency: a pass runs then.
     health_wake: Option<tokio::time::Instant>,
+    /// Reservations' pending hold requests and lease timer.
+    leases: reservations::Leases,
 }
 
 /// A due scheduling pass waits for the event queues to drain, but for no more events than
@@ -246,6 +266,7 @@ pub fn start_with_clock(
     let anonymous_read = config.anonymous_read;
     let device_types = config.device_types.clone();
     let master_key = config.key.public;
+    let max_lease = config.max_lease;
     let engine = Engine {
         config,
         store: store.clone(),
@@ -260,6 +281,7 @@ pub fn start_with_clock(
         group_reasons: BTreeMap::new(),
         clock,
         health_wake: None,
+        leases: reservations::Leases::default(),
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -271,6 +293,7 @@ pub fn start_with_clock(
             device_types,
             master_key,
             admitted,
+            max_lease,
         },
         endpoint,
     ))
@@ -283,13 +306,16 @@ impl Engine {
         mut requests: mpsc::UnboundedReceiver<Request>,
     ) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
+        self.arm_leases();
         loop {
             let wake = self.health_wake;
+            let lease_wake = self.leases.wake;
             tokio::select! {
                 _ = sleep_until(wake) => {
                     self.health_wake = None;
                     self.schedule();
                 }
+                _ = sleep_until(lease_wake) => self.expire_leases(),
                 ev = link.recv() => match ev {
                     Some(ev) => self.on_link(ev),
                     None => return,
@@ -298,7 +324,10 @@ impl Engine {
                     Some(r) => self.on_request(r),
                     None => return,
                 },
-                _ = tick.tick() => self.check_workers(),
+                _ = tick.tick() => {
+                    self.check_workers();
+                    self.purge_holds();
+                }
             }
             // one pass for every event that asked for one since the last: a burst of
             // submissions or ends costs one snapshot, not one each
@@ -339,6 +368,7 @@ impl Engine {
                 }
             }
             Request::Schedule => self.schedule(),
+            Request::Reservation(call) => self.on_reservation_call(call),
         }
     }
 
@@ -530,6 +560,12 @@ impl Engine {
         let Some(job) = self.store.job(id)? else {
             return Err(EngineError::Invalid(format!("no job {id}")));
         };
+        if job.state != JobState::Finished && self.store.is_reservation(id)? {
+            // a reservation's job canceled is the reservation released
+            self.end_lease(id, crate::reservation::Ending::Release)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            return Ok(true);
+        }
         if let Some(g) = &job.group {
             if job.state == JobState::Finished {
                 return Ok(false);
@@ -571,6 +607,11 @@ impl Engine {
                     None,
                     now_ms(),
                 )?;
+                self.after_job_end(
+                    id,
+                    JobHealth::Canceled,
+                    Some("canceled while queued".into()),
+                );
                 Ok(true)
             }
             JobState::Canceling => Ok(true),
@@ -668,8 +709,8 @@ impl Engine {
             WorkerMsg::Goodbye(g) => {
                 self.log(format!("worker {worker} leaves: {}", g.reason));
             }
-            // reservations: not handled yet
-            WorkerMsg::HoldState(_) | WorkerMsg::HoldReply(_) => {}
+            WorkerMsg::HoldState(s) => self.on_hold_state(&worker, s),
+            WorkerMsg::HoldReply(r) => self.on_hold_reply(&worker, r),
         }
     }
 
@@ -813,11 +854,14 @@ impl Engine {
                 Err(e) => self.lose_job(id, &worker, &format!("cannot start it again: {e}")),
             }
         }
+        // a call pending on its previous connection will get no answer
+        self.worker_gone(&worker);
         self.sessions.insert(
             worker,
             Session {
                 conn,
                 last_seen: Instant::now(),
+                capabilities: h.capabilities.clone(),
             },
         );
         self.schedule();
@@ -846,11 +890,13 @@ impl Engine {
             .ok()
             .flatten()
             .is_some_and(|j| j.health_check);
-        let device_health = health_check.then_some(if health == JobHealth::Complete {
-            DeviceHealth::Good
-        } else {
-            DeviceHealth::Bad
-        });
+        let device_health = health_check
+            .then_some(if health == JobHealth::Complete {
+                DeviceHealth::Good
+            } else {
+                DeviceHealth::Bad
+            })
+            .or_else(|| self.reservation_device_health(id));
         let reason = self.group_reasons.remove(&id);
         let failure = (health != JobHealth::Complete).then(|| Failure {
             cause: end.cause.unwrap_or_else(|| {
@@ -877,6 +923,7 @@ impl Engine {
         self.owners.remove(&id);
         self.link
             .send(conn, MasterMsg::EndAck(EndAck { job_id: end.job_id }));
+        self.after_job_end(id, health, failure.and_then(|f| f.message));
         self.end_group_after(id, health);
         self.schedule();
     }
@@ -943,6 +990,7 @@ impl Engine {
         let mut lost_any = false;
         for worker in lost {
             self.sessions.remove(&worker);
+            self.worker_gone(&worker);
             let _ = self
                 .store
                 .set_worker_state(&worker, WorkerState::Offline, now_ms());
@@ -1029,6 +1077,7 @@ impl Engine {
         self.pending_ends.remove(&id);
         self.owners.remove(&id);
         self.group_reasons.remove(&id);
+        self.after_job_end(id, JobHealth::Incomplete, Some(why.to_string()));
         if let Some(d) = device {
             if let Err(e) = self.queue_health_check(&d) {
                 self.log(format!("device {d}: cannot queue its health check: {e}"));
@@ -1055,6 +1104,7 @@ impl Engine {
         };
         let now = (self.clock)();
         let next = health::plan(&mut lab.snapshot, &lab.facts, now);
+        self.mark_holding_workers(&mut lab.snapshot);
         self.health_wake = next
             .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now)));
         Some(lab.snapshot)
@@ -1066,6 +1116,7 @@ impl Engine {
             return;
         };
         let plan = schedule(&snapshot);
+        let assigned: Vec<u64> = plan.assignments.iter().map(|a| a.job).collect();
         for hostname in &plan.needs_health_check {
             if let Err(e) = self.queue_health_check(hostname) {
                 self.log(format!(
@@ -1103,8 +1154,10 @@ impl Engine {
                     None,
                     now_ms(),
                 );
+                self.after_job_end(a.job, JobHealth::Incomplete, Some(e));
             }
         }
+        self.explain_waiting(&snapshot, &assigned);
         if !plan.needs_health_check.is_empty() {
             // the checks just queued can go out now
             if let Some(snapshot) = self.planned_snapshot() {
@@ -1244,11 +1297,20 @@ impl Engine {
             .sessions
             .get(&worker)
             .ok_or_else(|| format!("worker '{worker}' is not connected"))?;
+        let lease = start.lease.is_some();
+        if lease && !self.holds_boards(&worker) {
+            return Err(format!(
+                "worker '{worker}' does not hold boards (no `reservations` capability)"
+            ));
+        }
         self.store
             .schedule_job(id, hostname)
             .map_err(|e| e.to_string())?;
         self.owners.insert(id, worker);
         self.link.send(&session.conn, MasterMsg::Start(start));
+        if lease {
+            self.reservation_allocated(id);
+        }
         Ok(())
     }
 
@@ -1274,6 +1336,16 @@ impl Engine {
         let dictionary = device
             .dictionary
             .ok_or_else(|| format!("device '{hostname}' has no dictionary"))?;
+        if let Some(r) = self.store.reservation(id).map_err(|e| e.to_string())? {
+            let rendered = basalt_model::device::render::render_str(
+                hostname,
+                &dictionary,
+                &self.config.device_types,
+                &BTreeMap::new(),
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok((self.lease_start(&r, hostname, rendered), device.worker));
+        }
         // a sub-job is read as the dispatcher reads it (LAVA's server refuses one submitted)
         let reading = if job.group.is_some() {
             basalt_model::job::Reading::Dispatch

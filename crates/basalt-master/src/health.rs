@@ -306,6 +306,7 @@ mod tests {
             worker_health: WorkerHealth::Active,
             health_check_due: false,
             idle_since: 0,
+            holds: false,
         }
     }
 

@@ -137,6 +137,7 @@ impl From<LogError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 mod admin;
+pub mod reservations;
 
 /// The API's routes on the engine's handle, with the body limit.
 pub fn router(handle: Handle) -> Router {
@@ -150,6 +151,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/validate/", axum::routing::post(validate))
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
         .merge(admin::routes())
+        .merge(reservations::routes())
         // every route but the version: a token unless anonymous reads are on
         .route_layer(axum::middleware::from_fn_with_state(
             handle.clone(),
@@ -429,7 +431,7 @@ fn tag_ids(tags: &[String]) -> Vec<u32> {
 fn job_json(j: &Job) -> Value {
     let requested_device_type = match &j.target {
         Target::DeviceType(t) => Some(t.clone()),
-        Target::Device(_) => None,
+        Target::Device(_) | Target::AnyOf(_) => None,
     };
     json!({
         "id": j.id,

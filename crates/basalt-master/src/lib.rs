@@ -3,7 +3,8 @@
 //! checks are due ([`health`]), the store
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
 //! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
-//! events ([`events`]) and the job definitions' `notify:` callbacks ([`notify`]).
+//! events ([`events`]), the job definitions' `notify:` callbacks ([`notify`]) and
+//! reservations, jobs that wait for their holder ([`reservation`]).
 //! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod logs;
 pub mod model;
 pub mod multinode;
 pub mod notify;
+pub mod reservation;
 pub mod results;
 pub mod rpc;
 pub mod scheduler;

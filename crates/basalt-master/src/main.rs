@@ -153,6 +153,15 @@ struct Cli {
     /// `BASALT_MASTER_COORDINATOR_OPEN=false` as given).
     #[arg(long, env = "BASALT_MASTER_COORDINATOR_OPEN")]
     coordinator_open: bool,
+    /// The longest lease a reservation may ask for (and renew to): seconds, or 15m, 2h, 1d.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1d",
+        env = "BASALT_MASTER_MAX_LEASE",
+        value_parser = basalt_master::reservation::parse_duration_secs,
+    )]
+    max_lease: u64,
     /// What is logged: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
     /// `TARGET=LEVEL,...` (`warn,basalt_master::engine=debug`); to the journal under systemd,
     /// else to stderr (docs/config.md).
@@ -322,6 +331,7 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         anonymous_read: cli.anonymous_read,
         coordinator: String::new(),
         coordinator_token: None,
+        max_lease: Duration::from_secs(cli.max_lease),
     };
     // the coordinator's token: the file's, else a new one (none when it is open)
     let token = match &cli.coordinator_token_file {

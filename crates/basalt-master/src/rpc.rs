@@ -733,6 +733,10 @@ fn job_show(h: &Handle, j: &Job) -> RpcResult<Value> {
     let device_type = match &j.target {
         Target::DeviceType(t) => Some(t.clone()),
         Target::Device(d) => h.store.device(d)?.map(|d| d.device_type),
+        Target::AnyOf(_) => match &j.actual_device {
+            Some(d) => h.store.device(d)?.map(|d| d.device_type),
+            None => None,
+        },
     };
     let mut members = vec![
         ("id".to_string(), Value::Int(j.id as i64)),

@@ -23,6 +23,12 @@
 //!   shuffles devices to spread the wear; this does it deterministically), then by hostname.
 //! - Each device takes at most one job per pass; jobs without a device stay queued.
 //! - A job may be pinned to a worker ([`QueuedJob::worker`], a MultiNode role's `worker:`).
+//! - A job may name the devices it can take ([`Target::AnyOf`]: a reservation by
+//!   requirements, whose eligible devices the caller matched from their dictionaries); it
+//!   takes the best free one of them, by the same order.
+//! - A reservation ([`QueuedJob::reservation`]) takes only a device whose worker holds boards
+//!   ([`DeviceInfo::holds`]: the worker offers the `reservations` capability); otherwise it
+//!   stays queued for one that does.
 //! - A MultiNode group ([`QueuedJob::group`]) is all or nothing: at its first member's rank,
 //!   every member of the group must get a device in this pass, or none does (no sub-job holds
 //!   a board while the others wait), and a group with members missing from the queue is not
@@ -73,6 +79,10 @@ pub struct QueuedJob {
     /// The MultiNode group the job is a sub-job of.
     #[serde(default)]
     pub group: Option<GroupRef>,
+    /// A reservation (a job that waits for its holder): only a device whose worker holds
+    /// boards ([`DeviceInfo::holds`]) will do.
+    #[serde(default)]
+    pub reservation: bool,
 }
 
 /// A sub-job's group, as the scheduler sees it.
@@ -92,6 +102,9 @@ pub enum Target {
     DeviceType(String),
     /// This device only, by hostname (LAVA's `requested_device`).
     Device(String),
+    /// Any one of these devices, by hostname: a reservation by requirements, its eligible
+    /// devices matched from their dictionaries when it was made.
+    AnyOf(Vec<String>),
 }
 
 /// A device and what its worker is doing, as the scheduler sees it.
@@ -119,6 +132,10 @@ pub struct DeviceInfo {
     /// When it last became Idle (same unit as [`QueuedJob::submit_time`]); the device idle
     /// longest is preferred, to spread use.
     pub idle_since: u64,
+    /// Its worker holds boards for reservations (its connection offers the `reservations`
+    /// capability): the caller works this out, the store does not know connections.
+    #[serde(default)]
+    pub holds: bool,
 }
 
 /// A device type as the scheduler sees it.
@@ -335,6 +352,8 @@ impl<'a> Pass<'a> {
                         .copied()
                         .find(|&d| self.fits(d, Role::CheckOnly, &buf))
                 }),
+                // a health check names its device or type
+                Target::AnyOf(_) => None,
             };
             if let Some(d) = device {
                 self.assign(job.id, d, true);
@@ -412,7 +431,7 @@ impl<'a> Pass<'a> {
                 }
                 continue;
             }
-            if job.worker.is_some() {
+            if job.worker.is_some() || job.reservation || matches!(job.target, Target::AnyOf(_)) {
                 if !self.assigned.contains(&job.id) {
                     if let Some(d) = self.best_device(job, &mut buf) {
                         if let Some(t) = self.devs[d as usize].device_type {
@@ -492,12 +511,14 @@ impl<'a> Pass<'a> {
                         None => cand.exhausted = true,
                     }
                 }
+                // scanned above
+                Target::AnyOf(_) => {}
             }
         }
     }
 
-    /// The best free device for test job `job` by a scan of every device (groups and
-    /// worker pins; the pools serve the common case), or `None`.
+    /// The best free device for test job `job` by a scan of every device (groups, worker
+    /// pins, device lists and reservations; the pools serve the common case), or `None`.
     fn best_device(&self, job: &QueuedJob, buf: &mut Vec<u32>) -> Option<u32> {
         if !self.job_tags(&job.tags, buf) {
             return None;
@@ -518,9 +539,16 @@ impl<'a> Pass<'a> {
                     .map(index)
                     .collect()
             }
+            Target::AnyOf(hosts) => hosts
+                .iter()
+                .filter_map(|h| self.hostnames.get(h.as_str()).copied())
+                .collect(),
         };
         for d in candidates {
             if !self.fits(d, Role::Any, buf) {
+                continue;
+            }
+            if job.reservation && !devices[d as usize].holds {
                 continue;
             }
             if job

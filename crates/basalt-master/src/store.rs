@@ -16,6 +16,7 @@
 
 mod db;
 mod lab;
+mod reservations;
 
 use crate::health::{Denominator, Facts, History, Rule};
 use crate::model::{
@@ -28,6 +29,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub use lab::{DeviceChange, DeviceTypeChange, DeviceTypeDetails};
+pub use reservations::{NewReservation, Reservation, ReservationQuery, ReservationUpdate};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +302,57 @@ const MIGRATIONS: &[Migration] = &[
          ALTER TABLE devices ADD COLUMN jobs_since_check BIGINT NOT NULL DEFAULT 0;
          UPDATE devices SET health_checked_at = CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)
             WHERE health_check_due = 0;",
+    },
+    // 6: reservations (docs/reservations.md): a job that waits for its holder, its lease, its
+    // secrets and how the holder reaches the board, keyed by the job's id; a job that may take
+    // any of a list of devices (a reservation by requirements: `eligible_devices`)
+    Migration {
+        sqlite: "ALTER TABLE jobs ADD COLUMN eligible_devices TEXT;
+         CREATE TABLE reservations (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            holder TEXT NOT NULL,
+            requirements TEXT,
+            lease_secs INTEGER NOT NULL,
+            created INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            booted INTEGER NOT NULL DEFAULT 0,
+            shell INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            ending TEXT,
+            console_token TEXT NOT NULL,
+            watch_token TEXT NOT NULL,
+            ssh_public_key TEXT NOT NULL,
+            ssh_private_key TEXT,
+            ssh_user TEXT NOT NULL,
+            boot TEXT,
+            connection TEXT NOT NULL DEFAULT '{}'
+         );
+         CREATE INDEX reservations_state ON reservations(state);
+         CREATE INDEX reservations_holder ON reservations(holder, job_id);",
+        postgres: "ALTER TABLE jobs ADD COLUMN eligible_devices TEXT;
+         CREATE TABLE reservations (
+            job_id BIGINT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+            holder TEXT NOT NULL,
+            requirements TEXT,
+            lease_secs BIGINT NOT NULL,
+            created BIGINT NOT NULL,
+            expires BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            booted BIGINT NOT NULL DEFAULT 0,
+            shell BIGINT NOT NULL DEFAULT 0,
+            reason TEXT,
+            ending TEXT,
+            console_token TEXT NOT NULL,
+            watch_token TEXT NOT NULL,
+            ssh_public_key TEXT NOT NULL,
+            ssh_private_key TEXT,
+            ssh_user TEXT NOT NULL,
+            boot TEXT,
+            connection TEXT NOT NULL DEFAULT '{}'
+         );
+         CREATE INDEX reservations_state ON reservations(state);
+         CREATE INDEX reservations_holder ON reservations(holder, job_id);",
     },
 ];
 
@@ -591,6 +644,15 @@ fn found(rows: u64, what: &'static str, name: impl Into<String>) -> Result<(), S
     }
 }
 
+/// A target's columns: `requested_device_type`, `requested_device`, `eligible_devices`.
+fn target_columns(t: &Target) -> (Option<&str>, Option<&str>, Option<String>) {
+    match t {
+        Target::DeviceType(t) => (Some(t.as_str()), None, None),
+        Target::Device(d) => (None, Some(d.as_str()), None),
+        Target::AnyOf(list) => (None, None, Some(tags_text(list))),
+    }
+}
+
 fn tags_text(tags: &[String]) -> String {
     tags.join(",")
 }
@@ -779,7 +841,7 @@ impl Store {
         };
         let device = job.actual_device.clone().or(match &job.target {
             Target::Device(d) => Some(d.clone()),
-            Target::DeviceType(_) => None,
+            Target::DeviceType(_) | Target::AnyOf(_) => None,
         });
         let (mut device_type, mut worker) = (None, None);
         if let Some(d) = device {
@@ -1060,15 +1122,19 @@ impl Store {
 
     /// Stores a submitted job; returns its id.
     pub fn submit(&self, j: &NewJob, now: u64) -> Result<u64, StoreError> {
-        let (dt, dev) = match &j.target {
-            Target::DeviceType(t) => (Some(t.as_str()), None),
-            Target::Device(d) => (None, Some(d.as_str())),
-        };
         let mut db = self.db();
+        let id = Self::insert_job(&mut db, j, now)?;
+        self.publish(&mut db, &[Changed::Job(id)]);
+        Ok(id)
+    }
+
+    /// Inserts a queued job's row; returns its id.
+    fn insert_job(db: &mut Backend, j: &NewJob, now: u64) -> Result<u64, StoreError> {
+        let (dt, dev, eligible) = target_columns(&j.target);
         let row = db.query_opt(
             "INSERT INTO jobs (submitter, description, definition, requested_device_type, requested_device,
-                               tags, priority, health_check, state, health, submit_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                               tags, priority, health_check, state, health, submit_time, eligible_devices)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
             args![
                 &j.submitter,
                 &j.description,
@@ -1080,21 +1146,18 @@ impl Store {
                 j.health_check,
                 JobState::Submitted.code(),
                 JobHealth::Unknown.code(),
-                now as i64
+                now as i64,
+                eligible
             ],
         )?;
-        let id = match row {
-            Some(r) => r.uint(0)?,
-            None => {
-                return Err(StoreError::Column {
-                    column: 0,
-                    expected: "the new job's id",
-                    found: "no row".into(),
-                })
-            }
-        };
-        self.publish(&mut db, &[Changed::Job(id)]);
-        Ok(id)
+        match row {
+            Some(r) => r.uint(0),
+            None => Err(StoreError::Column {
+                column: 0,
+                expected: "the new job's id",
+                found: "no row".into(),
+            }),
+        }
     }
 
     /// Stores a MultiNode group's sub-jobs in one transaction; returns their ids in sub_id
@@ -1105,10 +1168,7 @@ impl Store {
         let ids = transaction(&mut db, |db| {
             let mut ids = Vec::with_capacity(g.jobs.len());
             for (j, m) in &g.jobs {
-                let (dt, dev) = match &j.target {
-                    Target::DeviceType(t) => (Some(t.as_str()), None),
-                    Target::Device(d) => (None, Some(d.as_str())),
-                };
+                let (dt, dev, _) = target_columns(&j.target);
                 let row = db.query_opt(
                     "INSERT INTO jobs (submitter, description, definition, requested_device_type, requested_device,
                                        tags, priority, health_check, state, health, submit_time,
@@ -1179,12 +1239,13 @@ impl Store {
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
         error_type, error_msg, results, failure_cause, requested_worker, target_group, sub_id, role,
-        group_size, essential, multinode_definition";
+        group_size, essential, multinode_definition, eligible_devices";
 
     fn job_row(r: &Row) -> Result<Job, StoreError> {
-        let target = match (r.opt_text(5)?, r.opt_text(4)?) {
-            (Some(d), _) => Target::Device(d),
-            (None, t) => Target::DeviceType(t.unwrap_or_default()),
+        let target = match (r.opt_text(5)?, r.opt_text(4)?, r.opt_text(26)?) {
+            (_, _, Some(list)) => Target::AnyOf(tags_of(list)),
+            (Some(d), _, None) => Target::Device(d),
+            (None, t, None) => Target::DeviceType(t.unwrap_or_default()),
         };
         Ok(Job {
             id: r.uint(0)?,
@@ -1593,16 +1654,18 @@ impl Store {
         // queue's definitions (KiBs each) would be copied out of the database every time
         let jobs = db
             .query(
-                "SELECT id, requested_device_type, requested_device, tags, priority, submit_time,
-                        health_check, requested_worker, target_group, group_size
-                 FROM jobs WHERE state = ?1",
+                "SELECT j.id, j.requested_device_type, j.requested_device, j.tags, j.priority,
+                        j.submit_time, j.health_check, j.requested_worker, j.target_group,
+                        j.group_size, j.eligible_devices, r.job_id IS NOT NULL
+                 FROM jobs j LEFT JOIN reservations r ON r.job_id = j.id WHERE j.state = ?1",
                 args![JobState::Submitted.code()],
             )?
             .iter()
             .map(|r| {
-                let target = match (r.opt_text(2)?, r.opt_text(1)?) {
-                    (Some(d), _) => Target::Device(d),
-                    (None, t) => Target::DeviceType(t.unwrap_or_default()),
+                let target = match (r.opt_text(2)?, r.opt_text(1)?, r.opt_text(10)?) {
+                    (_, _, Some(list)) => Target::AnyOf(tags_of(list)),
+                    (Some(d), _, None) => Target::Device(d),
+                    (None, t, None) => Target::DeviceType(t.unwrap_or_default()),
                 };
                 Ok(QueuedJob {
                     id: r.uint(0)?,
@@ -1619,6 +1682,7 @@ impl Store {
                         }),
                         None => None,
                     },
+                    reservation: r.bool(11)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -1660,6 +1724,8 @@ impl Store {
                         .unwrap_or(WorkerHealth::Active),
                     health_check_due: forced,
                     idle_since: r.uint(9)?,
+                    // the engine knows which connected workers hold boards
+                    holds: false,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -1761,7 +1827,113 @@ mod tests {
         the_lab_registry_keeps_aliases_tags_and_worker_health,
         a_devices_check_history_follows_its_jobs,
         migration_5_keeps_checked_devices_checked,
+        a_reservation_is_a_job_with_a_lease,
     );
+
+    fn a_reservation_is_a_job_with_a_lease(db: &Db) {
+        use crate::reservation::{Ending, ReservationState};
+        let s = lab(db);
+        let new = NewReservation {
+            holder: "alice".into(),
+            requirements: Some(
+                crate::reservation::requirements::Requirements::parse(
+                    &serde_json::json!({"ram": "1G"}),
+                )
+                .unwrap(),
+            ),
+            lease_secs: 60,
+            console_token: "c".repeat(64),
+            watch_token: "w".repeat(64),
+            ssh_public_key: "ssh-ed25519 AAAA test".into(),
+            ssh_private_key: Some("secret".into()),
+            ssh_user: "root".into(),
+            boot: None,
+        };
+        let held = NewJob {
+            target: Target::AnyOf(vec!["qemu-01".into()]),
+            tags: Vec::new(),
+            ..job()
+        };
+        let id = s.reserve(&held, &new, 1000).unwrap();
+        let plain = s.submit(&job(), 1001).unwrap();
+        assert!(s.is_reservation(id).unwrap() && !s.is_reservation(plain).unwrap());
+        let r = s.reservation(id).unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.expires, r.holder.as_str()),
+            (ReservationState::Queued, 61_000, "alice")
+        );
+        assert_eq!(r.requirements, new.requirements);
+        assert_eq!(r.ssh_private_key.as_deref(), Some("secret"));
+        assert!(!format!("{r:?}").contains("secret"), "Debug hides secrets");
+        assert_eq!(s.job(id).unwrap().unwrap().target, held.target);
+        // the scheduler sees a reservation that may take the listed devices
+        let snap = s.snapshot().unwrap();
+        let q = snap.jobs.iter().find(|j| j.id == id).unwrap();
+        assert!(q.reservation && q.target == Target::AnyOf(vec!["qemu-01".into()]));
+        assert!(
+            !snap
+                .jobs
+                .iter()
+                .find(|j| j.id == plain)
+                .unwrap()
+                .reservation
+        );
+        // leases: the earliest expiry of the live ones, the expired by a time
+        assert_eq!(s.next_expiry().unwrap(), Some(61_000));
+        assert!(s.expired_reservations(60_999).unwrap().is_empty());
+        assert_eq!(s.expired_reservations(61_000).unwrap(), [id]);
+        s.update_reservation(
+            id,
+            &ReservationUpdate {
+                state: Some(ReservationState::Ready),
+                booted: Some(true),
+                ending: Some(Ending::Expiry),
+                connection: Some(basalt_proto::Connection {
+                    console: Some(basalt_proto::ConsoleEndpoint {
+                        host: "127.0.0.1".into(),
+                        port: 7100,
+                    }),
+                    ssh: None,
+                }),
+                ..ReservationUpdate::default()
+            },
+        )
+        .unwrap();
+        let r = s.reservation(id).unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.booted, r.ending),
+            (ReservationState::Ready, true, Some(Ending::Expiry))
+        );
+        assert_eq!(r.connection.console.map(|c| c.port), Some(7100));
+        assert_eq!(s.next_expiry().unwrap(), None, "ended by the master");
+        // lists: newest first, by holder and state
+        let (n, list) = s
+            .reservations(&ReservationQuery {
+                holder: Some("alice".into()),
+                state: Some(ReservationState::Ready),
+                limit: 10,
+                offset: 0,
+            })
+            .unwrap();
+        assert_eq!((n, list.len(), list[0].id), (1, 1, id));
+        let (n, _) = s
+            .reservations(&ReservationQuery {
+                holder: Some("bob".into()),
+                limit: 10,
+                ..ReservationQuery::default()
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(s
+            .update_reservation(
+                plain,
+                &ReservationUpdate {
+                    booted: Some(true),
+                    ..ReservationUpdate::default()
+                }
+            )
+            .is_err());
+    }
 
     /// The job list's totals from the triggers' counters equal a count of the rows, whatever
     /// the jobs went through.

@@ -79,6 +79,7 @@ fn config(dir: &std::path::Path, heartbeat: Duration) -> Config {
         anonymous_read: false,
         coordinator: "127.0.0.1:3079".into(),
         coordinator_token: None,
+        max_lease: engine::DEFAULT_MAX_LEASE,
     }
 }
 

@@ -87,6 +87,7 @@ async fn a_pyzmq_subscriber_sees_a_job_and_its_device_through_their_lives() {
         anonymous_read: false,
         coordinator: "127.0.0.1:3079".into(),
         coordinator_token: None,
+        max_lease: engine::DEFAULT_MAX_LEASE,
     };
     let master = config.key.public;
     let (handle, endpoint) = engine::start(config, store.clone()).unwrap();

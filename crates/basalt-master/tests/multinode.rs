@@ -84,6 +84,7 @@ fn rig(store: Arc<Store>) -> Rig {
         anonymous_read: false,
         coordinator: "10.0.0.1:3079".into(),
         coordinator_token: Some("t0ken".into()),
+        max_lease: engine::DEFAULT_MAX_LEASE,
     };
     let master = config.key.public;
     let (handle, endpoint) = engine::start(config, store.clone()).unwrap();

@@ -26,6 +26,7 @@ fn dev(hostname: &str, device_type: &str, tags: &[&str]) -> DeviceInfo {
         worker_health: WorkerHealth::Active,
         health_check_due: false,
         idle_since: 0,
+        holds: true,
     }
 }
 
@@ -40,6 +41,7 @@ fn job(id: u64, device_type: &str) -> QueuedJob {
         health_check: false,
         worker: None,
         group: None,
+        reservation: false,
     }
 }
 
@@ -528,6 +530,7 @@ fn random_snapshot(rng: &mut Rng, jobs: usize, devices: usize) -> Snapshot {
             ]);
             d.health_check_due = rng.below(5) == 0;
             d.idle_since = rng.below(10) as u64;
+            d.holds = rng.below(4) != 0;
             d
         })
         .collect();
@@ -544,6 +547,13 @@ fn random_snapshot(rng: &mut Rng, jobs: usize, devices: usize) -> Snapshot {
                 j = on_device(j, &devices[rng.below(devices.len())].hostname);
             }
             j.health_check = rng.below(10) == 0;
+            if !j.health_check && rng.below(7) == 0 {
+                let hosts = (0..1 + rng.below(3))
+                    .map(|_| devices[rng.below(devices.len())].hostname.clone())
+                    .collect();
+                j.target = Target::AnyOf(hosts);
+            }
+            j.reservation = !j.health_check && rng.below(6) == 0;
             j
         })
         .collect();
@@ -585,8 +595,9 @@ fn check_invariants(s: &Snapshot, out: &Schedule) {
         let target = match &j.target {
             Target::DeviceType(t) => *t == d.device_type,
             Target::Device(h) => *h == d.hostname,
+            Target::AnyOf(hosts) => hosts.contains(&d.hostname),
         };
-        target && j.tags.iter().all(|t| d.tags.contains(t))
+        target && j.tags.iter().all(|t| d.tags.contains(t)) && (!j.reservation || d.holds)
     };
     let fits = |j: &QueuedJob, d: &DeviceInfo| {
         matches(j, d)
@@ -594,6 +605,7 @@ fn check_invariants(s: &Snapshot, out: &Schedule) {
                 match j.target {
                     Target::Device(_) => usable(d),
                     Target::DeviceType(_) => needs_check(d),
+                    Target::AnyOf(_) => false,
                 }
             } else {
                 runs_tests(d)
@@ -811,4 +823,47 @@ fn two_groups_compete_and_the_first_in_rank_wins_whole() {
     let mut s = s;
     s.devices.push(dev("q4", "qemu", &[]));
     assert_eq!(schedule(&s).assignments.len(), 4);
+}
+
+#[test]
+fn a_reservation_waits_for_a_worker_that_holds_boards() {
+    let mut old = dev("q1", "qemu", &[]);
+    old.holds = false;
+    old.idle_since = 0;
+    let mut new = dev("q2", "qemu", &[]);
+    new.idle_since = 5;
+    let mut r = job(1, "qemu");
+    r.reservation = true;
+    // q1 is idle longer, but only q2's worker holds boards; the test job takes q1
+    let s = snap(vec![r.clone(), job(2, "qemu")], vec![old.clone(), new]);
+    assert_eq!(pairs(&s), p(&[(1, "q2"), (2, "q1")]));
+    // no worker that holds boards: the reservation stays queued, the job runs
+    let s = snap(vec![r, job(2, "qemu")], vec![old]);
+    assert_eq!(pairs(&s), p(&[(2, "q1")]));
+}
+
+#[test]
+fn a_device_list_takes_the_best_free_listed_device_of_any_type() {
+    let mut a = dev("a", "qemu", &[]);
+    a.idle_since = 9;
+    let mut b = dev("b", "bbb", &[]);
+    b.idle_since = 1;
+    let c = dev("c", "qemu", &[]);
+    let mut listed = job(1, "qemu");
+    listed.target = Target::AnyOf(vec!["a".into(), "b".into(), "nosuch".into()]);
+    // b is idle longer than a: taken though of another type; c is not listed
+    let s = snap(vec![listed.clone()], vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(pairs(&s), p(&[(1, "b")]));
+    // b busy: a; both busy: it waits while c is free
+    let mut busy_b = b.clone();
+    busy_b.state = DeviceState::Running;
+    let s = snap(
+        vec![listed.clone()],
+        vec![a.clone(), busy_b.clone(), c.clone()],
+    );
+    assert_eq!(pairs(&s), p(&[(1, "a")]));
+    let mut busy_a = a;
+    busy_a.state = DeviceState::Running;
+    let s = snap(vec![listed, job(2, "qemu")], vec![busy_a, busy_b, c]);
+    assert_eq!(pairs(&s), p(&[(2, "c")]));
 }

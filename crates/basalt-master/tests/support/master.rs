@@ -75,6 +75,7 @@ pub fn serve_clocked(
                 anonymous_read,
                 coordinator: "127.0.0.1:3079".into(),
                 coordinator_token: None,
+                max_lease: engine::DEFAULT_MAX_LEASE,
             };
             let key = config.key.public;
             let (handle, endpoint) =
