@@ -103,6 +103,9 @@ pub struct Handle {
     pub master_key: PublicKey,
     /// Where the admitted workers' public keys are (`STATE/certs/workers`).
     pub admitted: PathBuf,
+    /// The artifact store (`--artifacts-http`), when the master has one: submissions' and
+    /// boot requests' `artifact:NAME` URLs are resolved through it ([`crate::artifacts`]).
+    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
 }
 
 impl Handle {
@@ -122,9 +125,12 @@ impl Handle {
         submitter: &str,
         definition: &str,
     ) -> Result<Vec<u64>, EngineError> {
+        // `url: artifact:NAME` in deploy actions: the artifact's download URL (or refused)
+        let definition = crate::artifacts::job::rewrite(self.artifacts.as_deref(), definition)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(Request::Submit(submitter.into(), definition.into(), tx))
+            .send(Request::Submit(submitter.into(), definition.into_owned(), tx))
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
@@ -271,6 +277,7 @@ pub fn start_with_clock(
             device_types,
             master_key,
             admitted,
+            artifacts: None,
         },
         endpoint,
     ))
