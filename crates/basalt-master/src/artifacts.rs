@@ -117,7 +117,9 @@ pub enum ArtifactError {
     #[error("no artifact {0:?}")]
     NotFound(String),
     /// 403: overwriting or deleting another user's artifact without being an admin.
-    #[error("artifact {name:?} belongs to {uploader}: only they or an admin may replace or delete it")]
+    #[error(
+        "artifact {name:?} belongs to {uploader}: only they or an admin may replace or delete it"
+    )]
     NotYours { name: String, uploader: String },
     /// 507.
     #[error(
@@ -285,7 +287,8 @@ impl Artifacts {
     /// invalid name.
     pub fn artifact_url(&self, name: &str) -> Option<String> {
         let name = ArtifactName::new(name).ok()?;
-        self.get(&name).map(|a| url_of(&self.config.base_url, &a.name))
+        self.get(&name)
+            .map(|a| url_of(&self.config.base_url, &a.name))
     }
 
     /// The URL an artifact is (or would be) downloaded from.
@@ -344,7 +347,9 @@ impl Artifacts {
     /// the file opened is the metadata's.
     pub async fn open_blob(&self, name: &ArtifactName) -> Option<(Artifact, tokio::fs::File)> {
         let a = self.get(name)?;
-        let file = tokio::fs::File::open(self.blob_path(&a.sha256)).await.ok()?;
+        let file = tokio::fs::File::open(self.blob_path(&a.sha256))
+            .await
+            .ok()?;
         Some((a, file))
     }
 
@@ -624,7 +629,8 @@ impl Upload {
             sha256: sha256.clone(),
             uploader: self.user.clone(),
             created: now,
-            expires: now.saturating_add(u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX)),
+            expires: now
+                .saturating_add(u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX)),
         };
         let mut inner = store.lock();
         // another user may have taken the name meanwhile
@@ -732,11 +738,15 @@ mod tests {
             store.begin(name("a/b.img"), "bob", false, None, None).await,
             Err(ArtifactError::NotYours { .. })
         ));
-        store.delete(&name("a/b.img"), "root", true).expect("delete");
+        store
+            .delete(&name("a/b.img"), "root", true)
+            .expect("delete");
         assert_eq!(store.usage().0, 6, "the blob is still bob's");
         store.delete(&name("copy"), "bob", false).expect("delete");
         assert_eq!(store.usage().0, 0);
-        let blobs = std::fs::read_dir(root.join("blobs")).expect("blobs").count();
+        let blobs = std::fs::read_dir(root.join("blobs"))
+            .expect("blobs")
+            .count();
         assert_eq!(blobs, 0);
     }
 
@@ -748,7 +758,10 @@ mod tests {
             .begin(name("one"), "alice", false, None, Some(8))
             .await
             .expect("begin");
-        match store.begin(name("two"), "alice", false, None, Some(3)).await {
+        match store
+            .begin(name("two"), "alice", false, None, Some(3))
+            .await
+        {
             Err(ArtifactError::Quota { quota, used, asked }) => {
                 assert_eq!((quota, used, asked), (10, 8, 3));
             }
@@ -767,8 +780,45 @@ mod tests {
         drop(chunked);
         drop(first);
         assert_eq!(store.usage().0, 0, "aborted uploads give their share back");
-        let tmp = std::fs::read_dir(dir.path().join("a/tmp")).expect("tmp").count();
+        let tmp = std::fs::read_dir(dir.path().join("a/tmp"))
+            .expect("tmp")
+            .count();
         assert_eq!(tmp, 0, "aborted uploads remove their file");
+    }
+
+    #[tokio::test]
+    async fn a_full_store_removes_expired_artifacts_before_refusing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("a");
+        // no sweeper: only the quota check can remove the expired one
+        let store = Artifacts::open(&root, config(10)).expect("open");
+        let mut up = store
+            .begin(
+                name("old"),
+                "a",
+                false,
+                Some(Duration::from_secs(1)),
+                Some(8),
+            )
+            .await
+            .expect("begin");
+        up.write(b"12345678").await.expect("write");
+        let old = up.finish().await.expect("finish");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.get(&name("old")).is_some() {
+            assert!(std::time::Instant::now() < deadline, "not expired in 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            root.join("blobs").join(&old.sha256).exists(),
+            "not swept yet"
+        );
+        let up = store
+            .begin(name("new"), "a", false, None, Some(9))
+            .await
+            .expect("the expired one makes room");
+        assert!(!root.join("blobs").join(&old.sha256).exists());
+        drop(up);
     }
 
     #[tokio::test]

@@ -130,7 +130,11 @@ impl Handle {
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(Request::Submit(submitter.into(), definition.into_owned(), tx))
+            .send(Request::Submit(
+                submitter.into(),
+                definition.into_owned(),
+                tx,
+            ))
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }

@@ -433,10 +433,8 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
             quota: cli.artifact_quota,
             base_url: base_url.clone(),
         };
-        let store = basalt_master::artifacts::Artifacts::open(
-            &cli.state_dir.join("artifacts"),
-            config,
-        )?;
+        let store =
+            basalt_master::artifacts::Artifacts::open(&cli.state_dir.join("artifacts"), config)?;
         _sweeper = Some(AbortOnDrop(store.spawn_sweeper()));
         handle.artifacts = Some(store.clone());
         api = http::router(handle.clone());
@@ -452,8 +450,8 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         }
     }
     tracing::info!("workers on {endpoint}, API on http://{addr}/api/v0.2/");
-    let api_server = axum::serve(listener, api)
-        .with_graceful_shutdown(stopping.clone().cancelled_owned());
+    let api_server =
+        axum::serve(listener, api).with_graceful_shutdown(stopping.clone().cancelled_owned());
     match downloads {
         None => api_server.await.map_err(io_error(addr))?,
         Some((l, routes)) => {

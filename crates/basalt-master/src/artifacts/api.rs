@@ -69,8 +69,7 @@ impl IntoResponse for Failure {
 
 impl From<ArtifactError> for Failure {
     fn from(e: ArtifactError) -> Failure {
-        let status =
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!("{e}");
         }

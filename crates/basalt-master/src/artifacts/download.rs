@@ -184,7 +184,13 @@ mod tests {
         assert_eq!(part(Some("bytes=0-0"), 0), Part::Unsatisfiable);
         assert_eq!(part(Some("bytes=-5"), 0), Part::Unsatisfiable);
         // ignored: the whole file
-        for ignored in ["bytes=0-1,5-6", "items=0-1", "bytes=9-1", "bytes=x-", "bytes=-"] {
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=9-1",
+            "bytes=x-",
+            "bytes=-",
+        ] {
             assert_eq!(part(Some(ignored), 100), Part::Whole, "{ignored}");
         }
     }

@@ -24,7 +24,9 @@ pub enum RewriteError {
         at: Mark,
         source: super::NameError,
     },
-    #[error("{at}: {path} is artifact:{name}, but this master has no artifact store (--artifacts-http)")]
+    #[error(
+        "{at}: {path} is artifact:{name}, but this master has no artifact store (--artifacts-http)"
+    )]
     NoStore {
         name: String,
         path: String,
@@ -115,14 +117,13 @@ fn resolve(
                             path: here.clone(),
                             at,
                         })?;
-                        let url =
-                            store
-                                .artifact_url(name.as_str())
-                                .ok_or_else(|| RewriteError::Unknown {
-                                    name: name.to_string(),
-                                    path: here.clone(),
-                                    at,
-                                })?;
+                        let url = store.artifact_url(name.as_str()).ok_or_else(|| {
+                            RewriteError::Unknown {
+                                name: name.to_string(),
+                                path: here.clone(),
+                                at,
+                            }
+                        })?;
                         value.value = Value::Str(url.clone());
                         found.push(Found {
                             at,
@@ -261,8 +262,14 @@ actions:
     async fn deploy_urls_are_replaced_in_place() {
         let (_dir, store) = store_with(&["ci/bzImage", "ci/rootfs.ext4"]).await;
         let out = rewrite(Some(&store), JOB).expect("rewrite");
-        assert!(out.contains("url: http://10.0.0.1:8090/artifacts/ci/bzImage\n"), "{out}");
-        assert!(out.contains("url: http://10.0.0.1:8090/artifacts/ci/rootfs.ext4\n"), "{out}");
+        assert!(
+            out.contains("url: http://10.0.0.1:8090/artifacts/ci/bzImage\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("url: http://10.0.0.1:8090/artifacts/ci/rootfs.ext4\n"),
+            "{out}"
+        );
         assert!(out.contains("# a comment"), "the layout stays: {out}");
         assert!(out.contains("url: artifact:not-in-a-deploy"), "{out}");
     }
@@ -273,7 +280,10 @@ actions:
         let job = "actions: [{deploy: {images: {kernel: {url: 'artifact:k'}}}}]\n";
         let out = rewrite(Some(&store), job).expect("rewrite");
         let doc = yaml::load(&out).expect("yaml");
-        let url = doc.get("actions").and_then(|a| a.as_seq()).and_then(|a| a.first());
+        let url = doc
+            .get("actions")
+            .and_then(|a| a.as_seq())
+            .and_then(|a| a.first());
         let url = url.and_then(|d| d.path(&["deploy", "images", "kernel", "url"]));
         assert_eq!(
             url.and_then(Node::as_str),
@@ -287,7 +297,8 @@ actions:
         let e = rewrite(Some(&store), JOB).expect_err("rootfs is unknown");
         let msg = e.to_string();
         assert!(
-            msg.contains("\"ci/rootfs.ext4\"") && msg.contains("actions[0].deploy.images.rootfs.url"),
+            msg.contains("\"ci/rootfs.ext4\"")
+                && msg.contains("actions[0].deploy.images.rootfs.url"),
             "{msg}"
         );
         let e = rewrite(None, JOB).expect_err("no store");
@@ -301,6 +312,9 @@ actions:
     fn definitions_without_artifacts_are_untouched() {
         let job = "actions:\n- deploy:\n    kernel:\n      url: http://x/k\n";
         assert!(matches!(rewrite(None, job), Ok(Cow::Borrowed(_))));
-        assert!(matches!(rewrite(None, "artifact: [unclosed"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            rewrite(None, "artifact: [unclosed"),
+            Ok(Cow::Borrowed(_))
+        ));
     }
 }

@@ -14,7 +14,9 @@ pub const MAX_SEGMENT_LEN: usize = 128;
 
 /// A valid artifact name: segments of `[A-Za-z0-9._-]` separated by `/`, none empty, none
 /// starting with a dot, at most [`MAX_NAME_LEN`] bytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct ArtifactName(String);
 
@@ -35,7 +37,9 @@ pub enum NameError {
     DotSegment(String),
     #[error("artifact name {name:?} has a segment longer than {MAX_SEGMENT_LEN} characters")]
     LongSegment { name: String },
-    #[error("artifact name {name:?} holds {found:?}: only A-Z a-z 0-9 . _ - and '/' between segments")]
+    #[error(
+        "artifact name {name:?} holds {found:?}: only A-Z a-z 0-9 . _ - and '/' between segments"
+    )]
     BadChar { name: String, found: char },
 }
 
@@ -126,8 +130,16 @@ mod tests {
 
     #[test]
     fn good_names_are_taken() {
-        for n in ["a", "kernel-6.1.img", "ci/build_12/rootfs.ext4.gz", "A.B-c_d"] {
-            assert_eq!(ArtifactName::new(n).map(|n| n.to_string()), Ok(n.to_string()));
+        for n in [
+            "a",
+            "kernel-6.1.img",
+            "ci/build_12/rootfs.ext4.gz",
+            "A.B-c_d",
+        ] {
+            assert_eq!(
+                ArtifactName::new(n).map(|n| n.to_string()),
+                Ok(n.to_string())
+            );
         }
     }
 
@@ -142,8 +154,12 @@ mod tests {
             ("a/./b", |e| matches!(e, NameError::DotSegment(_))),
             ("a//b", |e| matches!(e, NameError::EmptySegment(_))),
             ("a/", |e| matches!(e, NameError::EmptySegment(_))),
-            ("a b", |e| matches!(e, NameError::BadChar { found: ' ', .. })),
-            ("a\\b", |e| matches!(e, NameError::BadChar { found: '\\', .. })),
+            ("a b", |e| {
+                matches!(e, NameError::BadChar { found: ' ', .. })
+            }),
+            ("a\\b", |e| {
+                matches!(e, NameError::BadChar { found: '\\', .. })
+            }),
         ];
         for (name, ok) in cases {
             let e = ArtifactName::new(name).expect_err(name);
