@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The lab admin's subcommands (`devices`, `workers`, `device-types`).
+/// The lab admin's subcommands (`devices`, `workers`, `device-types`), and `artifacts`.
 mod cli {
     pub mod admin;
+    pub mod artifacts;
 }
 
 /// Exit status for input that is not valid (LAVA's "invalid job").
@@ -53,6 +54,8 @@ enum Command {
     Workers(cli::admin::WorkersArgs),
     /// Device types of a master: health checks and their schedule, aliases.
     DeviceTypes(cli::admin::DeviceTypesArgs),
+    /// Artifacts of a master's store (images for jobs and boots): upload, list, show, delete.
+    Artifacts(cli::artifacts::ArtifactsArgs),
     /// ser2net 4 for a worker's serial consoles (docs/admin.md, "Serial consoles with ser2net").
     #[command(subcommand)]
     Ser2net(Ser2netCommand),
@@ -459,6 +462,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => cli::admin::devices(&a),
         Command::Workers(a) => cli::admin::workers(&a),
         Command::DeviceTypes(a) => cli::admin::device_types(&a),
+        Command::Artifacts(a) => cli::artifacts::artifacts(&a),
         Command::Ser2net(Ser2netCommand::Generate(a)) => ser2net_generate(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };
