@@ -161,7 +161,11 @@ fn artifacts_are_uploaded_listed_fetched_and_deleted_with_the_cli() {
         &["upload", small.to_str().expect("path"), "--name", "../x"],
     );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("HTTP 400"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("HTTP 400"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // deleted: gone from the list and the URL
     let out = basalt(&url, &token, &["delete", "ci/42/disk.img"]);

@@ -56,6 +56,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A name as one URL path segment: every byte but `A-Z a-z 0-9 - _ .` percent-encoded, `/`
+/// included, so that a URL library cannot take `..` or `//` in it for path steps and send
+/// another request than the one asked (the master checks the name itself). The names `.` and
+/// `..` alone cannot be written so and are refused here.
+fn encoded(name: &str) -> Result<String> {
+    if name == "." || name == ".." {
+        bail!("artifact name {name:?}: a name cannot be '.' or '..'");
+    }
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `basalt artifacts ...`.
 pub fn artifacts(a: &ArtifactsArgs) -> Result<ExitCode> {
     let c = crate::client_of(&a.server.master);
@@ -78,7 +97,7 @@ pub fn artifacts(a: &ArtifactsArgs) -> Result<ExitCode> {
                 .metadata()
                 .with_context(|| file.display().to_string())?
                 .len();
-            let mut path = format!("artifacts/{name}");
+            let mut path = format!("artifacts/{}", encoded(&name)?);
             if let Some(d) = max_age {
                 path.push_str(&format!("?max_age={}", d.as_secs()));
             }
@@ -121,10 +140,10 @@ pub fn artifacts(a: &ArtifactsArgs) -> Result<ExitCode> {
             );
         }
         ArtifactsCommand::Show { name } => {
-            println!("{}", c.get(&format!("artifacts/{name}/"))?);
+            println!("{}", c.get(&format!("artifacts/{}/", encoded(name)?))?);
         }
         ArtifactsCommand::Delete { name } => {
-            c.delete(&format!("artifacts/{name}/"))?;
+            c.delete(&format!("artifacts/{}/", encoded(name)?))?;
             if !a.server.json {
                 println!("deleted {name}");
             }

@@ -242,7 +242,10 @@ fn main() {
 
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
-    println!("artifact store, {mib} MiB file ({:.0} MiB of files)", size as f64 / MIB);
+    println!(
+        "artifact store, {mib} MiB file ({:.0} MiB of files)",
+        size as f64 / MIB
+    );
     println!("{:<w0$} | {:>w1$}", "measure", "value");
     println!("{}-|-{}", "-".repeat(w0), "-".repeat(w1));
     for (m, v) in &rows {
