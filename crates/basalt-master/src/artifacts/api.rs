@@ -12,7 +12,8 @@
 //! `{"error": "...", "message": "..."}` (the same text: `error` as the reservations API
 //! answers, `message` as LAVA's v0.2 does); a quota refusal (507) adds `quota`, `used` and
 //! `requested` in bytes. The upload's body is streamed to disk, never held in memory, and is
-//! not under the API's body limit.
+//! not under the API's body limit; an upload that sends nothing for 120 s is
+//! abandoned (408).
 
 use super::{ArtifactError, ArtifactName, Artifacts};
 use crate::engine::Handle;
@@ -28,6 +29,10 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long an upload may send nothing before it is abandoned (its file removed, its share of
+/// the quota given back).
+const UPLOAD_IDLE: Duration = Duration::from_secs(120);
 
 /// The artifact routes, merged into the API's router ([`crate::http::router`]).
 pub fn routes() -> Router<Handle> {
@@ -179,9 +184,20 @@ async fn upload(
     };
     let mut upload = store.begin(name, &user, admin, max_age, length).await?;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) =
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut stream), cx)).await
-    {
+    loop {
+        let next =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut stream), cx));
+        // a client that stops sending gives its share of the quota back
+        let next = tokio::time::timeout(UPLOAD_IDLE, next).await.map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "no data for {} s: the upload is abandoned",
+                    UPLOAD_IDLE.as_secs()
+                ),
+            )
+        })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| Failure::from(ArtifactError::Body(e.to_string())))?;
         upload.write(&chunk).await?;
     }

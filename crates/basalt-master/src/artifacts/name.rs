@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn bad_names_say_why() {
-        let cases: [(&str, fn(&NameError) -> bool); 10] = [
+        type Check = fn(&NameError) -> bool;
+        let cases: [(&str, Check); 10] = [
             ("", |e| matches!(e, NameError::Empty)),
             ("/abs", |e| matches!(e, NameError::Absolute(_))),
             ("../x", |e| matches!(e, NameError::DotSegment(_))),
