@@ -192,6 +192,36 @@ impl Client {
         })
     }
 
+    /// `PUT`s `len` bytes read from `body` as a raw body (an artifact upload), streamed as it
+    /// is read; returns the JSON answer. No timeout for the whole request (a large file takes
+    /// long), only for each read and write of the connection.
+    pub fn put_stream(
+        &self,
+        path: &str,
+        body: impl std::io::Read,
+        len: u64,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(path);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(600))
+            .timeout_write(Duration::from_secs(600))
+            .redirects(0)
+            .build();
+        let mut r = agent
+            .request("PUT", &url)
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string());
+        if let Some(t) = &self.token {
+            r = r.set("Authorization", &format!("Token {t}"));
+        }
+        let resp = self.call(&url, r.send(body))?;
+        resp.into_json().map_err(|e| ClientError::Shape {
+            url,
+            message: e.to_string(),
+        })
+    }
+
     /// Submits a job definition; returns its ids (several for MultiNode).
     pub fn submit(&self, definition: &str) -> Result<Vec<u64>, ClientError> {
         let url = self.url("jobs/");

@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The lab admin's subcommands (`devices`, `workers`, `device-types`).
+/// The lab admin's subcommands (`devices`, `workers`, `device-types`), and `artifacts`.
 mod cli {
     pub mod admin;
+    pub mod artifacts;
     pub mod reserve;
 }
 
@@ -56,6 +57,8 @@ enum Command {
     DeviceTypes(cli::admin::DeviceTypesArgs),
     /// Reservations on a master: hold a machine, boot it, run commands, release it.
     Reserve(cli::reserve::ReserveArgs),
+    /// Artifacts of a master's store (images for jobs and boots): upload, list, show, delete.
+    Artifacts(cli::artifacts::ArtifactsArgs),
     /// ser2net 4 for a worker's serial consoles (docs/admin.md, "Serial consoles with ser2net").
     #[command(subcommand)]
     Ser2net(Ser2netCommand),
@@ -468,6 +471,7 @@ fn main() -> ExitCode {
         Command::Workers(a) => cli::admin::workers(&a),
         Command::DeviceTypes(a) => cli::admin::device_types(&a),
         Command::Reserve(a) => cli::reserve::reserve(&a),
+        Command::Artifacts(a) => cli::artifacts::artifacts(&a),
         Command::Ser2net(Ser2netCommand::Generate(a)) => ser2net_generate(&a),
         Command::Coordinator(a) => serve_coordinator(&a),
     };

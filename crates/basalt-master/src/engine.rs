@@ -119,6 +119,9 @@ pub struct Handle {
     pub admitted: PathBuf,
     /// [`Config::max_lease`].
     pub max_lease: Duration,
+    /// The artifact store (`--artifacts-http`), when the master has one: submissions' and
+    /// boot requests' `artifact:NAME` URLs are resolved through it ([`crate::artifacts`]).
+    pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
 }
 
 impl Handle {
@@ -138,9 +141,16 @@ impl Handle {
         submitter: &str,
         definition: &str,
     ) -> Result<Vec<u64>, EngineError> {
+        // `url: artifact:NAME` in deploy actions: the artifact's download URL (or refused)
+        let definition = crate::artifacts::job::rewrite(self.artifacts.as_deref(), definition)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(Request::Submit(submitter.into(), definition.into(), tx))
+            .send(Request::Submit(
+                submitter.into(),
+                definition.into_owned(),
+                tx,
+            ))
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
@@ -294,6 +304,7 @@ pub fn start_with_clock(
             master_key,
             admitted,
             max_lease,
+            artifacts: None,
         },
         endpoint,
     ))

@@ -74,7 +74,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status this error is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::BadAt { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -152,6 +153,8 @@ pub fn router(handle: Handle) -> Router {
         .route("/jobs/{id}/cancel/", get(cancel).post(cancel))
         .merge(admin::routes())
         .merge(reservations::routes())
+        // the artifact store's API (crate::artifacts::api; 404 when the master has none)
+        .merge(crate::artifacts::api::routes())
         // every route but the version: a token unless anonymous reads are on
         .route_layer(axum::middleware::from_fn_with_state(
             handle.clone(),
@@ -182,7 +185,7 @@ pub async fn serve(
 // ---- helpers ---------------------------------------------------------------------------------
 
 /// The user of the request's token, and whether they are an admin; 401 without a valid one.
-fn user(h: &Handle, headers: &HeaderMap) -> ApiResult<(String, bool)> {
+pub(crate) fn user(h: &Handle, headers: &HeaderMap) -> ApiResult<(String, bool)> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -3,12 +3,13 @@
 //! checks are due ([`health`]), the store
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
 //! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
-//! events ([`events`]), the job definitions' `notify:` callbacks ([`notify`]) and
-//! reservations, jobs that wait for their holder ([`reservation`]).
+//! events ([`events`]), the job definitions' `notify:` callbacks ([`notify`]), reservations,
+//! jobs that wait for their holder ([`reservation`]), and the artifact store ([`artifacts`]).
 //! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
 
+pub mod artifacts;
 pub mod dictionary;
 pub mod engine;
 pub mod events;

@@ -173,6 +173,46 @@ struct Cli {
         value_parser = NonEmpty::new(),
     )]
     log_level: String,
+    /// Turns the artifact store on and serves its downloads (`GET /artifacts/NAME`, read-only,
+    /// no token: workers fetch them as job URLs) on this address only, e.g. the lab network's;
+    /// the same address as `--http` serves them on the API's listener. Off unless given.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "BASALT_MASTER_ARTIFACTS_HTTP",
+        value_parser = NonEmpty::new(),
+    )]
+    artifacts_http: Option<String>,
+    /// The artifacts' base URL as workers reach it (`http://HOST:PORT`): what the API answers
+    /// and `artifact:NAME` becomes. Default: `http://` and the address `--artifacts-http` is
+    /// bound to (required when that is 0.0.0.0 or [::]).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BASALT_MASTER_ARTIFACTS_URL",
+        value_parser = NonEmpty::new(),
+    )]
+    artifacts_url: Option<String>,
+    /// The longest an artifact is kept (`7d`, `36h`, `3600s`; a bare number is seconds); an
+    /// upload may ask for less.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "7d",
+        env = "BASALT_MASTER_ARTIFACT_MAX_AGE",
+        value_parser = basalt_master::artifacts::parse_duration,
+    )]
+    artifact_max_age: Duration,
+    /// The most the artifacts may take on disk, uploads in progress included (`20G`, `512M`:
+    /// powers of 1024; a bare number is bytes).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "20G",
+        env = "BASALT_MASTER_ARTIFACT_QUOTA",
+        value_parser = basalt_master::artifacts::parse_size,
+    )]
+    artifact_quota: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -219,6 +259,10 @@ enum MasterError {
     Events(#[from] basalt_master::events::EventsError),
     #[error(transparent)]
     Notify(#[from] basalt_master::notify::NotifyError),
+    #[error(transparent)]
+    Artifacts(#[from] basalt_master::artifacts::ArtifactError),
+    #[error("{0}")]
+    ArtifactsUrl(String),
 }
 
 fn io_error(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> MasterError {
@@ -359,17 +403,103 @@ async fn serve(cli: Cli, key: Keypair, store: Arc<Store>) -> Result<(), MasterEr
         coordinator_token: token,
         ..config
     };
-    let (handle, endpoint) = engine::start(config, store)?;
+    let (mut handle, endpoint) = engine::start(config, store)?;
     let listener = tokio::net::TcpListener::bind(&cli.http)
         .await
         .map_err(io_error(&cli.http))?;
     let addr = listener.local_addr().map_err(io_error(&cli.http))?;
+    // one stop for every listener
+    let stopping = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            stop.await;
+            stopping.cancel();
+        }
+    });
+    let mut api = http::router(handle.clone());
+    let mut downloads = None;
+    let mut _sweeper = None;
+    if let Some(bind) = &cli.artifacts_http {
+        // the API's own address: downloads on its listener; else a listener of their own
+        let same = bind == &cli.http || bind.parse::<std::net::SocketAddr>().ok() == Some(addr);
+        let own = if same {
+            None
+        } else {
+            let l = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(io_error(format!("--artifacts-http {bind}")))?;
+            Some(l)
+        };
+        let bound = match &own {
+            Some(l) => l
+                .local_addr()
+                .map_err(io_error(format!("--artifacts-http {bind}")))?,
+            None => addr,
+        };
+        let base_url = artifacts_url(cli.artifacts_url.as_deref(), bound)?;
+        let config = basalt_master::artifacts::Config {
+            max_age: cli.artifact_max_age,
+            quota: cli.artifact_quota,
+            base_url: base_url.clone(),
+        };
+        let store =
+            basalt_master::artifacts::Artifacts::open(&cli.state_dir.join("artifacts"), config)?;
+        _sweeper = Some(AbortOnDrop(store.spawn_sweeper()));
+        handle.artifacts = Some(store.clone());
+        api = http::router(handle.clone());
+        let routes = basalt_master::artifacts::download::router(store);
+        tracing::info!(
+            "artifacts served on http://{bound}/artifacts/ as {base_url}/artifacts/ (quota {}, kept at most {})",
+            basalt_master::artifacts::format_size(cli.artifact_quota),
+            humantime::format_duration(cli.artifact_max_age)
+        );
+        match own {
+            None => api = api.merge(routes),
+            Some(l) => downloads = Some((l, routes)),
+        }
+    }
     tracing::info!("workers on {endpoint}, API on http://{addr}/api/v0.2/");
-    http::serve(listener, handle, stop)
-        .await
-        .map_err(io_error(addr))?;
+    let api_server =
+        axum::serve(listener, api).with_graceful_shutdown(stopping.clone().cancelled_owned());
+    match downloads {
+        None => api_server.await.map_err(io_error(addr))?,
+        Some((l, routes)) => {
+            let at = l.local_addr().map_err(io_error("--artifacts-http"))?;
+            let downloads =
+                axum::serve(l, routes).with_graceful_shutdown(stopping.clone().cancelled_owned());
+            let (a, d) = tokio::join!(api_server, downloads);
+            a.map_err(io_error(addr))?;
+            d.map_err(io_error(at))?;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The artifacts' base URL: `--artifacts-url` (http or https, no trailing `/`), else
+/// `http://` the listener's address, which must then be one workers can reach.
+fn artifacts_url(given: Option<&str>, bound: std::net::SocketAddr) -> Result<String, MasterError> {
+    match given {
+        Some(url) => {
+            let url = url.trim().trim_end_matches('/');
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or("");
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(MasterError::ArtifactsUrl(format!(
+                    "--artifacts-url {url:?}: a base URL is http://HOST:PORT (or https://...)"
+                )));
+            }
+            Ok(url.to_string())
+        }
+        None if bound.ip().is_unspecified() => Err(MasterError::ArtifactsUrl(format!(
+            "--artifacts-http {bound} listens on every address: say with --artifacts-url \
+             http://HOST:PORT how workers reach it"
+        ))),
+        None => Ok(format!("http://{bound}")),
+    }
 }
 
 /// The MultiNode coordinator on `--coordinator` taking `token`, served until the returned task is dropped

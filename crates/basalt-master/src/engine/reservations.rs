@@ -106,8 +106,8 @@ pub(super) struct Leases {
     reasons: BTreeMap<u64, String>,
 }
 
-/// The one place an `artifact:NAME` of a boot request becomes a URL (the master's artifact
-/// store); `None`: no such artifact. Not wired yet.
+/// What the engine makes of an `artifact:NAME` left in a boot request: none is left, the API
+/// resolved them at the edge ([`BootRequest::resolve_artifacts`]), so `None`.
 pub fn artifact_url(_name: &str) -> Option<String> {
     None
 }

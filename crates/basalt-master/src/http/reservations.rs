@@ -252,7 +252,7 @@ async fn create(
     bytes: Bytes,
 ) -> ResResult<(StatusCode, Json<Value>)> {
     let (holder, _) = user(&h, &headers)?;
-    let b: CreateBody = body(&bytes)?;
+    let mut b: CreateBody = body(&bytes)?;
     let lease_secs = b.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
     let max = h.max_lease.as_secs();
     if lease_secs == 0 || lease_secs > max {
@@ -325,6 +325,9 @@ async fn create(
             )
         }
     };
+    if let Some(boot) = b.boot.as_mut() {
+        resolve_artifacts(&h, boot)?;
+    }
     // a boot is checked against a device it may get (and again against the one it gets)
     if let (Some(boot), Some(hostname)) = (&b.boot, &first) {
         boot_job(&h.store, &h.device_types, 0, hostname, boot)?;
@@ -441,6 +444,14 @@ async fn renew(
     answer(&h, r.id, holder)
 }
 
+/// `artifact:NAME` URLs of a boot request become the store's download URLs (400 when unknown
+/// or when the master has no store).
+fn resolve_artifacts(h: &Handle, req: &mut BootRequest) -> ResResult<()> {
+    let store = h.artifacts.clone();
+    req.resolve_artifacts(&move |name| store.as_ref().and_then(|s| s.artifact_url(name)))
+        .map_err(|e| ResError::bad(e.to_string()))
+}
+
 async fn boot(
     State(h): State<Handle>,
     headers: HeaderMap,
@@ -448,7 +459,8 @@ async fn boot(
     bytes: Bytes,
 ) -> ResResult<(StatusCode, Json<Value>)> {
     let (r, holder) = acting(&h, &headers, &id)?;
-    let req: BootRequest = body(&bytes)?;
+    let mut req: BootRequest = body(&bytes)?;
+    resolve_artifacts(&h, &mut req)?;
     h.boot(r.id, req).await?;
     Ok((StatusCode::ACCEPTED, answer(&h, r.id, holder)?))
 }

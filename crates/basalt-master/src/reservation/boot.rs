@@ -105,6 +105,64 @@ pub enum BootError {
     Invalid(String),
 }
 
+impl BootRequest {
+    /// Replaces every `artifact:NAME` URL of the request (its image fields and any `url:` in
+    /// its `actions`) by the artifact's download URL (`resolve`, the master's store). The API
+    /// does it at the edge, so that what is stored and sent to the engine has plain URLs.
+    pub fn resolve_artifacts(
+        &mut self,
+        resolve: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), BootError> {
+        for (field, value) in [
+            ("kernel", &mut self.kernel),
+            ("ramdisk", &mut self.ramdisk),
+            ("dtb", &mut self.dtb),
+            ("rootfs", &mut self.rootfs),
+            ("image", &mut self.image),
+        ] {
+            if let Some(v) = value.as_mut() {
+                if v.trim().starts_with("artifact:") {
+                    *v = url(field, v, resolve)?;
+                }
+            }
+        }
+        if let Some(actions) = self.actions.as_mut() {
+            for (i, a) in actions.iter_mut().enumerate() {
+                resolve_in(&format!("actions[{i}]"), a, resolve)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`BootRequest::resolve_artifacts`] inside one action block: every `url` string value.
+fn resolve_in(
+    at: &str,
+    v: &mut Value,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), BootError> {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let here = format!("{at}.{k}");
+                match child {
+                    Value::String(s) if k == "url" && s.trim().starts_with("artifact:") => {
+                        *s = url(&here, s, resolve)?;
+                    }
+                    _ => resolve_in(&here, child, resolve)?,
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                resolve_in(&format!("{at}[{i}]"), child, resolve)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Checks a URL of the request and gives it as the job has it: `http(s)://` and `file://`
 /// as written, `artifact:NAME` through `resolve` (the master's artifact store).
 pub fn url(
@@ -555,6 +613,30 @@ mod tests {
             &none,
         );
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn artifact_urls_of_a_request_are_resolved_at_the_edge() {
+        let resolve = |name: &str| (name == "k").then(|| "http://m/artifacts/k".to_string());
+        let mut req: BootRequest = serde_json::from_value(json!({
+            "kernel": "artifact:k",
+            "ramdisk": "http://x/r",
+            "actions": [{"deploy": {"images": {"kernel": {"url": "artifact:k"}}}}]
+        }))
+        .unwrap();
+        req.resolve_artifacts(&resolve).unwrap();
+        assert_eq!(req.kernel.as_deref(), Some("http://m/artifacts/k"));
+        assert_eq!(req.ramdisk.as_deref(), Some("http://x/r"));
+        let actions = serde_json::to_string(&req.actions).unwrap();
+        assert!(actions.contains("http://m/artifacts/k"), "{actions}");
+        let mut bad: BootRequest =
+            serde_json::from_value(json!({"actions": [{"deploy": {"url": "artifact:nope"}}]}))
+                .unwrap();
+        let e = bad.resolve_artifacts(&resolve).unwrap_err().to_string();
+        assert!(
+            e.contains("actions[0].deploy.url") && e.contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]
