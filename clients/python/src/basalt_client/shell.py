@@ -5,7 +5,7 @@ How ``run`` finds the output: it sends::
 
     echo BASALT''-N-START; {
     COMMAND
-    }; echo "BASALT''-N-END $?"
+    }; echo BASALT''-N-END $?
 
 (N a fresh nonce). The terminal's echo of that input shows ``BASALT''-N``, the shell's output
 ``BASALT-N``, so only the real output matches ``BASALT-N-START`` ... ``BASALT-N-END STATUS``
@@ -42,7 +42,7 @@ def run(console: Console, command: str, timeout: float = 60.0) -> ExecResult:
     nonce = secrets.token_hex(6)
     start = f"BASALT-{nonce}-START"
     end = f"BASALT-{nonce}-END"
-    console.write(f"echo BASALT''-{nonce}-START; {{\n{command}\n}}; echo \"BASALT''-{nonce}-END $?\"\n")
+    console.write(f"echo BASALT''-{nonce}-START; {{\n{command}\n}}; echo BASALT''-{nonce}-END $?\n")
     console.expect([re.compile(re.escape(start) + r"\r*\n")], timeout)
     m = console.expect([re.compile(re.escape(end) + r" (\d+)\r*\n")], timeout)
     output = m.before.replace("\r\n", "\n").replace("\r", "")
