@@ -34,7 +34,7 @@ from .errors import (
     Unmet,
     WaitTimeout,
 )
-from .events import events
+from .events import EventStream, events
 from .models import (
     Artifact,
     Connection,
@@ -72,6 +72,7 @@ __all__ = [
     "DeviceHealth",
     "DeviceState",
     "Event",
+    "EventStream",
     "ExecResult",
     "ExpectMatch",
     "Job",

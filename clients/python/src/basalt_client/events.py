@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Iterator
 
 from .errors import BasaltError, WaitTimeout
@@ -31,38 +32,67 @@ def parse(frames: list[bytes]) -> Event:
     return Event(topic=topic, uuid=uuid, datetime=dt, username=user, data=data)
 
 
-def events(url: str, *, topic: str = "", timeout: float | None = None) -> Iterator[Event]:
-    """The events published at ``url`` (``tcp://master:5500``) from now on, those whose topic
-    starts with ``topic`` (all by default). ``timeout``: the longest wait for one event, in
-    seconds (:class:`WaitTimeout` then; ``None`` waits for ever). Malformed messages are
-    logged and skipped. The socket closes when the iterator is closed or collected."""
-    try:
-        import zmq
-    except ImportError as e:
-        raise BasaltError(
-            "events need pyzmq: pip install 'basalt-client[events]'"
-        ) from e
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sock = ctx.socket(zmq.SUB)
-    try:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+class EventStream:
+    """The events published at one URL from the moment it connected: iterate over it (each
+    ``next`` waits at most the stream's ``timeout``, then raises :class:`WaitTimeout`; the
+    stream stays usable), or :meth:`poll` with a timeout of one's own. Malformed messages are
+    logged and skipped. Close it (or use it as a context manager) to close the socket."""
+
+    def __init__(self, url: str, *, topic: str = "", timeout: float | None = None) -> None:
         try:
-            sock.connect(url)
+            import zmq
+        except ImportError as e:
+            raise BasaltError("events need pyzmq: pip install 'basalt-client[events]'") from e
+        self.url = url
+        self.timeout = timeout
+        self._zmq = zmq
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._sock = ctx.socket(zmq.SUB)
+        try:
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+            self._sock.connect(url)
         except zmq.ZMQError as e:
+            self._sock.close()
             raise BasaltError(f"events: cannot connect to {url}: {e}") from e
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+
+    def poll(self, timeout: float | None = None) -> Event | None:
+        """The next event, or ``None`` when none came within ``timeout`` seconds (``None``:
+        wait for ever)."""
+        zmq = self._zmq
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ready = dict(poller.poll(None if timeout is None else int(timeout * 1000)))
-            if sock not in ready:
-                raise WaitTimeout(f"events: nothing from {url} within {timeout:g} s")
-            frames = sock.recv_multipart()
+            wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait, zmq.POLLIN):
+                return None
+            frames = self._sock.recv_multipart()
             try:
-                event = parse(frames)
+                return parse(frames)
             except BasaltError as e:
-                log.warning("events from %s: skipped: %s", url, e)
-                continue
-            yield event
-    finally:
-        sock.close()
+                log.warning("events from %s: skipped: %s", self.url, e)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        event = self.poll(self.timeout)
+        if event is None:
+            raise WaitTimeout(f"events: nothing from {self.url} within {self.timeout:g} s")
+        return event
+
+    def close(self) -> None:
+        """Closes the socket (idempotent)."""
+        self._sock.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def events(url: str, *, topic: str = "", timeout: float | None = None) -> EventStream:
+    """The events published at ``url`` (``tcp://master:5500``) from now on, those whose topic
+    starts with ``topic`` (all by default); ``timeout``: the longest wait for one event when
+    iterating (:class:`WaitTimeout` then; ``None`` waits for ever)."""
+    return EventStream(url, topic=topic, timeout=timeout)

@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -174,7 +175,7 @@ class FakeMaster:
             return self.reservation_call(rec.method, m.group(1), m.group(2), body, user)
         m = re.fullmatch(r"artifacts/([^/]*)", path)
         if m:
-            return self.artifact_call(rec, m.group(1))
+            return self.artifact_call(rec, urllib.parse.unquote(m.group(1)))
         if path == "devices/":
             return 200, {"count": len(self.devices), "next": None, "results": self.devices}
         m = re.fullmatch(r"devices/([^/]+)/", path)
