@@ -205,6 +205,8 @@ class FakeMaster:
                              "unmet": ["ram"]}  # fmt: skip
             r = FakeReservation(self.next_id, user, body, lease_secs=body.get("lease_secs", 900))
             r.connection = self.connection
+            if "boot" in body:
+                r.script, r.booted = list(self.boot_script), True
             self.next_id += 1
             self.reservations[r.id] = r
             return 201, r.json(user)
