@@ -74,7 +74,11 @@ impl Drop for Guard {
 /// Runs `cmd` (its output going to this test's), killed after `within`.
 fn run_for(cmd: &mut Command, within: Duration) -> ExitStatus {
     let what = format!("{cmd:?}");
-    let mut child = Guard(cmd.stdin(Stdio::null()).spawn().expect("the command starts"));
+    let mut child = Guard(
+        cmd.stdin(Stdio::null())
+            .spawn()
+            .expect("the command starts"),
+    );
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.0.try_wait().expect("waiting for the command") {
@@ -91,7 +95,13 @@ fn run_for(cmd: &mut Command, within: Duration) -> ExitStatus {
 fn pytest(venv: &Path, suite: &str) -> Command {
     let mut cmd = Command::new(venv.join("bin/pytest"));
     cmd.current_dir(repo().join("clients/python"))
-        .args(["-q", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=900"])
+        .args([
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "faulthandler_timeout=900",
+        ])
         .arg(format!("tests/{suite}"))
         // the package under test, whatever the venv's editable install points at
         .env("PYTHONPATH", repo().join("clients/python/src"));
@@ -102,7 +112,10 @@ fn pytest(venv: &Path, suite: &str) -> Command {
 fn python_unit_tests_pass() {
     let Some(venv) = venv() else { return };
     let status = run_for(&mut pytest(&venv, "unit"), Duration::from_secs(300));
-    assert!(status.success(), "pytest clients/python/tests/unit: {status}");
+    assert!(
+        status.success(),
+        "pytest clients/python/tests/unit: {status}"
+    );
 }
 
 #[test]
