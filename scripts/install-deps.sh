@@ -64,9 +64,9 @@ PKGS=(
   busybox-static cpio                # initramfs fixtures
   xz-utils zstd bzip2                # (de)compression of images and rootfs tarballs
   git curl ca-certificates           # test definitions from git / url
-  python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators (tests)
+  python3 python3-pexpect python3-yaml python3-venv # python3-venv: the LAVA generators, the Python client (scripts/python-venv.sh)
   python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
-  openssh-client                     # ssh / scp / ssh-keygen: SSH into held QEMU boards (tests/ssh_qemu.rs)
+  openssh-client                     # ssh / scp / ssh-keygen: SSH into held QEMU boards (tests/ssh_qemu.rs, tests/python_client.rs)
   lava-coordinator                   # Debian's MultiNode coordinator: interop tests and benchmark
   systemd                            # systemd-analyze verify of the lab's units (tests/lab_install.rs)
 )
