@@ -443,8 +443,9 @@ struct Shared {
     secrets: Secrets,
     /// The values as given, for console sessions.
     secret_values: Vec<String>,
-    failed: tokio::sync::Notify,
-    state: Mutex<State>,
+    /// Shared with the logs made by [`JobLog::with_more_secrets`].
+    failed: Arc<tokio::sync::Notify>,
+    state: Arc<Mutex<State>>,
 }
 
 /// A cheap handle to the job log; clone it into every task that reports.
@@ -552,8 +553,8 @@ impl JobLog {
             shared: Arc::new(Shared {
                 secrets: Secrets::new(&secret_values),
                 secret_values,
-                failed: tokio::sync::Notify::new(),
-                state: Mutex::new(State {
+                failed: Arc::new(tokio::sync::Notify::new()),
+                state: Arc::new(Mutex::new(State {
                     sinks,
                     results: Vec::new(),
                     lines: 0,
@@ -562,9 +563,24 @@ impl JobLog {
                     log_bytes: 0,
                     max_log_bytes: u64::MAX,
                     truncated: false,
-                }),
+                })),
             }),
         })
+    }
+
+    /// The same log (the same files, sinks, results and line numbers) masking `extra`
+    /// secrets too: a held board's log for one boot, whose job brings its own secrets.
+    pub fn with_more_secrets(&self, extra: Vec<String>) -> JobLog {
+        let mut values = self.shared.secret_values.clone();
+        values.extend(extra.into_iter().filter(|s| !s.is_empty()));
+        JobLog {
+            shared: Arc::new(Shared {
+                secrets: Secrets::new(&values),
+                secret_values: values,
+                failed: self.shared.failed.clone(),
+                state: self.shared.state.clone(),
+            }),
+        }
     }
 
     /// Adds a sink after those there are; it gets the records logged from now on (add it

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["action"],
     &["actions"],
     &["pipeline", "run", "client"],
-    &["lab", "admin"],
+    &["lab", "admin", "hold"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
