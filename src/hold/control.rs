@@ -3,7 +3,8 @@
 //! closed at once. JSON lines both ways, in the worker ⇄ master protocol's own encoding:
 //!
 //! * the worker sends `hold` messages (`{"type": "hold", "job_id": …, "request_id": …,
-//!   "action": "boot", "definition": …, "timeout_secs": …}`, `exec`, `power_off`);
+//!   "action": {"action": "boot", "definition": …, "timeout_secs": …}}`, `exec`,
+//!   `power_off`);
 //! * `basalt hold` sends one `hold_reply` per request and a `hold_state` whenever the board's
 //!   state changes, and one when a client connects.
 //!
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn requests_of_this_job_only() {
         let job = JobId(7);
-        let ok = br#"{"type":"hold","job_id":7,"request_id":3,"action":"exec","command":"uname","timeout_secs":5}"#;
+        let ok = br#"{"type":"hold","job_id":7,"request_id":3,"action":{"action":"exec","command":"uname","timeout_secs":5}}"#;
         let h = parse(ok, job).unwrap().unwrap();
         assert_eq!(h.request_id, 3);
         assert_eq!(
@@ -221,13 +222,13 @@ mod tests {
             }
         );
         assert!(parse(b"  ", job).unwrap().is_none());
-        let other = br#"{"type":"hold","job_id":8,"request_id":4,"action":"power_off"}"#;
+        let other = br#"{"type":"hold","job_id":8,"request_id":4,"action":{"action":"power_off"}}"#;
         let e = parse(other, job).unwrap_err();
         assert_eq!(e.request_id, 4);
         assert!(
             matches!(e.result, HoldResult::Error { ref error } if error.contains("job 7, not job 8"))
         );
-        let bad = br#"{"type":"hold","job_id":7,"request_id":9,"action":"dance"}"#;
+        let bad = br#"{"type":"hold","job_id":7,"request_id":9,"action":{"action":"dance"}}"#;
         assert_eq!(parse(bad, job).unwrap_err().request_id, 9);
         assert_eq!(parse(b"{not json", job).unwrap_err().request_id, 0);
         let cancel = br#"{"type":"cancel","job_id":7}"#;
