@@ -411,11 +411,9 @@ impl Telnet {
                     replies.extend_from_slice(&[IAC, WONT, opt]);
                 }
             }
-            DONT => {
-                if self.ours[i] {
-                    self.ours[i] = false;
-                    replies.extend_from_slice(&[IAC, WONT, opt]);
-                }
+            DONT if self.ours[i] => {
+                self.ours[i] = false;
+                replies.extend_from_slice(&[IAC, WONT, opt]);
             }
             WILL => {
                 let accept = opt == SGA;
@@ -426,11 +424,9 @@ impl Telnet {
                     replies.extend_from_slice(&[IAC, DONT, opt]);
                 }
             }
-            WONT => {
-                if self.theirs[i] {
-                    self.theirs[i] = false;
-                    replies.extend_from_slice(&[IAC, DONT, opt]);
-                }
+            WONT if self.theirs[i] => {
+                self.theirs[i] = false;
+                replies.extend_from_slice(&[IAC, DONT, opt]);
             }
             _ => {}
         }

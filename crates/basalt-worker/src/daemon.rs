@@ -150,7 +150,7 @@ pub async fn run(
             }
             Some(event) = link_rx.recv() => match event {
                 LinkEvent::Message(msg) => {
-                    if let Some(stop) = on_master(msg, &config, &link, &mut jobs, &job_tx, &mut max_batch, &mut heartbeat) {
+                    if let Some(stop) = on_master(*msg, &config, &link, &mut jobs, &job_tx, &mut max_batch, &mut heartbeat) {
                         return Err(stop);
                     }
                 }
