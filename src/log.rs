@@ -880,6 +880,23 @@ mod tests {
     }
 
     #[test]
+    fn a_log_with_more_secrets_is_the_same_log() {
+        let log = JobLog::create(None, Verbosity::Quiet, vec!["lease-token".into()]).unwrap();
+        let (tx, mut rx) = channel();
+        log.add_sink(Box::new(ChannelSink::new(tx)));
+        let boot = log.with_more_secrets(vec!["boot-password".into(), String::new()]);
+        boot.info("lease-token and boot-password");
+        log.info("boot-password stays a boot's secret");
+        assert_eq!(log.line_count(), 2, "one log: its lines are counted once");
+        assert_eq!(boot.line_count(), 2);
+        assert_eq!(boot.secrets(), ["lease-token", "boot-password"]);
+        let first = rx.try_recv().unwrap();
+        assert!(first.line.contains("[MASKED] and [MASKED]"), "{}", first.line);
+        let second = rx.try_recv().unwrap();
+        assert!(second.line.contains("boot-password stays"), "{}", second.line);
+    }
+
+    #[test]
     fn writes_lava_lines_and_masks_secrets() {
         let dir = std::env::temp_dir().join(format!("basalt-log-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
