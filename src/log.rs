@@ -891,9 +891,17 @@ mod tests {
         assert_eq!(boot.line_count(), 2);
         assert_eq!(boot.secrets(), ["lease-token", "boot-password"]);
         let first = rx.try_recv().unwrap();
-        assert!(first.line.contains("[MASKED] and [MASKED]"), "{}", first.line);
+        assert!(
+            first.line.contains("[MASKED] and [MASKED]"),
+            "{}",
+            first.line
+        );
         let second = rx.try_recv().unwrap();
-        assert!(second.line.contains("boot-password stays"), "{}", second.line);
+        assert!(
+            second.line.contains("boot-password stays"),
+            "{}",
+            second.line
+        );
     }
 
     #[test]
