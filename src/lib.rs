@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 7 | `admin` | the lab admin's tools for a worker host: `basalt ser2net generate` (`admin::ser2net`) |
 //! | 7 | `lab` | a lab on this machine from basalt's binaries (master, workers, boards): `basalt demo`, the lab tests |
-//! | 7 | `hold` | a board held for a reservation: SSH access to it (`hold::ssh`) |
+//! | 7 | `hold` | a board held for a reservation: `basalt hold` (its console served over telnet from a hub, boots and commands from the worker's control socket; SSH access: `hold::ssh`) |
 //! | 7 | `admin::udev` | udev rules for a worker host's USB serial adapters: `basalt udev list`, `generate` |
 //! | 6 | `client` | a client of a LAVA REST API v0.2 (the master's): `basalt jobs`, `devices`, `workers` |
 //! | 6 | `run` | the executor: runs a pipeline's actions by their trait, with timeouts, retries, finalize and cleanup; `run_job` |

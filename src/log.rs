@@ -443,8 +443,9 @@ struct Shared {
     secrets: Secrets,
     /// The values as given, for console sessions.
     secret_values: Vec<String>,
-    failed: tokio::sync::Notify,
-    state: Mutex<State>,
+    /// Shared with the logs made by [`JobLog::with_more_secrets`].
+    failed: Arc<tokio::sync::Notify>,
+    state: Arc<Mutex<State>>,
 }
 
 /// A cheap handle to the job log; clone it into every task that reports.
@@ -552,8 +553,8 @@ impl JobLog {
             shared: Arc::new(Shared {
                 secrets: Secrets::new(&secret_values),
                 secret_values,
-                failed: tokio::sync::Notify::new(),
-                state: Mutex::new(State {
+                failed: Arc::new(tokio::sync::Notify::new()),
+                state: Arc::new(Mutex::new(State {
                     sinks,
                     results: Vec::new(),
                     lines: 0,
@@ -562,9 +563,24 @@ impl JobLog {
                     log_bytes: 0,
                     max_log_bytes: u64::MAX,
                     truncated: false,
-                }),
+                })),
             }),
         })
+    }
+
+    /// The same log (the same files, sinks, results and line numbers) masking `extra`
+    /// secrets too: a held board's log for one boot, whose job brings its own secrets.
+    pub fn with_more_secrets(&self, extra: Vec<String>) -> JobLog {
+        let mut values = self.shared.secret_values.clone();
+        values.extend(extra.into_iter().filter(|s| !s.is_empty()));
+        JobLog {
+            shared: Arc::new(Shared {
+                secrets: Secrets::new(&values),
+                secret_values: values,
+                failed: self.shared.failed.clone(),
+                state: self.shared.state.clone(),
+            }),
+        }
     }
 
     /// Adds a sink after those there are; it gets the records logged from now on (add it
@@ -861,6 +877,31 @@ mod tests {
             assert_eq!(iso_cached(secs, micros), iso_from_unix(secs, micros));
         }
         assert_eq!(now_iso().len(), "2026-08-21T16:25:29.123456+00:00".len());
+    }
+
+    #[test]
+    fn a_log_with_more_secrets_is_the_same_log() {
+        let log = JobLog::create(None, Verbosity::Quiet, vec!["lease-token".into()]).unwrap();
+        let (tx, mut rx) = channel();
+        log.add_sink(Box::new(ChannelSink::new(tx)));
+        let boot = log.with_more_secrets(vec!["boot-password".into(), String::new()]);
+        boot.info("lease-token and boot-password");
+        log.info("boot-password stays a boot's secret");
+        assert_eq!(log.line_count(), 2, "one log: its lines are counted once");
+        assert_eq!(boot.line_count(), 2);
+        assert_eq!(boot.secrets(), ["lease-token", "boot-password"]);
+        let first = rx.try_recv().unwrap();
+        assert!(
+            first.line.contains("[MASKED] and [MASKED]"),
+            "{}",
+            first.line
+        );
+        let second = rx.try_recv().unwrap();
+        assert!(
+            second.line.contains("boot-password stays"),
+            "{}",
+            second.line
+        );
     }
 
     #[test]

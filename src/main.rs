@@ -40,6 +40,10 @@ enum Command {
     Describe(DescribeArgs),
     /// Run a job on a device, like LAVA's lava-run. Exit 0 Complete, 1 Incomplete, 2 invalid.
     Run(Box<RunArgs>),
+    /// Hold a board for a reservation (what basalt-worker runs for a lease): its console served
+    /// over telnet from the moment it is held, boots and commands from the control socket;
+    /// until SIGTERM (then the board is powered off). docs/reservations.md.
+    Hold(Box<HoldArgs>),
     /// The demo: a lab on this machine (basalt-master, a worker, a QEMU board and basalt-board
     /// boards), the demo jobs submitted through the master, a log followed live, the results.
     /// `--local`: one job run directly, as `basalt run` does.
@@ -281,6 +285,43 @@ struct RunArgs {
     worker: WorkerArgs,
 }
 
+#[derive(Args)]
+struct HoldArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Where output.yaml (the hold's log: its boots and commands), results.yaml and the last
+    /// boot's description.yaml are written.
+    #[arg(long = "output-dir", value_name = "DIR")]
+    output_dir: PathBuf,
+    /// The job id of the reservation.
+    #[arg(long = "job-id", default_value = "1")]
+    job_id: String,
+    /// The control socket (a unix socket made with mode 0600): the worker's boot, exec and
+    /// power_off requests, JSON lines.
+    #[arg(long, value_name = "SOCKET")]
+    control: PathBuf,
+    /// The lease (JSON: reservation_id, console_token, watch_token, ssh_public_key,
+    /// ssh_user); its tokens never go on a command line.
+    #[arg(long = "lease-file", value_name = "FILE")]
+    lease_file: PathBuf,
+    /// Where the console's telnet server listens.
+    #[arg(
+        long = "console-listen",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:0"
+    )]
+    console_listen: std::net::SocketAddr,
+    /// The console's host as the holder is told it (default: the listening address).
+    #[arg(long = "advertise-host", value_name = "HOST")]
+    advertise_host: Option<String>,
+    /// The console's ring buffer (K, M, G suffixes): what a watcher that connects late still
+    /// gets.
+    #[arg(long = "console-buffer", value_name = "SIZE", default_value = "1M", value_parser = basalt::host::limits::parse_size)]
+    console_buffer: u64,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
 /// Where this worker serves files from, for bootloaders that fetch them, and what one job may
 /// use (docs/security.md, `## Limits`).
 #[derive(Args, Clone)]
@@ -463,6 +504,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate(&a),
         Command::Describe(a) => describe(&a),
         Command::Run(a) => run(&a),
+        Command::Hold(a) => hold(&a),
         Command::Demo(a) => demo(&a),
         Command::Keys(KeysCommand::Generate { name, dir }) => keys_generate(&name, &dir),
         Command::Udev(c) => udev(&c),
@@ -974,6 +1016,60 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
     )
 }
 
+/// `basalt hold`: holds the board until a signal; exit 0 then, 2 on unusable input, 1 when
+/// the hold could not start.
+fn hold(a: &HoldArgs) -> Result<ExitCode> {
+    let dev = a.device.device.as_deref().context("hold needs --device")?;
+    let device = Device::load(
+        dev,
+        &template_dirs(&a.device.device_types),
+        &Default::default(),
+    )
+    .with_context(|| format!("device {}", dev.display()));
+    let device = match device {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("basalt hold: {e:#}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let lease = match basalt::hold::read_lease(&a.lease_file) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("basalt hold: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let quiet = a.worker.log_stdout;
+    let (run, _tftp) = run_options(&a.worker, &a.output_dir, &a.job_id, quiet, None)?;
+    let opts = basalt::hold::HoldOptions {
+        run,
+        device,
+        control: a.control.clone(),
+        lease,
+        console_listen: a.console_listen,
+        advertise_host: a
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| a.console_listen.ip().to_string()),
+        console_buffer: usize::try_from(a.console_buffer).unwrap_or(usize::MAX),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let local = tokio::task::LocalSet::new();
+    let r = local.block_on(&rt, basalt::hold::serve(opts));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("basalt hold: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// The coordinator of `--coordinator` for a MultiNode sub-job (`None` for other jobs: the
 /// flag is ignored); the token from `--coordinator-token-file`.
 fn coordinator(
@@ -1029,6 +1125,49 @@ fn run_loaded(
     let Some((device, pipeline)) = load_pipeline(job_path, &job, dev_args, dev, true)? else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
+    let (opts, _tftp) = run_options(worker, output_dir, job_id, quiet, coordinator)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = rt.block_on(basalt::run::run_job(job, device, &pipeline, &opts));
+    // A download that outlived its timeout stops at its next read (it was cancelled); do not
+    // wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // The output directory cannot be written (missing rights, read-only, full, a
+            // symlink): the lab's problem, the job is Incomplete.
+            eprintln!(
+                "basalt: Job Incomplete: {}: {e} (Infrastructure)",
+                output_dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !worker.log_stdout {
+        print_summary(&outcome, output_dir);
+    }
+    Ok(if outcome.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The options of a job run (and of a hold's boots) from the worker's flags; basalt's own TFTP
+/// server when `--tftp-listen` asks for one (it serves while the returned handle lives).
+fn run_options(
+    worker: &WorkerArgs,
+    output_dir: &Path,
+    job_id: &str,
+    quiet: bool,
+    coordinator: Option<std::sync::Arc<dyn basalt::protocols::multinode::Coordinator>>,
+) -> Result<(
+    basalt::run::RunOptions,
+    Option<basalt_hal::staging::TftpThread>,
+)> {
     let job_user = if worker.no_confine {
         None
     } else {
@@ -1039,7 +1178,7 @@ fn run_loaded(
     };
     let mut limits = worker.limits();
     // basalt's own TFTP server, for this job only: it reads the job's files as basalt's user
-    let _tftp = match worker.tftp_listen {
+    let tftp = match worker.tftp_listen {
         Some(addr) => {
             let server = basalt_hal::staging::TftpThread::start(
                 addr,
@@ -1081,34 +1220,7 @@ fn run_loaded(
         coordinator,
         ssh_forward: worker.ssh_forward,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcome = rt.block_on(basalt::run::run_job(job, device, &pipeline, &opts));
-    // A download that outlived its timeout stops at its next read (it was cancelled); do not
-    // wait for it.
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            // The output directory cannot be written (missing rights, read-only, full, a
-            // symlink): the lab's problem, the job is Incomplete.
-            eprintln!(
-                "basalt: Job Incomplete: {}: {e} (Infrastructure)",
-                output_dir.display()
-            );
-            return Ok(ExitCode::from(1));
-        }
-    };
-    if !worker.log_stdout {
-        print_summary(&outcome, output_dir);
-    }
-    Ok(if outcome.complete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok((opts, tftp))
 }
 
 fn print_summary(o: &basalt::run::Outcome, dir: &Path) {

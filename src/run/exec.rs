@@ -39,12 +39,24 @@ pub(super) async fn run_pipeline(
     early: Option<ActionError>,
     stream_gone: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> (Option<ActionError>, Option<String>) {
+    let (error, failed, started) = run_main_part(ctx, pipeline, early, stream_gone).await;
+    run_finish(ctx, pipeline, started, error, failed).await
+}
+
+/// The actions before `finalize` (or only the early error): what [`run_pipeline`] does first.
+/// A held board's boot stops here and leaves the board on; [`run_finish`] comes later.
+pub(super) async fn run_main_part(
+    ctx: &mut Ctx,
+    pipeline: &Pipeline,
+    early: Option<ActionError>,
+    stream_gone: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> (Option<ActionError>, Option<String>, Started) {
     let mut started = Started::default();
-    let (finalize, main) = match pipeline.actions.split_last() {
-        Some((f, m)) if f.section == Section::Finalize => (Some(f), m),
-        _ => (None, pipeline.actions.as_slice()),
+    let main = match pipeline.actions.split_last() {
+        Some((f, m)) if f.section == Section::Finalize => m,
+        _ => pipeline.actions.as_slice(),
     };
-    let (mut error, mut failed) = if let Some(e) = early {
+    let (error, failed) = if let Some(e) = early {
         ctx.log.error(format!("{e}"));
         (Some(e), None)
     } else {
@@ -80,6 +92,22 @@ pub(super) async fn run_pipeline(
     {
         ctx.log.error("job canceled by a signal: finalizing");
     }
+    (error, failed, started)
+}
+
+/// `finalize` (power off), then the cleanup of every action that started: what
+/// [`run_pipeline`] does after [`run_main_part`]. Returns the job's error and failing action.
+pub(super) async fn run_finish(
+    ctx: &mut Ctx,
+    pipeline: &Pipeline,
+    mut started: Started,
+    mut error: Option<ActionError>,
+    mut failed: Option<String>,
+) -> (Option<ActionError>, Option<String>) {
+    let finalize = pipeline
+        .actions
+        .last()
+        .filter(|f| f.section == Section::Finalize);
     if let Some(f) = finalize {
         if let Err(e) = run_node(ctx, f, &mut started).await {
             if error.is_none() {

@@ -14,6 +14,7 @@
 //! The executor ([`exec`]) knows actions by their trait only.
 
 mod exec;
+mod held;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -21,6 +22,7 @@ pub use crate::action::{ActionError, Ctx, ErrorType, JobConfinement, TestRun};
 pub use crate::host::tempdir::{remove_stale, tempdir_in};
 /// The host services, where they were before they had their own module.
 pub use crate::host::{blocking, http, limits, output};
+pub use held::{boot_held, HeldBoot};
 
 use crate::action::context::Place;
 use crate::device::board::BoardPlan;
@@ -256,7 +258,7 @@ fn multinode_of(job: &Job, opts: &RunOptions) -> (Option<MultiNode>, Option<Acti
 /// Fires when stdout's reader is gone (a worker's job process whose worker died): the job is
 /// then canceled, so that finalize still powers the board off. A thread waits in `poll` for
 /// the pipe's error or hang-up, which a writer sees without writing.
-fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
+pub fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let _ = std::thread::Builder::new()
         .name("stdout-watch".into())
@@ -282,6 +284,21 @@ fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
             }
         });
     rx
+}
+
+/// The policy of a held board's console command, opened before any boot: what a job's
+/// `Ctx::policy(&[], false, &[])` gives, from the worker's options and the device.
+pub fn console_policy(opts: &RunOptions, device: &Device, log: &JobLog) -> confine::Policy {
+    match job_confinement(opts, device, log) {
+        None => confine::Policy::Supervised,
+        Some(c) => {
+            let mut conf = Confinement::new(c.user).network(c.network);
+            for h in &c.hidden {
+                conf = conf.hide(h);
+            }
+            confine::Policy::Confined(conf)
+        }
+    }
 }
 
 /// How this job's processes are confined, logged: the worker's job user (unless

@@ -3,12 +3,14 @@
 //! until the master acknowledges it and sends it again after a reconnect, and keeps each job's
 //! end until the master has it. A master that disappears mid-job does not stop the job.
 
-use crate::job::{Exit, JobEnd, JobProcess, JobSpec};
+use crate::hold::HoldConfig;
+use crate::job::{Exit, HoldSpec, JobEnd, JobProcess, JobSpec};
 use crate::link::{Link, LinkEvent};
 use basalt_link::cert::{Keypair, PublicKey};
 use basalt_proto::{
-    Capabilities, End, EndAck, ErrorType, FailureCause, Heartbeat, HeldJob, Hello, JobId, JobPhase,
-    LogAck, LogBatch, LogRecord, MasterMsg, Outcome, ProtocolVersion, Start, Status, WorkerMsg,
+    Capabilities, End, EndAck, ErrorType, FailureCause, Heartbeat, HeldJob, Hello, Hold, HoldReply,
+    HoldResult, HoldState, JobId, JobPhase, LogAck, LogBatch, LogRecord, MasterMsg, Outcome,
+    ProtocolVersion, Start, Status, WorkerMsg,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub struct Config {
     /// Keep each job's directory (its `output.yaml`, `results.yaml`) after the master has
     /// acknowledged its end, instead of removing it.
     pub keep_job_dirs: bool,
+    /// How held boards' consoles are served (reservations); `None`: this worker holds none.
+    pub hold: Option<HoldConfig>,
 }
 
 /// Why the daemon stopped.
@@ -50,6 +54,8 @@ pub enum DaemonError {
 /// What a job's task reports.
 enum JobEvent {
     Record(JobId, u64, String),
+    /// A held board's `hold_state` or `hold_reply`, for the master.
+    Hold(WorkerMsg),
     Ended(JobId, JobEnd),
     Failed(JobId, String),
 }
@@ -64,6 +70,10 @@ struct Held {
     last_seq: u64,
     end: Option<End>,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
+    /// A held board's requests, to its control socket.
+    hold: Option<mpsc::UnboundedSender<Hold>>,
+    /// A held board's last state (sent again when the master resends the Start).
+    hold_state: Option<HoldState>,
 }
 
 impl Held {
@@ -75,6 +85,8 @@ impl Held {
             last_seq: 0,
             end: None,
             cancel: None,
+            hold: None,
+            hold_state: None,
         }
     }
 
@@ -138,7 +150,7 @@ pub async fn run(
             }
             Some(event) = link_rx.recv() => match event {
                 LinkEvent::Message(msg) => {
-                    if let Some(stop) = on_master(msg, &config, &link, &mut jobs, &job_tx, &mut max_batch, &mut heartbeat) {
+                    if let Some(stop) = on_master(*msg, &config, &link, &mut jobs, &job_tx, &mut max_batch, &mut heartbeat) {
                         return Err(stop);
                     }
                 }
@@ -234,19 +246,33 @@ fn on_master(
         MasterMsg::HelloRequired(_) => link.send(hello(config, jobs)),
         MasterMsg::Start(start) => match jobs.entry(start.job_id) {
             // a Start resent for a job this worker holds: say it runs
-            std::collections::btree_map::Entry::Occupied(_) => {
+            std::collections::btree_map::Entry::Occupied(held) => {
                 link.send(WorkerMsg::Status(Status {
                     job_id: start.job_id,
                     state: JobPhase::Running,
                     action: None,
-                }))
+                }));
+                if let Some(state) = &held.get().hold_state {
+                    link.send(WorkerMsg::HoldState(state.clone()));
+                }
             }
             std::collections::btree_map::Entry::Vacant(slot) => {
                 let (cancel, canceled) = tokio::sync::oneshot::channel();
                 let mut held = Held::new();
                 held.cancel = Some(cancel);
+                let requests = start.lease.is_some().then(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    held.hold = Some(tx);
+                    rx
+                });
                 slot.insert(held);
-                tokio::spawn(run_job(config.clone(), start, canceled, job_tx.clone()));
+                tokio::spawn(run_job(
+                    config.clone(),
+                    start,
+                    canceled,
+                    job_tx.clone(),
+                    requests,
+                ));
             }
         },
         MasterMsg::Cancel(c) => {
@@ -276,20 +302,37 @@ fn on_master(
             }
         }
         MasterMsg::HeartbeatAck(_) => {}
-        // reservations: not served by this worker yet (it does not claim the capability)
-        MasterMsg::Hold(h) => link.send(WorkerMsg::HoldReply(basalt_proto::HoldReply {
-            job_id: h.job_id,
-            request_id: h.request_id,
-            result: basalt_proto::HoldResult::Error {
-                error: "this worker does not hold boards for reservations".into(),
-            },
-        })),
+        // a held board's request: to its `basalt hold`, which answers
+        MasterMsg::Hold(h) => {
+            let (job_id, request_id) = (h.job_id, h.request_id);
+            let sent = jobs
+                .get(&job_id)
+                .and_then(|held| held.hold.as_ref())
+                .is_some_and(|tx| tx.send(h).is_ok());
+            if !sent {
+                link.send(WorkerMsg::HoldReply(HoldReply {
+                    job_id,
+                    request_id,
+                    result: HoldResult::Error {
+                        error: format!("job {job_id} is not a board this worker holds"),
+                    },
+                }));
+            }
+        }
     }
     None
 }
 
 fn on_job(event: JobEvent, link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_batch: usize) {
     match event {
+        JobEvent::Hold(msg) => {
+            if let WorkerMsg::HoldState(state) = &msg {
+                if let Some(h) = jobs.get_mut(&state.job_id) {
+                    h.hold_state = Some(state.clone());
+                }
+            }
+            link.send(msg);
+        }
         JobEvent::Record(id, seq, line) => {
             if let Some(h) = jobs.get_mut(&id) {
                 let lvl = level_of(&line);
@@ -304,6 +347,7 @@ fn on_job(event: JobEvent, link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_ba
                 let msg = end_message(id, h.last_seq, &end);
                 h.end = Some(msg.clone());
                 h.cancel = None;
+                h.hold = None;
                 link.send(WorkerMsg::End(msg));
             }
         }
@@ -321,6 +365,7 @@ fn on_job(event: JobEvent, link: &Link, jobs: &mut BTreeMap<JobId, Held>, max_ba
                     description: None,
                 };
                 h.end = Some(msg.clone());
+                h.hold = None;
                 link.send(WorkerMsg::End(msg));
             }
         }
@@ -436,16 +481,51 @@ async fn run_job(
     start: Start,
     mut canceled: tokio::sync::oneshot::Receiver<()>,
     events: mpsc::UnboundedSender<JobEvent>,
+    hold_requests: Option<mpsc::UnboundedReceiver<Hold>>,
 ) {
     let id = start.job_id;
     let device = start.device.clone();
+    let dir = config.state_dir.join(format!("job-{id}"));
+    // a lease: a console port for as long as the hold runs
+    let mut port = None;
+    let hold = match (start.lease, &config.hold) {
+        (None, _) => None,
+        (Some(_), None) => {
+            let why = "this worker holds no boards for reservations (no --console-ports)";
+            tracing::error!(job_id = id.0, %device, "job {id} on {device}: {why}");
+            let _ = events.send(JobEvent::Failed(id, why.into()));
+            return;
+        }
+        (Some(lease), Some(h)) => {
+            let Some(p) = h.ports.take(h.address) else {
+                let why = format!(
+                    "no free console port in --console-ports {}-{}",
+                    h.ports.range().start(),
+                    h.ports.range().end()
+                );
+                tracing::error!(job_id = id.0, %device, "job {id} on {device}: {why}");
+                let _ = events.send(JobEvent::Failed(id, why));
+                return;
+            };
+            let listen = std::net::SocketAddr::new(h.address, p.get());
+            port = Some(p);
+            Some(HoldSpec {
+                lease,
+                listen,
+                advertise_host: h.advertise_host.clone(),
+                buffer: h.buffer,
+            })
+        }
+    };
+    let held = hold.is_some();
     let spec = JobSpec {
         job_id: id.0,
         definition: start.definition,
         device: start.device_config,
-        dir: config.state_dir.join(format!("job-{id}")),
+        dir: dir.clone(),
         coordinator: start.coordinator,
         coordinator_token: start.coordinator_token,
+        hold,
     };
     let mut job = match JobProcess::start(&config.basalt, &spec, &config.job_args) {
         Ok(j) => j,
@@ -455,11 +535,31 @@ async fn run_job(
             return;
         }
     };
-    tracing::info!(job_id = id.0, %device, "job {id} on {device}: started");
-    // the dispatcher keeps the job's timeout; past it and a margin, the process is hung
-    let hung = tokio::time::sleep(Duration::from_secs(
-        start.job_timeout_secs.saturating_add(HUNG_MARGIN_SECS),
-    ));
+    match &port {
+        Some(p) => {
+            tracing::info!(job_id = id.0, %device, "job {id} on {device}: holding the board (console port {})", p.get())
+        }
+        None => tracing::info!(job_id = id.0, %device, "job {id} on {device}: started"),
+    }
+    let control = hold_requests.map(|requests| {
+        let events = events.clone();
+        tokio::spawn(crate::hold::control_link(
+            dir.join(crate::hold::CONTROL_SOCKET),
+            id,
+            requests,
+            move |m| {
+                let _ = events.send(JobEvent::Hold(m));
+            },
+        ))
+    });
+    // the dispatcher keeps the job's timeout; past it and a margin, the process is hung (a
+    // hold has no timeout of its own: its lease ends it, with a Cancel)
+    let hung_after = if held {
+        Duration::MAX
+    } else {
+        Duration::from_secs(start.job_timeout_secs.saturating_add(HUNG_MARGIN_SECS))
+    };
+    let hung = tokio::time::sleep(hung_after.min(Duration::from_secs(100 * 365 * 86_400)));
     tokio::pin!(hung);
     let mut cancel_sent = false;
     loop {
@@ -482,7 +582,13 @@ async fn run_job(
             }
         }
     }
-    match job.wait().await {
+    if let Some(c) = control {
+        c.abort();
+    }
+    let ended = job.wait().await;
+    // the hold is over: its console port is free again
+    drop(port);
+    match ended {
         Ok(end) => {
             let how = match &end.exit {
                 Exit::Complete => "Complete".to_string(),

@@ -1,5 +1,7 @@
 //! One job in a process of its own: `basalt run JOB --device DEVICE --output-dir DIR
-//! --job-id ID --log-stdout`, in a new process group. Its stdout is the log, one `output.yaml`
+//! --job-id ID --log-stdout` (a reservation's: `basalt hold --device DEVICE --output-dir DIR
+//! --job-id ID --log-stdout --control SOCKET --lease-file FILE --console-listen ADDR:PORT
+//! ...`, see [`crate::hold`]), in a new process group. Its stdout is the log, one `output.yaml`
 //! record per line, numbered here from 1 as the dispatcher numbers them; its exit status says
 //! Complete (0), Incomplete (1) or invalid input (2); `DIR/out/results.yaml` holds the results.
 //! The process dies with the worker, whatever kills the worker.
@@ -36,6 +38,33 @@ pub struct JobSpec {
     /// Its token (from the Start): written to `coordinator.token` in the job's directory
     /// (mode 0600) for `--coordinator-token-file`, never on a command line.
     pub coordinator_token: Option<String>,
+    /// A reservation: hold the board (`basalt hold`) instead of running a job.
+    pub hold: Option<HoldSpec>,
+}
+
+/// What `basalt hold` is given for a lease.
+#[derive(Clone)]
+pub struct HoldSpec {
+    /// The lease, written to `lease.json` in the job's directory (mode 0600): its tokens
+    /// never go on a command line.
+    pub lease: basalt_proto::Lease,
+    /// Where the console listens.
+    pub listen: std::net::SocketAddr,
+    /// The console's host as the holder is told it.
+    pub advertise_host: String,
+    /// The console's ring buffer, in bytes.
+    pub buffer: u64,
+}
+
+impl std::fmt::Debug for HoldSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HoldSpec")
+            .field("reservation_id", &self.lease.reservation_id)
+            .field("listen", &self.listen)
+            .field("advertise_host", &self.advertise_host)
+            .field("buffer", &self.buffer)
+            .finish()
+    }
 }
 
 /// The file in the job's directory that holds the coordinator's token.
@@ -50,6 +79,30 @@ pub fn run_args(
     out: &Path,
     args: &[String],
 ) -> Vec<std::ffi::OsString> {
+    if let Some(h) = &spec.hold {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            "hold".into(),
+            "--device".into(),
+            device.into(),
+            "--output-dir".into(),
+            out.into(),
+            "--job-id".into(),
+            spec.job_id.to_string().into(),
+            "--log-stdout".into(),
+            "--control".into(),
+            spec.dir.join(crate::hold::CONTROL_SOCKET).into(),
+            "--lease-file".into(),
+            spec.dir.join(crate::hold::LEASE_FILE).into(),
+            "--console-listen".into(),
+            h.listen.to_string().into(),
+            "--advertise-host".into(),
+            h.advertise_host.clone().into(),
+            "--console-buffer".into(),
+            h.buffer.to_string().into(),
+        ];
+        v.extend(args.iter().map(Into::into));
+        return v;
+    }
     let mut v: Vec<std::ffi::OsString> = vec![
         "run".into(),
         job.into(),
@@ -131,16 +184,16 @@ impl JobProcess {
         std::fs::write(&job, &spec.definition).map_err(io("job.yaml"))?;
         std::fs::write(&device, &spec.device).map_err(io("device.yaml"))?;
         if let Some(token) = &spec.coordinator_token {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(spec.dir.join(TOKEN_FILE))
-                .and_then(|mut f| f.write_all(token.as_bytes()))
-                .map_err(io(TOKEN_FILE))?;
+            write_private(&spec.dir.join(TOKEN_FILE), token.as_bytes()).map_err(io(TOKEN_FILE))?;
+        }
+        if let Some(h) = &spec.hold {
+            let lease = serde_json::to_vec(&h.lease).map_err(|e| JobError::Io {
+                job_id: spec.job_id,
+                what: crate::hold::LEASE_FILE.into(),
+                source: std::io::Error::other(e),
+            })?;
+            write_private(&spec.dir.join(crate::hold::LEASE_FILE), &lease)
+                .map_err(io(crate::hold::LEASE_FILE))?;
         }
         let mut cmd = Command::new(basalt);
         cmd.args(run_args(spec, &job, &device, &out, args))
@@ -261,6 +314,22 @@ impl JobProcess {
     }
 }
 
+/// Writes a secret file readable by the worker's user only (made 0600 before anything is in
+/// it).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // a file left from before keeps its mode: make it private first
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(data)
+}
+
 fn exit_of(status: ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match status.code() {
@@ -287,6 +356,7 @@ mod tests {
             dir: PathBuf::from("/w/job-124"),
             coordinator: coordinator.map(str::to_string),
             coordinator_token: None,
+            hold: None,
         }
     }
 
@@ -351,5 +421,47 @@ mod tests {
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cret");
+    }
+
+    #[tokio::test]
+    async fn a_hold_gets_its_lease_in_a_private_file_and_its_console_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = JobSpec {
+            dir: dir.path().join("job-41"),
+            hold: Some(HoldSpec {
+                lease: basalt_proto::Lease {
+                    reservation_id: 41,
+                    console_token: "tok-console".into(),
+                    watch_token: "tok-watch".into(),
+                    ssh_public_key: None,
+                    ssh_user: None,
+                },
+                listen: "127.0.0.1:7105".parse().unwrap(),
+                advertise_host: "rack-1.lab".into(),
+                buffer: 1 << 20,
+            }),
+            ..spec(None)
+        };
+        let a = args(&spec);
+        assert_eq!(a[0], "hold");
+        assert!(!a.iter().any(|x| x.contains("tok-")), "{a:?}");
+        let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!(after("--console-listen"), "127.0.0.1:7105");
+        assert_eq!(after("--advertise-host"), "rack-1.lab");
+        assert_eq!(after("--console-buffer"), "1048576");
+        assert_eq!(after("--job-id"), "124");
+        assert!(a.contains(&"--log-stdout".to_string()));
+        assert_eq!(a[a.len() - 2..], ["--tftp-root", "/t"]);
+        let lease = spec.dir.join(crate::hold::LEASE_FILE);
+        assert_eq!(after("--lease-file"), lease.to_string_lossy());
+        let _job = JobProcess::start(Path::new("/bin/true"), &spec, &[]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&lease).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let back: basalt_proto::Lease =
+            serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+        assert_eq!(back.console_token, "tok-console");
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// What the link tells the daemon.
 #[derive(Debug)]
 pub enum LinkEvent {
-    Message(MasterMsg),
+    Message(Box<MasterMsg>),
     /// A message that could not be decoded (logged; the link goes on).
     Garbage(String),
     /// A connection to the master is up (again): time for a Hello.
@@ -86,7 +86,7 @@ fn pump(
         if readable {
             while let Ok(bytes) = socket.recv_bytes(zmq::DONTWAIT) {
                 let event = match decode::<MasterMsg>(&bytes) {
-                    Ok(m) => LinkEvent::Message(m),
+                    Ok(m) => LinkEvent::Message(Box::new(m)),
                     Err(e) => LinkEvent::Garbage(e.to_string()),
                 };
                 if events.send(event).is_err() {

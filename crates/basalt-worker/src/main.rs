@@ -94,8 +94,43 @@ struct Args {
         value_parser = NonEmpty::new()
     )]
     job_arg: Vec<String>,
+    /// The TCP ports of held boards' consoles (reservations), one per lease.
+    #[arg(
+        long = "console-ports",
+        value_name = "FROM-TO",
+        default_value = "7100-7199",
+        env = "BASALT_WORKER_CONSOLE_PORTS",
+        value_parser = basalt_worker::hold::PortPool::parse
+    )]
+    console_ports: basalt_worker::hold::PortPool,
+    /// The address held boards' consoles listen on (open it to the lab explicitly).
+    #[arg(
+        long = "console-address",
+        value_name = "IP",
+        default_value = "127.0.0.1",
+        env = "BASALT_WORKER_CONSOLE_ADDRESS"
+    )]
+    console_address: std::net::IpAddr,
+    /// The consoles' host as reservation holders are told it (default: --console-address).
+    #[arg(
+        long = "advertise-host",
+        value_name = "HOST",
+        env = "BASALT_WORKER_ADVERTISE_HOST",
+        value_parser = NonEmpty::new()
+    )]
+    advertise_host: Option<String>,
+    /// Each held board's console ring buffer: what a watcher that connects late still reads
+    /// (bytes, or with a K, M or G suffix).
+    #[arg(
+        long = "console-buffer",
+        value_name = "SIZE",
+        default_value = "1M",
+        env = "BASALT_WORKER_CONSOLE_BUFFER",
+        value_parser = parse_size
+    )]
+    console_buffer: u64,
     /// A capability to announce (repeatable; in the environment, separated by `,`; default:
-    /// qemu, tftp, u-boot, pdudaemon).
+    /// qemu, tftp, u-boot, pdudaemon, reservations).
     #[arg(
         long = "capability",
         value_name = "NAME",
@@ -192,7 +227,7 @@ fn main() -> ExitCode {
     }
     job_args.extend(args.job_arg.iter().cloned());
     let names: Vec<String> = if args.capability.is_empty() {
-        ["qemu", "tftp", "u-boot", "pdudaemon"]
+        ["qemu", "tftp", "u-boot", "pdudaemon", "reservations"]
             .map(String::from)
             .to_vec()
     } else {
@@ -212,6 +247,14 @@ fn main() -> ExitCode {
         basalt,
         job_args,
         capabilities,
+        hold: Some(basalt_worker::hold::HoldConfig {
+            ports: args.console_ports,
+            address: args.console_address,
+            advertise_host: args
+                .advertise_host
+                .unwrap_or_else(|| args.console_address.to_string()),
+            buffer: args.console_buffer,
+        }),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -247,6 +290,28 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
             _ => std::future::pending().await,
         }
     }
+}
+
+/// A size: bytes, or a number with a K, M or G suffix (powers of 1024), at least 1 KiB.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 1M"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (K, M or G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .filter(|v| *v >= 1024)
+        .ok_or_else(|| format!("`{text}`: a size of at least 1K"))
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -33,6 +33,7 @@ fn spec(dir: &Path, id: u64, extra_step: Option<&str>) -> JobSpec {
         dir: dir.join(format!("job-{id}")),
         coordinator: None,
         coordinator_token: None,
+        hold: None,
     }
 }
 

@@ -12,6 +12,9 @@
 //! | [`command`] | [`CommandConsole`] | LAVA's `connection_command`: a child's stdin / stdout |
 //! | [`fake`] | [`FakeConsole`] | in-process, for unit tests: a scripted board over a duplex pipe |
 //!
+//! [`hub`]: a held board's console shared by watchers, one writer and the dispatcher, with a
+//! ring buffer of its output ([`Hub`]).
+//!
 //! Every backend reports the end of the connection as end of file (a read of 0 bytes) or as an
 //! I/O error of a "connection gone" kind; [`Session`] turns both into [`ConsoleError::Closed`],
 //! and [`Console::connect`] may then be called again.
@@ -22,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub mod command;
 pub mod expect;
 pub mod fake;
+pub mod hub;
 pub mod pty;
 pub mod serial;
 pub mod telnet;
@@ -31,6 +35,7 @@ pub mod unix;
 pub use command::CommandConsole;
 pub use expect::{ExpectError, Match, NullTranscript, Session, Transcript, VecTranscript};
 pub use fake::FakeConsole;
+pub use hub::{Chunk, HeldConsole, HeldEmulator, Hub, HubError, Subscriber};
 pub use pty::PtyConsole;
 pub use serial::SerialConsole;
 pub use telnet::{TelnetConsole, TelnetStream};
