@@ -25,6 +25,7 @@
 pub mod console;
 pub mod control;
 pub mod exec;
+pub mod ssh;
 
 use crate::device::board::{Board, BoardPlan};
 use crate::device::Device;
@@ -309,7 +310,7 @@ impl Held {
                 done = join(&mut booting) => {
                     cancel_boot = None;
                     match done {
-                        Some((_, Ok(boot))) => self.booted(boot, control),
+                        Some((_, Ok(boot))) => self.booted(boot, control).await,
                         Some((_, Err(e))) => self.set(HoldPhase::Failed, Some(e), control),
                         None => self.set(HoldPhase::Failed, Some("the boot's task died".into()), control),
                     }
@@ -513,17 +514,13 @@ impl Held {
     }
 
     /// A boot ended: ready, or failed with its error; the boot is kept (board on).
-    fn booted(&mut self, boot: HeldBoot, control: &Control) {
+    async fn booted(&mut self, boot: HeldBoot, control: &Control) {
         let error = boot.error.as_ref().map(|e| e.message.clone());
         let failed = boot.failed_action.clone();
         self.boot = Some(boot);
         match error {
             None => {
-                // SSH: once a boot reached its shell, `ssh::authorize` (src/hold/ssh.rs, to
-                // come) authorises the lease's key (`self.opts.lease.ssh_public_key` for
-                // `ssh_user`) through the console and gives the endpoint to put in
-                // `self.connection.ssh`.
-                self.connection.ssh = None;
+                self.connection.ssh = self.ssh_access().await;
                 self.set(HoldPhase::Ready, None, control);
             }
             Some(e) => {
@@ -533,6 +530,73 @@ impl Held {
                 };
                 self.log.error(format!("the boot failed: {reason}"));
                 self.set(HoldPhase::Failed, Some(self.log.masked(&reason)), control);
+            }
+        }
+    }
+
+    /// SSH to a booted QEMU board whose image has dropbear or sshd: the lease's key
+    /// authorised through the console ([`ssh::set_up`]), the endpoint the worker's forward
+    /// (`--ssh-forward`, 127.0.0.1 only). `None` (and a log line) when the board is not a QEMU
+    /// board with a forward, the lease has no key, or the image has no SSH server. Boards
+    /// that are not emulated get none: their shell may be the worker host's own (basalt-board).
+    async fn ssh_access(&self) -> Option<basalt_proto::SshEndpoint> {
+        let port = self.opts.run.ssh_forward?;
+        if !self.plan.emulated {
+            return None;
+        }
+        let key_text = self.opts.lease.ssh_public_key.as_deref()?;
+        let key = match ssh::PublicKey::parse(key_text) {
+            Ok(k) => k,
+            Err(e) => {
+                self.log
+                    .warning(format!("SSH: the lease's key is refused: {e}"));
+                return None;
+            }
+        };
+        let user = self
+            .opts
+            .lease
+            .ssh_user
+            .as_deref()
+            .unwrap_or(ssh::SshUser::DEFAULT);
+        let user = match ssh::SshUser::parse(user) {
+            Ok(u) => u,
+            Err(e) => {
+                self.log.warning(format!("SSH: {e}"));
+                return None;
+            }
+        };
+        let stream = match self.hub.attach_pipeline() {
+            Ok(s) => s,
+            Err(e) => {
+                self.log.warning(format!("SSH: the console: {e}"));
+                return None;
+            }
+        };
+        let mut session = crate::action::context::open_session(
+            &self.log,
+            stream,
+            &format!("{} (ssh set-up)", self.hub.what()),
+        );
+        let setup = ssh::Setup::new(
+            key,
+            user,
+            ssh::Reach::Forwarded {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        );
+        match ssh::set_up(&mut session, &setup).await {
+            Ok(endpoint) => {
+                self.log.info(format!(
+                    "SSH: ssh -p {} {}@{}",
+                    endpoint.port, endpoint.user, endpoint.host
+                ));
+                Some(endpoint)
+            }
+            Err(e) => {
+                self.log.info(format!("SSH: none on this boot: {e}"));
+                None
             }
         }
     }

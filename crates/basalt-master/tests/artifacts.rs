@@ -81,6 +81,7 @@ fn start(downloads: Downloads, quota: u64, max_age: Duration) -> Master {
                 anonymous_read: false,
                 coordinator: "127.0.0.1:3079".into(),
                 coordinator_token: None,
+                max_lease: basalt_master::engine::DEFAULT_MAX_LEASE,
             };
             let (mut handle, _) = engine::start(config, Arc::new(store)).expect("engine");
             let api = tokio::net::TcpListener::bind("127.0.0.1:0")

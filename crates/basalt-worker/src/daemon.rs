@@ -488,6 +488,7 @@ async fn run_job(
     let dir = config.state_dir.join(format!("job-{id}"));
     // a lease: a console port for as long as the hold runs
     let mut port = None;
+    let mut ssh_port = None;
     let hold = match (start.lease, &config.hold) {
         (None, _) => None,
         (Some(_), None) => {
@@ -509,11 +510,20 @@ async fn run_job(
             };
             let listen = std::net::SocketAddr::new(h.address, p.get());
             port = Some(p);
+            // a QEMU board (the rendered device boots with `qemu`) gets a second port: its
+            // SSH forward on 127.0.0.1 (docs/reservations.md, SSH)
+            let qemu = start.device_config.contains("qemu:");
+            ssh_port = if qemu {
+                h.ports.take(std::net::Ipv4Addr::LOCALHOST.into())
+            } else {
+                None
+            };
             Some(HoldSpec {
                 lease,
                 listen,
                 advertise_host: h.advertise_host.clone(),
                 buffer: h.buffer,
+                ssh_forward: ssh_port.as_ref().map(|p| p.get()),
             })
         }
     };
@@ -588,6 +598,7 @@ async fn run_job(
     let ended = job.wait().await;
     // the hold is over: its console port is free again
     drop(port);
+    drop(ssh_port);
     match ended {
         Ok(end) => {
             let how = match &end.exit {

@@ -54,6 +54,8 @@ pub struct HoldSpec {
     pub advertise_host: String,
     /// The console's ring buffer, in bytes.
     pub buffer: u64,
+    /// A QEMU board's forwarded SSH port on 127.0.0.1 (`--ssh-forward`), from the same pool.
+    pub ssh_forward: Option<u16>,
 }
 
 impl std::fmt::Debug for HoldSpec {
@@ -100,6 +102,10 @@ pub fn run_args(
             "--console-buffer".into(),
             h.buffer.to_string().into(),
         ];
+        if let Some(p) = h.ssh_forward {
+            v.push("--ssh-forward".into());
+            v.push(p.to_string().into());
+        }
         v.extend(args.iter().map(Into::into));
         return v;
     }
@@ -439,6 +445,7 @@ mod tests {
                 listen: "127.0.0.1:7105".parse().unwrap(),
                 advertise_host: "rack-1.lab".into(),
                 buffer: 1 << 20,
+                ssh_forward: Some(7106),
             }),
             ..spec(None)
         };
@@ -447,6 +454,7 @@ mod tests {
         assert!(!a.iter().any(|x| x.contains("tok-")), "{a:?}");
         let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
         assert_eq!(after("--console-listen"), "127.0.0.1:7105");
+        assert_eq!(after("--ssh-forward"), "7106");
         assert_eq!(after("--advertise-host"), "rack-1.lab");
         assert_eq!(after("--console-buffer"), "1048576");
         assert_eq!(after("--job-id"), "124");

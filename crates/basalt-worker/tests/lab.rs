@@ -77,6 +77,7 @@ async fn lab(n: usize) -> Lab {
             anonymous_read: false,
             coordinator: "127.0.0.1:3079".into(),
             coordinator_token: None,
+            max_lease: engine::DEFAULT_MAX_LEASE,
         },
         store,
     )
