@@ -138,7 +138,8 @@ type ApiResult<T> = Result<T, ApiError>;
 
 mod admin;
 
-/// The API's routes on the engine's handle, with the body limit.
+/// The API's routes on the engine's handle, with the body limit, and the web pages
+/// ([`crate::web`]).
 pub fn router(handle: Handle) -> Router {
     let api = Router::new()
         .route("/jobs/", get(jobs).post(submit))
@@ -156,13 +157,21 @@ pub fn router(handle: Handle) -> Router {
             authenticated,
         ))
         .route("/system/version/", get(version));
-    Router::new()
+    let router = Router::new()
         .nest("/api/v0.2", api)
         // lavacli's XML-RPC endpoint (crate::rpc)
         .route("/RPC2", axum::routing::post(crate::rpc::handle))
         .route("/RPC2/", axum::routing::post(crate::rpc::handle))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(handle)
+        .with_state(handle.clone());
+    // the web pages (crate::web) on the same address
+    match crate::web::Web::new(handle) {
+        Ok(web) => router.merge(crate::web::router(web)),
+        Err(e) => {
+            tracing::error!("the web pages are off: {e}");
+            router
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes (then finishes the requests in
@@ -590,6 +599,8 @@ async fn jobs(
         started_after: time_param(&q, "start_time__gt")?,
         ended_after: time_param(&q, "end_time__gt")?,
         target_group: q.get("target_group").cloned(),
+        device: q.get("actual_device").cloned(),
+        submitter: q.get("submitter").cloned(),
         order,
         descending,
         limit: paging.0,

@@ -3,7 +3,8 @@
 //! checks are due ([`health`]), the store
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
 //! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
-//! events ([`events`]) and the job definitions' `notify:` callbacks ([`notify`]).
+//! events ([`events`]), the job definitions' `notify:` callbacks ([`notify`]) and the web pages
+//! with their log viewer ([`web`]).
 //! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod results;
 pub mod rpc;
 pub mod scheduler;
 pub mod store;
+pub mod web;
 pub mod xmlrpc;
 
 pub use model::{

@@ -432,6 +432,10 @@ pub struct JobQuery {
     pub ended_after: Option<u64>,
     /// Only the sub-jobs of this MultiNode group.
     pub target_group: Option<String>,
+    /// Only the jobs that ran (or run) on this device.
+    pub device: Option<String>,
+    /// Only the jobs of this submitter.
+    pub submitter: Option<String>,
     pub order: JobOrder,
     pub descending: bool,
     pub limit: u32,
@@ -450,6 +454,8 @@ impl Default for JobQuery {
             started_after: None,
             ended_after: None,
             target_group: None,
+            device: None,
+            submitter: None,
             order: JobOrder::Id,
             descending: true,
             limit: 50,
@@ -1176,6 +1182,29 @@ impl Store {
             .collect()
     }
 
+    /// MultiNode groups, newest first (by their first sub-job): each group's name and first
+    /// job id, `limit` from `offset`, with how many groups there are.
+    pub fn groups(&self, limit: u32, offset: u32) -> Result<(u64, Vec<(String, u64)>), StoreError> {
+        let mut db = self.db();
+        let count = match db.query_opt(
+            "SELECT COUNT(DISTINCT target_group) FROM jobs WHERE target_group IS NOT NULL",
+            args![],
+        )? {
+            Some(r) => r.uint(0)?,
+            None => 0,
+        };
+        let groups = db
+            .query(
+                "SELECT target_group, MIN(id) AS first FROM jobs WHERE target_group IS NOT NULL
+                 GROUP BY target_group ORDER BY first DESC LIMIT ?1 OFFSET ?2",
+                args![limit, offset],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.uint(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((count, groups))
+    }
+
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
         error_type, error_msg, results, failure_cause, requested_worker, target_group, sub_id, role,
@@ -1289,9 +1318,15 @@ impl Store {
                 conds.push(format!("{column} > ?{}", vals.len()));
             }
         }
-        if let Some(g) = &q.target_group {
-            vals.push(db::Value::from(g.clone()));
-            conds.push(format!("target_group = ?{}", vals.len()));
+        for (column, value) in [
+            ("target_group", &q.target_group),
+            ("actual_device", &q.device),
+            ("submitter", &q.submitter),
+        ] {
+            if let Some(v) = value {
+                vals.push(db::Value::from(v.clone()));
+                conds.push(format!("{column} = ?{}", vals.len()));
+            }
         }
         let filter = if conds.is_empty() {
             String::new()
@@ -1311,6 +1346,8 @@ impl Store {
         // filtered by state and health only (or not at all): the triggers' counters know
         let counted = q.ids.is_none()
             && q.target_group.is_none()
+            && q.device.is_none()
+            && q.submitter.is_none()
             && q.id_after.is_none()
             && q.submitted_after.is_none()
             && q.started_after.is_none()
