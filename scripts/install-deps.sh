@@ -68,6 +68,7 @@ PKGS=(
   python3-zmq                        # pyzmq: its certificates and clients, in the lab tests
   lava-coordinator                   # Debian's MultiNode coordinator: interop tests and benchmark
   systemd                            # systemd-analyze verify of the lab's units (tests/lab_install.rs)
+  chromium chromium-driver           # the web pages in a headless browser, over WebDriver (tests/web_pages.rs)
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=()
