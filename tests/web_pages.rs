@@ -91,13 +91,16 @@ fn wd(method: &str, url: &str, body: Option<Value>) -> Value {
     match r {
         Ok(resp) => resp.into_json::<Value>().expect("WebDriver's JSON")["value"].take(),
         Err(ureq::Error::Status(code, resp)) => {
-            panic!("{method} {url}: {code} {}", resp.into_string().unwrap_or_default())
+            panic!(
+                "{method} {url}: {code} {}",
+                resp.into_string().unwrap_or_default()
+            )
         }
         Err(e) => panic!("{method} {url}: {e}"),
     }
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735a6f8f0d";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl<'a> Browser<'a> {
     fn open(driver: &'a Driver) -> Browser<'a> {
@@ -173,7 +176,11 @@ impl<'a> Browser<'a> {
 
     fn click(&self, css: &str) {
         let e = self.find(css);
-        wd("POST", &self.url(&format!("element/{e}/click")), Some(json!({})));
+        wd(
+            "POST",
+            &self.url(&format!("element/{e}/click")),
+            Some(json!({})),
+        );
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -420,7 +427,10 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         !b.current_url().contains("login"),
         "the page stayed (no reload)"
     );
-    eprintln!("ticks on screen went from {first} to {} while the job ran", last_tick(&b));
+    eprintln!(
+        "ticks on screen went from {first} to {} while the job ran",
+        last_tick(&b)
+    );
 
     // the end comes over the stream too
     b.wait_js(
@@ -449,14 +459,18 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         "return window.basaltLog.loaded && document.querySelectorAll('#log-rows .row').length > 0 && document.querySelectorAll('#log-rows .row.lv-debug').length === 0;",
     );
     let after = rows(&b);
-    assert!(after.iter().all(|(_, class, _)| !class.contains("lv-debug")));
+    assert!(after
+        .iter()
+        .all(|(_, class, _)| !class.contains("lv-debug")));
     let kept: Vec<u64> = before
         .iter()
         .filter(|(_, c, _)| !c.contains("lv-debug"))
         .map(|(n, _, _)| *n)
         .collect();
     assert!(
-        kept.iter().take(3).all(|n| after.iter().any(|(m, _, _)| m == n)),
+        kept.iter()
+            .take(3)
+            .all(|n| after.iter().any(|(m, _, _)| m == n)),
         "the other lines stay: {kept:?} / {after:?}"
     );
     b.screenshot("board-job-no-debug");
@@ -475,7 +489,10 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         section["end"].as_u64().expect("an ended section"),
     );
     assert!(end > start + 1, "{section}");
-    b.js("document.getElementById('log-scroll').scrollTop = 0;", json!([]));
+    b.js(
+        "document.getElementById('log-scroll').scrollTop = 0;",
+        json!([]),
+    );
     b.wait_js(
         "the section's first lines on screen",
         Duration::from_secs(10),
@@ -495,7 +512,10 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
     b.wait_js(
         "the unfolded section's lines back",
         Duration::from_secs(5),
-        &format!("return !!document.querySelector('#log-rows .row[data-n=\"{}\"]');", start + 1),
+        &format!(
+            "return !!document.querySelector('#log-rows .row[data-n=\"{}\"]');",
+            start + 1
+        ),
     );
 
     // the results table is results.yaml
@@ -514,11 +534,10 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
             (s(0), s(1), s(2))
         })
         .collect();
-    let want: Vec<(String, String, String)> =
-        common::results(&lab.job_output_dir("w1", id))
-            .into_iter()
-            .map(|(d, c, r, _, _)| (d, c, r))
-            .collect();
+    let want: Vec<(String, String, String)> = common::results(&lab.job_output_dir("w1", id))
+        .into_iter()
+        .map(|(d, c, r, _, _)| (d, c, r))
+        .collect();
     assert!(!want.is_empty());
     assert_eq!(shown, want, "the results table");
     assert!(shown
@@ -531,10 +550,16 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
     let t = Some(lab.token.as_str());
     let (s, _, html) = page(&format!("{base}/jobs"), t);
     assert_eq!(s, 200);
-    assert!(html.contains(&format!("<tr class=\"job\" data-id=\"{id}\">")), "{html}");
+    assert!(
+        html.contains(&format!("<tr class=\"job\" data-id=\"{id}\">")),
+        "{html}"
+    );
     let (_, _, html) = page(&format!("{base}/jobs?state=Running"), t);
     assert!(!html.contains(&format!("data-id=\"{id}\"")));
-    let (_, _, html) = page(&format!("{base}/jobs?state=Finished&device=w1-board-1&submitter=admin"), t);
+    let (_, _, html) = page(
+        &format!("{base}/jobs?state=Finished&device=w1-board-1&submitter=admin"),
+        t,
+    );
     assert!(html.contains(&format!("data-id=\"{id}\"")));
     for (path, text) in [
         ("/devices", "w1-board-1"),
@@ -552,7 +577,11 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         assert!(body.contains(text), "{path}: no {text:?} in {body}");
     }
     let (s, location, _) = page(&format!("{base}/jobs"), None);
-    assert_eq!((s, location.as_str()), (303, "/login?next=/jobs"), "anonymous reads are off");
+    assert_eq!(
+        (s, location.as_str()),
+        (303, "/login?next=/jobs"),
+        "anonymous reads are off"
+    );
     let (s, _, _) = page(&format!("{base}/jobs/{id}/log/meta"), None);
     assert_eq!(s, 401);
 
@@ -562,7 +591,10 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
     let (_, _, admin_page) = page(&format!("{base}/jobs/{second}"), t);
     let admin_csrf = csrf(&admin_page);
     let (_, _, bob_page) = page(&format!("{base}/jobs/{second}"), Some(&bob));
-    assert!(!bob_page.contains("id=\"cancel-form\""), "no cancel button for bob");
+    assert!(
+        !bob_page.contains("id=\"cancel-form\""),
+        "no cancel button for bob"
+    );
     let bob_csrf = csrf(&bob_page);
     let cancel = format!("{base}/jobs/{second}/cancel");
     // no session; bob (not the submitter, not an admin); the admin with another CSRF token
@@ -577,17 +609,30 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         assert_ne!(job_state(&lab, second).0, "Finished", "{who}");
     }
     let health = format!("{base}/devices/w1-board-1/health");
-    let (s, _, _) = form(&health, Some(&bob), &[("csrf", &bob_csrf), ("health", "Maintenance")]);
+    let (s, _, _) = form(
+        &health,
+        Some(&bob),
+        &[("csrf", &bob_csrf), ("health", "Maintenance")],
+    );
     assert_eq!(s, 403, "bob cannot set a device's health");
     let (s, location, _) = form(&cancel, t, &[("csrf", &admin_csrf)]);
-    assert_eq!((s, location.as_str()), (303, format!("/jobs/{second}").as_str()));
+    assert_eq!(
+        (s, location.as_str()),
+        (303, format!("/jobs/{second}").as_str())
+    );
     wait_for("the second job canceled", Duration::from_secs(60), || {
         job_state(&lab, second) == ("Finished".into(), "Canceled".into())
     });
     wait_for("the board free again", Duration::from_secs(30), || {
-        c.get("devices/w1-board-1/").ok().is_some_and(|d| d["state"] == "Idle")
+        c.get("devices/w1-board-1/")
+            .ok()
+            .is_some_and(|d| d["state"] == "Idle")
     });
-    let (s, _, _) = form(&health, t, &[("csrf", &admin_csrf), ("health", "Maintenance")]);
+    let (s, _, _) = form(
+        &health,
+        t,
+        &[("csrf", &admin_csrf), ("health", "Maintenance")],
+    );
     assert_eq!(s, 303);
     let d = c.get("devices/w1-board-1/").expect("the device");
     assert_eq!(d["health"], "Maintenance");
@@ -602,17 +647,17 @@ fn a_100_mib_log_shows_its_first_screen_and_its_end_within_a_second() {
     c.post("devicetypes/", &json!({"name": "qemu"}))
         .expect("a device type");
     // a job that never runs, canceled: Finished; its log is then the 100 MiB one
-    let id = c
-        .submit(&lab.qemu_job())
-        .expect("submitted")[0];
+    let id = c.submit(&lab.qemu_job()).expect("submitted")[0];
     c.cancel(id).expect("canceled");
     wait_for("the job finished", Duration::from_secs(10), || {
         job_state(&lab, id).0 == "Finished"
     });
     let t = Instant::now();
-    let written =
-        synthetic::write_log(&lab.master_dir().join("jobs").join(id.to_string()), 100 << 20)
-            .expect("writing the log");
+    let written = synthetic::write_log(
+        &lab.master_dir().join("jobs").join(id.to_string()),
+        100 << 20,
+    )
+    .expect("writing the log");
     eprintln!(
         "log: {} lines, {:.1} MiB, written in {:.1} s",
         written.lines,
@@ -653,7 +698,10 @@ fn a_100_mib_log_shows_its_first_screen_and_its_end_within_a_second() {
         Some(written.lines - 1),
         "the last line is on screen"
     );
-    assert!(last.last().is_some_and(|r| r.2.starts_with("end: ")), "{last:?}");
+    assert!(
+        last.last().is_some_and(|r| r.2.starts_with("end: ")),
+        "{last:?}"
+    );
     b.screenshot("big-log-end");
 
     // the browser's memory

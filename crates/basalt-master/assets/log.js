@@ -159,7 +159,10 @@
     rendered = true;
     var first = Math.min(firstIndex(), Math.max(0, vcount - 1));
     var n = Math.min(perScreen() + 2, vcount - first);
-    rows.style.top = (scaled() ? scroller.scrollTop : first * ROW) + 'px';
+    var top = scaled() ? scroller.scrollTop : first * ROW;
+    rows.style.top = top + 'px';
+    // the rows never reach past the spacer: the scroll height stays the spacer's
+    rows.style.height = Math.max(0, Math.min(n * ROW, spacer.offsetHeight - top)) + 'px';
     var frag = document.createDocumentFragment(), missing = [], all = true;
     for (var i = 0; i < n; i++) {
       var line = visible[first + i];

@@ -212,7 +212,9 @@ fn main() {
                 .arg(KEEP),
         ) {
             Some(r) => py_rows.push(r),
-            None => println!("{name}: not measured (python3 with PyYAML's libyaml binding is needed)"),
+            None => {
+                println!("{name}: not measured (python3 with PyYAML's libyaml binding is needed)")
+            }
         }
     }
     let mb = written.bytes as f64 / 1048576.0;
@@ -234,9 +236,7 @@ fn main() {
     }
     if let (Some(ours), Some(best_py)) = (
         rows.first(),
-        py_rows
-            .iter()
-            .min_by(|a, b| a.secs.total_cmp(&b.secs)),
+        py_rows.iter().min_by(|a, b| a.secs.total_cmp(&b.secs)),
     ) {
         assert_eq!(
             (ours.lines, ours.kept),

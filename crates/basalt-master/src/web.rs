@@ -47,10 +47,16 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("job.html", include_str!("../assets/job.html")),
     ("devices.html", include_str!("../assets/devices.html")),
     ("device.html", include_str!("../assets/device.html")),
-    ("device_types.html", include_str!("../assets/device_types.html")),
+    (
+        "device_types.html",
+        include_str!("../assets/device_types.html"),
+    ),
     ("workers.html", include_str!("../assets/workers.html")),
     ("groups.html", include_str!("../assets/groups.html")),
-    ("reservations.html", include_str!("../assets/reservations.html")),
+    (
+        "reservations.html",
+        include_str!("../assets/reservations.html"),
+    ),
     ("login.html", include_str!("../assets/login.html")),
 ];
 

@@ -119,11 +119,10 @@ impl Web {
         let Some((token, _)) = token_of(headers) else {
             return Err(PageError::Forbidden("sign in first".into()));
         };
-        let user = self
-            .handle
-            .store
-            .token_user(&token)?
-            .ok_or_else(|| PageError::Forbidden("the token is not valid: sign in again".into()))?;
+        let user =
+            self.handle.store.token_user(&token)?.ok_or_else(|| {
+                PageError::Forbidden("the token is not valid: sign in again".into())
+            })?;
         let want = self.csrf_of(&token);
         // the same work whatever the bytes: no timing tells how much of it matched
         let same = want.len() == csrf.len()
@@ -201,8 +200,9 @@ pub(super) async fn login(
         return Ok((axum::http::StatusCode::FORBIDDEN, page).into_response());
     }
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-    let value = HeaderValue::from_str(&cookie)
-        .map_err(|_| PageError::BadRequest("the token has characters a cookie cannot hold".into()))?;
+    let value = HeaderValue::from_str(&cookie).map_err(|_| {
+        PageError::BadRequest("the token has characters a cookie cannot hold".into())
+    })?;
     Ok(([(header::SET_COOKIE, value)], Redirect::to(&next)).into_response())
 }
 
@@ -220,7 +220,10 @@ pub(super) async fn logout(
     web.actor(&headers, &f.csrf)?;
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((
-        [(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| PageError::Internal(e.to_string()))?)],
+        [(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(|e| PageError::Internal(e.to_string()))?,
+        )],
         Redirect::to("/login"),
     )
         .into_response())
@@ -233,7 +236,12 @@ mod tests {
     #[test]
     fn sign_in_returns_to_this_site_only() {
         assert_eq!(local_path(Some("/jobs/3")), "/jobs/3");
-        for bad in ["//evil.example/x", "https://evil.example/", "jobs", "/\\evil"] {
+        for bad in [
+            "//evil.example/x",
+            "https://evil.example/",
+            "jobs",
+            "/\\evil",
+        ] {
             assert_eq!(local_path(Some(bad)), "/jobs", "{bad}");
         }
         assert_eq!(local_path(None), "/jobs");

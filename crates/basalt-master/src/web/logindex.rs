@@ -331,9 +331,15 @@ mod tests {
             1,
             &[
                 rec("info", "start: 1 tftp-deploy (timeout 00:01:00) [common]"),
-                rec("debug", "start: 1.1 download-retry (timeout 00:01:00) [common]"),
+                rec(
+                    "debug",
+                    "start: 1.1 download-retry (timeout 00:01:00) [common]",
+                ),
                 rec("debug", "downloading"),
-                rec("debug", "end: 1.1 download-retry (duration 00:00:01) [common]"),
+                rec(
+                    "debug",
+                    "end: 1.1 download-retry (duration 00:00:01) [common]",
+                ),
             ],
         )
         .unwrap();
@@ -364,14 +370,18 @@ mod tests {
         assert_eq!((lines[0].n, lines[0].msg.as_str()), (4, "U-Boot 2024.01"));
         let all = read_lines(&index, dir.path(), 0, 100, LevelMask::ALL).unwrap();
         assert_eq!(all.len(), 7);
-        assert_eq!(all[6].msg, "end: 1 tftp-deploy (duration 00:00:02) [common]");
+        assert_eq!(
+            all[6].msg,
+            "end: 1 tftp-deploy (duration 00:00:02) [common]"
+        );
     }
 
     #[test]
     fn a_replaced_log_is_indexed_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = JobLogFile::open(dir.path()).unwrap();
-        log.append(1, &[rec("info", "a"), rec("info", "b")]).unwrap();
+        log.append(1, &[rec("info", "a"), rec("info", "b")])
+            .unwrap();
         drop(log);
         let cache = IndexCache::default();
         assert_eq!(cache.get(dir.path()).unwrap().lock().unwrap().lines(), 2);

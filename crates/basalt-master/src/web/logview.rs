@@ -181,12 +181,7 @@ pub(super) async fn lines(
                 }
                 out
             }
-            None => index.matching(
-                mask,
-                start,
-                end.unwrap_or(u64::MAX),
-                MAX_LINES,
-            ),
+            None => index.matching(mask, start, end.unwrap_or(u64::MAX), MAX_LINES),
         };
         read(&index, &dir, &numbers).map(|(lines, stopped)| {
             // where a further request goes on (start/end requests)
@@ -270,7 +265,11 @@ impl Follow {
                 Err(e) => {
                     tracing::warn!("web: job {}: its log: {:?}", self.id, e.0.to_string());
                     self.done = true;
-                    return Some(Event::default().event("error").data("the log cannot be read"));
+                    return Some(
+                        Event::default()
+                            .event("error")
+                            .data("the log cannot be read"),
+                    );
                 }
             };
             let batch = {

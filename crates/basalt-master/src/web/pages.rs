@@ -127,7 +127,9 @@ fn page_no(q: &HashMap<String, String>) -> Result<u32, PageError> {
             .parse::<u32>()
             .ok()
             .filter(|p| *p >= 1 && *p <= 1_000_000)
-            .ok_or_else(|| PageError::BadRequest(format!("'page' should be a page number, not {p:?}"))),
+            .ok_or_else(|| {
+                PageError::BadRequest(format!("'page' should be a page number, not {p:?}"))
+            }),
     }
 }
 
@@ -678,6 +680,9 @@ mod tests {
         assert_eq!(p["next"], "/jobs?state=Running&page=3");
         assert_eq!(p["pages"], 3);
         assert!(page_no(&[("page".to_string(), "0".to_string())].into()).is_err());
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

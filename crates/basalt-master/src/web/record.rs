@@ -352,9 +352,8 @@ pub fn unescape(s: &[u8]) -> Option<Cow<'_, str>> {
 /// console (docs/log-format.md) and is shown as `\xNN`; other control characters but tab as
 /// `\xNN` (or `\e` for ESC) so that nothing invisible moves the text.
 pub fn display(s: &str) -> Cow<'_, str> {
-    let plain = |c: char| {
-        !(('\u{ef80}'..='\u{efff}').contains(&c) || (c.is_control() && c != '\t'))
-    };
+    let plain =
+        |c: char| !(('\u{ef80}'..='\u{efff}').contains(&c) || (c.is_control() && c != '\t'));
     if s.chars().all(plain) {
         return Cow::Borrowed(s);
     }
@@ -395,24 +394,41 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(level_of(b"- {\"dt\": \"t\", \"lvl\": \"debug\", \"msg\": \"x\"}\n"), Level::Debug);
+        assert_eq!(
+            level_of(b"- {\"dt\": \"t\", \"lvl\": \"debug\", \"msg\": \"x\"}\n"),
+            Level::Debug
+        );
     }
 
     #[test]
     fn other_shapes_go_to_the_yaml_loader_and_junk_is_kept_as_text() {
         let r = parse(b"- {lvl: info, msg: 'plain', dt: now}");
-        assert_eq!((r.level, r.msg.text(), &*r.dt), (Level::Info, "plain", "now"));
+        assert_eq!(
+            (r.level, r.msg.text(), &*r.dt),
+            (Level::Info, "plain", "now")
+        );
         let r = parse(b"- {\"dt\": \"t\", \"lvl\": \"feedback\", \"msg\": \"x\", \"ns\": \"n\"}");
         assert_eq!((r.level, r.msg.text()), (Level::Feedback, "x"));
-        for junk in [&b"not yaml: ["[..], b"", b"- {\"dt\": \"t\", \"lvl\": \"loud\", \"msg\": \"x\"}", b"\xff\xfe"] {
+        for junk in [
+            &b"not yaml: ["[..],
+            b"",
+            b"- {\"dt\": \"t\", \"lvl\": \"loud\", \"msg\": \"x\"}",
+            b"\xff\xfe",
+        ] {
             let r = parse(junk);
             assert_eq!(r.level, Level::Other, "{junk:?}");
             assert_eq!(level_of(junk), Level::Other);
         }
         // a bad escape is not guessed at: the loader refuses it too
-        assert_eq!(parse(b"- {\"dt\": \"t\", \"lvl\": \"info\", \"msg\": \"\\q\"}").level, Level::Other);
+        assert_eq!(
+            parse(b"- {\"dt\": \"t\", \"lvl\": \"info\", \"msg\": \"\\q\"}").level,
+            Level::Other
+        );
         // a cut record
-        assert_eq!(parse(b"- {\"dt\": \"t\", \"lvl\": \"info\", \"msg\": \"abc").level, Level::Other);
+        assert_eq!(
+            parse(b"- {\"dt\": \"t\", \"lvl\": \"info\", \"msg\": \"abc").level,
+            Level::Other
+        );
     }
 
     #[test]

@@ -25,11 +25,53 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "kernel", "usb", "eth0", "link", "up", "mmc0", "new", "high", "speed", "card", "at",
-    "address", "0x0001", "random:", "crng", "init", "done", "systemd[1]:", "Started", "udev",
-    "Kernel", "Device", "Manager.", "EXT4-fs", "mounted", "filesystem", "with", "ordered",
-    "data", "mode.", "Quota", "disabled.", "[", "OK", "]", "Reached", "target", "Network.",
-    "+", "lava-test-case", "pass", "fail", "measurement", "ms", "test", "run", "step",
+    "kernel",
+    "usb",
+    "eth0",
+    "link",
+    "up",
+    "mmc0",
+    "new",
+    "high",
+    "speed",
+    "card",
+    "at",
+    "address",
+    "0x0001",
+    "random:",
+    "crng",
+    "init",
+    "done",
+    "systemd[1]:",
+    "Started",
+    "udev",
+    "Kernel",
+    "Device",
+    "Manager.",
+    "EXT4-fs",
+    "mounted",
+    "filesystem",
+    "with",
+    "ordered",
+    "data",
+    "mode.",
+    "Quota",
+    "disabled.",
+    "[",
+    "OK",
+    "]",
+    "Reached",
+    "target",
+    "Network.",
+    "+",
+    "lava-test-case",
+    "pass",
+    "fail",
+    "measurement",
+    "ms",
+    "test",
+    "run",
+    "step",
 ];
 
 /// What [`write_log`] wrote.
@@ -53,7 +95,11 @@ pub fn write_log(dir: &Path, size: u64) -> std::io::Result<Written> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut second = 0u64;
     let mut line = String::with_capacity(512);
-    let mut emit = |w: &mut Written, lvl: (u8, &str), msg: &str, quoted: bool| -> std::io::Result<()> {
+    let mut emit = |w: &mut Written,
+                    lvl: (u8, &str),
+                    msg: &str,
+                    quoted: bool|
+     -> std::io::Result<()> {
         second += 1;
         line.clear();
         let (h, m, s) = ((second / 3600) % 24, (second / 60) % 60, second % 60);
@@ -89,16 +135,30 @@ pub fn write_log(dir: &Path, size: u64) -> std::io::Result<Written> {
     let mut round = 0u64;
     while w.bytes < size {
         round += 1;
-        for (i, action) in ["tftp-deploy", "uboot-action", "lava-test-shell"].iter().enumerate() {
+        for (i, action) in ["tftp-deploy", "uboot-action", "lava-test-shell"]
+            .iter()
+            .enumerate()
+        {
             let level = format!("{round}.{}", i + 1);
-            emit(&mut w, INFO, &format!("start: {level} {action} (timeout 00:05:00) [common]"), true)?;
-            emit(&mut w, DEBUG, &format!("start: {level}.1 {action}-inner (timeout 00:01:00) [common]"), true)?;
+            emit(
+                &mut w,
+                INFO,
+                &format!("start: {level} {action} (timeout 00:05:00) [common]"),
+                true,
+            )?;
+            emit(
+                &mut w,
+                DEBUG,
+                &format!("start: {level}.1 {action}-inner (timeout 00:01:00) [common]"),
+                true,
+            )?;
             let n = 150 + rng.below(100);
             for k in 0..n {
                 match rng.below(20) {
                     0..=13 => {
                         let words = 4 + rng.below(14);
-                        let mut text = format!("[{:>5}.{:06}]", round * 10 + k / 100, rng.below(1_000_000));
+                        let mut text =
+                            format!("[{:>5}.{:06}]", round * 10 + k / 100, rng.below(1_000_000));
                         for _ in 0..words {
                             text.push(' ');
                             text.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
@@ -108,12 +168,30 @@ pub fn write_log(dir: &Path, size: u64) -> std::io::Result<Written> {
                         }
                         emit(&mut w, TARGET, &text, true)?;
                     }
-                    14..=16 => emit(&mut w, DEBUG, &format!("expect: matched pattern {k} of {action}, {} bytes read", rng.below(4096)), true)?,
-                    17 => emit(&mut w, INPUT, &format!("cat /proc/cpuinfo # step {k}\\n"), true)?,
+                    14..=16 => emit(
+                        &mut w,
+                        DEBUG,
+                        &format!(
+                            "expect: matched pattern {k} of {action}, {} bytes read",
+                            rng.below(4096)
+                        ),
+                        true,
+                    )?,
+                    17 => emit(
+                        &mut w,
+                        INPUT,
+                        &format!("cat /proc/cpuinfo # step {k}\\n"),
+                        true,
+                    )?,
                     18 => emit(&mut w, INFO, &format!("{action}: progress {k}/{n}"), true)?,
                     _ => {
                         if rng.below(40) == 0 {
-                            emit(&mut w, WARNING, &format!("{action}: slow answer ({} ms)", rng.below(9000)), true)?;
+                            emit(
+                                &mut w,
+                                WARNING,
+                                &format!("{action}: slow answer ({} ms)", rng.below(9000)),
+                                true,
+                            )?;
                         } else {
                             let case = format!("case-{round}-{k}");
                             let result = if rng.below(10) == 0 { "fail" } else { "pass" };
@@ -123,14 +201,38 @@ pub fn write_log(dir: &Path, size: u64) -> std::io::Result<Written> {
                 }
             }
             if round == 3 && i == 1 {
-                emit(&mut w, ERROR, "uboot-action: bootloader-commands timed out after 30 seconds", true)?;
+                emit(
+                    &mut w,
+                    ERROR,
+                    "uboot-action: bootloader-commands timed out after 30 seconds",
+                    true,
+                )?;
             }
-            emit(&mut w, DEBUG, &format!("end: {level}.1 {action}-inner (duration 00:00:0{}) [common]", rng.below(10)), true)?;
-            emit(&mut w, INFO, &format!("end: {level} {action} (duration 00:00:1{}) [common]", rng.below(10)), true)?;
+            emit(
+                &mut w,
+                DEBUG,
+                &format!(
+                    "end: {level}.1 {action}-inner (duration 00:00:0{}) [common]",
+                    rng.below(10)
+                ),
+                true,
+            )?;
+            emit(
+                &mut w,
+                INFO,
+                &format!(
+                    "end: {level} {action} (duration 00:00:1{}) [common]",
+                    rng.below(10)
+                ),
+                true,
+            )?;
         }
     }
     out.flush()?;
     drop(out);
-    std::fs::write(dir.join("output.yaml.commit"), format!("{} {}\n", w.lines, w.bytes))?;
+    std::fs::write(
+        dir.join("output.yaml.commit"),
+        format!("{} {}\n", w.lines, w.bytes),
+    )?;
     Ok(w)
 }
