@@ -223,6 +223,8 @@
       setStatus(count + ' lines, ' + d.state + ' ' + d.health);
       var st = document.getElementById('job-state'), he = document.getElementById('job-health');
       if (st) st.textContent = d.state;
+      var cancel = document.getElementById('cancel-form');
+      if (cancel) cancel.hidden = true;
       if (he) he.textContent = d.health + ' (reload the page for the results)';
     });
     es.onerror = function () { if (!finished) setStatus(count + ' lines, reconnecting…'); };

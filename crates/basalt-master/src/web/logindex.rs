@@ -255,8 +255,7 @@ pub fn read_lines(
     let mut buf = vec![0u8; (to - from) as usize];
     file.read_exact_at(&mut buf, from).map_err(io)?;
     let mut out = Vec::new();
-    let mut n = start;
-    for line in buf.split_inclusive(|b| *b == b'\n') {
+    for (n, line) in (start..).zip(buf.split_inclusive(|b| *b == b'\n')) {
         if index.level(n).is_some_and(|l| mask.has(l)) {
             let r = record::parse(line);
             out.push(Line {
@@ -266,16 +265,18 @@ pub fn read_lines(
                 msg: record::display(r.msg.text()).into_owned(),
             });
         }
-        n += 1;
     }
     Ok(out)
 }
+
+/// A log's index and when it was last asked for (the cache's clock).
+type Cached = (u64, Arc<Mutex<LogIndex>>);
 
 /// The indexes of the logs viewed last (at most [`IndexCache::CAPACITY`]), each behind its
 /// own lock so that two jobs' logs are indexed at once.
 #[derive(Default)]
 pub struct IndexCache {
-    entries: Mutex<HashMap<PathBuf, (u64, Arc<Mutex<LogIndex>>)>>,
+    entries: Mutex<HashMap<PathBuf, Cached>>,
     clock: std::sync::atomic::AtomicU64,
 }
 

@@ -350,7 +350,7 @@ pub fn unescape(s: &[u8]) -> Option<Cow<'_, str>> {
 
 /// A message as the viewer shows it: a character U+EF80–U+EFFF stands for a raw byte of the
 /// console (docs/log-format.md) and is shown as `\xNN`; other control characters but tab as
-/// `\xNN` (or `\e` for ESC) so that nothing invisible moves the text.
+/// `\xNN` (`\e`, `\n`, `\r` for ESC, LF, CR) so that nothing invisible moves the text.
 pub fn display(s: &str) -> Cow<'_, str> {
     let plain =
         |c: char| !(('\u{ef80}'..='\u{efff}').contains(&c) || (c.is_control() && c != '\t'));
@@ -363,6 +363,10 @@ pub fn display(s: &str) -> Cow<'_, str> {
             out.push(c);
         } else if c == '\x1b' {
             out.push_str("\\e");
+        } else if c == '\n' {
+            out.push_str("\\n");
+        } else if c == '\r' {
+            out.push_str("\\r");
         } else if ('\u{ef80}'..='\u{efff}').contains(&c) {
             out.push_str(&format!("\\x{:02x}", c as u32 - 0xef00));
         } else if (c as u32) < 0x100 {
