@@ -1785,6 +1785,7 @@ mod tests {
     }
 
     on_both!(
+        jobs_are_listed_by_device_and_submitter_and_groups_newest_first,
         a_group_is_stored_and_scheduled_all_or_nothing,
         a_job_goes_through_its_states_and_frees_its_device,
         the_snapshot_feeds_the_scheduler,
@@ -1978,6 +1979,67 @@ mod tests {
             priority: Priority::MEDIUM,
             health_check: false,
         }
+    }
+
+    fn jobs_are_listed_by_device_and_submitter_and_groups_newest_first(db: &Db) {
+        let s = lab(db);
+        let mine = s.submit(&job(), 1000).unwrap();
+        let theirs = s
+            .submit(
+                &NewJob {
+                    submitter: "bob".into(),
+                    ..job()
+                },
+                1001,
+            )
+            .unwrap();
+        s.schedule_job(mine, "d1").unwrap();
+        let ids = |q: JobQuery| {
+            let (n, jobs) = s.query_jobs(&q).unwrap();
+            (n, jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        };
+        let on_d1 = JobQuery {
+            device: Some("d1".into()),
+            ..JobQuery::default()
+        };
+        assert_eq!(ids(on_d1.clone()), (1, vec![mine]));
+        let by_bob = JobQuery {
+            submitter: Some("bob".into()),
+            ..JobQuery::default()
+        };
+        assert_eq!(ids(by_bob), (1, vec![theirs]));
+        let both = JobQuery {
+            submitter: Some("bob".into()),
+            ..on_d1
+        };
+        assert_eq!(ids(both), (0, vec![]));
+        assert_eq!(s.groups(10, 0).unwrap(), (0, vec![]));
+        let member = |role: &str| {
+            (
+                job(),
+                GroupMember {
+                    role: role.into(),
+                    essential: false,
+                    worker: None,
+                },
+            )
+        };
+        for name in ["g-old", "g-new"] {
+            s.submit_group(
+                &NewGroup {
+                    target_group: name.into(),
+                    multinode_definition: "job_name: mn\n".into(),
+                    jobs: vec![member("server"), member("client")],
+                },
+                2000,
+            )
+            .unwrap();
+        }
+        let (n, groups) = s.groups(10, 0).unwrap();
+        assert_eq!(n, 2);
+        let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(names, ["g-new", "g-old"]);
+        assert_eq!(s.groups(1, 1).unwrap().1[0].0, "g-old");
     }
 
     fn a_group_is_stored_and_scheduled_all_or_nothing(db: &Db) {
