@@ -525,7 +525,8 @@ fn time_param(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>>
 }
 
 /// `jobs/`: LAVA's filters (`state`, `state__in`, `health`, `health__in`, `id`, `id__in`,
-/// `id__gt`, `submit_time__gt`, `start_time__gt`, `end_time__gt`), `ordering` (`[-]id`,
+/// `id__gt`, `submit_time__gt`, `start_time__gt`, `end_time__gt`, `actual_device`,
+/// `submitter`, `target_group`), `ordering` (`[-]id`,
 /// `[-]submit_time`, `[-]start_time`, `[-]end_time`; default `-id`), `limit` and `offset`.
 async fn jobs(
     State(h): State<Handle>,
