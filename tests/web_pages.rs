@@ -615,14 +615,34 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         &[("csrf", &bob_csrf), ("health", "Maintenance")],
     );
     assert_eq!(s, 403, "bob cannot set a device's health");
+    // canceled once it runs (a cancel in the first milliseconds of a job's process can end it
+    // Incomplete instead: the worker's race, not the page's)
+    wait_for("the second job running", Duration::from_secs(60), || {
+        job_state(&lab, second).0 == "Running"
+            && c.logs(second, 0)
+                .ok()
+                .flatten()
+                .is_some_and(|l| l.lines().count() > 5)
+    });
     let (s, location, _) = form(&cancel, t, &[("csrf", &admin_csrf)]);
     assert_eq!(
         (s, location.as_str()),
         (303, format!("/jobs/{second}").as_str())
     );
-    wait_for("the second job canceled", Duration::from_secs(60), || {
-        job_state(&lab, second) == ("Finished".into(), "Canceled".into())
-    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job_state(&lab, second) != ("Finished".into(), "Canceled".into()) {
+        if Instant::now() > deadline {
+            let master =
+                std::fs::read_to_string(lab.logs_dir().join("master.log")).unwrap_or_default();
+            let worker =
+                std::fs::read_to_string(lab.logs_dir().join("worker-w1.log")).unwrap_or_default();
+            panic!(
+                "the second job is {:?}, not canceled, 60 s after the cancel\nmaster:\n{master}\nworker:\n{worker}",
+                job_state(&lab, second)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     wait_for("the board free again", Duration::from_secs(30), || {
         c.get("devices/w1-board-1/")
             .ok()
