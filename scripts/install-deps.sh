@@ -69,6 +69,7 @@ PKGS=(
   openssh-client                     # ssh / scp / ssh-keygen: SSH into held QEMU boards (tests/ssh_qemu.rs, tests/python_client.rs)
   lava-coordinator                   # Debian's MultiNode coordinator: interop tests and benchmark
   systemd                            # systemd-analyze verify of the lab's units (tests/lab_install.rs)
+  chromium chromium-driver           # the web pages in a headless browser, over WebDriver (tests/web_pages.rs)
 )
 # Installed when the archive has them; their absence is not an error.
 OPTIONAL_PKGS=()

@@ -122,6 +122,11 @@ pub struct Handle {
     /// The artifact store (`--artifacts-http`), when the master has one: submissions' and
     /// boot requests' `artifact:NAME` URLs are resolved through it ([`crate::artifacts`]).
     pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
+    /// Told of each job whose log grew or that ended (the web log viewer's live stream).
+    pub log_signal: crate::logs::LogSignal,
+    /// The protocol version each worker said hello with, since this master started (the web
+    /// pages show it).
+    pub worker_versions: Arc<std::sync::Mutex<BTreeMap<String, ProtocolVersion>>>,
 }
 
 impl Handle {
@@ -247,6 +252,10 @@ struct Engine {
     health_wake: Option<tokio::time::Instant>,
     /// Reservations' pending hold requests and lease timer.
     leases: reservations::Leases,
+    /// [`Handle::log_signal`].
+    log_signal: crate::logs::LogSignal,
+    /// [`Handle::worker_versions`].
+    worker_versions: Arc<std::sync::Mutex<BTreeMap<String, ProtocolVersion>>>,
 }
 
 /// A due scheduling pass waits for the event queues to drain, but for no more events than
@@ -277,6 +286,8 @@ pub fn start_with_clock(
     let device_types = config.device_types.clone();
     let master_key = config.key.public;
     let max_lease = config.max_lease;
+    let log_signal = crate::logs::LogSignal::default();
+    let worker_versions = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let engine = Engine {
         config,
         store: store.clone(),
@@ -292,6 +303,8 @@ pub fn start_with_clock(
         clock,
         health_wake: None,
         leases: reservations::Leases::default(),
+        log_signal: log_signal.clone(),
+        worker_versions: worker_versions.clone(),
     };
     tokio::spawn(engine.run(link_rx, req_rx));
     Ok((
@@ -305,6 +318,8 @@ pub fn start_with_clock(
             admitted,
             max_lease,
             artifacts: None,
+            log_signal,
+            worker_versions,
         },
         endpoint,
     ))
@@ -686,7 +701,10 @@ impl Engine {
                 };
                 let lines: Vec<String> = b.records.iter().map(|r| r.line.clone()).collect();
                 let (seq, resend) = match log.append(b.first_seq, &lines) {
-                    Ok(c) => (c.seq, false),
+                    Ok(c) => {
+                        self.log_signal.notify(id);
+                        (c.seq, false)
+                    }
                     Err(crate::logs::LogError::Gap { .. }) => (log.commit().seq, true),
                     Err(e) => {
                         tracing::error!(job_id = id, "job {id}: storing its log: {e}");
@@ -802,6 +820,10 @@ impl Engine {
         let _ = self
             .store
             .set_worker_state(&worker, WorkerState::Online, now_ms());
+        self.worker_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(worker.clone(), h.version);
         let mut resume = Vec::new();
         let mut discard = Vec::new();
         for held in &h.jobs {
@@ -932,6 +954,14 @@ impl Engine {
         }
         self.open_logs.remove(&id);
         self.owners.remove(&id);
+        if let Some(d) = &end.description {
+            // the pipeline, for the job's page
+            let path = self.logs.join(id.to_string()).join("description.yaml");
+            if let Err(e) = std::fs::write(&path, d) {
+                tracing::warn!(job_id = id, "job {id}: {}: {e}", path.display());
+            }
+        }
+        self.log_signal.notify(id);
         self.link
             .send(conn, MasterMsg::EndAck(EndAck { job_id: end.job_id }));
         self.after_job_end(id, health, failure.and_then(|f| f.message));

@@ -140,7 +140,8 @@ type ApiResult<T> = Result<T, ApiError>;
 mod admin;
 pub mod reservations;
 
-/// The API's routes on the engine's handle, with the body limit.
+/// The API's routes on the engine's handle, with the body limit, and the web pages
+/// ([`crate::web`]).
 pub fn router(handle: Handle) -> Router {
     let api = Router::new()
         .route("/jobs/", get(jobs).post(submit))
@@ -161,13 +162,21 @@ pub fn router(handle: Handle) -> Router {
             authenticated,
         ))
         .route("/system/version/", get(version));
-    Router::new()
+    let router = Router::new()
         .nest("/api/v0.2", api)
         // lavacli's XML-RPC endpoint (crate::rpc)
         .route("/RPC2", axum::routing::post(crate::rpc::handle))
         .route("/RPC2/", axum::routing::post(crate::rpc::handle))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(handle)
+        .with_state(handle.clone());
+    // the web pages (crate::web) on the same address
+    match crate::web::Web::new(handle) {
+        Ok(web) => router.merge(crate::web::router(web)),
+        Err(e) => {
+            tracing::error!("the web pages are off: {e}");
+            router
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes (then finishes the requests in
@@ -521,7 +530,8 @@ fn time_param(q: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>>
 }
 
 /// `jobs/`: LAVA's filters (`state`, `state__in`, `health`, `health__in`, `id`, `id__in`,
-/// `id__gt`, `submit_time__gt`, `start_time__gt`, `end_time__gt`), `ordering` (`[-]id`,
+/// `id__gt`, `submit_time__gt`, `start_time__gt`, `end_time__gt`, `actual_device`,
+/// `submitter`, `target_group`), `ordering` (`[-]id`,
 /// `[-]submit_time`, `[-]start_time`, `[-]end_time`; default `-id`), `limit` and `offset`.
 async fn jobs(
     State(h): State<Handle>,
@@ -595,6 +605,8 @@ async fn jobs(
         started_after: time_param(&q, "start_time__gt")?,
         ended_after: time_param(&q, "end_time__gt")?,
         target_group: q.get("target_group").cloned(),
+        device: q.get("actual_device").cloned(),
+        submitter: q.get("submitter").cloned(),
         order,
         descending,
         limit: paging.0,

@@ -4,7 +4,8 @@
 //! ([`store`]), the job logs stored exactly once as they arrive ([`logs`]), the workers link
 //! ([`link`]) and the engine that drives them ([`engine`]), LAVA's REST API ([`http`]), LAVA's
 //! events ([`events`]), the job definitions' `notify:` callbacks ([`notify`]), reservations,
-//! jobs that wait for their holder ([`reservation`]), and the artifact store ([`artifacts`]).
+//! jobs that wait for their holder ([`reservation`]), the artifact store ([`artifacts`]), and
+//! the web pages with their log viewer ([`web`]).
 //! The `basalt-master` binary (`src/main.rs`) puts them together.
 
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod results;
 pub mod rpc;
 pub mod scheduler;
 pub mod store;
+pub mod web;
 pub mod xmlrpc;
 
 pub use model::{

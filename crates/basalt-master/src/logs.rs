@@ -164,6 +164,40 @@ pub fn read_from(dir: &Path, offset: u64, max: usize) -> Result<(Vec<u8>, u64), 
     Ok((buf, next))
 }
 
+/// What is committed of the log in `dir` (nothing yet: zero records).
+pub fn committed(dir: &Path) -> Result<Commit, LogError> {
+    read_commit(&dir.join("output.yaml.commit"))
+}
+
+/// Tells readers of running jobs' logs (the web log viewer's live stream) that a job's log
+/// grew or that the job ended: the engine sends the job's id, each reader picks its own.
+/// A reader that falls behind misses ids, not records: it reads the log from where it is.
+#[derive(Clone, Debug)]
+pub struct LogSignal {
+    tx: tokio::sync::broadcast::Sender<u64>,
+}
+
+impl Default for LogSignal {
+    fn default() -> LogSignal {
+        LogSignal {
+            tx: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl LogSignal {
+    /// Job `id`'s log has new records, or the job ended.
+    pub fn notify(&self, id: u64) {
+        // no reader: nothing to tell
+        let _ = self.tx.send(id);
+    }
+
+    /// The ids notified from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
 fn read_commit(path: &Path) -> Result<Commit, LogError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,

@@ -485,6 +485,10 @@ pub struct JobQuery {
     pub ended_after: Option<u64>,
     /// Only the sub-jobs of this MultiNode group.
     pub target_group: Option<String>,
+    /// Only the jobs that ran (or run) on this device.
+    pub device: Option<String>,
+    /// Only the jobs of this submitter.
+    pub submitter: Option<String>,
     pub order: JobOrder,
     pub descending: bool,
     pub limit: u32,
@@ -503,6 +507,8 @@ impl Default for JobQuery {
             started_after: None,
             ended_after: None,
             target_group: None,
+            device: None,
+            submitter: None,
             order: JobOrder::Id,
             descending: true,
             limit: 50,
@@ -1236,6 +1242,29 @@ impl Store {
             .collect()
     }
 
+    /// MultiNode groups, newest first (by their first sub-job): each group's name and first
+    /// job id, `limit` from `offset`, with how many groups there are.
+    pub fn groups(&self, limit: u32, offset: u32) -> Result<(u64, Vec<(String, u64)>), StoreError> {
+        let mut db = self.db();
+        let count = match db.query_opt(
+            "SELECT COUNT(DISTINCT target_group) FROM jobs WHERE target_group IS NOT NULL",
+            args![],
+        )? {
+            Some(r) => r.uint(0)?,
+            None => 0,
+        };
+        let groups = db
+            .query(
+                "SELECT target_group, MIN(id) AS first FROM jobs WHERE target_group IS NOT NULL
+                 GROUP BY target_group ORDER BY first DESC LIMIT ?1 OFFSET ?2",
+                args![limit, offset],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.uint(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((count, groups))
+    }
+
     const JOB_COLUMNS: &'static str = "id, submitter, description, definition, requested_device_type, requested_device,
         tags, priority, health_check, state, health, actual_device, submit_time, start_time, end_time,
         error_type, error_msg, results, failure_cause, requested_worker, target_group, sub_id, role,
@@ -1350,9 +1379,15 @@ impl Store {
                 conds.push(format!("{column} > ?{}", vals.len()));
             }
         }
-        if let Some(g) = &q.target_group {
-            vals.push(db::Value::from(g.clone()));
-            conds.push(format!("target_group = ?{}", vals.len()));
+        for (column, value) in [
+            ("target_group", &q.target_group),
+            ("actual_device", &q.device),
+            ("submitter", &q.submitter),
+        ] {
+            if let Some(v) = value {
+                vals.push(db::Value::from(v.clone()));
+                conds.push(format!("{column} = ?{}", vals.len()));
+            }
         }
         let filter = if conds.is_empty() {
             String::new()
@@ -1372,6 +1407,8 @@ impl Store {
         // filtered by state and health only (or not at all): the triggers' counters know
         let counted = q.ids.is_none()
             && q.target_group.is_none()
+            && q.device.is_none()
+            && q.submitter.is_none()
             && q.id_after.is_none()
             && q.submitted_after.is_none()
             && q.started_after.is_none()
@@ -1814,6 +1851,7 @@ mod tests {
     }
 
     on_both!(
+        jobs_are_listed_by_device_and_submitter_and_groups_newest_first,
         a_group_is_stored_and_scheduled_all_or_nothing,
         a_job_goes_through_its_states_and_frees_its_device,
         the_snapshot_feeds_the_scheduler,
@@ -2113,6 +2151,67 @@ mod tests {
             priority: Priority::MEDIUM,
             health_check: false,
         }
+    }
+
+    fn jobs_are_listed_by_device_and_submitter_and_groups_newest_first(db: &Db) {
+        let s = lab(db);
+        let mine = s.submit(&job(), 1000).unwrap();
+        let theirs = s
+            .submit(
+                &NewJob {
+                    submitter: "bob".into(),
+                    ..job()
+                },
+                1001,
+            )
+            .unwrap();
+        s.schedule_job(mine, "d1").unwrap();
+        let ids = |q: JobQuery| {
+            let (n, jobs) = s.query_jobs(&q).unwrap();
+            (n, jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        };
+        let on_d1 = JobQuery {
+            device: Some("d1".into()),
+            ..JobQuery::default()
+        };
+        assert_eq!(ids(on_d1.clone()), (1, vec![mine]));
+        let by_bob = JobQuery {
+            submitter: Some("bob".into()),
+            ..JobQuery::default()
+        };
+        assert_eq!(ids(by_bob), (1, vec![theirs]));
+        let both = JobQuery {
+            submitter: Some("bob".into()),
+            ..on_d1
+        };
+        assert_eq!(ids(both), (0, vec![]));
+        assert_eq!(s.groups(10, 0).unwrap(), (0, vec![]));
+        let member = |role: &str| {
+            (
+                job(),
+                GroupMember {
+                    role: role.into(),
+                    essential: false,
+                    worker: None,
+                },
+            )
+        };
+        for name in ["g-old", "g-new"] {
+            s.submit_group(
+                &NewGroup {
+                    target_group: name.into(),
+                    multinode_definition: "job_name: mn\n".into(),
+                    jobs: vec![member("server"), member("client")],
+                },
+                2000,
+            )
+            .unwrap();
+        }
+        let (n, groups) = s.groups(10, 0).unwrap();
+        assert_eq!(n, 2);
+        let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(names, ["g-new", "g-old"]);
+        assert_eq!(s.groups(1, 1).unwrap().1[0].0, "g-old");
     }
 
     fn a_group_is_stored_and_scheduled_all_or_nothing(db: &Db) {
