@@ -144,6 +144,9 @@ fn python_integration_tests_against_a_lab() {
     let Some(venv) = venv() else { return };
     let (kernel, initrd) = common::fixtures_amd64();
     let tmp = common::TempDir::new("python-client");
+    // the master's artifact store (the example uploads its kernel there), through the
+    // flag's environment variable: a listener of its own on a free loopback port
+    std::env::set_var("BASALT_MASTER_ARTIFACTS_HTTP", "127.0.0.1:0");
     let lab = LocalLab::start(Spec {
         dir: tmp.path().join("lab"),
         bin_dir: common::bin_dir(),
