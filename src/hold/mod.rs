@@ -544,6 +544,15 @@ impl Held {
         if !self.plan.emulated {
             return None;
         }
+        // the boot's QEMU listens on the forward only when it could add it (a device without a
+        // user-mode network card gets none)
+        let at = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpStream::connect_timeout(&at, Duration::from_secs(1)).is_err() {
+            self.log.info(format!(
+                "SSH: nothing forwarded on {at}: no SSH on this boot"
+            ));
+            return None;
+        }
         let key_text = self.opts.lease.ssh_public_key.as_deref()?;
         let key = match ssh::PublicKey::parse(key_text) {
             Ok(k) => k,

@@ -86,6 +86,8 @@ pub async fn boot_held(
         )),
     };
     let mut ctx = Ctx::new(job, device, log.clone(), place);
+    // the worker's SSH forward for a QEMU board (the hold sets up SSH through it after the boot)
+    ctx.ssh_forward = opts.ssh_forward;
     log.info(format!(
         "basalt {}: boot '{}' on held device '{}' ({})",
         env!("CARGO_PKG_VERSION"),

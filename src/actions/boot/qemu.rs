@@ -123,8 +123,15 @@ pub fn command_line(ctx: &Ctx, nfs: bool) -> Result<Vec<String>, ActionError> {
         } else {
             Restrict::Keep
         };
-        add_ssh_forward(&mut argv, port, restrict)
-            .map_err(|e| ActionError::job(format!("--ssh-forward {port}: {e}")))?;
+        // a device QEMU cannot forward to (no network card, a tap back-end) boots without
+        // the forward: the board then has no SSH, the console stays (docs/reservations.md)
+        let mut forwarded = argv.clone();
+        match add_ssh_forward(&mut forwarded, port, restrict) {
+            Ok(()) => argv = forwarded,
+            Err(e) => ctx
+                .log
+                .warning(format!("--ssh-forward {port}: {e}; no SSH to this board")),
+        }
     }
     Ok(argv)
 }
