@@ -136,12 +136,30 @@ class Console:
 
     # ---- lifetime -----------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Closes the connection (idempotent)."""
+    def close(self, linger: float = 2.0) -> None:
+        """Closes the connection (idempotent). It first says it is done sending and waits (at
+        most ``linger`` seconds) for the server to close its end, so that the server has let
+        the writer's place go when this returns and a new connection of the lease holder is
+        not refused as a second writer."""
+        sock = getattr(self, "_sock", None)
+        if sock is None:
+            return
         try:
-            self._sock.close()
-        except (OSError, AttributeError):
+            if not self._eof:
+                sock.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + linger
+                while (left := deadline - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    if not sock.recv(65536):
+                        break
+        except OSError:
             pass
+        finally:
+            self._eof = True
+            try:
+                sock.close()
+            except OSError:
+                pass
 
     def __enter__(self) -> Console:
         return self
