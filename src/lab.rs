@@ -386,7 +386,7 @@ impl LocalLab {
                     &hostname,
                     "qemu",
                     &w.name,
-                    crate::device::builtin::DEMO_DEVICE,
+                    crate::device::builtin::LAB_QEMU_DEVICE,
                 )?;
             }
             for i in 1..=w.boards {

@@ -4,8 +4,8 @@
 //! - its integration tests against a [`basalt::lab::LocalLab`] (master, a worker with a
 //!   `basalt-board` board and a QEMU board): reserve by spec, boot, wait ready, run commands
 //!   over the console and the REST exec call, copy a file, release, the device Idle again; the
-//!   same over SSH on the QEMU board (skipped while the lab reports no SSH, unless
-//!   `BASALT_REQUIRE_SSH=1`); `examples/ci_runtime.py` end to end.
+//!   same over SSH on the QEMU board with the fixtures' dropbear initramfs (required when
+//!   the fixtures have it, as in CI); `examples/ci_runtime.py` end to end.
 //!
 //! All run in the virtual environment `target/venv` made (or reused) by
 //! `scripts/python-venv.sh`, which needs PyPI the first time. When it cannot be made the tests
@@ -182,8 +182,16 @@ fn python_integration_tests_against_a_lab() {
         .env("BASALT_BOARD_RAMDISK", &initrd)
         .env("BASALT_BOARD_DTB", &board_dtb)
         .env("TMPDIR", tmp.path());
-    if let Ok(ssh) = std::env::var("BASALT_INITRD_SSH_AMD64") {
-        cmd.env("BASALT_SSH_RAMDISK", ssh);
+    // the SSH test is required wherever the fixtures have the dropbear initramfs (they do
+    // in CI): the lab's QEMU board has a restricted user network for the forward
+    match std::env::var("BASALT_INITRD_SSH_AMD64") {
+        Ok(ssh) => {
+            cmd.env("BASALT_SSH_RAMDISK", ssh).env("BASALT_REQUIRE_SSH", "1");
+        }
+        Err(_) if required() => {
+            panic!("BASALT_INITRD_SSH_AMD64 is not set: hw-tests/build-fixtures.sh makes it")
+        }
+        Err(_) => eprintln!("no dropbear initramfs (BASALT_INITRD_SSH_AMD64): the SSH test skips"),
     }
     let status = run_for(&mut cmd, Duration::from_secs(1800));
     assert!(
