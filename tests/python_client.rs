@@ -186,7 +186,8 @@ fn python_integration_tests_against_a_lab() {
     // in CI): the lab's QEMU board has a restricted user network for the forward
     match std::env::var("BASALT_INITRD_SSH_AMD64") {
         Ok(ssh) => {
-            cmd.env("BASALT_SSH_RAMDISK", ssh).env("BASALT_REQUIRE_SSH", "1");
+            cmd.env("BASALT_SSH_RAMDISK", ssh)
+                .env("BASALT_REQUIRE_SSH", "1");
         }
         Err(_) if required() => {
             panic!("BASALT_INITRD_SSH_AMD64 is not set: hw-tests/build-fixtures.sh makes it")

@@ -7,9 +7,9 @@
 //!
 //!     cargo bench -p basalt-master --bench reserve
 //!
-//! `BASALT_BENCH_RESERVATIONS` changes the number (default 200). The worker part is
-//! [`start_worker`]: swap it for a real `basalt-worker` holding a basalt-board (its key in
-//! `STATE/certs/workers/w1.key`) to measure the whole path.
+//! `BASALT_BENCH_RESERVATIONS` changes the number (default 200). The whole path, with the
+//! real `basalt-worker` and a `basalt-board`, is the top-level `cargo bench --bench
+//! reserve_lab`.
 
 use basalt_master::model::{DeviceHealth, DeviceState};
 use basalt_master::store::{Device, DeviceType, Store};

@@ -30,8 +30,7 @@ pub const DEMO_DEVICE: &str = include_str!("../../../../config/devices/qemu-amd6
 
 /// The lab's QEMU device dictionary: the demo machine with a virtio card on a user-mode
 /// network made `restrict=on`, so that a held board's SSH can be forwarded on 127.0.0.1.
-pub const LAB_QEMU_DEVICE: &str =
-    include_str!("../../../../config/devices/qemu-amd64-user.jinja2");
+pub const LAB_QEMU_DEVICE: &str = include_str!("../../../../config/devices/qemu-amd64-user.jinja2");
 
 /// The demo job, with `@KERNEL@` and `@INITRD@` to fill in.
 pub const DEMO_JOB: &str = include_str!("../../../../config/jobs/demo-qemu.yaml");
