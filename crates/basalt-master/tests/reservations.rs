@@ -180,6 +180,10 @@ fn a_reservation_by_type_and_one_by_requirements_get_their_boards() {
     assert_eq!(lease.console_token, token);
     assert!(start.definition.is_empty());
     assert!(lease.ssh_public_key.unwrap().starts_with("ssh-ed25519 "));
+    assert!(
+        lease.forward_ssh,
+        "a qemu device's SSH is forwarded by its worker"
+    );
     // by requirements: only qemu-02 has 2G on a worker that holds boards... and qemu-09
     let by_spec = lab.reserve(
         "alice-token",

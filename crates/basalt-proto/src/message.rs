@@ -405,6 +405,10 @@ pub struct Lease {
     /// The user to log in as over SSH (default `root`).
     #[serde(default)]
     pub ssh_user: Option<String>,
+    /// The board is an emulator (its device boots with `qemu`): the worker forwards a port
+    /// of 127.0.0.1 to its SSH. Set by the master, which parsed the device.
+    #[serde(default)]
+    pub forward_ssh: bool,
 }
 
 /// A request to a held board; the worker answers each with one [`HoldReply`] of the same

@@ -154,6 +154,7 @@ fn master_samples() -> Vec<MasterMsg> {
                 watch_token: "w4tch".into(),
                 ssh_public_key: Some("ssh-ed25519 AAAA test".into()),
                 ssh_user: Some("root".into()),
+                forward_ssh: true,
             }),
         }
         .into(),

@@ -510,10 +510,9 @@ async fn run_job(
             };
             let listen = std::net::SocketAddr::new(h.address, p.get());
             port = Some(p);
-            // a QEMU board (the rendered device boots with `qemu`) gets a second port: its
-            // SSH forward on 127.0.0.1 (docs/reservations.md, SSH)
-            let qemu = start.device_config.contains("qemu:");
-            ssh_port = if qemu {
+            // an emulated board (the master says so) gets a second port: its SSH forward on
+            // 127.0.0.1 (docs/reservations.md, SSH)
+            ssh_port = if lease.forward_ssh {
                 h.ports.take(std::net::Ipv4Addr::LOCALHOST.into())
             } else {
                 None

@@ -441,6 +441,7 @@ mod tests {
                     watch_token: "tok-watch".into(),
                     ssh_public_key: None,
                     ssh_user: None,
+                    forward_ssh: false,
                 },
                 listen: "127.0.0.1:7105".parse().unwrap(),
                 advertise_host: "rack-1.lab".into(),

@@ -278,6 +278,7 @@ fn a_lease_holds_a_board_that_boots_runs_a_command_and_is_released() {
             watch_token: "watch-token-41".into(),
             ssh_public_key: None,
             ssh_user: None,
+            forward_ssh: false,
         }),
     });
     let held = m.state(HoldPhase::Held);

@@ -667,6 +667,10 @@ impl Engine {
         hostname: &str,
         device_config: String,
     ) -> Start {
+        // an emulated board gets its SSH forwarded by the worker (docs/reservations.md, SSH)
+        let forward_ssh =
+            basalt_model::device::Device::from_yaml(hostname, &device_config, hostname)
+                .is_ok_and(|d| d.has_boot_method("qemu"));
         Start {
             job_id: JobId(r.id),
             device: hostname.into(),
@@ -683,6 +687,7 @@ impl Engine {
                 watch_token: r.watch_token.clone(),
                 ssh_public_key: Some(r.ssh_public_key.clone()),
                 ssh_user: Some(r.ssh_user.clone()),
+                forward_ssh,
             }),
         }
     }
