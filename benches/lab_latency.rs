@@ -17,10 +17,9 @@
 
 mod common;
 
-use basalt::lab::{LocalLab, Spec, WorkerSpec};
 use common::{rss_mib, stripped_mib};
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -96,10 +95,6 @@ fn with_step(job: &str, step: &str) -> String {
 }
 
 fn main() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixtures = std::env::var_os("BASALT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/fixtures"));
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
         .parent()
         .map(PathBuf::from)
@@ -108,32 +103,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    let tmp = std::env::temp_dir().join(format!("basalt-bench-lab-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let lab = LocalLab::start(Spec {
-        dir: tmp.clone(),
-        bin_dir: bin_dir.clone(),
-        fixtures,
-        workers: vec![WorkerSpec {
-            name: "w1".into(),
-            boards: 1,
-            qemu: 0,
-            command: None,
-        }],
-        heartbeat_secs: 5,
-        bootdelay: 1,
-        keep_job_dirs: false,
-        events: false,
-        anonymous_read: false,
-        coordinator: None,
-    });
-    let lab = match lab {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("lab_latency: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (lab, tmp) = common::one_board_lab("lab");
     let c = lab.client();
     let state = |id: u64| {
         c.get(&format!("jobs/{id}/"))

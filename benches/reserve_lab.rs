@@ -11,8 +11,8 @@
 //! `BASALT_BENCH_RESERVATIONS` changes the number (default 100). The master alone, with a
 //! worker that answers at once, is `cargo bench -p basalt-master --bench reserve`.
 
-use basalt::lab::{LocalLab, Spec, WorkerSpec};
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
 
 /// The anchor: p99 create → ready.
@@ -36,45 +36,12 @@ fn wait(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn main() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixtures = std::env::var_os("BASALT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/fixtures"));
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
-        .parent()
-        .map(PathBuf::from)
-        .expect("target directory");
     let n: usize = std::env::var("BASALT_BENCH_RESERVATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(100);
-    let tmp = std::env::temp_dir().join(format!("basalt-bench-reserve-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let lab = LocalLab::start(Spec {
-        dir: tmp.clone(),
-        bin_dir,
-        fixtures,
-        workers: vec![WorkerSpec {
-            name: "w1".into(),
-            boards: 1,
-            qemu: 0,
-            command: None,
-        }],
-        heartbeat_secs: 5,
-        bootdelay: 1,
-        keep_job_dirs: false,
-        events: false,
-        anonymous_read: false,
-        coordinator: None,
-    });
-    let lab = match lab {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("reserve_lab: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (lab, tmp) = common::one_board_lab("reserve");
     let token = match lab.add_token("ci", false) {
         Ok(t) => t,
         Err(e) => {

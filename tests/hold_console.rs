@@ -14,7 +14,7 @@ use common::TempDir;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -40,28 +40,6 @@ impl Drop for Hold {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn board_device(board: &Board, dir: &Path) -> PathBuf {
-    let addr = board.telnet_addr();
-    let bin = board_support::bin();
-    let bin = bin.display();
-    let ctl = board.control.display().to_string();
-    let dict = dir.join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n\
-             {{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
-             {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
-             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
-            addr.ip(),
-            addr.port()
-        ),
-    )
-    .unwrap();
-    dict
 }
 
 impl Hold {
@@ -290,7 +268,7 @@ fn a_held_board_serves_its_console_boots_runs_commands_and_ends_powered_off() {
     let board =
         Board::start_with_console(&["--telnet", "0"], &["--speed", "0", "--bootdelay", "1"]);
     let tmp = TempDir::new("hold");
-    let dict = board_device(&board, tmp.path());
+    let dict = board.write_dictionary(tmp.path());
     let mut hold = Hold::start(&dict, tmp.path());
     let held = hold.state(HoldPhase::Held, SOON);
     let console = held.connection.console.expect("a console endpoint");

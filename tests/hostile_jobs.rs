@@ -60,24 +60,7 @@ impl Bench {
         std::fs::write(&kernel, vec![0u8; 4096]).unwrap();
         let dtb = tmp.path().join("board.dtb");
         std::fs::write(&dtb, vec![0xd0u8; 1024]).unwrap();
-        let dict = tmp.path().join("board.jinja2");
-        let addr = board.telnet_addr();
-        let bin = board_support::bin();
-        let bin = bin.display();
-        let ctl = board.control.display().to_string();
-        std::fs::write(
-            &dict,
-            format!(
-                "{{% extends 'basalt-board.jinja2' %}}\n\
-                 {{% set connection_command = 'telnet {} {}' %}}\n\
-                 {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
-                 {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
-                 {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
-                addr.ip(),
-                addr.port()
-            ),
-        )
-        .unwrap();
+        let dict = board.write_dictionary(tmp.path());
         let marker = tmp.path().join("marker");
         Bench {
             tmp,

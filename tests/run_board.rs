@@ -32,30 +32,6 @@ fn ramdisk_keys(boot_block: &str) -> &'static str {
     }
 }
 
-/// Writes a basalt-board device dictionary for `board` (telnet console, power through its
-/// control socket) into `dir`.
-fn board_device(board: &Board, dir: &std::path::Path) -> PathBuf {
-    let addr = board.telnet_addr();
-    let bin = board_support::bin();
-    let bin = bin.display();
-    let ctl = board.control.display().to_string();
-    let dict = dir.join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n\
-             {{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
-             {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
-             {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
-            addr.ip(),
-            addr.port()
-        ),
-    )
-    .unwrap();
-    dict
-}
-
 /// `basalt run -q` of `job` on `dict`; returns (exit code, output dir, log).
 fn basalt_run(
     job: &str,
@@ -149,7 +125,7 @@ fn run_on_board_terminal(
     all.extend_from_slice(flags);
     let board = Board::start_with_console(&["--telnet", "0"], &all);
     let tmp = TempDir::new("board");
-    let dict = board_device(&board, tmp.path());
+    let dict = board.write_dictionary(tmp.path());
     // a boot block marked `# with dtbo`: two device tree overlays, applied by the board
     let dtbo = boot_block.contains("# with dtbo\n");
     let mut dtbo_keys = String::new();
@@ -437,7 +413,7 @@ fn minimal_boot_with_auto_login() {
         ],
     );
     let tmp = TempDir::new("minimal");
-    let dict = board_device(&board, tmp.path());
+    let dict = board.write_dictionary(tmp.path());
     let job = "device_type: basalt-board\njob_name: minimal\ntimeouts:\n  job:\n    minutes: 2\n  action:\n    minutes: 1\nvisibility: public\n\
                secrets:\n  PW: s3cret\nactions:\n- boot:\n    method: minimal\n    auto_login:\n      login_prompt: 'login:'\n      username: root\n      password_prompt: 'Password:'\n      password: s3cret\n    prompts:\n    - '/ # '\n";
     let (code, _, log) = basalt_run(job, &dict, tmp.path(), &[]);
@@ -466,7 +442,7 @@ fn interactive_uboot_session() {
         &["--speed", "0", "--tftp-port", &port, "--bootdelay", "2"],
     );
     let tmp = TempDir::new("interactive");
-    let dict = board_device(&board, tmp.path());
+    let dict = board.write_dictionary(tmp.path());
     let job = r#"device_type: basalt-board
 job_name: run tests in U-Boot
 timeouts:

@@ -219,24 +219,7 @@ fn rig(tftp: &Tftpd, tag: &str) -> Rig {
         &["--speed", "0", "--tftp-port", &port, "--bootdelay", "1"],
     );
     let tmp = TempDir::new(tag);
-    let addr = board.telnet_addr();
-    let bin = board_support::bin();
-    let ctl = board.control.display().to_string();
-    let dict = tmp.path().join("board.jinja2");
-    std::fs::write(
-        &dict,
-        format!(
-            "{{% extends 'basalt-board.jinja2' %}}\n\
-             {{% set connection_command = 'telnet {} {}' %}}\n\
-             {{% set power_on_command = '{b} ctl --control {ctl} on' %}}\n\
-             {{% set power_off_command = '{b} ctl --control {ctl} off' %}}\n\
-             {{% set hard_reset_command = '{b} ctl --control {ctl} reset' %}}\n",
-            addr.ip(),
-            addr.port(),
-            b = bin.display(),
-        ),
-    )
-    .unwrap();
+    let dict = board.write_dictionary(tmp.path());
     Rig { board, dict, tmp }
 }
 

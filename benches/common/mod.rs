@@ -73,3 +73,45 @@ pub fn stripped_mib(strip: &str, bin: &std::path::Path, scratch: &std::path::Pat
         .map(|m| m.len() as f64 / (1024.0 * 1024.0))
         .unwrap_or(f64::NAN)
 }
+
+/// A [`basalt::lab::LocalLab`] of the built binaries (next to this bench's `basalt`): a master
+/// and worker `w1` with one `basalt-board`, heartbeats every 5 s, under a fresh
+/// `$TMPDIR/basalt-bench-TAG-PID`. Exits the bench with the reason when it cannot start.
+pub fn one_board_lab(tag: &str) -> (basalt::lab::LocalLab, std::path::PathBuf) {
+    use basalt::lab::{LocalLab, Spec, WorkerSpec};
+    use std::path::{Path, PathBuf};
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = std::env::var_os("BASALT_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/fixtures"));
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_basalt"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("target directory");
+    let tmp = std::env::temp_dir().join(format!("basalt-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let lab = LocalLab::start(Spec {
+        dir: tmp.clone(),
+        bin_dir,
+        fixtures,
+        workers: vec![WorkerSpec {
+            name: "w1".into(),
+            boards: 1,
+            qemu: 0,
+            command: None,
+        }],
+        heartbeat_secs: 5,
+        bootdelay: 1,
+        keep_job_dirs: false,
+        events: false,
+        anonymous_read: false,
+        coordinator: None,
+    });
+    match lab {
+        Ok(l) => (l, tmp),
+        Err(e) => {
+            eprintln!("{tag}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

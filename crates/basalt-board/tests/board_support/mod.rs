@@ -161,6 +161,30 @@ impl Board {
             .unwrap_or_else(|| panic!("no telnet address in {:?}", self.stdout))
     }
 
+    /// Writes `DIR/board.jinja2`, a basalt-board device dictionary of this board: its telnet
+    /// console, power on/off and reset through its control socket. Returns its path.
+    pub fn write_dictionary(&self, dir: &Path) -> PathBuf {
+        let addr = self.telnet_addr();
+        let bin = bin();
+        let bin = bin.display();
+        let ctl = self.control.display();
+        let dict = dir.join("board.jinja2");
+        std::fs::write(
+            &dict,
+            format!(
+                "{{% extends 'basalt-board.jinja2' %}}\n\
+                 {{% set connection_command = 'telnet {} {}' %}}\n\
+                 {{% set power_on_command = '{bin} ctl --control {ctl} on' %}}\n\
+                 {{% set power_off_command = '{bin} ctl --control {ctl} off' %}}\n\
+                 {{% set hard_reset_command = '{bin} ctl --control {ctl} reset' %}}\n",
+                addr.ip(),
+                addr.port()
+            ),
+        )
+        .expect("writing the board's dictionary");
+        dict
+    }
+
     /// Runs `basalt-board ctl --control ... ARGS`; returns (exit success, stdout, stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String, String) {
         ctl(&self.control, args)
