@@ -9,12 +9,14 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Lab, wait_idle
 
 from basalt_client import (
+    LeaseExpired,
     PermissionDenied,
     ReservationState,
     SSHUnavailable,
@@ -87,6 +89,31 @@ def test_a_board_by_device_type_with_a_watcher(lab: Lab) -> None:
     r.release(wait=True)  # released on leaving the block: wait for the worker's word
     assert r.state is ReservationState.RELEASED
     wait_idle(client, device)
+
+
+def test_a_lease_that_is_not_renewed_expires(lab: Lab) -> None:
+    """No renewal: the lease runs out, the holder's console is closed by the worker, the
+    reservation ends ``expired`` and the device is Idle again (the worker powered it off)."""
+    client = lab.client()
+    r = client.reserve("basalt-board", lease=3, description="python client: expiry")
+    try:
+        r.wait("ready", timeout=120)
+        device = r.device
+        assert device is not None
+        with r.console() as console:
+            assert console.writer
+            # nothing renews the lease: the console must be closed by the other end
+            deadline = time.monotonic() + 60
+            while not console.closed:
+                assert time.monotonic() < deadline, "the console is still open 60 s after the lease's end"
+                console.read(timeout=1.0)
+        with pytest.raises(LeaseExpired):
+            r.wait("released", timeout=60)
+        assert r.state is ReservationState.EXPIRED
+        wait_idle(client, device)
+    finally:
+        if not r.state.final:
+            r.release()
 
 
 def test_ssh_on_a_qemu_board_with_dropbear(lab: Lab, tmp_path: Path) -> None:

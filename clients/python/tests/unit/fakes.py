@@ -419,8 +419,9 @@ class FakeConsole:
                 return
             if role == "writer":
                 self.writer = c
-            c.sendall(f"basalt: console of qemu-01 ({role})\r\n".encode() + self.ring)
+            # listed before the greeting goes out: a client that has read it can be hung up
             self.clients.append(c)
+            c.sendall(f"basalt: console of qemu-01 ({role})\r\n".encode() + self.ring)
         try:
             data = rest
             while True:
