@@ -2,7 +2,8 @@
 //! control socket): the console is served from the moment the board is held, a watcher that
 //! connects after the U-Boot banner still reads it from the replay, a second writer and a
 //! wrong token are refused, a boot request boots the board to its shell, exec gives output
-//! and exit status, and SIGTERM closes every connection and powers the board off.
+//! and exit status, a dropped board console is connected again, and SIGTERM closes every
+//! connection and powers the board off.
 
 #[path = "../crates/basalt-board/tests/board_support/mod.rs"]
 mod board_support;
@@ -33,6 +34,8 @@ struct Hold {
     /// What came on the control socket.
     events: mpsc::Receiver<WorkerMsg>,
     next_request: u64,
+    /// The log lines [`Hold::log_line`] took from `log`, in order.
+    seen: Vec<String>,
 }
 
 impl Drop for Hold {
@@ -133,7 +136,29 @@ impl Hold {
             control: sock,
             events,
             next_request: 1,
+            seen: Vec::new(),
         }
+    }
+
+    /// Waits for a log line containing `what` (the lines read are kept in `seen`).
+    fn log_line(&mut self, what: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        if self.seen.iter().any(|l| l.contains(what)) {
+            return true;
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Sends a request; returns its id.
@@ -355,6 +380,29 @@ fn a_held_board_serves_its_console_boots_runs_commands_and_ends_powered_off() {
     assert!(watcher.read_until("typed-by-the-42-holder", SOON));
     assert_eq!(board.ctl(&["status"]).1.trim(), "on");
 
+    // the board's console connection drops (ser2net restarted): the hold connects it again,
+    // and the holder and the watcher, still connected, go on
+    board.ctl_ok(&["fault", "drop-console", "1"], "ok");
+    assert!(
+        hold.log_line("the console connection is gone", SOON),
+        "{:?}",
+        hold.seen
+    );
+    assert!(
+        hold.log_line("the console is connected again", SOON),
+        "{:?}",
+        hold.seen
+    );
+    writer
+        .sock
+        .write_all(b"echo after-the-drop-$((6*7))\r")
+        .unwrap();
+    assert!(
+        watcher.read_until("after-the-drop-42", SOON),
+        "{}",
+        watcher.text()
+    );
+
     // SIGTERM (the worker's cancel): every connection closed, the board off, exit 0
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(hold.child.id() as i32),
@@ -382,7 +430,10 @@ fn a_held_board_serves_its_console_boots_runs_commands_and_ends_powered_off() {
     };
     assert_eq!(status.code(), Some(0));
     assert_eq!(board.ctl(&["status"]).1.trim(), "off");
-    let log: Vec<String> = hold.log.try_iter().collect();
+    let log: Vec<String> = std::mem::take(&mut hold.seen)
+        .into_iter()
+        .chain(hold.log.try_iter())
+        .collect();
     let all = log.join("\n");
     assert!(all.contains("Job finished: Complete"), "{all}");
     assert!(all.contains("hold state: ready"), "{all}");

@@ -377,6 +377,23 @@ fn rows(b: &Browser) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// The results table's rows on the page: (suite, case, result).
+fn results_table(b: &Browser) -> Vec<(String, String, String)> {
+    b.js(
+        "return [...document.querySelectorAll('#results tbody tr.result')].map(r => [...r.cells].slice(0, 3).map(c => c.textContent.trim()));",
+        json!([]),
+    )
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
+    .iter()
+    .map(|r| {
+        let s = |i: usize| r[i].as_str().unwrap_or_default().to_string();
+        (s(0), s(1), s(2))
+    })
+    .collect()
+}
+
 /// The highest `tick-N` on screen.
 fn last_tick(b: &Browser) -> u64 {
     rows(b)
@@ -440,6 +457,20 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
     );
     let (state, health) = job_state(&lab, id);
     assert_eq!(state, "Finished");
+    b.wait_js(
+        "the results in the page without a reload",
+        Duration::from_secs(10),
+        "return window.basaltLog.refreshed;",
+    );
+    let ended = b.js(
+        "return [...document.querySelectorAll('#summary dt')].find(d => d.textContent === 'Ended').nextElementSibling.textContent;",
+        json!([]),
+    );
+    assert_ne!(
+        ended.as_str().unwrap_or("—"),
+        "—",
+        "the job's end time, refreshed in place"
+    );
 
     // hiding debug: from the top of the log, where the actions' debug lines are
     b.js(
@@ -449,9 +480,13 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
     b.wait_js(
         "debug lines at the top",
         Duration::from_secs(10),
-        "return window.basaltLog.loaded && document.querySelectorAll('#log-rows .row.lv-debug').length > 0;",
+        "return window.basaltLog.loaded && document.querySelector('#log-rows .row[data-n=\"0\"]') !== null && document.querySelectorAll('#log-rows .row.lv-debug').length > 0;",
     );
     let before = rows(&b);
+    assert!(
+        before.iter().any(|(n, _, _)| *n == 0),
+        "the top of the log on screen: {before:?}"
+    );
     b.click("input[name=lvl-debug]");
     b.wait_js(
         "debug lines hidden",
@@ -518,22 +553,12 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         ),
     );
 
-    // the results table is results.yaml
+    // the results table is results.yaml: in the page that watched the job end (refreshed
+    // in place), and in a page loaded afresh
+    let live = results_table(&b);
     b.go(&format!("{base}/jobs/{id}"));
-    let table = b.js(
-        "return [...document.querySelectorAll('#results tbody tr.result')].map(r => [...r.cells].slice(0, 3).map(c => c.textContent.trim()));",
-        json!([]),
-    );
-    let shown: Vec<(String, String, String)> = table
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            let s = |i: usize| r[i].as_str().unwrap_or_default().to_string();
-            (s(0), s(1), s(2))
-        })
-        .collect();
+    let shown = results_table(&b);
+    assert_eq!(live, shown, "the results the live page showed at the end");
     let want: Vec<(String, String, String)> = common::results(&lab.job_output_dir("w1", id))
         .into_iter()
         .map(|(d, c, r, _, _)| (d, c, r))
@@ -567,6 +592,11 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
         ("/device-types", "basalt-board"),
         ("/device-types/basalt-board", "w1-board-1"),
         ("/workers", "w1"),
+        // the worker's software, from its hello (one workspace version)
+        (
+            "/workers",
+            concat!("basalt-worker ", env!("CARGO_PKG_VERSION")),
+        ),
         ("/multinode", "MultiNode"),
         ("/reservations", "Reservations"),
         (&format!("/jobs/{id}/raw") as &str, "tick-120"),

@@ -16,6 +16,10 @@
 //! * `power_off`: the last boot finished (finalize powers the board off), or the board's power
 //!   switched off; the state goes `held`.
 //!
+//! A board console (not QEMU's) whose connection drops while no boot or command runs is
+//! connected again every [`RECONNECT_EVERY`] (a boot or an exec reconnects it itself); its
+//! ring buffer and subscribers stay, so watchers see the output resume.
+//!
 //! SIGTERM (the worker's cancel at release or expiry), SIGINT, SIGHUP, or the log's reader gone
 //! (the worker died): a running boot is canceled, the board powered off, every console
 //! connection closed, and `basalt hold` exits 0. The log is written as `basalt run` writes it
@@ -101,6 +105,12 @@ pub fn read_lease(path: &Path) -> Result<Lease, HoldError> {
     Ok(lease)
 }
 
+/// How often a dropped board console is connected again.
+pub const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+
+/// How long one reconnection may take.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Everything the hold owns.
 struct Held {
     job_id: JobId,
@@ -114,6 +124,9 @@ struct Held {
     connection: Connection,
     /// The last boot, kept (board on) until the next boot, a power-off or the end.
     boot: Option<HeldBoot>,
+    /// The board console's connection is gone and was said to be (one warning, not one per
+    /// try).
+    console_lost: bool,
 }
 
 /// Holds the board until a signal (or the log's reader going) ends it; `Ok` then.
@@ -173,7 +186,8 @@ pub async fn serve(opts: HoldOptions) -> Result<(), HoldError> {
                 log.info(format!("connected to the console: {}", up.describe()));
             }
             Err(e) => log.warning(format!(
-                "the console cannot be connected yet ({e}); the first boot tries again"
+                "the console cannot be connected yet ({e}); trying again every {} s",
+                RECONNECT_EVERY.as_secs()
             )),
         }
     }
@@ -220,6 +234,8 @@ pub async fn serve(opts: HoldOptions) -> Result<(), HoldError> {
         reason: None,
         connection,
         boot: None,
+        // a console that could not be connected at the start was said to be
+        console_lost: !hub.is_attached(),
     };
     held.announce(&control);
     let why = held.run(&mut control, &mut signals, stream_gone).await;
@@ -303,8 +319,13 @@ impl Held {
         let mut cancel_boot: Option<tokio::sync::oneshot::Sender<()>> = None;
         let gone = gone(stream_gone);
         tokio::pin!(gone);
+        let mut keep = tokio::time::interval(RECONNECT_EVERY);
+        keep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let why = loop {
             tokio::select! {
+                _ = keep.tick(), if self.upstream.is_some() && booting.is_none() && executing.is_none() => {
+                    self.keep_console().await;
+                }
                 sig = signals.recv() => break sig.to_string(),
                 _ = &mut gone => break "the worker is gone (the log's reader closed)".to_string(),
                 done = join(&mut booting) => {
@@ -340,6 +361,34 @@ impl Held {
             t.abort();
         }
         why
+    }
+
+    /// Connects the board's console again if its connection is gone (ser2net restarted, the
+    /// cable's server dropped it): the hub keeps its buffer and subscribers.
+    async fn keep_console(&mut self) {
+        let Some(up) = &self.upstream else { return };
+        if self.hub.is_attached() || self.hub.is_closed() {
+            return;
+        }
+        if !self.console_lost {
+            self.console_lost = true;
+            self.log.warning(format!(
+                "the console connection is gone: {}; trying again every {} s",
+                up.describe(),
+                RECONNECT_EVERY.as_secs()
+            ));
+        }
+        // refused or slow: the next tick tries again (said once, above)
+        if let Ok(Ok(stream)) = tokio::time::timeout(RECONNECT_TIMEOUT, up.connect()).await {
+            match self.hub.attach(stream) {
+                Ok(_) => {
+                    self.console_lost = false;
+                    self.log
+                        .info(format!("the console is connected again: {}", up.describe()));
+                }
+                Err(e) => self.log.warning(format!("console: {e}")),
+            }
+        }
     }
 
     /// Takes one request; long ones run as tasks.

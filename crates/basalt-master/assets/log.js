@@ -27,7 +27,7 @@
   var asked = new Set();
   var firstError = null, finished = root.dataset.finished === 'true';
   var selected = -1, rendered = false;
-  var stats = window.basaltLog = { firstScreen: null, lines: 0, shownFirst: -1, shownLast: -1, loaded: false, ended: finished };
+  var stats = window.basaltLog = { firstScreen: null, lines: 0, shownFirst: -1, shownLast: -1, loaded: false, ended: finished, refreshed: false };
 
   function setStatus(s) { status.textContent = s; }
 
@@ -225,9 +225,26 @@
       if (st) st.textContent = d.state;
       var cancel = document.getElementById('cancel-form');
       if (cancel) cancel.hidden = true;
-      if (he) he.textContent = d.health + ' (reload the page for the results)';
+      if (he) he.textContent = d.health;
+      refreshOutcome();
     });
     es.onerror = function () { if (!finished) setStatus(count + ' lines, reconnecting…'); };
+  }
+
+  // At the job's end: the page's facts, results, metadata and pipeline, as the server now
+  // renders them, in place of the running job's (the log viewer stays as it is).
+  function refreshOutcome() {
+    fetch(location.pathname, { credentials: 'same-origin' })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, 'text/html');
+        ['job-facts', 'job-outcome'].forEach(function (id) {
+          var now = document.getElementById(id), next = doc.getElementById(id);
+          if (now && next) now.replaceWith(document.importNode(next, true));
+        });
+        stats.refreshed = true;
+      })
+      .catch(function (e) { setStatus(count + ' lines, ended (reload the page for the results: ' + e.message + ')'); });
   }
 
   function start() {

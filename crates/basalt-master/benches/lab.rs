@@ -283,6 +283,7 @@ impl FakeWorker {
         WorkerMsg::Hello(Hello {
             version: ProtocolVersion::CURRENT,
             name: self.name.clone(),
+            software: None,
             capabilities: Capabilities::default(),
             devices: self
                 .devices

@@ -124,9 +124,38 @@ pub struct Handle {
     pub artifacts: Option<Arc<crate::artifacts::Artifacts>>,
     /// Told of each job whose log grew or that ended (the web log viewer's live stream).
     pub log_signal: crate::logs::LogSignal,
-    /// The protocol version each worker said hello with, since this master started (the web
+    /// What each worker said of itself in its hello, since this master started (the web
     /// pages show it).
-    pub worker_versions: Arc<std::sync::Mutex<BTreeMap<String, ProtocolVersion>>>,
+    pub worker_versions: Arc<std::sync::Mutex<BTreeMap<String, WorkerVersion>>>,
+}
+
+/// A worker's protocol version and software, as its hello gave them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerVersion {
+    pub protocol: ProtocolVersion,
+    /// The software and its version (`basalt-worker 0.1.0`), printable and at most
+    /// [`WorkerVersion::MAX_SOFTWARE`] characters; `None` when the worker did not say.
+    pub software: Option<String>,
+}
+
+impl WorkerVersion {
+    /// The longest software string kept; the rest is cut.
+    pub const MAX_SOFTWARE: usize = 80;
+
+    /// From a hello: the software string kept to printable characters and cut to length, so
+    /// that a worker cannot fill a page with it.
+    pub fn from_hello(protocol: ProtocolVersion, software: Option<&str>) -> Self {
+        let software = software
+            .map(|s| {
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::MAX_SOFTWARE)
+                    .collect::<String>()
+            })
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        WorkerVersion { protocol, software }
+    }
 }
 
 impl Handle {
@@ -255,7 +284,7 @@ struct Engine {
     /// [`Handle::log_signal`].
     log_signal: crate::logs::LogSignal,
     /// [`Handle::worker_versions`].
-    worker_versions: Arc<std::sync::Mutex<BTreeMap<String, ProtocolVersion>>>,
+    worker_versions: Arc<std::sync::Mutex<BTreeMap<String, WorkerVersion>>>,
 }
 
 /// A due scheduling pass waits for the event queues to drain, but for no more events than
@@ -823,7 +852,10 @@ impl Engine {
         self.worker_versions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(worker.clone(), h.version);
+            .insert(
+                worker.clone(),
+                WorkerVersion::from_hello(h.version, h.software.as_deref()),
+            );
         let mut resume = Vec::new();
         let mut discard = Vec::new();
         for held in &h.jobs {
@@ -1419,5 +1451,29 @@ impl Engine {
             lease: None,
         };
         Ok((start, device.worker))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerVersion;
+    use basalt_proto::ProtocolVersion;
+
+    #[test]
+    fn a_workers_software_string_is_kept_printable_and_short() {
+        let v = ProtocolVersion::CURRENT;
+        assert_eq!(
+            WorkerVersion::from_hello(v, Some("basalt-worker 0.1.0")).software,
+            Some("basalt-worker 0.1.0".to_owned())
+        );
+        assert_eq!(
+            WorkerVersion::from_hello(v, Some("evil\n\u{1b}[2Jworker\r")).software,
+            Some("evil[2Jworker".to_owned())
+        );
+        let long = "x".repeat(10_000);
+        let cut = WorkerVersion::from_hello(v, Some(&long)).software;
+        assert_eq!(cut.map(|s| s.len()), Some(WorkerVersion::MAX_SOFTWARE));
+        assert_eq!(WorkerVersion::from_hello(v, Some(" \t ")).software, None);
+        assert_eq!(WorkerVersion::from_hello(v, None).software, None);
     }
 }

@@ -180,6 +180,7 @@ impl FakeWorker {
         w.send(WorkerMsg::Hello(Hello {
             version: ProtocolVersion::CURRENT,
             name: "w1".into(),
+            software: None,
             capabilities: Default::default(),
             devices: Vec::new(),
             jobs: Vec::new(),

@@ -143,6 +143,7 @@ async fn a_worker_back_without_its_job_loses_it_at_once() {
     let hello = WorkerMsg::Hello(Hello {
         version: ProtocolVersion::CURRENT,
         name: "w1".into(),
+        software: None,
         capabilities: Capabilities::new(),
         devices: Vec::new(),
         jobs: Vec::new(),
@@ -200,6 +201,7 @@ fn hello(socket: &zmq::Socket, version: ProtocolVersion, capabilities: &[&str]) 
     let hello = WorkerMsg::Hello(Hello {
         version,
         name: "w1".into(),
+        software: None,
         capabilities: capabilities
             .iter()
             .map(|c| basalt_proto::Capability::new(*c))

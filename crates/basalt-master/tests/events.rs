@@ -98,6 +98,7 @@ async fn a_pyzmq_subscriber_sees_a_job_and_its_device_through_their_lives() {
     let hello = WorkerMsg::Hello(Hello {
         version: ProtocolVersion::CURRENT,
         name: "w1".into(),
+        software: None,
         capabilities: Capabilities::new(),
         devices: vec![DeviceReport {
             hostname: "d1".into(),

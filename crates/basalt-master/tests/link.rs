@@ -37,6 +37,7 @@ async fn messages_carry_the_admitted_name() {
     let hello = WorkerMsg::Hello(Hello {
         version: ProtocolVersion::CURRENT,
         name: "rack-2".into(),
+        software: None,
         capabilities: Capabilities::new(),
         devices: Vec::new(),
         jobs: Vec::new(),

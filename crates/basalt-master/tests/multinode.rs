@@ -127,6 +127,7 @@ impl Rig {
         self.send(WorkerMsg::Hello(Hello {
             version: ProtocolVersion::CURRENT,
             name: "w1".into(),
+            software: None,
             capabilities: Default::default(),
             devices: Vec::new(),
             jobs: Vec::new(),

@@ -269,25 +269,76 @@ fn pages_need_a_session_unless_anonymous_reads_are_on() {
     let (s, body) = get(&m, "/jobs", Some(ADMIN));
     assert_eq!(s, 200);
     assert!(body.contains(&format!("data-id=\"{id}\"")));
-    // the sign-in form: a wrong token is refused, a good one sets the cookie
-    let signin = |token: &str| match agent
-        .post(&format!("{}/login", m.base))
-        .send_form(&[("token", token), ("next", "/devices")])
-    {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => (
-            r.status(),
-            r.header("set-cookie").unwrap_or_default().to_string(),
-            r.header("location").unwrap_or_default().to_string(),
-        ),
-        Err(e) => panic!("{e}"),
+    // the sign-in form: a wrong token is refused, a good one sets the cookie, and only a form
+    // this site gave this browser counts (its nonce cookie and field; login CSRF)
+    let form = || {
+        let r = agent
+            .get(&format!("{}/login?next=/devices", m.base))
+            .call()
+            .expect("the sign-in form");
+        let nonce = r
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_default()
+            .to_string();
+        assert!(nonce.starts_with("basalt_login="), "{nonce}");
+        let page = r.into_string().unwrap_or_default();
+        let field = page
+            .split("name=\"login_csrf\" value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(field.len(), 64, "the form's field: {page}");
+        (nonce, field)
     };
-    let (s, cookie, _) = signin("wrong");
-    assert_eq!((s, cookie.as_str()), (403, ""));
-    let (s, cookie, location) = signin(ADMIN);
+    let signin = |token: &str, cookie: Option<&str>, field: &str| {
+        let mut req = agent.post(&format!("{}/login", m.base));
+        if let Some(c) = cookie {
+            req = req.set("Cookie", c);
+        }
+        match req.send_form(&[
+            ("token", token),
+            ("next", "/devices"),
+            ("login_csrf", field),
+        ]) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => (
+                r.status(),
+                r.all("set-cookie")
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                r.header("location").unwrap_or_default().to_string(),
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (nonce, field) = form();
+    let (s, cookie, _) = signin("wrong", Some(&nonce), &field);
+    assert_eq!(s, 403);
+    assert!(!cookie.contains("basalt_token="), "{cookie}");
+    // another site's form: no nonce cookie (SameSite=Strict keeps it home), or another's
+    let (s, cookie, _) = signin(ADMIN, None, &field);
+    assert_eq!(s, 403, "a form without its nonce");
+    assert!(!cookie.contains("basalt_token="), "{cookie}");
+    let (other, _) = form();
+    let (s, cookie, _) = signin(ADMIN, Some(&other), &field);
+    assert_eq!(s, 403, "a form with another nonce");
+    assert!(!cookie.contains("basalt_token="), "{cookie}");
+    let (s, cookie, location) = signin(ADMIN, Some(&nonce), &field);
     assert_eq!((s, location.as_str()), (303, "/devices"));
+    let session = cookie
+        .lines()
+        .find(|c| c.starts_with("basalt_token="))
+        .unwrap_or_default();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
         "{cookie}"
+    );
+    assert!(
+        cookie.contains("basalt_login=;") && cookie.contains("Max-Age=0"),
+        "the nonce is spent: {cookie}"
     );
 
     let open = start(true);

@@ -48,6 +48,10 @@ pub struct Hello {
     pub version: ProtocolVersion,
     /// The worker's name; must be the name of the certificate CURVE admitted it with.
     pub name: String,
+    /// The worker's software and its version, e.g. `basalt-worker 0.1.0` (protocol 1.4; the
+    /// master's workers page shows it); optional, a worker may leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
     pub capabilities: Capabilities,
     /// The devices the worker serves, as in [`Inventory`].
     #[serde(default)]
@@ -406,7 +410,7 @@ pub struct Lease {
     #[serde(default)]
     pub ssh_user: Option<String>,
     /// The board is an emulator (its device boots with `qemu`): the worker forwards a port
-    /// of 127.0.0.1 to its SSH. Set by the master, which parsed the device.
+    /// of 127.0.0.1 to its SSH. Set by the master, which parsed the device (protocol 1.4).
     #[serde(default)]
     pub forward_ssh: bool,
 }

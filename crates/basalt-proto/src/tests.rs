@@ -31,6 +31,7 @@ fn worker_samples() -> Vec<WorkerMsg> {
         Hello {
             version: ProtocolVersion::CURRENT,
             name: "rack-1".to_owned(),
+            software: Some("basalt-worker 0.1.0".to_owned()),
             capabilities: [
                 Capability::QEMU,
                 Capability::TFTP,
@@ -308,6 +309,7 @@ fn an_older_minor_without_optional_fields_decodes() {
         WorkerMsg::Hello(Hello {
             version: ProtocolVersion::new(1, 0),
             name: "rack-1".to_owned(),
+            software: None,
             capabilities: Capabilities::new(),
             devices: vec![],
             jobs: vec![],

@@ -19,7 +19,7 @@ pub struct ProtocolVersion {
 
 impl ProtocolVersion {
     /// The version this crate speaks; every Hello and Welcome carries it.
-    pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 3 };
+    pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 4 };
 
     /// A version from its two numbers.
     pub const fn new(major: u16, minor: u16) -> ProtocolVersion {
@@ -142,6 +142,6 @@ mod tests {
     fn the_current_version_accepts_itself() {
         let c = ProtocolVersion::CURRENT;
         assert_eq!(negotiate(c, c), Ok(c));
-        assert_eq!(c.to_string(), "1.3");
+        assert_eq!(c.to_string(), "1.4");
     }
 }

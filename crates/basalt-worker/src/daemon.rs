@@ -177,6 +177,7 @@ fn hello(config: &Config, jobs: &BTreeMap<JobId, Held>) -> WorkerMsg {
     WorkerMsg::Hello(Hello {
         version: ProtocolVersion::CURRENT,
         name: config.name.clone(),
+        software: Some(format!("basalt-worker {}", env!("CARGO_PKG_VERSION"))),
         capabilities: config.capabilities.clone(),
         devices: Vec::new(),
         jobs: jobs

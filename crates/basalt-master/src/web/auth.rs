@@ -9,18 +9,34 @@
 //! Every POST form carries a CSRF token: the SHA-256 of a key made at the master's start and
 //! the session's API token, so it is tied to the session, cannot be computed without the
 //! cookie, and a form from before a restart is refused. With `SameSite=Strict` this is
-//! belt and braces. The sign-in form itself has none (it carries a token of its own).
+//! belt and braces. The sign-in form has its own (login CSRF: another site's page must not
+//! sign a browser in as someone else): `GET /login` sets a random nonce in the cookie
+//! [`LOGIN_COOKIE`] (`SameSite=Strict`, `Path=/login`, an hour) and puts its keyed hash in
+//! the form; `POST /login` needs both to match.
 
 use super::{PageError, Web};
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "basalt_token";
+
+/// The sign-in form's nonce cookie (see the module doc).
+pub const LOGIN_COOKIE: &str = "basalt_login";
+
+/// Whether `a` and `b` are the same, in the same time whatever the bytes (no timing tells
+/// how much of a guess matched).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
 
 /// The user of a request, if any.
 #[derive(Clone, Debug, Default)]
@@ -79,11 +95,37 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 impl Web {
     /// The CSRF token of the session of `token`.
     fn csrf_of(&self, token: &str) -> String {
+        self.keyed(b"\0csrf\0", token)
+    }
+
+    /// The SHA-256 of the master's key, `purpose` and `value`, in hex.
+    fn keyed(&self, purpose: &[u8], value: &str) -> String {
         let mut h = Sha256::new();
         h.update(&self.csrf_key[..]);
-        h.update(b"\0csrf\0");
-        h.update(token.as_bytes());
+        h.update(purpose);
+        h.update(value.as_bytes());
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A fresh sign-in form's nonce cookie and the form field that goes with it.
+    fn login_nonce(&self) -> Result<(HeaderValue, String), PageError> {
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes)
+            .map_err(|e| PageError::Internal(format!("random bytes for the sign-in form: {e}")))?;
+        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let cookie =
+            format!("{LOGIN_COOKIE}={nonce}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
+        let value =
+            HeaderValue::from_str(&cookie).map_err(|e| PageError::Internal(e.to_string()))?;
+        Ok((value, self.keyed(b"\0login\0", &nonce)))
+    }
+
+    /// Whether a sign-in form came from this site's `GET /login` in this browser.
+    fn login_form_is_ours(&self, headers: &HeaderMap, field: Option<&str>) -> bool {
+        match (cookie(headers, LOGIN_COOKIE), field) {
+            (Some(nonce), Some(field)) => same_secret(&self.keyed(b"\0login\0", &nonce), field),
+            _ => false,
+        }
     }
 
     /// Who makes the request. A token in the header that is not valid is refused; one in the
@@ -123,15 +165,7 @@ impl Web {
             self.handle.store.token_user(&token)?.ok_or_else(|| {
                 PageError::Forbidden("the token is not valid: sign in again".into())
             })?;
-        let want = self.csrf_of(&token);
-        // the same work whatever the bytes: no timing tells how much of it matched
-        let same = want.len() == csrf.len()
-            && want
-                .bytes()
-                .zip(csrf.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !same_secret(&self.csrf_of(&token), csrf) {
             return Err(PageError::Forbidden(
                 "the form is stale or not this site's (CSRF check): reload the page and try again"
                     .into(),
@@ -154,56 +188,88 @@ pub(super) struct Next {
     next: Option<String>,
 }
 
-/// `GET /login`: the sign-in form.
+/// `GET /login`: the sign-in form, with a fresh nonce cookie.
 pub(super) async fn login_form(
     State(web): State<Web>,
     headers: HeaderMap,
     Query(q): Query<Next>,
 ) -> Result<Response, PageError> {
     let viewer = web.viewer(&headers, "/jobs").unwrap_or_default();
+    sign_in_page(
+        &web,
+        viewer.context(),
+        &local_path(q.next.as_deref()),
+        None,
+        axum::http::StatusCode::OK,
+    )
+}
+
+/// The sign-in form (with `error` when one was refused), its nonce cookie set.
+fn sign_in_page(
+    web: &Web,
+    viewer: serde_json::Value,
+    next: &str,
+    error: Option<&str>,
+    status: axum::http::StatusCode,
+) -> Result<Response, PageError> {
+    let (nonce, field) = web.login_nonce()?;
     let page = web.render(
         "login.html",
-        json!({
-            "viewer": viewer.context(),
-            "next": local_path(q.next.as_deref()),
-            "error": null,
-        }),
+        json!({ "viewer": viewer, "next": next, "error": error, "login_csrf": field }),
     )?;
-    Ok(page.into_response())
+    Ok((status, [(header::SET_COOKIE, nonce)], page).into_response())
 }
 
 #[derive(Deserialize)]
 pub(super) struct SignIn {
     token: String,
     next: Option<String>,
+    /// The sign-in form's own CSRF field (see the module doc).
+    login_csrf: Option<String>,
 }
 
-/// `POST /login` (`token`, `next`): a valid token sets the session cookie and goes to `next`.
+/// `POST /login` (`token`, `next`, `login_csrf`): a valid token from this site's form sets
+/// the session cookie and goes to `next`.
 pub(super) async fn login(
     State(web): State<Web>,
+    headers: HeaderMap,
     Form(f): Form<SignIn>,
 ) -> Result<Response, PageError> {
     let token = f.token.trim();
     let next = local_path(f.next.as_deref());
+    let refused = |error: &str| {
+        sign_in_page(
+            &web,
+            json!({"name": null}),
+            &next,
+            Some(error),
+            axum::http::StatusCode::FORBIDDEN,
+        )
+    };
+    if !web.login_form_is_ours(&headers, f.login_csrf.as_deref()) {
+        return refused(
+            "This sign-in form expired or came from another site (CSRF check): sign in again.",
+        );
+    }
     let valid = !token.is_empty()
         && token.bytes().all(|b| b.is_ascii_graphic() && b != b';')
         && web.handle.store.token_user(token)?.is_some();
     if !valid {
-        let page = web.render(
-            "login.html",
-            json!({
-                "viewer": {"name": null},
-                "next": next,
-                "error": "That token is not valid.",
-            }),
-        )?;
-        return Ok((axum::http::StatusCode::FORBIDDEN, page).into_response());
+        return refused("That token is not valid.");
     }
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
     let value = HeaderValue::from_str(&cookie).map_err(|_| {
         PageError::BadRequest("the token has characters a cookie cannot hold".into())
     })?;
-    Ok(([(header::SET_COOKIE, value)], Redirect::to(&next)).into_response())
+    let spent = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0"
+    ))
+    .map_err(|e| PageError::Internal(e.to_string()))?;
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, value), (header::SET_COOKIE, spent)]),
+        Redirect::to(&next),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

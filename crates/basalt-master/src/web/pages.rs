@@ -549,7 +549,7 @@ pub(super) async fn device_type(
     Ok(html.into_response())
 }
 
-/// `GET /workers`: state, health, last seen, protocol version, devices.
+/// `GET /workers`: state, health, last seen, software and protocol versions, devices.
 pub(super) async fn workers(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -573,7 +573,8 @@ pub(super) async fn workers(
                 "hostname": w.hostname, "description": w.description,
                 "state": w.state.name(), "health": w.health.name(),
                 "last_seen": time((w.last_seen > 0).then_some(w.last_seen)),
-                "version": versions.get(&w.hostname).map(|v| v.to_string()),
+                "protocol": versions.get(&w.hostname).map(|v| v.protocol.to_string()),
+                "software": versions.get(&w.hostname).and_then(|v| v.software.clone()),
                 "devices": devices.iter().filter(|d| d.worker == w.hostname).map(|d| &d.hostname).collect::<Vec<_>>(),
             })
         })

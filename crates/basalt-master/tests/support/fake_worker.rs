@@ -138,6 +138,7 @@ fn run(
     send(WorkerMsg::Hello(Hello {
         version: ProtocolVersion::CURRENT,
         name: name.into(),
+        software: None,
         capabilities,
         devices: Vec::new(),
         jobs: Vec::new(),
