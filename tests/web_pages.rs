@@ -377,6 +377,13 @@ fn rows(b: &Browser) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// The tests of this file one after the other: two Chromiums and a board job on 2 cores
+/// would make the timed one measure the other.
+fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The results table's rows on the page: (suite, case, result).
 fn results_table(b: &Browser) -> Vec<(String, String, String)> {
     b.js(
@@ -405,6 +412,7 @@ fn last_tick(b: &Browser) -> u64 {
 
 #[test]
 fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
+    let _one = one_browser_at_a_time();
     common::fixtures_amd64();
     let tmp = common::TempDir::new("web-board");
     let lab = lab(
@@ -690,6 +698,7 @@ fn a_job_on_a_board_in_the_browser_and_the_pages_without_javascript() {
 
 #[test]
 fn a_100_mib_log_shows_its_first_screen_and_its_end_within_a_second() {
+    let _one = one_browser_at_a_time();
     let tmp = common::TempDir::new("web-big-log");
     let lab = lab(&tmp, Vec::new());
     let c = lab.client();
