@@ -237,18 +237,22 @@ fn a_master_killed_mid_run_and_restarted_loses_nothing_and_repeats_nothing() {
     let tmp = common::TempDir::new("farm-kill-master");
     let mut lab = lab(&tmp, vec![worker("w1", 1, 1)]);
     let c = lab.client();
+    // long enough that the slow one (QEMU, software emulation on a loaded machine) still
+    // ticks when the quick one has started: the QEMU job first, the board job once it ticks
     let step = format!(
         "{} ; lava-test-case survived --result pass --measurement 7",
-        ticking(6)
+        ticking(15)
     );
-    let jobs = [
-        with_step(&lab.qemu_job(), &step),
-        with_step(&lab.board_job().expect("board job"), &step),
-    ];
-    let ids: Vec<u64> = jobs
-        .iter()
-        .map(|j| c.submit(j).expect("submit")[0])
-        .collect();
+    let qemu = c
+        .submit(&with_step(&lab.qemu_job(), &step))
+        .expect("submit")[0];
+    wait_until(&lab, "the QEMU job ticks", Duration::from_secs(120), || {
+        master_log(&c, qemu).iter().any(|l| l.contains("tick-1"))
+    });
+    let board = c
+        .submit(&with_step(&lab.board_job().expect("board job"), &step))
+        .expect("submit")[0];
+    let ids = [qemu, board];
     // both running, and ticking
     wait_until(&lab, "both jobs tick", Duration::from_secs(120), || {
         ids.iter().all(|id| {
