@@ -367,7 +367,12 @@ impl Held {
     /// cable's server dropped it): the hub keeps its buffer and subscribers.
     async fn keep_console(&mut self) {
         let Some(up) = &self.upstream else { return };
-        if self.hub.is_attached() || self.hub.is_closed() {
+        if self.hub.is_attached() {
+            // connected (again, perhaps by a boot's or an exec's console)
+            self.console_lost = false;
+            return;
+        }
+        if self.hub.is_closed() {
             return;
         }
         if !self.console_lost {
